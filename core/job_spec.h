@@ -1,0 +1,71 @@
+#pragma once
+// The job file (DESIGN.md "Job file"): parsed and validated into a JobSpec, with every problem
+// reported by JSON path. Parsing is pure (no disk access); check_job_inputs() does the checks
+// that need the file system (input dir exists, something matches, allowed roots).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/field_error.h"
+#include "core/transform_chain.h"
+
+namespace docpipe {
+
+enum class IfExists { kReplace, kSkip, kFail };
+const char* if_exists_name(IfExists v);
+
+struct InputSpec {
+  std::string dir;                   // absolute, normalised; empty when `files` is used
+  std::vector<std::string> include;  // globs relative to dir; default ["**"]
+  std::vector<std::string> exclude;
+  std::vector<std::string> files;    // absolute, normalised; empty when `dir` is used
+};
+
+struct OutputSpec {
+  std::string dir;  // absolute, normalised
+  std::string suffix;
+  IfExists if_exists = IfExists::kReplace;
+};
+
+struct JobLimits {
+  int64_t document_timeout_ms = 30000;
+  int max_attempts = 3;
+  int64_t max_failed_documents = 0;
+};
+
+struct JobSpec {
+  std::string id;
+  InputSpec input;
+  OutputSpec output;
+  std::vector<std::string> transform_ops;        // the ops, in order, for reports and logs
+  std::shared_ptr<const TransformChain> chain;   // never null; empty chain copies
+  JobLimits limits;
+  int priority = 0;
+};
+
+struct JobParseOptions {
+  std::string default_id;   // the file name without .json
+  std::string base_dir;     // relative paths in the job resolve against this (absolute)
+};
+
+// Parses and validates a job file's text. On failure returns nullopt and fills `errors` with
+// every problem found (malformed JSON gives one error with line and column).
+std::optional<JobSpec> parse_job(std::string_view text, const JobParseOptions& options,
+                                 FieldErrors& errors);
+
+// Checks against the file system: input dir (or each file) exists and is readable, the input and
+// output are under the allowed roots after resolving symlinks and "..", and at least one
+// document matches. Appends problems to `errors`; returns the number of matching documents.
+size_t check_job_inputs(const JobSpec& job, const std::vector<std::string>& allowed_input_roots,
+                        const std::vector<std::string>& allowed_output_roots, FieldErrors& errors);
+
+// output.dir / relative_path + suffix.
+std::string output_path_for(const JobSpec& job, std::string_view relative_path);
+
+bool is_valid_job_id(std::string_view id);
+
+}  // namespace docpipe

@@ -1,0 +1,78 @@
+#pragma once
+// Result<T>: a value or an Error, the data-path error type (GCC 12 has no std::expected).
+// Data-path code returns Result/Status; exceptions are kept for start-up and config parsing.
+
+#include <cassert>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace docpipe {
+
+// What kind of failure an Error is; the pipeline uses it to decide whether to retry.
+enum class ErrorCode {
+  kInvalidArgument,  // bad parameter or request
+  kNotFound,         // ENOENT and friends
+  kPermission,       // EACCES, EPERM, or outside an allowed root
+  kExists,           // output exists and if_exists says fail
+  kIo,               // other I/O failure (errno set)
+  kCorruptInput,     // a decoder or parser refused the document
+  kTooLarge,         // a size limit was hit
+  kCancelled,
+  kTimeout,
+  kInternal,
+};
+
+const char* error_code_name(ErrorCode code);
+
+// An error with a message that names the file or thing and the cause.
+struct Error {
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message;
+  int sys_errno = 0;  // the errno behind it, 0 if none
+};
+
+Error make_error(ErrorCode code, std::string message);
+// "what: strerror(err)", with the code derived from err.
+Error errno_error(const std::string& what, int err);
+
+template <typename T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit like std::expected
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT
+
+  bool has_value() const { return v_.index() == 0; }
+  explicit operator bool() const { return has_value(); }
+  T& value() & { assert(has_value()); return std::get<0>(v_); }
+  const T& value() const& { assert(has_value()); return std::get<0>(v_); }
+  T&& value() && { assert(has_value()); return std::get<0>(std::move(v_)); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  const Error& error() const { assert(!has_value()); return std::get<1>(v_); }
+
+ private:
+  std::variant<T, Error> v_;
+};
+
+template <>
+class [[nodiscard]] Result<void> {
+ public:
+  Result() = default;
+  Result(Error error) : error_(std::move(error)), ok_(false) {}  // NOLINT
+  bool has_value() const { return ok_; }
+  explicit operator bool() const { return ok_; }
+  const Error& error() const { assert(!ok_); return error_; }
+
+ private:
+  Error error_;
+  bool ok_ = true;
+};
+
+using Status = Result<void>;
+
+inline Status ok() { return Status(); }
+
+}  // namespace docpipe

@@ -1,0 +1,84 @@
+#pragma once
+// Transforms: small units that register themselves with a name, a parameter schema and an
+// implementation, the way a Fluent Bit filter plugin does. Adding one is one new file in
+// core/transforms/ (with a static TransformRegistration) and its test.
+//
+// Life cycle: a job's parameters are validated once into an immutable TransformStep, shared by
+// every thread that processes the job's documents; each document gets its own DocumentTransform,
+// used by one thread at a time.
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/field_error.h"
+#include "core/result.h"
+
+namespace docpipe {
+
+// What a transform may know about the document it processes.
+struct DocumentContext {
+  std::string_view relative_path;  // input path relative to the job's input root ("a/b.md")
+  std::string_view name;           // file name ("b.md")
+};
+
+// Processes one document. update() may be called any number of times with consecutive chunks
+// (possibly empty), then finish() exactly once. Output is appended to `out`.
+class DocumentTransform {
+ public:
+  virtual ~DocumentTransform() = default;
+  virtual Status update(std::string_view in, std::string& out) = 0;
+  virtual Status finish(std::string& out) = 0;
+};
+
+// A transform configured with a job's parameters. Immutable and thread-safe.
+class TransformStep {
+ public:
+  virtual ~TransformStep() = default;
+  virtual std::unique_ptr<DocumentTransform> begin(const DocumentContext& doc) const = 0;
+};
+
+// One parameter in a transform's schema, for `docpipe transforms` and validation messages.
+struct ParamSpec {
+  std::string name;
+  std::string type;           // "integer", "string", "boolean", "array<string>", ...
+  std::string default_value;  // as JSON text; empty if the parameter is required
+  std::string description;    // includes the allowed range or values
+};
+
+struct TransformInfo {
+  std::string op;
+  std::string description;
+  bool streaming = true;  // processes chunks in bounded memory (false: needs the whole document)
+  std::vector<ParamSpec> params;
+  // Builds a step from the job's parameters: the transform object minus "op". On any problem,
+  // appends to `errors` (paths relative to the transform object, e.g. "level", "patterns[1]")
+  // and returns nullptr. Unknown parameters are errors.
+  std::function<std::shared_ptr<const TransformStep>(const nlohmann::json& params,
+                                                     FieldErrors& errors)>
+      configure;
+};
+
+// The process-wide table of transforms, filled by static registrations before main().
+class TransformRegistry {
+ public:
+  static TransformRegistry& instance();
+  void add(TransformInfo info);
+  const TransformInfo* find(std::string_view op) const;
+  std::vector<const TransformInfo*> all() const;  // sorted by op
+
+ private:
+  std::vector<std::unique_ptr<TransformInfo>> infos_;
+};
+
+struct TransformRegistration {
+  explicit TransformRegistration(TransformInfo info) {
+    TransformRegistry::instance().add(std::move(info));
+  }
+};
+
+}  // namespace docpipe

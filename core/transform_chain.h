@@ -1,0 +1,39 @@
+#pragma once
+// A job's transforms run in order on each document: the output of step i feeds step i+1.
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/transform.h"
+
+namespace docpipe {
+
+class TransformChain {
+ public:
+  TransformChain() = default;
+  explicit TransformChain(std::vector<std::shared_ptr<const TransformStep>> steps);
+
+  // Runs the chain over one document, chunk by chunk. Not thread-safe; one per document.
+  class Run {
+   public:
+    Status update(std::string_view in, std::string& out);
+    Status finish(std::string& out);
+
+   private:
+    friend class TransformChain;
+    Status feed(size_t step, std::string_view data, std::string& out);
+    std::vector<std::unique_ptr<DocumentTransform>> transforms_;
+    std::vector<std::string> scratch_;  // one per step, so no step reads what it writes
+  };
+
+  Run begin(const DocumentContext& doc) const;
+  bool empty() const { return steps_.empty(); }
+  size_t size() const { return steps_.size(); }
+
+ private:
+  std::vector<std::shared_ptr<const TransformStep>> steps_;
+};
+
+}  // namespace docpipe

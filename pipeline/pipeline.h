@@ -1,0 +1,66 @@
+#pragma once
+// The bounded document pipeline (DESIGN.md "Shape"):
+//
+//   reader threads --bounded queue--> transformer threads --bounded queue--> writer threads
+//
+// Admission is bounded twice: a counting semaphore caps the documents in flight
+// (max_in_flight_documents) and a byte semaphore caps document buffer bytes (memory_budget_bytes).
+// A full queue blocks the stage before it, back to the readers, so memory stays bounded whatever
+// the batch size. Readers pick documents fairly across jobs: highest priority first, round-robin
+// among jobs of equal priority. Documents larger than stream_threshold_bytes are not held whole:
+// a transformer streams them from input to temp file in chunk_bytes pieces.
+//
+// Outputs are written to a temp file in the target folder (".NAME.docpipe-tmp.XXXXXX"), optionally
+// fsynced, then renamed into place (if_exists: replace -> rename; skip/fail -> renameat2 with
+// RENAME_NOREPLACE, so a file appearing meanwhile is never clobbered).
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "pipeline/pipeline_job.h"
+#include "pipeline/pipeline_metrics.h"
+
+namespace docpipe {
+
+struct PipelineOptions {
+  int readers = 2;
+  int workers = 2;  // transformer threads
+  int writers = 2;
+  size_t max_in_flight_documents = 256;
+  size_t memory_budget_bytes = 256u << 20;
+  size_t queue_capacity = 64;  // per queue between stages
+  size_t stream_threshold_bytes = 8u << 20;
+  size_t chunk_bytes = 1u << 20;
+  bool fsync = true;  // fsync each output file and its folder before/after the rename
+};
+
+class Pipeline {
+ public:
+  // Starts the threads. `metrics` may be null (no metrics) and must outlive the pipeline.
+  Pipeline(PipelineOptions options, PipelineMetrics* metrics);
+  ~Pipeline();  // stop() if not stopped
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Adds a job; its documents start flowing at once, shared fairly with the running jobs.
+  void add_job(std::shared_ptr<PipelineJob> job);
+
+  // Takes no more documents from the job; documents in flight finish; then job_finished(true).
+  // Returns false if the job is not in the pipeline.
+  bool cancel_job(const std::string& id);
+
+  // Stops taking documents, lets in-flight documents finish, joins every thread. Jobs still in
+  // the pipeline are dropped without job_finished(). Idempotent.
+  void stop();
+
+  // Documents admitted and not yet finished; bytes of buffers held (for status and tests).
+  size_t documents_in_flight() const;
+  size_t buffer_bytes_in_use() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace docpipe

@@ -1,0 +1,48 @@
+#pragma once
+// What the pipeline needs from a job, and what it reports back per document. The daemon
+// implements PipelineJob; the pipeline never touches the spool, reports or metrics of jobs.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "core/document_source.h"
+#include "core/job_spec.h"
+#include "core/transform_chain.h"
+
+namespace docpipe {
+
+enum class DocumentState { kSucceeded, kFailed, kSkipped, kCancelled };
+const char* document_state_name(DocumentState s);
+
+struct DocumentOutcome {
+  DocumentRef doc;
+  std::string output_path;  // absolute
+  DocumentState state = DocumentState::kSucceeded;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  std::string sha256;  // hex digest of the output as written; empty unless succeeded
+  int attempts = 1;
+  double duration_seconds = 0;  // read start to write end
+  std::string error;            // "what: why"; empty unless failed
+};
+
+class PipelineJob {
+ public:
+  virtual ~PipelineJob() = default;
+  virtual const JobSpec& spec() const = 0;
+
+  // The next document to process, or nullopt when there are no more. Called with the scheduler's
+  // lock held, so never concurrently for one job; must be cheap (a readdir at most).
+  virtual std::optional<DocumentRef> next_document() = 0;
+
+  // Called once per document taken by next_document(), from a pipeline thread, in any order and
+  // possibly concurrently for several documents of the job.
+  virtual void document_finished(DocumentOutcome outcome) = 0;
+
+  // Called exactly once, from a pipeline thread, after the job has no more documents (or was
+  // cancelled) and every document taken has been reported through document_finished().
+  virtual void job_finished(bool cancelled) = 0;
+};
+
+}  // namespace docpipe
