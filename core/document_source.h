@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/job_spec.h"
 
@@ -20,6 +21,9 @@ class DocumentSource {
   virtual ~DocumentSource() = default;
   // The next matching document, or nullopt when there are no more. Not thread-safe.
   virtual std::optional<DocumentRef> next() = 0;
+  // Problems met so far that made the walk leave something out (an unreadable folder, a symlink
+  // pointing out of the input folder), each "path: cause". Capped; the last line counts the rest.
+  virtual std::vector<std::string> errors() const { return {}; }
 };
 
 // Walks input.dir (include/exclude globs, `**` crosses folders; symlinks are not followed out of

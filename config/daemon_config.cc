@@ -1,0 +1,261 @@
+#include "config/daemon_config.h"
+
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/fs_util.h"
+#include "core/json_util.h"
+#include "core/path_util.h"
+
+namespace docpipe {
+namespace {
+
+using nlohmann::json;
+
+constexpr int64_t kMax = JsonObjectReader::kMax;
+// More threads than this is a typo, not a machine; each one is a real std::thread.
+constexpr int64_t kMaxThreads = 1024;
+
+std::string absolute_base(const std::string& base_dir) {
+  if (is_absolute_path(base_dir)) return normalize_path(base_dir);
+  char cwd[PATH_MAX];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) {
+    throw ConfigError(std::string("cannot determine the working directory: ") +
+                      std::strerror(errno));
+  }
+  return resolve_path(cwd, base_dir);
+}
+
+// "" if `address` is HOST:PORT (HOST a name, an IPv4 address or a bracketed IPv6 address; PORT
+// 0..65535, 0 meaning any free port), else what is wrong.
+std::string listen_address_problem(const std::string& address) {
+  const std::string expected =
+      "expected HOST:PORT with a port 0..65535, got " + describe_json(json(address));
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return expected;
+  std::string host = address.substr(0, colon);
+  std::string port = address.substr(colon + 1);
+  bool bracketed = host.front() == '[' && host.back() == ']' && host.size() > 2;
+  if (!bracketed && host.find_first_of(":[]/ ") != std::string::npos) return expected;
+  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return expected;
+  if (std::stol(port) > 65535) return expected;
+  return {};
+}
+
+std::string too_many_threads(int64_t n) {
+  return "too many threads: " + std::to_string(n) + " (at most " + std::to_string(kMaxThreads) +
+         ")";
+}
+
+// What each key of the file means for DaemonConfig; every problem is collected.
+class ConfigParser {
+ public:
+  ConfigParser(const std::string& base_dir, FieldErrors& errors)
+      : base_(base_dir), errors_(errors) {}
+
+  DaemonConfig parse(const json& doc) {
+    DaemonConfig c = default_config(base_);
+    JsonObjectReader r(doc, "", errors_);
+    if (!r.is_object()) return c;
+    if (auto v = r.string("spool_dir", false)) c.spool_dir = resolve_path(base_, *v);
+    c.control_socket = c.spool_dir + "/control.sock";
+    if (auto v = r.string("control_socket", false)) c.control_socket = resolve_path(base_, *v);
+    if (auto v = r.string("metrics_listen", false)) {
+      std::string problem = listen_address_problem(*v);
+      if (problem.empty()) {
+        c.metrics_listen = *v;
+      } else {
+        r.error("metrics_listen", problem);
+      }
+    }
+    if (auto v = thread_count(r, "workers")) c.workers = *v;
+    if (auto v = thread_count(r, "io_threads")) c.io_threads = *v;
+    if (auto v = r.integer("max_in_flight_documents", 1, kMax)) c.max_in_flight_documents = *v;
+    if (auto v = r.integer("memory_budget_bytes", 1, kMax)) c.memory_budget_bytes = *v;
+    if (auto v = r.integer("max_active_jobs", 1, kMax)) c.max_active_jobs = *v;
+    if (auto v = r.integer("settle_ms", 0, kMax)) c.settle_ms = *v;
+    if (auto v = r.integer("rescan_interval_ms", 1, kMax)) c.rescan_interval_ms = *v;
+    if (auto v = r.choice("durability", {"fsync", "none"})) c.durability_fsync = *v == "fsync";
+    if (auto v = r.integer("shutdown_grace_ms", 0, kMax)) c.shutdown_grace_ms = *v;
+    if (auto v = roots(r, "allowed_input_roots")) c.allowed_input_roots = std::move(*v);
+    if (auto v = roots(r, "allowed_output_roots")) c.allowed_output_roots = std::move(*v);
+    if (auto v = r.choice("log_level", {"debug", "info", "warn", "error"})) c.log_level = *v;
+    if (auto v = r.choice("log_format", {"text", "json"})) c.log_format = *v;
+    if (const json* v = r.get("commands")) c.commands = commands(*v);
+    r.reject_unknown_keys();
+    return c;
+  }
+
+ private:
+  std::optional<int> thread_count(JsonObjectReader& r, std::string_view key) {
+    std::optional<int64_t> v = r.integer(key, 1, kMax);
+    if (!v) return std::nullopt;
+    if (*v > kMaxThreads) {
+      r.error(key, too_many_threads(*v));
+      return std::nullopt;
+    }
+    return static_cast<int>(*v);
+  }
+
+  std::optional<std::vector<std::string>> roots(JsonObjectReader& r, std::string_view key) {
+    std::optional<std::vector<std::string>> v = r.string_array(key, false);
+    if (!v) return std::nullopt;
+    bool ok = true;
+    for (size_t i = 0; i < v->size(); ++i) {
+      std::string& root = (*v)[i];
+      if (root.empty() || root.find('\0') != std::string::npos) {
+        errors_.push_back({json_index_path(r.path_of(key), i), "expected a non-empty path"});
+        ok = false;
+        continue;
+      }
+      root = resolve_path(base_, root);
+    }
+    if (!ok) return std::nullopt;
+    return v;
+  }
+
+  std::map<std::string, CommandSpec> commands(const json& value) {
+    std::map<std::string, CommandSpec> out;
+    JsonObjectReader all(value, "commands", errors_);
+    if (!all.is_object()) return out;
+    for (auto it = value.begin(); it != value.end(); ++it) {
+      const std::string& name = it.key();
+      std::string path = all.path_of(name);
+      if (name.empty() || name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu"
+                                                 "vwxyz0123456789._-") != std::string::npos) {
+        errors_.push_back({path, "invalid command name (expected A-Z a-z 0-9 . _ -)"});
+        continue;
+      }
+      JsonObjectReader cmd(it.value(), path, errors_);
+      if (!cmd.is_object()) continue;
+      CommandSpec spec;
+      bool ok = true;
+      if (const json* argv = cmd.require("argv")) {
+        std::optional<std::vector<std::string>> v =
+            read_string_array(*argv, cmd.path_of("argv"), false, errors_);
+        ok = v.has_value();
+        if (v) {
+          const std::string& program = v->front();
+          // A relative path like "bin/tool" would depend on the daemon's working directory.
+          if (program.empty() ||
+              (!is_absolute_path(program) && program.find('/') != std::string::npos)) {
+            errors_.push_back({json_index_path(cmd.path_of("argv"), 0),
+                               "expected an absolute path or a bare program name, got " +
+                                   describe_json(json(program))});
+            ok = false;
+          }
+          spec.argv = std::move(*v);
+        }
+      } else {
+        ok = false;
+      }
+      if (auto t = cmd.integer("timeout_ms", 1, kMax)) spec.timeout_ms = *t;
+      cmd.reject_unknown_keys();
+      if (ok) out.emplace(name, std::move(spec));
+    }
+    return out;
+  }
+
+  const std::string base_;
+  FieldErrors& errors_;
+};
+
+// Rules that hold whatever set the values (file or command-line flags).
+void check_config(const DaemonConfig& c, FieldErrors& errors) {
+  auto at_least = [&errors](const char* key, int64_t value, int64_t min) {
+    if (value < min) {
+      errors.push_back({key, "expected " + describe_integer_range(min, kMax) + ", got " +
+                                 std::to_string(value)});
+    }
+  };
+  at_least("workers", c.workers, 1);
+  at_least("io_threads", c.io_threads, 1);
+  at_least("max_in_flight_documents", c.max_in_flight_documents, 1);
+  at_least("memory_budget_bytes", c.memory_budget_bytes, 1);
+  at_least("max_active_jobs", c.max_active_jobs, 1);
+  at_least("settle_ms", c.settle_ms, 0);
+  at_least("rescan_interval_ms", c.rescan_interval_ms, 1);
+  at_least("shutdown_grace_ms", c.shutdown_grace_ms, 0);
+  if (c.workers > kMaxThreads) errors.push_back({"workers", too_many_threads(c.workers)});
+  if (c.io_threads > kMaxThreads) errors.push_back({"io_threads", too_many_threads(c.io_threads)});
+  std::string listen = listen_address_problem(c.metrics_listen);
+  if (!listen.empty()) errors.push_back({"metrics_listen", listen});
+  if (!is_absolute_path(c.spool_dir)) {
+    errors.push_back({"spool_dir", "expected an absolute path, got \"" + c.spool_dir + "\""});
+  }
+  if (!is_absolute_path(c.control_socket)) {
+    errors.push_back(
+        {"control_socket", "expected an absolute path, got \"" + c.control_socket + "\""});
+  } else if (c.control_socket.size() >= sizeof(sockaddr_un::sun_path)) {
+    errors.push_back({"control_socket", "path too long for a Unix socket (" +
+                                            std::to_string(c.control_socket.size()) + " bytes, " +
+                                            "at most " +
+                                            std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
+                                            "): " + c.control_socket});
+  }
+  for (const char* key : {"allowed_input_roots", "allowed_output_roots"}) {
+    const auto& roots = std::string_view(key) == "allowed_input_roots" ? c.allowed_input_roots
+                                                                       : c.allowed_output_roots;
+    if (roots.empty()) errors.push_back({key, "expected a non-empty array of paths"});
+    for (size_t i = 0; i < roots.size(); ++i) {
+      if (!is_absolute_path(roots[i])) {
+        errors.push_back({json_index_path(key, i), "expected an absolute path"});
+      }
+    }
+  }
+}
+
+std::string format_errors(const std::string& prefix, const FieldErrors& errors) {
+  std::string out;
+  for (const FieldError& e : errors) {
+    if (!out.empty()) out += '\n';
+    if (!prefix.empty()) out += prefix + ": ";
+    out += format_field_error(e);
+  }
+  return out;
+}
+
+}  // namespace
+
+DaemonConfig default_config(const std::string& base_dir) {
+  DaemonConfig c;
+  c.spool_dir = resolve_path(absolute_base(base_dir), "var/spool");
+  c.control_socket = c.spool_dir + "/control.sock";
+  c.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return c;
+}
+
+DaemonConfig parse_config(const std::string& text, const std::string& base_dir,
+                          const std::string& file_name_for_errors) {
+  FieldErrors errors;
+  json doc;
+  DaemonConfig config;
+  if (parse_json_text(text, doc, errors)) {
+    config = ConfigParser(absolute_base(base_dir), errors).parse(doc);
+    if (errors.empty()) check_config(config, errors);
+  }
+  if (!errors.empty()) throw ConfigError(format_errors(file_name_for_errors, errors));
+  return config;
+}
+
+DaemonConfig load_config(const std::string& path) {
+  Result<std::string> text = read_file(path);
+  if (!text) throw ConfigError("cannot read config: " + text.error().message);
+  std::string dir(parent_path(resolve_path(absolute_base("."), path)));
+  return parse_config(*text, dir, path);
+}
+
+void validate_config(const DaemonConfig& config) {
+  FieldErrors errors;
+  check_config(config, errors);
+  if (!errors.empty()) throw ConfigError(format_errors("", errors));
+}
+
+}  // namespace docpipe

@@ -1,0 +1,25 @@
+#pragma once
+// Small file-system helpers for control-plane files (reports, error files, job files).
+// Everything here is synchronous: call it from a worker thread, never from the loop thread.
+
+#include <string>
+
+#include "core/result.h"
+
+namespace docpipe {
+
+Result<std::string> read_file(const std::string& path);
+
+// Writes `content` to a temp file next to `path` and renames it into place, so readers see the
+// old file or the new one, never a mix. With `durable`, fsyncs the file and then its folder.
+Status write_file_atomic(const std::string& path, std::string_view content, bool durable);
+
+// mkdir -p.
+Status make_dirs(const std::string& path);
+
+// fsync of a folder, so that a rename into it survives a crash.
+Status fsync_dir(const std::string& path);
+
+bool path_exists(const std::string& path);
+
+}  // namespace docpipe

@@ -1,0 +1,75 @@
+#include "core/path_util.h"
+
+#include <climits>
+#include <cstdlib>
+#include <vector>
+
+namespace docpipe {
+
+std::string normalize_path(std::string_view path) {
+  const bool absolute = is_absolute_path(path);
+  std::vector<std::string_view> segments;
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    size_t slash = path.find('/', pos);
+    if (slash == std::string_view::npos) slash = path.size();
+    std::string_view seg = path.substr(pos, slash - pos);
+    pos = slash + 1;
+    if (seg.empty() || seg == ".") continue;
+    if (seg == "..") {
+      if (!segments.empty() && segments.back() != "..") {
+        segments.pop_back();
+      } else if (!absolute) {
+        segments.push_back(seg);  // a relative path may legitimately start above its base
+      }
+      continue;
+    }
+    segments.push_back(seg);
+  }
+  std::string out = absolute ? "/" : "";
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (i > 0) out += '/';
+    out += segments[i];
+  }
+  return out;
+}
+
+std::string resolve_path(std::string_view base, std::string_view path) {
+  if (is_absolute_path(path)) return normalize_path(path);
+  std::string joined(base);
+  joined += '/';
+  joined += path;
+  return normalize_path(joined);
+}
+
+bool path_is_within(std::string_view path, std::string_view root) {
+  if (root == "/") return is_absolute_path(path);
+  if (path.size() < root.size() || path.substr(0, root.size()) != root) return false;
+  return path.size() == root.size() || path[root.size()] == '/';
+}
+
+std::string_view path_below(std::string_view path, std::string_view root) {
+  if (path.size() <= root.size()) return {};
+  size_t skip = root == "/" ? 1 : root.size() + 1;
+  return path.substr(skip);
+}
+
+std::string_view parent_path(std::string_view path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos) return {};
+  if (slash == 0) return path.substr(0, 1);
+  return path.substr(0, slash);
+}
+
+std::string_view base_name(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+std::string real_path(const std::string& path) {
+  char buf[PATH_MAX];
+  if (::realpath(path.c_str(), buf) == nullptr) return {};
+  return buf;
+}
+
+}  // namespace docpipe

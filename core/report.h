@@ -1,0 +1,48 @@
+#pragma once
+// The job report (DESIGN.md "Report and manifest"): ID.report.json in done/ or failed/.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace docpipe {
+
+enum class JobState { kSucceeded, kFailed, kCancelled };
+const char* job_state_name(JobState s);
+
+struct JobCounts {
+  uint64_t total = 0;  // documents the job matched
+  uint64_t succeeded = 0;
+  uint64_t failed = 0;
+  uint64_t skipped = 0;
+  uint64_t cancelled = 0;  // matched but not processed because the job stopped early
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+};
+
+struct FailedDocumentEntry {
+  std::string input;
+  std::string error;
+};
+
+struct JobReport {
+  static constexpr size_t kMaxFailedListed = 100;
+
+  std::string id;
+  JobState state = JobState::kSucceeded;
+  std::string reason;  // why the job failed or was cancelled; empty on success
+  std::string input;   // input dir, or "N files"
+  std::string output;  // output dir
+  std::vector<std::string> transforms;
+  int64_t submitted_at_ms = 0;  // when the daemon claimed it
+  int64_t started_at_ms = 0;    // when its first document was admitted
+  int64_t finished_at_ms = 0;
+  JobCounts counts;
+  std::vector<FailedDocumentEntry> failed_documents;  // at most kMaxFailedListed
+  std::vector<std::string> warnings;  // what the input walk left out (unreadable folders, ...)
+};
+
+// Pretty JSON with a trailing newline.
+std::string report_to_json(const JobReport& report);
+
+}  // namespace docpipe

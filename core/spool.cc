@@ -1,0 +1,131 @@
+#include "core/spool.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <nlohmann/json.hpp>
+
+#include "core/fs_util.h"
+#include "core/time_util.h"
+
+namespace docpipe {
+
+Spool::Spool(std::string root, bool durable) : root_(std::move(root)), durable_(durable) {}
+
+Status Spool::create_layout() const {
+  for (const std::string& dir : {incoming(), active(), done(), failed(), rejected()}) {
+    Status st = make_dirs(dir);
+    if (!st) return st;
+  }
+  return ok();
+}
+
+std::string Spool::active_job(std::string_view id) const {
+  return active() + "/" + std::string(id) + ".json";
+}
+
+std::string Spool::active_manifest(std::string_view id) const {
+  return active() + "/" + std::string(id) + ".manifest.jsonl";
+}
+
+bool Spool::is_job_file_name(std::string_view name) {
+  return name.size() > 5 && name.front() != '.' && name.substr(name.size() - 5) == ".json";
+}
+
+Status Spool::check_not_finished(std::string_view id) const {
+  std::string ids(id);
+  for (const std::string& dir : {done(), failed()}) {
+    if (path_exists(dir + "/" + ids + ".json")) {
+      return make_error(ErrorCode::kExists, "job id \"" + ids + "\" was already run (see " + dir +
+                                                "/" + ids + ".report.json); choose a new id");
+    }
+  }
+  return ok();
+}
+
+Status Spool::admit(std::string_view id, std::string_view job_text) const {
+  Status st = check_not_finished(id);
+  if (!st) return st;
+  // Write it under a temp name that the resume scan ignores, then move it into place.
+  static std::atomic<uint64_t> counter{0};
+  std::string tmp = active() + "/." + std::string(id) + ".submitted." + std::to_string(++counter);
+  st = write_file_atomic(tmp, job_text, durable_);
+  if (!st) return st;
+  return move_into_active(tmp, id, active());
+}
+
+Status Spool::claim(std::string_view incoming_name, std::string_view id) const {
+  Status st = check_not_finished(id);
+  if (!st) return st;
+  return move_into_active(incoming() + "/" + std::string(incoming_name), id, incoming());
+}
+
+Status Spool::move_into_active(const std::string& from, std::string_view id,
+                               const std::string& from_dir) const {
+  std::string ids(id);
+  std::string to = active_job(id);
+  // RENAME_NOREPLACE: two jobs with one id never overwrite each other, even racing.
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST) {
+      if (from_dir == active()) ::unlink(from.c_str());
+      return make_error(ErrorCode::kExists, "job id \"" + ids + "\" is already active");
+    }
+    int err = errno;
+    if (from_dir == active()) ::unlink(from.c_str());
+    return errno_error("claim " + from, err);
+  }
+  if (durable_) {
+    Status st = fsync_dir(active());
+    if (!st) return st;
+    if (from_dir != active()) return fsync_dir(from_dir);
+  }
+  return ok();
+}
+
+Status Spool::reject(std::string_view incoming_name, const FieldErrors& errors) const {
+  std::string name(incoming_name);
+  nlohmann::json doc;
+  doc["file"] = name;
+  doc["rejected_at"] = format_utc(wall_clock_ms());
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& e : errors) {
+    list.push_back({{"path", e.path}, {"reason", e.reason}, {"message", format_field_error(e)}});
+  }
+  doc["errors"] = std::move(list);
+  std::string error_path = rejected() + "/" + name + ".error.json";
+  Status st = write_file_atomic(error_path, doc.dump(2) + "\n", durable_);
+  if (!st) return st;
+  std::string from = incoming() + "/" + name;
+  if (::rename(from.c_str(), (rejected() + "/" + name).c_str()) != 0) {
+    return errno_error("move " + from + " to rejected/", errno);
+  }
+  if (durable_) return fsync_dir(rejected());
+  return ok();
+}
+
+Status Spool::finish(std::string_view id, bool succeeded, std::string_view report_json) const {
+  std::string ids(id);
+  std::string dest = succeeded ? done() : failed();
+  std::string manifest = active_manifest(id);
+  if (::rename(manifest.c_str(), (dest + "/" + ids + ".manifest.jsonl").c_str()) != 0 &&
+      errno != ENOENT) {
+    return errno_error("move " + manifest, errno);
+  }
+  Status st = write_file_atomic(dest + "/" + ids + ".report.json", report_json, durable_);
+  if (!st) return st;
+  std::string job = active_job(id);
+  if (::rename(job.c_str(), (dest + "/" + ids + ".json").c_str()) != 0) {
+    return errno_error("move " + job, errno);
+  }
+  if (durable_) {
+    st = fsync_dir(dest);
+    if (!st) return st;
+    return fsync_dir(active());
+  }
+  return ok();
+}
+
+}  // namespace docpipe

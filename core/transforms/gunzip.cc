@@ -1,0 +1,193 @@
+// gunzip: zlib inflate of gzip data (RFC 1952), streaming. Like `gzip -d` it accepts several
+// concatenated members; unlike it, anything after the last member is an error, not a warning.
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+
+#include "core/transforms/param_reader.h"
+
+namespace docpipe {
+namespace {
+
+constexpr size_t kOutputBlock = 64 * 1024;
+constexpr size_t kMaxSlice = 1u << 30;  // zlib counts in uInt
+// The ratio limit applies once the output passes this size: a tiny document that expands a lot
+// (a few hundred bytes of spaces) is harmless, and its ratio says nothing about a bomb.
+constexpr uint64_t kRatioFloorBytes = 1u << 20;
+constexpr int64_t kDefaultMaxOutputBytes = int64_t{4} << 30;
+constexpr int64_t kDefaultMaxRatio = 1000;
+constexpr unsigned char kGzipMagic[2] = {0x1f, 0x8b};
+
+struct GunzipLimits {
+  uint64_t max_output_bytes;
+  uint64_t max_ratio;
+};
+
+// The interface has every update() inflate all of its input, so one call can return far more
+// than its chunk: up to max_ratio times the input so far, never more than max_output_bytes. These
+// limits are therefore also what bounds memory per call; callers wanting less feed small chunks.
+class GunzipTransform : public DocumentTransform {
+ public:
+  explicit GunzipTransform(GunzipLimits limits) : limits_(limits) {
+    init_rc_ = inflateInit2(&zs_, 15 + 16);  // gzip wrapper only, 32 KiB window
+  }
+  ~GunzipTransform() override {
+    if (init_rc_ == Z_OK) inflateEnd(&zs_);
+  }
+  GunzipTransform(const GunzipTransform&) = delete;
+  GunzipTransform& operator=(const GunzipTransform&) = delete;
+
+  Status update(std::string_view in, std::string& out) override {
+    if (init_rc_ != Z_OK) {
+      return make_error(ErrorCode::kInternal,
+                        std::string("gunzip: cannot start decompression: ") + zError(init_rc_));
+    }
+    while (!in.empty()) {
+      if (!in_member_) {
+        if (members_ > 0 && magic_checked_ == 0) member_start_ = consumed_;
+        in_member_ = true;
+        if (members_ > 0) inflateReset(&zs_);
+      }
+      // The first member's header is checked by zlib ("incorrect header check"); after a member,
+      // anything that does not start like another one is trailing garbage, said as such.
+      if (members_ > 0 && magic_checked_ < 2) {
+        size_t n = std::min(in.size(), size_t{2} - magic_checked_);
+        for (size_t i = 0; i < n; ++i) {
+          if (static_cast<unsigned char>(in[i]) != kGzipMagic[magic_checked_ + i]) {
+            return make_error(ErrorCode::kCorruptInput,
+                              "gunzip: trailing garbage after gzip data at byte " +
+                                  std::to_string(member_start_));
+          }
+        }
+        magic_checked_ += n;
+      }
+      size_t slice = std::min(in.size(), kMaxSlice);
+      Result<size_t> used = inflate_slice(in.substr(0, slice), out);
+      if (!used) return used.error();
+      in.remove_prefix(*used);
+    }
+    return ok();
+  }
+
+  Status finish(std::string&) override {
+    if (members_ == 0 || in_member_) {
+      return make_error(ErrorCode::kCorruptInput, "gunzip: truncated gzip input (ends after " +
+                                                      std::to_string(consumed_) +
+                                                      " bytes, inside a gzip member)");
+    }
+    return ok();
+  }
+
+ private:
+  // Inflates until the slice is used up or the member ends; returns the bytes consumed.
+  Result<size_t> inflate_slice(std::string_view in, std::string& out) {
+    zs_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    zs_.avail_in = static_cast<uInt>(in.size());
+    for (;;) {
+      // One byte past the output limit is enough to know it was exceeded.
+      uint64_t room = std::min<uint64_t>(kOutputBlock, limits_.max_output_bytes - produced_ + 1);
+      size_t old_size = out.size();
+      out.resize(old_size + room);
+      zs_.next_out = reinterpret_cast<Bytef*>(out.data() + old_size);
+      zs_.avail_out = static_cast<uInt>(room);
+      uInt avail_in_before = zs_.avail_in;
+      int rc = inflate(&zs_, Z_NO_FLUSH);
+      out.resize(old_size + room - zs_.avail_out);
+      produced_ += room - zs_.avail_out;
+      consumed_ += avail_in_before - zs_.avail_in;
+      size_t used = in.size() - zs_.avail_in;
+
+      if (rc == Z_STREAM_END) {
+        in_member_ = false;
+        magic_checked_ = 0;
+        ++members_;
+      } else if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT) {
+        std::string cause = zs_.msg != nullptr ? zs_.msg : "needs a preset dictionary";
+        return make_error(ErrorCode::kCorruptInput,
+                          "gunzip: invalid gzip data: " + cause + " at byte " +
+                              std::to_string(consumed_ == 0 ? 0 : consumed_ - 1));
+      } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+        return make_error(ErrorCode::kInternal,
+                          std::string("gunzip: decompression failed: ") + zError(rc));
+      }
+      Status st = check_limits();
+      if (!st) return st.error();
+      if (rc == Z_STREAM_END) return used;
+      // With room left in the output, inflate stops only once the input is used up.
+      if (zs_.avail_out != 0) {
+        if (zs_.avail_in == 0) return used;
+        return make_error(ErrorCode::kInternal, "gunzip: decompression made no progress");
+      }
+    }
+  }
+
+  Status check_limits() const {
+    if (produced_ > limits_.max_output_bytes) {
+      return make_error(ErrorCode::kTooLarge,
+                        "gunzip: output exceeds max_output_bytes (" +
+                            std::to_string(limits_.max_output_bytes) +
+                            " bytes); raise max_output_bytes if documents this large are expected");
+    }
+    // produced > ratio * consumed, without overflow.
+    if (produced_ > kRatioFloorBytes && consumed_ > 0 &&
+        (produced_ - 1) / limits_.max_ratio >= consumed_) {
+      return make_error(ErrorCode::kTooLarge,
+                        "gunzip: output exceeds max_ratio (" + std::to_string(limits_.max_ratio) +
+                            " times the input): " + std::to_string(produced_) + " bytes from " +
+                            std::to_string(consumed_) +
+                            " compressed bytes; raise max_ratio if such data is expected");
+    }
+    return ok();
+  }
+
+  GunzipLimits limits_;
+  z_stream zs_{};
+  int init_rc_ = Z_OK;
+  bool in_member_ = false;
+  uint64_t members_ = 0;       // members completed
+  size_t magic_checked_ = 0;   // bytes of the next member's magic seen and checked
+  uint64_t member_start_ = 0;  // input offset where the current member starts
+  uint64_t consumed_ = 0;      // compressed bytes read
+  uint64_t produced_ = 0;      // bytes written
+};
+
+class GunzipStep : public TransformStep {
+ public:
+  explicit GunzipStep(GunzipLimits limits) : limits_(limits) {}
+  std::unique_ptr<DocumentTransform> begin(const DocumentContext&) const override {
+    return std::make_unique<GunzipTransform>(limits_);
+  }
+
+ private:
+  GunzipLimits limits_;
+};
+
+const ParamSchema& schema() {
+  static const ParamSchema s =
+      ParamSchema()
+          .integer("max_output_bytes", 1, ParamSchema::kNoMax, kDefaultMaxOutputBytes,
+                   "largest decompressed document allowed (default 4 GiB); a guard against "
+                   "decompression bombs")
+          .integer("max_ratio", 1, ParamSchema::kNoMax, kDefaultMaxRatio,
+                   "largest allowed decompressed/compressed size ratio, checked once the output "
+                   "passes 1 MiB; deflate cannot exceed about 1032, so 1000 only trips on "
+                   "near-maximal compression");
+  return s;
+}
+
+const TransformRegistration kRegistration(TransformInfo{
+    "gunzip", "decompresses gzip data (zlib inflate), concatenated members included", true,
+    schema().specs(),
+    [](const nlohmann::json& params, FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+      ParamReader reader(schema(), params, errors);
+      GunzipLimits limits{static_cast<uint64_t>(reader.integer("max_output_bytes")),
+                          static_cast<uint64_t>(reader.integer("max_ratio"))};
+      if (!reader.ok()) return nullptr;
+      return std::make_shared<GunzipStep>(limits);
+    }});
+
+}  // namespace
+}  // namespace docpipe

@@ -1,0 +1,111 @@
+// Spool moves on a real temp folder: claim, reject with an error file, finish.
+
+#include "core/spool.h"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using docpipe::ErrorCode;
+using docpipe::Spool;
+
+namespace {
+
+struct SpoolFixture {
+  SpoolFixture() {
+    char tmpl[] = "/tmp/docpipe-spool-XXXXXX";
+    root = ::mkdtemp(tmpl);
+    spool = std::make_unique<Spool>(root + "/spool", /*durable=*/true);
+    REQUIRE(spool->create_layout());
+  }
+  ~SpoolFixture() { fs::remove_all(root); }
+
+  void put(const std::string& path, const std::string& content) { std::ofstream(path) << content; }
+  static std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  std::string root;
+  std::unique_ptr<Spool> spool;
+};
+
+}  // namespace
+
+TEST_CASE("spool: create_layout makes every folder") {
+  SpoolFixture f;
+  for (const char* d : {"incoming", "active", "done", "failed", "rejected"}) {
+    CHECK(fs::is_directory(f.root + "/spool/" + d));
+  }
+}
+
+TEST_CASE("spool: job file names are *.json not starting with a dot") {
+  CHECK(Spool::is_job_file_name("a.json"));
+  CHECK_FALSE(Spool::is_job_file_name(".a.json"));
+  CHECK_FALSE(Spool::is_job_file_name("a.json.tmp"));
+  CHECK_FALSE(Spool::is_job_file_name(".json"));
+  CHECK_FALSE(Spool::is_job_file_name("a.txt"));
+}
+
+TEST_CASE("spool: claim moves the file to active/ID.json and refuses a second active job") {
+  SpoolFixture f;
+  f.put(f.spool->incoming() + "/x.json", "{\"id\":\"j1\"}");
+  REQUIRE(f.spool->claim("x.json", "j1"));
+  CHECK(f.slurp(f.spool->active() + "/j1.json") == "{\"id\":\"j1\"}");
+  CHECK_FALSE(fs::exists(f.spool->incoming() + "/x.json"));
+
+  f.put(f.spool->incoming() + "/y.json", "second");
+  auto st = f.spool->claim("y.json", "j1");
+  REQUIRE_FALSE(st);
+  CHECK(st.error().code == ErrorCode::kExists);
+  CHECK(st.error().message.find("already active") != std::string::npos);
+  CHECK(f.slurp(f.spool->active() + "/j1.json") == "{\"id\":\"j1\"}");  // untouched
+  CHECK(fs::exists(f.spool->incoming() + "/y.json"));
+}
+
+TEST_CASE("spool: claim refuses an id that already finished") {
+  SpoolFixture f;
+  f.put(f.spool->done() + "/old.json", "{}");
+  f.put(f.spool->incoming() + "/old.json", "{}");
+  auto st = f.spool->claim("old.json", "old");
+  REQUIRE_FALSE(st);
+  CHECK(st.error().code == ErrorCode::kExists);
+  CHECK(st.error().message.find("already run") != std::string::npos);
+}
+
+TEST_CASE("spool: reject writes NAME.error.json with every problem and moves the file") {
+  SpoolFixture f;
+  f.put(f.spool->incoming() + "/bad.json", "{oops");
+  REQUIRE(f.spool->reject("bad.json", {{"input.dir", "expected string"}, {"", "second problem"}}));
+  CHECK(f.slurp(f.spool->rejected() + "/bad.json") == "{oops");
+  auto doc = nlohmann::json::parse(f.slurp(f.spool->rejected() + "/bad.json.error.json"));
+  CHECK(doc["file"] == "bad.json");
+  REQUIRE(doc["errors"].size() == 2);
+  CHECK(doc["errors"][0]["path"] == "input.dir");
+  CHECK(doc["errors"][0]["reason"] == "expected string");
+  CHECK(doc["errors"][0]["message"] == "input.dir: expected string");
+  CHECK(doc["errors"][1]["message"] == "second problem");
+}
+
+TEST_CASE("spool: finish moves job, manifest and report to done/ or failed/") {
+  SpoolFixture f;
+  f.put(f.spool->active() + "/a.json", "job-a");
+  f.put(f.spool->active() + "/a.manifest.jsonl", "{}\n");
+  REQUIRE(f.spool->finish("a", true, "{\"state\":\"succeeded\"}\n"));
+  CHECK(f.slurp(f.spool->done() + "/a.json") == "job-a");
+  CHECK(f.slurp(f.spool->done() + "/a.manifest.jsonl") == "{}\n");
+  CHECK(f.slurp(f.spool->done() + "/a.report.json") == "{\"state\":\"succeeded\"}\n");
+  CHECK(fs::is_empty(f.spool->active()));
+
+  f.put(f.spool->active() + "/b.json", "job-b");
+  REQUIRE(f.spool->finish("b", false, "{}\n"));
+  CHECK(fs::exists(f.spool->failed() + "/b.json"));
+  CHECK(fs::exists(f.spool->failed() + "/b.report.json"));
+}
