@@ -44,9 +44,13 @@ class Pipeline {
   Pipeline& operator=(const Pipeline&) = delete;
 
   // Adds a job; its documents start flowing at once, shared fairly with the running jobs.
+  // A document failing with ErrorCode::kIo is retried after 100 ms, 200 ms, ... up to the job's
+  // limits.max_attempts; one over limits.document_timeout_ms fails with kTimeout (no retry).
   void add_job(std::shared_ptr<PipelineJob> job);
 
-  // Takes no more documents from the job; documents in flight finish; then job_finished(true).
+  // Takes no more documents from the job; documents in flight finish: the step each is in
+  // completes and the rest of its way is cut short as kCancelled (at the next stage or streamed
+  // chunk, so a large document does not hold the cancel up); then job_finished(true).
   // Returns false if the job is not in the pipeline.
   bool cancel_job(const std::string& id);
 
@@ -57,6 +61,8 @@ class Pipeline {
   // Documents admitted and not yet finished; bytes of buffers held (for status and tests).
   size_t documents_in_flight() const;
   size_t buffer_bytes_in_use() const;
+  // The highest buffer_bytes_in_use() so far (tests of the memory bound).
+  size_t buffer_bytes_peak() const;
 
  private:
   class Impl;

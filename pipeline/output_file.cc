@@ -1,0 +1,160 @@
+#include "pipeline/output_file.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <random>
+
+#include "core/fs_util.h"
+
+namespace docpipe {
+
+namespace {
+
+// A temp name is only for O_EXCL uniqueness and for recognising leftovers; it need not be
+// unpredictable, so a per-thread splitmix64 avoids a getrandom() per document.
+uint64_t next_random() {
+  thread_local uint64_t state = (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+std::string temp_path_for(std::string_view folder, std::string_view name) {
+  // NAME_MAX is 255: keep ".NAME.docpipe-tmp.XXXXXXXXXXXX" within it for long names.
+  constexpr size_t kMaxNameInTemp = 200;
+  if (name.size() > kMaxNameInTemp) name = name.substr(0, kMaxNameInTemp);
+  static constexpr char kAlphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  uint64_t r = next_random();
+  std::string path;
+  path.reserve(folder.size() + name.size() + 32);
+  path.append(folder);
+  if (path.empty() || path.back() != '/') path.push_back('/');
+  path.push_back('.');
+  path.append(name);
+  path.append(".docpipe-tmp.");
+  for (int i = 0; i < 12; ++i, r /= 36) path.push_back(kAlphabet[r % 36]);
+  return path;
+}
+
+// rename() that never replaces: renameat2(RENAME_NOREPLACE), or link()+unlink() on file systems
+// without it (link also fails with EEXIST instead of replacing).
+int rename_noreplace(const char* from, const char* to) {
+  if (::renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return -1;
+  if (::link(from, to) != 0) return -1;
+  ::unlink(from);
+  return 0;
+}
+
+}  // namespace
+
+std::string_view file_name(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+std::string_view parent_folder(std::string_view path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string_view::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+Status OutputFile::create(const std::string& final_path) {
+  discard();
+  final_path_ = final_path;
+  bytes_written_ = 0;
+  Status st = sha_.reset();
+  if (!st) return st;
+  const std::string_view folder = parent_folder(final_path);
+  const std::string_view name = file_name(final_path);
+  bool made_folders = false;
+  for (int tries = 0; tries < 16; ++tries) {
+    std::string temp = temp_path_for(folder, name);
+    fd_ = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ >= 0) {
+      temp_path_ = std::move(temp);
+      return ok();
+    }
+    if (errno == EEXIST) continue;  // a name collision: draw another
+    if (errno == ENOENT && !made_folders) {
+      // Only now, so the common case (folder exists) costs no extra syscall.
+      made_folders = true;
+      st = make_dirs(std::string(folder));
+      if (!st) return st;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    return errno_error("write " + final_path, errno);
+  }
+  return make_error(ErrorCode::kIo,
+                    "write " + final_path + ": could not create a unique temp file in its folder");
+}
+
+Status OutputFile::write(std::string_view data) {
+  Status st = sha_.update(data);
+  if (!st) return st;
+  bytes_written_ += data.size();
+  while (!data.empty()) {
+    ssize_t n = ::write(fd_, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("write " + final_path_, errno);
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return ok();
+}
+
+Status OutputFile::sync() {
+  if (::fsync(fd_) != 0) return errno_error("fsync " + final_path_, errno);
+  return ok();
+}
+
+Status OutputFile::close_fd() {
+  if (fd_ < 0) return ok();
+  int rc = ::close(fd_);
+  fd_ = -1;
+  // A deferred write error (NFS, quota) surfaces here; EINTR still closed the descriptor.
+  if (rc != 0 && errno != EINTR) return errno_error("write " + final_path_, errno);
+  return ok();
+}
+
+Result<OutputFile::Committed> OutputFile::commit(IfExists mode, bool sync_folder) {
+  Status st = close_fd();
+  if (!st) {
+    discard();
+    return st.error();
+  }
+  int rc = mode == IfExists::kReplace ? ::rename(temp_path_.c_str(), final_path_.c_str())
+                                      : rename_noreplace(temp_path_.c_str(), final_path_.c_str());
+  if (rc != 0) {
+    int err = errno;
+    discard();
+    if (err == EEXIST) return Committed::kTargetExists;
+    return errno_error("rename to " + final_path_, err);
+  }
+  temp_path_.clear();
+  if (sync_folder) {
+    st = fsync_dir(std::string(parent_folder(final_path_)));
+    if (!st) return st.error();
+  }
+  return Committed::kWritten;
+}
+
+void OutputFile::discard() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  if (!temp_path_.empty()) {
+    ::unlink(temp_path_.c_str());
+    temp_path_.clear();
+  }
+}
+
+}  // namespace docpipe

@@ -1,0 +1,120 @@
+#include "pipeline/pipeline.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "pipeline/stages.h"
+
+namespace docpipe {
+
+const char* document_state_name(DocumentState s) {
+  switch (s) {
+    case DocumentState::kSucceeded:
+      return "succeeded";
+    case DocumentState::kFailed:
+      return "failed";
+    case DocumentState::kSkipped:
+      return "skipped";
+    case DocumentState::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+namespace {
+
+PipelineOptions normalized(PipelineOptions o) {
+  o.readers = std::max(o.readers, 1);
+  o.workers = std::max(o.workers, 1);
+  o.writers = std::max(o.writers, 1);
+  o.max_in_flight_documents = std::max<size_t>(o.max_in_flight_documents, 1);
+  o.queue_capacity = std::max<size_t>(o.queue_capacity, 1);
+  o.chunk_bytes = std::max<size_t>(o.chunk_bytes, 1);
+  return o;
+}
+
+}  // namespace
+
+class Pipeline::Impl {
+ public:
+  Impl(const PipelineOptions& options, PipelineMetrics* metrics)
+      : shared_(normalized(options), metrics) {
+    try {
+      start(readers_, shared_.options.readers, "dp-read", run_reader);
+      start(workers_, shared_.options.workers, "dp-transform", run_transformer);
+      start(writers_, shared_.options.writers, "dp-write", run_writer);
+    } catch (...) {
+      stop();  // join the threads already started, or their destructors would terminate()
+      throw;
+    }
+  }
+
+  ~Impl() { stop(); }
+
+  void add_job(std::shared_ptr<PipelineJob> job) { shared_.scheduler.add_job(std::move(job)); }
+  bool cancel_job(const std::string& id) { return shared_.scheduler.cancel(id); }
+
+  // Drains stage by stage: once no reader can produce, the transform queue is closed; once no
+  // transformer can produce, the write queue is. Every admitted document thus reaches an outcome.
+  void stop() {
+    std::lock_guard lock(stop_mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    shared_.scheduler.stop();
+    join(readers_);
+    shared_.transform_queue.close();
+    join(workers_);
+    shared_.write_queue.close();
+    join(writers_);
+  }
+
+  size_t documents_in_flight() const { return shared_.scheduler.documents_in_flight(); }
+  size_t buffer_bytes_in_use() const { return shared_.budget.in_use(); }
+  size_t buffer_bytes_peak() const { return shared_.budget.peak(); }
+
+ private:
+  void start(std::vector<std::thread>& threads, int count, const char* name,
+             void (*loop)(StageShared&)) {
+    for (int i = 0; i < count; ++i) {
+      threads.emplace_back(loop, std::ref(shared_));
+      // Names show in top/perf/gdb; at most 15 characters.
+      std::string thread_name = std::string(name) + "-" + std::to_string(i);
+      pthread_setname_np(threads.back().native_handle(), thread_name.substr(0, 15).c_str());
+    }
+  }
+
+  static void join(std::vector<std::thread>& threads) {
+    for (auto& t : threads) t.join();
+    threads.clear();
+  }
+
+  StageShared shared_;
+  std::vector<std::thread> readers_;
+  std::vector<std::thread> workers_;
+  std::vector<std::thread> writers_;
+  std::mutex stop_mu_;
+  bool stopped_ = false;
+};
+
+Pipeline::Pipeline(PipelineOptions options, PipelineMetrics* metrics)
+    : impl_(std::make_unique<Impl>(options, metrics)) {}
+
+Pipeline::~Pipeline() { stop(); }
+
+void Pipeline::add_job(std::shared_ptr<PipelineJob> job) { impl_->add_job(std::move(job)); }
+
+bool Pipeline::cancel_job(const std::string& id) { return impl_->cancel_job(id); }
+
+void Pipeline::stop() { impl_->stop(); }
+
+size_t Pipeline::documents_in_flight() const { return impl_->documents_in_flight(); }
+
+size_t Pipeline::buffer_bytes_in_use() const { return impl_->buffer_bytes_in_use(); }
+
+size_t Pipeline::buffer_bytes_peak() const { return impl_->buffer_bytes_peak(); }
+
+}  // namespace docpipe

@@ -1,0 +1,110 @@
+#pragma once
+// Scheduler: the set of jobs in the pipeline and the order their documents go in.
+//
+// Readers call next(): the highest priority first, round-robin among jobs of equal priority, so a
+// one-document job added behind a million-document batch waits for one document of it, not all.
+// The scheduler counts each job's documents in flight (taken and not yet completed, including
+// those waiting for a retry) and calls job_finished() exactly once, outside its lock, when the job
+// is exhausted or cancelled and its last document has completed. Every call into a PipelineJob
+// happens on the thread of a reader or of a stage completing a document, never the caller of
+// add_job()/cancel(): those come from the daemon's loop thread, which must not block on a readdir.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pipeline/pipeline_job.h"
+
+namespace docpipe {
+
+// A job as the scheduler tracks it. Stages read cancelled() without the lock to drop work early.
+class ScheduledJob {
+ public:
+  explicit ScheduledJob(std::shared_ptr<PipelineJob> job);
+  PipelineJob& job() const { return *job_; }
+  const JobSpec& spec() const { return spec_; }
+  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+
+ private:
+  friend class Scheduler;
+  std::shared_ptr<PipelineJob> job_;
+  const JobSpec& spec_;
+  std::atomic<bool> cancelled_{false};
+  // Guarded by Scheduler::mu_.
+  size_t in_flight_ = 0;
+  bool exhausted_ = false;
+  bool finished_ = false;
+};
+
+struct ScheduledDocument {
+  std::shared_ptr<ScheduledJob> job;
+  DocumentRef doc;
+  int attempt = 1;
+  // The job was cancelled (or the pipeline stopped) while this document waited for a retry:
+  // complete it as kCancelled without touching it.
+  bool cancelled = false;
+};
+
+class Scheduler {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  Scheduler() = default;
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Never calls into the job; a reader discovers its documents (or that it has none) in next().
+  void add_job(std::shared_ptr<PipelineJob> job);
+
+  // The next document to process: a retry that is due, else a new document. Blocks while there is
+  // none, until add_job(), a retry falling due, or stop(); nullopt once stopped and drained.
+  std::optional<ScheduledDocument> next();
+
+  // Reports a document's final outcome to its job, then finishes the job if that was its last.
+  void complete(const std::shared_ptr<ScheduledJob>& job, DocumentOutcome outcome);
+
+  // Hands a document back for another attempt after `delay` (it stays in flight meanwhile).
+  // Returns false, leaving `doc` untouched, if the job was cancelled or the scheduler stopped:
+  // then the caller completes it.
+  bool retry(ScheduledDocument& doc, Clock::duration delay);
+
+  // Takes no more documents from the job and hands its pending retries out as cancelled; the job
+  // finishes (job_finished(true)) when its documents in flight have completed. False if no such
+  // job is running, or once stop() was called.
+  bool cancel(const std::string& id);
+
+  // next() takes no new documents from then on; jobs that have not finished are dropped without
+  // job_finished(). Pending retries are handed out as cancelled so they are still completed.
+  void stop();
+
+  size_t documents_in_flight() const;
+  size_t job_count() const;  // jobs added and not yet finished
+
+ private:
+  using JobList = std::vector<std::shared_ptr<ScheduledJob>>;
+
+  std::optional<ScheduledDocument> pick_locked(JobList& finished);
+  void finish_locked(const std::shared_ptr<ScheduledJob>& job, JobList& finished);
+  static void call_job_finished(const JobList& finished);
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<ScheduledJob>> jobs_;  // not yet finished
+  // Jobs that may still yield documents, by priority (highest first), each a round-robin ring.
+  std::map<int, std::deque<std::shared_ptr<ScheduledJob>>, std::greater<int>> rings_;
+  std::multimap<Clock::time_point, ScheduledDocument> retries_;  // by due time
+  JobList to_finish_;  // finished under the lock by cancel(); job_finished() not yet called
+  size_t in_flight_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace docpipe

@@ -1,0 +1,84 @@
+#pragma once
+// The three stage loops of the pipeline and the state they share (see pipeline.h for the shape).
+// Each loop runs on its own std::thread, not the libuv threadpool: transforms are CPU work that
+// would starve the loop's file-system requests there (NOTES.md).
+//
+//   reader:      slot -> scheduler.next() -> open/fstat/if_exists -> bytes -> read whole file
+//   transformer: chain over the whole buffer, or stream a large file chunk by chunk to its temp
+//   file writer:      temp file -> (fsync) -> rename -> (fsync folder) -> outcome
+//
+// A document owns one slot and `held_bytes` of the budget from admission until its outcome is
+// reported; settling (success, failure, skip, cancel, retry) releases both in one place.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "pipeline/bounded_queue.h"
+#include "pipeline/output_file.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/scheduler.h"
+#include "pipeline/semaphore.h"
+
+namespace docpipe {
+
+// One document on its way through the stages. Items are pooled so that their buffers, digest
+// context and strings are reused instead of allocated per document.
+struct WorkItem {
+  using Clock = std::chrono::steady_clock;
+
+  ScheduledDocument sched;
+  std::string output_path;
+  Clock::time_point started;
+  Clock::time_point deadline = Clock::time_point::max();  // document_timeout_ms
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  size_t held_bytes = 0;  // charged to the ByteBudget
+  int input_fd = -1;      // a large document stays open from the reader to the transformer
+  bool streamed = false;  // larger than stream_threshold_bytes: never held whole
+  std::string data;       // the whole input; after the transform, the output
+  std::string scratch;    // transform output, or a streamed chunk's output
+  std::string sha256;
+  OutputFile output;
+};
+
+// A free list of work items, bounded in count and in the buffer capacity each keeps, so the pool
+// itself adds at most a few MiB beyond the byte budget.
+class WorkItemPool {
+ public:
+  std::unique_ptr<WorkItem> get();
+  void put(std::unique_ptr<WorkItem> item);
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<WorkItem>> free_;
+};
+
+struct StageShared {
+  StageShared(const PipelineOptions& options, PipelineMetrics* metrics);
+
+  // Metric updates that tolerate a null PipelineMetrics.
+  void add_queue_depth(Stage s, double delta);
+  void add_in_flight(Stage s, double delta);
+  void observe_duration(Stage s, double seconds);
+
+  const PipelineOptions options;
+  PipelineMetrics* const metrics;
+  Scheduler scheduler;
+  CountingSemaphore slots;
+  ByteBudget budget;
+  BoundedQueue<std::unique_ptr<WorkItem>> transform_queue;
+  BoundedQueue<std::unique_ptr<WorkItem>> write_queue;
+  WorkItemPool pool;
+};
+
+// Each returns when its input is exhausted: readers once the scheduler is stopped and drained,
+// transformers and writers once their queue is closed and drained.
+void run_reader(StageShared& s);
+void run_transformer(StageShared& s);
+void run_writer(StageShared& s);
+
+}  // namespace docpipe
