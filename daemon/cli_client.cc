@@ -1,0 +1,246 @@
+#include "daemon/cli_client.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/fs_util.h"
+#include "daemon/control_server.h"
+#include "daemon/submit.h"
+
+namespace docpipe {
+
+namespace {
+
+constexpr int kRequestTimeoutMs = 30000;
+
+std::string absolute_dir_of(const std::string& file) {
+  std::string path = file;
+  if (path.empty() || path.front() != '/') {
+    char buf[4096];
+    path = std::string(::getcwd(buf, sizeof buf) ? buf : ".") + "/" + path;
+  }
+  auto slash = path.rfind('/');
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string human_duration(double seconds) {
+  long s = static_cast<long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) {
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+  } else if (s >= 60) {
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%lds", s);
+  }
+  return buf;
+}
+
+std::string progress_line(const nlohmann::json& job) {
+  char buf[256];
+  uint64_t done = job.value("done", uint64_t{0});
+  uint64_t total = job.value("total", uint64_t{0});
+  double pct = total ? 100.0 * static_cast<double>(done) / static_cast<double>(total) : 0;
+  std::snprintf(buf, sizeof buf, "%s: %s %llu/%llu (%.0f%%), %llu failed, %.0f docs/s",
+                job.value("id", std::string()).c_str(), job.value("state", std::string()).c_str(),
+                static_cast<unsigned long long>(done), static_cast<unsigned long long>(total), pct,
+                static_cast<unsigned long long>(job.value("failed", uint64_t{0})),
+                job.value("documents_per_second", 0.0));
+  std::string line = buf;
+  if (job.contains("eta_seconds")) line += ", ETA " + human_duration(job["eta_seconds"].get<double>());
+  return line;
+}
+
+bool is_final(const std::string& state) {
+  return state == "succeeded" || state == "failed" || state == "cancelled";
+}
+
+// Polls the job until it ends; prints a live line on a terminal, a line every few seconds
+// otherwise. Returns 0 only if the job succeeded.
+int wait_for_job(const std::string& id, const DaemonConfig& config, std::ostream& out,
+                 std::ostream& err) {
+  const bool tty = ::isatty(STDOUT_FILENO) == 1;
+  auto last_print = std::chrono::steady_clock::now() - std::chrono::hours(1);
+  for (;;) {
+    nlohmann::json reply;
+    try {
+      reply = control_request(config.control_socket, {{"op", "status"}, {"id", id}},
+                              kRequestTimeoutMs);
+    } catch (const std::exception& e) {
+      // The daemon may be restarting; the job is safe in the spool. Keep waiting.
+      if (std::chrono::steady_clock::now() - last_print > std::chrono::seconds(5)) {
+        err << "docpipe submit: " << e.what() << "; still waiting\n";
+        last_print = std::chrono::steady_clock::now();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    if (!reply.value("ok", false)) {
+      err << "docpipe submit: " << reply.value("error", std::string("status failed")) << "\n";
+      return 1;
+    }
+    const nlohmann::json& job = reply["job"];
+    std::string state = job.value("state", std::string());
+    auto now = std::chrono::steady_clock::now();
+    if (is_final(state)) {
+      if (tty) out << "\r\033[K";
+      const nlohmann::json& report = job["report"];
+      const auto& c = report["counts"];
+      out << id << ": " << state << ", " << c.value("succeeded", 0) << " succeeded, "
+          << c.value("failed", 0) << " failed, " << c.value("skipped", 0) << " skipped of "
+          << c.value("total", 0) << " in " << report.value("duration_seconds", 0.0) << " s";
+      if (report.contains("reason")) out << " (" << report["reason"].get<std::string>() << ")";
+      out << "\n";
+      for (const auto& f : report.value("failed_documents", nlohmann::json::array())) {
+        out << "  failed: " << f.value("input", std::string()) << ": "
+            << f.value("error", std::string()) << "\n";
+      }
+      out.flush();
+      return state == "succeeded" ? 0 : 1;
+    }
+    if (tty) {
+      out << "\r\033[K" << progress_line(job) << std::flush;
+    } else if (now - last_print >= std::chrono::seconds(2)) {
+      out << progress_line(job) << "\n" << std::flush;
+      last_print = now;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 200 : 250));
+  }
+}
+
+// Without a daemon: wait for the report to appear in the spool.
+int wait_for_report(const std::string& id, const DaemonConfig& config, std::ostream& out) {
+  out << "no daemon answers on " << config.control_socket << "; waiting for " << id
+      << " to finish\n" << std::flush;
+  for (;;) {
+    for (const char* dir : {"done", "failed"}) {
+      auto text = read_file(config.spool_dir + "/" + dir + "/" + id + ".report.json");
+      if (!text) continue;
+      nlohmann::json report = nlohmann::json::parse(*text, nullptr, false);
+      std::string state = report.is_object() ? report.value("state", std::string()) : "";
+      out << id << ": " << state << "\n";
+      return state == "succeeded" ? 0 : 1;
+    }
+    if (control_socket_answers(config.control_socket)) return wait_for_job(id, config, out, out);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+}  // namespace
+
+int cli_submit(const std::string& job_file, bool wait, const DaemonConfig& config,
+               std::ostream& out, std::ostream& err) {
+  if (!control_socket_answers(config.control_socket)) {
+    std::string id;
+    int rc = submit_by_drop(job_file, config, out, err, &id);
+    if (rc != 0 || !wait) return rc;
+    return wait_for_report(id, config, out);
+  }
+  auto text = read_file(job_file);
+  if (!text) {
+    err << "docpipe submit: " << text.error().message << "\n";
+    return 1;
+  }
+  nlohmann::json job = nlohmann::json::parse(*text, nullptr, false);
+  if (job.is_discarded() || !job.is_object()) {
+    // Let the daemon-side validator word the error (line and column); send it as a string.
+    err << job_file << ": not a JSON object; run `docpipe validate " << job_file
+        << "` for details\n";
+    return 1;
+  }
+  if (!job.contains("id")) {
+    std::string name = job_file.substr(job_file.rfind('/') == std::string::npos ? 0 : job_file.rfind('/') + 1);
+    if (name.size() > 5 && name.substr(name.size() - 5) == ".json") name.resize(name.size() - 5);
+    job["id"] = name;
+  }
+  nlohmann::json reply;
+  try {
+    reply = control_request(config.control_socket,
+                            {{"op", "submit"}, {"job", job}, {"base_dir", absolute_dir_of(job_file)}},
+                            kRequestTimeoutMs);
+  } catch (const std::exception& e) {
+    err << "docpipe submit: " << e.what() << "\n";
+    return 1;
+  }
+  if (!reply.value("ok", false)) {
+    if (reply.contains("errors")) {
+      for (const auto& e : reply["errors"]) {
+        err << job_file << ": " << e.value("message", std::string()) << "\n";
+      }
+    } else {
+      err << "docpipe submit: " << reply.value("error", std::string("refused")) << "\n";
+    }
+    return 1;
+  }
+  std::string id = reply["id"].get<std::string>();
+  out << "submitted job \"" << id << "\" (" << reply.value("documents", 0) << " document(s))\n"
+      << std::flush;
+  return wait ? wait_for_job(id, config, out, err) : 0;
+}
+
+int cli_status(const std::string& id, bool json, const DaemonConfig& config, std::ostream& out,
+               std::ostream& err) {
+  nlohmann::json request{{"op", "status"}};
+  if (!id.empty()) request["id"] = id;
+  nlohmann::json reply;
+  try {
+    reply = control_request(config.control_socket, request, kRequestTimeoutMs);
+  } catch (const std::exception& e) {
+    err << "docpipe status: " << e.what() << "\n";
+    return 1;
+  }
+  if (!reply.value("ok", false)) {
+    err << "docpipe status: " << reply.value("error", std::string("failed")) << "\n";
+    return 1;
+  }
+  if (json) {
+    out << reply.dump(2) << "\n";
+    return 0;
+  }
+  if (!id.empty()) {
+    const auto& job = reply["job"];
+    if (job.contains("report")) {
+      const auto& r = job["report"];
+      out << id << ": " << r.value("state", std::string()) << ", "
+          << r["counts"].value("succeeded", 0) << "/" << r["counts"].value("total", 0)
+          << " succeeded, " << r["counts"].value("failed", 0) << " failed, finished "
+          << r.value("finished_at", std::string()) << "\n";
+    } else {
+      out << progress_line(job) << "\n";
+    }
+    return 0;
+  }
+  const auto& d = reply["daemon"];
+  out << "docpipe " << d.value("version", std::string()) << ", pid " << d.value("pid", 0) << ", up "
+      << human_duration(d.value("uptime_seconds", 0.0)) << ", " << d.value("state", std::string())
+      << "\n  jobs: " << d.value("jobs_running", 0) << " running, " << d.value("jobs_queued", 0)
+      << " queued; documents in flight: " << d.value("documents_in_flight", 0)
+      << "; buffers: " << d.value("buffer_bytes_in_use", 0) << " of "
+      << d.value("memory_budget_bytes", 0) << " bytes\n";
+  for (const auto& job : reply["jobs"]) out << "  " << progress_line(job) << "\n";
+  return 0;
+}
+
+int cli_cancel(const std::string& id, const DaemonConfig& config, std::ostream& out,
+               std::ostream& err) {
+  nlohmann::json reply;
+  try {
+    reply = control_request(config.control_socket, {{"op", "cancel"}, {"id", id}},
+                            kRequestTimeoutMs);
+  } catch (const std::exception& e) {
+    err << "docpipe cancel: " << e.what() << "\n";
+    return 1;
+  }
+  if (!reply.value("ok", false)) {
+    err << "docpipe cancel: " << reply.value("error", std::string("failed")) << "\n";
+    return 1;
+  }
+  out << id << ": " << reply.value("state", std::string("cancelling")) << "\n";
+  return 0;
+}
+
+}  // namespace docpipe

@@ -1,0 +1,20 @@
+#pragma once
+// The CLI commands that talk to a running daemon over the control socket: submit (falling back
+// to an atomic drop into incoming/ when no daemon answers), status and cancel.
+
+#include <ostream>
+#include <string>
+
+#include "config/daemon_config.h"
+
+namespace docpipe {
+
+// Returns the exit code (0 ok; 1 invalid job, job failed or daemon error).
+int cli_submit(const std::string& job_file, bool wait, const DaemonConfig& config,
+               std::ostream& out, std::ostream& err);
+int cli_status(const std::string& id, bool json, const DaemonConfig& config, std::ostream& out,
+               std::ostream& err);
+int cli_cancel(const std::string& id, const DaemonConfig& config, std::ostream& out,
+               std::ostream& err);
+
+}  // namespace docpipe

@@ -1,0 +1,405 @@
+#include "daemon/daemon.h"
+
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+#include "core/time_util.h"
+#include "daemon/log.h"
+
+namespace docpipe {
+
+struct Daemon::Work {
+  uv_work_t req;
+  std::function<void()> work;
+  std::function<void()> after;
+};
+
+namespace {
+
+std::string join_errors(const FieldErrors& errors) {
+  std::string out;
+  for (const auto& e : errors) {
+    if (!out.empty()) out += "; ";
+    out += format_field_error(e);
+  }
+  return out;
+}
+
+}  // namespace
+
+Daemon::Daemon(DaemonConfig config)
+    : config_(std::move(config)), spool_(config_.spool_dir, config_.durability_fsync) {
+  Status st = spool_.create_layout();
+  if (!st) throw std::runtime_error("cannot create the spool: " + st.error().message);
+  // One daemon per spool: a second one would resume the first one's active jobs.
+  std::string lock_path = spool_.root() + "/docpipe.lock";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0 || ::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    throw std::runtime_error("cannot lock " + lock_path + ": " + std::strerror(errno) +
+                             (errno == EWOULDBLOCK ? " (another docpipe runs on this spool)" : ""));
+  }
+
+  registry_ = std::make_shared<prometheus::Registry>();
+  prometheus::BuildGauge()
+      .Name("docpipe_build_info")
+      .Help("docpipe version; always 1")
+      .Register(*registry_)
+      .Add({{"version", DOCPIPE_VERSION}})
+      .Set(1);
+  pipeline_metrics_ = std::make_unique<PipelineMetrics>(*registry_);
+  metrics_ = std::make_unique<DaemonMetrics>(*registry_);
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(config_.metrics_listen);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot serve metrics on " + config_.metrics_listen + ": " +
+                             e.what() + " (is the port in use? set metrics_listen)");
+  }
+  exposer_->RegisterCollectable(registry_);
+  exposer_->RegisterCollectable(make_process_collector());
+
+  PipelineOptions options;
+  options.readers = config_.io_threads;
+  options.writers = config_.io_threads;
+  options.workers = config_.workers;
+  options.max_in_flight_documents = static_cast<size_t>(config_.max_in_flight_documents);
+  options.memory_budget_bytes = static_cast<size_t>(config_.memory_budget_bytes);
+  options.fsync = config_.durability_fsync;
+  pipeline_ = std::make_unique<Pipeline>(options, pipeline_metrics_.get());
+}
+
+Daemon::~Daemon() {
+  if (pipeline_) pipeline_->stop();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+void Daemon::queue_work(std::function<void()> work, std::function<void()> after) {
+  auto* w = new Work{{}, std::move(work), std::move(after)};
+  w->req.data = w;
+  int rc = uv_queue_work(
+      &loop_, &w->req, [](uv_work_t* req) { static_cast<Work*>(req->data)->work(); },
+      [](uv_work_t* req, int) {
+        auto* w = static_cast<Work*>(req->data);
+        w->after();
+        delete w;
+      });
+  if (rc != 0) {  // never happens with a valid loop; run inline rather than lose the work
+    w->work();
+    w->after();
+    delete w;
+  }
+}
+
+int Daemon::run() {
+  started_at_ms_ = wall_clock_ms();
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &finished_async_,
+                [](uv_async_t* a) { static_cast<Daemon*>(a->data)->drain_finished(); });
+  finished_async_.data = this;
+  uv_signal_init(&loop_, &sigint_);
+  uv_signal_init(&loop_, &sigterm_);
+  sigint_.data = sigterm_.data = this;
+  uv_signal_start(
+      &sigint_, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->begin_shutdown("SIGINT"); },
+      SIGINT);
+  uv_signal_start(
+      &sigterm_,
+      [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->begin_shutdown("SIGTERM"); },
+      SIGTERM);
+
+  notifier_ = std::make_unique<ServiceNotifier>(&loop_, [this] { return health(); });
+  notifier_->start();
+  std::vector<int> ports = exposer_->GetListeningPorts();
+  std::string host = config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':'));
+  log_info("metrics listening",
+           {{"address", host + ":" + std::to_string(ports.empty() ? 0 : ports.front())}});
+  resume_active_jobs();
+
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  int rc = uv_loop_close(&loop_);
+  if (rc != 0) {
+    log_error("event loop closed with handles still open", {{"error", uv_strerror(rc)}});
+    return 1;
+  }
+  log_info("docpipe stopped");
+  return 0;
+}
+
+void Daemon::resume_active_jobs() {
+  // Jobs an earlier run left in active/ go first, then intake starts, so that an incoming job
+  // with the same id is refused rather than racing the resumed one.
+  auto results = std::make_shared<std::vector<std::pair<IntakeResult, std::shared_ptr<DaemonJob>>>>();
+  queue_work(
+      [this, results] {
+        for (const std::string& id : list_active_job_ids(spool_)) {
+          IntakeResult r = load_active_job(spool_, id, config_);
+          std::shared_ptr<DaemonJob> job;
+          if (r.kind == IntakeResult::Kind::kAccepted) {
+            Status opened;
+            job = make_job(std::move(*r.job), spool_.active_manifest(id), opened);
+            if (!opened) {
+              r.kind = IntakeResult::Kind::kFailed;
+              r.message = opened.error().message;
+              job.reset();
+            }
+            r.job.reset();
+          }
+          results->emplace_back(std::move(r), std::move(job));
+        }
+      },
+      [this, results] {
+        for (auto& [r, job] : *results) {
+          std::string id = r.name.substr(0, r.name.size() - 5);
+          if (job) {
+            log_info("job resumed", {{"job", id}});
+            enqueue(std::move(job));
+          } else if (r.kind == IntakeResult::Kind::kRejected) {
+            finish_unresumable(id, r.errors);
+          } else {
+            log_error("cannot resume job; it stays in active/",
+                      {{"job", id}, {"error", r.message}});
+          }
+        }
+        if (!stopping_) start_intake();
+      });
+}
+
+void Daemon::start_intake() {
+  watch_ = std::make_unique<WatchFolder>(
+      &loop_, spool_.incoming(), config_.settle_ms, config_.rescan_interval_ms, metrics_.get(),
+      [this](const std::string& name) { on_job_file_ready(name); });
+  int rc = watch_->start();
+  if (rc != 0) {
+    log_error("cannot watch the incoming folder; relying on the periodic rescan",
+              {{"dir", spool_.incoming()}, {"error", uv_strerror(rc)}});
+  }
+  control_ = std::make_unique<ControlServer>(
+      &loop_, config_.control_socket,
+      [this](const nlohmann::json& request, ControlServer::Reply reply) {
+        handle_control(request, std::move(reply));
+      });
+  std::string control_error = control_->start();
+  if (!control_error.empty()) {
+    // Intake through incoming/ still works; the CLI falls back to dropping files there.
+    log_error("control socket unavailable", {{"error", control_error}});
+  }
+  log_info("docpipe ready", {{"spool", spool_.root()}, {"workers", std::to_string(config_.workers)}});
+  notifier_->ready();
+}
+
+std::shared_ptr<DaemonJob> Daemon::make_job(ValidatedJob validated,
+                                            const std::string& manifest_path, Status& opened) {
+  auto job = std::make_shared<DaemonJob>(std::move(validated.spec), validated.documents,
+                                         wall_clock_ms(), metrics_.get(), &documents_finished_,
+                                         [this](DaemonJob* j) { post_finished(j); });
+  opened = job->open(manifest_path);
+  return job;
+}
+
+void Daemon::on_job_file_ready(const std::string& name) {
+  auto result = std::make_shared<IntakeResult>();
+  auto job = std::make_shared<std::shared_ptr<DaemonJob>>();
+  queue_work(
+      [this, name, result, job] {
+        *result = take_job_file(spool_, name, config_);
+        if (result->kind != IntakeResult::Kind::kAccepted) return;
+        std::string manifest = spool_.active_manifest(result->job->spec.id);
+        Status opened;
+        *job = make_job(std::move(*result->job), manifest, opened);
+        if (!opened) {
+          // Claimed but unusable now: it stays in active/ and is resumed at the next start.
+          result->kind = IntakeResult::Kind::kFailed;
+          result->message = opened.error().message;
+          job->reset();
+        }
+      },
+      [this, result, job] {
+        on_intake_result(std::move(*result), std::move(*job));
+      });
+}
+
+void Daemon::on_intake_result(IntakeResult r, std::shared_ptr<DaemonJob> job) {
+  if (watch_) watch_->forget(r.name);
+  switch (r.kind) {
+    case IntakeResult::Kind::kAccepted:
+      log_info("job accepted", {{"job", job->spec().id}, {"file", r.name},
+                                {"documents", std::to_string(job->report().counts.total)}});
+      enqueue(std::move(job));
+      break;
+    case IntakeResult::Kind::kRejected:
+      metrics_->job_rejected();
+      log_warn("job rejected", {{"file", r.name}, {"errors", join_errors(r.errors)}});
+      break;
+    case IntakeResult::Kind::kGone:
+      break;
+    case IntakeResult::Kind::kFailed:
+      log_error("cannot take job file; will retry at the next rescan",
+                {{"file", r.name}, {"error", r.message}});
+      break;
+  }
+}
+
+void Daemon::enqueue(std::shared_ptr<DaemonJob> job) {
+  jobs_[job->spec().id] = job;
+  queued_.push_back(std::move(job));
+  admit();
+}
+
+void Daemon::admit() {
+  while (!stopping_ && running_.size() < static_cast<size_t>(config_.max_active_jobs) &&
+         !queued_.empty()) {
+    // Highest priority first; among equals, the earliest queued (stable).
+    auto best = std::max_element(queued_.begin(), queued_.end(), [](const auto& a, const auto& b) {
+      return a->spec().priority < b->spec().priority;
+    });
+    std::shared_ptr<DaemonJob> job = *best;
+    queued_.erase(best);
+    running_.insert(job->spec().id);
+    job->mark_started(wall_clock_ms());
+    log_info("job started", {{"job", job->spec().id}});
+    pipeline_->add_job(job);
+  }
+  update_job_gauges();
+}
+
+void Daemon::update_job_gauges() {
+  metrics_->jobs_active().Set(static_cast<double>(running_.size()));
+  metrics_->jobs_queued().Set(static_cast<double>(queued_.size()));
+}
+
+ServiceNotifier::Health Daemon::health() {
+  ServiceNotifier::Health h;
+  h.documents_finished = documents_finished_.load(std::memory_order_relaxed);
+  h.busy = !jobs_.empty() || pipeline_->documents_in_flight() > 0;
+  // Every document ends within its job's document_timeout_ms (it is cancelled otherwise), so a
+  // busy pipeline with no document finished for longer than that, plus a margin, is stuck.
+  int64_t longest = 0;
+  for (const auto& [id, job] : jobs_) longest = std::max(longest, job->spec().limits.document_timeout_ms);
+  h.stall_after_ms = longest + 60000;
+  uint64_t now = uv_now(&loop_);
+  double rate = 0;
+  if (rate_sample_ms_ != 0 && now > rate_sample_ms_) {
+    rate = static_cast<double>(h.documents_finished - rate_sample_documents_) * 1000.0 /
+           static_cast<double>(now - rate_sample_ms_);
+  }
+  rate_sample_documents_ = h.documents_finished;
+  rate_sample_ms_ = now;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%zu job(s) running, %zu queued, %.0f documents/s%s",
+                running_.size(), queued_.size(), rate, stopping_ ? ", stopping" : "");
+  h.status = buf;
+  return h;
+}
+
+void Daemon::post_finished(DaemonJob* job) {
+  {
+    std::lock_guard<std::mutex> lock(finished_mu_);
+    finished_.push_back(job);
+  }
+  uv_async_send(&finished_async_);
+}
+
+void Daemon::drain_finished() {
+  // uv_async_send coalesces: take everything queued so far.
+  std::vector<DaemonJob*> batch;
+  {
+    std::lock_guard<std::mutex> lock(finished_mu_);
+    batch.swap(finished_);
+  }
+  for (DaemonJob* raw : batch) {
+    auto it = jobs_.find(raw->spec().id);
+    if (it == jobs_.end() || it->second.get() != raw) continue;
+    finalize(it->second);
+  }
+}
+
+void Daemon::finalize(std::shared_ptr<DaemonJob> job) {
+  auto report = std::make_shared<JobReport>();
+  auto error = std::make_shared<std::string>();
+  bool durable = config_.durability_fsync;
+  queue_work(
+      [this, job, report, error, durable] {
+        Status st = job->close_manifest(durable);
+        *report = job->report();
+        if (!st) {
+          report->state = JobState::kFailed;
+          report->reason = st.error().message;
+        }
+        Status moved = spool_.finish(report->id, report->state == JobState::kSucceeded,
+                                     report_to_json(*report));
+        if (!moved) *error = moved.error().message;
+      },
+      [this, job, report, error] {
+        running_.erase(report->id);
+        jobs_.erase(report->id);
+        int64_t start = report->started_at_ms ? report->started_at_ms : report->submitted_at_ms;
+        double seconds = static_cast<double>(report->finished_at_ms - report->submitted_at_ms) / 1e3;
+        metrics_->job_finished(report->state, seconds);
+        const JobCounts& c = report->counts;
+        LogFields fields{{"job", report->id},
+                         {"state", job_state_name(report->state)},
+                         {"total", std::to_string(c.total)},
+                         {"succeeded", std::to_string(c.succeeded)},
+                         {"failed", std::to_string(c.failed)},
+                         {"skipped", std::to_string(c.skipped)},
+                         {"seconds", std::to_string((report->finished_at_ms - start) / 1e3)}};
+        if (!report->reason.empty()) fields.emplace_back("reason", report->reason);
+        if (error->empty()) {
+          log_event(report->state == JobState::kSucceeded ? LogLevel::kInfo : LogLevel::kWarn,
+                    "job finished", fields);
+        } else {
+          fields.emplace_back("error", *error);
+          log_error("job finished but its files could not be moved out of active/", fields);
+        }
+        admit();
+      });
+}
+
+void Daemon::finish_unresumable(const std::string& id, const FieldErrors& errors) {
+  JobReport report;
+  report.id = id;
+  report.state = JobState::kFailed;
+  report.reason = "cannot resume: " + join_errors(errors);
+  report.submitted_at_ms = report.finished_at_ms = wall_clock_ms();
+  queue_work(
+      [this, report] {
+        Status st = spool_.finish(report.id, false, report_to_json(report));
+        if (!st) log_error("cannot move job to failed/", {{"job", report.id}, {"error", st.error().message}});
+      },
+      [this, report] {
+        metrics_->job_finished(JobState::kFailed, 0);
+        log_warn("job failed", {{"job", report.id}, {"reason", report.reason}});
+      });
+}
+
+void Daemon::begin_shutdown(const char* signal_name) {
+  if (stopping_) {
+    log_warn("already stopping; waiting for in-flight documents", {{"signal", signal_name}});
+    return;
+  }
+  stopping_ = true;
+  notifier_->stopping();
+  log_info("stopping", {{"signal", signal_name}});
+  if (watch_) watch_->close();
+  if (control_) control_->close();
+  // Pipeline::stop() joins threads while in-flight documents finish: keep it off the loop.
+  queue_work([this] { pipeline_->stop(); },
+             [this] {
+                      drain_finished();  // jobs that finished while stopping still get their report
+               notifier_->close();
+               uv_close(reinterpret_cast<uv_handle_t*>(&finished_async_), nullptr);
+               uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+               uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+             });
+}
+
+}  // namespace docpipe

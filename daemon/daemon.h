@@ -1,0 +1,108 @@
+#pragma once
+// The daemon: one libuv loop thread owns job state, the spool and every handle; file and CPU
+// work runs elsewhere (intake and finalisation on the libuv threadpool, documents in the
+// Pipeline's own threads), and results come back through uv_async.
+//
+//   WatchFolder -> intake (threadpool: validate, claim or reject) -> queued jobs
+//   -> admitted (max_active_jobs) -> Pipeline -> job_finished -> uv_async -> finalise (report)
+
+#include <uv.h>
+
+#include <atomic>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config/daemon_config.h"
+#include "core/spool.h"
+#include "daemon/daemon_job.h"
+#include "daemon/control_server.h"
+#include "daemon/daemon_metrics.h"
+#include "daemon/intake.h"
+#include "daemon/service_notifier.h"
+#include "daemon/watch_folder.h"
+#include "pipeline/pipeline.h"
+
+namespace prometheus {
+class Exposer;
+class Registry;
+}  // namespace prometheus
+
+namespace docpipe {
+
+class Daemon {
+ public:
+  // Sets up the spool, metrics and the pipeline. Throws std::runtime_error with a clear message
+  // (e.g. the metrics port is in use) on a start-up failure.
+  explicit Daemon(DaemonConfig config);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Runs the loop until SIGINT/SIGTERM and a clean stop. Returns the process exit code.
+  int run();
+
+ private:
+  struct Work;
+
+  void queue_work(std::function<void()> work, std::function<void()> after);
+  void resume_active_jobs();
+  void start_intake();
+  void on_job_file_ready(const std::string& name);
+  void on_intake_result(IntakeResult result, std::shared_ptr<DaemonJob> job);
+  std::shared_ptr<DaemonJob> make_job(ValidatedJob validated, const std::string& manifest_path,
+                                      Status& opened);
+  void enqueue(std::shared_ptr<DaemonJob> job);
+  void admit();
+  void post_finished(DaemonJob* job);  // any thread
+  void drain_finished();
+  void finalize(std::shared_ptr<DaemonJob> job);
+  void finish_unresumable(const std::string& id, const FieldErrors& errors);
+  void update_job_gauges();
+  ServiceNotifier::Health health();
+  void begin_shutdown(const char* signal_name);
+
+  // Control socket requests (daemon_control.cc).
+  void handle_control(const nlohmann::json& request, ControlServer::Reply reply);
+  void control_submit(const nlohmann::json& request, ControlServer::Reply reply);
+  void control_status(const nlohmann::json& request, ControlServer::Reply reply);
+  void control_cancel(const nlohmann::json& request, ControlServer::Reply reply);
+  nlohmann::json job_status(const DaemonJob& job) const;
+  nlohmann::json daemon_status() const;
+
+  DaemonConfig config_;
+  Spool spool_;
+  int lock_fd_ = -1;  // flock on spool/docpipe.lock, held for the daemon's life
+  uv_loop_t loop_{};
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<PipelineMetrics> pipeline_metrics_;
+  std::unique_ptr<DaemonMetrics> metrics_;
+  std::unique_ptr<Pipeline> pipeline_;
+  std::unique_ptr<WatchFolder> watch_;
+  std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<ServiceNotifier> notifier_;
+  std::atomic<uint64_t> documents_finished_{0};  // bumped by pipeline threads, for the watchdog
+  uint64_t rate_sample_documents_ = 0;
+  uint64_t rate_sample_ms_ = 0;
+  uv_signal_t sigint_{};
+  uv_signal_t sigterm_{};
+  uv_async_t finished_async_{};
+
+  std::mutex finished_mu_;  // guards finished_ (pipeline threads push, the loop drains)
+  std::vector<DaemonJob*> finished_;
+
+  // Loop-thread state.
+  std::map<std::string, std::shared_ptr<DaemonJob>> jobs_;  // queued or running, by id
+  std::vector<std::shared_ptr<DaemonJob>> queued_;           // waiting for a slot
+  std::set<std::string> running_;                            // ids admitted into the pipeline
+  int64_t started_at_ms_ = 0;
+  uint64_t submit_counter_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace docpipe

@@ -1,0 +1,231 @@
+// Control socket requests (NDJSON): submit, status, cancel, list. Runs on the loop thread; file
+// work (validation, claiming, reading finished reports) goes to the threadpool.
+
+#include <algorithm>
+
+#include "core/fs_util.h"
+#include "core/time_util.h"
+#include "daemon/daemon.h"
+#include "daemon/log.h"
+
+namespace docpipe {
+
+namespace {
+
+nlohmann::json error_reply(const std::string& message) {
+  return {{"ok", false}, {"error", message}};
+}
+
+nlohmann::json errors_json(const FieldErrors& errors) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& e : errors) {
+    list.push_back({{"path", e.path}, {"reason", e.reason}, {"message", format_field_error(e)}});
+  }
+  return list;
+}
+
+}  // namespace
+
+void Daemon::handle_control(const nlohmann::json& request, ControlServer::Reply reply) {
+  auto op = request.find("op");
+  if (op == request.end() || !op->is_string()) {
+    reply(error_reply("request needs a string \"op\": submit, status, cancel or list"));
+    return;
+  }
+  const std::string name = op->get<std::string>();
+  if (stopping_ && name == "submit") {
+    reply(error_reply("the daemon is shutting down; submit again once it is back"));
+    return;
+  }
+  if (name == "submit") return control_submit(request, std::move(reply));
+  if (name == "status") return control_status(request, std::move(reply));
+  if (name == "cancel") return control_cancel(request, std::move(reply));
+  if (name == "list") {
+    nlohmann::json jobs = nlohmann::json::array();
+    for (const auto& [id, job] : jobs_) jobs.push_back(job_status(*job));
+    reply({{"ok", true}, {"jobs", std::move(jobs)}});
+    return;
+  }
+  reply(error_reply("unknown op \"" + name + "\": expected submit, status, cancel or list"));
+}
+
+void Daemon::control_submit(const nlohmann::json& request, ControlServer::Reply reply) {
+  auto job_it = request.find("job");
+  if (job_it == request.end() || !job_it->is_object()) {
+    reply(error_reply("submit needs \"job\": the job as a JSON object"));
+    return;
+  }
+  std::string base_dir = spool_.incoming();
+  if (auto b = request.find("base_dir"); b != request.end()) {
+    if (!b->is_string() || b->get<std::string>().empty() || b->get<std::string>()[0] != '/') {
+      reply(error_reply("submit: \"base_dir\" must be an absolute path"));
+      return;
+    }
+    base_dir = b->get<std::string>();
+  }
+  metrics_->intake_event(IntakeSource::kSocket);
+  std::string text = job_it->dump(2) + "\n";
+  std::string default_id = "job-" + std::to_string(wall_clock_ms()) + "-" +
+                           std::to_string(++submit_counter_);
+  auto errors = std::make_shared<FieldErrors>();
+  auto job = std::make_shared<std::shared_ptr<DaemonJob>>();
+  auto failure = std::make_shared<std::string>();
+  queue_work(
+      [this, text, default_id, base_dir, errors, job, failure] {
+        auto validated = validate_job_text(text, default_id, base_dir, config_, *errors);
+        if (!validated) return;
+        std::string id = validated->spec.id;
+        Status st = spool_.admit(id, text);
+        if (!st) {
+          if (st.error().code == ErrorCode::kExists) {
+            errors->push_back({"id", st.error().message});
+          } else {
+            *failure = st.error().message;
+          }
+          return;
+        }
+        Status opened;
+        *job = make_job(std::move(*validated), spool_.active_manifest(id), opened);
+        if (!opened) {
+          *failure = opened.error().message + " (the job stays in active/ and resumes at restart)";
+          job->reset();
+        }
+      },
+      [this, reply, errors, job, failure] {
+        if (*job) {
+          const std::string id = (*job)->spec().id;
+          uint64_t documents = (*job)->report().counts.total;
+          log_info("job accepted", {{"job", id}, {"source", "socket"},
+                                    {"documents", std::to_string(documents)}});
+          enqueue(*job);
+          reply({{"ok", true}, {"id", id}, {"documents", documents}});
+        } else if (!errors->empty()) {
+          metrics_->job_rejected();
+          std::string joined;
+          for (const auto& e : *errors) joined += (joined.empty() ? "" : "; ") + format_field_error(e);
+          log_warn("job rejected", {{"source", "socket"}, {"errors", joined}});
+          reply({{"ok", false}, {"error", "invalid job"}, {"errors", errors_json(*errors)}});
+        } else {
+          log_error("cannot accept submitted job", {{"error", *failure}});
+          reply(error_reply("cannot accept the job: " + *failure));
+        }
+      });
+}
+
+nlohmann::json Daemon::job_status(const DaemonJob& job) const {
+  JobReport r = job.report();
+  const JobCounts& c = r.counts;
+  uint64_t done = c.succeeded + c.failed + c.skipped;
+  bool running = running_.count(r.id) != 0;
+  double elapsed = r.started_at_ms ? static_cast<double>(wall_clock_ms() - r.started_at_ms) / 1e3 : 0;
+  double rate = running && elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+  nlohmann::json j{{"id", r.id},
+                   {"state", running ? "running" : "queued"},
+                   {"priority", job.spec().priority},
+                   {"total", c.total},
+                   {"done", done},
+                   {"succeeded", c.succeeded},
+                   {"failed", c.failed},
+                   {"skipped", c.skipped},
+                   {"bytes_in", c.bytes_in},
+                   {"bytes_out", c.bytes_out},
+                   {"documents_per_second", rate},
+                   {"submitted_at", format_utc(r.submitted_at_ms)}};
+  if (rate > 0 && c.total > done) j["eta_seconds"] = static_cast<double>(c.total - done) / rate;
+  if (!r.reason.empty()) j["reason"] = r.reason;
+  return j;
+}
+
+nlohmann::json Daemon::daemon_status() const {
+  return {{"version", DOCPIPE_VERSION},
+          {"pid", ::getpid()},
+          {"uptime_seconds", static_cast<double>(wall_clock_ms() - started_at_ms_) / 1e3},
+          {"state", stopping_ ? "stopping" : "running"},
+          {"spool", spool_.root()},
+          {"workers", config_.workers},
+          {"jobs_running", running_.size()},
+          {"jobs_queued", queued_.size()},
+          {"documents_in_flight", pipeline_->documents_in_flight()},
+          {"buffer_bytes_in_use", pipeline_->buffer_bytes_in_use()},
+          {"memory_budget_bytes", config_.memory_budget_bytes}};
+}
+
+void Daemon::control_status(const nlohmann::json& request, ControlServer::Reply reply) {
+  auto id_it = request.find("id");
+  if (id_it == request.end() || id_it->is_null()) {
+    nlohmann::json jobs = nlohmann::json::array();
+    for (const auto& [id, job] : jobs_) jobs.push_back(job_status(*job));
+    reply({{"ok", true}, {"daemon", daemon_status()}, {"jobs", std::move(jobs)}});
+    return;
+  }
+  if (!id_it->is_string()) {
+    reply(error_reply("status: \"id\" must be a string"));
+    return;
+  }
+  std::string id = id_it->get<std::string>();
+  if (auto it = jobs_.find(id); it != jobs_.end()) {
+    reply({{"ok", true}, {"job", job_status(*it->second)}});
+    return;
+  }
+  if (!is_valid_job_id(id)) {
+    reply(error_reply("no job \"" + id + "\" (not a valid job id)"));
+    return;
+  }
+  // Finished (or never seen): the report in done/ or failed/ tells.
+  auto found = std::make_shared<nlohmann::json>();
+  queue_work(
+      [this, id, found] {
+        for (const std::string& dir : {spool_.done(), spool_.failed()}) {
+          auto text = read_file(dir + "/" + id + ".report.json");
+          if (!text) continue;
+          nlohmann::json report = nlohmann::json::parse(*text, nullptr, false);
+          if (!report.is_discarded()) *found = std::move(report);
+          return;
+        }
+      },
+      [id, found, reply] {
+        if (found->is_null()) {
+          reply(error_reply("no job \"" + id + "\": not queued, running or finished"));
+          return;
+        }
+        nlohmann::json job{{"id", id}, {"state", (*found)["state"]}, {"report", *found}};
+        if (found->contains("counts")) {
+          const auto& c = (*found)["counts"];
+          job["total"] = c.value("total", 0);
+          job["done"] = c.value("succeeded", 0) + c.value("failed", 0) + c.value("skipped", 0);
+        }
+        reply({{"ok", true}, {"job", std::move(job)}});
+      });
+}
+
+void Daemon::control_cancel(const nlohmann::json& request, ControlServer::Reply reply) {
+  auto id_it = request.find("id");
+  if (id_it == request.end() || !id_it->is_string()) {
+    reply(error_reply("cancel needs \"id\": the job id"));
+    return;
+  }
+  std::string id = id_it->get<std::string>();
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) {
+    reply(error_reply("no job \"" + id + "\" is queued or running"));
+    return;
+  }
+  std::shared_ptr<DaemonJob> job = it->second;
+  job->request_cancel("cancelled by request");
+  log_info("job cancel requested", {{"job", id}});
+  auto queued = std::find(queued_.begin(), queued_.end(), job);
+  if (queued != queued_.end()) {
+    // Never admitted: it finishes at once, with nothing done.
+    queued_.erase(queued);
+    update_job_gauges();
+    job->job_finished(true);
+    reply({{"ok", true}, {"id", id}, {"state", "cancelled"}});
+    return;
+  }
+  // Running: the pipeline takes no more of its documents; those in flight finish (or are
+  // cancelled) and job_finished() follows.
+  pipeline_->cancel_job(id);
+  reply({{"ok", true}, {"id", id}, {"state", "cancelling"}});
+}
+
+}  // namespace docpipe

@@ -1,0 +1,47 @@
+#pragma once
+// The daemon's job and intake stats, declared in one place (the pipeline declares its own in
+// pipeline/pipeline_metrics.h). All on one registry that the exposer serves at /metrics.
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+
+#include "core/report.h"
+#include "pipeline/pipeline_job.h"
+
+namespace docpipe {
+
+enum class IntakeSource { kWatch = 0, kRescan = 1, kSocket = 2 };
+
+class DaemonMetrics {
+ public:
+  explicit DaemonMetrics(prometheus::Registry& registry);
+
+  void job_finished(JobState state, double duration_seconds);
+  void job_rejected() { jobs_rejected_->Increment(); }
+  void document_finished(const DocumentOutcome& outcome);
+  void intake_event(IntakeSource source) { intake_[int(source)]->Increment(); }
+  prometheus::Gauge& jobs_active() { return *jobs_active_; }
+  prometheus::Gauge& jobs_queued() { return *jobs_queued_; }
+  prometheus::Counter& document_retries() { return *retries_; }
+
+ private:
+  prometheus::Counter* jobs_[3];  // docpipe_jobs_total{outcome=succeeded|failed|cancelled}
+  prometheus::Counter* jobs_rejected_;
+  prometheus::Gauge* jobs_active_;
+  prometheus::Gauge* jobs_queued_;
+  prometheus::Counter* documents_[3];  // docpipe_documents_total{outcome=succeeded|failed|skipped}
+  prometheus::Counter* bytes_in_;
+  prometheus::Counter* bytes_out_;
+  prometheus::Counter* retries_;
+  prometheus::Histogram* job_duration_;
+  prometheus::Counter* intake_[3];
+};
+
+// Standard process_* metrics read from /proc at scrape time.
+std::shared_ptr<prometheus::Collectable> make_process_collector();
+
+}  // namespace docpipe

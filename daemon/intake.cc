@@ -1,0 +1,107 @@
+#include "daemon/intake.h"
+
+#include <dirent.h>
+
+#include <algorithm>
+
+#include "core/fs_util.h"
+
+namespace docpipe {
+
+std::optional<ValidatedJob> validate_job_text(const std::string& text,
+                                              const std::string& default_id,
+                                              const std::string& base_dir,
+                                              const DaemonConfig& config, FieldErrors& errors) {
+  JobParseOptions options{default_id, base_dir};
+  std::optional<JobSpec> spec = parse_job(text, options, errors);
+  if (!spec) return std::nullopt;
+  size_t n = check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots,
+                              errors);
+  if (!errors.empty()) return std::nullopt;
+  return ValidatedJob{std::move(*spec), n};
+}
+
+namespace {
+
+std::string strip_json_suffix(const std::string& name) {
+  return name.size() > 5 ? name.substr(0, name.size() - 5) : name;
+}
+
+}  // namespace
+
+IntakeResult take_job_file(const Spool& spool, const std::string& name,
+                           const DaemonConfig& config) {
+  IntakeResult r;
+  r.name = name;
+  Result<std::string> text = read_file(spool.incoming() + "/" + name);
+  if (!text) {
+    r.kind = text.error().code == ErrorCode::kNotFound ? IntakeResult::Kind::kGone
+                                                         : IntakeResult::Kind::kFailed;
+    r.message = text.error().message;
+    return r;
+  }
+  std::optional<ValidatedJob> job =
+      validate_job_text(*text, strip_json_suffix(name), spool.incoming(), config, r.errors);
+  if (job) {
+    Status claimed = spool.claim(name, job->spec.id);
+    if (claimed) {
+      r.kind = IntakeResult::Kind::kAccepted;
+      r.job = std::move(job);
+      return r;
+    }
+    if (claimed.error().code == ErrorCode::kNotFound) {
+      r.kind = IntakeResult::Kind::kGone;
+      return r;
+    }
+    if (claimed.error().code != ErrorCode::kExists) {
+      r.kind = IntakeResult::Kind::kFailed;
+      r.message = claimed.error().message;
+      return r;
+    }
+    r.errors.push_back({"id", claimed.error().message});
+  }
+  Status rejected = spool.reject(name, r.errors);
+  if (!rejected) {
+    r.kind = IntakeResult::Kind::kFailed;
+    r.message = rejected.error().message;
+    return r;
+  }
+  r.kind = IntakeResult::Kind::kRejected;
+  return r;
+}
+
+std::vector<std::string> list_active_job_ids(const Spool& spool) {
+  std::vector<std::string> ids;
+  DIR* d = ::opendir(spool.active().c_str());
+  if (d == nullptr) return ids;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    // active/ holds ID.json and ID.manifest.jsonl (and temp files starting with '.').
+    if (Spool::is_job_file_name(name)) ids.push_back(strip_json_suffix(name));
+  }
+  ::closedir(d);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+IntakeResult load_active_job(const Spool& spool, const std::string& id,
+                             const DaemonConfig& config) {
+  IntakeResult r;
+  r.name = id + ".json";
+  Result<std::string> text = read_file(spool.active_job(id));
+  if (!text) {
+    r.kind = IntakeResult::Kind::kFailed;
+    r.message = text.error().message;
+    return r;
+  }
+  std::optional<ValidatedJob> job = validate_job_text(*text, id, spool.incoming(), config, r.errors);
+  if (!job) {
+    r.kind = IntakeResult::Kind::kRejected;
+    return r;
+  }
+  r.kind = IntakeResult::Kind::kAccepted;
+  r.job = std::move(job);
+  return r;
+}
+
+}  // namespace docpipe

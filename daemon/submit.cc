@@ -1,0 +1,97 @@
+#include "daemon/submit.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "core/fs_util.h"
+#include "core/spool.h"
+#include "daemon/intake.h"
+
+namespace docpipe {
+
+namespace {
+
+std::string absolute_dir_of(const std::string& file) {
+  char buf[4096];
+  std::string path = file;
+  if (path.empty() || path.front() != '/') {
+    path = std::string(::getcwd(buf, sizeof buf) ? buf : ".") + "/" + path;
+  }
+  auto slash = path.rfind('/');
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+void make_absolute(nlohmann::json& value, const std::string& base) {
+  if (value.is_string()) {
+    std::string s = value.get<std::string>();
+    if (!s.empty() && s.front() != '/') value = base + "/" + s;
+  }
+}
+
+}  // namespace
+
+int submit_by_drop(const std::string& job_file, const DaemonConfig& config, std::ostream& out,
+                   std::ostream& err, std::string* id_out) {
+  auto text = read_file(job_file);
+  if (!text) {
+    err << "docpipe submit: " << text.error().message << "\n";
+    return 1;
+  }
+  std::string base = absolute_dir_of(job_file);
+  std::string stem = job_file.substr(job_file.rfind('/') == std::string::npos ? 0 : job_file.rfind('/') + 1);
+  if (stem.size() > 5 && stem.substr(stem.size() - 5) == ".json") stem.resize(stem.size() - 5);
+
+  FieldErrors errors;
+  auto job = validate_job_text(*text, stem, base, config, errors);
+  if (!job) {
+    for (const auto& e : errors) err << job_file << ": " << format_field_error(e) << "\n";
+    return 1;
+  }
+  // The daemon resolves relative paths against incoming/; pin them to what was validated here.
+  nlohmann::json doc = nlohmann::json::parse(*text);
+  if (doc.contains("input")) {
+    make_absolute(doc["input"]["dir"], base);
+    if (doc["input"].contains("files")) {
+      for (auto& f : doc["input"]["files"]) make_absolute(f, base);
+    }
+  }
+  if (doc.contains("output")) make_absolute(doc["output"]["dir"], base);
+  doc["id"] = job->spec.id;
+
+  Spool spool(config.spool_dir, config.durability_fsync);
+  std::string name = job->spec.id + ".json";
+  std::string tmp = spool.incoming() + "/." + name + ".submit-" + std::to_string(::getpid());
+  std::string dest = spool.incoming() + "/" + name;
+  Status st = write_file_atomic(tmp, doc.dump(2) + "\n", config.durability_fsync);
+  if (st) {
+    // mtime a second back: ctime > mtime tells the watch folder the file is complete.
+    struct timespec times[2];
+    ::clock_gettime(CLOCK_REALTIME, &times[0]);
+    times[0].tv_sec -= 1;
+    times[1] = times[0];
+    ::utimensat(AT_FDCWD, tmp.c_str(), times, 0);
+    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE) != 0) {
+      st = errno == EEXIST ? make_error(ErrorCode::kExists,
+                                        "a job file " + name + " is already waiting in " +
+                                            spool.incoming())
+                           : errno_error("rename into " + spool.incoming(), errno);
+      ::unlink(tmp.c_str());
+    }
+  }
+  if (!st) {
+    err << "docpipe submit: " << st.error().message << "\n";
+    return 1;
+  }
+  if (id_out != nullptr) *id_out = job->spec.id;
+  out << "submitted job \"" << job->spec.id << "\" (" << job->documents << " document(s)) to "
+      << dest << "\n";
+  return 0;
+}
+
+}  // namespace docpipe
