@@ -9,12 +9,9 @@
 #include <string>
 #include <vector>
 
-namespace docpipe {
+#include "core/transform.h"  // CommandSpec
 
-struct CommandSpec {
-  std::vector<std::string> argv;
-  int64_t timeout_ms = 60000;
-};
+namespace docpipe {
 
 struct DaemonConfig {
   std::string spool_dir;        // absolute

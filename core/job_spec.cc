@@ -169,7 +169,8 @@ class JobParser {
     FieldErrors step_errors;
     std::shared_ptr<const TransformStep> step;
     try {
-      step = info.configure(params, step_errors);
+      static const TransformEnv kEmpty;
+      step = info.configure(params, options_.env != nullptr ? *options_.env : kEmpty, step_errors);
     } catch (const std::exception& e) {
       // A transform's configure must not throw; if one does, it is still one job's error.
       step_errors.push_back({"", "transform \"" + info.op + "\" failed to configure: " + e.what()});

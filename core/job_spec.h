@@ -50,6 +50,7 @@ struct JobSpec {
 struct JobParseOptions {
   std::string default_id;   // the file name without .json
   std::string base_dir;     // relative paths in the job resolve against this (absolute)
+  const TransformEnv* env = nullptr;  // the daemon's transform environment; null: empty
 };
 
 // Parses and validates a job file's text. On failure returns nullopt and fills `errors` with

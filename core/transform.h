@@ -9,7 +9,9 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -24,6 +26,21 @@ namespace docpipe {
 struct DocumentContext {
   std::string_view relative_path;  // input path relative to the job's input root ("a/b.md")
   std::string_view name;           // file name ("b.md")
+  // Set by the pipeline: returns an error (kCancelled or kTimeout) once the document must stop.
+  // Transforms that can block or run long (exec) poll it and give up promptly; empty: never.
+  std::function<Status()> check_interrupted = {};
+};
+
+// An external command a job may run by name through `exec` (the daemon config's allow-list).
+struct CommandSpec {
+  std::vector<std::string> argv;
+  int64_t timeout_ms = 60000;
+};
+
+// What the daemon's configuration lends transforms when a job's parameters are validated.
+struct TransformEnv {
+  std::map<std::string, CommandSpec> commands;    // the `exec` allow-list, by name
+  std::vector<std::string> allowed_input_roots;   // files a job names (templates) must be under
 };
 
 // Processes one document. update() may be called any number of times with consecutive chunks
@@ -55,11 +72,12 @@ struct TransformInfo {
   std::string description;
   bool streaming = true;  // processes chunks in bounded memory (false: needs the whole document)
   std::vector<ParamSpec> params;
-  // Builds a step from the job's parameters: the transform object minus "op". On any problem,
+  // Builds a step from the job's parameters (the transform object minus "op") and the daemon's
+  // environment (e.g. the exec allow-list). On any problem,
   // appends to `errors` (paths relative to the transform object, e.g. "level", "patterns[1]")
   // and returns nullptr. Unknown parameters are errors.
-  std::function<std::shared_ptr<const TransformStep>(const nlohmann::json& params,
-                                                     FieldErrors& errors)>
+  std::function<std::shared_ptr<const TransformStep>(
+      const nlohmann::json& params, const TransformEnv& env, FieldErrors& errors)>
       configure;
 };
 

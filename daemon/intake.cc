@@ -12,7 +12,8 @@ std::optional<ValidatedJob> validate_job_text(const std::string& text,
                                               const std::string& default_id,
                                               const std::string& base_dir,
                                               const DaemonConfig& config, FieldErrors& errors) {
-  JobParseOptions options{default_id, base_dir};
+  TransformEnv env{config.commands, config.allowed_input_roots};
+  JobParseOptions options{default_id, base_dir, &env};
   std::optional<JobSpec> spec = parse_job(text, options, errors);
   if (!spec) return std::nullopt;
   size_t n = check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots,

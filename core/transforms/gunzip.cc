@@ -181,7 +181,7 @@ const ParamSchema& schema() {
 const TransformRegistration kRegistration(TransformInfo{
     "gunzip", "decompresses gzip data (zlib inflate), concatenated members included", true,
     schema().specs(),
-    [](const nlohmann::json& params, FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+    [](const nlohmann::json& params, const TransformEnv&, FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       ParamReader reader(schema(), params, errors);
       GunzipLimits limits{static_cast<uint64_t>(reader.integer("max_output_bytes")),
                           static_cast<uint64_t>(reader.integer("max_ratio"))};

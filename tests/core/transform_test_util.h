@@ -24,7 +24,7 @@ inline const TransformInfo& transform_info(std::string_view op) {
 inline std::shared_ptr<const TransformStep> make_step(std::string_view op,
                                                       const nlohmann::json& params) {
   FieldErrors errors;
-  std::shared_ptr<const TransformStep> step = transform_info(op).configure(params, errors);
+  std::shared_ptr<const TransformStep> step = transform_info(op).configure(params, TransformEnv{}, errors);
   std::string problems;
   for (const FieldError& e : errors) problems += format_field_error(e) + "; ";
   REQUIRE_MESSAGE(errors.empty(), problems);
@@ -35,7 +35,7 @@ inline std::shared_ptr<const TransformStep> make_step(std::string_view op,
 // The errors for `params`; the step must be refused.
 inline FieldErrors config_errors(std::string_view op, const nlohmann::json& params) {
   FieldErrors errors;
-  std::shared_ptr<const TransformStep> step = transform_info(op).configure(params, errors);
+  std::shared_ptr<const TransformStep> step = transform_info(op).configure(params, TransformEnv{}, errors);
   CHECK(step == nullptr);
   return errors;
 }
