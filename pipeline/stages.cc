@@ -240,14 +240,61 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
 
 // ---- transform --------------------------------------------------------------------------------
 
-Status transform_whole(StageShared& s, WorkItem& item) {
+// The context a transform sees; check_interrupted reports cancel and timeout as they happen.
+DocumentContext document_context(const WorkItem& item) {
   const std::string& rel = item.sched.doc.relative_path;
-  const DocumentContext ctx{rel, file_name(rel)};
+  return DocumentContext{rel, file_name(rel), [&item]() -> Status {
+                           if (auto e = interrupted(item)) return *e;
+                           return ok();
+                         }};
+}
+
+// Transforms get their input in pieces of at most this size, so that no single update() can
+// produce more than a bounded multiple of it (a decompressor: its ratio limit times a piece).
+constexpr size_t kPieceBytes = 64u << 10;
+
+Status write_output_chunk(StageShared& s, WorkItem& item);
+
+// Feeds `input` to the chain piece by piece. Output collects in item.scratch; once it passes
+// stream_threshold_bytes it is spilled to the temp file (item.streamed from then on), so an
+// expanding transform never holds more than the threshold plus one piece's output.
+Status feed_pieces(StageShared& s, WorkItem& item, TransformChain::Run& run,
+                   std::string_view input) {
+  for (size_t off = 0; off < input.size(); off += kPieceBytes) {
+    Status st = run.update(input.substr(off, kPieceBytes), item.scratch);
+    if (!st) return transform_error(item, st.error());
+    if (item.streamed || item.scratch.size() > s.options.stream_threshold_bytes) {
+      if (!item.streamed) {
+        st = item.output.create(item.output_path);
+        if (!st) return st;
+        item.streamed = true;
+      }
+      st = write_output_chunk(s, item);
+      if (!st) return st;
+      if (auto e = interrupted(item)) return *e;
+    }
+  }
+  return ok();
+}
+
+Status transform_whole(StageShared& s, WorkItem& item) {
+  const DocumentContext ctx = document_context(item);
   TransformChain::Run run = item.sched.job->spec().chain->begin(ctx);
   item.scratch.clear();
-  Status st = run.update(item.data, item.scratch);
-  if (st) st = run.finish(item.scratch);
+  Status st = feed_pieces(s, item, run, item.data);
+  if (!st) return st;
+  st = run.finish(item.scratch);
   if (!st) return transform_error(item, st.error());
+  if (item.streamed) {
+    // Spilled: the rest goes to the temp file too, and the writer only renames it.
+    st = write_output_chunk(s, item);
+    if (st && s.options.fsync) st = item.output.sync();
+    s.budget.release(item.held_bytes);
+    item.held_bytes = 0;
+    trim(item.data);
+    trim(item.scratch);
+    return st;
+  }
   item.data.swap(item.scratch);
   s.budget.resize(item.held_bytes, item.data.size());
   item.held_bytes = item.data.size();
@@ -273,8 +320,7 @@ Status stream_document(StageShared& s, WorkItem& item) {
   const std::string& input = item.sched.doc.input_path;
   Status st = item.output.create(item.output_path);
   if (!st) return st;
-  const std::string& rel = item.sched.doc.relative_path;
-  const DocumentContext ctx{rel, file_name(rel)};
+  const DocumentContext ctx = document_context(item);
   std::optional<TransformChain::Run> run;
   if (!spec.chain->empty()) run.emplace(spec.chain->begin(ctx));
 
@@ -293,9 +339,8 @@ Status stream_document(StageShared& s, WorkItem& item) {
       st = item.output.write(chunk);
     } else {
       item.scratch.clear();
-      st = run->update(chunk, item.scratch);
-      if (!st) return transform_error(item, st.error());
-      st = write_output_chunk(s, item);
+      st = feed_pieces(s, item, *run, chunk);
+      if (st) st = write_output_chunk(s, item);
     }
     if (!st) return st;
   }

@@ -102,6 +102,36 @@ TEST_CASE("pipeline: a document larger than the threshold is streamed in bounded
   }
 }
 
+TEST_CASE("pipeline: a small document a transform blows up past the threshold is spilled") {
+  // 512 KiB in, 64 x out (32 MiB): held whole it would be 32 MiB; spilled to the temp file as it
+  // grows, the pipeline holds the input plus about one piece's output at a time.
+  TempDir dir;
+  const std::string input = make_content(512u << 10, 11);
+  auto docs = make_inputs(dir / "in", {{"bomb.txt", input}});
+  auto times64 = std::make_shared<testing::FunctionStep>(
+      [](const DocumentContext&, std::string_view in, std::string& out) {
+        for (char c : in) out.append(64, c);
+        return ok();
+      });
+  PipelineOptions options = test_options();
+  options.stream_threshold_bytes = 1u << 20;
+  auto job = std::make_shared<FakeJob>(make_spec("spill", dir / "out", chain_of({times64})), docs);
+  Pipeline pipeline(options, nullptr);
+  pipeline.add_job(job);
+  REQUIRE(job->wait_finished());
+  CHECK(pipeline.buffer_bytes_peak() < (8u << 20));
+  pipeline.stop();
+  std::string expected;
+  expected.reserve(input.size() * 64);
+  for (char c : input) expected.append(64, c);
+  const DocumentOutcome o = job->outcomes_by_path().at("bomb.txt");
+  CHECK(o.state == DocumentState::kSucceeded);
+  CHECK(o.bytes_out == expected.size());
+  CHECK(o.sha256 == sha256_hex(expected));
+  CHECK((read_file(dir / "out/bomb.txt") == expected));
+  CHECK(temp_files_under(dir / "out").empty());
+}
+
 TEST_CASE("pipeline: buffer bytes stay within the budget plus transform overdraft") {
   TempDir dir;
   constexpr size_t kDocs = 300;
