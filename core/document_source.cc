@@ -8,18 +8,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/fs_util.h"
 #include "core/glob.h"
 #include "core/path_util.h"
 
 namespace docpipe {
 namespace {
-
-// Outputs being written (".NAME.docpipe-tmp.RANDOM") and other docpipe temp files
-// (".docpipe-tmp*") are never documents.
-bool is_docpipe_temp_name(std::string_view name) {
-  if (name.substr(0, 12) == ".docpipe-tmp") return true;
-  return !name.empty() && name[0] == '.' && name.find(".docpipe-tmp.", 1) != std::string_view::npos;
-}
 
 std::string join(const std::string& dir, std::string_view rel) {
   std::string out = dir;

@@ -1,10 +1,12 @@
 #include "core/fs_util.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <mutex>
 #include <random>
 
 namespace docpipe {
@@ -92,6 +94,31 @@ Status fsync_dir(const std::string& path) {
   if (::fsync(fd) != 0) st = errno_error("fsync folder " + path, errno);
   ::close(fd);
   return st;
+}
+
+bool is_docpipe_temp_name(std::string_view name) {
+  if (name.substr(0, 12) == ".docpipe-tmp") return true;
+  return !name.empty() && name[0] == '.' && name.find(".docpipe-tmp.", 1) != std::string_view::npos;
+}
+
+namespace {
+size_t g_removed = 0;  // nftw has no user pointer; callers run this from one thread at a time
+std::mutex g_remove_mu;
+}  // namespace
+
+size_t remove_docpipe_temp_files(const std::string& dir) {
+  std::lock_guard<std::mutex> lock(g_remove_mu);
+  g_removed = 0;
+  ::nftw(
+      dir.c_str(),
+      [](const char* path, const struct stat*, int type, struct FTW* ftw) {
+        if (type == FTW_F && is_docpipe_temp_name(path + ftw->base) && ::unlink(path) == 0) {
+          ++g_removed;
+        }
+        return 0;
+      },
+      32, FTW_PHYS);
+  return g_removed;
 }
 
 bool path_exists(const std::string& path) {

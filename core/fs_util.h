@@ -22,4 +22,11 @@ Status fsync_dir(const std::string& path);
 
 bool path_exists(const std::string& path);
 
+// Outputs being written (".NAME.docpipe-tmp.RANDOM") and other docpipe temp files
+// (".docpipe-tmp*"): never documents, and removed after a crash.
+bool is_docpipe_temp_name(std::string_view name);
+
+// Removes docpipe temp files anywhere under `dir` (symlinks not followed). Returns how many.
+size_t remove_docpipe_temp_files(const std::string& dir);
+
 }  // namespace docpipe

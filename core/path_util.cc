@@ -1,5 +1,7 @@
 #include "core/path_util.h"
 
+#include <unistd.h>
+
 #include <climits>
 #include <cstdlib>
 #include <vector>
@@ -70,6 +72,19 @@ std::string real_path(const std::string& path) {
   char buf[PATH_MAX];
   if (::realpath(path.c_str(), buf) == nullptr) return {};
   return buf;
+}
+
+std::string absolute_path(std::string_view path) {
+  if (is_absolute_path(path)) return normalize_path(path);
+  char buf[4096];
+  const char* cwd = ::getcwd(buf, sizeof buf);
+  return resolve_path(cwd != nullptr ? cwd : "/", path);
+}
+
+std::string job_file_stem(std::string_view path) {
+  std::string_view name = base_name(path);
+  if (name.size() > 5 && name.substr(name.size() - 5) == ".json") name.remove_suffix(5);
+  return std::string(name);
 }
 
 }  // namespace docpipe

@@ -28,6 +28,12 @@ std::string_view parent_path(std::string_view path);
 // The last segment of a path ("/a/b.md" -> "b.md").
 std::string_view base_name(std::string_view path);
 
+// `path` made absolute against the working directory, normalised.
+std::string absolute_path(std::string_view path);
+
+// A job file's default id: its name without folders and without ".json" ("in/a.json" -> "a").
+std::string job_file_stem(std::string_view path);
+
 // realpath(3), or "" with errno set.
 std::string real_path(const std::string& path);
 

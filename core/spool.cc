@@ -1,5 +1,6 @@
 #include "core/spool.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -29,6 +30,26 @@ std::string Spool::active_job(std::string_view id) const {
 
 std::string Spool::active_manifest(std::string_view id) const {
   return active() + "/" + std::string(id) + ".manifest.jsonl";
+}
+
+std::string Spool::active_journal(std::string_view id) const {
+  return active() + "/" + std::string(id) + ".journal";
+}
+
+void Spool::remove_stale_temp_files() const {
+  // incoming/ belongs to producers (and a `docpipe submit` may be writing there now): left alone.
+  for (const std::string& dir : {active(), done(), failed(), rejected()}) {
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) continue;
+    while (struct dirent* e = ::readdir(d)) {
+      std::string_view name = e->d_name;
+      if (name.find(".tmp.") != std::string_view::npos ||
+          name.find(".submitted.") != std::string_view::npos) {
+        ::unlinkat(dirfd(d), e->d_name, 0);
+      }
+    }
+    ::closedir(d);
+  }
 }
 
 bool Spool::is_job_file_name(std::string_view name) {
@@ -120,6 +141,7 @@ Status Spool::finish(std::string_view id, bool succeeded, std::string_view repor
   if (::rename(job.c_str(), (dest + "/" + ids + ".json").c_str()) != 0) {
     return errno_error("move " + job, errno);
   }
+  ::unlink(active_journal(id).c_str());
   if (durable_) {
     st = fsync_dir(dest);
     if (!st) return st;

@@ -27,6 +27,10 @@ class Spool {
 
   std::string active_job(std::string_view id) const;       // active/ID.json
   std::string active_manifest(std::string_view id) const;  // active/ID.manifest.jsonl
+  std::string active_journal(std::string_view id) const;   // active/ID.journal
+
+  // Removes temp files a crash may have left in the spool (".*.tmp.*", ".*.submitted.*").
+  void remove_stale_temp_files() const;
 
   // True for names the watch folder takes: "*.json" not starting with '.'.
   static bool is_job_file_name(std::string_view name);
@@ -45,7 +49,8 @@ class Spool {
   Status reject(std::string_view incoming_name, const FieldErrors& errors) const;
 
   // Moves a finished job out of active/: manifest, then report (written atomically), then the
-  // job file last, so a job is either still active or complete in its final folder.
+  // job file, so a job is either still active or complete in its final folder; then drops the
+  // journal.
   Status finish(std::string_view id, bool succeeded, std::string_view report_json) const;
 
  private:

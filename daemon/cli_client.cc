@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/fs_util.h"
+#include "core/path_util.h"
 #include "daemon/control_server.h"
 #include "daemon/submit.h"
 
@@ -16,16 +17,6 @@ namespace docpipe {
 namespace {
 
 constexpr int kRequestTimeoutMs = 30000;
-
-std::string absolute_dir_of(const std::string& file) {
-  std::string path = file;
-  if (path.empty() || path.front() != '/') {
-    char buf[4096];
-    path = std::string(::getcwd(buf, sizeof buf) ? buf : ".") + "/" + path;
-  }
-  auto slash = path.rfind('/');
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
 
 std::string human_duration(double seconds) {
   long s = static_cast<long>(seconds + 0.5);
@@ -152,15 +143,11 @@ int cli_submit(const std::string& job_file, bool wait, const DaemonConfig& confi
         << "` for details\n";
     return 1;
   }
-  if (!job.contains("id")) {
-    std::string name = job_file.substr(job_file.rfind('/') == std::string::npos ? 0 : job_file.rfind('/') + 1);
-    if (name.size() > 5 && name.substr(name.size() - 5) == ".json") name.resize(name.size() - 5);
-    job["id"] = name;
-  }
+  if (!job.contains("id")) job["id"] = job_file_stem(job_file);
   nlohmann::json reply;
   try {
     reply = control_request(config.control_socket,
-                            {{"op", "submit"}, {"job", job}, {"base_dir", absolute_dir_of(job_file)}},
+                            {{"op", "submit"}, {"job", job}, {"base_dir", std::string(parent_path(absolute_path(job_file)))}},
                             kRequestTimeoutMs);
   } catch (const std::exception& e) {
     err << "docpipe submit: " << e.what() << "\n";

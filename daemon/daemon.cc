@@ -13,6 +13,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/fs_util.h"
 #include "core/time_util.h"
 #include "daemon/log.h"
 
@@ -140,12 +141,18 @@ void Daemon::resume_active_jobs() {
   auto results = std::make_shared<std::vector<std::pair<IntakeResult, std::shared_ptr<DaemonJob>>>>();
   queue_work(
       [this, results] {
+        spool_.remove_stale_temp_files();
         for (const std::string& id : list_active_job_ids(spool_)) {
           IntakeResult r = load_active_job(spool_, id, config_);
           std::shared_ptr<DaemonJob> job;
           if (r.kind == IntakeResult::Kind::kAccepted) {
+            // Outputs a crash left half-written: never renamed into place, so just litter.
+            size_t removed = remove_docpipe_temp_files(r.job->spec.output.dir);
+            if (removed > 0) {
+              log_info("removed leftover temp files", {{"job", id}, {"files", std::to_string(removed)}});
+            }
             Status opened;
-            job = make_job(std::move(*r.job), spool_.active_manifest(id), opened);
+            job = make_job(std::move(*r.job), /*resume=*/true, opened);
             if (!opened) {
               r.kind = IntakeResult::Kind::kFailed;
               r.message = opened.error().message;
@@ -160,7 +167,8 @@ void Daemon::resume_active_jobs() {
         for (auto& [r, job] : *results) {
           std::string id = r.name.substr(0, r.name.size() - 5);
           if (job) {
-            log_info("job resumed", {{"job", id}});
+            log_info("job resumed", {{"job", id},
+                                     {"already_done", std::to_string(job->resumed_documents())}});
             enqueue(std::move(job));
           } else if (r.kind == IntakeResult::Kind::kRejected) {
             finish_unresumable(id, r.errors);
@@ -196,12 +204,12 @@ void Daemon::start_intake() {
   notifier_->ready();
 }
 
-std::shared_ptr<DaemonJob> Daemon::make_job(ValidatedJob validated,
-                                            const std::string& manifest_path, Status& opened) {
+std::shared_ptr<DaemonJob> Daemon::make_job(ValidatedJob validated, bool resume, Status& opened) {
+  std::string journal = spool_.active_journal(validated.spec.id);
   auto job = std::make_shared<DaemonJob>(std::move(validated.spec), validated.documents,
                                          wall_clock_ms(), metrics_.get(), &documents_finished_,
                                          [this](DaemonJob* j) { post_finished(j); });
-  opened = job->open(manifest_path);
+  opened = job->open(journal, resume, config_.durability_fsync);
   return job;
 }
 
@@ -212,9 +220,8 @@ void Daemon::on_job_file_ready(const std::string& name) {
       [this, name, result, job] {
         *result = take_job_file(spool_, name, config_);
         if (result->kind != IntakeResult::Kind::kAccepted) return;
-        std::string manifest = spool_.active_manifest(result->job->spec.id);
         Status opened;
-        *job = make_job(std::move(*result->job), manifest, opened);
+        *job = make_job(std::move(*result->job), /*resume=*/false, opened);
         if (!opened) {
           // Claimed but unusable now: it stays in active/ and is resumed at the next start.
           result->kind = IntakeResult::Kind::kFailed;
@@ -328,8 +335,13 @@ void Daemon::finalize(std::shared_ptr<DaemonJob> job) {
   bool durable = config_.durability_fsync;
   queue_work(
       [this, job, report, error, durable] {
-        Status st = job->close_manifest(durable);
+        Status st = job->close_journal();
         *report = job->report();
+        if (st) {
+          Result<std::string> manifest = manifest_from_journal(spool_.active_journal(report->id));
+          st = manifest ? write_file_atomic(spool_.active_manifest(report->id), *manifest, durable)
+                        : Status(manifest.error());
+        }
         if (!st) {
           report->state = JobState::kFailed;
           report->reason = st.error().message;

@@ -54,8 +54,8 @@ class Daemon {
   void start_intake();
   void on_job_file_ready(const std::string& name);
   void on_intake_result(IntakeResult result, std::shared_ptr<DaemonJob> job);
-  std::shared_ptr<DaemonJob> make_job(ValidatedJob validated, const std::string& manifest_path,
-                                      Status& opened);
+  // Creates the job and its journal (resume: replays an existing journal). Blocking.
+  std::shared_ptr<DaemonJob> make_job(ValidatedJob validated, bool resume, Status& opened);
   void enqueue(std::shared_ptr<DaemonJob> job);
   void admit();
   void post_finished(DaemonJob* job);  // any thread

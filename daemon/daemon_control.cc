@@ -75,7 +75,7 @@ void Daemon::control_submit(const nlohmann::json& request, ControlServer::Reply 
         auto validated = validate_job_text(text, default_id, base_dir, config_, *errors);
         if (!validated) return;
         std::string id = validated->spec.id;
-        Status st = spool_.admit(id, text);
+        Status st = spool_.admit(id, pin_job_text(text, validated->spec));
         if (!st) {
           if (st.error().code == ErrorCode::kExists) {
             errors->push_back({"id", st.error().message});
@@ -85,7 +85,7 @@ void Daemon::control_submit(const nlohmann::json& request, ControlServer::Reply 
           return;
         }
         Status opened;
-        *job = make_job(std::move(*validated), spool_.active_manifest(id), opened);
+        *job = make_job(std::move(*validated), /*resume=*/false, opened);
         if (!opened) {
           *failure = opened.error().message + " (the job stays in active/ and resumes at restart)";
           job->reset();

@@ -1,16 +1,30 @@
 #include "daemon/daemon_job.h"
 
-#include <unistd.h>
+#include <sys/stat.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <nlohmann/json.hpp>
+#include <unordered_set>
 
 #include "core/time_util.h"
 #include "daemon/log.h"
 
 namespace docpipe {
+
+namespace {
+
+// Journal records are synced in batches: a record lost in an OS crash only means its document
+// is done again after the restart (outputs are replaced whole), so per-record fsyncs would buy
+// nothing but latency.
+constexpr uint64_t kSyncEvery = 256;
+
+DocumentState parse_state(const std::string& s) {
+  if (s == "succeeded") return DocumentState::kSucceeded;
+  if (s == "skipped") return DocumentState::kSkipped;
+  return DocumentState::kFailed;
+}
+
+}  // namespace
 
 DaemonJob::DaemonJob(JobSpec spec, uint64_t expected_total, int64_t submitted_at_ms,
                      DaemonMetrics* metrics, std::atomic<uint64_t>* progress,
@@ -29,17 +43,67 @@ DaemonJob::DaemonJob(JobSpec spec, uint64_t expected_total, int64_t submitted_at
   report_.counts.total = expected_total;
 }
 
-DaemonJob::~DaemonJob() {
-  if (manifest_ != nullptr) std::fclose(manifest_);
+Status DaemonJob::open(const std::string& journal_path, bool resume, bool durable) {
+  durable_ = durable;
+  source_ = make_document_source(spec_);
+  if (resume) {
+    Result<JournalContents> contents = JobJournal::load(journal_path);
+    if (contents) {
+      if (contents->torn) {
+        log_warn("journal had a torn last record (a crash while writing it); dropped it",
+                 {{"job", spec_.id}, {"journal", journal_path}});
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      if (contents->submitted_at_ms != 0) report_.submitted_at_ms = contents->submitted_at_ms;
+      for (const std::string& payload : contents->records) {
+        nlohmann::json r = nlohmann::json::parse(payload, nullptr, false);
+        if (!r.is_object()) continue;
+        std::string input = r.value("input", std::string());
+        Done d{parse_state(r.value("state", std::string())), r.value("bytes_in", uint64_t{0}),
+               r.value("bytes_out", uint64_t{0}), r.value("output", std::string())};
+        auto [it, inserted] = done_before_.try_emplace(input, d);
+        if (!inserted) {  // a later record for the same input supersedes the earlier one
+          count(it->second.state, it->second.bytes_in, it->second.bytes_out, -1);
+          it->second = d;
+        }
+        count(d.state, d.bytes_in, d.bytes_out, +1);
+        if (d.state == DocumentState::kFailed) note_failure(input, r.value("error", std::string()));
+      }
+      resumed_ = done_before_.size();
+      return journal_.reopen(journal_path, contents->good_bytes);
+    }
+    if (contents.error().code != ErrorCode::kNotFound) {
+      log_warn("cannot read journal; the job restarts from the beginning",
+               {{"job", spec_.id}, {"error", contents.error().message}});
+    }
+  }
+  return journal_.create(journal_path, spec_.id, report_.submitted_at_ms);
 }
 
-Status DaemonJob::open(const std::string& manifest_path) {
-  manifest_ = std::fopen(manifest_path.c_str(), "we");
-  if (manifest_ == nullptr) return errno_error("open manifest " + manifest_path, errno);
-  // Lines are small and many: buffer them; close_manifest() flushes.
-  std::setvbuf(manifest_, nullptr, _IOFBF, 1 << 16);
-  source_ = make_document_source(spec_);
-  return ok();
+void DaemonJob::count(DocumentState state, uint64_t bytes_in, uint64_t bytes_out, int sign) {
+  JobCounts& c = report_.counts;
+  c.bytes_in += sign * bytes_in;
+  c.bytes_out += sign * bytes_out;
+  switch (state) {
+    case DocumentState::kSucceeded: c.succeeded += sign; break;
+    case DocumentState::kSkipped: c.skipped += sign; break;
+    case DocumentState::kFailed: c.failed += sign; break;
+    case DocumentState::kCancelled: c.cancelled += sign; break;
+  }
+}
+
+void DaemonJob::note_failure(const std::string& input, const std::string& error) {
+  if (report_.failed_documents.size() < JobReport::kMaxFailedListed) {
+    report_.failed_documents.push_back({input, error});
+  }
+  if (static_cast<int64_t>(report_.counts.failed) > spec_.limits.max_failed_documents &&
+      !stop_taking_) {
+    stop_taking_ = true;
+    report_.reason = std::to_string(report_.counts.failed) +
+                     " document(s) failed, more than limits.max_failed_documents (" +
+                     std::to_string(spec_.limits.max_failed_documents) +
+                     "); remaining documents were not processed";
+  }
 }
 
 void DaemonJob::mark_started(int64_t unix_ms) {
@@ -48,24 +112,47 @@ void DaemonJob::mark_started(int64_t unix_ms) {
 }
 
 std::optional<DocumentRef> DaemonJob::next_document() {
-  {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_taking_ || source_done_) return std::nullopt;
+    }
+    // Only the scheduler calls this, never concurrently for one job: source_ and done_before_
+    // need no lock.
+    std::optional<DocumentRef> doc = source_->next();
     std::lock_guard<std::mutex> lock(mu_);
-    if (stop_taking_ || source_done_) return std::nullopt;
+    if (!doc) {
+      source_done_ = true;
+      done_before_.clear();
+      report_.warnings = source_->errors();
+      for (const auto& w : report_.warnings) {
+        log_warn("input left out", {{"job", spec_.id}, {"problem", w}});
+      }
+      return std::nullopt;
+    }
+    auto it = done_before_.find(doc->input_path);
+    if (it == done_before_.end()) return doc;
+    // Done in an earlier run: skip it, unless its output has vanished since.
+    struct stat sb;
+    bool output_gone = it->second.state == DocumentState::kSucceeded &&
+                       ::stat(it->second.output.c_str(), &sb) != 0;
+    if (!output_gone) {
+      done_before_.erase(it);
+      continue;
+    }
+    count(it->second.state, it->second.bytes_in, it->second.bytes_out, -1);
+    done_before_.erase(it);
+    return doc;
   }
-  // Only the scheduler calls this, never concurrently for one job, so source_ needs no lock.
-  std::optional<DocumentRef> doc = source_->next();
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!doc) {
-    source_done_ = true;
-    report_.warnings = source_->errors();
-    for (const auto& w : report_.warnings) log_warn("input left out", {{"job", spec_.id}, {"problem", w}});
-  } else {
-    ++taken_;
-  }
-  return doc;
 }
 
 void DaemonJob::document_finished(DocumentOutcome o) {
+  if (o.state == DocumentState::kCancelled) {
+    // Not processed: it is done on resume (shutdown) or counted as cancelled at the end.
+    std::lock_guard<std::mutex> lock(mu_);
+    ++report_.counts.cancelled;
+    return;
+  }
   if (metrics_ != nullptr) metrics_->document_finished(o);
   if (progress_ != nullptr) progress_->fetch_add(1, std::memory_order_relaxed);
   nlohmann::ordered_json line;
@@ -78,39 +165,20 @@ void DaemonJob::document_finished(DocumentOutcome o) {
   line["attempts"] = o.attempts;
   line["duration_seconds"] = o.duration_seconds;
   line["error"] = o.error;
-  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  text += '\n';
-
+  std::string payload = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (o.state == DocumentState::kFailed) {
     log_warn("document failed", {{"job", spec_.id}, {"input", o.doc.input_path}, {"error", o.error}});
   }
+
   std::lock_guard<std::mutex> lock(mu_);
-  if (o.state != DocumentState::kCancelled && manifest_ != nullptr &&
-      std::fwrite(text.data(), 1, text.size(), manifest_) != text.size() &&
-      manifest_error_.empty()) {
-    manifest_error_ = std::string("manifest write failed: ") + std::strerror(errno);
+  Status st = journal_.append(payload);
+  if (st && ++unsynced_records_ >= kSyncEvery) {
+    st = journal_.sync(durable_);
+    unsynced_records_ = 0;
   }
-  JobCounts& c = report_.counts;
-  c.bytes_in += o.bytes_in;
-  c.bytes_out += o.bytes_out;
-  switch (o.state) {
-    case DocumentState::kSucceeded: ++c.succeeded; break;
-    case DocumentState::kSkipped: ++c.skipped; break;
-    case DocumentState::kCancelled: ++c.cancelled; break;
-    case DocumentState::kFailed:
-      ++c.failed;
-      if (report_.failed_documents.size() < JobReport::kMaxFailedListed) {
-        report_.failed_documents.push_back({o.doc.input_path, o.error});
-      }
-      if (static_cast<int64_t>(c.failed) > spec_.limits.max_failed_documents && !stop_taking_) {
-        stop_taking_ = true;
-        report_.reason = std::to_string(c.failed) + " document(s) failed, more than " +
-                         "limits.max_failed_documents (" +
-                         std::to_string(spec_.limits.max_failed_documents) +
-                         "); remaining documents were not processed";
-      }
-      break;
-  }
+  if (!st && journal_error_.empty()) journal_error_ = st.error().message;
+  count(o.state, o.bytes_in, o.bytes_out, +1);
+  if (o.state == DocumentState::kFailed) note_failure(o.doc.input_path, o.error);
 }
 
 void DaemonJob::request_cancel(std::string reason) {
@@ -145,23 +213,38 @@ void DaemonJob::job_finished(bool cancelled) {
   on_finished_(this);
 }
 
-Status DaemonJob::close_manifest(bool durable) {
+Status DaemonJob::close_journal() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (manifest_ == nullptr) return ok();
-  Status st;
-  if (std::fflush(manifest_) != 0) st = errno_error("flush manifest of " + spec_.id, errno);
-  if (st && durable && ::fsync(fileno(manifest_)) != 0) {
-    st = errno_error("fsync manifest of " + spec_.id, errno);
-  }
-  std::fclose(manifest_);
-  manifest_ = nullptr;
-  if (st && !manifest_error_.empty()) return make_error(ErrorCode::kIo, manifest_error_);
+  Status st = journal_.close(durable_);
+  if (st && !journal_error_.empty()) return make_error(ErrorCode::kIo, journal_error_);
   return st;
 }
 
 JobReport DaemonJob::report() const {
   std::lock_guard<std::mutex> lock(mu_);
   return report_;
+}
+
+Result<std::string> manifest_from_journal(const std::string& journal_path) {
+  Result<JournalContents> contents = JobJournal::load(journal_path);
+  if (!contents) return contents.error();
+  // A document done again after a restart (its output had vanished) has two records: the last
+  // one is the truth, listed where the first one stood.
+  std::unordered_map<std::string, size_t> last;
+  std::vector<std::string> inputs(contents->records.size());
+  for (size_t i = 0; i < contents->records.size(); ++i) {
+    nlohmann::json r = nlohmann::json::parse(contents->records[i], nullptr, false);
+    inputs[i] = r.is_object() ? r.value("input", std::string()) : std::string();
+    last[inputs[i]] = i;
+  }
+  std::string out;
+  std::unordered_set<std::string> written;
+  for (size_t i = 0; i < contents->records.size(); ++i) {
+    if (!written.insert(inputs[i]).second) continue;
+    out += contents->records[last[inputs[i]]];
+    out += '\n';
+  }
+  return out;
 }
 
 }  // namespace docpipe

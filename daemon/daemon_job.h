@@ -1,17 +1,20 @@
 #pragma once
-// A job as the daemon runs it: feeds its documents to the pipeline, appends one manifest line per
-// finished document, keeps the counts for the report, and stops taking documents once more than
-// max_failed_documents have failed. Pipeline threads call into it concurrently (guarded by mu_);
-// the loop thread reads the final state only after job_finished().
+// A job as the daemon runs it: feeds its documents to the pipeline, journals one record per
+// finished document (core/journal.h), keeps the counts for the report, and stops taking documents
+// once more than max_failed_documents have failed. A resumed job replays its journal first: its
+// counts cover the whole job, and documents already done (whose output still exists) are skipped.
+// Pipeline threads call into it concurrently (guarded by mu_); the loop thread reads the final
+// state only after job_finished().
 
 #include <atomic>
-#include <cstdio>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "core/document_source.h"
+#include "core/journal.h"
 #include "core/report.h"
 #include "daemon/daemon_metrics.h"
 #include "pipeline/pipeline_job.h"
@@ -26,10 +29,10 @@ class DaemonJob : public PipelineJob {
   // `progress` (may be null) counts finished documents across jobs, for the watchdog.
   DaemonJob(JobSpec spec, uint64_t expected_total, int64_t submitted_at_ms,
             DaemonMetrics* metrics, std::atomic<uint64_t>* progress, FinishedFn on_finished);
-  ~DaemonJob() override;
 
-  // Opens (truncates) the manifest and the document source. Blocking: call off the loop thread.
-  Status open(const std::string& manifest_path);
+  // Creates the journal, or with `resume` replays and reopens an existing one (a missing journal
+  // starts afresh). Blocking: call off the loop thread.
+  Status open(const std::string& journal_path, bool resume, bool durable);
 
   const JobSpec& spec() const override { return spec_; }
   std::optional<DocumentRef> next_document() override;
@@ -39,29 +42,46 @@ class DaemonJob : public PipelineJob {
   // Asks the job to take no more documents (user cancel). Thread-safe.
   void request_cancel(std::string reason);
 
-  // Flushes and closes the manifest (fsync when durable). Blocking: call off the loop thread,
-  // after job_finished().
-  Status close_manifest(bool durable);
+  // Flushes and closes the journal. Blocking: call off the loop thread, after job_finished().
+  Status close_journal();
 
   // The report; complete once job_finished() has run.
   JobReport report() const;
   void mark_started(int64_t unix_ms);
+  uint64_t resumed_documents() const { return resumed_; }
 
  private:
+  struct Done {
+    DocumentState state;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    std::string output;
+  };
+  void count(DocumentState state, uint64_t bytes_in, uint64_t bytes_out, int sign);
+  void note_failure(const std::string& input, const std::string& error);
+
   JobSpec spec_;
   DaemonMetrics* metrics_;
   std::atomic<uint64_t>* progress_;
   FinishedFn on_finished_;
   std::unique_ptr<DocumentSource> source_;
+  bool durable_ = true;
+  uint64_t resumed_ = 0;
 
   mutable std::mutex mu_;
-  FILE* manifest_ = nullptr;
-  std::string manifest_error_;  // first manifest write error, reported in the job's reason
+  JobJournal journal_;
+  uint64_t unsynced_records_ = 0;
+  std::string journal_error_;  // first journal write error, reported in the job's reason
   JobReport report_;
+  // Documents a resumed job's journal records as finished, by input path; drained as the walk
+  // meets them. Only the scheduler (next_document) touches it.
+  std::unordered_map<std::string, Done> done_before_;
   bool source_done_ = false;
   bool stop_taking_ = false;
   bool user_cancelled_ = false;
-  uint64_t taken_ = 0;
 };
+
+// The manifest (one JSON line per document, the last record of each input) from a journal.
+Result<std::string> manifest_from_journal(const std::string& journal_path);
 
 }  // namespace docpipe

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "core/fs_util.h"
 
 namespace docpipe {
@@ -20,6 +22,15 @@ std::optional<ValidatedJob> validate_job_text(const std::string& text,
                               errors);
   if (!errors.empty()) return std::nullopt;
   return ValidatedJob{std::move(*spec), n};
+}
+
+std::string pin_job_text(const std::string& text, const JobSpec& spec) {
+  nlohmann::ordered_json doc = nlohmann::ordered_json::parse(text);
+  doc["id"] = spec.id;
+  if (!spec.input.dir.empty()) doc["input"]["dir"] = spec.input.dir;
+  if (!spec.input.files.empty()) doc["input"]["files"] = spec.input.files;
+  doc["output"]["dir"] = spec.output.dir;
+  return doc.dump(2) + "\n";
 }
 
 namespace {

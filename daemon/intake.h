@@ -24,6 +24,10 @@ std::optional<ValidatedJob> validate_job_text(const std::string& text,
                                               const std::string& base_dir,
                                               const DaemonConfig& config, FieldErrors& errors);
 
+// The job's JSON with its id and paths pinned to what validation resolved (absolute), so that
+// the stored job means the same thing whatever folder it is later read against (resume).
+std::string pin_job_text(const std::string& text, const JobSpec& spec);
+
 struct IntakeResult {
   enum class Kind {
     kAccepted,  // claimed into active/; `job` is set

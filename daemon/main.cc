@@ -11,6 +11,7 @@
 
 #include "config/daemon_config.h"
 #include "core/fs_util.h"
+#include "core/path_util.h"
 #include "core/transform.h"
 #include "daemon/daemon.h"
 #include "daemon/log.h"
@@ -25,10 +26,6 @@ std::string current_dir() {
   return ::getcwd(buf, sizeof buf) != nullptr ? std::string(buf) : std::string(".");
 }
 
-std::string absolute(const std::string& path) {
-  if (path.empty() || path.front() == '/') return path;
-  return current_dir() + "/" + path;
-}
 
 // Flags that override the config file; unset ones leave it alone.
 struct Overrides {
@@ -72,7 +69,7 @@ struct Overrides {
                                          : docpipe::load_config(config_path);
     if (!spool.empty()) {
       bool socket_follows = c.control_socket == c.spool_dir + "/control.sock";
-      c.spool_dir = absolute(spool);
+      c.spool_dir = docpipe::absolute_path(spool);
       if (socket_follows) c.control_socket = c.spool_dir + "/control.sock";
     }
     if (!metrics_listen.empty()) c.metrics_listen = metrics_listen;
@@ -112,12 +109,9 @@ int cmd_validate(const Overrides& flags, const std::vector<std::string>& files) 
       all_valid = false;
       continue;
     }
-    std::string path = absolute(file);
-    std::string base = path.substr(0, path.rfind('/'));
-    std::string name = path.substr(path.rfind('/') + 1);
-    if (name.size() > 5 && name.substr(name.size() - 5) == ".json") name.resize(name.size() - 5);
+    std::string base(docpipe::parent_path(docpipe::absolute_path(file)));
     docpipe::FieldErrors errors;
-    auto job = docpipe::validate_job_text(*text, name, base.empty() ? "/" : base, config, errors);
+    auto job = docpipe::validate_job_text(*text, docpipe::job_file_stem(file), base, config, errors);
     if (!job) {
       all_valid = false;
       for (const auto& e : errors) std::cout << file << ": " << docpipe::format_field_error(e) << "\n";

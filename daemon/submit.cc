@@ -10,31 +10,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fs_util.h"
+#include "core/path_util.h"
 #include "core/spool.h"
 #include "daemon/intake.h"
 
 namespace docpipe {
 
-namespace {
-
-std::string absolute_dir_of(const std::string& file) {
-  char buf[4096];
-  std::string path = file;
-  if (path.empty() || path.front() != '/') {
-    path = std::string(::getcwd(buf, sizeof buf) ? buf : ".") + "/" + path;
-  }
-  auto slash = path.rfind('/');
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-void make_absolute(nlohmann::json& value, const std::string& base) {
-  if (value.is_string()) {
-    std::string s = value.get<std::string>();
-    if (!s.empty() && s.front() != '/') value = base + "/" + s;
-  }
-}
-
-}  // namespace
 
 int submit_by_drop(const std::string& job_file, const DaemonConfig& config, std::ostream& out,
                    std::ostream& err, std::string* id_out) {
@@ -43,9 +24,8 @@ int submit_by_drop(const std::string& job_file, const DaemonConfig& config, std:
     err << "docpipe submit: " << text.error().message << "\n";
     return 1;
   }
-  std::string base = absolute_dir_of(job_file);
-  std::string stem = job_file.substr(job_file.rfind('/') == std::string::npos ? 0 : job_file.rfind('/') + 1);
-  if (stem.size() > 5 && stem.substr(stem.size() - 5) == ".json") stem.resize(stem.size() - 5);
+  std::string base(parent_path(absolute_path(job_file)));
+  std::string stem = job_file_stem(job_file);
 
   FieldErrors errors;
   auto job = validate_job_text(*text, stem, base, config, errors);
@@ -54,21 +34,13 @@ int submit_by_drop(const std::string& job_file, const DaemonConfig& config, std:
     return 1;
   }
   // The daemon resolves relative paths against incoming/; pin them to what was validated here.
-  nlohmann::json doc = nlohmann::json::parse(*text);
-  if (doc.contains("input")) {
-    make_absolute(doc["input"]["dir"], base);
-    if (doc["input"].contains("files")) {
-      for (auto& f : doc["input"]["files"]) make_absolute(f, base);
-    }
-  }
-  if (doc.contains("output")) make_absolute(doc["output"]["dir"], base);
-  doc["id"] = job->spec.id;
+  std::string pinned = pin_job_text(*text, job->spec);
 
   Spool spool(config.spool_dir, config.durability_fsync);
   std::string name = job->spec.id + ".json";
   std::string tmp = spool.incoming() + "/." + name + ".submit-" + std::to_string(::getpid());
   std::string dest = spool.incoming() + "/" + name;
-  Status st = write_file_atomic(tmp, doc.dump(2) + "\n", config.durability_fsync);
+  Status st = write_file_atomic(tmp, pinned, config.durability_fsync);
   if (st) {
     // mtime a second back: ctime > mtime tells the watch folder the file is complete.
     struct timespec times[2];
