@@ -40,4 +40,23 @@ Error errno_error(const std::string& what, int err) {
   return Error{code, what + ": " + std::strerror(err), err};
 }
 
+bool is_transient(const Error& error) {
+  switch (error.sys_errno) {
+    case 0: return error.code == ErrorCode::kIo;
+    case EAGAIN:
+    case EINTR:
+    case EMFILE:
+    case ENFILE:
+    case ENOSPC:
+    case EDQUOT:
+    case EIO:
+    case ENOMEM:
+    case EBUSY:
+    case ETIMEDOUT:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace docpipe

@@ -36,6 +36,11 @@ Error make_error(ErrorCode code, std::string message);
 // "what: strerror(err)", with the code derived from err.
 Error errno_error(const std::string& what, int err);
 
+// Worth another attempt: resource exhaustion or a passing I/O fault (EAGAIN, EINTR, EMFILE,
+// ENFILE, ENOSPC, EDQUOT, EIO, ENOMEM, EBUSY, ETIMEDOUT), or a kIo error without an errno.
+// Missing files, permissions, corrupt input and transform errors are permanent.
+bool is_transient(const Error& error);
+
 template <typename T>
 class [[nodiscard]] Result {
  public:

@@ -48,23 +48,32 @@ class Pipeline::Impl {
       start(workers_, shared_.options.workers, "dp-transform", run_transformer);
       start(writers_, shared_.options.writers, "dp-write", run_writer);
     } catch (...) {
-      stop();  // join the threads already started, or their destructors would terminate()
+      stop(std::chrono::milliseconds::max());  // join the threads already started, or their destructors would terminate()
       throw;
     }
   }
 
-  ~Impl() { stop(); }
+  ~Impl() { stop(std::chrono::milliseconds::max()); }
 
   void add_job(std::shared_ptr<PipelineJob> job) { shared_.scheduler.add_job(std::move(job)); }
   bool cancel_job(const std::string& id) { return shared_.scheduler.cancel(id); }
 
   // Drains stage by stage: once no reader can produce, the transform queue is closed; once no
   // transformer can produce, the write queue is. Every admitted document thus reaches an outcome.
-  void stop() {
+  void stop(std::chrono::milliseconds grace) {
     std::lock_guard lock(stop_mu_);
     if (stopped_) return;
     stopped_ = true;
     shared_.scheduler.stop();
+    if (grace != std::chrono::milliseconds::max()) {
+      // Polled: this runs once, off the loop thread, at shutdown.
+      auto deadline = std::chrono::steady_clock::now() + grace;
+      while (shared_.scheduler.documents_in_flight() > 0 &&
+             std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      if (shared_.scheduler.documents_in_flight() > 0) shared_.scheduler.interrupt();
+    }
     join(readers_);
     shared_.transform_queue.close();
     join(workers_);
@@ -109,7 +118,7 @@ void Pipeline::add_job(std::shared_ptr<PipelineJob> job) { impl_->add_job(std::m
 
 bool Pipeline::cancel_job(const std::string& id) { return impl_->cancel_job(id); }
 
-void Pipeline::stop() { impl_->stop(); }
+void Pipeline::stop(std::chrono::milliseconds grace) { impl_->stop(grace); }
 
 size_t Pipeline::documents_in_flight() const { return impl_->documents_in_flight(); }
 

@@ -14,6 +14,7 @@
 // fsynced, then renamed into place (if_exists: replace -> rename; skip/fail -> renameat2 with
 // RENAME_NOREPLACE, so a file appearing meanwhile is never clobbered).
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -54,9 +55,10 @@ class Pipeline {
   // Returns false if the job is not in the pipeline.
   bool cancel_job(const std::string& id);
 
-  // Stops taking documents, lets in-flight documents finish, joins every thread. Jobs still in
-  // the pipeline are dropped without job_finished(). Idempotent.
-  void stop();
+  // Stops taking documents, lets in-flight documents finish for up to `grace` (then cuts them
+  // short: they complete as kCancelled), joins every thread. Jobs still in the pipeline are
+  // dropped without job_finished(). Idempotent.
+  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds::max());
 
   // Documents admitted and not yet finished; bytes of buffers held (for status and tests).
   size_t documents_in_flight() const;

@@ -100,7 +100,8 @@ void Scheduler::complete(const std::shared_ptr<ScheduledJob>& job, DocumentOutco
     --in_flight_;
     // A stopped pipeline still finishes a job that ran out of documents on its own, but not one
     // that was merely interrupted.
-    if (job->in_flight_ == 0 && !job->finished_ && (job->exhausted_ || job->cancelled())) {
+    if (job->in_flight_ == 0 && !job->finished_ && !job->interrupted_ &&
+        (job->exhausted_ || job->cancelled())) {
       finish_locked(job, finished);
     }
     finished.insert(finished.end(), to_finish_.begin(), to_finish_.end());
@@ -154,6 +155,14 @@ void Scheduler::stop() {
     stopped_ = true;
   }
   cv_.notify_all();
+}
+
+void Scheduler::interrupt() {
+  std::lock_guard lock(mu_);
+  for (const auto& job : jobs_) {
+    job->interrupted_ = true;
+    job->cancelled_.store(true, std::memory_order_release);
+  }
 }
 
 size_t Scheduler::documents_in_flight() const {

@@ -40,6 +40,7 @@ class ScheduledJob {
   const JobSpec& spec_;
   std::atomic<bool> cancelled_{false};
   // Guarded by Scheduler::mu_.
+  bool interrupted_ = false;  // by interrupt(): never finished, so that it resumes later
   size_t in_flight_ = 0;
   bool exhausted_ = false;
   bool finished_ = false;
@@ -85,6 +86,11 @@ class Scheduler {
   // next() takes no new documents from then on; jobs that have not finished are dropped without
   // job_finished(). Pending retries are handed out as cancelled so they are still completed.
   void stop();
+
+  // After stop(): documents still in flight are cut short (completed as kCancelled at their next
+  // check) and their jobs are never finished, so they stay resumable. For the end of a shutdown's
+  // grace period.
+  void interrupt();
 
   size_t documents_in_flight() const;
   size_t job_count() const;  // jobs added and not yet finished

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <exception>
 #include <optional>
+#include <random>
 
 namespace docpipe {
 
@@ -19,7 +20,7 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kPoolItems = 64;
 constexpr size_t kPooledBufferCapacity = 64u << 10;
 
-// Retries of transient (kIo) failures: 100 ms, 200 ms, 400 ms, ... at most 10 s apart.
+// Retries of transient failures: about 100 ms, 200 ms, 400 ms, ... at most ~10 s apart.
 constexpr auto kRetryBase = std::chrono::milliseconds(100);
 constexpr auto kRetryMax = std::chrono::milliseconds(10000);
 
@@ -65,11 +66,12 @@ class StageClock {
   bool running_ = true;
 };
 
-bool is_transient(const Error& e) { return e.code == ErrorCode::kIo; }
-
 Clock::duration retry_delay(int attempt) {
-  auto delay = kRetryBase * (1 << std::min(attempt - 1, 16));
-  return std::min<Clock::duration>(delay, kRetryMax);
+  auto delay = std::min<Clock::duration>(kRetryBase * (1 << std::min(attempt - 1, 16)), kRetryMax);
+  // Jitter (x0.5 .. x1.5) so that documents failing together do not all retry together.
+  thread_local std::mt19937 rng{std::random_device{}()};
+  std::uniform_real_distribution<double> factor(0.5, 1.5);
+  return std::chrono::duration_cast<Clock::duration>(delay * factor(rng));
 }
 
 // Releases everything the item holds, then reports its outcome, or hands it back to the
@@ -140,8 +142,23 @@ Error transform_error(const WorkItem& item, const Error& e) {
   return Error{e.code, item.sched.doc.input_path + ": " + e.message, e.sys_errno};
 }
 
+// A stage takes the item: its remaining processing time starts running.
+void begin_stage(WorkItem& item) {
+  item.stage_started = Clock::now();
+  item.deadline = item.time_left == Clock::duration::max() ? Clock::time_point::max()
+                                                           : item.stage_started + item.time_left;
+}
+
+// The stage hands it on: what it used is gone from the document's time.
+void end_stage(WorkItem& item) {
+  if (item.time_left == Clock::duration::max()) return;
+  item.time_left -= Clock::now() - item.stage_started;
+  item.deadline = Clock::time_point::max();  // not running while it waits in a queue
+}
+
 // Hands the item to the next stage; a closed queue (stopping) completes it as cancelled.
 void forward(StageShared& s, std::unique_ptr<WorkItem> item, Stage stage) {
+  end_stage(*item);
   auto& queue = stage == Stage::kTransform ? s.transform_queue : s.write_queue;
   s.add_queue_depth(stage, 1);
   if (!queue.push(item)) {
@@ -178,9 +195,10 @@ Status read_whole(WorkItem& item, size_t expected) {
 std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem> item) {
   const JobSpec& spec = item->sched.job->spec();
   const std::string& input = item->sched.doc.input_path;
-  if (spec.limits.document_timeout_ms > 0) {
-    item->deadline = item->started + std::chrono::milliseconds(spec.limits.document_timeout_ms);
-  }
+  item->time_left = spec.limits.document_timeout_ms > 0
+                        ? Clock::duration(std::chrono::milliseconds(spec.limits.document_timeout_ms))
+                        : Clock::duration::max();
+  begin_stage(*item);
   StageClock clock(s, Stage::kRead);
 
   // O_NONBLOCK: opening a FIFO must not hang the reader; it is refused below as not regular.
@@ -415,6 +433,7 @@ void WorkItemPool::put(std::unique_ptr<WorkItem> item) {
   item->sched = ScheduledDocument{};
   item->output_path.clear();
   item->deadline = Clock::time_point::max();
+  item->time_left = Clock::duration::max();
   item->bytes_in = item->bytes_out = 0;
   item->held_bytes = 0;
   item->streamed = false;
@@ -479,6 +498,7 @@ void run_transformer(StageShared& s) {
   while (std::optional<std::unique_ptr<WorkItem>> popped = s.transform_queue.pop()) {
     std::unique_ptr<WorkItem> item = std::move(*popped);
     s.add_queue_depth(Stage::kTransform, -1);
+    begin_stage(*item);
     if (auto e = interrupted(*item)) {
       settle_error(s, std::move(item), *e);
       continue;
@@ -500,6 +520,7 @@ void run_writer(StageShared& s) {
   while (std::optional<std::unique_ptr<WorkItem>> popped = s.write_queue.pop()) {
     std::unique_ptr<WorkItem> item = std::move(*popped);
     s.add_queue_depth(Stage::kWrite, -1);
+    begin_stage(*item);
     if (auto e = interrupted(*item)) {
       settle_error(s, std::move(item), *e);
       continue;

@@ -33,7 +33,11 @@ struct WorkItem {
   ScheduledDocument sched;
   std::string output_path;
   Clock::time_point started;
-  Clock::time_point deadline = Clock::time_point::max();  // document_timeout_ms
+  // document_timeout_ms counts processing time only: time_left shrinks while a stage works on
+  // the item, and deadline is set when a stage takes it, so waits in queues never count.
+  Clock::duration time_left = Clock::duration::max();
+  Clock::time_point stage_started;
+  Clock::time_point deadline = Clock::time_point::max();
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   size_t held_bytes = 0;  // charged to the ByteBudget
