@@ -66,7 +66,8 @@ Daemon::Daemon(DaemonConfig config)
                              e.what() + " (is the port in use? set metrics_listen)");
   }
   exposer_->RegisterCollectable(registry_);
-  exposer_->RegisterCollectable(make_process_collector());
+  process_collector_ = make_process_collector();
+  exposer_->RegisterCollectable(process_collector_);
 
   PipelineOptions options;
   options.readers = config_.io_threads;
@@ -79,7 +80,8 @@ Daemon::Daemon(DaemonConfig config)
 }
 
 Daemon::~Daemon() {
-  if (pipeline_) pipeline_->stop();
+  exposer_.reset();  // no scrape may run while the rest is torn down
+  if (pipeline_) pipeline_->stop(std::chrono::milliseconds(config_.shutdown_grace_ms));
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
@@ -404,7 +406,7 @@ void Daemon::begin_shutdown(const char* signal_name) {
   if (watch_) watch_->close();
   if (control_) control_->close();
   // Pipeline::stop() joins threads while in-flight documents finish: keep it off the loop.
-  queue_work([this] { pipeline_->stop(); },
+  queue_work([this] { pipeline_->stop(std::chrono::milliseconds(config_.shutdown_grace_ms)); },
              [this] {
                       drain_finished();  // jobs that finished while stopping still get their report
                notifier_->close();

@@ -28,6 +28,7 @@
 #include "pipeline/pipeline.h"
 
 namespace prometheus {
+class Collectable;
 class Exposer;
 class Registry;
 }  // namespace prometheus
@@ -80,6 +81,8 @@ class Daemon {
   uv_loop_t loop_{};
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  // The exposer holds collectables weakly: keep the process collector alive here.
+  std::shared_ptr<prometheus::Collectable> process_collector_;
   std::unique_ptr<PipelineMetrics> pipeline_metrics_;
   std::unique_ptr<DaemonMetrics> metrics_;
   std::unique_ptr<Pipeline> pipeline_;
