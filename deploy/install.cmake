@@ -1,0 +1,101 @@
+# Install layout and the .deb; included (OPTIONAL) at the end of the top-level CMakeLists.txt.
+#
+#   cmake --install build --prefix /usr     or     cd build && cpack -G DEB
+#
+# lays out (PREFIX is /usr for the .deb):
+#   PREFIX/bin/docpipe
+#   PREFIX/lib/systemd/system/docpipe.service   (ExecStart and --config point at this layout)
+#   PREFIX/lib/sysusers.d/docpipe.conf, PREFIX/lib/tmpfiles.d/docpipe.conf
+#   /etc/docpipe/docpipe.json                   (PREFIX/etc/docpipe/ for prefixes other than /usr)
+#   PREFIX/share/docpipe/prometheus/{prometheus.yml,alerts.yml,alerts_test.yml}
+#   PREFIX/share/docpipe/grafana/docpipe-dashboard.json
+#   PREFIX/share/doc/docpipe/README.md
+# systemd looks for units, sysusers.d and tmpfiles.d under /usr/lib and /usr/local/lib alike, so
+# both the usual prefixes work; those paths are never multiarch, hence the literal "lib".
+
+include(GNUInstallDirs)
+set(DOCPIPE_DEPLOY_DIR "${CMAKE_CURRENT_LIST_DIR}")
+
+install(TARGETS docpipe RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(FILES "${DOCPIPE_DEPLOY_DIR}/systemd/docpipe.sysusers" DESTINATION lib/sysusers.d
+        RENAME docpipe.conf)
+install(FILES "${DOCPIPE_DEPLOY_DIR}/systemd/docpipe.tmpfiles" DESTINATION lib/tmpfiles.d
+        RENAME docpipe.conf)
+install(FILES "${DOCPIPE_DEPLOY_DIR}/prometheus/prometheus.yml"
+              "${DOCPIPE_DEPLOY_DIR}/prometheus/alerts.yml"
+              "${DOCPIPE_DEPLOY_DIR}/prometheus/alerts_test.yml"
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/prometheus)
+install(FILES "${DOCPIPE_DEPLOY_DIR}/grafana/docpipe-dashboard.json"
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/grafana)
+install(FILES "${CMAKE_CURRENT_SOURCE_DIR}/README.md" DESTINATION ${CMAKE_INSTALL_DOCDIR})
+
+# The unit names the binary and the config by absolute path, and the config belongs in /etc
+# only under /usr. The prefix is known only at install time (cpack installs with /usr whatever
+# CMAKE_INSTALL_PREFIX says), so both are placed by code that runs then. Under /usr the unit is
+# installed byte for byte as written.
+set(DOCPIPE_INSTALL_CODE [=[
+  set(_prefix "${CMAKE_INSTALL_PREFIX}")
+  set(_bindir "@CMAKE_INSTALL_BINDIR@")
+  set(_docdir "@CMAKE_INSTALL_DOCDIR@")
+  foreach(_dir _bindir _docdir)
+    if(NOT IS_ABSOLUTE "${${_dir}}")
+      set(${_dir} "${_prefix}/${${_dir}}")
+    endif()
+  endforeach()
+  if(_prefix STREQUAL "/usr")
+    set(_confdir "/etc/docpipe")
+  else()
+    set(_confdir "${_prefix}/etc/docpipe")
+  endif()
+
+  file(READ "@DOCPIPE_DEPLOY_DIR@/systemd/docpipe.service" _unit)
+  string(REPLACE "/usr/bin/docpipe" "${_bindir}/docpipe" _unit "${_unit}")
+  string(REPLACE "/etc/docpipe/" "${_confdir}/" _unit "${_unit}")
+  string(REPLACE "/usr/share/doc/docpipe/" "${_docdir}/" _unit "${_unit}")
+  file(WRITE "@CMAKE_BINARY_DIR@/deploy/docpipe.service" "${_unit}")
+  file(INSTALL "@CMAKE_BINARY_DIR@/deploy/docpipe.service"
+       DESTINATION "${_prefix}/lib/systemd/system")
+
+  # The operator's config is theirs: a plain `cmake --install` over a live system keeps it (the
+  # .deb marks it a conffile, so dpkg asks instead).
+  if(NOT "$ENV{DESTDIR}" STREQUAL "" OR NOT EXISTS "${_confdir}/docpipe.json")
+    file(INSTALL "@DOCPIPE_DEPLOY_DIR@/config/docpipe.json" DESTINATION "${_confdir}")
+  else()
+    message(STATUS "Keeping: ${_confdir}/docpipe.json (the shipped default is "
+                   "@DOCPIPE_DEPLOY_DIR@/config/docpipe.json)")
+  endif()
+]=])
+string(CONFIGURE "${DOCPIPE_INSTALL_CODE}" DOCPIPE_INSTALL_CODE @ONLY)
+install(CODE "${DOCPIPE_INSTALL_CODE}")
+
+# ---- the .deb ----
+set(DOCPIPE_PACKAGE_CONTACT "docpipe maintainers <root@localhost>"
+    CACHE STRING "Maintainer field of the .deb")
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME docpipe)
+set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
+set(CPACK_PACKAGE_CONTACT "${DOCPIPE_PACKAGE_CONTACT}")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "document batch-processing daemon")
+# The summary is the Description line; this is the extended text below it.
+set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "docpipe reads, transforms (compression, redaction, markdown, JSON, templates, allow-listed
+commands) and writes batches of documents handed to it as JSON job files, through a bounded
+concurrent pipeline. It runs as a sandboxed systemd service (Type=notify) and exports
+Prometheus metrics; alert rules and a Grafana dashboard are in /usr/share/docpipe.")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SECTION admin)
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+# Depends comes from dpkg-shlibdeps on the binary (dpkg-dev), so it follows what is linked.
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS prometheus)
+set(CPACK_STRIP_FILES ON)
+file(WRITE "${CMAKE_BINARY_DIR}/deploy/conffiles" "/etc/docpipe/docpipe.json\n")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+    "${DOCPIPE_DEPLOY_DIR}/debian/postinst" "${DOCPIPE_DEPLOY_DIR}/debian/prerm"
+    "${DOCPIPE_DEPLOY_DIR}/debian/postrm" "${CMAKE_BINARY_DIR}/deploy/conffiles")
+# Maintainer scripts 0755 and conffiles 0644, whatever the checkout's modes.
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+set(CPACK_VERBATIM_VARIABLES ON)
+set(CPACK_SOURCE_GENERATOR TGZ)
+set(CPACK_SOURCE_IGNORE_FILES "/\\.git/" "/build[^/]*/" "/var/")
+include(CPack)
