@@ -311,8 +311,8 @@ DaemonProcess::~DaemonProcess() {
 }
 
 void DaemonProcess::spawn() {
-  std::vector<std::string> argv{docpipe_binary(),   "run",          "--spool", spool_,
-                                "--metrics-listen", metrics_listen_};
+  std::vector<std::string> argv{binary_,        "run", "--spool", spool_, "--metrics-listen",
+                                metrics_listen_};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   pid_ = spawn_process(argv, log_path_);
   reaped_ = false;
@@ -349,6 +349,16 @@ std::vector<std::string> DaemonProcess::log_lines_with(
     if (all) out.push_back(line);
   }
   return out;
+}
+
+std::vector<std::string> DaemonProcess::wait_for_log_lines(const std::vector<std::string>& needles,
+                                                           milliseconds timeout) const {
+  std::vector<std::string> lines;
+  poll_until(timeout, [&] {
+    lines = log_lines_with(needles);
+    return !lines.empty();
+  });
+  return lines;
 }
 
 std::optional<int> DaemonProcess::try_exit_code() {

@@ -115,6 +115,9 @@ class DaemonProcess {
 
   // Before spawn(): listen somewhere else than 127.0.0.1:0.
   void set_metrics_listen(std::string address) { metrics_listen_ = std::move(address); }
+  // Before spawn(): run another build of the daemon (e.g. DOCPIPE_TEST_BINARY, with the
+  // fault-injection transforms) instead of docpipe_binary().
+  void set_binary(std::string path) { binary_ = std::move(path); }
 
   // Spawns the process; returns at once.
   void spawn();
@@ -128,6 +131,10 @@ class DaemonProcess {
   std::string log() const;
   // Log lines containing every one of `needles`.
   std::vector<std::string> log_lines_with(const std::vector<std::string>& needles) const;
+  // Polls the log until some line contains every one of `needles`; returns all such lines
+  // (empty on timeout).
+  std::vector<std::string> wait_for_log_lines(const std::vector<std::string>& needles,
+                                              milliseconds timeout = kJobTimeout) const;
 
   // The exit code if the process has exited (reaping it), else nullopt. Never blocks.
   std::optional<int> try_exit_code();
@@ -165,6 +172,7 @@ class DaemonProcess {
   std::vector<std::string> extra_args_;
   std::string log_path_;
   std::string metrics_listen_ = "127.0.0.1:0";
+  std::string binary_ = docpipe_binary();
   std::string metrics_address_;
   pid_t pid_ = -1;
   bool reaped_ = false;

@@ -137,7 +137,8 @@ TEST_CASE("e2e intake: each class of bad job file is rejected with its JSON path
       CHECK(e["message"] == (b.path.empty() ? reason : b.path + ": " + reason));
     }
     CHECK(named);
-    CHECK(daemon.log_lines_with({" job rejected ", "file=" + b.name}).size() == 1);
+    // The loop thread logs the rejection after the error file is written: wait for the line.
+    CHECK(daemon.wait_for_log_lines({" job rejected ", "file=" + b.name}).size() == 1);
   }
   CHECK(daemon.wait_for_metric("docpipe_jobs_total", {{"outcome", "rejected"}},
                                static_cast<double>(bad.size())) == bad.size());
