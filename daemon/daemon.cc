@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -38,8 +39,12 @@ std::string join_errors(const FieldErrors& errors) {
 
 }  // namespace
 
-Daemon::Daemon(DaemonConfig config)
-    : config_(std::move(config)), spool_(config_.spool_dir, config_.durability_fsync) {
+Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
+    : config_(std::move(config)),
+      intake_config_(std::make_shared<const DaemonConfig>(config_)),
+      reload_config_(std::move(reload)),
+      durable_(config_.durability_fsync),
+      spool_(config_.spool_dir, config_.durability_fsync) {
   Status st = spool_.create_layout();
   if (!st) throw std::runtime_error("cannot create the spool: " + st.error().message);
   // One daemon per spool: a second one would resume the first one's active jobs.
@@ -110,7 +115,10 @@ int Daemon::run() {
   finished_async_.data = this;
   uv_signal_init(&loop_, &sigint_);
   uv_signal_init(&loop_, &sigterm_);
-  sigint_.data = sigterm_.data = this;
+  uv_signal_init(&loop_, &sighup_);
+  sigint_.data = sigterm_.data = sighup_.data = this;
+  uv_signal_start(
+      &sighup_, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->reload(); }, SIGHUP);
   uv_signal_start(
       &sigint_, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->begin_shutdown("SIGINT"); },
       SIGINT);
@@ -142,10 +150,10 @@ void Daemon::resume_active_jobs() {
   // with the same id is refused rather than racing the resumed one.
   auto results = std::make_shared<std::vector<std::pair<IntakeResult, std::shared_ptr<DaemonJob>>>>();
   queue_work(
-      [this, results] {
+      [this, results, cfg = intake_config_] {
         spool_.remove_stale_temp_files();
         for (const std::string& id : list_active_job_ids(spool_)) {
-          IntakeResult r = load_active_job(spool_, id, config_);
+          IntakeResult r = load_active_job(spool_, id, *cfg);
           std::shared_ptr<DaemonJob> job;
           if (r.kind == IntakeResult::Kind::kAccepted) {
             // Outputs a crash left half-written: never renamed into place, so just litter.
@@ -211,7 +219,7 @@ std::shared_ptr<DaemonJob> Daemon::make_job(ValidatedJob validated, bool resume,
   auto job = std::make_shared<DaemonJob>(std::move(validated.spec), validated.documents,
                                          wall_clock_ms(), metrics_.get(), &documents_finished_,
                                          [this](DaemonJob* j) { post_finished(j); });
-  opened = job->open(journal, resume, config_.durability_fsync);
+  opened = job->open(journal, resume, durable_);
   return job;
 }
 
@@ -219,8 +227,8 @@ void Daemon::on_job_file_ready(const std::string& name) {
   auto result = std::make_shared<IntakeResult>();
   auto job = std::make_shared<std::shared_ptr<DaemonJob>>();
   queue_work(
-      [this, name, result, job] {
-        *result = take_job_file(spool_, name, config_);
+      [this, name, result, job, cfg = intake_config_] {
+        *result = take_job_file(spool_, name, *cfg);
         if (result->kind != IntakeResult::Kind::kAccepted) return;
         Status opened;
         *job = make_job(std::move(*result->job), /*resume=*/false, opened);
@@ -334,7 +342,7 @@ void Daemon::drain_finished() {
 void Daemon::finalize(std::shared_ptr<DaemonJob> job) {
   auto report = std::make_shared<JobReport>();
   auto error = std::make_shared<std::string>();
-  bool durable = config_.durability_fsync;
+  bool durable = durable_;
   queue_work(
       [this, job, report, error, durable] {
         Status st = job->close_journal();
@@ -406,14 +414,76 @@ void Daemon::begin_shutdown(const char* signal_name) {
   if (watch_) watch_->close();
   if (control_) control_->close();
   // Pipeline::stop() joins threads while in-flight documents finish: keep it off the loop.
-  queue_work([this] { pipeline_->stop(std::chrono::milliseconds(config_.shutdown_grace_ms)); },
+  queue_work([this, grace = config_.shutdown_grace_ms] {
+               pipeline_->stop(std::chrono::milliseconds(grace));
+             },
              [this] {
                       drain_finished();  // jobs that finished while stopping still get their report
                notifier_->close();
                uv_close(reinterpret_cast<uv_handle_t*>(&finished_async_), nullptr);
                uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
                uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+               uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
              });
+}
+
+void Daemon::reload() {
+  if (stopping_) return;
+  if (!reload_config_) {
+    log_warn("SIGHUP ignored: the daemon was started without a reloadable config");
+    return;
+  }
+  notifier_->reloading();
+  log_info("reloading config");
+  auto next = std::make_shared<std::optional<DaemonConfig>>();
+  auto error = std::make_shared<std::string>();
+  queue_work(
+      [load = reload_config_, next, error] {
+        try {
+          *next = load();
+        } catch (const std::exception& e) {
+          *error = e.what();
+        }
+      },
+      [this, next, error] {
+        if (*next) {
+          apply_config(std::move(**next));
+        } else {
+          log_error("config reload refused; keeping the old config", {{"error", *error}});
+        }
+        notifier_->ready();
+      });
+}
+
+void Daemon::apply_config(DaemonConfig next) {
+  // What cannot change under a running daemon keeps its start-up value until a restart.
+  LogFields fixed;
+  auto keep = [&fixed](const char* key, auto& now, const auto& old) {
+    if (now != old) fixed.emplace_back(key, "changed; takes effect at restart");
+    now = old;
+  };
+  keep("spool_dir", next.spool_dir, config_.spool_dir);
+  keep("metrics_listen", next.metrics_listen, config_.metrics_listen);
+  keep("control_socket", next.control_socket, config_.control_socket);
+  keep("io_threads", next.io_threads, config_.io_threads);
+  keep("durability", next.durability_fsync, config_.durability_fsync);
+  if (!fixed.empty()) log_warn("config reload: some keys need a restart", fixed);
+
+  LogLevel level = LogLevel::kInfo;
+  parse_log_level(next.log_level, level);
+  log_configure(level, next.log_format == "json");
+  pipeline_->reconfigure(next.workers, static_cast<size_t>(next.max_in_flight_documents),
+                         static_cast<size_t>(next.memory_budget_bytes));
+  if (watch_) watch_->set_timing(next.settle_ms, next.rescan_interval_ms);
+  config_ = std::move(next);
+  intake_config_ = std::make_shared<const DaemonConfig>(config_);
+  log_info("config reloaded", {{"workers", std::to_string(config_.workers)},
+                               {"max_in_flight_documents",
+                                std::to_string(config_.max_in_flight_documents)},
+                               {"memory_budget_bytes", std::to_string(config_.memory_budget_bytes)},
+                               {"max_active_jobs", std::to_string(config_.max_active_jobs)},
+                               {"log_level", config_.log_level}});
+  admit();  // max_active_jobs may have grown
 }
 
 }  // namespace docpipe

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -37,9 +38,13 @@ namespace docpipe {
 
 class Daemon {
  public:
+  // Re-reads the configuration on SIGHUP (the config file plus command-line overrides); throws
+  // ConfigError (or another std::exception) when it is invalid.
+  using ConfigLoader = std::function<DaemonConfig()>;
+
   // Sets up the spool, metrics and the pipeline. Throws std::runtime_error with a clear message
   // (e.g. the metrics port is in use) on a start-up failure.
-  explicit Daemon(DaemonConfig config);
+  explicit Daemon(DaemonConfig config, ConfigLoader reload = nullptr);
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -66,6 +71,8 @@ class Daemon {
   void update_job_gauges();
   ServiceNotifier::Health health();
   void begin_shutdown(const char* signal_name);
+  void reload();
+  void apply_config(DaemonConfig next);
 
   // Control socket requests (daemon_control.cc).
   void handle_control(const nlohmann::json& request, ControlServer::Reply reply);
@@ -75,7 +82,11 @@ class Daemon {
   nlohmann::json job_status(const DaemonJob& job) const;
   nlohmann::json daemon_status() const;
 
-  DaemonConfig config_;
+  DaemonConfig config_;  // loop thread only
+  // What threadpool work (validation) reads: replaced whole on reload, never changed in place.
+  std::shared_ptr<const DaemonConfig> intake_config_;
+  ConfigLoader reload_config_;
+  const bool durable_;
   Spool spool_;
   int lock_fd_ = -1;  // flock on spool/docpipe.lock, held for the daemon's life
   uv_loop_t loop_{};
@@ -94,6 +105,7 @@ class Daemon {
   uint64_t rate_sample_ms_ = 0;
   uv_signal_t sigint_{};
   uv_signal_t sigterm_{};
+  uv_signal_t sighup_{};
   uv_async_t finished_async_{};
 
   std::mutex finished_mu_;  // guards finished_ (pipeline threads push, the loop drains)

@@ -71,8 +71,8 @@ void Daemon::control_submit(const nlohmann::json& request, ControlServer::Reply 
   auto job = std::make_shared<std::shared_ptr<DaemonJob>>();
   auto failure = std::make_shared<std::string>();
   queue_work(
-      [this, text, default_id, base_dir, errors, job, failure] {
-        auto validated = validate_job_text(text, default_id, base_dir, config_, *errors);
+      [this, text, default_id, base_dir, errors, job, failure, cfg = intake_config_] {
+        auto validated = validate_job_text(text, default_id, base_dir, *cfg, *errors);
         if (!validated) return;
         std::string id = validated->spec.id;
         Status st = spool_.admit(id, pin_job_text(text, validated->spec));

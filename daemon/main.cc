@@ -95,7 +95,7 @@ int cmd_run(const Overrides& flags) {
   docpipe::log_info("docpipe starting", {{"version", DOCPIPE_VERSION},
                                          {"spool", config.spool_dir},
                                          {"metrics_listen", config.metrics_listen}});
-  docpipe::Daemon daemon(std::move(config));
+  docpipe::Daemon daemon(std::move(config), [flags] { return flags.load(); });
   return daemon.run();
 }
 

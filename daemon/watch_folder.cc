@@ -63,6 +63,16 @@ void WatchFolder::close() {
   uv_close(reinterpret_cast<uv_handle_t*>(&settle_timer_), nullptr);
 }
 
+void WatchFolder::set_timing(int64_t settle_ms, int64_t rescan_interval_ms) {
+  settle_ms_ = settle_ms;
+  if (rescan_interval_ms == rescan_interval_ms_ || closed_) return;
+  rescan_interval_ms_ = rescan_interval_ms;
+  uint64_t every = static_cast<uint64_t>(std::max<int64_t>(rescan_interval_ms_, 1));
+  uv_timer_start(
+      &rescan_timer_, [](uv_timer_t* t) { static_cast<WatchFolder*>(t->data)->rescan(); }, every,
+      every);
+}
+
 void WatchFolder::forget(const std::string& name) { candidates_.erase(name); }
 
 void WatchFolder::rescan() {

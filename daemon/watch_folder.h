@@ -36,6 +36,8 @@ class WatchFolder {
   // that a new file with the same name is seen afresh.
   void forget(const std::string& name);
   void rescan();
+  // A reloaded config's settle_ms and rescan_interval_ms.
+  void set_timing(int64_t settle_ms, int64_t rescan_interval_ms);
 
  private:
   struct Candidate {

@@ -4,6 +4,7 @@
 // close() wakes every waiter: producers fail from then on, consumers drain what is left and then
 // get nullopt, so a stage shuts down by draining its input rather than dropping it.
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -42,6 +43,18 @@ class BoundedQueue {
     if (!closed_ && items_.empty()) {
       ++blocked_consumers_;
       not_empty_.wait(lock, [&] { return closed_ || !items_.empty(); });
+      --blocked_consumers_;
+    }
+    return take(lock);
+  }
+
+  // Like pop(), but gives up after `timeout` (nullopt; closed() tells the two apart).
+  template <typename Rep, typename Period>
+  std::optional<T> pop_for(std::chrono::duration<Rep, Period> timeout) {
+    std::unique_lock lock(mu_);
+    if (!closed_ && items_.empty()) {
+      ++blocked_consumers_;
+      not_empty_.wait_for(lock, timeout, [&] { return closed_ || !items_.empty(); });
       --blocked_consumers_;
     }
     return take(lock);

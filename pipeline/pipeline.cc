@@ -45,7 +45,7 @@ class Pipeline::Impl {
       : shared_(normalized(options), metrics) {
     try {
       start(readers_, shared_.options.readers, "dp-read", run_reader);
-      start(workers_, shared_.options.workers, "dp-transform", run_transformer);
+      set_workers(shared_.options.workers);
       start(writers_, shared_.options.writers, "dp-write", run_writer);
     } catch (...) {
       stop(std::chrono::milliseconds::max());  // join the threads already started, or their destructors would terminate()
@@ -76,9 +76,40 @@ class Pipeline::Impl {
     }
     join(readers_);
     shared_.transform_queue.close();
-    join(workers_);
+    for (auto& w : workers_) w.thread.join();
+    workers_.clear();
     shared_.write_queue.close();
     join(writers_);
+  }
+
+  // Grows or shrinks the transformer pool. A retired thread finishes its document, then exits
+  // (within ~100 ms when idle); it is joined at stop().
+  void set_workers(int count) {
+    std::lock_guard lock(workers_mu_);
+    int live = 0;
+    for (auto& w : workers_) {
+      if (w.retire->load()) continue;
+      if (live >= count) {
+        w.retire->store(true);
+      } else {
+        ++live;
+      }
+    }
+    for (; live < count; ++live) {
+      auto retire = std::make_shared<std::atomic<bool>>(false);
+      std::thread t([this, retire] { run_transformer(shared_, *retire); });
+      std::string name = "dp-transform-" + std::to_string(next_worker_++);
+      pthread_setname_np(t.native_handle(), name.substr(0, 15).c_str());
+      workers_.push_back(Worker{std::move(t), std::move(retire)});
+    }
+  }
+
+  void set_limits(size_t max_in_flight_documents, size_t memory_budget_bytes) {
+    shared_.slots.set_capacity(std::max<size_t>(max_in_flight_documents, 1));
+    shared_.budget.set_budget(memory_budget_bytes);
+    if (shared_.metrics != nullptr) {
+      shared_.metrics->memory_budget_bytes().Set(static_cast<double>(memory_budget_bytes));
+    }
   }
 
   size_t documents_in_flight() const { return shared_.scheduler.documents_in_flight(); }
@@ -103,7 +134,13 @@ class Pipeline::Impl {
 
   StageShared shared_;
   std::vector<std::thread> readers_;
-  std::vector<std::thread> workers_;
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> retire;
+  };
+  std::mutex workers_mu_;
+  std::vector<Worker> workers_;
+  int next_worker_ = 0;
   std::vector<std::thread> writers_;
   std::mutex stop_mu_;
   bool stopped_ = false;
@@ -117,6 +154,12 @@ Pipeline::~Pipeline() { stop(); }
 void Pipeline::add_job(std::shared_ptr<PipelineJob> job) { impl_->add_job(std::move(job)); }
 
 bool Pipeline::cancel_job(const std::string& id) { return impl_->cancel_job(id); }
+
+void Pipeline::reconfigure(int workers, size_t max_in_flight_documents,
+                           size_t memory_budget_bytes) {
+  impl_->set_workers(std::max(workers, 1));
+  impl_->set_limits(max_in_flight_documents, memory_budget_bytes);
+}
 
 void Pipeline::stop(std::chrono::milliseconds grace) { impl_->stop(grace); }
 

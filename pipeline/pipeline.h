@@ -60,6 +60,10 @@ class Pipeline {
   // dropped without job_finished(). Idempotent.
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds::max());
 
+  // Applies a reloaded config live: the transformer pool grows or shrinks (a retired thread
+  // finishes its document first), and the admission bounds change for the next admissions.
+  void reconfigure(int workers, size_t max_in_flight_documents, size_t memory_budget_bytes);
+
   // Documents admitted and not yet finished; bytes of buffers held (for status and tests).
   size_t documents_in_flight() const;
   size_t buffer_bytes_in_use() const;

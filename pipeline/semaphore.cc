@@ -9,6 +9,32 @@ namespace docpipe {
 
 CountingSemaphore::CountingSemaphore(size_t count) : capacity_(count == 0 ? 1 : count) {}
 
+size_t CountingSemaphore::capacity() const {
+  std::lock_guard lock(mu_);
+  return capacity_;
+}
+
+void CountingSemaphore::set_capacity(size_t capacity) {
+  {
+    std::lock_guard lock(mu_);
+    capacity_ = capacity == 0 ? 1 : capacity;
+  }
+  cv_.notify_all();
+}
+
+size_t ByteBudget::budget() const {
+  std::lock_guard lock(mu_);
+  return budget_;
+}
+
+void ByteBudget::set_budget(size_t budget) {
+  {
+    std::lock_guard lock(mu_);
+    budget_ = budget;
+  }
+  cv_.notify_all();
+}
+
 bool CountingSemaphore::acquire() {
   std::unique_lock lock(mu_);
   ++waiting_;

@@ -28,11 +28,14 @@ class CountingSemaphore {
   void close();
 
   size_t in_use() const;
-  size_t capacity() const { return capacity_; }
+  size_t capacity() const;
+  // Changes the capacity live (config reload); waiters re-check at once. Units in use beyond a
+  // lowered capacity are simply not replaced as they are released.
+  void set_capacity(size_t capacity);
   size_t waiting() const;  // threads blocked in acquire()
 
  private:
-  const size_t capacity_;
+  size_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   size_t in_use_ = 0;
@@ -65,7 +68,9 @@ class ByteBudget {
   void resize(size_t from, size_t to);
   void close();
 
-  size_t budget() const { return budget_; }
+  size_t budget() const;
+  // Changes the budget live (config reload); waiters re-check at once.
+  void set_budget(size_t budget);
   size_t in_use() const;
   size_t peak() const;     // highest in_use() so far
   size_t waiting() const;  // threads blocked in acquire()
@@ -74,7 +79,7 @@ class ByteBudget {
   bool fits(size_t n) const;
   void set_in_use(size_t v);  // mu_ held
 
-  const size_t budget_;
+  size_t budget_;
   prometheus::Gauge* const gauge_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -494,8 +494,14 @@ void run_reader(StageShared& s) {
   }
 }
 
-void run_transformer(StageShared& s) {
-  while (std::optional<std::unique_ptr<WorkItem>> popped = s.transform_queue.pop()) {
+void run_transformer(StageShared& s, const std::atomic<bool>& retire) {
+  while (!retire.load(std::memory_order_relaxed)) {
+    std::optional<std::unique_ptr<WorkItem>> popped =
+        s.transform_queue.pop_for(std::chrono::milliseconds(100));
+    if (!popped) {
+      if (s.transform_queue.closed()) return;
+      continue;
+    }
     std::unique_ptr<WorkItem> item = std::move(*popped);
     s.add_queue_depth(Stage::kTransform, -1);
     begin_stage(*item);

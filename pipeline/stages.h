@@ -10,6 +10,7 @@
 // A document owns one slot and `held_bytes` of the budget from admission until its outcome is
 // reported; settling (success, failure, skip, cancel, retry) releases both in one place.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -82,7 +83,9 @@ struct StageShared {
 // Each returns when its input is exhausted: readers once the scheduler is stopped and drained,
 // transformers and writers once their queue is closed and drained.
 void run_reader(StageShared& s);
-void run_transformer(StageShared& s);
+// Runs until the transform queue closes, or until `retire` is set (checked at least every
+// 100 ms while idle): the pool shrinks live when the worker count is lowered.
+void run_transformer(StageShared& s, const std::atomic<bool>& retire);
 void run_writer(StageShared& s);
 
 }  // namespace docpipe
