@@ -49,33 +49,65 @@ std::string JobJournal::encode(const std::string& payload) {
   return record;
 }
 
-Result<JournalContents> JobJournal::load(const std::string& path) {
-  Result<std::string> text = read_file(path);
-  if (!text) return text.error();
-  JournalContents out;
-  std::string_view rest = *text;
+Result<JournalScan> JobJournal::scan(
+    const std::string& path, const std::function<void(std::string_view payload)>& record) {
+  FILE* f = std::fopen(path.c_str(), "re");
+  if (f == nullptr) return errno_error("open journal " + path, errno);
+  JournalScan out;
   bool header = true;
-  while (!rest.empty()) {
-    size_t nl = rest.find('\n');
-    if (nl == std::string_view::npos || nl < 9 || rest[8] != ' ') break;
-    std::string_view payload = rest.substr(9, nl - 9);
+  std::string line;
+  char buf[65536];
+  bool stop = false;
+  while (!stop) {
+    // One line at a time, however long (a record is one line).
+    line.clear();
+    bool complete = false;
+    while (std::fgets(buf, sizeof buf, f) != nullptr) {
+      line += buf;
+      if (!line.empty() && line.back() == '\n') {
+        complete = true;
+        break;
+      }
+    }
+    if (line.empty()) break;  // clean end of file
+    std::string_view rec = line;
     uint32_t expected = 0;
-    if (!parse_hex8(rest.substr(0, 8), expected) || checksum(payload) != expected) break;
+    if (!complete || rec.size() < 10 || rec[8] != ' ' || !parse_hex8(rec.substr(0, 8), expected)) {
+      out.torn = true;
+      break;
+    }
+    std::string_view payload = rec.substr(9, rec.size() - 10);
+    if (checksum(payload) != expected) {
+      out.torn = true;
+      break;
+    }
     if (header) {
       nlohmann::json h = nlohmann::json::parse(payload, nullptr, false);
       if (!h.is_object() || h.value("journal", 0) != 1) {
+        std::fclose(f);
         return make_error(ErrorCode::kCorruptInput, path + ": not a docpipe journal");
       }
       out.submitted_at_ms = h.value("submitted_at_ms", int64_t{0});
       header = false;
     } else {
-      out.records.emplace_back(payload);
+      record(payload);
+      ++out.records;
     }
-    rest.remove_prefix(nl + 1);
-    out.good_bytes += nl + 1;
+    out.good_bytes += rec.size();
   }
+  std::fclose(f);
   if (header) return make_error(ErrorCode::kCorruptInput, path + ": journal has no valid header");
-  out.torn = !rest.empty();
+  return out;
+}
+
+Result<JournalContents> JobJournal::load(const std::string& path) {
+  JournalContents out;
+  Result<JournalScan> scanned =
+      scan(path, [&out](std::string_view payload) { out.records.emplace_back(payload); });
+  if (!scanned) return scanned.error();
+  out.submitted_at_ms = scanned->submitted_at_ms;
+  out.good_bytes = scanned->good_bytes;
+  out.torn = scanned->torn;
   return out;
 }
 

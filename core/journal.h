@@ -10,7 +10,9 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -24,6 +26,14 @@ struct JournalContents {
   bool torn = false;                 // bytes after good_bytes were dropped
 };
 
+// What scan() saw, without the records themselves.
+struct JournalScan {
+  int64_t submitted_at_ms = 0;
+  uint64_t records = 0;
+  uint64_t good_bytes = 0;
+  bool torn = false;
+};
+
 class JobJournal {
  public:
   JobJournal() = default;
@@ -33,6 +43,10 @@ class JobJournal {
 
   // Reads a journal. A missing file is an error (kNotFound); a torn tail is not.
   static Result<JournalContents> load(const std::string& path);
+  // The same, streaming: calls `record` with each document record's payload in order, holding
+  // one record in memory at a time (journals of million-document jobs are large).
+  static Result<JournalScan> scan(const std::string& path,
+                                  const std::function<void(std::string_view payload)>& record);
 
   // Creates a new journal with its header (replacing any file at `path`).
   Status create(const std::string& path, const std::string& id, int64_t submitted_at_ms);

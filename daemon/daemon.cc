@@ -342,15 +342,13 @@ void Daemon::drain_finished() {
 void Daemon::finalize(std::shared_ptr<DaemonJob> job) {
   auto report = std::make_shared<JobReport>();
   auto error = std::make_shared<std::string>();
-  bool durable = durable_;
   queue_work(
-      [this, job, report, error, durable] {
+      [this, job, report, error] {
         Status st = job->close_journal();
         *report = job->report();
         if (st) {
-          Result<std::string> manifest = manifest_from_journal(spool_.active_journal(report->id));
-          st = manifest ? write_file_atomic(spool_.active_manifest(report->id), *manifest, durable)
-                        : Status(manifest.error());
+          st = job->write_manifest(spool_.active_journal(report->id),
+                                   spool_.active_manifest(report->id));
         }
         if (!st) {
           report->state = JobState::kFailed;

@@ -1,6 +1,10 @@
 #include "daemon/daemon_job.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -47,34 +51,39 @@ Status DaemonJob::open(const std::string& journal_path, bool resume, bool durabl
   durable_ = durable;
   source_ = make_document_source(spec_);
   if (resume) {
-    Result<JournalContents> contents = JobJournal::load(journal_path);
-    if (contents) {
-      if (contents->torn) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Result<JournalScan> scanned = JobJournal::scan(journal_path, [this](std::string_view payload) {
+      nlohmann::json r = nlohmann::json::parse(payload, nullptr, false);
+      if (!r.is_object()) return;
+      std::string input = r.value("input", std::string());
+      Done d{parse_state(r.value("state", std::string())), r.value("bytes_in", uint64_t{0}),
+             r.value("bytes_out", uint64_t{0}), r.value("output", std::string())};
+      auto [it, inserted] = done_before_.try_emplace(input, d);
+      if (!inserted) {  // a later record for the same input supersedes the earlier one
+        count(it->second.state, it->second.bytes_in, it->second.bytes_out, -1);
+        it->second = d;
+        superseded_.insert(input);
+      }
+      count(d.state, d.bytes_in, d.bytes_out, +1);
+      if (d.state == DocumentState::kFailed) note_failure(input, r.value("error", std::string()));
+    });
+    if (scanned) {
+      if (scanned->torn) {
         log_warn("journal had a torn last record (a crash while writing it); dropped it",
                  {{"job", spec_.id}, {"journal", journal_path}});
       }
-      std::lock_guard<std::mutex> lock(mu_);
-      if (contents->submitted_at_ms != 0) report_.submitted_at_ms = contents->submitted_at_ms;
-      for (const std::string& payload : contents->records) {
-        nlohmann::json r = nlohmann::json::parse(payload, nullptr, false);
-        if (!r.is_object()) continue;
-        std::string input = r.value("input", std::string());
-        Done d{parse_state(r.value("state", std::string())), r.value("bytes_in", uint64_t{0}),
-               r.value("bytes_out", uint64_t{0}), r.value("output", std::string())};
-        auto [it, inserted] = done_before_.try_emplace(input, d);
-        if (!inserted) {  // a later record for the same input supersedes the earlier one
-          count(it->second.state, it->second.bytes_in, it->second.bytes_out, -1);
-          it->second = d;
-        }
-        count(d.state, d.bytes_in, d.bytes_out, +1);
-        if (d.state == DocumentState::kFailed) note_failure(input, r.value("error", std::string()));
-      }
+      if (scanned->submitted_at_ms != 0) report_.submitted_at_ms = scanned->submitted_at_ms;
       resumed_ = done_before_.size();
-      return journal_.reopen(journal_path, contents->good_bytes);
+      return journal_.reopen(journal_path, scanned->good_bytes);
     }
-    if (contents.error().code != ErrorCode::kNotFound) {
+    // Unreadable: start over with clean counts.
+    done_before_.clear();
+    superseded_.clear();
+    report_.counts = JobCounts{report_.counts.total};
+    report_.failed_documents.clear();
+    if (scanned.error().code != ErrorCode::kNotFound) {
       log_warn("cannot read journal; the job restarts from the beginning",
-               {{"job", spec_.id}, {"error", contents.error().message}});
+               {{"job", spec_.id}, {"error", scanned.error().message}});
     }
   }
   return journal_.create(journal_path, spec_.id, report_.submitted_at_ms);
@@ -141,6 +150,7 @@ std::optional<DocumentRef> DaemonJob::next_document() {
       continue;
     }
     count(it->second.state, it->second.bytes_in, it->second.bytes_out, -1);
+    superseded_.insert(it->first);
     done_before_.erase(it);
     return doc;
   }
@@ -225,26 +235,52 @@ JobReport DaemonJob::report() const {
   return report_;
 }
 
-Result<std::string> manifest_from_journal(const std::string& journal_path) {
-  Result<JournalContents> contents = JobJournal::load(journal_path);
-  if (!contents) return contents.error();
-  // A document done again after a restart (its output had vanished) has two records: the last
-  // one is the truth, listed where the first one stood.
-  std::unordered_map<std::string, size_t> last;
-  std::vector<std::string> inputs(contents->records.size());
-  for (size_t i = 0; i < contents->records.size(); ++i) {
-    nlohmann::json r = nlohmann::json::parse(contents->records[i], nullptr, false);
-    inputs[i] = r.is_object() ? r.value("input", std::string()) : std::string();
-    last[inputs[i]] = i;
+Status DaemonJob::write_manifest(const std::string& journal_path,
+                                 const std::string& manifest_path) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto input_of = [](std::string_view payload) {
+    nlohmann::json r = nlohmann::json::parse(payload, nullptr, false);
+    return r.is_object() ? r.value("input", std::string()) : std::string();
+  };
+  // Records of a superseded input to skip: all but its last. Counted in a first pass, which only
+  // runs (and only remembers anything) when some input was done twice.
+  std::unordered_map<std::string, uint64_t> skip;
+  if (!superseded_.empty()) {
+    Result<JournalScan> counted = JobJournal::scan(journal_path, [&](std::string_view payload) {
+      std::string input = input_of(payload);
+      if (superseded_.count(input) != 0) ++skip[input];
+    });
+    if (!counted) return counted.error();
+    for (auto& [input, n] : skip) --n;
   }
-  std::string out;
-  std::unordered_set<std::string> written;
-  for (size_t i = 0; i < contents->records.size(); ++i) {
-    if (!written.insert(inputs[i]).second) continue;
-    out += contents->records[last[inputs[i]]];
-    out += '\n';
+  std::string tmp = manifest_path + ".tmp." + std::to_string(::getpid());
+  FILE* out = std::fopen(tmp.c_str(), "we");
+  if (out == nullptr) return errno_error("create manifest " + tmp, errno);
+  std::setvbuf(out, nullptr, _IOFBF, 1 << 16);
+  bool write_failed = false;
+  Result<JournalScan> scanned = JobJournal::scan(journal_path, [&](std::string_view payload) {
+    if (!skip.empty()) {
+      auto it = skip.find(input_of(payload));
+      if (it != skip.end() && it->second > 0) {
+        --it->second;
+        return;
+      }
+    }
+    if (std::fwrite(payload.data(), 1, payload.size(), out) != payload.size() ||
+        std::fputc('\n', out) == EOF) {
+      write_failed = true;
+    }
+  });
+  Status st;
+  if (!scanned) st = scanned.error();
+  if (st && (write_failed || std::fflush(out) != 0)) st = errno_error("write manifest " + tmp, errno);
+  if (st && durable_ && ::fsync(fileno(out)) != 0) st = errno_error("fsync manifest " + tmp, errno);
+  std::fclose(out);
+  if (st && ::rename(tmp.c_str(), manifest_path.c_str()) != 0) {
+    st = errno_error("rename manifest to " + manifest_path, errno);
   }
-  return out;
+  if (!st) ::unlink(tmp.c_str());
+  return st;
 }
 
 }  // namespace docpipe

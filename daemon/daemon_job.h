@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/document_source.h"
 #include "core/journal.h"
@@ -45,6 +46,10 @@ class DaemonJob : public PipelineJob {
   // Flushes and closes the journal. Blocking: call off the loop thread, after job_finished().
   Status close_journal();
 
+  // Writes the manifest (one line per document, in journal order) from the journal, streaming,
+  // atomically (temp file + rename). Call after close_journal().
+  Status write_manifest(const std::string& journal_path, const std::string& manifest_path) const;
+
   // The report; complete once job_finished() has run.
   JobReport report() const;
   void mark_started(int64_t unix_ms);
@@ -76,12 +81,13 @@ class DaemonJob : public PipelineJob {
   // Documents a resumed job's journal records as finished, by input path; drained as the walk
   // meets them. Only the scheduler (next_document) touches it.
   std::unordered_map<std::string, Done> done_before_;
+  // Inputs with more than one journal record (done again after a restart because their output
+  // had vanished): the manifest lists only their last record.
+  std::unordered_set<std::string> superseded_;
   bool source_done_ = false;
   bool stop_taking_ = false;
   bool user_cancelled_ = false;
 };
 
-// The manifest (one JSON line per document, the last record of each input) from a journal.
-Result<std::string> manifest_from_journal(const std::string& journal_path);
 
 }  // namespace docpipe
