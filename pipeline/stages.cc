@@ -138,8 +138,11 @@ std::optional<Error> interrupted(const WorkItem& item) {
 }
 
 // Transform errors name the document; the transform's message names itself ("gzip: ...").
+// A cancel or timeout seen through check_interrupted already names the document.
 Error transform_error(const WorkItem& item, const Error& e) {
-  return Error{e.code, item.sched.doc.input_path + ": " + e.message, e.sys_errno};
+  const std::string& input = item.sched.doc.input_path;
+  if (e.message.starts_with(input + ": ")) return e;
+  return Error{e.code, input + ": " + e.message, e.sys_errno};
 }
 
 // A stage takes the item: its remaining processing time starts running.
@@ -195,9 +198,10 @@ Status read_whole(WorkItem& item, size_t expected) {
 std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem> item) {
   const JobSpec& spec = item->sched.job->spec();
   const std::string& input = item->sched.doc.input_path;
-  item->time_left = spec.limits.document_timeout_ms > 0
-                        ? Clock::duration(std::chrono::milliseconds(spec.limits.document_timeout_ms))
-                        : Clock::duration::max();
+  item->time_left =
+      spec.limits.document_timeout_ms > 0
+          ? Clock::duration(std::chrono::milliseconds(spec.limits.document_timeout_ms))
+          : Clock::duration::max();
   begin_stage(*item);
   StageClock clock(s, Stage::kRead);
 
