@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 
+#include "core/transforms/decompression_limits.h"
 #include "core/transforms/param_reader.h"
 
 namespace docpipe {
@@ -14,24 +15,14 @@ namespace {
 
 constexpr size_t kOutputBlock = 64 * 1024;
 constexpr size_t kMaxSlice = 1u << 30;  // zlib counts in uInt
-// The ratio limit applies once the output passes this size: a tiny document that expands a lot
-// (a few hundred bytes of spaces) is harmless, and its ratio says nothing about a bomb.
-constexpr uint64_t kRatioFloorBytes = 1u << 20;
-constexpr int64_t kDefaultMaxOutputBytes = int64_t{4} << 30;
-constexpr int64_t kDefaultMaxRatio = 1000;
 constexpr unsigned char kGzipMagic[2] = {0x1f, 0x8b};
-
-struct GunzipLimits {
-  uint64_t max_output_bytes;
-  uint64_t max_ratio;
-};
 
 // The interface has every update() inflate all of its input, so one call can return far more
 // than its chunk: up to max_ratio times the input so far, never more than max_output_bytes. These
 // limits are therefore also what bounds memory per call; callers wanting less feed small chunks.
 class GunzipTransform : public DocumentTransform {
  public:
-  explicit GunzipTransform(GunzipLimits limits) : limits_(limits) {
+  explicit GunzipTransform(DecompressionLimits limits) : limits_(limits) {
     init_rc_ = inflateInit2(&zs_, 15 + 16);  // gzip wrapper only, 32 KiB window
   }
   ~GunzipTransform() override {
@@ -113,7 +104,7 @@ class GunzipTransform : public DocumentTransform {
         return make_error(ErrorCode::kInternal,
                           std::string("gunzip: decompression failed: ") + zError(rc));
       }
-      Status st = check_limits();
+      Status st = limits_.check("gunzip", produced_, consumed_);
       if (!st) return st.error();
       if (rc == Z_STREAM_END) return used;
       // With room left in the output, inflate stops only once the input is used up.
@@ -124,26 +115,7 @@ class GunzipTransform : public DocumentTransform {
     }
   }
 
-  Status check_limits() const {
-    if (produced_ > limits_.max_output_bytes) {
-      return make_error(ErrorCode::kTooLarge,
-                        "gunzip: output exceeds max_output_bytes (" +
-                            std::to_string(limits_.max_output_bytes) +
-                            " bytes); raise max_output_bytes if documents this large are expected");
-    }
-    // produced > ratio * consumed, without overflow.
-    if (produced_ > kRatioFloorBytes && consumed_ > 0 &&
-        (produced_ - 1) / limits_.max_ratio >= consumed_) {
-      return make_error(ErrorCode::kTooLarge,
-                        "gunzip: output exceeds max_ratio (" + std::to_string(limits_.max_ratio) +
-                            " times the input): " + std::to_string(produced_) + " bytes from " +
-                            std::to_string(consumed_) +
-                            " compressed bytes; raise max_ratio if such data is expected");
-    }
-    return ok();
-  }
-
-  GunzipLimits limits_;
+  DecompressionLimits limits_;
   z_stream zs_{};
   int init_rc_ = Z_OK;
   bool in_member_ = false;
@@ -156,35 +128,29 @@ class GunzipTransform : public DocumentTransform {
 
 class GunzipStep : public TransformStep {
  public:
-  explicit GunzipStep(GunzipLimits limits) : limits_(limits) {}
+  explicit GunzipStep(DecompressionLimits limits) : limits_(limits) {}
   std::unique_ptr<DocumentTransform> begin(const DocumentContext&) const override {
     return std::make_unique<GunzipTransform>(limits_);
   }
 
  private:
-  GunzipLimits limits_;
+  DecompressionLimits limits_;
 };
 
 const ParamSchema& schema() {
-  static const ParamSchema s =
-      ParamSchema()
-          .integer("max_output_bytes", 1, ParamSchema::kNoMax, kDefaultMaxOutputBytes,
-                   "largest decompressed document allowed (default 4 GiB); a guard against "
-                   "decompression bombs")
-          .integer("max_ratio", 1, ParamSchema::kNoMax, kDefaultMaxRatio,
-                   "largest allowed decompressed/compressed size ratio, checked once the output "
-                   "passes 1 MiB; deflate cannot exceed about 1032, so 1000 only trips on "
-                   "near-maximal compression");
+  static const ParamSchema s = DecompressionLimits::declare(
+      ParamSchema(),
+      "deflate cannot exceed about 1032, so 1000 only trips on near-maximal compression");
   return s;
 }
 
 const TransformRegistration kRegistration(TransformInfo{
     "gunzip", "decompresses gzip data (zlib inflate), concatenated members included", true,
     schema().specs(),
-    [](const nlohmann::json& params, const TransformEnv&, FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+    [](const nlohmann::json& params, const TransformEnv&,
+       FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       ParamReader reader(schema(), params, errors);
-      GunzipLimits limits{static_cast<uint64_t>(reader.integer("max_output_bytes")),
-                          static_cast<uint64_t>(reader.integer("max_ratio"))};
+      const DecompressionLimits limits = DecompressionLimits::read(reader);
       if (!reader.ok()) return nullptr;
       return std::make_shared<GunzipStep>(limits);
     }});

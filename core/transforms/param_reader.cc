@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "core/json_util.h"
+
 namespace docpipe {
 
 using json = nlohmann::json;
@@ -24,24 +26,6 @@ std::string quoted_list(const std::vector<std::string>& items) {
 }
 
 }  // namespace
-
-std::string describe_param_value(const json& value) {
-  constexpr size_t kMaxShown = 64;
-  switch (value.type()) {
-    case json::value_t::object:
-      return "object";
-    case json::value_t::array:
-      return "array";
-    case json::value_t::string: {
-      // ensure_ascii keeps the text printable and lets it be cut anywhere.
-      std::string s = value.dump(-1, ' ', true);
-      if (s.size() > kMaxShown) s = s.substr(0, kMaxShown - 4) + "...\"";
-      return s;
-    }
-    default:
-      return value.dump();
-  }
-}
 
 ParamSchema& ParamSchema::integer(std::string name, int64_t min, int64_t max, int64_t default_value,
                                   std::string description) {
@@ -65,6 +49,45 @@ ParamSchema& ParamSchema::string(std::string name, std::string default_value,
   std::string default_text = json(default_value).dump();
   rule.string_default = std::move(default_value);
   add(ParamSpec{std::move(name), "string", std::move(default_text), std::move(description)},
+      std::move(rule));
+  return *this;
+}
+
+ParamSchema& ParamSchema::string_choice(std::string name, std::vector<std::string> choices,
+                                        std::string default_value, std::string description) {
+  Rule rule;
+  rule.kind = Kind::kString;
+  std::string default_text = json(default_value).dump();
+  description += " (one of " + quoted_list(choices) + ")";
+  rule.string_default = std::move(default_value);
+  rule.choices = std::move(choices);
+  add(ParamSpec{std::move(name), "string", std::move(default_text), std::move(description)},
+      std::move(rule));
+  return *this;
+}
+
+ParamSchema& ParamSchema::required_string(std::string name, std::string description) {
+  Rule rule;
+  rule.kind = Kind::kString;
+  rule.required = true;
+  // An empty default_value is how ParamSpec says "required".
+  add(ParamSpec{std::move(name), "string", "", std::move(description)}, std::move(rule));
+  return *this;
+}
+
+ParamSchema& ParamSchema::optional_string(std::string name, std::string description) {
+  Rule rule;
+  rule.kind = Kind::kString;
+  add(ParamSpec{std::move(name), "string", "null", std::move(description)}, std::move(rule));
+  return *this;
+}
+
+ParamSchema& ParamSchema::boolean(std::string name, bool default_value, std::string description) {
+  Rule rule;
+  rule.kind = Kind::kBoolean;
+  rule.boolean_default = default_value;
+  add(ParamSpec{std::move(name), "boolean", default_value ? "true" : "false",
+                std::move(description)},
       std::move(rule));
   return *this;
 }
@@ -103,7 +126,7 @@ ParamReader::ParamReader(const ParamSchema& schema, const json& params, FieldErr
     : schema_(schema), params_(params), errors_(errors), errors_at_start_(errors.size()) {
   if (params.is_null()) return;  // no parameters at all: every default applies
   if (!params.is_object()) {
-    error("", "expected object, got " + describe_param_value(params));
+    error("", "expected object, got " + describe_json(params));
     return;
   }
   is_object_ = true;
@@ -137,22 +160,52 @@ int64_t ParamReader::integer(std::string_view name) {
     in_range = v >= rule.min && v <= rule.max;
   }
   if (!in_range) {
-    error(std::string(name), "expected " + integer_range(rule.min, rule.max) + ", got " +
-                                 describe_param_value(*value));
+    error(std::string(name),
+          "expected " + integer_range(rule.min, rule.max) + ", got " + describe_json(*value));
     return rule.integer_default;
   }
   return v;
 }
 
 std::string ParamReader::string(std::string_view name) {
+  std::optional<std::string> value = optional_string(name);
+  if (value) return std::move(*value);
+  return schema_.rule(name, ParamSchema::Kind::kString).string_default;
+}
+
+std::optional<std::string> ParamReader::optional_string(std::string_view name) {
   const ParamSchema::Rule& rule = schema_.rule(name, ParamSchema::Kind::kString);
   const json* value = find(name);
-  if (value == nullptr) return rule.string_default;
-  if (!value->is_string()) {
-    error(std::string(name), "expected string, got " + describe_param_value(*value));
-    return rule.string_default;
+  if (value == nullptr) {
+    if (rule.required) error(std::string(name), "required parameter is missing");
+    return std::nullopt;
   }
-  return value->get<std::string>();
+  if (!value->is_string()) {
+    error(std::string(name), "expected string, got " + describe_json(*value));
+    return std::nullopt;
+  }
+  const std::string& s = value->get_ref<const std::string&>();
+  if (!rule.choices.empty()) {
+    bool allowed = false;
+    for (const std::string& choice : rule.choices) allowed = allowed || s == choice;
+    if (!allowed) {
+      error(std::string(name),
+            "expected one of " + quoted_list(rule.choices) + ", got " + describe_json(*value));
+      return std::nullopt;
+    }
+  }
+  return s;
+}
+
+bool ParamReader::boolean(std::string_view name) {
+  const ParamSchema::Rule& rule = schema_.rule(name, ParamSchema::Kind::kBoolean);
+  const json* value = find(name);
+  if (value == nullptr) return rule.boolean_default;
+  if (!value->is_boolean()) {
+    error(std::string(name), "expected boolean, got " + describe_json(*value));
+    return rule.boolean_default;
+  }
+  return value->get<bool>();
 }
 
 std::vector<std::string> ParamReader::string_array(std::string_view name) {
@@ -160,7 +213,7 @@ std::vector<std::string> ParamReader::string_array(std::string_view name) {
   const json* value = find(name);
   if (value == nullptr) return rule.array_default;
   if (!value->is_array()) {
-    error(std::string(name), "expected array of strings, got " + describe_param_value(*value));
+    error(std::string(name), "expected array of strings, got " + describe_json(*value));
     return rule.array_default;
   }
   std::vector<std::string> out;
@@ -169,7 +222,7 @@ std::vector<std::string> ParamReader::string_array(std::string_view name) {
     const json& item = (*value)[i];
     std::string path = std::string(name) + "[" + std::to_string(i) + "]";
     if (!item.is_string()) {
-      error(std::move(path), "expected string, got " + describe_param_value(item));
+      error(std::move(path), "expected string, got " + describe_json(item));
       good = false;
       continue;
     }
@@ -178,7 +231,7 @@ std::vector<std::string> ParamReader::string_array(std::string_view name) {
     for (const std::string& choice : rule.choices) allowed = allowed || s == choice;
     if (!allowed) {
       error(std::move(path),
-            "expected one of " + quoted_list(rule.choices) + ", got " + describe_param_value(item));
+            "expected one of " + quoted_list(rule.choices) + ", got " + describe_json(item));
       good = false;
       continue;
     }

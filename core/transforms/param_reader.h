@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,14 @@ class ParamSchema {
   ParamSchema& integer(std::string name, int64_t min, int64_t max, int64_t default_value,
                        std::string description);
   ParamSchema& string(std::string name, std::string default_value, std::string description);
+  // A string that must be one of `choices`.
+  ParamSchema& string_choice(std::string name, std::vector<std::string> choices,
+                             std::string default_value, std::string description);
+  // A string the job must give; listed without a default (`docpipe transforms` says required).
+  ParamSchema& required_string(std::string name, std::string description);
+  // A string the job may leave out; listed with default null, read with optional_string().
+  ParamSchema& optional_string(std::string name, std::string description);
+  ParamSchema& boolean(std::string name, bool default_value, std::string description);
   // An array of strings; with `choices`, every element must be one of them.
   ParamSchema& string_array(std::string name, std::vector<std::string> default_value,
                             std::vector<std::string> choices, std::string description);
@@ -34,12 +43,14 @@ class ParamSchema {
 
  private:
   friend class ParamReader;
-  enum class Kind { kInteger, kString, kStringArray };
+  enum class Kind { kInteger, kString, kStringArray, kBoolean };
   struct Rule {
     Kind kind = Kind::kInteger;
+    bool required = false;
     int64_t min = 0;
     int64_t max = 0;
     int64_t integer_default = 0;
+    bool boolean_default = false;
     std::string string_default;
     std::vector<std::string> array_default;
     std::vector<std::string> choices;
@@ -64,8 +75,15 @@ class ParamReader {
 
   // `name` must be declared in the schema with the matching type.
   int64_t integer(std::string_view name);
+  // A required string that is missing is an error ("required parameter is missing").
   std::string string(std::string_view name);
+  // nullopt when absent (or invalid); for parameters declared with optional_string().
+  std::optional<std::string> optional_string(std::string_view name);
   std::vector<std::string> string_array(std::string_view name);
+  bool boolean(std::string_view name);
+
+  // True if the job gives the parameter at all (whatever its value).
+  bool has(std::string_view name) const { return find(name) != nullptr; }
 
   // A problem found by the transform itself (e.g. a regex that does not compile).
   void error(std::string path, std::string reason);
@@ -82,9 +100,5 @@ class ParamReader {
   size_t errors_at_start_;
   bool is_object_ = false;
 };
-
-// A JSON value for "got ..." in messages: scalars as JSON text (long strings shortened),
-// containers by their type.
-std::string describe_param_value(const nlohmann::json& value);
 
 }  // namespace docpipe

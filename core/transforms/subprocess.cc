@@ -1,0 +1,291 @@
+#include "core/transforms/subprocess.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <mutex>
+
+namespace docpipe {
+namespace {
+
+constexpr size_t kReadBlock = 64u << 10;
+// Reads per pipe per round, so that a child writing fast cannot starve its stdin.
+constexpr int kMaxReadsPerRound = 16;
+
+// A write to a pipe whose reader has exited raises SIGPIPE, which would kill the daemon. Pipes
+// have no MSG_NOSIGNAL, so SIGPIPE is ignored process-wide (writes then fail with EPIPE), unless
+// someone installed a handler already. Children get the default disposition back (SETSIGDEF).
+// The child's PATH is the daemon's, read once, so that the lookup posix_spawnp does (in the
+// daemon's environment) and the child agree.
+const std::string& prepare_process() {
+  static std::once_flag once;
+  static std::string path_entry;
+  std::call_once(once, [] {
+    struct sigaction old {};
+    if (::sigaction(SIGPIPE, nullptr, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+        old.sa_handler == SIG_DFL) {
+      ::signal(SIGPIPE, SIG_IGN);
+    }
+    const char* path = std::getenv("PATH");
+    path_entry = std::string("PATH=") + (path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin");
+  });
+  return path_entry;
+}
+
+struct Pipe {
+  int fd[2] = {-1, -1};
+  ~Pipe() {
+    for (int f : fd)
+      if (f >= 0) ::close(f);
+  }
+  int take(int i) {
+    int f = fd[i];
+    fd[i] = -1;
+    return f;
+  }
+};
+
+Status set_nonblocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+    return errno_error("exec: fcntl", errno);
+  return ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Subprocess>> Subprocess::start(const std::vector<std::string>& argv) {
+  if (argv.empty()) return make_error(ErrorCode::kInvalidArgument, "exec: empty argv");
+  const std::string& path_entry = prepare_process();
+  // O_CLOEXEC: a child another thread spawns meanwhile must not inherit these ends.
+  Pipe in, out, err;
+  if (::pipe2(in.fd, O_CLOEXEC) != 0 || ::pipe2(out.fd, O_CLOEXEC) != 0 ||
+      ::pipe2(err.fd, O_CLOEXEC) != 0) {
+    return errno_error("exec: cannot create pipes", errno);
+  }
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in.fd[0], STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, out.fd[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, err.fd[1], STDERR_FILENO);
+  // Descriptors some library opened without O_CLOEXEC stay in the daemon too.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  // Its own process group (pgid = its pid), so that one kill() reaches all its descendants.
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::string lang = "LANG=C.UTF-8";
+  char* env[] = {const_cast<char*>(path_entry.c_str()), lang.data(), nullptr};
+
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, argv[0].c_str(), &actions, &attr, args.data(), env);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return errno_error("exec: cannot start " + argv[0], rc);
+
+  std::unique_ptr<Subprocess> p(new Subprocess());
+  p->pid_ = pid;
+  p->stdin_fd_ = in.take(1);
+  p->stdout_fd_ = out.take(0);
+  p->stderr_fd_ = err.take(0);
+  // Linux >= 5.3; without it, exits are noticed by polling waitid() each round.
+  p->pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  for (int fd : {p->stdin_fd_, p->stdout_fd_, p->stderr_fd_}) {
+    Status st = set_nonblocking(fd);
+    if (!st) return st.error();  // the destructor kills and reaps the child
+  }
+  return p;
+}
+
+Subprocess::~Subprocess() {
+  kill_and_reap();
+  close_fd(stdin_fd_);
+  close_fd(stdout_fd_);
+  close_fd(stderr_fd_);
+  close_fd(pidfd_);
+}
+
+void Subprocess::close_fd(int& fd) {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
+}
+
+void Subprocess::close_stdin() { close_fd(stdin_fd_); }
+
+// The child is a zombie now, so its pid (the group id) cannot be reused yet: kill whatever is
+// left in its group (a background process it started), whose pipes would otherwise stay open.
+void Subprocess::on_exit() {
+  exited_ = true;
+  ::kill(-pid_, SIGKILL);
+  close_fd(pidfd_);
+}
+
+void Subprocess::check_exit() {
+  if (exited_) return;
+  siginfo_t info{};
+  // WNOWAIT leaves the zombie in place until reap().
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0) {
+    if (info.si_pid == pid_) on_exit();
+  } else if (errno == ECHILD) {
+    on_exit();  // reaped behind our back (SIGCHLD ignored): nothing left to wait for
+    reaped_ = true;
+  }
+}
+
+Status Subprocess::pump(std::string_view& input, std::string& out, std::chrono::milliseconds wait) {
+  if (stdin_fd_ < 0) input = {};
+  pollfd fds[4];
+  int n = 0;
+  int in_at = -1, out_at = -1, err_at = -1, pid_at = -1;
+  if (stdin_fd_ >= 0 && !input.empty()) {
+    in_at = n;
+    fds[n++] = pollfd{stdin_fd_, POLLOUT, 0};
+  }
+  if (stdout_fd_ >= 0) {
+    out_at = n;
+    fds[n++] = pollfd{stdout_fd_, POLLIN, 0};
+  }
+  if (stderr_fd_ >= 0) {
+    err_at = n;
+    fds[n++] = pollfd{stderr_fd_, POLLIN, 0};
+  }
+  if (!exited_ && pidfd_ >= 0) {
+    pid_at = n;
+    fds[n++] = pollfd{pidfd_, POLLIN, 0};
+  }
+  // Without a pidfd the exit is only seen by asking, so do not sleep long between asks.
+  if (!exited_ && pidfd_ < 0) wait = std::min(wait, std::chrono::milliseconds(10));
+  const int ready = ::poll(fds, static_cast<nfds_t>(n), static_cast<int>(wait.count()));
+  if (ready < 0) {
+    if (errno == EINTR) return ok();
+    return errno_error("exec: poll", errno);
+  }
+  if (out_at >= 0 && fds[out_at].revents != 0) {
+    Status st = read_stdout(out);
+    if (!st) return st;
+  }
+  if (err_at >= 0 && fds[err_at].revents != 0) {
+    Status st = read_stderr();
+    if (!st) return st;
+  }
+  if (in_at >= 0 && fds[in_at].revents != 0) {
+    Status st = write_stdin(input);
+    if (!st) return st;
+  }
+  if (pid_at >= 0 ? fds[pid_at].revents != 0 : !exited_) check_exit();
+  return ok();
+}
+
+Status Subprocess::read_stdout(std::string& out) {
+  for (int i = 0; i < kMaxReadsPerRound; ++i) {
+    const size_t old_size = out.size();
+    out.resize(old_size + kReadBlock);
+    const ssize_t r = ::read(stdout_fd_, out.data() + old_size, kReadBlock);
+    out.resize(old_size + static_cast<size_t>(std::max<ssize_t>(r, 0)));
+    if (r > 0) continue;
+    if (r == 0) {
+      close_fd(stdout_fd_);
+    } else if (errno != EAGAIN && errno != EINTR) {
+      return errno_error("exec: read from the command's stdout", errno);
+    }
+    break;
+  }
+  return ok();
+}
+
+Status Subprocess::read_stderr() {
+  char buf[kReadBlock];
+  for (int i = 0; i < kMaxReadsPerRound; ++i) {
+    const ssize_t r = ::read(stderr_fd_, buf, sizeof buf);
+    if (r > 0) {
+      stderr_.append(buf, static_cast<size_t>(r));
+      if (stderr_.size() > 2 * kStderrTailBytes) {
+        stderr_.erase(0, stderr_.size() - kStderrTailBytes);
+        stderr_truncated_ = true;
+      }
+      continue;
+    }
+    if (r == 0) {
+      close_fd(stderr_fd_);
+    } else if (errno != EAGAIN && errno != EINTR) {
+      return errno_error("exec: read from the command's stderr", errno);
+    }
+    break;
+  }
+  return ok();
+}
+
+Status Subprocess::write_stdin(std::string_view& input) {
+  while (!input.empty()) {
+    const ssize_t w = ::write(stdin_fd_, input.data(), std::min(input.size(), kReadBlock));
+    if (w > 0) {
+      input.remove_prefix(static_cast<size_t>(w));
+      continue;
+    }
+    if (w < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    if (w < 0 && errno == EPIPE) {
+      // The command stopped reading (it may not need all of its input): the rest is dropped,
+      // and its exit status says whether that was fine.
+      close_fd(stdin_fd_);
+      input = {};
+      break;
+    }
+    return errno_error("exec: write to the command's stdin", errno);
+  }
+  return ok();
+}
+
+Result<int> Subprocess::reap() {
+  if (reaped_) return make_error(ErrorCode::kInternal, "exec: the command's exit status is lost");
+  int status = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(pid_, &status, 0);
+  } while (r < 0 && errno == EINTR);
+  reaped_ = true;
+  if (r < 0) return errno_error("exec: waitpid", errno);
+  return status;
+}
+
+void Subprocess::kill_and_reap() {
+  if (reaped_ || pid_ <= 0) return;
+  // Before reaping: until then the group id cannot name another process group.
+  ::kill(-pid_, SIGKILL);
+  ::kill(pid_, SIGKILL);  // in case it had not joined its group yet
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  reaped_ = true;
+  exited_ = true;
+}
+
+std::string Subprocess::stderr_tail() const {
+  std::string_view tail = stderr_;
+  if (tail.size() > kStderrTailBytes) tail.remove_prefix(tail.size() - kStderrTailBytes);
+  while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r' || tail.back() == ' '))
+    tail.remove_suffix(1);
+  return (stderr_truncated_ || stderr_.size() > kStderrTailBytes ? "..." : "") + std::string(tail);
+}
+
+}  // namespace docpipe

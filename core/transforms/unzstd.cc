@@ -1,0 +1,154 @@
+// unzstd: libzstd streaming decompression (ZSTD_decompressStream). Like `zstd -d` it accepts
+// several concatenated frames (skippable frames included); anything after the last frame that
+// is not another frame is an error.
+
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+
+#include "core/transforms/decompression_limits.h"
+#include "core/transforms/param_reader.h"
+#include "core/transforms/zstd_context_pool.h"
+
+namespace docpipe {
+namespace {
+
+// libzstd's own default: frames that `zstd -d` accepts without --memory are accepted. The window
+// is allocated as the frame asks, but its pages are touched only as output is produced, so the
+// output limits bound what it really costs.
+constexpr int kWindowLogMax = 27;
+
+// Every update() decompresses all of its input, so one call can return far more than its chunk:
+// up to max_ratio times the input so far, never more than max_output_bytes. These limits are
+// therefore also what bounds memory per call.
+class UnzstdTransform : public DocumentTransform {
+ public:
+  UnzstdTransform(std::shared_ptr<ZstdDecompressorPool> pool, DecompressionLimits limits)
+      : pool_(std::move(pool)), limits_(limits) {}
+  ~UnzstdTransform() override { pool_->release(std::move(dctx_)); }
+  UnzstdTransform(const UnzstdTransform&) = delete;
+  UnzstdTransform& operator=(const UnzstdTransform&) = delete;
+
+  Status update(std::string_view in, std::string& out) override {
+    if (in.empty()) return ok();
+    if (dctx_ == nullptr) {
+      Status st = start();
+      if (!st) return st;
+    }
+    const size_t block = ZSTD_DStreamOutSize();
+    ZSTD_inBuffer input{in.data(), in.size(), 0};
+    for (;;) {
+      if (!in_frame_) frame_start_ = consumed_ + input.pos;
+      // One byte past the output limit is enough to know it was exceeded.
+      const uint64_t room = std::min<uint64_t>(block, limits_.max_output_bytes - produced_ + 1);
+      const size_t old_size = out.size();
+      out.resize(old_size + room);
+      ZSTD_outBuffer output{out.data() + old_size, room, 0};
+      const size_t rc = ZSTD_decompressStream(dctx_.get(), &output, &input);
+      out.resize(old_size + output.pos);
+      produced_ += output.pos;
+      if (ZSTD_isError(rc)) return decode_error(rc);
+      // 0: a frame is complete and flushed; the next byte, if any, starts another.
+      in_frame_ = rc != 0;
+      if (!in_frame_) ++frames_;
+      Status st = limits_.check("unzstd", produced_, consumed_ + input.pos);
+      if (!st) return st;
+      // With room left in the output (or the frame flushed), libzstd stops only once it needs
+      // more input; a full output may hide more to flush.
+      if (input.pos == input.size && (output.pos < output.size || rc == 0)) break;
+    }
+    consumed_ += in.size();
+    return ok();
+  }
+
+  Status finish(std::string&) override {
+    if (frames_ == 0 || in_frame_) {
+      return make_error(ErrorCode::kCorruptInput, "unzstd: truncated zstd input (ends after " +
+                                                      std::to_string(consumed_) +
+                                                      " bytes, inside a zstd frame)");
+    }
+    return ok();
+  }
+
+ private:
+  Status start() {
+    dctx_ = pool_->acquire();
+    if (dctx_ == nullptr) return make_error(ErrorCode::kInternal, "unzstd: out of memory");
+    size_t rc = ZSTD_DCtx_reset(dctx_.get(), ZSTD_reset_session_and_parameters);
+    if (!ZSTD_isError(rc))
+      rc = ZSTD_DCtx_setParameter(dctx_.get(), ZSTD_d_windowLogMax, kWindowLogMax);
+    if (ZSTD_isError(rc)) {
+      return make_error(ErrorCode::kInternal, std::string("unzstd: cannot start decompression: ") +
+                                                  ZSTD_getErrorName(rc));
+    }
+    return ok();
+  }
+
+  Error decode_error(size_t rc) const {
+    const ZSTD_ErrorCode code = ZSTD_getErrorCode(rc);
+    if (code == ZSTD_error_frameParameter_windowTooLarge) {
+      return make_error(ErrorCode::kTooLarge,
+                        "unzstd: the zstd frame at byte " + std::to_string(frame_start_) +
+                            " needs a window larger than " +
+                            std::to_string((uint64_t{1} << kWindowLogMax) >> 20) + " MiB");
+    }
+    if (code == ZSTD_error_memory_allocation) {
+      return make_error(ErrorCode::kInternal, "unzstd: out of memory");
+    }
+    // After a complete frame, bytes that do not start another one are trailing garbage.
+    if (code == ZSTD_error_prefix_unknown && frames_ > 0 && !in_frame_) {
+      return make_error(
+          ErrorCode::kCorruptInput,
+          "unzstd: trailing garbage after zstd data at byte " + std::to_string(frame_start_));
+    }
+    return make_error(ErrorCode::kCorruptInput,
+                      std::string("unzstd: invalid zstd data: ") + ZSTD_getErrorName(rc) +
+                          " in the frame at byte " + std::to_string(frame_start_));
+  }
+
+  std::shared_ptr<ZstdDecompressorPool> pool_;
+  DecompressionLimits limits_;
+  ZstdDecompressorPool::Ptr dctx_;  // taken from the pool at the first non-empty input
+  bool in_frame_ = false;           // input ends inside a frame (so far)
+  uint64_t frames_ = 0;             // frames completed
+  uint64_t frame_start_ = 0;        // input offset of the frame being decoded
+  uint64_t consumed_ = 0;           // compressed bytes read by earlier calls
+  uint64_t produced_ = 0;           // bytes written
+};
+
+class UnzstdStep : public TransformStep {
+ public:
+  explicit UnzstdStep(DecompressionLimits limits) : limits_(limits) {}
+  std::unique_ptr<DocumentTransform> begin(const DocumentContext&) const override {
+    return std::make_unique<UnzstdTransform>(pool_, limits_);
+  }
+
+ private:
+  DecompressionLimits limits_;
+  std::shared_ptr<ZstdDecompressorPool> pool_ = std::make_shared<ZstdDecompressorPool>();
+};
+
+const ParamSchema& schema() {
+  static const ParamSchema s =
+      DecompressionLimits::declare(ParamSchema(),
+                                   "zstd can exceed 1000 on very repetitive data (long runs of one "
+                                   "byte), so raise it if such documents are expected");
+  return s;
+}
+
+const TransformRegistration kRegistration(TransformInfo{
+    "unzstd", "decompresses zstd data (libzstd), concatenated frames included", true,
+    schema().specs(),
+    [](const nlohmann::json& params, const TransformEnv&,
+       FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+      ParamReader reader(schema(), params, errors);
+      const DecompressionLimits limits = DecompressionLimits::read(reader);
+      if (!reader.ok()) return nullptr;
+      return std::make_shared<UnzstdStep>(limits);
+    }});
+
+}  // namespace
+}  // namespace docpipe

@@ -1,0 +1,151 @@
+// json.pretty and json.minify.
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "core/transforms/json_format.h"
+#include "tests/core/transform_test_util.h"
+
+using docpipe::ErrorCode;
+using docpipe::Result;
+using docpipe::test::config_errors;
+using docpipe::test::errors_text;
+using docpipe::test::make_step;
+using docpipe::test::run_chunked;
+using docpipe::test::run_ok;
+using json = nlohmann::json;
+
+namespace {
+
+const char* const kJsonInput =
+    "{\"z\": 1, \"a\": [1.0, 1e2, 0.1, 12345678901234567890, 1.5e300, -7, 3.14159, 1E-7],\n"
+    " \"s\": \"caf\\u00e9 \xE2\x82\xAC \\n \\\"q\\\" \\u001f\", \"dup\": 1, \"n\": null,\r\n"
+    " \"t\": true, \"o\": {}, \"e\": [], \"dup\": {\"k\": [false]}}";
+
+std::string json_error(const std::string& op, const std::string& text, size_t chunk = 0) {
+  Result<std::string> r = run_chunked(*make_step(op, json::object()), text, chunk);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == ErrorCode::kCorruptInput);
+  return r.error().message;
+}
+
+}  // namespace
+
+TEST_CASE("json.pretty: re-indents keeping key order, last duplicate wins, newline at the end") {
+  const std::string expected =
+      "{\n"
+      "  \"z\": 1,\n"
+      "  \"a\": [\n"
+      "    1.0,\n"
+      "    100.0,\n"
+      "    0.1,\n"
+      "    12345678901234567890,\n"
+      "    1.5e+300,\n"
+      "    -7,\n"
+      "    3.14159,\n"
+      "    1e-07\n"
+      "  ],\n"
+      "  \"s\": \"caf\xC3\xA9 \xE2\x82\xAC \\n \\\"q\\\" \\u001f\",\n"
+      "  \"dup\": {\n"
+      "    \"k\": [\n"
+      "      false\n"
+      "    ]\n"
+      "  },\n"
+      "  \"n\": null,\n"
+      "  \"t\": true,\n"
+      "  \"o\": {},\n"
+      "  \"e\": []\n"
+      "}\n";
+  auto pretty = make_step("json.pretty", json::object());
+  CHECK(run_ok(*pretty, kJsonInput) == expected);
+  for (size_t chunk : {1, 7, 64}) CHECK(run_ok(*pretty, kJsonInput, chunk) == expected);
+  CHECK(run_ok(*make_step("json.pretty", json{{"indent", 4}}), "{\"a\":[1]}") ==
+        "{\n    \"a\": [\n        1\n    ]\n}\n");
+  CHECK(run_ok(*make_step("json.pretty", json{{"indent", 0}}), "{\"a\":[1]}") ==
+        "{\n\"a\": [\n1\n]\n}\n");
+  CHECK(run_ok(*pretty, " 42 ") == "42\n");
+}
+
+TEST_CASE("json.minify: writes one line without a final newline") {
+  auto minify = make_step("json.minify", json::object());
+  CHECK(run_ok(*minify, kJsonInput, 5) ==
+        "{\"z\":1,\"a\":[1.0,100.0,0.1,12345678901234567890,1.5e+300,-7,3.14159,1e-07],"
+        "\"s\":\"caf\xC3\xA9 \xE2\x82\xAC \\n \\\"q\\\" \\u001f\",\"dup\":{\"k\":[false]},"
+        "\"n\":null,\"t\":true,\"o\":{},\"e\":[]}");
+  CHECK(run_ok(*minify, "[ \"x\" , { } ]\n") == "[\"x\",{}]");
+}
+
+TEST_CASE("json.pretty: invalid JSON is corrupt input with the line and column") {
+  CHECK(json_error("json.pretty", "") ==
+        "json.pretty: invalid JSON at line 1, column 1: syntax error while parsing value - "
+        "unexpected end of input; expected '[', '{', or a literal");
+  CHECK(json_error("json.pretty", "{\n  \"a\" 1}", 3) ==
+        "json.pretty: invalid JSON at line 2, column 7: syntax error while parsing object "
+        "separator - unexpected number literal; expected ':'");
+  CHECK(json_error("json.minify", "[1,2,]") ==
+        "json.minify: invalid JSON at line 1, column 6: syntax error while parsing value - "
+        "unexpected ']'; expected '[', '{', or a literal");
+  CHECK(json_error("json.pretty", "[1] x") ==
+        "json.pretty: invalid JSON at line 1, column 5: syntax error while parsing value - "
+        "invalid literal; last read: '1] x'; expected end of input");
+  CHECK(json_error("json.pretty", "[1e400]") ==
+        "json.pretty: invalid JSON at line 1, column 6: number overflow parsing '1e400'");
+  CHECK(json_error("json.pretty", "[\"a\xFF\"]")
+            .rfind(
+                "json.pretty: invalid JSON at line 1, column 4: syntax error while parsing value - "
+                "invalid string: ill-formed UTF-8 byte",
+                0) == 0);
+}
+
+TEST_CASE("json.pretty: error locations are where nlohmann's own parser puts them") {
+  for (const std::string text :
+       {"", "{", "{\n  \"a\": tru\n}", "[\n\n  \"abc\n\"]", "{\"a\":1}}", "\n\n   @"}) {
+    CAPTURE(text);
+    std::string theirs;
+    try {
+      json parsed = json::parse(text);
+      FAIL("parsed: " << parsed.dump());
+    } catch (const json::parse_error& e) {
+      theirs = e.what();
+    }
+    REQUIRE_FALSE(theirs.empty());
+    const size_t at = theirs.find("line ");
+    const std::string location = theirs.substr(at, theirs.find(':', at) - at);
+    CHECK(json_error("json.pretty", text).find("invalid JSON at " + location + ": ") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("json.pretty: nesting deeper than the limit is refused where it passes the limit") {
+  const int depth = docpipe::kMaxJsonDepth;
+  const std::string ok_text = std::string(depth, '[') + std::string(depth, ']');
+  CHECK(run_ok(*make_step("json.minify", json::object()), ok_text) == ok_text);
+  // The object is level 1, so the bracket at column 5 + 512 opens level 513.
+  const std::string deep = "{\"k\": \"[[\",\n\"v\": " + std::string(depth + 10, '[');
+  CHECK(json_error("json.minify", deep) == "json.minify: invalid JSON at line 2, column " +
+                                               std::to_string(5 + depth) +
+                                               ": nesting deeper than 512 levels");
+}
+
+TEST_CASE("json.pretty: a document over max_input_bytes is refused with the limit named") {
+  auto step = make_step("json.pretty", json{{"max_input_bytes", 10}});
+  CHECK(run_ok(*step, "[1,2,3,45]") == "[\n  1,\n  2,\n  3,\n  45\n]\n");
+  Result<std::string> r = run_chunked(*step, "[1,2,3,456]", 4);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == ErrorCode::kTooLarge);
+  CHECK(r.error().message ==
+        "json.pretty: document exceeds max_input_bytes (10 bytes); json.pretty needs the whole "
+        "document in memory, raise max_input_bytes to allow larger ones");
+}
+
+TEST_CASE("json.pretty: parameter errors name the parameter and the expected value") {
+  CHECK(errors_text(config_errors("json.pretty", json{{"indent", 9}})) ==
+        "indent: expected integer 0..8, got 9\n");
+  CHECK(errors_text(config_errors("json.pretty", json{{"indent", -1}, {"sort_keys", true}})) ==
+        "sort_keys: unknown parameter\nindent: expected integer 0..8, got -1\n");
+  CHECK(errors_text(config_errors("json.minify", json{{"indent", 2}})) ==
+        "indent: unknown parameter\n");
+  CHECK(errors_text(config_errors("json.minify", json{{"max_input_bytes", "1M"}})) ==
+        "max_input_bytes: expected integer >= 1, got \"1M\"\n");
+}
