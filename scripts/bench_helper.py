@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Helpers for scripts/bench (standard library only).
+
+  corpus DIR --docs N --size BYTES   write a deterministic corpus: DIR/NNN/doc-NNNNNN.txt, 1,000
+                                     documents per folder, ~BYTES of words with e-mail addresses,
+                                     Luhn-valid card numbers and look-alike digit runs; prints the
+                                     total size in bytes
+  drop SPOOL ID JOB.json            hand JOB.json to the daemon as SPOOL/incoming/ID.json by
+                                     rename, poll (1 ms) for done/ or failed/ID.report.json and
+                                     print "SECONDS STATE SUCCEEDED FAILED"
+  table RESULTS.tsv                 print the comparison table from rows written by scripts/bench
+"""
+
+import json
+import os
+import random
+import sys
+import time
+
+WORDS = ("invoice shipment customer account balance quarterly report delivery warehouse contract "
+         "renewal payment overdue schedule meeting project status update review approved pending "
+         "received the and for with please contact regarding order number card email address "
+         "reference summary details attached team office").split()
+DOMAINS = ("example.com", "mail.example.org", "corp.example.net", "example.co.uk")
+
+
+def luhn_check_digit(payload):
+    total = 0
+    for i, ch in enumerate(reversed(payload)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return str((10 - total % 10) % 10)
+
+
+def token_stream(rng, size):
+    """About `size` bytes of words in lines, with e-mails, cards and look-alike digit runs."""
+    def digits(n):
+        return "%0*d" % (n, rng.randrange(10 ** n))
+
+    def card():
+        payload = "4" + digits(14) if rng.random() < 0.5 else "5" + str(rng.randint(1, 5)) + digits(13)
+        return payload + luhn_check_digit(payload)
+
+    def decoy():
+        payload = "4" + digits(14)
+        return payload + str((int(luhn_check_digit(payload)) + rng.randint(1, 9)) % 10)
+
+    def email():
+        return rng.choice(WORDS) + rng.choice((".", "_", "")) + rng.choice(WORDS) + "@" + rng.choice(DOMAINS)
+
+    n = size // 7 + 16
+    tokens = rng.choices(WORDS, k=n)
+    # 7 % of the tokens, at odd positions only: two digit runs are never neighbours, as a space
+    # between them could read as one grouped card number.
+    for pos in rng.sample(range(1, n, 2), n * 7 // 100):
+        roll = rng.random()
+        tokens[pos] = email() if roll < 3 / 7 else card() if roll < 5 / 7 else decoy()
+    return "\n".join(" ".join(tokens[i:i + 12]) for i in range(0, n, 12)) + "\n"
+
+
+def cmd_corpus(args):
+    target = args[0]
+    docs = int(args[args.index("--docs") + 1])
+    size = int(args[args.index("--size") + 1])
+    rng = random.Random(20261125)
+    # Documents are slices of one long stream, cut at whitespace: cheap to make, all different.
+    stream = token_stream(rng, max(4 << 20, 2 * size + (1 << 20)))
+    total = 0
+    for i in range(docs):
+        folder = os.path.join(target, "%03d" % (i // 1000))
+        if i % 1000 == 0:
+            os.makedirs(folder, exist_ok=True)
+        start = stream.index(" ", rng.randrange(len(stream) - size - 64)) + 1
+        end = start + max(size - 20, 1)
+        while end < len(stream) and not stream[end].isspace():
+            end += 1
+        data = ("document %d of the bench corpus\n" % i + stream[start:end] + "\n").encode()
+        with open(os.path.join(folder, "doc-%06d.txt" % i), "wb") as f:
+            f.write(data)
+        total += len(data)
+    print(total)
+
+
+def cmd_drop(args):
+    spool, job_id, job_file = args
+    incoming = os.path.join(spool, "incoming")
+    tmp = os.path.join(incoming, "." + job_id + ".tmp")
+    with open(job_file, "rb") as src, open(tmp, "wb") as dst:
+        dst.write(src.read())
+    # Like `docpipe submit`: an mtime in the past makes the rename (ctime > mtime) mark the file
+    # as complete, so the daemon takes it at once instead of waiting settle_ms.
+    past = time.time() - 2
+    os.utime(tmp, (past, past))
+    reports = [os.path.join(spool, d, job_id + ".report.json") for d in ("done", "failed")]
+    start = time.perf_counter()
+    os.rename(tmp, os.path.join(incoming, job_id + ".json"))
+    deadline = start + 600
+    while True:
+        for path in reports:
+            if os.path.exists(path):
+                elapsed = time.perf_counter() - start
+                with open(path) as f:
+                    report = json.load(f)
+                counts = report["counts"]
+                print("%.6f %s %d %d" % (elapsed, report["state"], counts["succeeded"], counts["failed"]))
+                return
+        if time.perf_counter() > deadline:
+            sys.exit("bench_helper: no report for job %s after 600 s" % job_id)
+        time.sleep(0.001)
+
+
+def cmd_table(args):
+    rows, order = {}, []
+    with open(args[0]) as f:
+        for line in f:
+            name, docs, size, seconds, rss_kib = line.rstrip("\n").split("\t")
+            if name not in rows:
+                order.append(name)
+                rows[name] = {"docs": int(docs), "bytes": int(size), "seconds": float("inf"), "rss": None}
+            r = rows[name]
+            # The best time over the rounds, and the highest peak RSS (the conservative figure).
+            r["seconds"] = min(r["seconds"], float(seconds))
+            if rss_kib != "-":
+                r["rss"] = max(r["rss"] or 0, int(rss_kib))
+    print("%-24s %9s %9s %9s %8s %15s" % ("workload", "documents", "seconds", "docs/s", "MB/s", "peak RSS (MiB)"))
+    rate = {}
+    for name in order:
+        r = rows[name]
+        rate[name] = r["docs"] / r["seconds"]
+        rss = "-" if r["rss"] is None else "%.1f" % (r["rss"] / 1024)
+        print("%-24s %9d %9.3f %9.0f %8.1f %15s" % (name, r["docs"], r["seconds"], rate[name],
+                                                   r["bytes"] / r["seconds"] / 1e6, rss))
+    print()
+    for a, b in (("docpipe identity", "cp -r"), ("docpipe redact+gzip", "gzip -6 (xargs -P2)")):
+        if a in rate and b in rate:
+            print("ratio %s / %s: %.2f" % (a, b, rate[a] / rate[b]))
+
+
+def main():
+    if len(sys.argv) < 2 or sys.argv[1] not in ("corpus", "drop", "table"):
+        sys.exit(__doc__)
+    {"corpus": cmd_corpus, "drop": cmd_drop, "table": cmd_table}[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()
