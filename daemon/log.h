@@ -1,6 +1,6 @@
 #pragma once
 // One line per event on stderr: text ("2026-11-25T01:02:03.456Z info job finished id=x") or JSON,
-// with a "<N>" syslog priority prefix when stderr goes to journald (JOURNAL_STREAM set).
+// with a "<N>" syslog priority prefix when stderr is the journald stream (JOURNAL_STREAM names it).
 // Thread-safe: each line is one write(2).
 
 #include <string>

@@ -36,8 +36,9 @@ int decode_wait_status(int status) {
   return -1;
 }
 
-// The child's environment: the test's, minus what would make the daemon talk to systemd.
-std::vector<std::string> child_environment() {
+// The child's environment: the test's, minus what would make the daemon talk to systemd, plus
+// `extra` ("NAME=VALUE" entries).
+std::vector<std::string> child_environment(const std::vector<std::string>& extra) {
   static const char* const kDropped[] = {"NOTIFY_SOCKET", "JOURNAL_STREAM", "WATCHDOG_USEC",
                                          "WATCHDOG_PID",  "LISTEN_FDS",     "LISTEN_PID"};
   std::vector<std::string> env;
@@ -49,17 +50,19 @@ std::vector<std::string> child_environment() {
     });
     if (!drop) env.emplace_back(entry);
   }
+  env.insert(env.end(), extra.begin(), extra.end());
   return env;
 }
 
 // stdin from /dev/null; stdout to `out_path`, stderr to `err_path` (the same file if equal).
 pid_t spawn_with_files(const std::vector<std::string>& argv, const std::string& out_path,
-                       const std::string& err_path, bool append) {
+                       const std::string& err_path, bool append,
+                       const std::vector<std::string>& extra_env = {}) {
   if (argv.empty()) throw std::runtime_error("spawn: empty argv");
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  std::vector<std::string> env_strings = child_environment();
+  std::vector<std::string> env_strings = child_environment(extra_env);
   std::vector<char*> env;
   for (std::string& e : env_strings) env.push_back(e.data());
   env.push_back(nullptr);
@@ -291,8 +294,9 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
   return CommandResult{*code, read_file(stem + ".out"), read_file(stem + ".err")};
 }
 
-pid_t spawn_process(const std::vector<std::string>& argv, const std::string& log_path) {
-  return spawn_with_files(argv, log_path, log_path, true);
+pid_t spawn_process(const std::vector<std::string>& argv, const std::string& log_path,
+                    const std::vector<std::string>& extra_env) {
+  return spawn_with_files(argv, log_path, log_path, true, extra_env);
 }
 
 DaemonProcess::DaemonProcess(std::string spool, std::vector<std::string> extra_args,
@@ -314,7 +318,7 @@ void DaemonProcess::spawn() {
   std::vector<std::string> argv{binary_,        "run", "--spool", spool_, "--metrics-listen",
                                 metrics_listen_};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
-  pid_ = spawn_process(argv, log_path_);
+  pid_ = spawn_process(argv, log_path_, extra_env_);
   reaped_ = false;
 }
 

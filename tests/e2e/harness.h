@@ -100,8 +100,10 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
 
 // Spawns `argv` with stdin from /dev/null and stdout+stderr appended to `log_path`; the
 // environment is the test's minus variables that would change the daemon's behaviour
-// (NOTIFY_SOCKET, JOURNAL_STREAM, ...). Returns the pid; throws on failure.
-pid_t spawn_process(const std::vector<std::string>& argv, const std::string& log_path);
+// (NOTIFY_SOCKET, JOURNAL_STREAM, ...), plus `extra_env` ("NAME=VALUE" entries). Returns the
+// pid; throws on failure.
+pid_t spawn_process(const std::vector<std::string>& argv, const std::string& log_path,
+                    const std::vector<std::string>& extra_env = {});
 
 // A `docpipe run` child process. The destructor kills it (SIGKILL) if it is still running.
 class DaemonProcess {
@@ -118,6 +120,9 @@ class DaemonProcess {
   // Before spawn(): run another build of the daemon (e.g. DOCPIPE_TEST_BINARY, with the
   // fault-injection transforms) instead of docpipe_binary().
   void set_binary(std::string path) { binary_ = std::move(path); }
+  // Before spawn(): add "NAME=VALUE" to the daemon's environment (e.g. NOTIFY_SOCKET, which
+  // spawn_process otherwise drops).
+  void add_env(std::string entry) { extra_env_.push_back(std::move(entry)); }
 
   // Spawns the process; returns at once.
   void spawn();
@@ -173,6 +178,7 @@ class DaemonProcess {
   std::string log_path_;
   std::string metrics_listen_ = "127.0.0.1:0";
   std::string binary_ = docpipe_binary();
+  std::vector<std::string> extra_env_;
   std::string metrics_address_;
   pid_t pid_ = -1;
   bool reaped_ = false;
