@@ -1,18 +1,23 @@
 #include "daemon/daemon.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
-
-#include <fcntl.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <optional>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
+#include <thread>
 
 #include "core/fs_util.h"
 #include "core/time_util.h"
@@ -67,8 +72,8 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
   try {
     exposer_ = std::make_unique<prometheus::Exposer>(config_.metrics_listen);
   } catch (const std::exception& e) {
-    throw std::runtime_error("cannot serve metrics on " + config_.metrics_listen + ": " +
-                             e.what() + " (is the port in use? set metrics_listen)");
+    throw std::runtime_error("cannot serve metrics on " + config_.metrics_listen + ": " + e.what() +
+                             " (is the port in use? set metrics_listen)");
   }
   exposer_->RegisterCollectable(registry_);
   process_collector_ = make_process_collector();
@@ -84,8 +89,55 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
   pipeline_ = std::make_unique<Pipeline>(options, pipeline_metrics_.get());
 }
 
+namespace {
+
+// civetweb's listener thread notices the stop request only when its poll() returns, which without
+// traffic takes its full 2 s quantum; connecting to it now and then wakes it at once.
+void stop_exposer(std::unique_ptr<prometheus::Exposer>& exposer, const std::string& listen) {
+  if (!exposer) return;
+  std::vector<int> ports = exposer->GetListeningPorts();
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  std::atomic<bool> stopped{false};
+  std::thread waker;
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  if (!ports.empty()) {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+    if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+      v4->sin_family = AF_INET;
+      v4->sin_port = htons(static_cast<uint16_t>(ports.front()));
+      addr_len = sizeof *v4;
+    } else if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+      v6->sin6_port = htons(static_cast<uint16_t>(ports.front()));
+      addr_len = sizeof *v6;
+    }
+  }
+  if (addr_len != 0) {
+    waker = std::thread([&] {
+      while (!stopped.load()) {
+        int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0) {
+          ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), addr_len);
+          ::close(fd);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+  }
+  exposer.reset();
+  stopped = true;
+  if (waker.joinable()) waker.join();
+}
+
+}  // namespace
+
 Daemon::~Daemon() {
-  exposer_.reset();  // no scrape may run while the rest is torn down
+  stop_exposer(exposer_, config_.metrics_listen);  // no scrape may run while the rest is torn down
   if (pipeline_) pipeline_->stop(std::chrono::milliseconds(config_.shutdown_grace_ms));
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
@@ -120,8 +172,8 @@ int Daemon::run() {
   uv_signal_start(
       &sighup_, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->reload(); }, SIGHUP);
   uv_signal_start(
-      &sigint_, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->begin_shutdown("SIGINT"); },
-      SIGINT);
+      &sigint_,
+      [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->begin_shutdown("SIGINT"); }, SIGINT);
   uv_signal_start(
       &sigterm_,
       [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->begin_shutdown("SIGTERM"); },
@@ -148,7 +200,8 @@ int Daemon::run() {
 void Daemon::resume_active_jobs() {
   // Jobs an earlier run left in active/ go first, then intake starts, so that an incoming job
   // with the same id is refused rather than racing the resumed one.
-  auto results = std::make_shared<std::vector<std::pair<IntakeResult, std::shared_ptr<DaemonJob>>>>();
+  auto results =
+      std::make_shared<std::vector<std::pair<IntakeResult, std::shared_ptr<DaemonJob>>>>();
   queue_work(
       [this, results, cfg = intake_config_] {
         spool_.remove_stale_temp_files();
@@ -159,7 +212,8 @@ void Daemon::resume_active_jobs() {
             // Outputs a crash left half-written: never renamed into place, so just litter.
             size_t removed = remove_docpipe_temp_files(r.job->spec.output.dir);
             if (removed > 0) {
-              log_info("removed leftover temp files", {{"job", id}, {"files", std::to_string(removed)}});
+              log_info("removed leftover temp files",
+                       {{"job", id}, {"files", std::to_string(removed)}});
             }
             Status opened;
             job = make_job(std::move(*r.job), /*resume=*/true, opened);
@@ -177,8 +231,8 @@ void Daemon::resume_active_jobs() {
         for (auto& [r, job] : *results) {
           std::string id = r.name.substr(0, r.name.size() - 5);
           if (job) {
-            log_info("job resumed", {{"job", id},
-                                     {"already_done", std::to_string(job->resumed_documents())}});
+            log_info("job resumed",
+                     {{"job", id}, {"already_done", std::to_string(job->resumed_documents())}});
             enqueue(std::move(job));
           } else if (r.kind == IntakeResult::Kind::kRejected) {
             finish_unresumable(id, r.errors);
@@ -210,7 +264,8 @@ void Daemon::start_intake() {
     // Intake through incoming/ still works; the CLI falls back to dropping files there.
     log_error("control socket unavailable", {{"error", control_error}});
   }
-  log_info("docpipe ready", {{"spool", spool_.root()}, {"workers", std::to_string(config_.workers)}});
+  log_info("docpipe ready",
+           {{"spool", spool_.root()}, {"workers", std::to_string(config_.workers)}});
   notifier_->ready();
 }
 
@@ -239,16 +294,15 @@ void Daemon::on_job_file_ready(const std::string& name) {
           job->reset();
         }
       },
-      [this, result, job] {
-        on_intake_result(std::move(*result), std::move(*job));
-      });
+      [this, result, job] { on_intake_result(std::move(*result), std::move(*job)); });
 }
 
 void Daemon::on_intake_result(IntakeResult r, std::shared_ptr<DaemonJob> job) {
   if (watch_) watch_->forget(r.name);
   switch (r.kind) {
     case IntakeResult::Kind::kAccepted:
-      log_info("job accepted", {{"job", job->spec().id}, {"file", r.name},
+      log_info("job accepted", {{"job", job->spec().id},
+                                {"file", r.name},
                                 {"documents", std::to_string(job->report().counts.total)}});
       enqueue(std::move(job));
       break;
@@ -300,7 +354,8 @@ ServiceNotifier::Health Daemon::health() {
   // Every document ends within its job's document_timeout_ms (it is cancelled otherwise), so a
   // busy pipeline with no document finished for longer than that, plus a margin, is stuck.
   int64_t longest = 0;
-  for (const auto& [id, job] : jobs_) longest = std::max(longest, job->spec().limits.document_timeout_ms);
+  for (const auto& [id, job] : jobs_)
+    longest = std::max(longest, job->spec().limits.document_timeout_ms);
   h.stall_after_ms = longest + 60000;
   uint64_t now = uv_now(&loop_);
   double rate = 0;
@@ -362,7 +417,8 @@ void Daemon::finalize(std::shared_ptr<DaemonJob> job) {
         running_.erase(report->id);
         jobs_.erase(report->id);
         int64_t start = report->started_at_ms ? report->started_at_ms : report->submitted_at_ms;
-        double seconds = static_cast<double>(report->finished_at_ms - report->submitted_at_ms) / 1e3;
+        double seconds =
+            static_cast<double>(report->finished_at_ms - report->submitted_at_ms) / 1e3;
         metrics_->job_finished(report->state, seconds);
         const JobCounts& c = report->counts;
         LogFields fields{{"job", report->id},
@@ -393,7 +449,9 @@ void Daemon::finish_unresumable(const std::string& id, const FieldErrors& errors
   queue_work(
       [this, report] {
         Status st = spool_.finish(report.id, false, report_to_json(report));
-        if (!st) log_error("cannot move job to failed/", {{"job", report.id}, {"error", st.error().message}});
+        if (!st)
+          log_error("cannot move job to failed/",
+                    {{"job", report.id}, {"error", st.error().message}});
       },
       [this, report] {
         metrics_->job_finished(JobState::kFailed, 0);
@@ -412,17 +470,18 @@ void Daemon::begin_shutdown(const char* signal_name) {
   if (watch_) watch_->close();
   if (control_) control_->close();
   // Pipeline::stop() joins threads while in-flight documents finish: keep it off the loop.
-  queue_work([this, grace = config_.shutdown_grace_ms] {
-               pipeline_->stop(std::chrono::milliseconds(grace));
-             },
-             [this] {
-                      drain_finished();  // jobs that finished while stopping still get their report
-               notifier_->close();
-               uv_close(reinterpret_cast<uv_handle_t*>(&finished_async_), nullptr);
-               uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
-               uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
-               uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
-             });
+  queue_work(
+      [this, grace = config_.shutdown_grace_ms] {
+        pipeline_->stop(std::chrono::milliseconds(grace));
+      },
+      [this] {
+        drain_finished();  // jobs that finished while stopping still get their report
+        notifier_->close();
+        uv_close(reinterpret_cast<uv_handle_t*>(&finished_async_), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
+      });
 }
 
 void Daemon::reload() {
@@ -475,12 +534,12 @@ void Daemon::apply_config(DaemonConfig next) {
   if (watch_) watch_->set_timing(next.settle_ms, next.rescan_interval_ms);
   config_ = std::move(next);
   intake_config_ = std::make_shared<const DaemonConfig>(config_);
-  log_info("config reloaded", {{"workers", std::to_string(config_.workers)},
-                               {"max_in_flight_documents",
-                                std::to_string(config_.max_in_flight_documents)},
-                               {"memory_budget_bytes", std::to_string(config_.memory_budget_bytes)},
-                               {"max_active_jobs", std::to_string(config_.max_active_jobs)},
-                               {"log_level", config_.log_level}});
+  log_info("config reloaded",
+           {{"workers", std::to_string(config_.workers)},
+            {"max_in_flight_documents", std::to_string(config_.max_in_flight_documents)},
+            {"memory_budget_bytes", std::to_string(config_.memory_budget_bytes)},
+            {"max_active_jobs", std::to_string(config_.max_active_jobs)},
+            {"log_level", config_.log_level}});
   admit();  // max_active_jobs may have grown
 }
 

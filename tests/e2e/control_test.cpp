@@ -155,8 +155,8 @@ TEST_CASE("e2e control: submit --wait on a 2000-document job prints progress and
   DaemonProcess daemon(spool, {"--workers", "8"});
   daemon.set_binary(DOCPIPE_TEST_BINARY);
   daemon.start();
-  // About 10 ms per document on 8 workers: at least 2.5 s, so the 2 s progress lines show.
-  write_file(tmp / "bulk.json", slow_job("bulk", tmp / "in", tmp / "out", 1).dump(2));
+  // 10 ms per document on 8 workers: at least 2.5 s, so the 2 s progress lines show.
+  write_file(tmp / "bulk.json", slow_job("bulk", tmp / "in", tmp / "out", 10).dump(2));
 
   CommandResult r = docpipe({"submit", "--spool", spool, "--wait", tmp / "bulk.json"}, tmp.path());
   INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);

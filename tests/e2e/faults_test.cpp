@@ -209,16 +209,13 @@ class SmallTmpfs {
 
 TEST_CASE("e2e faults: a full file system fails the document with ENOSPC and the daemon lives") {
   if (::geteuid() != 0) {
-    MESSAGE("skipped: mounting a small tmpfs needs root, and this runs as uid " << ::geteuid());
-    return;
+    return skip_test("mounting a small tmpfs needs root, and this runs as uid " +
+                     std::to_string(::geteuid()));
   }
   TempDir tmp;
   const std::string spool = tmp / "spool", full = tmp / "full";
   SmallTmpfs fs(full, "1m");
-  if (!fs.mounted()) {
-    MESSAGE("skipped: cannot mount a tmpfs on " << full << ": " << fs.error());
-    return;
-  }
+  if (!fs.mounted()) return skip_test("cannot mount a tmpfs on " + full + ": " + fs.error());
   // 2 MiB never fits in 1 MiB; the small one does once the big one's temp file is gone.
   write_file(tmp / "big/big.bin", std::string(2u << 20, 'B'));
   write_file(tmp / "small/small.txt", "fits\n");

@@ -1,5 +1,6 @@
 #include "tests/e2e/harness.h"
 
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
@@ -113,6 +114,15 @@ std::optional<int> wait_with_deadline(pid_t pid, milliseconds timeout) {
 }  // namespace
 
 std::string docpipe_binary() { return DOCPIPE_BINARY; }
+
+void skip_test(const std::string& reason) {
+  const char* required = std::getenv("DOCPIPE_REQUIRE_ALL_TESTS");
+  if (required != nullptr && std::string_view(required) != "" &&
+      std::string_view(required) != "0") {
+    FAIL("cannot run, and DOCPIPE_REQUIRE_ALL_TESTS is set: " << reason);
+  }
+  MESSAGE("SKIPPED: " << reason);
+}
 
 bool poll_until(milliseconds timeout, const std::function<bool()>& predicate) {
   Clock::time_point deadline = Clock::now() + timeout;

@@ -32,6 +32,11 @@ inline constexpr milliseconds kExitTimeout{30000};
 
 std::string docpipe_binary();
 
+// A test that cannot run here says why and passes, unless DOCPIPE_REQUIRE_ALL_TESTS is set (as
+// scripts/test does for CI): then the missing prerequisite fails it, so that a proof cannot
+// silently disappear. Use as `if (...) return skip_test("reason");`.
+void skip_test(const std::string& reason);
+
 // Calls `predicate` every few milliseconds until it returns true (-> true) or `timeout` passes
 // (-> false). The short pause between polls is the only sleep the tests use.
 bool poll_until(milliseconds timeout, const std::function<bool()>& predicate);

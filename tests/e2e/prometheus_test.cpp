@@ -216,8 +216,7 @@ TEST_CASE(
     "and alert expression") {
   const std::string prometheus = find_in_path("prometheus");
   if (prometheus.empty()) {
-    MESSAGE("SKIPPED: the prometheus binary is not installed (scripts/deps --deploy installs it)");
-    return;
+    return skip_test("the prometheus binary is not installed (scripts/deps --deploy installs it)");
   }
   TempDir tmp;
   make_dirs(tmp / "in");

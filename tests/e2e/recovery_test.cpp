@@ -169,6 +169,7 @@ TEST_CASE("e2e recovery: a 5000-document job survives kill -9 at three random po
     if (round > 0) {
       // It skips exactly what the journal recorded as done before the kill.
       CHECK(resumed_count(daemon, "crash") == recorded_at_kill);
+      CHECK(daemon.wait_for_log_lines({" removed leftover temp files ", "job=crash"}).size() == 1);
     }
     if (round == thresholds.size()) {
       JobOutcome outcome = daemon.wait_for_job("crash");
@@ -205,6 +206,10 @@ TEST_CASE("e2e recovery: a 5000-document job survives kill -9 at three random po
     }
     CHECK(recorded.size() > 0);
     recorded_at_kill = static_cast<long>(recorded.size());
+    // A kill rarely lands inside a write that lasts microseconds, so leave the temp file such a
+    // kill would: the restart must remove it (and the final listing proves it did).
+    write_file(out + "/.planted-" + std::to_string(round) + ".txt.docpipe-tmp.0123456789ab",
+               "half a document");
   }
 
   // Every output present and byte-identical; nothing else in the output tree.
