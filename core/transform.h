@@ -7,12 +7,11 @@
 // every thread that processes the job's documents; each document gets its own DocumentTransform,
 // used by one thread at a time.
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,17 +38,27 @@ struct CommandSpec {
 
 // What the daemon's configuration lends transforms when a job's parameters are validated.
 struct TransformEnv {
-  std::map<std::string, CommandSpec> commands;    // the `exec` allow-list, by name
-  std::vector<std::string> allowed_input_roots;   // files a job names (templates) must be under
+  std::map<std::string, CommandSpec> commands;   // the `exec` allow-list, by name
+  std::vector<std::string> allowed_input_roots;  // files a job names (templates) must be under
 };
 
+// A transform that can expand its input (a decompressor, an external command) appends at most
+// about this much per call and says has_more(), so that no call's output outgrows the memory
+// budget whatever the document holds.
+inline constexpr size_t kMaxCallOutputBytes = size_t{1} << 20;
+
 // Processes one document. update() may be called any number of times with consecutive chunks
-// (possibly empty), then finish() exactly once. Output is appended to `out`.
+// (possibly empty), then finish() until it is done. Output is appended to `out`.
+//
+// After a call that leaves has_more() true, the transform has kept what it did not process yet:
+// the caller hands on the output and calls again with no new input (update({}, out) after an
+// update, finish(out) after a finish) until has_more() is false.
 class DocumentTransform {
  public:
   virtual ~DocumentTransform() = default;
   virtual Status update(std::string_view in, std::string& out) = 0;
   virtual Status finish(std::string& out) = 0;
+  virtual bool has_more() const { return false; }
 };
 
 // A transform configured with a job's parameters. Immutable and thread-safe.
@@ -76,8 +85,8 @@ struct TransformInfo {
   // environment (e.g. the exec allow-list). On any problem,
   // appends to `errors` (paths relative to the transform object, e.g. "level", "patterns[1]")
   // and returns nullptr. Unknown parameters are errors.
-  std::function<std::shared_ptr<const TransformStep>(
-      const nlohmann::json& params, const TransformEnv& env, FieldErrors& errors)>
+  std::function<std::shared_ptr<const TransformStep>(const nlohmann::json& params,
+                                                     const TransformEnv& env, FieldErrors& errors)>
       configure;
 };
 

@@ -2,6 +2,11 @@
 
 namespace docpipe {
 
+namespace {
+// Output one step hands to the next in pieces of at most this size.
+constexpr size_t kPieceBytes = 64u << 10;
+}  // namespace
+
 TransformChain::TransformChain(std::vector<std::shared_ptr<const TransformStep>> steps)
     : steps_(std::move(steps)) {}
 
@@ -13,30 +18,65 @@ TransformChain::Run TransformChain::begin(const DocumentContext& doc) const {
   return run;
 }
 
-Status TransformChain::Run::feed(size_t step, std::string_view data, std::string& out) {
-  for (; step < transforms_.size(); ++step) {
-    std::string& next = scratch_[step];
+// Step `step` takes `data`, then drains whatever it has more; its output goes on to the next step
+// in pieces, so that each step's output per call stays bounded however much the one before it
+// expanded.
+Status TransformChain::Run::feed(size_t step, std::string_view data, const Sink& sink) {
+  if (step == transforms_.size()) return data.empty() ? ok() : sink(data);
+  DocumentTransform& t = *transforms_[step];
+  std::string& next = scratch_[step];
+  bool first = true;
+  do {
     next.clear();
-    Status st = transforms_[step]->update(data, next);
+    Status st = t.update(first ? data : std::string_view(), next);
     if (!st) return st;
-    data = next;
-  }
-  out.append(data);
+    first = false;
+    st = pass_on(step + 1, next, sink);
+    if (!st) return st;
+  } while (t.has_more());
   return ok();
 }
 
-Status TransformChain::Run::update(std::string_view in, std::string& out) { return feed(0, in, out); }
-
-Status TransformChain::Run::finish(std::string& out) {
-  // Step i's tail output still has to pass through steps i+1.. before they finish in turn.
-  for (size_t i = 0; i < transforms_.size(); ++i) {
-    std::string tail;
-    Status st = transforms_[i]->finish(tail);
-    if (!st) return st;
-    st = feed(i + 1, tail, out);
+Status TransformChain::Run::pass_on(size_t step, std::string_view data, const Sink& sink) {
+  if (step == transforms_.size()) return data.empty() ? ok() : sink(data);
+  for (size_t off = 0; off < data.size(); off += kPieceBytes) {
+    Status st = feed(step, data.substr(off, kPieceBytes), sink);
     if (!st) return st;
   }
   return ok();
+}
+
+Status TransformChain::Run::update(std::string_view in, const Sink& sink) {
+  return feed(0, in, sink);
+}
+
+Status TransformChain::Run::finish(const Sink& sink) {
+  // Step i's tail output still has to pass through steps i+1.. before they finish in turn.
+  std::string tail;
+  for (size_t i = 0; i < transforms_.size(); ++i) {
+    do {
+      tail.clear();
+      Status st = transforms_[i]->finish(tail);
+      if (!st) return st;
+      st = pass_on(i + 1, tail, sink);
+      if (!st) return st;
+    } while (transforms_[i]->has_more());
+  }
+  return ok();
+}
+
+Status TransformChain::Run::update(std::string_view in, std::string& out) {
+  return update(in, [&out](std::string_view data) {
+    out.append(data);
+    return ok();
+  });
+}
+
+Status TransformChain::Run::finish(std::string& out) {
+  return finish([&out](std::string_view data) {
+    out.append(data);
+    return ok();
+  });
 }
 
 }  // namespace docpipe

@@ -1,6 +1,7 @@
 #pragma once
 // A job's transforms run in order on each document: the output of step i feeds step i+1.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -16,14 +17,22 @@ class TransformChain {
   explicit TransformChain(std::vector<std::shared_ptr<const TransformStep>> steps);
 
   // Runs the chain over one document, chunk by chunk. Not thread-safe; one per document.
+  // Receives the chain's output as it is produced, in pieces of at most about
+  // kMaxCallOutputBytes, so that the caller can write it away before more comes.
+  using Sink = std::function<Status(std::string_view)>;
+
   class Run {
    public:
+    Status update(std::string_view in, const Sink& sink);
+    Status finish(const Sink& sink);
+    // The same, appending all output to `out` (for callers that hold the document anyway).
     Status update(std::string_view in, std::string& out);
     Status finish(std::string& out);
 
    private:
     friend class TransformChain;
-    Status feed(size_t step, std::string_view data, std::string& out);
+    Status feed(size_t step, std::string_view data, const Sink& sink);
+    Status pass_on(size_t step, std::string_view data, const Sink& sink);
     std::vector<std::unique_ptr<DocumentTransform>> transforms_;
     std::vector<std::string> scratch_;  // one per step, so no step reads what it writes
   };

@@ -277,24 +277,48 @@ constexpr size_t kPieceBytes = 64u << 10;
 
 Status write_output_chunk(StageShared& s, WorkItem& item);
 
-// Feeds `input` to the chain piece by piece. Output collects in item.scratch; once it passes
-// stream_threshold_bytes it is spilled to the temp file (item.streamed from then on), so an
-// expanding transform never holds more than the threshold plus one piece's output.
-Status feed_pieces(StageShared& s, WorkItem& item, TransformChain::Run& run,
-                   std::string_view input) {
-  for (size_t off = 0; off < input.size(); off += kPieceBytes) {
-    Status st = run.update(input.substr(off, kPieceBytes), item.scratch);
-    if (!st) return transform_error(item, st.error());
-    if (item.streamed || item.scratch.size() > s.options.stream_threshold_bytes) {
-      if (!item.streamed) {
-        st = item.output.create(item.output_path);
-        if (!st) return st;
-        item.streamed = true;
-      }
-      st = write_output_chunk(s, item);
-      if (!st) return st;
-      if (auto e = interrupted(item)) return *e;
+// Where the chain's output goes: item.scratch, written to the temp file as it comes once the item
+// streams or the output passes stream_threshold_bytes (it is spilled then, and item.streamed from
+// then on). So an expanding transform never holds more than the threshold plus one call's output.
+class ChainOutput {
+ public:
+  ChainOutput(StageShared& s, WorkItem& item)
+      : s_(s), item_(item), sink_([this](std::string_view data) { return take(data); }) {}
+  const TransformChain::Sink& sink() const { return sink_; }
+  // A failed chain call: the sink's own write error (or interruption) as it is, else the
+  // transform's error naming the document.
+  Error error(const Error& e) const {
+    return sink_error_ ? *sink_error_ : transform_error(item_, e);
+  }
+
+ private:
+  Status take(std::string_view data) {
+    item_.scratch.append(data);
+    if (!item_.streamed && item_.scratch.size() <= s_.options.stream_threshold_bytes) return ok();
+    Status st = ok();
+    if (!item_.streamed) {
+      st = item_.output.create(item_.output_path);
+      item_.streamed = static_cast<bool>(st);
     }
+    if (st) st = write_output_chunk(s_, item_);
+    if (st) {
+      if (auto e = interrupted(item_)) st = *e;
+    }
+    if (!st) sink_error_ = st.error();
+    return st;
+  }
+
+  StageShared& s_;
+  WorkItem& item_;
+  TransformChain::Sink sink_;
+  std::optional<Error> sink_error_;
+};
+
+// Feeds `input` to the chain piece by piece.
+Status feed_pieces(TransformChain::Run& run, ChainOutput& output, std::string_view input) {
+  for (size_t off = 0; off < input.size(); off += kPieceBytes) {
+    Status st = run.update(input.substr(off, kPieceBytes), output.sink());
+    if (!st) return output.error(st.error());
   }
   return ok();
 }
@@ -303,10 +327,11 @@ Status transform_whole(StageShared& s, WorkItem& item) {
   const DocumentContext ctx = document_context(item);
   TransformChain::Run run = item.sched.job->spec().chain->begin(ctx);
   item.scratch.clear();
-  Status st = feed_pieces(s, item, run, item.data);
+  ChainOutput output(s, item);
+  Status st = feed_pieces(run, output, item.data);
   if (!st) return st;
-  st = run.finish(item.scratch);
-  if (!st) return transform_error(item, st.error());
+  st = run.finish(output.sink());
+  if (!st) return output.error(st.error());
   if (item.streamed) {
     // Spilled: the rest goes to the temp file too, and the writer only renames it.
     st = write_output_chunk(s, item);
@@ -345,6 +370,7 @@ Status stream_document(StageShared& s, WorkItem& item) {
   const DocumentContext ctx = document_context(item);
   std::optional<TransformChain::Run> run;
   if (!spec.chain->empty()) run.emplace(spec.chain->begin(ctx));
+  ChainOutput output(s, item);
 
   item.data.resize(std::max<size_t>(s.options.chunk_bytes, 1));
   for (;;) {
@@ -361,7 +387,7 @@ Status stream_document(StageShared& s, WorkItem& item) {
       st = item.output.write(chunk);
     } else {
       item.scratch.clear();
-      st = feed_pieces(s, item, *run, chunk);
+      st = feed_pieces(*run, output, chunk);
       if (st) st = write_output_chunk(s, item);
     }
     if (!st) return st;
@@ -370,8 +396,8 @@ Status stream_document(StageShared& s, WorkItem& item) {
   item.input_fd = -1;
   if (run) {
     item.scratch.clear();
-    st = run->finish(item.scratch);
-    if (!st) return transform_error(item, st.error());
+    st = run->finish(output.sink());
+    if (!st) return output.error(st.error());
     st = write_output_chunk(s, item);
     if (!st) return st;
   }

@@ -1,8 +1,8 @@
 // exec: pipes the document through an external command that the daemon config allow-lists by
 // name (`commands`); a job names only the key, never an argv. The command runs without a shell in
 // its own process group (see subprocess.h), streaming: each chunk is written to its stdin while
-// its stdout is collected, so neither side can block the other. Memory per call is what the
-// command writes while a chunk goes in, and at finish() what it writes after its input ends.
+// its stdout is collected, so neither side can block the other. A call hands back at most about
+// kMaxCallOutputBytes of what the command wrote and says has_more() while it has more.
 
 #include <signal.h>
 #include <string.h>
@@ -36,19 +36,33 @@ class ExecTransform : public DocumentTransform {
   Status update(std::string_view in, std::string& out) override {
     Status st = start();
     if (!st) return st;
-    return drive(in, out, false);
+    // Resuming a call stopped at kMaxCallOutputBytes: the input it had not written yet.
+    std::string resumed;
+    if (more_) {
+      resumed.swap(held_);
+      in = resumed;
+      more_ = false;
+    }
+    const size_t start_size = out.size();
+    st = drive(in, out, false, start_size);
+    if (st && more_) held_.assign(in);
+    return st;
   }
 
   Status finish(std::string& out) override {
     Status st = start();
     if (!st) return st;
+    more_ = false;
     proc_->close_stdin();
-    st = drive({}, out, true);
-    if (!st) return st;
+    std::string_view no_input;
+    st = drive(no_input, out, true, out.size());
+    if (!st || more_) return st;
     Result<int> status = proc_->reap();
     if (!status) return with_name(status.error());
     return exit_status(*status);
   }
+
+  bool has_more() const override { return more_; }
 
  private:
   Status start() {
@@ -61,10 +75,15 @@ class ExecTransform : public DocumentTransform {
   }
 
   // Pumps until `in` is written (or refused: the command closed its stdin) or, when finishing,
-  // until the command has exited and closed its output.
-  Status drive(std::string_view in, std::string& out, bool finishing) {
+  // until the command has exited and closed its output; or until this call's output (from
+  // `start_size`) passes kMaxCallOutputBytes: then more_, and `in` is what is left to write.
+  Status drive(std::string_view& in, std::string& out, bool finishing, size_t start_size) {
     for (;;) {
       if (finishing ? proc_->done() : in.empty() || !proc_->stdin_open()) return ok();
+      if (out.size() - start_size >= kMaxCallOutputBytes) {
+        more_ = true;
+        return ok();
+      }
       const Clock::time_point now = Clock::now();
       if (now >= deadline_) {
         proc_->kill_and_reap();
@@ -76,7 +95,7 @@ class ExecTransform : public DocumentTransform {
         Status st = interrupted_();
         if (!st) {
           proc_->kill_and_reap();
-          return make_error(st.error().code, prefix() + " was killed: " + st.error().message);
+          return st.error();  // the document's timeout or cancellation, which names it
         }
       }
       const auto left = std::chrono::ceil<milliseconds>(deadline_ - now);
@@ -118,6 +137,8 @@ class ExecTransform : public DocumentTransform {
   }
 
   std::shared_ptr<const ExecCommand> command_;
+  bool more_ = false;  // the last call stopped at kMaxCallOutputBytes
+  std::string held_;   // input it had not written to the command then
   std::function<Status()> interrupted_;
   std::unique_ptr<Subprocess> proc_;  // started by the first call; killed and reaped with this
   Clock::time_point deadline_;

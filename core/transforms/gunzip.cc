@@ -17,9 +17,8 @@ constexpr size_t kOutputBlock = 64 * 1024;
 constexpr size_t kMaxSlice = 1u << 30;  // zlib counts in uInt
 constexpr unsigned char kGzipMagic[2] = {0x1f, 0x8b};
 
-// The interface has every update() inflate all of its input, so one call can return far more
-// than its chunk: up to max_ratio times the input so far, never more than max_output_bytes. These
-// limits are therefore also what bounds memory per call; callers wanting less feed small chunks.
+// One call returns at most about kMaxCallOutputBytes; past that it keeps the rest of its input
+// and says has_more(). max_output_bytes and max_ratio bound the whole document (bombs).
 class GunzipTransform : public DocumentTransform {
  public:
   explicit GunzipTransform(DecompressionLimits limits) : limits_(limits) {
@@ -36,7 +35,18 @@ class GunzipTransform : public DocumentTransform {
       return make_error(ErrorCode::kInternal,
                         std::string("gunzip: cannot start decompression: ") + zError(init_rc_));
     }
-    while (!in.empty()) {
+    // Resuming a call stopped at kMaxCallOutputBytes: first the input it kept, then whatever
+    // zlib still holds (with no input left, one more inflate() drains it).
+    std::string resumed;
+    bool drain = more_;
+    if (more_) {
+      resumed.swap(held_);
+      in = resumed;
+      more_ = false;
+    }
+    const size_t start = out.size();
+    while (!in.empty() || drain) {
+      drain = false;
       if (!in_member_) {
         if (members_ > 0 && magic_checked_ == 0) member_start_ = consumed_;
         in_member_ = true;
@@ -56,12 +66,18 @@ class GunzipTransform : public DocumentTransform {
         magic_checked_ += n;
       }
       size_t slice = std::min(in.size(), kMaxSlice);
-      Result<size_t> used = inflate_slice(in.substr(0, slice), out);
+      Result<size_t> used = inflate_slice(in.substr(0, slice), out, start);
       if (!used) return used.error();
       in.remove_prefix(*used);
+      if (more_) {
+        held_.assign(in);
+        return ok();
+      }
     }
     return ok();
   }
+
+  bool has_more() const override { return more_; }
 
   Status finish(std::string&) override {
     if (members_ == 0 || in_member_) {
@@ -73,8 +89,9 @@ class GunzipTransform : public DocumentTransform {
   }
 
  private:
-  // Inflates until the slice is used up or the member ends; returns the bytes consumed.
-  Result<size_t> inflate_slice(std::string_view in, std::string& out) {
+  // Inflates until the slice is used up or the member ends, or until this call's output (from
+  // `start`) passes kMaxCallOutputBytes with more to come (more_); returns the bytes consumed.
+  Result<size_t> inflate_slice(std::string_view in, std::string& out, size_t start) {
     zs_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
     zs_.avail_in = static_cast<uInt>(in.size());
     for (;;) {
@@ -112,10 +129,17 @@ class GunzipTransform : public DocumentTransform {
         if (zs_.avail_in == 0) return used;
         return make_error(ErrorCode::kInternal, "gunzip: decompression made no progress");
       }
+      // A full output block may hide more: go on, unless this call has given enough.
+      if (out.size() - start >= kMaxCallOutputBytes) {
+        more_ = true;
+        return used;
+      }
     }
   }
 
   DecompressionLimits limits_;
+  bool more_ = false;  // the last call stopped at kMaxCallOutputBytes
+  std::string held_;   // input it had not consumed then
   z_stream zs_{};
   int init_rc_ = Z_OK;
   bool in_member_ = false;

@@ -21,9 +21,8 @@ namespace {
 // output limits bound what it really costs.
 constexpr int kWindowLogMax = 27;
 
-// Every update() decompresses all of its input, so one call can return far more than its chunk:
-// up to max_ratio times the input so far, never more than max_output_bytes. These limits are
-// therefore also what bounds memory per call.
+// One call returns at most about kMaxCallOutputBytes; past that it keeps the rest of its input
+// and says has_more(). max_output_bytes and max_ratio bound the whole document (bombs).
 class UnzstdTransform : public DocumentTransform {
  public:
   UnzstdTransform(std::shared_ptr<ZstdDecompressorPool> pool, DecompressionLimits limits)
@@ -33,12 +32,22 @@ class UnzstdTransform : public DocumentTransform {
   UnzstdTransform& operator=(const UnzstdTransform&) = delete;
 
   Status update(std::string_view in, std::string& out) override {
-    if (in.empty()) return ok();
+    // Resuming a call stopped at kMaxCallOutputBytes: the input it kept, or (none left) what
+    // libzstd still has to flush.
+    std::string resumed;
+    const bool drain = more_;
+    if (more_) {
+      resumed.swap(held_);
+      in = resumed;
+      more_ = false;
+    }
+    if (in.empty() && !drain) return ok();
     if (dctx_ == nullptr) {
       Status st = start();
       if (!st) return st;
     }
     const size_t block = ZSTD_DStreamOutSize();
+    const size_t start = out.size();
     ZSTD_inBuffer input{in.data(), in.size(), 0};
     for (;;) {
       if (!in_frame_) frame_start_ = consumed_ + input.pos;
@@ -59,10 +68,18 @@ class UnzstdTransform : public DocumentTransform {
       // With room left in the output (or the frame flushed), libzstd stops only once it needs
       // more input; a full output may hide more to flush.
       if (input.pos == input.size && (output.pos < output.size || rc == 0)) break;
+      if (out.size() - start >= kMaxCallOutputBytes) {
+        more_ = true;
+        held_.assign(in.substr(input.pos));
+        consumed_ += input.pos;
+        return ok();
+      }
     }
     consumed_ += in.size();
     return ok();
   }
+
+  bool has_more() const override { return more_; }
 
   Status finish(std::string&) override {
     if (frames_ == 0 || in_frame_) {
@@ -111,6 +128,8 @@ class UnzstdTransform : public DocumentTransform {
 
   std::shared_ptr<ZstdDecompressorPool> pool_;
   DecompressionLimits limits_;
+  bool more_ = false;               // the last call stopped at kMaxCallOutputBytes
+  std::string held_;                // input it had not consumed then
   ZstdDecompressorPool::Ptr dctx_;  // taken from the pool at the first non-empty input
   bool in_frame_ = false;           // input ends inside a frame (so far)
   uint64_t frames_ = 0;             // frames completed

@@ -24,7 +24,8 @@ inline const TransformInfo& transform_info(std::string_view op) {
 inline std::shared_ptr<const TransformStep> make_step(std::string_view op,
                                                       const nlohmann::json& params) {
   FieldErrors errors;
-  std::shared_ptr<const TransformStep> step = transform_info(op).configure(params, TransformEnv{}, errors);
+  std::shared_ptr<const TransformStep> step =
+      transform_info(op).configure(params, TransformEnv{}, errors);
   std::string problems;
   for (const FieldError& e : errors) problems += format_field_error(e) + "; ";
   REQUIRE_MESSAGE(errors.empty(), problems);
@@ -35,7 +36,8 @@ inline std::shared_ptr<const TransformStep> make_step(std::string_view op,
 // The errors for `params`; the step must be refused.
 inline FieldErrors config_errors(std::string_view op, const nlohmann::json& params) {
   FieldErrors errors;
-  std::shared_ptr<const TransformStep> step = transform_info(op).configure(params, TransformEnv{}, errors);
+  std::shared_ptr<const TransformStep> step =
+      transform_info(op).configure(params, TransformEnv{}, errors);
   CHECK(step == nullptr);
   return errors;
 }
@@ -47,20 +49,26 @@ inline std::string errors_text(const FieldErrors& errors) {
   return out;
 }
 
+// Calls again while the transform has more (see DocumentTransform::has_more).
+inline Status drain(DocumentTransform& t, Status st, std::string& out, bool finishing) {
+  while (st && t.has_more()) st = finishing ? t.finish(out) : t.update({}, out);
+  return st;
+}
+
 // Feeds `input` in chunks of `chunk` bytes (0: all at once), with an empty update before each
-// chunk, then finishes. Returns the output or the first error.
+// chunk, then finishes, draining after every call. Returns the output or the first error.
 inline Result<std::string> run_chunked(const TransformStep& step, std::string_view input,
                                        size_t chunk) {
   std::unique_ptr<DocumentTransform> t = step.begin(DocumentContext{"dir/doc.txt", "doc.txt"});
   std::string out;
   if (chunk == 0) chunk = std::max<size_t>(input.size(), 1);
   for (size_t at = 0; at < input.size(); at += chunk) {
-    Status st = t->update({}, out);
+    Status st = drain(*t, t->update({}, out), out, false);
     if (!st) return st.error();
-    st = t->update(input.substr(at, chunk), out);
+    st = drain(*t, t->update(input.substr(at, chunk), out), out, false);
     if (!st) return st.error();
   }
-  Status st = t->finish(out);
+  Status st = drain(*t, t->finish(out), out, true);
   if (!st) return st.error();
   return out;
 }
