@@ -148,8 +148,11 @@ void Subprocess::check_exit() {
   if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0) {
     if (info.si_pid == pid_) on_exit();
   } else if (errno == ECHILD) {
-    on_exit();  // reaped behind our back (SIGCHLD ignored): nothing left to wait for
+    // Reaped behind our back (SIGCHLD ignored): the pid may belong to another process by now,
+    // so its group is not killed; nothing is left to wait for.
+    exited_ = true;
     reaped_ = true;
+    close_fd(pidfd_);
   }
 }
 

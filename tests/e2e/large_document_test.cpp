@@ -196,3 +196,48 @@ TEST_CASE(
 }
 
 }  // namespace e2e
+
+namespace e2e {
+
+// A document that expands a thousandfold twice: 512 MiB of zeros, gzipped twice into a few KiB.
+// One 64 KiB piece of it used to come out of the second gunzip as one 512 MiB string; now every
+// transform call hands back about 1 MiB at most, and the daemon writes it away as it comes.
+TEST_CASE("e2e large document: doubly gzipped zeros expand 100,000-fold in bounded memory") {
+  constexpr uint64_t kBytes = uint64_t{512} << 20;
+  TempDir tmp;
+  const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";
+  {
+    const std::string once = gzip(std::string(kBytes, '\0'));
+    write_file(in + "/zeros.gz.gz", gzip(once));
+  }
+  DaemonProcess daemon(spool, {"--durability", "none"});
+  daemon.start();
+  nlohmann::json job = make_job(
+      "zeros", in, out,
+      {{{"op", "gunzip"}, {"max_ratio", 100000}}, {{"op", "gunzip"}, {"max_ratio", 100000}}});
+  job["output"]["suffix"] = ".out";
+  job["limits"]["document_timeout_ms"] = 15 * 60 * 1000;
+  drop_job(spool, "zeros.json", job);
+  JobOutcome outcome = daemon.wait_for_job("zeros", std::chrono::minutes(15));
+  const uint64_t peak_rss = daemon.peak_rss_bytes();
+  INFO("report: " << outcome.report.dump(2));
+  CHECK(outcome.folder == "done");
+  CHECK(outcome.report["bytes"]["out"] == kBytes);
+
+  const int fd = ::open((out + "/zeros.gz.gz.out").c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  std::string buf(1 << 20, '\0');
+  uint64_t size = 0, nonzero = 0;
+  for (ssize_t n; (n = ::read(fd, buf.data(), buf.size())) > 0;) {
+    size += static_cast<uint64_t>(n);
+    for (ssize_t i = 0; i < n; ++i) nonzero += buf[static_cast<size_t>(i)] != '\0';
+  }
+  ::close(fd);
+  CHECK(size == kBytes);
+  CHECK(nonzero == 0);
+  MESSAGE("doubly gzipped zeros: daemon peak RSS " << peak_rss / 1024 << " KiB");
+  if (!kSanitizedBuild) CHECK(peak_rss < kMaxPeakRss);
+  CHECK(daemon.terminate() == 0);
+}
+
+}  // namespace e2e
