@@ -127,7 +127,7 @@ class TextNormalizeTransform : public DocumentTransform {
       case ' ':
       case '\t':
         if (options_.trim_trailing_whitespace) {
-          hold_whitespace(c);
+          hold_whitespace(c, out);
           return;
         }
         break;
@@ -172,13 +172,16 @@ class TextNormalizeTransform : public DocumentTransform {
   }
 
   // Spaces and tabs are held until something other than a line end follows them. They are kept
-  // as runs, so a long run costs a few bytes however long it is.
-  void hold_whitespace(char c) {
+  // as runs, so a long run costs a few bytes however long it is. Alternating spaces and tabs
+  // would make a run of each byte: past kMaxHeldRuns the held ones are written out untrimmed,
+  // which bounds memory (only such pathological whitespace keeps part of its tail).
+  void hold_whitespace(char c, std::string& out) {
     if (!runs_.empty() && runs_.back().c == c) {
       ++runs_.back().count;
-    } else {
-      runs_.push_back(Run{c, 1});
+      return;
     }
+    if (runs_.size() >= kMaxHeldRuns) flush_whitespace(out);
+    runs_.push_back(Run{c, 1});
   }
 
   void flush_whitespace(std::string& out) {
@@ -203,6 +206,7 @@ class TextNormalizeTransform : public DocumentTransform {
     char c;
     uint64_t count;
   };
+  static constexpr size_t kMaxHeldRuns = 1u << 16;  // 1 MiB of Run
 
   NormalizeOptions options_;
   // The sequence being decoded: its bytes so far, how many more it needs and the range allowed

@@ -201,8 +201,7 @@ TEST_CASE("gunzip: an empty document is truncated gzip input") {
   Result<std::string> r = run_chunked(*make_step("gunzip", json::object()), "", 0);
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error().code == ErrorCode::kCorruptInput);
-  CHECK(r.error().message ==
-        "gunzip: truncated gzip input (ends after 0 bytes, inside a gzip member)");
+  CHECK(r.error().message == "gunzip: empty document: no gzip data to decompress");
 }
 
 TEST_CASE("gunzip: bytes after the last member are trailing garbage, at any chunking") {

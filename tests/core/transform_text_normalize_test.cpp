@@ -141,6 +141,19 @@ TEST_CASE(
   CHECK(normalize(trim, "a" + spaces + "b" + spaces + "\n", 999) == "a" + spaces + "b\n");
 }
 
+TEST_CASE("text.normalize: alternating spaces and tabs are held in bounded memory") {
+  const json trim = {{"trim_trailing_whitespace", true}};
+  std::string mixed;
+  for (int i = 0; i < 100000; ++i) mixed += " \t";  // 200,000 runs of one byte each
+  // Past the held-run limit the whitespace is written out; order and content stay exact.
+  CHECK(normalize(trim, "a" + mixed + "b\n", 4096) == "a" + mixed + "b\n");
+  // As a line's tail, only what is still held at the line end is trimmed: the rest was written.
+  const std::string tail = normalize(trim, "a" + mixed + "\n", 4096);
+  CHECK(tail.size() < mixed.size() + 2);
+  CHECK(tail.substr(0, 1 + (1u << 16)) == ("a" + mixed).substr(0, 1 + (1u << 16)));
+  CHECK(tail.back() == '\n');
+}
+
 TEST_CASE("text.normalize: final_newline makes a non-empty document end with a line feed") {
   const json nl = {{"final_newline", true}};
   CHECK(normalize(nl, "a") == "a\n");
