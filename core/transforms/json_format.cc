@@ -1,7 +1,10 @@
 #include "core/transforms/json_format.h"
 
 #include <algorithm>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
+#include <vector>
 
 #include "core/transforms/whole_document.h"
 
@@ -10,8 +13,10 @@ namespace {
 
 using ordered_json = nlohmann::ordered_json;
 
-// nlohmann's DOM builder behind a SAX interface that records the first error instead of throwing
-// (the data path does not throw) and stops at kMaxJsonDepth.
+// Builds the ordered_json document from SAX events, recording the first error instead of
+// throwing (the data path does not throw) and stopping at kMaxJsonDepth. nlohmann's own builder
+// finds each key by a linear search of its object, which makes an object of n keys cost n^2;
+// here an object past kIndexedKeys keys gets a hash index, so a wide object costs n.
 class DomBuilder {
  public:
   using number_integer_t = ordered_json::number_integer_t;
@@ -19,27 +24,58 @@ class DomBuilder {
   using number_float_t = ordered_json::number_float_t;
   using string_t = ordered_json::string_t;
   using binary_t = ordered_json::binary_t;
+  using object_t = ordered_json::object_t;
+  using array_t = ordered_json::array_t;
 
-  explicit DomBuilder(ordered_json& root) : dom_(root, false) {}
+  explicit DomBuilder(ordered_json& root) : root_(root) {}
 
-  bool null() { return dom_.null(); }
-  bool boolean(bool v) { return dom_.boolean(v); }
-  bool number_integer(number_integer_t v) { return dom_.number_integer(v); }
-  bool number_unsigned(number_unsigned_t v) { return dom_.number_unsigned(v); }
-  bool number_float(number_float_t v, const string_t& s) { return dom_.number_float(v, s); }
-  bool string(string_t& v) { return dom_.string(v); }
-  bool binary(binary_t& v) { return dom_.binary(v); }
-  bool key(string_t& v) { return dom_.key(v); }
-  bool start_object(std::size_t n) { return enter() && dom_.start_object(n); }
-  bool end_object() {
-    --depth_;
-    return dom_.end_object();
+  bool null() { return put(nullptr); }
+  bool boolean(bool v) { return put(v); }
+  bool number_integer(number_integer_t v) { return put(v); }
+  bool number_unsigned(number_unsigned_t v) { return put(v); }
+  bool number_float(number_float_t v, const string_t&) { return put(v); }
+  bool string(string_t& v) { return put(std::move(v)); }
+  bool binary(binary_t& v) { return put(ordered_json::binary(std::move(v))); }
+
+  // A duplicate key keeps the place of its first occurrence; its last value wins.
+  bool key(string_t& k) {
+    Frame& f = stack_.back();
+    Members& obj = members(*f.value);
+    if (f.index.empty() && obj.size() < kIndexedKeys) {
+      for (size_t i = 0; i < obj.size(); ++i) {
+        if (obj[i].first == k) {
+          f.pending = i;
+          return true;
+        }
+      }
+    } else {
+      if (f.index.empty()) {
+        for (size_t i = 0; i < obj.size(); ++i) f.index.emplace(obj[i].first, i);
+      }
+      auto [it, inserted] = f.index.try_emplace(k, obj.size());
+      if (!inserted) {
+        f.pending = it->second;
+        return true;
+      }
+    }
+    f.pending = obj.size();
+    obj.emplace_back(std::move(k), nullptr);
+    return true;
   }
-  bool start_array(std::size_t n) { return enter() && dom_.start_array(n); }
-  bool end_array() {
-    --depth_;
-    return dom_.end_array();
+
+  bool start_object(std::size_t) {
+    if (!enter()) return false;
+    stack_.push_back(Frame{place(ordered_json::object()), {}, 0});
+    return true;
   }
+  bool end_object() { return leave(); }
+  bool start_array(std::size_t) {
+    if (!enter()) return false;
+    stack_.push_back(Frame{place(ordered_json::array()), {}, 0});
+    return true;
+  }
+  bool end_array() { return leave(); }
+
   template <typename Exception>
   bool parse_error(std::size_t position, const std::string&, const Exception& ex) {
     error_position_ = position;
@@ -52,13 +88,56 @@ class DomBuilder {
   const std::string& error() const { return error_; }
 
  private:
+  static constexpr size_t kIndexedKeys = 32;
+
+  // An ordered_json object is a vector of members; used as one, positions and appends are O(1).
+  using Members = object_t::Container;
+  static Members& members(ordered_json& object) {
+    return static_cast<Members&>(object.get_ref<object_t&>());
+  }
+
+  struct Frame {
+    ordered_json* value;                            // the open object or array
+    std::unordered_map<std::string, size_t> index;  // key -> position, for wide objects
+    size_t pending;                                 // the object member the next value goes to
+  };
+
+  // Where a new value goes: the root, the next array element, or the member of the last key.
+  ordered_json* place(ordered_json&& v) {
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    Frame& f = stack_.back();
+    if (f.value->is_array()) {
+      array_t& arr = f.value->get_ref<array_t&>();
+      arr.push_back(std::move(v));
+      return &arr.back();
+    }
+    ordered_json& member = members(*f.value)[f.pending].second;
+    member = std::move(v);
+    return &member;
+  }
+
+  bool put(ordered_json&& v) {
+    place(std::move(v));
+    return true;
+  }
+
   bool enter() {
     if (++depth_ <= kMaxJsonDepth) return true;
     too_deep_ = true;
     return false;
   }
 
-  nlohmann::detail::json_sax_dom_parser<ordered_json> dom_;
+  bool leave() {
+    stack_.pop_back();
+    --depth_;
+    return true;
+  }
+
+  ordered_json& root_;
+  std::vector<Frame> stack_;
   int depth_ = 0;
   bool too_deep_ = false;
   uint64_t error_position_ = 0;
@@ -101,6 +180,28 @@ std::string error_reason(const std::string& what) {
   return at == std::string::npos ? what : what.substr(at + 2);
 }
 
+// The serializer's output, appended to a string that may not grow past `limit`.
+class CappedOutput : public nlohmann::detail::output_adapter_protocol<char> {
+ public:
+  struct Full {};
+  CappedOutput(std::string& out, size_t limit) : out_(out), limit_(limit) {}
+  void write_character(char c) override {
+    if (out_.size() >= limit_) throw Full{};
+    out_.push_back(c);
+  }
+  void write_characters(const char* s, std::size_t n) override {
+    if (n > limit_ - std::min(limit_, out_.size())) throw Full{};
+    out_.append(s, n);
+  }
+
+ private:
+  std::string& out_;
+  size_t limit_;
+};
+
+constexpr uint64_t kMaxOutputRatio = 16;
+constexpr uint64_t kOutputAllowance = 1u << 20;
+
 class JsonFormatTransform : public DocumentTransform {
  public:
   explicit JsonFormatTransform(const JsonFormat& format)
@@ -128,10 +229,24 @@ class JsonFormatTransform : public DocumentTransform {
                                                       json_error_location(text_, position) + ": " +
                                                       reason);
     }
+    // Indentation can multiply a deeply nested document's size (a 1 KiB "[[[...]]]" at indent 8
+    // is 2 MiB), so the output is capped relative to the input.
+    const uint64_t max_output = kMaxOutputRatio * text_.size() + kOutputAllowance;
     std::string().swap(text_);
+    const size_t start = out.size();
     try {
-      // Strings were validated as UTF-8 while parsing, so dump() has nothing left to refuse.
-      out.append(doc.dump(format_.indent));
+      // Strings were validated as UTF-8 while parsing, so the serializer has nothing to refuse.
+      nlohmann::detail::serializer<ordered_json> serializer(
+          std::make_shared<CappedOutput>(out, start + max_output), ' ');
+      serializer.dump(doc, format_.indent >= 0, /*ensure_ascii=*/false,
+                      static_cast<unsigned int>(std::max(format_.indent, 0)));
+    } catch (const CappedOutput::Full&) {
+      out.resize(start);
+      return make_error(ErrorCode::kTooLarge,
+                        std::string(format_.op) + ": output would exceed " +
+                            std::to_string(max_output) + " bytes (" +
+                            std::to_string(kMaxOutputRatio) +
+                            " times the input): the document nests too deeply for this indent");
     } catch (const std::exception& e) {
       return make_error(ErrorCode::kInternal,
                         std::string(format_.op) + ": cannot write JSON: " + e.what());

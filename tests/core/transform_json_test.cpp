@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <string>
 
 #include "core/transforms/json_format.h"
@@ -126,6 +127,35 @@ TEST_CASE("json.pretty: nesting deeper than the limit is refused where it passes
   CHECK(json_error("json.minify", deep) == "json.minify: invalid JSON at line 2, column " +
                                                std::to_string(5 + depth) +
                                                ": nesting deeper than 512 levels");
+}
+
+TEST_CASE("json.minify: an object of 300,000 keys takes linear time, duplicates resolved") {
+  std::string text = "{";
+  std::string expected = "{";
+  for (int i = 0; i < 300000; ++i) {
+    const std::string member = "\"k" + std::to_string(i) + "\":" + std::to_string(i);
+    text += member + ",";
+    expected += (i == 0 ? std::string("\"k0\":\"last\"") : member) + (i + 1 < 300000 ? "," : "");
+  }
+  text += "\"k0\":\"last\"}";  // a duplicate of the first key, once the object is indexed
+  expected += "}";
+  const auto start = std::chrono::steady_clock::now();
+  const std::string out = run_ok(*make_step("json.minify", json::object()), text);
+  // A linear search per key (nlohmann's own builder) would take minutes here.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+  CHECK(out == expected);
+}
+
+TEST_CASE("json.pretty: output that indentation would multiply past 16x the input is refused") {
+  const std::string nested = std::string(500, '[') + std::string(500, ']');  // 1,000 bytes
+  Result<std::string> r = run_chunked(*make_step("json.pretty", {{"indent", 8}}), nested, 0);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == ErrorCode::kTooLarge);
+  CHECK(r.error().message ==
+        "json.pretty: output would exceed 1064576 bytes (16 times the input): the document "
+        "nests too deeply for this indent");
+  // The same at indent 1 fits (about 250 KB).
+  CHECK(run_ok(*make_step("json.pretty", {{"indent", 1}}), nested).size() > 250000);
 }
 
 TEST_CASE("json.pretty: a document over max_input_bytes is refused with the limit named") {
