@@ -2,7 +2,9 @@
 // (`template_file`), with {{content}}, {{name}} and {{path}} placeholders; streaming (the part
 // before {{content}} goes out with the first chunk, the part after it at the end).
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
@@ -217,25 +219,40 @@ std::optional<std::string> read_template_file(const std::string& path, const Tra
             " is outside the allowed input roots (" + (roots.empty() ? "none" : roots) + ")";
     return std::nullopt;
   }
-  struct stat st;
-  if (::stat(real.c_str(), &st) != 0) {
+  // Opened without following a symlink swapped in since realpath(), and without blocking on a
+  // FIFO; then checked and read through the same descriptor, never more than the limit.
+  const int fd = ::open(real.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
     error = "cannot open " + path + ": " + std::strerror(errno);
     return std::nullopt;
   }
-  if (!S_ISREG(st.st_mode)) {
+  struct stat st;
+  std::string text;
+  if (::fstat(fd, &st) != 0) {
+    error = "cannot open " + path + ": " + std::strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
     error = path + " is not a regular file";
-    return std::nullopt;
-  }
-  if (static_cast<uint64_t>(st.st_size) > kMaxTemplateBytes) {
+  } else if (static_cast<uint64_t>(st.st_size) > kMaxTemplateBytes) {
     error = path + " is larger than 1 MiB (" + std::to_string(st.st_size) + " bytes)";
-    return std::nullopt;
+  } else {
+    text.resize(kMaxTemplateBytes + 1);
+    size_t got = 0;
+    while (got < text.size()) {
+      const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        error = "cannot read " + path + ": " + std::strerror(errno);
+        break;
+      }
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
+    }
+    text.resize(got);
+    if (error.empty() && got > kMaxTemplateBytes) error = path + " is larger than 1 MiB";
   }
-  Result<std::string> text = read_file(real);
-  if (!text) {
-    error = text.error().message;
-    return std::nullopt;
-  }
-  return std::move(text).value();
+  ::close(fd);
+  if (!error.empty()) return std::nullopt;
+  return text;
 }
 
 const ParamSchema& schema() {

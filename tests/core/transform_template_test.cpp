@@ -1,6 +1,7 @@
 // template: wrapping documents in an inline template or a template file.
 
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -138,6 +139,10 @@ TEST_CASE("template: template_file outside the roots, relative, missing or too l
         "template_file: cannot open " + inside + "/missing.html: No such file or directory\n");
   CHECK(errors_for(big) == "template_file: " + big + " is larger than 1 MiB (1048587 bytes)\n");
   CHECK(errors_for(inside) == "template_file: " + inside + " is not a regular file\n");
+  // A FIFO is refused at once, not waited on for a writer.
+  const std::string fifo = inside + "/fifo.html";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK(errors_for(fifo) == "template_file: " + fifo + " is not a regular file\n");
   // With no roots at all (the default environment) nothing can be read.
   CHECK(errors_text(config_errors("template", json{{"template_file", outside}})) ==
         "template_file: " + outside + " is outside the allowed input roots (none)\n");
