@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/transforms/zstd_context_pool.h"
 #include "tests/core/transform_test_util.h"
 
 using docpipe::ErrorCode;
@@ -277,4 +278,25 @@ TEST_CASE("unzstd: parameter errors name the parameter and the expected value") 
         "max_output_bytes: expected integer >= 1, got -5\n"
         "max_ratio: expected integer >= 1, got 0\n");
   CHECK(errors_text(config_errors("unzstd", json{{"level", 3}})) == "level: unknown parameter\n");
+}
+
+TEST_CASE("zstd context pool: idle contexts are kept up to 64 MiB in all, larger ones freed") {
+  using docpipe::ZstdCompressorPool;
+  ZstdCompressorPool pool;
+  const std::string data(4u << 20, 'a');
+  std::string frame(ZSTD_compressBound(data.size()), '\0');
+  // Level 19 on 4 MiB: each context holds tables of tens of MiB.
+  std::vector<ZstdCompressorPool::Ptr> big;
+  for (int i = 0; i < 4; ++i) {
+    ZstdCompressorPool::Ptr c = pool.acquire();
+    REQUIRE(c != nullptr);
+    REQUIRE_FALSE(ZSTD_isError(ZSTD_CCtx_setParameter(c.get(), ZSTD_c_compressionLevel, 19)));
+    REQUIRE_FALSE(ZSTD_isError(
+        ZSTD_compress2(c.get(), frame.data(), frame.size(), data.data(), data.size())));
+    REQUIRE(ZSTD_sizeof_CCtx(c.get()) > (16u << 20));
+    big.push_back(std::move(c));
+  }
+  for (auto& c : big) pool.release(std::move(c));
+  CHECK(pool.idle_bytes() > 0);
+  CHECK(pool.idle_bytes() <= ZstdCompressorPool::kMaxIdleBytes);
 }
