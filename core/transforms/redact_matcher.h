@@ -77,6 +77,7 @@ class RedactScanner {
   Span accept(size_t start, size_t end) const;
   Span longest_at(const re2::RE2* re, size_t start) const;
   Span card_at(size_t start) const;
+  size_t next_after_refused(size_t start, size_t limit) const;
   Span ipv4_at(size_t start) const;
 
   std::shared_ptr<const RedactMatcher> matcher_;

@@ -114,6 +114,20 @@ TEST_CASE("redact: card digits must be a whole run of 13 to 19 digits") {
   CHECK(redact_all("x4111111111111111y -6011-1111-1111-1117-") == "x[REDACTED]y -[REDACTED]-");
 }
 
+TEST_CASE("redact: inside a refused run of digits the other patterns are still found") {
+  json params = {{"patterns", {"card", "email", "ipv4"}}, {"custom", {"[0-9]{3}-[0-9]{4}"}}};
+  // The run is too long for a card; a phone number, an address and a quad sit inside or after it.
+  CHECK(redact(params, "1234567890123456789012 987-6543") == "1234567890123456789012 [REDACTED]");
+  CHECK(redact(params, "12345678901234567890123 4567@example.com") ==
+        "12345678901234567890123 [REDACTED]");
+  CHECK(redact(params, "99999999999999999999 10.0.0.1, 4111 1111 1111 1111.") ==
+        "99999999999999999999 [REDACTED], [REDACTED].");
+  // A table of long numbers: nothing is a card, and the scan skips each run in one step.
+  std::string table;
+  for (int i = 0; i < 20000; ++i) table += "12345678901234567890" + std::to_string(i) + "\n";
+  CHECK(redact(params, table, 4096) == table);
+}
+
 TEST_CASE("redact: ipv4 octets are 0..255 and the quad is not part of a longer sequence") {
   json ipv4 = {{"patterns", {"ipv4"}}};
   CHECK(redact(ipv4, "0.0.0.0 255.255.255.255 192.168.1.10, (8.8.4.4): 1.2.3.4.") ==
