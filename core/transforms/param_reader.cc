@@ -143,6 +143,11 @@ const json* ParamReader::find(std::string_view name) const {
   return it == params_.end() ? nullptr : &*it;
 }
 
+bool ParamReader::has(std::string_view name) const {
+  const json* value = find(name);
+  return value != nullptr && !value->is_null();
+}
+
 int64_t ParamReader::integer(std::string_view name) {
   const ParamSchema::Rule& rule = schema_.rule(name, ParamSchema::Kind::kInteger);
   const json* value = find(name);
@@ -176,7 +181,8 @@ std::string ParamReader::string(std::string_view name) {
 std::optional<std::string> ParamReader::optional_string(std::string_view name) {
   const ParamSchema::Rule& rule = schema_.rule(name, ParamSchema::Kind::kString);
   const json* value = find(name);
-  if (value == nullptr) {
+  // null, the default `docpipe transforms` lists for an optional string, means "not given".
+  if (value == nullptr || (value->is_null() && !rule.required)) {
     if (rule.required) error(std::string(name), "required parameter is missing");
     return std::nullopt;
   }

@@ -82,8 +82,9 @@ class ParamReader {
   std::vector<std::string> string_array(std::string_view name);
   bool boolean(std::string_view name);
 
-  // True if the job gives the parameter at all (whatever its value).
-  bool has(std::string_view name) const { return find(name) != nullptr; }
+  // True if the job gives the parameter a value (anything but null: an optional string's listed
+  // default is null, so null is accepted as "not given").
+  bool has(std::string_view name) const;
 
   // A problem found by the transform itself (e.g. a regex that does not compile).
   void error(std::string path, std::string reason);

@@ -61,9 +61,24 @@ TEST_CASE("param kinds: given values are returned as given") {
   CHECK(reader.ok());
 }
 
+TEST_CASE("param kinds: null for an optional string is its listed default, not given") {
+  FieldErrors errors;
+  json params = {{"command", "tr"}, {"file", nullptr}};
+  ParamReader reader(kinds_schema(), params, errors);
+  CHECK_FALSE(reader.optional_string("file").has_value());
+  CHECK_FALSE(reader.has("file"));
+  CHECK(reader.ok());
+  // A required string must be a string.
+  FieldErrors required_errors;
+  json null_command = {{"command", nullptr}};
+  ParamReader required(kinds_schema(), null_command, required_errors);
+  CHECK(required.string("command") == "");
+  CHECK(kinds_errors(required_errors) == "command: expected string, got null\n");
+}
+
 TEST_CASE("param kinds: wrong values name the parameter and what was expected") {
   FieldErrors errors;
-  json params = {{"strict", 1}, {"loud", "yes"}, {"mode", "ignore"}, {"file", nullptr}};
+  json params = {{"strict", 1}, {"loud", "yes"}, {"mode", "ignore"}, {"file", 7}};
   ParamReader reader(kinds_schema(), params, errors);
   CHECK(reader.boolean("strict") == true);
   CHECK(reader.boolean("loud") == false);
@@ -76,7 +91,7 @@ TEST_CASE("param kinds: wrong values name the parameter and what was expected") 
         "loud: expected boolean, got \"yes\"\n"
         "mode: expected one of \"fail\", \"replace\", got \"ignore\"\n"
         "command: required parameter is missing\n"
-        "file: expected string, got null\n");
+        "file: expected string, got 7\n");
 }
 
 TEST_CASE("param kinds: the schema lists booleans, choices, required and optional strings") {
