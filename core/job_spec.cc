@@ -182,6 +182,7 @@ class JobParser {
       errors_.push_back({path, "transform \"" + info.op + "\" refused its parameters"});
     }
     if (step != nullptr) steps_.push_back(std::move(step));
+    if (!info.streaming) spec_.holds_whole_documents = true;
   }
 
   void parse_limits(const json& value) {

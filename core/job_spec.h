@@ -22,7 +22,7 @@ struct InputSpec {
   std::string dir;                   // absolute, normalised; empty when `files` is used
   std::vector<std::string> include;  // globs relative to dir; default ["**"]
   std::vector<std::string> exclude;
-  std::vector<std::string> files;    // absolute, normalised; empty when `dir` is used
+  std::vector<std::string> files;  // absolute, normalised; empty when `dir` is used
 };
 
 struct OutputSpec {
@@ -41,15 +41,18 @@ struct JobSpec {
   std::string id;
   InputSpec input;
   OutputSpec output;
-  std::vector<std::string> transform_ops;        // the ops, in order, for reports and logs
-  std::shared_ptr<const TransformChain> chain;   // never null; empty chain copies
+  std::vector<std::string> transform_ops;       // the ops, in order, for reports and logs
+  std::shared_ptr<const TransformChain> chain;  // never null; empty chain copies
+  // Some step needs the whole document in memory (markdown.html, json.*): a document is charged
+  // its whole size to the memory budget even when it is read in chunks.
+  bool holds_whole_documents = false;
   JobLimits limits;
   int priority = 0;
 };
 
 struct JobParseOptions {
-  std::string default_id;   // the file name without .json
-  std::string base_dir;     // relative paths in the job resolve against this (absolute)
+  std::string default_id;             // the file name without .json
+  std::string base_dir;               // relative paths in the job resolve against this (absolute)
   const TransformEnv* env = nullptr;  // the daemon's transform environment; null: empty
 };
 

@@ -234,8 +234,10 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
 
   const size_t size = static_cast<size_t>(st.st_size);
   item->streamed = size > s.options.stream_threshold_bytes;
-  // A streamed document holds one chunk at a time, whatever its size.
-  const size_t charge = item->streamed ? s.options.chunk_bytes : size;
+  // A streamed document holds one chunk at a time, whatever its size, unless a whole-document
+  // transform gathers it: then the budget counts all of it.
+  const bool chunked = item->streamed && !item->sched.job->spec().holds_whole_documents;
+  const size_t charge = chunked ? s.options.chunk_bytes : size;
   clock.pause();
   const bool admitted = s.budget.acquire(charge);
   clock.resume();

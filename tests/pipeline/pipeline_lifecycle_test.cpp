@@ -132,6 +132,34 @@ TEST_CASE("pipeline: a small document a transform blows up past the threshold is
   CHECK(temp_files_under(dir / "out").empty());
 }
 
+TEST_CASE("pipeline: a streamed document a whole-document step gathers is charged in full") {
+  TempDir dir;
+  const std::string big = make_content(12u << 20, 9);
+  auto docs = make_inputs(dir / "in", {{"big.txt", big}});
+  PipelineOptions options = test_options();
+  options.memory_budget_bytes = 32u << 20;
+  options.chunk_bytes = 256u << 10;
+  REQUIRE(big.size() > options.stream_threshold_bytes);
+  for (bool whole : {false, true}) {
+    CAPTURE(whole);
+    JobSpec spec =
+        make_spec("big", dir / (whole ? "out-whole" : "out-chunked"), chain_of({upper_step()}));
+    spec.holds_whole_documents = whole;
+    auto job = std::make_shared<FakeJob>(std::move(spec), docs);
+    Pipeline pipeline(options, nullptr);
+    pipeline.add_job(job);
+    REQUIRE(job->wait_finished());
+    if (whole) {
+      CHECK(pipeline.buffer_bytes_peak() >= big.size());  // what the step really holds
+    } else {
+      CHECK(pipeline.buffer_bytes_peak() <= 2 * options.chunk_bytes);
+    }
+    CHECK(pipeline.buffer_bytes_in_use() == 0);
+    CHECK(job->outcomes().at(0).state == DocumentState::kSucceeded);
+    pipeline.stop();
+  }
+}
+
 TEST_CASE("pipeline: buffer bytes stay within the budget plus transform overdraft") {
   TempDir dir;
   constexpr size_t kDocs = 300;
