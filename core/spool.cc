@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cerrno>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "core/fs_util.h"
 #include "core/time_util.h"
@@ -50,6 +52,23 @@ void Spool::remove_stale_temp_files() const {
     }
     ::closedir(d);
   }
+  // A crash between moving a finished job out of active/ and removing its journal leaves the
+  // journal (or an unmoved manifest) without its job: nothing will ever read it again.
+  DIR* d = ::opendir(active().c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> orphans;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    for (std::string_view suffix :
+         {std::string_view(".journal"), std::string_view(".manifest.jsonl")}) {
+      if (name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix) {
+        std::string id(name.substr(0, name.size() - suffix.size()));
+        if (!path_exists(active_job(id))) orphans.emplace_back(name);
+      }
+    }
+  }
+  ::closedir(d);
+  for (const std::string& name : orphans) ::unlink((active() + "/" + name).c_str());
 }
 
 bool Spool::is_job_file_name(std::string_view name) {

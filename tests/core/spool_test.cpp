@@ -109,3 +109,25 @@ TEST_CASE("spool: finish moves job, manifest and report to done/ or failed/") {
   CHECK(fs::exists(f.spool->failed() + "/b.json"));
   CHECK(fs::exists(f.spool->failed() + "/b.report.json"));
 }
+
+TEST_CASE("spool: start-up cleanup removes temp files and journals whose job has left active/") {
+  SpoolFixture f;
+  const std::string active = f.spool->active();
+  f.put(active + "/live.json", "{}");
+  f.put(active + "/live.journal", "journal");
+  f.put(active + "/live.manifest.jsonl", "{}\n");
+  f.put(active + "/gone.journal", "journal");  // its job reached done/ before the crash
+  f.put(active + "/gone.manifest.jsonl", "{}\n");
+  f.put(active + "/.x.json.tmp.123", "half");
+  f.put(f.spool->done() + "/.r.report.json.tmp.9", "half");
+  f.put(f.spool->incoming() + "/.producer.tmp.1", "being written");  // a producer's: left alone
+  f.spool->remove_stale_temp_files();
+  CHECK(fs::exists(active + "/live.json"));
+  CHECK(fs::exists(active + "/live.journal"));
+  CHECK(fs::exists(active + "/live.manifest.jsonl"));
+  CHECK_FALSE(fs::exists(active + "/gone.journal"));
+  CHECK_FALSE(fs::exists(active + "/gone.manifest.jsonl"));
+  CHECK_FALSE(fs::exists(active + "/.x.json.tmp.123"));
+  CHECK_FALSE(fs::exists(f.spool->done() + "/.r.report.json.tmp.9"));
+  CHECK(fs::exists(f.spool->incoming() + "/.producer.tmp.1"));
+}
