@@ -6,11 +6,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/transforms/param_reader.h"
+#include "tests/core/transform_test_util.h"
 
-using docpipe::FieldError;
 using docpipe::FieldErrors;
 using docpipe::ParamReader;
 using docpipe::ParamSchema;
+using docpipe::test::errors_text;
 using json = nlohmann::json;
 
 namespace {
@@ -23,12 +24,6 @@ const ParamSchema& kinds_schema() {
                                    .required_string("command", "what to run")
                                    .optional_string("file", "where to read");
   return s;
-}
-
-std::string kinds_errors(const FieldErrors& errors) {
-  std::string out;
-  for (const FieldError& e : errors) out += e.path + ": " + e.reason + "\n";
-  return out;
 }
 
 }  // namespace
@@ -73,7 +68,7 @@ TEST_CASE("param kinds: null for an optional string is its listed default, not g
   json null_command = {{"command", nullptr}};
   ParamReader required(kinds_schema(), null_command, required_errors);
   CHECK(required.string("command") == "");
-  CHECK(kinds_errors(required_errors) == "command: expected string, got null\n");
+  CHECK(errors_text(required_errors) == "command: expected string, got null\n");
 }
 
 TEST_CASE("param kinds: wrong values name the parameter and what was expected") {
@@ -86,7 +81,7 @@ TEST_CASE("param kinds: wrong values name the parameter and what was expected") 
   CHECK(reader.string("command") == "");
   CHECK_FALSE(reader.optional_string("file").has_value());
   CHECK_FALSE(reader.ok());
-  CHECK(kinds_errors(errors) ==
+  CHECK(errors_text(errors) ==
         "strict: expected boolean, got 1\n"
         "loud: expected boolean, got \"yes\"\n"
         "mode: expected one of \"fail\", \"replace\", got \"ignore\"\n"

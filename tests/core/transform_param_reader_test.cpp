@@ -3,11 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/transforms/param_reader.h"
+#include "tests/core/transform_test_util.h"
 
-using docpipe::FieldError;
 using docpipe::FieldErrors;
 using docpipe::ParamReader;
 using docpipe::ParamSchema;
+using docpipe::test::errors_text;
 using json = nlohmann::json;
 
 namespace {
@@ -20,12 +21,6 @@ const ParamSchema& test_schema() {
                                    .string_array("kinds", {"a"}, {"a", "b"}, "which kinds")
                                    .string_array("free", {}, {}, "anything");
   return s;
-}
-
-std::string errors_text(const FieldErrors& errors) {
-  std::string out;
-  for (const FieldError& e : errors) out += e.path + ": " + e.reason + "\n";
-  return out;
 }
 
 }  // namespace
