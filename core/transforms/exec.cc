@@ -40,6 +40,7 @@ class ExecTransform : public DocumentTransform {
     std::string resumed;
     if (more_) {
       resumed.swap(held_);
+      resumed.append(in);  // callers pass nothing new while has_more(); never lose it if they do
       in = resumed;
       more_ = false;
     }

@@ -41,6 +41,7 @@ class GunzipTransform : public DocumentTransform {
     bool drain = more_;
     if (more_) {
       resumed.swap(held_);
+      resumed.append(in);  // callers pass nothing new while has_more(); never lose it if they do
       in = resumed;
       more_ = false;
     }

@@ -38,6 +38,7 @@ class UnzstdTransform : public DocumentTransform {
     const bool drain = more_;
     if (more_) {
       resumed.swap(held_);
+      resumed.append(in);  // callers pass nothing new while has_more(); never lose it if they do
       in = resumed;
       more_ = false;
     }
