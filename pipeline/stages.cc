@@ -286,6 +286,8 @@ class ChainOutput {
  public:
   ChainOutput(StageShared& s, WorkItem& item)
       : s_(s), item_(item), sink_([this](std::string_view data) { return take(data); }) {}
+  ChainOutput(const ChainOutput&) = delete;  // the sink points at this object
+  ChainOutput& operator=(const ChainOutput&) = delete;
   const TransformChain::Sink& sink() const { return sink_; }
   // A failed chain call: the sink's own write error (or interruption) as it is, else the
   // transform's error naming the document.
