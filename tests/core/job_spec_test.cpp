@@ -59,7 +59,8 @@ const docpipe::TransformRegistration kUpper({
     "test only: uppercases",
     true,
     {},
-    [](const json& params, const docpipe::TransformEnv&, FieldErrors& errors) -> std::shared_ptr<const docpipe::TransformStep> {
+    [](const json& params, const docpipe::TransformEnv&,
+       FieldErrors& errors) -> std::shared_ptr<const docpipe::TransformStep> {
       for (auto it = params.begin(); it != params.end(); ++it) {
         errors.push_back({it.key(), "unknown parameter"});
       }
@@ -74,7 +75,8 @@ const docpipe::TransformRegistration kRepeat({
     "test only: uppercases `times` times over",
     true,
     {{"times", "integer", "1", "1..10"}},
-    [](const json& params, const docpipe::TransformEnv&, FieldErrors& errors) -> std::shared_ptr<const docpipe::TransformStep> {
+    [](const json& params, const docpipe::TransformEnv&,
+       FieldErrors& errors) -> std::shared_ptr<const docpipe::TransformStep> {
       int times = 1;
       for (auto it = params.begin(); it != params.end(); ++it) {
         if (it.key() != "times") {

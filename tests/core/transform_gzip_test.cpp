@@ -13,6 +13,7 @@
 using docpipe::ErrorCode;
 using docpipe::Result;
 using docpipe::test::config_errors;
+using docpipe::test::error_message;
 using docpipe::test::errors_text;
 using docpipe::test::make_step;
 using docpipe::test::run_chunked;
@@ -79,11 +80,6 @@ const unsigned char kGnuGzipHello[] = {0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00,
 
 std::string gnu_gzip_hello() {
   return std::string(reinterpret_cast<const char*>(kGnuGzipHello), sizeof kGnuGzipHello);
-}
-
-std::string error_of(const Result<std::string>& r) {
-  REQUIRE_FALSE(r.has_value());
-  return r.error().message;
 }
 
 }  // namespace
@@ -170,7 +166,7 @@ TEST_CASE("gunzip: a damaged checksum or length is corrupt input") {
   CHECK(r.error().message == "gunzip: invalid gzip data: incorrect data check at byte 30");
   std::string bad_length = gnu_gzip_hello();
   bad_length[bad_length.size() - 4] ^= 0x01;
-  CHECK(error_of(run_chunked(*gunzip, bad_length, 1)) ==
+  CHECK(error_message(run_chunked(*gunzip, bad_length, 1)) ==
         "gunzip: invalid gzip data: incorrect length check at byte 34");
 }
 
@@ -213,7 +209,7 @@ TEST_CASE("gunzip: bytes after the last member are trailing garbage, at any chun
       Result<std::string> r = run_chunked(*gunzip, gnu_gzip_hello() + tail, chunk);
       if (tail == "\x1f") {
         // A lone first magic byte could still be a member: it is cut short.
-        CHECK(error_of(r) ==
+        CHECK(error_message(r) ==
               "gunzip: truncated gzip input (ends after 36 bytes, inside a gzip member)");
         continue;
       }

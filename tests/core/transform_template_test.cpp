@@ -1,8 +1,8 @@
 // template: wrapping documents in an inline template or a template file.
 
 #include <doctest/doctest.h>
-#include <sys/stat.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>

@@ -73,6 +73,12 @@ inline Result<std::string> run_chunked(const TransformStep& step, std::string_vi
   return out;
 }
 
+// The message of a result that must be an error.
+inline std::string error_message(const Result<std::string>& r) {
+  REQUIRE_FALSE(r.has_value());
+  return r.error().message;
+}
+
 inline std::string run_ok(const TransformStep& step, std::string_view input, size_t chunk = 0) {
   Result<std::string> r = run_chunked(step, input, chunk);
   if (!r) FAIL("transform failed: " << r.error().message);

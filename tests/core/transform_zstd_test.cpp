@@ -15,6 +15,7 @@
 using docpipe::ErrorCode;
 using docpipe::Result;
 using docpipe::test::config_errors;
+using docpipe::test::error_message;
 using docpipe::test::errors_text;
 using docpipe::test::make_step;
 using docpipe::test::run_chunked;
@@ -74,11 +75,6 @@ const unsigned char kCliZstdHello[] = {0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x58, 0x79,
 
 std::string cli_zstd_hello() {
   return std::string(reinterpret_cast<const char*>(kCliZstdHello), sizeof kCliZstdHello);
-}
-
-std::string zstd_error_of(const Result<std::string>& r) {
-  REQUIRE_FALSE(r.has_value());
-  return r.error().message;
 }
 
 }  // namespace
@@ -187,14 +183,14 @@ TEST_CASE("unzstd: a damaged checksum or block is corrupt input") {
   Result<std::string> r = run_chunked(*unzstd, bad_checksum, 0);
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error().code == ErrorCode::kCorruptInput);
-  CHECK(zstd_error_of(r).rfind("unzstd: invalid zstd data: Restored data doesn't match checksum",
+  CHECK(error_message(r).rfind("unzstd: invalid zstd data: Restored data doesn't match checksum",
                                0) == 0);
   std::string bad_block = frame;
   for (size_t i = 20; i < 60; ++i) bad_block[i] = static_cast<char>(0xff);
   r = run_chunked(*unzstd, bad_block, 100);
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error().code == ErrorCode::kCorruptInput);
-  CHECK(zstd_error_of(r).rfind("unzstd: invalid zstd data: ", 0) == 0);
+  CHECK(error_message(r).rfind("unzstd: invalid zstd data: ", 0) == 0);
 }
 
 TEST_CASE("unzstd: truncated input is an error from finish, and so is an empty document") {
@@ -211,7 +207,7 @@ TEST_CASE("unzstd: truncated input is an error from finish, and so is an empty d
     CHECK(st.error().message == "unzstd: truncated zstd input (ends after " + std::to_string(cut) +
                                     " bytes, inside a zstd frame)");
   }
-  CHECK(zstd_error_of(run_chunked(*unzstd, "", 0)) ==
+  CHECK(error_message(run_chunked(*unzstd, "", 0)) ==
         "unzstd: empty document: no zstd data to decompress");
 }
 

@@ -17,14 +17,6 @@ CommandResult docpipe(const std::vector<std::string>& args, const std::string& s
   return run_command(argv, scratch);
 }
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(line);
-  return out;
-}
-
 void write_inputs(const std::string& in) {
   write_file(in + "/x.txt", "x-ray\n");
   write_file(in + "/y.txt", "yankee\n");

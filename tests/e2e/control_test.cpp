@@ -30,14 +30,6 @@ long elapsed_ms(Clock::time_point since) {
   return static_cast<long>(std::chrono::duration_cast<milliseconds>(Clock::now() - since).count());
 }
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(line);
-  return out;
-}
-
 // Files below `root` whose name starts with '.' (docpipe's temp files all do).
 std::vector<std::string> dot_files_under(const std::string& root) {
   std::vector<std::string> found;

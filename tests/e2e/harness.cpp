@@ -113,6 +113,13 @@ std::optional<int> wait_with_deadline(pid_t pid, milliseconds timeout) {
 
 }  // namespace
 
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
 std::string docpipe_binary() { return DOCPIPE_BINARY; }
 
 void skip_test(const std::string& reason) {

@@ -65,6 +65,8 @@ void make_dirs(const std::string& path);
 // Every non-folder entry below `root`, as paths relative to it, sorted.
 std::vector<std::string> list_files(const std::string& root);
 nlohmann::json read_json(const std::string& path);
+// The lines of `text`, without their newlines (a final newline adds no empty line).
+std::vector<std::string> lines_of(const std::string& text);
 // One JSON value per non-empty line.
 std::vector<nlohmann::json> read_json_lines(const std::string& path);
 

@@ -99,14 +99,6 @@ bool wait_until(NotifySocket& socket, const std::function<bool()>& pred) {
   });
 }
 
-// The lines of a log, without the empty last one.
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);) lines.push_back(l);
-  return lines;
-}
-
 void write_config(const std::string& path, const std::string& text) {
   write_file(path + ".new", text);
   REQUIRE(::rename((path + ".new").c_str(), path.c_str()) == 0);
