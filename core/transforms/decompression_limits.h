@@ -58,4 +58,20 @@ struct DecompressionLimits {
   }
 };
 
+// At the end of a document: an error unless the compressed input held at least one whole unit
+// (`format` "gzip", `unit` "gzip member"; "zstd", "zstd frame") and stopped between units.
+inline Status check_complete_input(const char* op, const char* format, const char* unit,
+                                   uint64_t consumed, bool ended_between_units) {
+  if (consumed == 0) {
+    return make_error(ErrorCode::kCorruptInput,
+                      std::string(op) + ": empty document: no " + format + " data to decompress");
+  }
+  if (!ended_between_units) {
+    return make_error(ErrorCode::kCorruptInput,
+                      std::string(op) + ": truncated " + format + " input (ends after " +
+                          std::to_string(consumed) + " bytes, inside a " + unit + ")");
+  }
+  return ok();
+}
+
 }  // namespace docpipe

@@ -81,16 +81,8 @@ class GunzipTransform : public DocumentTransform {
   bool has_more() const override { return more_; }
 
   Status finish(std::string&) override {
-    if (consumed_ == 0) {
-      return make_error(ErrorCode::kCorruptInput,
-                        "gunzip: empty document: no gzip data to decompress");
-    }
-    if (members_ == 0 || in_member_) {
-      return make_error(ErrorCode::kCorruptInput, "gunzip: truncated gzip input (ends after " +
-                                                      std::to_string(consumed_) +
-                                                      " bytes, inside a gzip member)");
-    }
-    return ok();
+    return check_complete_input("gunzip", "gzip", "gzip member", consumed_,
+                                members_ > 0 && !in_member_);
   }
 
  private:

@@ -83,16 +83,8 @@ class UnzstdTransform : public DocumentTransform {
   bool has_more() const override { return more_; }
 
   Status finish(std::string&) override {
-    if (consumed_ == 0) {
-      return make_error(ErrorCode::kCorruptInput,
-                        "unzstd: empty document: no zstd data to decompress");
-    }
-    if (frames_ == 0 || in_frame_) {
-      return make_error(ErrorCode::kCorruptInput, "unzstd: truncated zstd input (ends after " +
-                                                      std::to_string(consumed_) +
-                                                      " bytes, inside a zstd frame)");
-    }
-    return ok();
+    return check_complete_input("unzstd", "zstd", "zstd frame", consumed_,
+                                frames_ > 0 && !in_frame_);
   }
 
  private:

@@ -7,21 +7,14 @@
 #include <thread>
 #include <vector>
 
+#include "tests/pipeline/pipeline_test_support.h"
+
 namespace docpipe {
 namespace {
 
 using namespace std::chrono_literals;
 
-// Polls `cond` until it holds or `timeout` passes.
-template <typename Cond>
-bool eventually(Cond cond, std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
+using testing::eventually;
 
 TEST_CASE("bounded_queue: items come out in the order they went in") {
   BoundedQueue<int> q(3);

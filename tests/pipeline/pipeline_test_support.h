@@ -18,6 +18,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/job_spec.h"
@@ -28,6 +29,17 @@
 namespace docpipe::testing {
 
 namespace fs = std::filesystem;
+
+// Polls `cond` until it holds (true) or `timeout` passes (false).
+template <typename Cond>
+bool eventually(Cond cond, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
 
 // A fresh folder under /tmp (mkdtemp), removed with everything in it at the end of the test.
 class TempDir {

@@ -7,20 +7,14 @@
 #include <chrono>
 #include <thread>
 
+#include "tests/pipeline/pipeline_test_support.h"
+
 namespace docpipe {
 namespace {
 
 using namespace std::chrono_literals;
 
-template <typename Cond>
-bool eventually(Cond cond, std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
+using testing::eventually;
 
 TEST_CASE("counting_semaphore: acquire blocks at the limit until a release") {
   CountingSemaphore sem(2);
