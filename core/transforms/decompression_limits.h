@@ -3,6 +3,8 @@
 // the decompressed/compressed ratio, declared as the same two parameters for both.
 
 #include <cstdint>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 
 #include "core/result.h"
@@ -57,6 +59,17 @@ struct DecompressionLimits {
     return ok();
   }
 };
+
+// Validates a decompressor's parameters (`schema` from declare()) and builds its Step from them.
+template <typename Step>
+std::shared_ptr<const TransformStep> configure_decompressor(const ParamSchema& schema,
+                                                            const nlohmann::json& params,
+                                                            FieldErrors& errors) {
+  ParamReader reader(schema, params, errors);
+  const DecompressionLimits limits = DecompressionLimits::read(reader);
+  if (!reader.ok()) return nullptr;
+  return std::make_shared<Step>(limits);
+}
 
 // At the end of a document: an error unless the compressed input held at least one whole unit
 // (`format` "gzip", `unit` "gzip member"; "zstd", "zstd frame") and stopped between units.

@@ -170,10 +170,7 @@ const TransformRegistration kRegistration(TransformInfo{
     schema().specs(),
     [](const nlohmann::json& params, const TransformEnv&,
        FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
-      ParamReader reader(schema(), params, errors);
-      const DecompressionLimits limits = DecompressionLimits::read(reader);
-      if (!reader.ok()) return nullptr;
-      return std::make_shared<GunzipStep>(limits);
+      return configure_decompressor<GunzipStep>(schema(), params, errors);
     }});
 
 }  // namespace
