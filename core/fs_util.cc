@@ -9,6 +9,8 @@
 #include <mutex>
 #include <random>
 
+#include "core/path_util.h"
+
 namespace docpipe {
 
 namespace {
@@ -25,11 +27,10 @@ Status write_all(int fd, std::string_view data, const std::string& path) {
   return ok();
 }
 
+// The folder of `path`, "." for a bare name.
 std::string parent_of(const std::string& path) {
-  auto slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
+  const std::string_view parent = parent_path(path);
+  return parent.empty() ? "." : std::string(parent);
 }
 
 }  // namespace
@@ -54,20 +55,58 @@ Result<std::string> read_file(const std::string& path) {
   return out;
 }
 
+namespace {
+
+// A temp name is only for O_EXCL uniqueness and for recognising leftovers; it need not be
+// unpredictable, so a per-thread splitmix64 avoids a getrandom() per document.
+uint64_t next_random() {
+  thread_local uint64_t state = (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+std::string temp_path_for(std::string_view folder, std::string_view name) {
+  // NAME_MAX is 255: keep ".NAME.docpipe-tmp.XXXXXXXXXXXX" within it for long names.
+  constexpr size_t kMaxNameInTemp = 200;
+  if (name.size() > kMaxNameInTemp) name = name.substr(0, kMaxNameInTemp);
+  static constexpr char kAlphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  uint64_t r = next_random();
+  std::string path;
+  path.reserve(folder.size() + name.size() + 32);
+  path.append(folder);
+  if (path.empty() || path.back() != '/') path.push_back('/');
+  path.push_back('.');
+  path.append(name);
+  path.append(".docpipe-tmp.");
+  for (int i = 0; i < 12; ++i, r /= 36) path.push_back(kAlphabet[r % 36]);
+  return path;
+}
+
+Status write_new_file(const std::string& path, std::string_view content, bool durable) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return errno_error("create " + path, errno);
+  Status st = write_all(fd, content, path);
+  if (st && durable && ::fsync(fd) != 0) st = errno_error("fsync " + path, errno);
+  if (::close(fd) != 0 && st) st = errno_error("close " + path, errno);
+  if (!st) ::unlink(path.c_str());
+  return st;
+}
+
 Status write_file_atomic(const std::string& path, std::string_view content, bool durable) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::string tmp = path + ".tmp." + std::to_string(rng() % 1000000000);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return errno_error("create " + tmp, errno);
-  Status st = write_all(fd, content, tmp);
-  if (st && durable && ::fsync(fd) != 0) st = errno_error("fsync " + tmp, errno);
-  if (::close(fd) != 0 && st) st = errno_error("close " + tmp, errno);
-  if (st && ::rename(tmp.c_str(), path.c_str()) != 0) st = errno_error("rename to " + path, errno);
-  if (!st) {
+  const std::string folder = parent_of(path);
+  const std::string tmp = temp_path_for(folder, base_name(path));
+  Status st = write_new_file(tmp, content, durable);
+  if (!st) return st;
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    st = errno_error("rename to " + path, errno);
     ::unlink(tmp.c_str());
     return st;
   }
-  if (durable) return fsync_dir(parent_of(path));
+  if (durable) return fsync_dir(folder);
   return ok();
 }
 
@@ -83,7 +122,8 @@ Status make_dirs(const std::string& path) {
     Status st = make_dirs(parent);
     if (!st) return st;
   }
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return errno_error("mkdir " + path, errno);
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+    return errno_error("mkdir " + path, errno);
   return ok();
 }
 

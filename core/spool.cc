@@ -45,10 +45,7 @@ void Spool::remove_stale_temp_files() const {
     if (d == nullptr) continue;
     while (struct dirent* e = ::readdir(d)) {
       std::string_view name = e->d_name;
-      if (name.find(".tmp.") != std::string_view::npos ||
-          name.find(".submitted.") != std::string_view::npos) {
-        ::unlinkat(dirfd(d), e->d_name, 0);
-      }
+      if (is_docpipe_temp_name(name)) ::unlinkat(dirfd(d), e->d_name, 0);
     }
     ::closedir(d);
   }
@@ -90,11 +87,12 @@ Status Spool::admit(std::string_view id, std::string_view job_text) const {
   Status st = check_not_finished(id);
   if (!st) return st;
   // Write it under a temp name that the resume scan ignores, then move it into place.
-  static std::atomic<uint64_t> counter{0};
-  std::string tmp = active() + "/." + std::string(id) + ".submitted." + std::to_string(++counter);
-  st = write_file_atomic(tmp, job_text, durable_);
+  const std::string tmp = temp_path_for(active(), std::string(id) + ".json");
+  st = write_new_file(tmp, job_text, durable_);
   if (!st) return st;
-  return move_into_active(tmp, id, active());
+  st = move_into_active(tmp, id, active());
+  if (!st) ::unlink(tmp.c_str());
+  return st;
 }
 
 Status Spool::claim(std::string_view incoming_name, std::string_view id) const {
@@ -110,12 +108,9 @@ Status Spool::move_into_active(const std::string& from, std::string_view id,
   // RENAME_NOREPLACE: two jobs with one id never overwrite each other, even racing.
   if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
     if (errno == EEXIST) {
-      if (from_dir == active()) ::unlink(from.c_str());
       return make_error(ErrorCode::kExists, "job id \"" + ids + "\" is already active");
     }
-    int err = errno;
-    if (from_dir == active()) ::unlink(from.c_str());
-    return errno_error("claim " + from, err);
+    return errno_error("claim " + from, errno);
   }
   if (durable_) {
     Status st = fsync_dir(active());

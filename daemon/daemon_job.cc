@@ -3,13 +3,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
-
-#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
+#include "core/fs_util.h"
+#include "core/path_util.h"
 #include "core/time_util.h"
 #include "daemon/log.h"
 
@@ -38,9 +39,8 @@ DaemonJob::DaemonJob(JobSpec spec, uint64_t expected_total, int64_t submitted_at
       progress_(progress),
       on_finished_(std::move(on_finished)) {
   report_.id = spec_.id;
-  report_.input = spec_.input.dir.empty()
-                      ? std::to_string(spec_.input.files.size()) + " files"
-                      : spec_.input.dir;
+  report_.input = spec_.input.dir.empty() ? std::to_string(spec_.input.files.size()) + " files"
+                                          : spec_.input.dir;
   report_.output = spec_.output.dir;
   report_.transforms = spec_.transform_ops;
   report_.submitted_at_ms = submitted_at_ms;
@@ -94,10 +94,18 @@ void DaemonJob::count(DocumentState state, uint64_t bytes_in, uint64_t bytes_out
   c.bytes_in += sign * bytes_in;
   c.bytes_out += sign * bytes_out;
   switch (state) {
-    case DocumentState::kSucceeded: c.succeeded += sign; break;
-    case DocumentState::kSkipped: c.skipped += sign; break;
-    case DocumentState::kFailed: c.failed += sign; break;
-    case DocumentState::kCancelled: c.cancelled += sign; break;
+    case DocumentState::kSucceeded:
+      c.succeeded += sign;
+      break;
+    case DocumentState::kSkipped:
+      c.skipped += sign;
+      break;
+    case DocumentState::kFailed:
+      c.failed += sign;
+      break;
+    case DocumentState::kCancelled:
+      c.cancelled += sign;
+      break;
   }
 }
 
@@ -177,7 +185,8 @@ void DaemonJob::document_finished(DocumentOutcome o) {
   line["error"] = o.error;
   std::string payload = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (o.state == DocumentState::kFailed) {
-    log_warn("document failed", {{"job", spec_.id}, {"input", o.doc.input_path}, {"error", o.error}});
+    log_warn("document failed",
+             {{"job", spec_.id}, {"input", o.doc.input_path}, {"error", o.error}});
   }
 
   std::lock_guard<std::mutex> lock(mu_);
@@ -253,8 +262,8 @@ Status DaemonJob::write_manifest(const std::string& journal_path,
     if (!counted) return counted.error();
     for (auto& [input, n] : skip) --n;
   }
-  std::string tmp = manifest_path + ".tmp." + std::to_string(::getpid());
-  FILE* out = std::fopen(tmp.c_str(), "we");
+  const std::string tmp = temp_path_for(parent_path(manifest_path), base_name(manifest_path));
+  FILE* out = std::fopen(tmp.c_str(), "wxe");
   if (out == nullptr) return errno_error("create manifest " + tmp, errno);
   std::setvbuf(out, nullptr, _IOFBF, 1 << 16);
   bool write_failed = false;
@@ -273,7 +282,8 @@ Status DaemonJob::write_manifest(const std::string& journal_path,
   });
   Status st;
   if (!scanned) st = scanned.error();
-  if (st && (write_failed || std::fflush(out) != 0)) st = errno_error("write manifest " + tmp, errno);
+  if (st && (write_failed || std::fflush(out) != 0))
+    st = errno_error("write manifest " + tmp, errno);
   if (st && durable_ && ::fsync(fileno(out)) != 0) st = errno_error("fsync manifest " + tmp, errno);
   std::fclose(out);
   if (st && ::rename(tmp.c_str(), manifest_path.c_str()) != 0) {

@@ -16,7 +16,6 @@
 
 namespace docpipe {
 
-
 int submit_by_drop(const std::string& job_file, const DaemonConfig& config, std::ostream& out,
                    std::ostream& err, std::string* id_out) {
   auto text = read_file(job_file);
@@ -38,9 +37,9 @@ int submit_by_drop(const std::string& job_file, const DaemonConfig& config, std:
 
   Spool spool(config.spool_dir, config.durability_fsync);
   std::string name = job->spec.id + ".json";
-  std::string tmp = spool.incoming() + "/." + name + ".submit-" + std::to_string(::getpid());
-  std::string dest = spool.incoming() + "/" + name;
-  Status st = write_file_atomic(tmp, pinned, config.durability_fsync);
+  const std::string tmp = temp_path_for(spool.incoming(), name);
+  const std::string dest = spool.incoming() + "/" + name;
+  Status st = write_new_file(tmp, pinned, config.durability_fsync);
   if (st) {
     // mtime a second back: ctime > mtime tells the watch folder the file is complete.
     struct timespec times[2];
@@ -49,11 +48,13 @@ int submit_by_drop(const std::string& job_file, const DaemonConfig& config, std:
     times[1] = times[0];
     ::utimensat(AT_FDCWD, tmp.c_str(), times, 0);
     if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE) != 0) {
-      st = errno == EEXIST ? make_error(ErrorCode::kExists,
-                                        "a job file " + name + " is already waiting in " +
-                                            spool.incoming())
-                           : errno_error("rename into " + spool.incoming(), errno);
+      st = errno == EEXIST
+               ? make_error(ErrorCode::kExists,
+                            "a job file " + name + " is already waiting in " + spool.incoming())
+               : errno_error("rename into " + spool.incoming(), errno);
       ::unlink(tmp.c_str());
+    } else if (config.durability_fsync) {
+      st = fsync_dir(spool.incoming());
     }
   }
   if (!st) {

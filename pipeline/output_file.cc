@@ -5,40 +5,13 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <random>
 
 #include "core/fs_util.h"
+#include "core/path_util.h"
 
 namespace docpipe {
 
 namespace {
-
-// A temp name is only for O_EXCL uniqueness and for recognising leftovers; it need not be
-// unpredictable, so a per-thread splitmix64 avoids a getrandom() per document.
-uint64_t next_random() {
-  thread_local uint64_t state = (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-std::string temp_path_for(std::string_view folder, std::string_view name) {
-  // NAME_MAX is 255: keep ".NAME.docpipe-tmp.XXXXXXXXXXXX" within it for long names.
-  constexpr size_t kMaxNameInTemp = 200;
-  if (name.size() > kMaxNameInTemp) name = name.substr(0, kMaxNameInTemp);
-  static constexpr char kAlphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-  uint64_t r = next_random();
-  std::string path;
-  path.reserve(folder.size() + name.size() + 32);
-  path.append(folder);
-  if (path.empty() || path.back() != '/') path.push_back('/');
-  path.push_back('.');
-  path.append(name);
-  path.append(".docpipe-tmp.");
-  for (int i = 0; i < 12; ++i, r /= 36) path.push_back(kAlphabet[r % 36]);
-  return path;
-}
 
 // rename() that never replaces: renameat2(RENAME_NOREPLACE), or link()+unlink() on file systems
 // without it (link also fails with EEXIST instead of replacing).
@@ -52,26 +25,14 @@ int rename_noreplace(const char* from, const char* to) {
 
 }  // namespace
 
-std::string_view file_name(std::string_view path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string_view::npos ? path : path.substr(slash + 1);
-}
-
-std::string_view parent_folder(std::string_view path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string_view::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
 Status OutputFile::create(const std::string& final_path) {
   discard();
   final_path_ = final_path;
   bytes_written_ = 0;
   Status st = sha_.reset();
   if (!st) return st;
-  const std::string_view folder = parent_folder(final_path);
-  const std::string_view name = file_name(final_path);
+  const std::string_view folder = parent_path(final_path);
+  const std::string_view name = base_name(final_path);
   bool made_folders = false;
   for (int tries = 0; tries < 16; ++tries) {
     std::string temp = temp_path_for(folder, name);
@@ -140,7 +101,7 @@ Result<OutputFile::Committed> OutputFile::commit(IfExists mode, bool sync_folder
   }
   temp_path_.clear();
   if (sync_folder) {
-    st = fsync_dir(std::string(parent_folder(final_path_)));
+    st = fsync_dir(std::string(parent_path(final_path_)));
     if (!st) return st.error();
   }
   return Committed::kWritten;

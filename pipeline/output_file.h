@@ -51,9 +51,4 @@ class OutputFile {
   Sha256 sha_;
 };
 
-// The folder of a path ("/a/b/c" -> "/a/b", "/c" -> "/").
-std::string_view parent_folder(std::string_view path);
-// The last component of a path ("/a/b/c" -> "c").
-std::string_view file_name(std::string_view path);
-
 }  // namespace docpipe

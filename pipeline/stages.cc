@@ -10,6 +10,8 @@
 #include <optional>
 #include <random>
 
+#include "core/path_util.h"
+
 namespace docpipe {
 
 namespace {
@@ -267,7 +269,7 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
 // The context a transform sees; check_interrupted reports cancel and timeout as they happen.
 DocumentContext document_context(const WorkItem& item) {
   const std::string& rel = item.sched.doc.relative_path;
-  return DocumentContext{rel, file_name(rel), [&item]() -> Status {
+  return DocumentContext{rel, base_name(rel), [&item]() -> Status {
                            if (auto e = interrupted(item)) return *e;
                            return ok();
                          }};

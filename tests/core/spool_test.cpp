@@ -118,8 +118,11 @@ TEST_CASE("spool: start-up cleanup removes temp files and journals whose job has
   f.put(active + "/live.manifest.jsonl", "{}\n");
   f.put(active + "/gone.journal", "journal");  // its job reached done/ before the crash
   f.put(active + "/gone.manifest.jsonl", "{}\n");
-  f.put(active + "/.x.json.tmp.123", "half");
-  f.put(f.spool->done() + "/.r.report.json.tmp.9", "half");
+  f.put(active + "/.x.json.docpipe-tmp.0123456789ab", "half");
+  f.put(f.spool->done() + "/.r.report.json.docpipe-tmp.0123456789ab", "half");
+  // A job whose id merely contains ".tmp." is a job, active or finished.
+  f.put(active + "/nightly.tmp.2024.json", "{}");
+  f.put(f.spool->done() + "/old.tmp.1.report.json", "{}");
   f.put(f.spool->incoming() + "/.producer.tmp.1", "being written");  // a producer's: left alone
   f.spool->remove_stale_temp_files();
   CHECK(fs::exists(active + "/live.json"));
@@ -127,7 +130,9 @@ TEST_CASE("spool: start-up cleanup removes temp files and journals whose job has
   CHECK(fs::exists(active + "/live.manifest.jsonl"));
   CHECK_FALSE(fs::exists(active + "/gone.journal"));
   CHECK_FALSE(fs::exists(active + "/gone.manifest.jsonl"));
-  CHECK_FALSE(fs::exists(active + "/.x.json.tmp.123"));
-  CHECK_FALSE(fs::exists(f.spool->done() + "/.r.report.json.tmp.9"));
+  CHECK_FALSE(fs::exists(active + "/.x.json.docpipe-tmp.0123456789ab"));
+  CHECK_FALSE(fs::exists(f.spool->done() + "/.r.report.json.docpipe-tmp.0123456789ab"));
+  CHECK(fs::exists(active + "/nightly.tmp.2024.json"));
+  CHECK(fs::exists(f.spool->done() + "/old.tmp.1.report.json"));
   CHECK(fs::exists(f.spool->incoming() + "/.producer.tmp.1"));
 }

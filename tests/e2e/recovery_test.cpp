@@ -49,7 +49,7 @@ size_t count_documents(const std::string& dir) {
 }
 
 // Files below `root` that look like a temp file of any kind: a dot name (".NAME.docpipe-tmp.X",
-// ".ID.submitted.N", ".NAME.tmp.N") or anything else mentioning "tmp".
+// a hidden name of any other kind) or anything else mentioning "tmp".
 std::vector<std::string> temp_files_under(const std::string& root) {
   std::vector<std::string> found;
   if (!file_exists(root)) return found;
