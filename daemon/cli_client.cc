@@ -42,7 +42,8 @@ std::string progress_line(const nlohmann::json& job) {
                 static_cast<unsigned long long>(job.value("failed", uint64_t{0})),
                 job.value("documents_per_second", 0.0));
   std::string line = buf;
-  if (job.contains("eta_seconds")) line += ", ETA " + human_duration(job["eta_seconds"].get<double>());
+  if (job.contains("eta_seconds"))
+    line += ", ETA " + human_duration(job["eta_seconds"].get<double>());
   return line;
 }
 
@@ -59,8 +60,8 @@ int wait_for_job(const std::string& id, const DaemonConfig& config, std::ostream
   for (;;) {
     nlohmann::json reply;
     try {
-      reply = control_request(config.control_socket, {{"op", "status"}, {"id", id}},
-                              kRequestTimeoutMs);
+      reply =
+          control_request(config.control_socket, {{"op", "status"}, {"id", id}}, kRequestTimeoutMs);
     } catch (const std::exception& e) {
       // The daemon may be restarting; the job is safe in the spool. Keep waiting.
       if (std::chrono::steady_clock::now() - last_print > std::chrono::seconds(5)) {
@@ -106,7 +107,8 @@ int wait_for_job(const std::string& id, const DaemonConfig& config, std::ostream
 // Without a daemon: wait for the report to appear in the spool.
 int wait_for_report(const std::string& id, const DaemonConfig& config, std::ostream& out) {
   out << "no daemon answers on " << config.control_socket << "; waiting for " << id
-      << " to finish\n" << std::flush;
+      << " to finish\n"
+      << std::flush;
   for (;;) {
     for (const char* dir : {"done", "failed"}) {
       auto text = read_file(config.spool_dir + "/" + dir + "/" + id + ".report.json");
@@ -147,7 +149,9 @@ int cli_submit(const std::string& job_file, bool wait, const DaemonConfig& confi
   nlohmann::json reply;
   try {
     reply = control_request(config.control_socket,
-                            {{"op", "submit"}, {"job", job}, {"base_dir", std::string(parent_path(absolute_path(job_file)))}},
+                            {{"op", "submit"},
+                             {"job", job},
+                             {"base_dir", std::string(parent_path(absolute_path(job_file)))}},
                             kRequestTimeoutMs);
   } catch (const std::exception& e) {
     err << "docpipe submit: " << e.what() << "\n";
@@ -216,8 +220,8 @@ int cli_cancel(const std::string& id, const DaemonConfig& config, std::ostream& 
                std::ostream& err) {
   nlohmann::json reply;
   try {
-    reply = control_request(config.control_socket, {{"op", "cancel"}, {"id", id}},
-                            kRequestTimeoutMs);
+    reply =
+        control_request(config.control_socket, {{"op", "cancel"}, {"id", id}}, kRequestTimeoutMs);
   } catch (const std::exception& e) {
     err << "docpipe cancel: " << e.what() << "\n";
     return 1;

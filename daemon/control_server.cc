@@ -85,10 +85,10 @@ struct ControlServer::Connection : std::enable_shared_from_this<Connection> {
     }
     inbox.erase(0, start);
     if (inbox.size() > kMaxRequestBytes) {
-      send(next_request++, {{"ok", false},
-                            {"error", "request too large: over " +
-                                          std::to_string(kMaxRequestBytes) +
-                                          " bytes without a newline"}});
+      send(next_request++,
+           {{"ok", false},
+            {"error", "request too large: over " + std::to_string(kMaxRequestBytes) +
+                          " bytes without a newline"}});
       close();
     }
   }
@@ -101,8 +101,7 @@ struct ControlServer::Connection : std::enable_shared_from_this<Connection> {
     }
     nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
     if (request.is_discarded() || !request.is_object()) {
-      send(seq, {{"ok", false},
-                 {"error", "malformed request: expected one JSON object per line"}});
+      send(seq, {{"ok", false}, {"error", "malformed request: expected one JSON object per line"}});
       return;
     }
     std::weak_ptr<Connection> weak = shared_from_this();

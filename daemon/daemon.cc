@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "core/fs_util.h"
+#include "core/path_util.h"
 #include "core/time_util.h"
 #include "daemon/log.h"
 
@@ -229,7 +230,7 @@ void Daemon::resume_active_jobs() {
       },
       [this, results] {
         for (auto& [r, job] : *results) {
-          std::string id = r.name.substr(0, r.name.size() - 5);
+          const std::string id = job_file_stem(r.name);
           if (job) {
             log_info("job resumed",
                      {{"job", id}, {"already_done", std::to_string(job->resumed_documents())}});

@@ -65,8 +65,8 @@ void Daemon::control_submit(const nlohmann::json& request, ControlServer::Reply 
   }
   metrics_->intake_event(IntakeSource::kSocket);
   std::string text = job_it->dump(2) + "\n";
-  std::string default_id = "job-" + std::to_string(wall_clock_ms()) + "-" +
-                           std::to_string(++submit_counter_);
+  std::string default_id =
+      "job-" + std::to_string(wall_clock_ms()) + "-" + std::to_string(++submit_counter_);
   auto errors = std::make_shared<FieldErrors>();
   auto job = std::make_shared<std::shared_ptr<DaemonJob>>();
   auto failure = std::make_shared<std::string>();
@@ -95,14 +95,15 @@ void Daemon::control_submit(const nlohmann::json& request, ControlServer::Reply 
         if (*job) {
           const std::string id = (*job)->spec().id;
           uint64_t documents = (*job)->report().counts.total;
-          log_info("job accepted", {{"job", id}, {"source", "socket"},
-                                    {"documents", std::to_string(documents)}});
+          log_info("job accepted",
+                   {{"job", id}, {"source", "socket"}, {"documents", std::to_string(documents)}});
           enqueue(*job);
           reply({{"ok", true}, {"id", id}, {"documents", documents}});
         } else if (!errors->empty()) {
           metrics_->job_rejected();
           std::string joined;
-          for (const auto& e : *errors) joined += (joined.empty() ? "" : "; ") + format_field_error(e);
+          for (const auto& e : *errors)
+            joined += (joined.empty() ? "" : "; ") + format_field_error(e);
           log_warn("job rejected", {{"source", "socket"}, {"errors", joined}});
           reply({{"ok", false}, {"error", "invalid job"}, {"errors", errors_json(*errors)}});
         } else {
@@ -117,7 +118,8 @@ nlohmann::json Daemon::job_status(const DaemonJob& job) const {
   const JobCounts& c = r.counts;
   uint64_t done = c.succeeded + c.failed + c.skipped;
   bool running = running_.count(r.id) != 0;
-  double elapsed = r.started_at_ms ? static_cast<double>(wall_clock_ms() - r.started_at_ms) / 1e3 : 0;
+  double elapsed =
+      r.started_at_ms ? static_cast<double>(wall_clock_ms() - r.started_at_ms) / 1e3 : 0;
   double rate = running && elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
   nlohmann::json j{{"id", r.id},
                    {"state", running ? "running" : "queued"},

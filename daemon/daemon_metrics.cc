@@ -1,11 +1,11 @@
 #include "daemon/daemon_metrics.h"
 
 #include <dirent.h>
+#include <prometheus/metric_family.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
-#include <prometheus/metric_family.h>
 
 namespace docpipe {
 
@@ -70,10 +70,17 @@ void DaemonMetrics::job_finished(JobState state, double duration_seconds) {
 
 void DaemonMetrics::document_finished(const DocumentOutcome& o) {
   switch (o.state) {
-    case DocumentState::kSucceeded: documents_[0]->Increment(); break;
-    case DocumentState::kFailed: documents_[1]->Increment(); break;
-    case DocumentState::kSkipped: documents_[2]->Increment(); break;
-    case DocumentState::kCancelled: break;  // not processed; resumed or reported as cancelled
+    case DocumentState::kSucceeded:
+      documents_[0]->Increment();
+      break;
+    case DocumentState::kFailed:
+      documents_[1]->Increment();
+      break;
+    case DocumentState::kSkipped:
+      documents_[2]->Increment();
+      break;
+    case DocumentState::kCancelled:
+      break;  // not processed; resumed or reported as cancelled
   }
   if (o.attempts > 1) retries_->Increment(o.attempts - 1);
   bytes_in_->Increment(static_cast<double>(o.bytes_in));

@@ -3,10 +3,10 @@
 #include <dirent.h>
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "core/fs_util.h"
+#include "core/path_util.h"
 
 namespace docpipe {
 
@@ -18,8 +18,8 @@ std::optional<ValidatedJob> validate_job_text(const std::string& text,
   JobParseOptions options{default_id, base_dir, &env};
   std::optional<JobSpec> spec = parse_job(text, options, errors);
   if (!spec) return std::nullopt;
-  size_t n = check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots,
-                              errors);
+  size_t n =
+      check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots, errors);
   if (!errors.empty()) return std::nullopt;
   return ValidatedJob{std::move(*spec), n};
 }
@@ -33,14 +33,6 @@ std::string pin_job_text(const std::string& text, const JobSpec& spec) {
   return doc.dump(2) + "\n";
 }
 
-namespace {
-
-std::string strip_json_suffix(const std::string& name) {
-  return name.size() > 5 ? name.substr(0, name.size() - 5) : name;
-}
-
-}  // namespace
-
 IntakeResult take_job_file(const Spool& spool, const std::string& name,
                            const DaemonConfig& config) {
   IntakeResult r;
@@ -48,12 +40,12 @@ IntakeResult take_job_file(const Spool& spool, const std::string& name,
   Result<std::string> text = read_file(spool.incoming() + "/" + name);
   if (!text) {
     r.kind = text.error().code == ErrorCode::kNotFound ? IntakeResult::Kind::kGone
-                                                         : IntakeResult::Kind::kFailed;
+                                                       : IntakeResult::Kind::kFailed;
     r.message = text.error().message;
     return r;
   }
   std::optional<ValidatedJob> job =
-      validate_job_text(*text, strip_json_suffix(name), spool.incoming(), config, r.errors);
+      validate_job_text(*text, job_file_stem(name), spool.incoming(), config, r.errors);
   if (job) {
     Status claimed = spool.claim(name, job->spec.id);
     if (claimed) {
@@ -89,7 +81,7 @@ std::vector<std::string> list_active_job_ids(const Spool& spool) {
   while (struct dirent* e = ::readdir(d)) {
     std::string name = e->d_name;
     // active/ holds ID.json and ID.manifest.jsonl (and temp files starting with '.').
-    if (Spool::is_job_file_name(name)) ids.push_back(strip_json_suffix(name));
+    if (Spool::is_job_file_name(name)) ids.push_back(job_file_stem(name));
   }
   ::closedir(d);
   std::sort(ids.begin(), ids.end());
@@ -106,7 +98,8 @@ IntakeResult load_active_job(const Spool& spool, const std::string& id,
     r.message = text.error().message;
     return r;
   }
-  std::optional<ValidatedJob> job = validate_job_text(*text, id, spool.incoming(), config, r.errors);
+  std::optional<ValidatedJob> job =
+      validate_job_text(*text, id, spool.incoming(), config, r.errors);
   if (!job) {
     r.kind = IntakeResult::Kind::kRejected;
     return r;

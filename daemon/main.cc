@@ -13,9 +13,9 @@
 #include "core/fs_util.h"
 #include "core/path_util.h"
 #include "core/transform.h"
+#include "daemon/cli_client.h"
 #include "daemon/daemon.h"
 #include "daemon/log.h"
-#include "daemon/cli_client.h"
 
 namespace {
 
@@ -25,7 +25,6 @@ std::string current_dir() {
   char buf[4096];
   return ::getcwd(buf, sizeof buf) != nullptr ? std::string(buf) : std::string(".");
 }
-
 
 // Flags that override the config file; unset ones leave it alone.
 struct Overrides {
@@ -46,7 +45,8 @@ struct Overrides {
     cmd->add_option("--config", config_path, "daemon config file (JSON)");
     cmd->add_option("--spool", spool, "spool folder (overrides spool_dir)");
     if (!daemon_flags) return;
-    cmd->add_option("--metrics-listen", metrics_listen, "HOST:PORT for /metrics (port 0: any free)");
+    cmd->add_option("--metrics-listen", metrics_listen,
+                    "HOST:PORT for /metrics (port 0: any free)");
     cmd->add_option("--workers", workers, "transformer threads")->check(CLI::PositiveNumber);
     cmd->add_option("--io-threads", io_threads, "reader and writer threads")
         ->check(CLI::PositiveNumber);
@@ -58,10 +58,12 @@ struct Overrides {
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--rescan-interval-ms", rescan_ms, "periodic rescan of incoming/")
         ->check(CLI::PositiveNumber);
-    cmd->add_option("--durability", durability, "fsync or none")->check(CLI::IsMember({"fsync", "none"}));
+    cmd->add_option("--durability", durability, "fsync or none")
+        ->check(CLI::IsMember({"fsync", "none"}));
     cmd->add_option("--log-level", log_level, "debug, info, warn or error")
         ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
-    cmd->add_option("--log-format", log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
+    cmd->add_option("--log-format", log_format, "text or json")
+        ->check(CLI::IsMember({"text", "json"}));
   }
 
   DaemonConfig load() const {
@@ -111,10 +113,12 @@ int cmd_validate(const Overrides& flags, const std::vector<std::string>& files) 
     }
     std::string base(docpipe::parent_path(docpipe::absolute_path(file)));
     docpipe::FieldErrors errors;
-    auto job = docpipe::validate_job_text(*text, docpipe::job_file_stem(file), base, config, errors);
+    auto job =
+        docpipe::validate_job_text(*text, docpipe::job_file_stem(file), base, config, errors);
     if (!job) {
       all_valid = false;
-      for (const auto& e : errors) std::cout << file << ": " << docpipe::format_field_error(e) << "\n";
+      for (const auto& e : errors)
+        std::cout << file << ": " << docpipe::format_field_error(e) << "\n";
     } else {
       std::cout << file << ": valid, job \"" << job->spec.id << "\", " << job->documents
                 << " document(s)\n";

@@ -39,7 +39,8 @@ void ServiceNotifier::ready() { sd_notify(0, "READY=1"); }
 void ServiceNotifier::reloading() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t usec = static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+  uint64_t usec =
+      static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
   // MONOTONIC_USEC is what Type=notify-reload expects; plain Type=notify ignores it.
   sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", static_cast<unsigned long long>(usec));
 }

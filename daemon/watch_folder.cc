@@ -145,7 +145,8 @@ void WatchFolder::on_stat(const std::string& name, int result, const uv_stat_t* 
   if (result < 0 || st == nullptr || (st->st_mode & S_IFMT) != S_IFREG) {
     // Gone (taken by someone else, or deleted) or not a regular file: nothing to do.
     if (result < 0 && result != UV_ENOENT) {
-      log_warn("cannot stat job file", {{"file", dir_ + "/" + name}, {"error", uv_strerror(result)}});
+      log_warn("cannot stat job file",
+               {{"file", dir_ + "/" + name}, {"error", uv_strerror(result)}});
     }
     candidates_.erase(it);
     return;
