@@ -22,7 +22,6 @@ TransformChain::Run TransformChain::begin(const DocumentContext& doc) const {
 // in pieces, so that each step's output per call stays bounded however much the one before it
 // expanded.
 Status TransformChain::Run::feed(size_t step, std::string_view data, const Sink& sink) {
-  if (step == transforms_.size()) return data.empty() ? ok() : sink(data);
   DocumentTransform& t = *transforms_[step];
   std::string& next = scratch_[step];
   bool first = true;
@@ -47,7 +46,7 @@ Status TransformChain::Run::pass_on(size_t step, std::string_view data, const Si
 }
 
 Status TransformChain::Run::update(std::string_view in, const Sink& sink) {
-  return feed(0, in, sink);
+  return pass_on(0, in, sink);
 }
 
 Status TransformChain::Run::finish(const Sink& sink) {
