@@ -11,12 +11,6 @@
 namespace e2e {
 namespace {
 
-CommandResult docpipe(const std::vector<std::string>& args, const std::string& scratch) {
-  std::vector<std::string> argv{docpipe_binary()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return run_command(argv, scratch);
-}
-
 void write_inputs(const std::string& in) {
   write_file(in + "/x.txt", "x-ray\n");
   write_file(in + "/y.txt", "yankee\n");
@@ -144,6 +138,7 @@ void check_gzip_outputs(const std::string& out) {
   CHECK(list_files(out) == std::vector<std::string>{"deep/z.txt.gz", "x.txt.gz", "y.txt.gz"});
   CHECK(gunzip(read_file(out + "/deep/z.txt.gz")) == "zulu\n");
   CHECK(gunzip(read_file(out + "/x.txt.gz")) == "x-ray\n");
+  CHECK(gunzip(read_file(out + "/y.txt.gz")) == "yankee\n");
 }
 
 TEST_CASE("e2e cli: submit hands a job to the running daemon which completes it") {

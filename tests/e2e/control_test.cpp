@@ -18,27 +18,8 @@
 namespace e2e {
 namespace {
 
-std::string scratch_base() { return ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"; }
-
-CommandResult docpipe(const std::vector<std::string>& args, const std::string& scratch) {
-  std::vector<std::string> argv{docpipe_binary()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return run_command(argv, scratch);
-}
-
 long elapsed_ms(Clock::time_point since) {
   return static_cast<long>(std::chrono::duration_cast<milliseconds>(Clock::now() - since).count());
-}
-
-// Files below `root` whose name starts with '.' (docpipe's temp files all do).
-std::vector<std::string> dot_files_under(const std::string& root) {
-  std::vector<std::string> found;
-  if (!file_exists(root)) return found;
-  for (const std::string& rel : list_files(root)) {
-    size_t slash = rel.rfind('/');
-    if (rel[slash == std::string::npos ? 0 : slash + 1] == '.') found.push_back(rel);
-  }
-  return found;
 }
 
 // A raw client of the control socket, for requests the CLI would never send.

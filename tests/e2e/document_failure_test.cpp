@@ -81,14 +81,17 @@ TEST_CASE("e2e document failure: a corrupt document fails the job when max_faile
 
   // The manifest lists the processed documents (not the cancelled ones) with their states.
   std::map<std::string, int> states;
+  bool broken_listed = false;
   for (nlohmann::json line : read_json_lines(outcome.manifest_path)) {
     states[line["state"].get<std::string>()]++;
     if (line["input"] == f.broken) {
+      broken_listed = true;
       CHECK(line["state"] == "failed");
       CHECK(line["error"] == error);
       CHECK(line["sha256"] == "");
     }
   }
+  CHECK(broken_listed);
   CHECK(states["succeeded"] == counts["succeeded"].get<int>());
   CHECK(states["failed"] == 1);
   CHECK(states.count("cancelled") == 0);

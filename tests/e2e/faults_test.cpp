@@ -16,20 +16,7 @@
 namespace e2e {
 namespace {
 
-std::string scratch_base() { return ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"; }
-
 // Every file below `root` whose name starts with '.' (docpipe's temp files all do).
-std::vector<std::string> dot_files_under(const std::string& root) {
-  std::vector<std::string> found;
-  if (!file_exists(root)) return found;
-  for (const std::string& rel : list_files(root)) {
-    if (rel[rel.rfind('/') == std::string::npos ? 0 : rel.rfind('/') + 1] == '.') {
-      found.push_back(rel);
-    }
-  }
-  return found;
-}
-
 nlohmann::json limited_job(const std::string& id, const std::string& in, const std::string& out,
                            nlohmann::json transforms, nlohmann::json limits) {
   nlohmann::json job = make_job(id, in, out, std::move(transforms));

@@ -113,6 +113,25 @@ std::optional<int> wait_with_deadline(pid_t pid, milliseconds timeout) {
 
 }  // namespace
 
+std::string scratch_base() { return ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"; }
+
+std::vector<std::string> dot_files_under(const std::string& root) {
+  std::vector<std::string> found;
+  if (!file_exists(root)) return found;
+  for (const std::string& rel : list_files(root)) {
+    const size_t slash = rel.rfind('/');
+    if (rel[slash == std::string::npos ? 0 : slash + 1] == '.') found.push_back(rel);
+  }
+  return found;
+}
+
+void write_config(const std::string& path, const std::string& text) {
+  write_file(path + ".new", text);
+  if (::rename((path + ".new").c_str(), path.c_str()) != 0) {
+    throw sys_error("rename " + path + ".new", errno);
+  }
+}
+
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);
@@ -309,6 +328,12 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
   std::optional<int> code = wait_with_deadline(pid, timeout);
   if (!code) throw std::runtime_error(argv[0] + " did not exit within the deadline");
   return CommandResult{*code, read_file(stem + ".out"), read_file(stem + ".err")};
+}
+
+CommandResult docpipe(const std::vector<std::string>& args, const std::string& scratch_dir) {
+  std::vector<std::string> argv{docpipe_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, scratch_dir);
 }
 
 pid_t spawn_process(const std::vector<std::string>& argv, const std::string& log_path,

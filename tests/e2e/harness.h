@@ -57,6 +57,9 @@ class TempDir {
   std::string path_;
 };
 
+// Where tests with many small files put their TempDir: /dev/shm when writable, else /tmp.
+std::string scratch_base();
+
 // Files. These throw std::runtime_error naming the path on failure.
 void write_file(const std::string& path, std::string_view content);  // creates parent folders
 std::string read_file(const std::string& path);
@@ -65,6 +68,11 @@ void make_dirs(const std::string& path);
 // Every non-folder entry below `root`, as paths relative to it, sorted.
 std::vector<std::string> list_files(const std::string& root);
 nlohmann::json read_json(const std::string& path);
+// Files below `root` whose name starts with '.' (docpipe's temp files all do), relative to it.
+std::vector<std::string> dot_files_under(const std::string& root);
+// Replaces a config file whole (write aside, rename), the way an operator's tooling should.
+void write_config(const std::string& path, const std::string& text);
+
 // The lines of `text`, without their newlines (a final newline adds no empty line).
 std::vector<std::string> lines_of(const std::string& text);
 // One JSON value per non-empty line.
@@ -104,6 +112,9 @@ struct CommandResult {
 // Runs argv[0] (a path) with stdout and stderr captured through files in `scratch_dir`.
 CommandResult run_command(const std::vector<std::string>& argv, const std::string& scratch_dir,
                           milliseconds timeout = kExitTimeout);
+
+// Runs `docpipe ARGS...` (the normal build), its output captured in `scratch_dir`.
+CommandResult docpipe(const std::vector<std::string>& args, const std::string& scratch_dir);
 
 // Spawns `argv` with stdin from /dev/null and stdout+stderr appended to `log_path`; the
 // environment is the test's minus variables that would change the daemon's behaviour

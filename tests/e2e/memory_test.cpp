@@ -23,8 +23,6 @@ constexpr uint64_t kMiB = 1 << 20;
 
 // tmpfs keeps the 44,000 file creations fast and clear of ext4's delayed inode reuse (NOTES.md);
 // page cache is not part of the daemon's RSS either way.
-std::string scratch_base() { return ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"; }
-
 uint64_t peak_rss_for_identity_job(int documents) {
   TempDir tmp(scratch_base());
   const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";

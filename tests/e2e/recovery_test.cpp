@@ -28,8 +28,6 @@ nlohmann::json all_succeeded(size_t n) {
 
 // A tmpfs when there is one: fsync is free there, so the jobs' pace is set by test.sleep and the
 // worker count rather than by a shared disk.
-std::string scratch_base() { return ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"; }
-
 // Documents (names not starting with '.') below `dir`, counted without stat() so that files
 // renamed or removed meanwhile by the daemon do not disturb the walk.
 size_t count_documents(const std::string& dir) {

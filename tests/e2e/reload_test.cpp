@@ -16,8 +16,6 @@
 namespace e2e {
 namespace {
 
-std::string scratch_base() { return ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"; }
-
 // Threads of `pid` whose name starts with dp-transform-. Threads that exit meanwhile are skipped.
 int transform_threads(pid_t pid) {
   std::string tasks = "/proc/" + std::to_string(pid) + "/task";
@@ -43,12 +41,6 @@ int wait_for_transform_threads(DaemonProcess& daemon, int expected) {
     return seen == expected;
   });
   return seen;
-}
-
-// Replaces the config file whole (write aside, rename), the way an operator's tooling should.
-void write_config(const std::string& path, const std::string& text) {
-  write_file(path + ".new", text);
-  REQUIRE(::rename((path + ".new").c_str(), path.c_str()) == 0);
 }
 
 void send_sighup(const DaemonProcess& daemon) { REQUIRE(::kill(daemon.pid(), SIGHUP) == 0); }

@@ -17,8 +17,6 @@
 namespace e2e {
 namespace {
 
-std::string scratch_base() { return ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"; }
-
 // The receiving end of NOTIFY_SOCKET: an AF_UNIX datagram socket bound at a path.
 class NotifySocket {
  public:
@@ -97,11 +95,6 @@ bool wait_until(NotifySocket& socket, const std::function<bool()>& pred) {
     socket.messages();
     return pred();
   });
-}
-
-void write_config(const std::string& path, const std::string& text) {
-  write_file(path + ".new", text);
-  REQUIRE(::rename((path + ".new").c_str(), path.c_str()) == 0);
 }
 
 }  // namespace

@@ -28,11 +28,7 @@ using testing::upper_step;
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-PipelineOptions test_options() {
-  PipelineOptions o;
-  o.fsync = false;
-  return o;
-}
+using testing::test_options;
 
 // A job that never runs out: document i is the same small input under the name "d/i.txt".
 std::shared_ptr<FakeJob> endless_job(const std::string& id, const std::string& input,

@@ -28,11 +28,7 @@ using testing::upper_step;
 using testing::write_file;
 namespace fs = std::filesystem;
 
-PipelineOptions test_options() {
-  PipelineOptions o;
-  o.fsync = false;
-  return o;
-}
+using testing::test_options;
 
 // Runs one job to its end and returns its outcomes by relative path.
 std::map<std::string, DocumentOutcome> run_job(std::shared_ptr<FakeJob> job,

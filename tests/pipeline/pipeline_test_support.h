@@ -24,11 +24,19 @@
 #include "core/job_spec.h"
 #include "core/transform.h"
 #include "core/transform_chain.h"
+#include "pipeline/pipeline.h"
 #include "pipeline/pipeline_job.h"
 
 namespace docpipe::testing {
 
 namespace fs = std::filesystem;
+
+// The pipeline's defaults without fsync: tests check behaviour, not durability.
+inline PipelineOptions test_options() {
+  PipelineOptions o;
+  o.fsync = false;
+  return o;
+}
 
 // Polls `cond` until it holds (true) or `timeout` passes (false).
 template <typename Cond>
