@@ -207,19 +207,8 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
   begin_stage(*item);
   StageClock clock(s, Stage::kRead);
 
-  // O_NONBLOCK: opening a FIFO must not hang the reader; it is refused below as not regular.
-  item->input_fd = ::open(input.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  struct stat st;
-  if (item->input_fd < 0 || ::fstat(item->input_fd, &st) != 0) {
-    Error e = errno_error("read " + input, errno);
-    settle_error(s, std::move(item), e);
-    return nullptr;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    Error e = make_error(ErrorCode::kInvalidArgument, "read " + input + ": not a regular file");
-    settle_error(s, std::move(item), e);
-    return nullptr;
-  }
+  // An output that is to be kept is checked first: a rerun over outputs that mostly exist then
+  // costs one stat per document, not an open of its input as well.
   if (spec.output.if_exists != IfExists::kReplace) {
     struct stat existing;
     if (::fstatat(AT_FDCWD, item->output_path.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -232,6 +221,20 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
       }
       return nullptr;
     }
+  }
+
+  // O_NONBLOCK: opening a FIFO must not hang the reader; it is refused below as not regular.
+  item->input_fd = ::open(input.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  struct stat st;
+  if (item->input_fd < 0 || ::fstat(item->input_fd, &st) != 0) {
+    Error e = errno_error("read " + input, errno);
+    settle_error(s, std::move(item), e);
+    return nullptr;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    Error e = make_error(ErrorCode::kInvalidArgument, "read " + input + ": not a regular file");
+    settle_error(s, std::move(item), e);
+    return nullptr;
   }
 
   const size_t size = static_cast<size_t>(st.st_size);
