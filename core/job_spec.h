@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/credentials.h"
 #include "core/field_error.h"
 #include "core/transform_chain.h"
 
@@ -48,6 +49,9 @@ struct JobSpec {
   bool holds_whole_documents = false;
   JobLimits limits;
   int priority = 0;
+  // Who the job acts for; its file access is checked against these credentials. nullopt: not
+  // restricted (a root submitter, or a unit test of the pipeline).
+  std::optional<Credentials> submitter;
 };
 
 struct JobParseOptions {
