@@ -11,6 +11,7 @@
 #include <random>
 
 #include "core/path_util.h"
+#include "pipeline/backoff.h"
 
 namespace docpipe {
 
@@ -21,10 +22,6 @@ using Clock = std::chrono::steady_clock;
 // Pool bounds: 64 items x 2 buffers x 64 KiB keeps at most 8 MiB outside the byte budget.
 constexpr size_t kPoolItems = 64;
 constexpr size_t kPooledBufferCapacity = 64u << 10;
-
-// Retries of transient failures: about 100 ms, 200 ms, 400 ms, ... at most ~10 s apart.
-constexpr auto kRetryBase = std::chrono::milliseconds(100);
-constexpr auto kRetryMax = std::chrono::milliseconds(10000);
 
 void trim(std::string& buffer) {
   if (buffer.capacity() > kPooledBufferCapacity) {
@@ -68,14 +65,6 @@ class StageClock {
   bool running_ = true;
 };
 
-Clock::duration retry_delay(int attempt) {
-  auto delay = std::min<Clock::duration>(kRetryBase * (1 << std::min(attempt - 1, 16)), kRetryMax);
-  // Jitter (x0.5 .. x1.5) so that documents failing together do not all retry together.
-  thread_local std::mt19937 rng{std::random_device{}()};
-  std::uniform_real_distribution<double> factor(0.5, 1.5);
-  return std::chrono::duration_cast<Clock::duration>(delay * factor(rng));
-}
-
 // Releases everything the item holds, then reports its outcome, or hands it back to the
 // scheduler for another attempt when the failure is transient and attempts remain.
 void settle(StageShared& s, std::unique_ptr<WorkItem> item, DocumentState state,
@@ -92,7 +81,7 @@ void settle(StageShared& s, std::unique_ptr<WorkItem> item, DocumentState state,
   const JobSpec& spec = item->sched.job->spec();
   if (state == DocumentState::kFailed && error != nullptr && is_transient(*error) &&
       item->sched.attempt < spec.limits.max_attempts && !item->sched.job->cancelled()) {
-    if (s.scheduler.retry(item->sched, retry_delay(item->sched.attempt))) {
+    if (s.scheduler.retry(item->sched, random_backoff_delay(item->sched.attempt))) {
       s.pool.put(std::move(item));
       return;
     }
