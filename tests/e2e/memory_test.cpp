@@ -20,6 +20,7 @@ constexpr bool kSanitized = false;
 #endif
 
 constexpr uint64_t kMiB = 1 << 20;
+constexpr uint64_t kBudget = 1 * kMiB;  // --memory-budget-bytes
 
 // tmpfs keeps the 44,000 file creations fast and clear of ext4's delayed inode reuse (NOTES.md);
 // page cache is not part of the daemon's RSS either way.
@@ -34,8 +35,8 @@ uint64_t peak_rss_for_identity_job(int documents) {
     content.replace(0, header.size(), header);  // distinct files of one size
     write_file(in + name, content);
   }
-  DaemonProcess daemon(spool, {"--max-in-flight-documents", "8", "--memory-budget-bytes", "1048576",
-                               "--durability", "none", "--workers", "2"});
+  DaemonProcess daemon(spool, {"--max-in-flight-documents", "8", "--memory-budget-bytes",
+                               std::to_string(kBudget), "--durability", "none", "--workers", "2"});
   daemon.start();
   drop_job(spool, "bulk.json", make_job("bulk", in, out));
   JobOutcome outcome = daemon.wait_for_job("bulk");
@@ -53,7 +54,9 @@ TEST_CASE("e2e memory: peak RSS of a 20000-document job stays within 8 MiB of a 
   uint64_t large = peak_rss_for_identity_job(20000);
   MESSAGE("peak RSS: 2000 documents " << small / 1024 << " KiB, 20000 documents " << large / 1024
                                       << " KiB");
-  CHECK(small > 0);
+  // DESIGN.md: peak RSS within the memory budget + 32 MiB, whatever the job.
+  CHECK(small <= kBudget + 32 * kMiB);
+  CHECK(large <= kBudget + 32 * kMiB);
   CHECK(large <= small + 8 * kMiB);
 }
 

@@ -1,0 +1,397 @@
+// durability: the real daemon runs under strace, and its syscalls show what `durability: fsync`
+// promises (DESIGN.md "Guarantees"): each output's temp file is fsynced before it is renamed into
+// place, and the output folder is fsynced after the rename; each journal record reaches the
+// kernel in a write of its own (a crash of the daemon then loses no record), before the job's
+// report; and `durability: none` fsyncs no output. Calls are matched by the paths strace -y shows
+// for their descriptors, not by their exact shape (rename or renameat relative to a folder
+// descriptor, fsync or fdatasync).
+
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "tests/e2e/harness.h"
+
+namespace e2e {
+namespace {
+
+// One traced system call: its name and its arguments as strace printed them.
+struct Syscall {
+  size_t index = 0;  // position in the trace (the order in which the calls started)
+  std::string name;
+  std::vector<std::string> args;
+};
+
+// Decodes a strace string argument ("..." with C escapes; a truncated one ends in "...").
+std::string unquote(std::string_view token) {
+  std::string out;
+  if (token.size() < 2 || token.front() != '"') return out;
+  size_t end = token.rfind('"');
+  for (size_t i = 1; i < end; ++i) {
+    char c = token[i];
+    if (c != '\\' || i + 1 >= end) {
+      out += c;
+      continue;
+    }
+    char e = token[++i];
+    switch (e) {
+      case 'n':
+        out += '\n';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case 'v':
+        out += '\v';
+        break;
+      case 'f':
+        out += '\f';
+        break;
+      case 'x': {
+        out += static_cast<char>(std::stoi(std::string(token.substr(i + 1, 2)), nullptr, 16));
+        i += 2;
+        break;
+      }
+      default:
+        if (e >= '0' && e <= '7') {
+          size_t n = 0;
+          int v = 0;
+          while (n < 3 && i < end && token[i] >= '0' && token[i] <= '7') {
+            v = v * 8 + (token[i] - '0');
+            ++i;
+            ++n;
+          }
+          --i;
+          out += static_cast<char>(v);
+        } else {
+          out += e;  // \" and \\ (and anything else strace escapes by itself)
+        }
+    }
+  }
+  return out;
+}
+
+// The path strace -y prints after a descriptor ("7</tmp/x/out>" -> "/tmp/x/out"), else "".
+std::string fd_path(std::string_view token) {
+  size_t open = token.find('<');
+  if (open == std::string_view::npos || token.back() != '>') return "";
+  return std::string(token.substr(open + 1, token.size() - open - 2));
+}
+
+// Splits "a, \"b, c\", 7</p>, {x, y})" at its top-level commas up to the closing parenthesis.
+std::vector<std::string> split_args(std::string_view s) {
+  std::vector<std::string> args;
+  std::string current;
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (in_string) {
+      current += c;
+      if (c == '\\' && i + 1 < s.size()) {
+        current += s[++i];
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '(' || c == '[' || c == '{' || c == '<') {
+      ++depth;
+    } else if (c == ']' || c == '}' || c == '>') {
+      --depth;
+    } else if (c == ')') {
+      if (depth == 0) break;
+      --depth;
+    } else if (c == ',' && depth == 0) {
+      args.push_back(current);
+      current.clear();
+      if (i + 1 < s.size() && s[i + 1] == ' ') ++i;
+      continue;
+    }
+    current += c;
+  }
+  if (!current.empty()) args.push_back(current);
+  return args;
+}
+
+// Reads `strace -f -o FILE` output: "PID name(args) = result", or, where threads interleave,
+// "PID name(args <unfinished ...>" then "PID <... name resumed>) = result". The call is taken
+// from the line where it starts; resumptions, signals and exits are skipped.
+std::vector<Syscall> parse_trace(const std::string& path) {
+  std::vector<Syscall> calls;
+  std::istringstream in(read_file(path));
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t space = line.find(' ');
+    if (space == std::string::npos) continue;
+    std::string_view rest = std::string_view(line).substr(space + 1);
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    if (rest.empty() || rest.front() == '<' || rest.front() == '-' || rest.front() == '+') continue;
+    size_t paren = rest.find('(');
+    if (paren == std::string_view::npos) continue;
+    Syscall call;
+    call.index = calls.size();
+    call.name = std::string(rest.substr(0, paren));
+    call.args = split_args(rest.substr(paren + 1));
+    if (!call.args.empty()) {
+      std::string& last = call.args.back();
+      const std::string unfinished = " <unfinished ...>";
+      if (last.size() >= unfinished.size() &&
+          last.compare(last.size() - unfinished.size(), unfinished.size(), unfinished) == 0) {
+        last.erase(last.size() - unfinished.size());
+      }
+    }
+    calls.push_back(std::move(call));
+  }
+  return calls;
+}
+
+// An absolute path from a (directory descriptor, name) pair of a *at() call.
+std::string at_path(const std::string& dirfd, const std::string& name_token) {
+  std::string name = unquote(name_token);
+  if (!name.empty() && name.front() == '/') return name;
+  std::string dir = fd_path(dirfd);
+  return dir.empty() ? name : dir + "/" + name;
+}
+
+struct Rename {
+  size_t index;
+  std::string from, to;
+};
+
+std::vector<Rename> renames(const std::vector<Syscall>& calls) {
+  std::vector<Rename> out;
+  for (const Syscall& c : calls) {
+    if (c.name == "rename" && c.args.size() >= 2) {
+      out.push_back({c.index, unquote(c.args[0]), unquote(c.args[1])});
+    } else if ((c.name == "renameat" || c.name == "renameat2") && c.args.size() >= 4) {
+      out.push_back({c.index, at_path(c.args[0], c.args[1]), at_path(c.args[2], c.args[3])});
+    }
+  }
+  return out;
+}
+
+// (index, path) of every fsync and fdatasync.
+std::vector<std::pair<size_t, std::string>> syncs(const std::vector<Syscall>& calls) {
+  std::vector<std::pair<size_t, std::string>> out;
+  for (const Syscall& c : calls) {
+    if ((c.name == "fsync" || c.name == "fdatasync") && !c.args.empty()) {
+      out.emplace_back(c.index, fd_path(c.args[0]));
+    }
+  }
+  return out;
+}
+
+std::string real_path(const std::string& path) {
+  char* resolved = ::realpath(path.c_str(), nullptr);
+  if (resolved == nullptr) throw std::runtime_error("realpath " + path);
+  std::string out(resolved);
+  ::free(resolved);
+  return out;
+}
+
+std::string find_strace() {
+  for (const char* candidate : {"/usr/bin/strace", "/bin/strace", "/usr/local/bin/strace"}) {
+    if (::access(candidate, X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+// The daemon, run by strace through a small wrapper script (the harness runs BINARY run ...).
+// The harness's pid is strace's: stop() sends SIGTERM to the daemon itself, and strace exits
+// with its status once it has written the whole trace.
+class TracedDaemon {
+ public:
+  TracedDaemon(const std::string& strace, const std::string& dir, const std::string& spool,
+               std::vector<std::string> args)
+      : trace_(dir + "/trace.log"), daemon_(spool, std::move(args)) {
+    const std::string wrapper = dir + "/traced-docpipe";
+    write_file(wrapper, "#!/bin/sh\nexec " + strace + " -f -qq -y -s 1048576 -o " + trace_ +
+                            " -e trace=fsync,fdatasync,rename,renameat,renameat2,write,pwrite64 " +
+                            docpipe_binary() + " \"$@\"\n");
+    if (::chmod(wrapper.c_str(), 0755) != 0) throw std::runtime_error("chmod " + wrapper);
+    daemon_.set_binary(wrapper);
+  }
+  ~TracedDaemon() {
+    if (pid_t child = daemon_pid(); child > 0) ::kill(child, SIGKILL);
+  }
+
+  DaemonProcess& daemon() { return daemon_; }
+  const std::string& trace() const { return trace_; }
+
+  // The traced docpipe: strace's only child.
+  pid_t daemon_pid() const {
+    if (daemon_.pid() <= 0) return -1;
+    std::ifstream children("/proc/" + std::to_string(daemon_.pid()) + "/task/" +
+                           std::to_string(daemon_.pid()) + "/children");
+    pid_t child = -1;
+    children >> child;
+    return child;
+  }
+
+  int stop() {
+    pid_t child = daemon_pid();
+    if (child <= 0) throw std::runtime_error("the traced daemon is not running");
+    ::kill(child, SIGTERM);
+    return daemon_.wait_exit();
+  }
+
+ private:
+  std::string trace_;
+  DaemonProcess daemon_;
+};
+
+// Runs a job copying `documents` (relative path -> content) under strace and returns its trace.
+struct TracedRun {
+  std::string in, out, spool;
+  std::vector<Syscall> calls;
+};
+
+TracedRun run_traced(const TempDir& tmp, const std::string& strace, const std::string& durability,
+                     const std::vector<std::string>& documents) {
+  TracedRun run;
+  make_dirs(tmp / "run");
+  const std::string base = real_path(tmp / "run");
+  run.in = base + "/in";
+  run.out = base + "/out";
+  run.spool = base + "/spool";
+  for (const std::string& rel : documents) write_file(run.in + "/" + rel, "content of " + rel);
+  TracedDaemon traced(strace, base, run.spool, {"--durability", durability, "--workers", "2"});
+  traced.daemon().start();
+  drop_job(run.spool, "durable.json", make_job("durable", run.in, run.out));
+  JobOutcome outcome = traced.daemon().wait_for_job("durable");
+  INFO("report: " << outcome.report.dump(2));
+  REQUIRE(outcome.folder == "done");
+  REQUIRE(outcome.report["counts"]["succeeded"] == documents.size());
+  CHECK(traced.stop() == 0);
+  run.calls = parse_trace(traced.trace());
+  return run;
+}
+
+std::vector<std::string> test_documents() {
+  std::vector<std::string> docs;
+  for (int i = 0; i < 6; ++i) {
+    docs.push_back("a/doc-" + std::to_string(i) + ".txt");
+    docs.push_back("b/c/doc-" + std::to_string(i) + ".txt");
+  }
+  return docs;
+}
+
+bool under(const std::string& path, const std::string& folder) {
+  return path == folder || path.rfind(folder + "/", 0) == 0;
+}
+
+TEST_CASE("durability: with fsync each output is fsynced before its rename and its folder after") {
+  const std::string strace = find_strace();
+  if (strace.empty()) return skip_test("strace is not installed (scripts/deps --test)");
+  TempDir tmp;
+  if (run_command({strace, "-o", "/dev/null", "true"}, tmp.path()).exit_code != 0) {
+    return skip_test("strace cannot trace here (ptrace not permitted)");
+  }
+  const std::vector<std::string> docs = test_documents();
+  TracedRun run = run_traced(tmp, strace, "fsync", docs);
+  REQUIRE(!run.calls.empty());
+  const std::vector<Rename> all_renames = renames(run.calls);
+  const auto all_syncs = syncs(run.calls);
+
+  for (const std::string& rel : docs) {
+    const std::string output = run.out + "/" + rel;
+    const std::string folder = output.substr(0, output.rfind('/'));
+    CAPTURE(output);
+    std::vector<Rename> into;
+    for (const Rename& r : all_renames) {
+      if (r.to == output) into.push_back(r);
+    }
+    REQUIRE(into.size() == 1);
+    const Rename& rename = into.front();
+    CHECK(rename.from != output);
+    CHECK(rename.from.rfind(folder + "/.", 0) == 0);  // a temp file in the output's folder
+    bool temp_synced = std::any_of(all_syncs.begin(), all_syncs.end(), [&](const auto& s) {
+      return s.second == rename.from && s.first < rename.index;
+    });
+    CHECK_MESSAGE(temp_synced, "no fsync of " << rename.from << " before its rename");
+    bool folder_synced = std::any_of(all_syncs.begin(), all_syncs.end(), [&](const auto& s) {
+      return s.second == folder && s.first > rename.index;
+    });
+    CHECK_MESSAGE(folder_synced, "no fsync of " << folder << " after the rename");
+  }
+}
+
+TEST_CASE("durability: each journal record reaches the kernel in its own write before the report") {
+  const std::string strace = find_strace();
+  if (strace.empty()) return skip_test("strace is not installed (scripts/deps --test)");
+  TempDir tmp;
+  if (run_command({strace, "-o", "/dev/null", "true"}, tmp.path()).exit_code != 0) {
+    return skip_test("strace cannot trace here (ptrace not permitted)");
+  }
+  const std::vector<std::string> docs = test_documents();
+  TracedRun run = run_traced(tmp, strace, "fsync", docs);
+  const std::string journal = run.spool + "/active/durable.journal";
+  const std::string report = run.spool + "/done/durable.report.json";
+
+  size_t report_renamed = SIZE_MAX;
+  for (const Rename& r : renames(run.calls)) {
+    if (r.to == report) report_renamed = r.index;
+  }
+  REQUIRE(report_renamed != SIZE_MAX);
+
+  std::vector<std::pair<size_t, std::string>> writes;  // (index, data) to the journal
+  for (const Syscall& c : run.calls) {
+    if ((c.name == "write" || c.name == "pwrite64") && c.args.size() >= 2 &&
+        fd_path(c.args[0]) == journal) {
+      writes.emplace_back(c.index, unquote(c.args[1]));
+    }
+  }
+  // The header, then at least one record per document.
+  REQUIRE(writes.size() >= docs.size() + 1);
+  std::set<std::string> recorded;
+  for (const auto& [index, data] : writes) {
+    CAPTURE(data);
+    // Whole records, one per write: "CRC32 payload\n". Records left in a user-space buffer
+    // would reach the kernel together, later, or never if the daemon died meanwhile.
+    CHECK(std::count(data.begin(), data.end(), '\n') == 1);
+    CHECK((!data.empty() && data.back() == '\n'));
+    CHECK(index < report_renamed);
+    for (const std::string& rel : docs) {
+      if (data.find("/" + rel + "\"") != std::string::npos) {
+        recorded.insert(rel);
+      }
+    }
+  }
+  CHECK(recorded.size() == docs.size());
+}
+
+TEST_CASE("durability: with durability none no output file or output folder is fsynced") {
+  const std::string strace = find_strace();
+  if (strace.empty()) return skip_test("strace is not installed (scripts/deps --test)");
+  TempDir tmp;
+  if (run_command({strace, "-o", "/dev/null", "true"}, tmp.path()).exit_code != 0) {
+    return skip_test("strace cannot trace here (ptrace not permitted)");
+  }
+  const std::vector<std::string> docs = test_documents();
+  TracedRun run = run_traced(tmp, strace, "none", docs);
+  // The outputs were traced: their renames are there.
+  size_t output_renames = 0;
+  for (const Rename& r : renames(run.calls)) output_renames += under(r.to, run.out) ? 1 : 0;
+  CHECK(output_renames == docs.size());
+  for (const auto& [index, path] : syncs(run.calls)) {
+    CAPTURE(path);
+    CHECK_FALSE(under(path, run.out));
+  }
+}
+
+}  // namespace
+}  // namespace e2e
