@@ -185,10 +185,9 @@ WorkerLimits read_worker_limits(ParamReader& reader) {
   return limits;
 }
 
-std::shared_ptr<const TransformStep> isolated_step(const std::string& op,
-                                                   const nlohmann::json& params,
-                                                   const WorkerLimits& limits,
-                                                   std::shared_ptr<const TransformStep> in_process) {
+std::shared_ptr<const TransformStep> isolated_step(
+    const std::string& op, const nlohmann::json& params, const WorkerLimits& limits,
+    std::shared_ptr<const TransformStep> in_process) {
   if (g_in_worker) return in_process;
   return make_worker_step(op, params, limits);
 }
@@ -203,7 +202,8 @@ void transform_out_of_memory() {
 extern "C" int docpipe_run_transform_worker_if_asked(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "__transform-worker") != 0) return -1;
   g_in_worker = true;
-  if (argc != 6) return fail_setup("?", "usage: __transform-worker OP PPID MEMORY_BYTES CPU_SECONDS");
+  if (argc != 6)
+    return fail_setup("?", "usage: __transform-worker OP PPID MEMORY_BYTES CPU_SECONDS");
   const char* op = argv[2];
   const TransformInfo* info = TransformRegistry::instance().find(op);
   // Only a transform that declares itself isolated may be served: nothing else is meant to run

@@ -206,7 +206,7 @@ const TransformRegistration kRegistration(TransformInfo{
     .streaming = false,
     .params = schema().specs(),
     .configure = [](const nlohmann::json& params, const TransformEnv&,
-       FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+                    FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       extensions();  // registers them once, before any document is parsed
       ParamReader reader(schema(), params, errors);
       MarkdownOptions options;

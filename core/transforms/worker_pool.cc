@@ -50,7 +50,9 @@ class SpawnerThread {
   }
 
  private:
-  SpawnerThread() { std::thread([this] { loop(); }).detach(); }
+  SpawnerThread() {
+    std::thread([this] { loop(); }).detach();
+  }
   void loop() {
     for (;;) {
       std::function<void()> task;
@@ -102,9 +104,8 @@ Error worker_death_error(const WorkerKey& key, int status) {
                                                 ", worker_memory_bytes)");
   }
   if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) {
-    return make_error(ErrorCode::kTooLarge,
-                      op + ": worker exceeded its CPU time limit (" +
-                          std::to_string(key.limits.cpu_seconds) + " s)");
+    return make_error(ErrorCode::kTooLarge, op + ": worker exceeded its CPU time limit (" +
+                                                std::to_string(key.limits.cpu_seconds) + " s)");
   }
   if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
     return make_error(ErrorCode::kInternal,
@@ -204,7 +205,8 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::start(const WorkerKey& key
   size_t got = 0;
   const auto deadline = Clock::now() + kStartTimeout;
   while (got < sizeof hello) {
-    const ssize_t r = ::read(w->from_fd_, reinterpret_cast<char*>(&hello) + got, sizeof hello - got);
+    const ssize_t r =
+        ::read(w->from_fd_, reinterpret_cast<char*>(&hello) + got, sizeof hello - got);
     if (r > 0) {
       got += static_cast<size_t>(r);
       continue;
@@ -218,8 +220,9 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::start(const WorkerKey& key
     wait_ready(*w, w->from_fd_, POLLIN, milliseconds(50));
   }
   if (hello.magic != wp::kMagic) {
-    return make_error(ErrorCode::kInternal, op_error + ": it answered with something else (is "
-                                                       "run_transform_worker_if_asked in main?)");
+    return make_error(ErrorCode::kInternal, op_error +
+                                                ": it answered with something else (is "
+                                                "run_transform_worker_if_asked in main?)");
   }
   return w;
 }

@@ -30,8 +30,8 @@ struct Chunk {
 
 struct Response {
   uint32_t magic = kMagic;
-  uint32_t code = 0;         // 0: the output follows; else 1 + ErrorCode, the message follows
-  uint64_t cpu_usec = 0;     // CPU time the worker has used in its life, for retiring it
+  uint32_t code = 0;      // 0: the output follows; else 1 + ErrorCode, the message follows
+  uint64_t cpu_usec = 0;  // CPU time the worker has used in its life, for retiring it
   uint64_t length = 0;
 };
 

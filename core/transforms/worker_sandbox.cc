@@ -40,12 +40,11 @@ constexpr uint32_t kAuditArch = 0;  // no filter on other architectures
 // signals for abort(), time and usage for its CPU report, futex for libstdc++'s once-flags.
 // mmap and mprotect are checked separately: never PROT_EXEC.
 const long kAllowed[] = {
-    SYS_read,         SYS_write,          SYS_readv,        SYS_writev,     SYS_close,
-    SYS_lseek,        SYS_brk,            SYS_munmap,       SYS_mremap,     SYS_madvise,
-    SYS_exit,         SYS_exit_group,     SYS_rt_sigreturn, SYS_rt_sigprocmask,
-    SYS_rt_sigaction, SYS_tgkill,         SYS_gettid,       SYS_getpid,     SYS_clock_gettime,
-    SYS_getrusage,    SYS_futex,          SYS_sched_yield,  SYS_restart_syscall,
-    SYS_getrandom,    SYS_newfstatat,
+    SYS_read,   SYS_write,       SYS_readv,           SYS_writev,         SYS_close,
+    SYS_lseek,  SYS_brk,         SYS_munmap,          SYS_mremap,         SYS_madvise,
+    SYS_exit,   SYS_exit_group,  SYS_rt_sigreturn,    SYS_rt_sigprocmask, SYS_rt_sigaction,
+    SYS_tgkill, SYS_gettid,      SYS_getpid,          SYS_clock_gettime,  SYS_getrusage,
+    SYS_futex,  SYS_sched_yield, SYS_restart_syscall, SYS_getrandom,      SYS_newfstatat,
 #ifdef SYS_fstat
     SYS_fstat,
 #endif
@@ -108,8 +107,8 @@ bool worker_sandbox_is_complete() {
 std::vector<std::string> worker_environment([[maybe_unused]] const WorkerLimits& limits) {
   std::vector<std::string> env;
 #ifdef DOCPIPE_SANITIZED_BUILD
-  const std::string bound = "allocator_may_return_null=1:soft_rss_limit_mb=" +
-                            std::to_string(limits.memory_bytes >> 20);
+  const std::string bound =
+      "allocator_may_return_null=1:soft_rss_limit_mb=" + std::to_string(limits.memory_bytes >> 20);
   for (const char* name : {"ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"}) {
     const char* value = std::getenv(name);
     std::string entry = std::string(name) + "=" + (value != nullptr ? value : "");

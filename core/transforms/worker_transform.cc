@@ -80,9 +80,8 @@ class WorkerTransform : public DocumentTransform {
     Result<std::unique_ptr<WorkerProcess>> w = WorkerPool::instance().take(config_->key);
     if (!w) return w.error();
     worker_ = std::move(w).value();
-    nlohmann::json header{{"params", nlohmann::json::parse(config_->params)},
-                          {"path", path_},
-                          {"name", name_}};
+    nlohmann::json header{
+        {"params", nlohmann::json::parse(config_->params)}, {"path", path_}, {"name", name_}};
     const std::string text = header.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     const wp::Request request{wp::kMagic, static_cast<uint32_t>(text.size())};
     Status st = send({reinterpret_cast<const char*>(&request), sizeof request});
