@@ -88,6 +88,10 @@ struct TransformInfo {
   std::function<std::shared_ptr<const TransformStep>(const nlohmann::json& params,
                                                      const TransformEnv& env, FieldErrors& errors)>
       configure;
+  // Runs in a sandboxed, rlimited worker process (core/transforms/isolated_worker.h), for a
+  // transform that wraps a C library with a record of blow-ups on hostile input. Its configure()
+  // returns isolated_step(); only such transforms can be served by a worker.
+  bool isolated = false;
 };
 
 // The process-wide table of transforms, filled by static registrations before main().

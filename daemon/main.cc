@@ -13,6 +13,7 @@
 #include "core/fs_util.h"
 #include "core/path_util.h"
 #include "core/transform.h"
+#include "core/transforms/isolated_worker.h"
 #include "daemon/cli_client.h"
 #include "daemon/daemon.h"
 #include "daemon/log.h"
@@ -166,6 +167,8 @@ int cmd_transforms(bool json) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `docpipe __transform-worker ...`: this binary re-executed as an isolated transform's worker.
+  if (int rc = docpipe::run_transform_worker_if_asked(argc, argv); rc >= 0) return rc;
   CLI::App app{"docpipe: document batch-processing daemon"};
   app.set_version_flag("--version", std::string("docpipe ") + DOCPIPE_VERSION);
   app.require_subcommand(1);

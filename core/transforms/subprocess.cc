@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "core/transforms/child_reaper.h"
+
 namespace docpipe {
 namespace {
 
@@ -20,24 +22,16 @@ constexpr size_t kReadBlock = 64u << 10;
 // Reads per pipe per round, so that a child writing fast cannot starve its stdin.
 constexpr int kMaxReadsPerRound = 16;
 
-// A write to a pipe whose reader has exited raises SIGPIPE, which would kill the daemon. Pipes
-// have no MSG_NOSIGNAL, so SIGPIPE is ignored process-wide (writes then fail with EPIPE), unless
-// someone installed a handler already. Children get the default disposition back (SETSIGDEF).
 // The child's PATH is the daemon's, read once, so that the lookup posix_spawnp does (in the
 // daemon's environment) and the child agree.
-const std::string& prepare_process() {
+const std::string& path_entry() {
   static std::once_flag once;
-  static std::string path_entry;
+  static std::string entry;
   std::call_once(once, [] {
-    struct sigaction old {};
-    if (::sigaction(SIGPIPE, nullptr, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
-        old.sa_handler == SIG_DFL) {
-      ::signal(SIGPIPE, SIG_IGN);
-    }
     const char* path = std::getenv("PATH");
-    path_entry = std::string("PATH=") + (path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin");
+    entry = std::string("PATH=") + (path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin");
   });
-  return path_entry;
+  return entry;
 }
 
 struct Pipe {
@@ -64,7 +58,8 @@ Status set_nonblocking(int fd) {
 
 Result<std::unique_ptr<Subprocess>> Subprocess::start(const std::vector<std::string>& argv) {
   if (argv.empty()) return make_error(ErrorCode::kInvalidArgument, "exec: empty argv");
-  const std::string& path_entry = prepare_process();
+  prepare_for_children();
+  const std::string& path = path_entry();
   // O_CLOEXEC: a child another thread spawns meanwhile must not inherit these ends.
   Pipe in, out, err;
   if (::pipe2(in.fd, O_CLOEXEC) != 0 || ::pipe2(out.fd, O_CLOEXEC) != 0 ||
@@ -96,10 +91,14 @@ Result<std::unique_ptr<Subprocess>> Subprocess::start(const std::vector<std::str
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   std::string lang = "LANG=C.UTF-8";
-  char* env[] = {const_cast<char*>(path_entry.c_str()), lang.data(), nullptr};
+  char* env[] = {const_cast<char*>(path.c_str()), lang.data(), nullptr};
 
   pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, argv[0].c_str(), &actions, &attr, args.data(), env);
+  int rc = 0;
+  spawn_registered([&] {
+    rc = ::posix_spawnp(&pid, argv[0].c_str(), &actions, &attr, args.data(), env);
+    return rc == 0 ? pid : -1;
+  });
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return errno_error("exec: cannot start " + argv[0], rc);
@@ -153,6 +152,7 @@ void Subprocess::check_exit() {
     exited_ = true;
     reaped_ = true;
     close_fd(pidfd_);
+    after_reap();
   }
 }
 
@@ -268,6 +268,7 @@ Result<int> Subprocess::reap() {
   } while (r < 0 && errno == EINTR);
   reaped_ = true;
   if (r < 0) return errno_error("exec: waitpid", errno);
+  after_reap();
   return status;
 }
 
@@ -281,6 +282,14 @@ void Subprocess::kill_and_reap() {
   }
   reaped_ = true;
   exited_ = true;
+  after_reap();
+}
+
+// What the group kill missed: descendants that called setsid or setpgid were re-parented to us
+// (a subreaper) when their parent exited, and are killed and reaped here.
+void Subprocess::after_reap() {
+  forget_child(pid_);
+  sweep_escaped_children();
 }
 
 std::string Subprocess::stderr_tail() const {

@@ -2,7 +2,8 @@
 // A child process for the exec transform: one allow-listed argv run without a shell, in its own
 // process group, with stdin, stdout and stderr on non-blocking pipes that the caller pumps with
 // poll(). Whatever happens (timeout, cancellation, an error, destruction) the whole group is
-// killed and the child reaped, so no zombie or stray descendant outlives the document.
+// killed and the child reaped, and descendants that left the group are swept up (see
+// child_reaper.h), so no zombie or stray descendant outlives the document.
 
 #include <sys/types.h>
 
@@ -54,6 +55,7 @@ class Subprocess {
  private:
   Subprocess() = default;
   void check_exit();
+  void after_reap();
   void on_exit();
   Status read_stdout(std::string& out);
   Status read_stderr();

@@ -44,7 +44,8 @@ TEST_CASE("transform catalog: the new transforms are registered with their param
                                  "final_newline:boolean=false"});
   CHECK(catalog_params("markdown.html") ==
         std::vector<std::string>{"unsafe_html:boolean=false", "smart:boolean=false",
-                                 "hardbreaks:boolean=false", "max_input_bytes:integer=67108864"});
+                                 "hardbreaks:boolean=false", "max_input_bytes:integer=67108864",
+                                 "worker_memory_bytes:integer=536870912"});
   CHECK(catalog_params("json.pretty") ==
         std::vector<std::string>{"indent:integer=2", "max_input_bytes:integer=67108864"});
   CHECK(catalog_params("json.minify") ==

@@ -45,6 +45,12 @@ TransformEnv exec_env() {
   // Each test that looks for its command in /proc has its own: ctest runs tests in parallel.
   env.commands["hang-destroyed"] = CommandSpec{{"sleep", "600.458"}, 60000};
   env.commands["straggler"] = CommandSpec{{"sh", "-c", "sleep 600.789 & exec cat"}, 10000};
+  // A grandchild in its own session: out of the command's process group, so the group kill
+  // misses it.
+  env.commands["escape"] = CommandSpec{
+      {"sh", "-c", "setsid sleep 600.6161 </dev/null >/dev/null 2>&1 & sleep 600.6162"}, 300};
+  env.commands["escape-ok"] = CommandSpec{
+      {"sh", "-c", "setsid sleep 600.6163 </dev/null >/dev/null 2>&1 & exec cat"}, 10000};
   env.commands["head"] = CommandSpec{{"head", "-c", "5"}, 10000};
   env.commands["env"] = CommandSpec{{"env"}, 10000};
   env.commands["ghost"] = CommandSpec{{"/nonexistent/docpipe-ghost"}, 10000};
@@ -198,6 +204,23 @@ TEST_CASE("exec: descendants a command leaves running are killed when it exits")
   REQUIRE(r.has_value());
   CHECK(*r == "passed through\n");
   CHECK(gone_within("sleep 600.789", std::chrono::milliseconds(5000)));
+  CHECK(zombies_of(::getpid()) == 0);
+}
+
+TEST_CASE("exec: a grandchild that escaped into its own session is killed at the timeout") {
+  Result<std::string> r = exec_run("escape", "input\n");
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == ErrorCode::kTimeout);
+  CHECK(gone_within("sleep 600.6161", std::chrono::milliseconds(5000)));
+  CHECK_FALSE(process_running("sleep 600.6162"));
+  CHECK(zombies_of(::getpid()) == 0);
+}
+
+TEST_CASE("exec: a grandchild that escaped into its own session is killed when the command ends") {
+  Result<std::string> r = exec_run("escape-ok", "passed through\n");
+  REQUIRE(r.has_value());
+  CHECK(*r == "passed through\n");
+  CHECK(gone_within("sleep 600.6163", std::chrono::milliseconds(5000)));
   CHECK(zombies_of(::getpid()) == 0);
 }
 

@@ -1,12 +1,18 @@
 // markdown.html: cmark-gfm with the GFM extensions; raw HTML escaped unless unsafe_html.
 
 #include <doctest/doctest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "tests/core/transform_test_util.h"
+#include "tests/support/processes.h"
 
 using docpipe::ErrorCode;
 using docpipe::Result;
@@ -16,6 +22,8 @@ using docpipe::test::make_step;
 using docpipe::test::run_chunked;
 using docpipe::test::run_ok;
 using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
 
 namespace {
 
@@ -171,4 +179,126 @@ TEST_CASE("markdown.html: parameter errors name the parameter and the expected v
         "unsafe_html: expected boolean, got \"no\"\n"
         "smart: expected boolean, got 1\n"
         "max_input_bytes: expected integer >= 1, got 0\n");
+}
+
+namespace {
+
+// Caps this test process's address space while hostile documents run, so that a worker whose
+// own limit failed could not take the machine (the worker lowers its limit from there).
+class AddressSpaceCap {
+ public:
+  explicit AddressSpaceCap(rlim_t bytes) {
+    ::getrlimit(RLIMIT_AS, &old_);
+    rlimit cap{std::min(bytes, old_.rlim_max), old_.rlim_max};
+    ::setrlimit(RLIMIT_AS, &cap);
+  }
+  ~AddressSpaceCap() { ::setrlimit(RLIMIT_AS, &old_); }
+
+ private:
+  rlimit old_{};
+};
+
+// cmark-gfm 0.29's quadratic shapes (no fixes for CVE-2023-22483..22486 in Debian 12).
+// A header of `columns` cells and `rows` one-cell rows, each padded to the header's width: about
+// 250 bytes of memory per cell. With 20,000 columns the header alone takes 15 s of CPU.
+std::string wide_table(int columns, int rows) {
+  std::string header, rule;
+  for (int i = 0; i < columns; ++i) {
+    header += "|a";
+    rule += "|-";
+  }
+  std::string text = header + "|\n" + rule + "|\n";
+  for (int i = 0; i < rows; ++i) text += "a\n";
+  return text;
+}
+
+// `depth` nested block quotes around `depth` emphasis openers: 16 s of CPU at depth 15,000.
+std::string nested_quotes(int depth) {
+  std::string s;
+  for (int i = 0; i < depth; ++i) s += "> ";
+  for (int i = 0; i < depth; ++i) s += "*a";
+  return s + "\n";
+}
+
+struct Timed {
+  Result<std::string> result = std::string();
+  Clock::duration took;
+};
+
+// Runs `text` as document `path` whose deadline is `deadline` from now (none if zero).
+Timed run_with_deadline(const docpipe::TransformStep& step, const std::string& path,
+                        const std::string& text, milliseconds deadline) {
+  const auto start = Clock::now();
+  docpipe::DocumentContext doc{path, path, [&]() -> docpipe::Status {
+                                 if (deadline.count() == 0 || Clock::now() < start + deadline)
+                                   return docpipe::ok();
+                                 return docpipe::make_error(ErrorCode::kTimeout,
+                                                            path + ": timed out after " +
+                                                                std::to_string(deadline.count()) +
+                                                                " ms (document_timeout_ms)");
+                               }};
+  auto t = step.begin(doc);
+  std::string out;
+  docpipe::Status st = docpipe::test::drain(*t, t->update(text, out), out, false);
+  if (st) st = docpipe::test::drain(*t, t->finish(out), out, true);
+  Timed r{st ? Result<std::string>(out) : Result<std::string>(st.error()), Clock::now() - start};
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "markdown.html: a table that pads rows to a wide header fails at the worker's memory limit") {
+  AddressSpaceCap cap(rlim_t{4} << 30);
+  auto step = make_step("markdown.html", json{{"worker_memory_bytes", 64 << 20}});
+  // 4 million cells: about 1 GB in cmark-gfm, from 46 KB.
+  Timed r = run_with_deadline(*step, "wide.md", wide_table(200, 20000), milliseconds(0));
+  REQUIRE_FALSE(r.result.has_value());
+  CHECK(r.result.error().code == ErrorCode::kTooLarge);
+  CHECK(r.result.error().message ==
+        "markdown.html: worker exceeded its memory limit (64 MiB, worker_memory_bytes)");
+  CHECK(r.took < std::chrono::seconds(20));
+  // A smaller table of the same shape fits, and the next document renders normally.
+  Timed fits = run_with_deadline(*step, "small.md", wide_table(20, 200), milliseconds(0));
+  CHECK(fits.result.has_value());
+  CHECK(markdown_html(json::object(), "*after*\n") == "<p><em>after</em></p>\n");
+  CHECK(docpipe::test::zombies_of(::getpid()) == 0);
+}
+
+TEST_CASE(
+    "markdown.html: hostile documents are killed at their deadline while other documents render "
+    "at once") {
+  AddressSpaceCap cap(rlim_t{4} << 30);
+  auto step = make_step("markdown.html", json::object());
+  // The 120 KB 20,000-column table and a 60 KB nested document, each 15 s of CPU or more.
+  const std::vector<std::string> hostile_texts = {wide_table(20000, 20000), nested_quotes(15000)};
+  std::vector<Timed> hostile(hostile_texts.size());
+  std::atomic<int> hostile_done{0};
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < hostile_texts.size(); ++i) {
+    threads.emplace_back([&, i] {
+      hostile[i] = run_with_deadline(*step, "hostile.md", hostile_texts[i], milliseconds(1000));
+      ++hostile_done;
+    });
+  }
+  // While they run, normal documents on this thread each render promptly.
+  std::vector<Clock::duration> normal;
+  const auto until = Clock::now() + milliseconds(800);
+  while (Clock::now() < until && hostile_done == 0) {
+    Timed r = run_with_deadline(*step, "normal.md", kMarkdown, milliseconds(0));
+    REQUIRE(r.result.has_value());
+    normal.push_back(r.took);
+  }
+  for (std::thread& t : threads) t.join();
+  REQUIRE(normal.size() >= 3);
+  CHECK(*std::max_element(normal.begin(), normal.end()) < milliseconds(250));
+  for (const Timed& h : hostile) {
+    REQUIRE_FALSE(h.result.has_value());
+    CHECK(h.result.error().code == ErrorCode::kTimeout);
+    CHECK(h.result.error().message ==
+          "hostile.md: timed out after 1000 ms (document_timeout_ms); markdown.html: worker "
+          "killed");
+    CHECK(h.took < milliseconds(1500));
+  }
+  CHECK(docpipe::test::zombies_of(::getpid()) == 0);
 }
