@@ -30,7 +30,7 @@ std::string join(const std::string& dir, std::string_view rel) {
 class DirectoryWalker : public DocumentSource {
  public:
   explicit DirectoryWalker(const InputSpec& input)
-      : dir_(input.dir), include_(input.include), exclude_(input.exclude) {}
+      : dir_(input.dir), globs_(input.include, input.exclude) {}
 
   ~DirectoryWalker() override {
     for (Frame& f : stack_) ::closedir(f.dir);
@@ -151,30 +151,8 @@ class DirectoryWalker : public DocumentSource {
     return target;
   }
 
-  bool selected(const std::string& rel) const {
-    bool included = false;
-    for (const std::string& p : include_) {
-      if (glob_match(p, rel)) {
-        included = true;
-        break;
-      }
-    }
-    if (!included) return false;
-    for (const std::string& p : exclude_) {
-      if (glob_match(p, rel)) return false;
-    }
-    return true;
-  }
-
-  bool should_descend(const std::string& rel) const {
-    for (const std::string& p : exclude_) {
-      if (glob_matches_all_under(p, rel)) return false;
-    }
-    for (const std::string& p : include_) {
-      if (glob_may_match_under(p, rel)) return true;
-    }
-    return false;
-  }
+  bool selected(const std::string& rel) const { return globs_.selected(rel); }
+  bool should_descend(const std::string& rel) const { return globs_.should_descend(rel); }
 
   void add_error(const std::string& path, const std::string& what, int err) {
     add_error(path, what + ": " + std::strerror(err));
@@ -189,8 +167,7 @@ class DirectoryWalker : public DocumentSource {
   }
 
   const std::string dir_;
-  const std::vector<std::string> include_;
-  const std::vector<std::string> exclude_;
+  const GlobSet globs_;  // compiled once for the whole walk
   std::string root_real_;
   std::vector<Frame> stack_;
   bool started_ = false;

@@ -220,11 +220,20 @@ class JobParser {
   // Patterns match file paths relative to input.dir; an empty or absolute pattern, or one ending
   // in '/', could never match a file, which is surely not what the job meant.
   bool check_patterns(const std::vector<std::string>& patterns, const std::string& path) {
+    // Bounded so that matching stays cheap during the walk, whatever the patterns (core/glob.h).
+    if (patterns.size() > kMaxGlobPatterns) {
+      errors_.push_back({path, "at most " + std::to_string(kMaxGlobPatterns) +
+                                   " glob patterns, got " + std::to_string(patterns.size())});
+      return false;
+    }
     bool ok = true;
     for (size_t i = 0; i < patterns.size(); ++i) {
       const std::string& p = patterns[i];
       std::string problem;
-      if (p.empty()) {
+      if (p.size() > kMaxGlobPatternBytes) {
+        problem = "glob pattern of " + std::to_string(p.size()) + " bytes, at most " +
+                  std::to_string(kMaxGlobPatternBytes);
+      } else if (p.empty()) {
         problem = "empty glob pattern";
       } else if (p.front() == '/') {
         problem = "glob pattern must be relative to input.dir";

@@ -32,8 +32,8 @@ class PipelineJob {
   virtual ~PipelineJob() = default;
   virtual const JobSpec& spec() const = 0;
 
-  // The next document to process, or nullopt when there are no more. Called with the scheduler's
-  // lock held, so never concurrently for one job; must be cheap (a readdir at most).
+  // The next document to process, or nullopt when there are no more. Called from a reader without
+  // the scheduler's lock (a slow walk holds up only that reader), never concurrently for one job.
   virtual std::optional<DocumentRef> next_document() = 0;
 
   // Called once per document taken by next_document(), from a pipeline thread, in any order and

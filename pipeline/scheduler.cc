@@ -28,49 +28,82 @@ void Scheduler::call_job_finished(const JobList& finished) {
   for (const auto& job : finished) job->job().job_finished(job->cancelled());
 }
 
-std::optional<ScheduledDocument> Scheduler::pick_locked(JobList& finished) {
-  finished.insert(finished.end(), to_finish_.begin(), to_finish_.end());
-  to_finish_.clear();
+// Retries first: they were admitted before anything still waiting in a job.
+std::optional<ScheduledDocument> Scheduler::take_retry_locked() {
+  if (retries_.empty()) return std::nullopt;
+  auto it = retries_.begin();
+  ScheduledDocument& doc = it->second;
+  if (!stopped_ && !doc.job->cancelled() && it->first > Clock::now()) return std::nullopt;
+  ScheduledDocument out = std::move(doc);
+  out.cancelled = stopped_ || out.job->cancelled();
+  retries_.erase(it);
+  return out;
+}
 
-  // Retries first: they were admitted before anything still waiting in a job.
-  if (!retries_.empty()) {
-    auto it = retries_.begin();
-    ScheduledDocument& doc = it->second;
-    if (stopped_ || doc.job->cancelled() || it->first <= Clock::now()) {
-      ScheduledDocument out = std::move(doc);
-      out.cancelled = stopped_ || out.job->cancelled();
-      retries_.erase(it);
-      return out;
-    }
-  }
-  if (stopped_) return std::nullopt;
-
+// The job whose turn it is: the front of the highest-priority ring, taken out of its ring and
+// marked as being pulled. Null when no job can be pulled now.
+std::shared_ptr<ScheduledJob> Scheduler::start_pull_locked() {
   for (auto ring_it = rings_.begin(); ring_it != rings_.end();) {
     auto& ring = ring_it->second;
     while (!ring.empty()) {
       std::shared_ptr<ScheduledJob> job = std::move(ring.front());
       ring.pop_front();
-      if (job->cancelled()) continue;  // cancel() already settled it
-      std::optional<DocumentRef> doc = job->job().next_document();
-      if (doc) {
-        ++job->in_flight_;
-        ++in_flight_;
-        ring.push_back(job);  // to the back of its ring: round-robin
-        return ScheduledDocument{std::move(job), std::move(*doc), 1, false};
-      }
-      job->exhausted_ = true;
-      if (job->in_flight_ == 0) finish_locked(job, finished);
+      if (job->cancelled()) continue;  // cancel() settled it, or the one who completes it will
+      job->pulling_ = true;
+      return job;
     }
     ring_it = rings_.erase(ring_it);
   }
-  return std::nullopt;
+  return nullptr;
+}
+
+// Settles a walk that ran without the lock. The job may have been cancelled, or the scheduler
+// stopped, meanwhile: a document it yielded was taken from the job all the same, so it is handed
+// out as cancelled to be completed like any other.
+std::optional<ScheduledDocument> Scheduler::end_pull_locked(
+    const std::shared_ptr<ScheduledJob>& job, std::optional<DocumentRef> doc, JobList& finished) {
+  job->pulling_ = false;
+  if (!doc) {
+    job->exhausted_ = true;
+    if (may_finish_locked(*job)) finish_locked(job, finished);
+    return std::nullopt;
+  }
+  ++job->in_flight_;
+  ++in_flight_;
+  const bool cut = stopped_ || job->cancelled();
+  if (!cut) {
+    rings_[job->spec().priority].push_back(job);  // to the back of its ring: round-robin
+    // A reader may be waiting because this job was the only one with documents left.
+    if (waiting_ > 0) cv_.notify_one();
+  }
+  return ScheduledDocument{job, std::move(*doc), 1, cut};
+}
+
+// A job finishes once it can yield nothing more (exhausted or cancelled), nothing of it is in
+// flight, and no reader is in its walk. An interrupted job never finishes: it resumes later.
+bool Scheduler::may_finish_locked(const ScheduledJob& job) const {
+  return job.in_flight_ == 0 && !job.finished_ && !job.interrupted_ && !job.pulling_ &&
+         (job.exhausted_ || job.cancelled());
 }
 
 std::optional<ScheduledDocument> Scheduler::next() {
   std::unique_lock lock(mu_);
   JobList finished;
   for (;;) {
-    std::optional<ScheduledDocument> doc = pick_locked(finished);
+    finished.insert(finished.end(), to_finish_.begin(), to_finish_.end());
+    to_finish_.clear();
+    std::optional<ScheduledDocument> doc = take_retry_locked();
+    if (!doc && !stopped_) {
+      if (std::shared_ptr<ScheduledJob> job = start_pull_locked()) {
+        lock.unlock();
+        call_job_finished(finished);
+        finished.clear();
+        std::optional<DocumentRef> ref = job->job().next_document();
+        lock.lock();
+        doc = end_pull_locked(job, std::move(ref), finished);
+        if (!doc) continue;  // exhausted: try the next job
+      }
+    }
     if (!finished.empty()) {
       lock.unlock();
       call_job_finished(finished);
@@ -81,6 +114,7 @@ std::optional<ScheduledDocument> Scheduler::next() {
     }
     if (doc) return doc;
     if (stopped_) return std::nullopt;
+    ++waiting_;
     if (retries_.empty()) {
       cv_.wait(lock);
     } else {
@@ -88,6 +122,7 @@ std::optional<ScheduledDocument> Scheduler::next() {
       const Clock::time_point due = retries_.begin()->first;
       cv_.wait_until(lock, due);
     }
+    --waiting_;
   }
 }
 
@@ -100,10 +135,7 @@ void Scheduler::complete(const std::shared_ptr<ScheduledJob>& job, DocumentOutco
     --in_flight_;
     // A stopped pipeline still finishes a job that ran out of documents on its own, but not one
     // that was merely interrupted.
-    if (job->in_flight_ == 0 && !job->finished_ && !job->interrupted_ &&
-        (job->exhausted_ || job->cancelled())) {
-      finish_locked(job, finished);
-    }
+    if (may_finish_locked(*job)) finish_locked(job, finished);
     finished.insert(finished.end(), to_finish_.begin(), to_finish_.end());
     to_finish_.clear();
   }
@@ -143,7 +175,8 @@ bool Scheduler::cancel(const std::string& id) {
       }
     }
     for (auto& doc : pending) retries_.emplace(Clock::time_point::min(), std::move(doc));
-    if (job->in_flight_ == 0) finish_locked(job, to_finish_);
+    // A reader in the job's walk settles it when the walk returns.
+    if (may_finish_locked(*job)) finish_locked(job, to_finish_);
   }
   cv_.notify_all();
   return true;

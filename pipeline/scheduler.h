@@ -8,6 +8,12 @@
 // is exhausted or cancelled and its last document has completed. Every call into a PipelineJob
 // happens on the thread of a reader or of a stage completing a document, never the caller of
 // add_job()/cancel(): those come from the daemon's loop thread, which must not block on a readdir.
+//
+// A job's walk (next_document()) runs without the lock: a folder of many files, slow storage or
+// costly globs then hold up only the reader walking that job, never cancel(), add_job() or the
+// other jobs' documents. The job is marked as being pulled meanwhile, so no two readers walk it at
+// once, and it leaves its ring until the walk returns: other readers serve the next job in turn,
+// also one of lower priority (priority orders the jobs that can yield a document now).
 
 #include <atomic>
 #include <chrono>
@@ -44,6 +50,9 @@ class ScheduledJob {
   size_t in_flight_ = 0;
   bool exhausted_ = false;
   bool finished_ = false;
+  // A reader is in next_document() without the lock: the job is in no ring, and nothing but that
+  // reader may finish it.
+  bool pulling_ = false;
 };
 
 struct ScheduledDocument {
@@ -98,7 +107,12 @@ class Scheduler {
  private:
   using JobList = std::vector<std::shared_ptr<ScheduledJob>>;
 
-  std::optional<ScheduledDocument> pick_locked(JobList& finished);
+  std::optional<ScheduledDocument> take_retry_locked();
+  std::shared_ptr<ScheduledJob> start_pull_locked();
+  std::optional<ScheduledDocument> end_pull_locked(const std::shared_ptr<ScheduledJob>& job,
+                                                   std::optional<DocumentRef> doc,
+                                                   JobList& finished);
+  bool may_finish_locked(const ScheduledJob& job) const;
   void finish_locked(const std::shared_ptr<ScheduledJob>& job, JobList& finished);
   static void call_job_finished(const JobList& finished);
 
@@ -110,6 +124,7 @@ class Scheduler {
   std::multimap<Clock::time_point, ScheduledDocument> retries_;  // by due time
   JobList to_finish_;  // finished under the lock by cancel(); job_finished() not yet called
   size_t in_flight_ = 0;
+  size_t waiting_ = 0;  // readers blocked in next()
   bool stopped_ = false;
 };
 

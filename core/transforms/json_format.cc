@@ -1,9 +1,12 @@
 #include "core/transforms/json_format.h"
 
 #include <algorithm>
+#include <cstring>
+#include <functional>
+#include <iterator>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <unordered_map>
 #include <vector>
 
 #include "core/transforms/whole_document.h"
@@ -11,69 +14,38 @@
 namespace docpipe {
 namespace {
 
-using ordered_json = nlohmann::ordered_json;
+// How the document is rewritten, in three passes over the text the transform holds anyway:
+//  1. nlohmann's SAX parser with a handler that keeps nothing validates it (strict, UTF-8, the
+//     depth bound) and gives the same errors and locations as before;
+//  2. DuplicateFinder notes, by text offset, which object members repeat an earlier key;
+//  3. Rewriter writes the tokens again with new whitespace, a piece of at most about
+//     kMaxCallOutputBytes per call, numbers and literals copied byte for byte.
+// No DOM is built: beside the text, memory is one hash slot per member of the objects still open
+// in pass 2, a bit per input byte once a duplicate is seen, and the output piece. (Building an
+// nlohmann DOM cost about 25 times the document.)
 
-// Builds the ordered_json document from SAX events, recording the first error instead of
-// throwing (the data path does not throw) and stopping at kMaxJsonDepth. nlohmann's own builder
-// finds each key by a linear search of its object, which makes an object of n keys cost n^2;
-// here an object past kIndexedKeys keys gets a hash index, so a wide object costs n.
-class DomBuilder {
+using nlohmann::json;
+
+// Stops at the first error and at kMaxJsonDepth; keeps no value.
+class Validator {
  public:
-  using number_integer_t = ordered_json::number_integer_t;
-  using number_unsigned_t = ordered_json::number_unsigned_t;
-  using number_float_t = ordered_json::number_float_t;
-  using string_t = ordered_json::string_t;
-  using binary_t = ordered_json::binary_t;
-  using object_t = ordered_json::object_t;
-  using array_t = ordered_json::array_t;
+  using number_integer_t = json::number_integer_t;
+  using number_unsigned_t = json::number_unsigned_t;
+  using number_float_t = json::number_float_t;
+  using string_t = json::string_t;
+  using binary_t = json::binary_t;
 
-  explicit DomBuilder(ordered_json& root) : root_(root) {}
-
-  bool null() { return put(nullptr); }
-  bool boolean(bool v) { return put(v); }
-  bool number_integer(number_integer_t v) { return put(v); }
-  bool number_unsigned(number_unsigned_t v) { return put(v); }
-  bool number_float(number_float_t v, const string_t&) { return put(v); }
-  bool string(string_t& v) { return put(std::move(v)); }
-  bool binary(binary_t& v) { return put(ordered_json::binary(std::move(v))); }
-
-  // A duplicate key keeps the place of its first occurrence; its last value wins.
-  bool key(string_t& k) {
-    Frame& f = stack_.back();
-    Members& obj = members(*f.value);
-    if (f.index.empty() && obj.size() < kIndexedKeys) {
-      for (size_t i = 0; i < obj.size(); ++i) {
-        if (obj[i].first == k) {
-          f.pending = i;
-          return true;
-        }
-      }
-    } else {
-      if (f.index.empty()) {
-        for (size_t i = 0; i < obj.size(); ++i) f.index.emplace(obj[i].first, i);
-      }
-      auto [it, inserted] = f.index.try_emplace(k, obj.size());
-      if (!inserted) {
-        f.pending = it->second;
-        return true;
-      }
-    }
-    f.pending = obj.size();
-    obj.emplace_back(std::move(k), nullptr);
-    return true;
-  }
-
-  bool start_object(std::size_t) {
-    if (!enter()) return false;
-    stack_.push_back(Frame{place(ordered_json::object()), {}, 0});
-    return true;
-  }
+  bool null() { return true; }
+  bool boolean(bool) { return true; }
+  bool number_integer(number_integer_t) { return true; }
+  bool number_unsigned(number_unsigned_t) { return true; }
+  bool number_float(number_float_t, const string_t&) { return true; }
+  bool string(string_t&) { return true; }
+  bool binary(binary_t&) { return true; }
+  bool key(string_t&) { return true; }
+  bool start_object(std::size_t) { return enter(); }
   bool end_object() { return leave(); }
-  bool start_array(std::size_t) {
-    if (!enter()) return false;
-    stack_.push_back(Frame{place(ordered_json::array()), {}, 0});
-    return true;
-  }
+  bool start_array(std::size_t) { return enter(); }
   bool end_array() { return leave(); }
 
   template <typename Exception>
@@ -88,56 +60,16 @@ class DomBuilder {
   const std::string& error() const { return error_; }
 
  private:
-  static constexpr size_t kIndexedKeys = 32;
-
-  // An ordered_json object is a vector of members; used as one, positions and appends are O(1).
-  using Members = object_t::Container;
-  static Members& members(ordered_json& object) {
-    return static_cast<Members&>(object.get_ref<object_t&>());
-  }
-
-  struct Frame {
-    ordered_json* value;                            // the open object or array
-    std::unordered_map<std::string, size_t> index;  // key -> position, for wide objects
-    size_t pending;                                 // the object member the next value goes to
-  };
-
-  // Where a new value goes: the root, the next array element, or the member of the last key.
-  ordered_json* place(ordered_json&& v) {
-    if (stack_.empty()) {
-      root_ = std::move(v);
-      return &root_;
-    }
-    Frame& f = stack_.back();
-    if (f.value->is_array()) {
-      array_t& arr = f.value->get_ref<array_t&>();
-      arr.push_back(std::move(v));
-      return &arr.back();
-    }
-    ordered_json& member = members(*f.value)[f.pending].second;
-    member = std::move(v);
-    return &member;
-  }
-
-  bool put(ordered_json&& v) {
-    place(std::move(v));
-    return true;
-  }
-
   bool enter() {
     if (++depth_ <= kMaxJsonDepth) return true;
     too_deep_ = true;
     return false;
   }
-
   bool leave() {
-    stack_.pop_back();
     --depth_;
     return true;
   }
 
-  ordered_json& root_;
-  std::vector<Frame> stack_;
   int depth_ = 0;
   bool too_deep_ = false;
   uint64_t error_position_ = 0;
@@ -180,32 +112,426 @@ std::string error_reason(const std::string& what) {
   return at == std::string::npos ? what : what.substr(at + 2);
 }
 
-// The serializer's output, appended to a string that may not grow past `limit`.
-class CappedOutput : public nlohmann::detail::output_adapter_protocol<char> {
- public:
-  struct Full {};
-  CappedOutput(std::string& out, size_t limit) : out_(out), limit_(limit) {}
-  void write_character(char c) override {
-    if (out_.size() >= limit_) throw Full{};
-    out_.push_back(c);
+// ---- Scanning text that is known to be valid JSON ----------------------------------------------
+
+bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+size_t skip_ws(std::string_view t, size_t p) {
+  while (p < t.size() && is_ws(t[p])) ++p;
+  return p;
+}
+
+// Just past the string whose opening quote is at p.
+size_t string_end(std::string_view t, size_t p) {
+  for (++p;; ++p) {
+    const char* q = static_cast<const char*>(std::memchr(t.data() + p, '"', t.size() - p));
+    p = static_cast<size_t>(q - t.data());
+    size_t backslashes = 0;
+    while (t[p - 1 - backslashes] == '\\') ++backslashes;
+    if (backslashes % 2 == 0) return p + 1;
   }
-  void write_characters(const char* s, std::size_t n) override {
-    if (n > limit_ - std::min(limit_, out_.size())) throw Full{};
-    out_.append(s, n);
+}
+
+// Just past the number or literal starting at p.
+size_t scalar_end(std::string_view t, size_t p) {
+  while (p < t.size()) {
+    const char c = t[p];
+    if (is_ws(c) || c == ',' || c == ']' || c == '}' || c == ':') break;
+    ++p;
+  }
+  return p;
+}
+
+// Just past the value starting at p.
+size_t value_end(std::string_view t, size_t p) {
+  if (t[p] == '"') return string_end(t, p);
+  if (t[p] != '{' && t[p] != '[') return scalar_end(t, p);
+  int depth = 0;
+  while (true) {
+    const char c = t[p];
+    if (c == '"') {
+      p = string_end(t, p);
+      continue;
+    }
+    if (c == '{' || c == '[') ++depth;
+    if ((c == '}' || c == ']') && --depth == 0) return p + 1;
+    ++p;
+  }
+}
+
+// The value of the member whose key starts at p.
+size_t member_value(std::string_view t, size_t key) {
+  size_t p = skip_ws(t, string_end(t, key));  // at ':'
+  return skip_ws(t, p + 1);
+}
+
+unsigned hex_digit(char c) {
+  if (c >= '0' && c <= '9') return static_cast<unsigned>(c - '0');
+  return static_cast<unsigned>((c | 0x20) - 'a' + 10);
+}
+
+unsigned read_hex4(std::string_view t, size_t p) {
+  unsigned v = 0;
+  for (size_t i = 0; i < 4; ++i) v = v * 16 + hex_digit(t[p + i]);
+  return v;
+}
+
+void append_utf8(std::string& out, unsigned cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+// Walks the string at p: runs of unescaped bytes go to emit_raw, escaped characters to emit_cp as
+// code points. Returns the string's end.
+template <typename EmitRaw, typename EmitCodePoint>
+size_t decode_string(std::string_view t, size_t p, EmitRaw&& emit_raw, EmitCodePoint&& emit_cp) {
+  ++p;
+  while (true) {
+    const char c = t[p];
+    if (c == '"') return p + 1;
+    if (c != '\\') {
+      size_t run = p;
+      while (t[run] != '"' && t[run] != '\\') ++run;
+      emit_raw(t.substr(p, run - p));
+      p = run;
+      continue;
+    }
+    const char e = t[p + 1];
+    p += 2;
+    switch (e) {
+      case 'b':
+        emit_cp(0x08);
+        break;
+      case 'f':
+        emit_cp(0x0C);
+        break;
+      case 'n':
+        emit_cp(0x0A);
+        break;
+      case 'r':
+        emit_cp(0x0D);
+        break;
+      case 't':
+        emit_cp(0x09);
+        break;
+      case 'u': {
+        unsigned cp = read_hex4(t, p);
+        p += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {  // validated: a low surrogate follows
+          const unsigned low = read_hex4(t, p + 2);
+          p += 6;
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+        }
+        emit_cp(cp);
+        break;
+      }
+      default:
+        emit_cp(static_cast<unsigned char>(e));
+        break;  // '"', '\\', '/'
+    }
+  }
+}
+
+// The key's characters, decoded: the raw text when it holds no escape.
+std::string_view decoded_key(std::string_view t, size_t key, std::string& scratch) {
+  const size_t end = string_end(t, key);
+  std::string_view raw = t.substr(key + 1, end - key - 2);
+  if (raw.find('\\') == std::string_view::npos) return raw;
+  scratch.clear();
+  decode_string(
+      t, key, [&](std::string_view run) { scratch.append(run); },
+      [&](unsigned cp) { append_utf8(scratch, cp); });
+  return scratch;
+}
+
+// ---- Pass 2: duplicate keys ---------------------------------------------------------------------
+
+// What the rewrite does differently where a key repeats: "for a duplicate key the last value
+// wins, at the place of the first" (the behaviour of nlohmann's ordered_json, kept).
+struct Duplicates {
+  std::vector<bool> dropped_key;  // by offset: this member repeats an earlier key; left out
+  // first value's offset -> the last duplicate's value's offset, sorted by the first.
+  std::vector<std::pair<uint32_t, uint32_t>> replaced;
+
+  bool is_dropped(size_t key) const { return !dropped_key.empty() && dropped_key[key]; }
+  size_t replacement(size_t value) const {
+    auto it = std::lower_bound(replaced.begin(), replaced.end(),
+                               std::pair<uint32_t, uint32_t>{static_cast<uint32_t>(value), 0});
+    return it != replaced.end() && it->first == value ? it->second : value;
+  }
+};
+
+// The keys of one open object: an open-addressing table of key offsets (+1; 0 is empty), so that
+// an object of n keys costs n, not n^2, and 8 bytes per key at most.
+class KeyTable {
+ public:
+  void clear() {
+    slots_.clear();
+    size_ = 0;
+  }
+
+  // The offset of an earlier key equal to the one at `key`, or npos after adding it.
+  size_t find_or_add(std::string_view t, size_t key) {
+    if ((size_ + 1) * 2 > slots_.size()) grow(t);
+    const std::string_view k = decoded_key(t, key, scratch_a_);
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = std::hash<std::string_view>{}(k)&mask;; i = (i + 1) & mask) {
+      if (slots_[i] == 0) {
+        slots_[i] = static_cast<uint32_t>(key + 1);
+        ++size_;
+        return std::string_view::npos;
+      }
+      const size_t other = slots_[i] - 1;
+      if (decoded_key(t, other, scratch_b_) == k) return other;
+    }
   }
 
  private:
-  std::string& out_;
-  size_t limit_;
+  void grow(std::string_view t) {
+    std::vector<uint32_t> old;
+    old.swap(slots_);
+    slots_.assign(std::max<size_t>(8, old.size() * 2), 0);
+    const size_t mask = slots_.size() - 1;
+    for (uint32_t s : old) {
+      if (s == 0) continue;
+      size_t i = std::hash<std::string_view>{}(decoded_key(t, s - 1, scratch_a_)) & mask;
+      while (slots_[i] != 0) i = (i + 1) & mask;
+      slots_[i] = s;
+    }
+  }
+
+  std::vector<uint32_t> slots_;
+  size_t size_ = 0;
+  std::string scratch_a_, scratch_b_;
+};
+
+Duplicates find_duplicates(std::string_view t) {
+  Duplicates d;
+  struct Frame {
+    bool object = false;
+    bool expect_key = false;
+    KeyTable keys;
+  };
+  std::vector<Frame> stack;  // frames are reused: their tables keep their capacity
+  size_t depth = 0;
+  for (size_t p = skip_ws(t, 0); p < t.size(); p = skip_ws(t, p)) {
+    const char c = t[p];
+    if (c == '{' || c == '[') {
+      if (depth == stack.size()) stack.emplace_back();
+      Frame& f = stack[depth++];
+      f.object = c == '{';
+      f.expect_key = f.object;
+      f.keys.clear();
+      ++p;
+    } else if (c == '}' || c == ']') {
+      --depth;
+      ++p;
+    } else if (c == ',') {
+      if (stack[depth - 1].object) stack[depth - 1].expect_key = true;
+      ++p;
+    } else if (c == ':') {
+      ++p;
+    } else if (c == '"') {
+      if (depth > 0 && stack[depth - 1].expect_key) {
+        Frame& f = stack[depth - 1];
+        f.expect_key = false;
+        const size_t first = f.keys.find_or_add(t, p);
+        if (first != std::string_view::npos) {
+          if (d.dropped_key.empty()) d.dropped_key.resize(t.size());
+          d.dropped_key[p] = true;
+          d.replaced.emplace_back(static_cast<uint32_t>(member_value(t, first)),
+                                  static_cast<uint32_t>(member_value(t, p)));
+        }
+      }
+      p = string_end(t, p);
+    } else {
+      p = scalar_end(t, p);
+    }
+  }
+  // The entries came in the order of the duplicates; for each first value the last one wins.
+  std::stable_sort(d.replaced.begin(), d.replaced.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  auto last = d.replaced.begin();
+  for (auto it = d.replaced.begin(); it != d.replaced.end(); ++it) {
+    if (last != d.replaced.begin() && std::prev(last)->first == it->first) {
+      *std::prev(last) = *it;
+    } else {
+      *last++ = *it;
+    }
+  }
+  d.replaced.erase(last, d.replaced.end());
+  return d;
+}
+
+// ---- Pass 3: writing ----------------------------------------------------------------------------
+
+// Writes a string as nlohmann's serializer does (ensure_ascii off): UTF-8 as is, escapes only for
+// '"', '\\' and control characters (\b \t \n \f \r, else \u00xx).
+void write_string(std::string_view t, size_t p, std::string& out) {
+  out.push_back('"');
+  decode_string(
+      t, p, [&](std::string_view run) { out.append(run); },
+      [&](unsigned cp) {
+        switch (cp) {
+          case 0x08:
+            out.append("\\b");
+            return;
+          case 0x09:
+            out.append("\\t");
+            return;
+          case 0x0A:
+            out.append("\\n");
+            return;
+          case 0x0C:
+            out.append("\\f");
+            return;
+          case 0x0D:
+            out.append("\\r");
+            return;
+          case '"':
+            out.append("\\\"");
+            return;
+          case '\\':
+            out.append("\\\\");
+            return;
+          default:
+            break;
+        }
+        if (cp < 0x20) {
+          static const char kHex[] = "0123456789abcdef";
+          out.append("\\u00");
+          out.push_back(kHex[cp >> 4]);
+          out.push_back(kHex[cp & 0xF]);
+        } else {
+          append_utf8(out, cp);
+        }
+      });
+  out.push_back('"');
+}
+
+class Rewriter {
+ public:
+  Rewriter(std::string_view text, Duplicates dups, int indent)
+      : t_(text), dups_(std::move(dups)), indent_(indent) {}
+
+  bool done() const { return done_; }
+  uint64_t written() const { return written_; }
+
+  // Appends the next piece of output, about `piece` bytes (one token may make it longer).
+  void write_some(std::string& out, size_t piece) {
+    const size_t start = out.size();
+    while (!done_ && out.size() - start < piece) step(out);
+    written_ += out.size() - start;
+  }
+
+ private:
+  struct Frame {
+    bool object;
+    size_t pos;      // where to read on in this container
+    size_t members;  // written so far
+    size_t resume;   // for a value written in place of another: where its parent reads on
+  };
+
+  void step(std::string& out) {
+    if (stack_.empty()) {
+      if (started_) {
+        done_ = true;
+        return;
+      }
+      started_ = true;
+      const size_t root = skip_ws(t_, 0);
+      write_value(root, root, out);
+      return;
+    }
+    Frame& f = stack_.back();
+    size_t p = skip_ws(t_, f.pos);
+    if (t_[p] == ',') p = skip_ws(t_, p + 1);
+    if (t_[p] == '}' || t_[p] == ']') {
+      if (f.members > 0) newline(out, stack_.size() - 1);
+      out.push_back(t_[p]);
+      const size_t resume = f.resume == std::string_view::npos ? p + 1 : f.resume;
+      stack_.pop_back();
+      if (!stack_.empty()) stack_.back().pos = resume;
+      return;
+    }
+    if (f.object && dups_.is_dropped(p)) {
+      f.pos = value_end(t_, member_value(t_, p));
+      return;
+    }
+    if (f.members > 0) out.push_back(',');
+    ++f.members;
+    newline(out, stack_.size());
+    size_t value = p;
+    if (f.object) {
+      write_string(t_, p, out);
+      out.append(indent_ >= 0 ? ": " : ":");
+      value = member_value(t_, p);
+    }
+    const size_t source = f.object ? dups_.replacement(value) : value;
+    const size_t after = write_value(value, source, out);
+    // `f` may have moved when a container was pushed; its position is set when that closes.
+    if (after != std::string_view::npos) stack_[stack_.size() - 1].pos = after;
+  }
+
+  // Writes the value at `source` in place of the one at `at` (the same but for a duplicate key).
+  // Returns where the parent reads on, or npos when a container was opened (the parent's
+  // position is set when it closes).
+  size_t write_value(size_t at, size_t source, std::string& out) {
+    const char c = t_[source];
+    if (c == '{' || c == '[') {
+      out.push_back(c);
+      stack_.push_back(Frame{c == '{', source + 1, 0,
+                             source == at ? std::string_view::npos : value_end(t_, at)});
+      return std::string_view::npos;
+    }
+    size_t end;
+    if (c == '"') {
+      write_string(t_, source, out);
+      end = string_end(t_, source);
+    } else {
+      end = scalar_end(t_, source);
+      out.append(t_.substr(source, end - source));  // numbers and literals exactly as written
+    }
+    return source == at ? end : value_end(t_, at);
+  }
+
+  void newline(std::string& out, size_t depth) {
+    if (indent_ < 0) return;
+    out.push_back('\n');
+    out.append(depth * static_cast<size_t>(indent_), ' ');
+  }
+
+  std::string_view t_;
+  Duplicates dups_;
+  int indent_;
+  std::vector<Frame> stack_;
+  bool started_ = false;
+  bool done_ = false;
+  uint64_t written_ = 0;
 };
 
 constexpr uint64_t kMaxOutputRatio = 16;
 constexpr uint64_t kOutputAllowance = 1u << 20;
+// Offsets are kept in 32 bits (half the memory of the duplicate bookkeeping).
+constexpr uint64_t kMaxDocumentBytes = std::numeric_limits<uint32_t>::max() - 1;
 
 class JsonFormatTransform : public DocumentTransform {
  public:
   explicit JsonFormatTransform(const JsonFormat& format)
-      : format_(format), limit_(format.op, format.max_input_bytes) {}
+      : format_(format), limit_(format.op, std::min(format.max_input_bytes, kMaxDocumentBytes)) {}
 
   Status update(std::string_view in, std::string&) override {
     Status st = limit_.add(in.size());
@@ -215,50 +541,60 @@ class JsonFormatTransform : public DocumentTransform {
   }
 
   Status finish(std::string& out) override {
-    ordered_json doc;
-    DomBuilder builder(doc);
-    const bool parsed = ordered_json::sax_parse(text_.data(), text_.data() + text_.size(), &builder,
-                                                nlohmann::json::input_format_t::json,
-                                                /*strict=*/true);
-    if (!parsed) {
-      uint64_t position = builder.too_deep() ? too_deep_position(text_) : builder.error_position();
-      std::string reason = builder.too_deep()
-                               ? "nesting deeper than " + std::to_string(kMaxJsonDepth) + " levels"
-                               : error_reason(builder.error());
-      return make_error(ErrorCode::kCorruptInput, std::string(format_.op) + ": invalid JSON at " +
-                                                      json_error_location(text_, position) + ": " +
-                                                      reason);
+    if (!rewriter_) {
+      Status st = start();
+      if (!st) return st;
     }
+    const size_t start = out.size();
+    rewriter_->write_some(out, kMaxCallOutputBytes);
     // Indentation can multiply a deeply nested document's size (a 1 KiB "[[[...]]]" at indent 8
     // is 2 MiB), so the output is capped relative to the input.
-    const uint64_t max_output = kMaxOutputRatio * text_.size() + kOutputAllowance;
-    std::string().swap(text_);
-    const size_t start = out.size();
-    try {
-      // Strings were validated as UTF-8 while parsing, so the serializer has nothing to refuse.
-      nlohmann::detail::serializer<ordered_json> serializer(
-          std::make_shared<CappedOutput>(out, start + max_output), ' ');
-      serializer.dump(doc, format_.indent >= 0, /*ensure_ascii=*/false,
-                      static_cast<unsigned int>(std::max(format_.indent, 0)));
-    } catch (const CappedOutput::Full&) {
+    if (rewriter_->written() > max_output_) {
       out.resize(start);
+      rewriter_.reset();
+      std::string().swap(text_);
       return make_error(ErrorCode::kTooLarge,
                         std::string(format_.op) + ": output would exceed " +
-                            std::to_string(max_output) + " bytes (" +
+                            std::to_string(max_output_) + " bytes (" +
                             std::to_string(kMaxOutputRatio) +
                             " times the input): the document nests too deeply for this indent");
-    } catch (const std::exception& e) {
-      return make_error(ErrorCode::kInternal,
-                        std::string(format_.op) + ": cannot write JSON: " + e.what());
     }
-    if (format_.final_newline) out.push_back('\n');
+    if (rewriter_->done()) {
+      if (format_.final_newline) out.push_back('\n');
+      rewriter_.reset();
+      std::string().swap(text_);
+    }
     return ok();
   }
 
+  bool has_more() const override { return rewriter_ != nullptr; }
+
  private:
+  Status start() {
+    Validator validator;
+    const bool valid = json::sax_parse(text_.data(), text_.data() + text_.size(), &validator,
+                                       json::input_format_t::json, /*strict=*/true);
+    if (!valid) {
+      uint64_t position =
+          validator.too_deep() ? too_deep_position(text_) : validator.error_position();
+      std::string reason = validator.too_deep()
+                               ? "nesting deeper than " + std::to_string(kMaxJsonDepth) + " levels"
+                               : error_reason(validator.error());
+      std::string location = json_error_location(text_, position);
+      std::string().swap(text_);
+      return make_error(ErrorCode::kCorruptInput,
+                        std::string(format_.op) + ": invalid JSON at " + location + ": " + reason);
+    }
+    max_output_ = kMaxOutputRatio * text_.size() + kOutputAllowance;
+    rewriter_ = std::make_unique<Rewriter>(text_, find_duplicates(text_), format_.indent);
+    return ok();
+  }
+
   const JsonFormat format_;
   InputLimit limit_;
   std::string text_;
+  std::unique_ptr<Rewriter> rewriter_;  // set while output remains to be written
+  uint64_t max_output_ = 0;
 };
 
 class JsonFormatStep : public TransformStep {

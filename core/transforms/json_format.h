@@ -1,7 +1,10 @@
 #pragma once
-// The shared part of json.pretty and json.minify: both hold the whole document, parse it with
-// nlohmann::ordered_json (key order kept; for a duplicate key the last value wins, at the place of
-// the first) and write it out again.
+// The shared part of json.pretty and json.minify: both hold the whole document, validate it
+// (nlohmann's strict parser, no DOM) and write its tokens out again with new whitespace, in pieces
+// of about kMaxCallOutputBytes. Key order is kept; for a duplicate key the last value wins, at the
+// place of the first; numbers and literals keep their text byte for byte; strings are re-escaped
+// as nlohmann writes them. Memory beyond the document: 8 bytes per member of each open object, a
+// bit per byte once a key repeats, and the output piece.
 
 #include <cstdint>
 #include <memory>

@@ -19,7 +19,7 @@ const ParamSchema& schema() {
 const TransformRegistration kRegistration(TransformInfo{
     "json.pretty",
     "re-indents a JSON document, keeping key order (for a duplicate key the last value wins); "
-    "numbers are written as nlohmann/json writes them, and the output ends with a newline; "
+    "numbers keep their text as written, and the output ends with a newline; "
     "output over 16 times the input plus 1 MiB (deep nesting at a wide indent) is refused",
     false, schema().specs(),
     [](const nlohmann::json& params, const TransformEnv&,

@@ -49,8 +49,11 @@ const ParamSchema& schema() {
                         "built-in patterns: email (local@domain.tld), card (13-19 digits, "
                         "optionally grouped by spaces or dashes, Luhn-checked), ipv4 (dotted quad, "
                         "octets 0..255)")
-          .string_array("custom", {}, {},
-                        "extra RE2 regular expressions; every match is redacted (leftmost-longest)")
+          .string_array(
+              "custom", {}, {},
+              "extra RE2 regular expressions; every match is redacted (leftmost-longest); "
+              "at most 32 patterns of 1024 bytes, each compiling within 1 MiB of RE2 "
+              "memory and all together within 150000 RE2 instructions")
           .string("replacement", "[REDACTED]",
                   "text written in place of each match (at most 1024 bytes)")
           .integer("max_match_bytes", 64, 1 << 20, 1024,

@@ -11,6 +11,7 @@
 // redacted. Because a match and the context its checks read span at most max_match_bytes + 2 bytes,
 // the scanner only has to hold back that much between chunks.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -23,6 +24,24 @@ class RE2;
 }
 
 namespace docpipe {
+
+// Bounds on a job's custom patterns, so that validating and compiling them stays cheap (a custom
+// pattern is compiled alone when the job is validated, then within the combined expressions).
+inline constexpr size_t kMaxCustomPatterns = 32;
+inline constexpr size_t kMaxCustomPatternBytes = 1024;
+// RE2 memory for one custom pattern compiled alone: about 60,000 instructions (\pL{50}); a
+// larger pattern fails to compile in ~0.02 s instead of compiling for up to seconds.
+inline constexpr int64_t kPatternMaxMem = int64_t{1} << 20;
+// The custom patterns' instructions together, which bounds the combined expressions.
+inline constexpr int64_t kMaxCustomProgramSize = 150000;
+// The process-wide cache of compiled expressions: at most this many, holding at most this much
+// max_mem (an RE2's DFA cache can grow to its max_mem).
+inline constexpr size_t kRegexCacheEntries = 64;
+inline constexpr int64_t kRegexCacheMaxMem = int64_t{160} << 20;
+
+// How many regular expressions the process has compiled (for tests: a pattern seen before is
+// not compiled again).
+uint64_t regex_compilations();
 
 struct RedactConfig {
   bool email = false;
@@ -53,11 +72,12 @@ class RedactMatcher {
   explicit RedactMatcher(RedactConfig config);
 
   RedactConfig config_;
-  std::unique_ptr<re2::RE2> all_;  // every enabled pattern
+  // Compiled once per process and shared (a small cache in redact_matcher.cc).
+  std::shared_ptr<const re2::RE2> all_;  // every enabled pattern
   // The same without card / ipv4: consulted at a position where a card or ipv4 candidate failed
   // its check, since another pattern may still match there. Null when nothing else is enabled.
-  std::unique_ptr<re2::RE2> all_but_card_;
-  std::unique_ptr<re2::RE2> all_but_ipv4_;
+  std::shared_ptr<const re2::RE2> all_but_card_;
+  std::shared_ptr<const re2::RE2> all_but_ipv4_;
 };
 
 // Redacts one document, chunk by chunk. Holds back at most max_match_bytes + 2 bytes plus one

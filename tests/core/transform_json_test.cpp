@@ -39,13 +39,13 @@ TEST_CASE("json.pretty: re-indents keeping key order, last duplicate wins, newli
       "  \"z\": 1,\n"
       "  \"a\": [\n"
       "    1.0,\n"
-      "    100.0,\n"
+      "    1e2,\n"
       "    0.1,\n"
       "    12345678901234567890,\n"
-      "    1.5e+300,\n"
+      "    1.5e300,\n"
       "    -7,\n"
       "    3.14159,\n"
-      "    1e-07\n"
+      "    1E-7\n"
       "  ],\n"
       "  \"s\": \"caf\xC3\xA9 \xE2\x82\xAC \\n \\\"q\\\" \\u001f\",\n"
       "  \"dup\": {\n"
@@ -71,7 +71,7 @@ TEST_CASE("json.pretty: re-indents keeping key order, last duplicate wins, newli
 TEST_CASE("json.minify: writes one line without a final newline") {
   auto minify = make_step("json.minify", json::object());
   CHECK(run_ok(*minify, kJsonInput, 5) ==
-        "{\"z\":1,\"a\":[1.0,100.0,0.1,12345678901234567890,1.5e+300,-7,3.14159,1e-07],"
+        "{\"z\":1,\"a\":[1.0,1e2,0.1,12345678901234567890,1.5e300,-7,3.14159,1E-7],"
         "\"s\":\"caf\xC3\xA9 \xE2\x82\xAC \\n \\\"q\\\" \\u001f\",\"dup\":{\"k\":[false]},"
         "\"n\":null,\"t\":true,\"o\":{},\"e\":[]}");
   CHECK(run_ok(*minify, "[ \"x\" , { } ]\n") == "[\"x\",{}]");
@@ -178,4 +178,53 @@ TEST_CASE("json.pretty: parameter errors name the parameter and the expected val
         "indent: unknown parameter\n");
   CHECK(errors_text(config_errors("json.minify", json{{"max_input_bytes", "1M"}})) ==
         "max_input_bytes: expected integer >= 1, got \"1M\"\n");
+}
+
+TEST_CASE("json.pretty: numbers keep their text exactly as written, in json.minify too") {
+  const std::string numbers =
+      "[123456789012345678901234567890, -0, 1E2, -0.0, 1e-400, 0.10000000000000000000001, "
+      "-1.5E+3, 1.0e+00, 18446744073709551616, -9223372036854775809, 5]";
+  CHECK(run_ok(*make_step("json.minify", json::object()), numbers) ==
+        "[123456789012345678901234567890,-0,1E2,-0.0,1e-400,0.10000000000000000000001,-1.5E+3,"
+        "1.0e+00,18446744073709551616,-9223372036854775809,5]");
+  CHECK(run_ok(*make_step("json.pretty", {{"indent", 1}}), "{\"a\": -0, \"b\": {\"c\": 1E2}}", 3) ==
+        "{\n \"a\": -0,\n \"b\": {\n  \"c\": 1E2\n }\n}\n");
+  CHECK(run_ok(*make_step("json.minify", json::object()), " -0 ") == "-0");
+  // Still validated: a number JSON does not allow is refused.
+  CHECK(json_error("json.minify", "[01]").find("json.minify: invalid JSON at line 1, column 3") ==
+        0);
+  CHECK(json_error("json.minify", "[1.]").find("json.minify: invalid JSON at line 1, column ") ==
+        0);
+}
+
+TEST_CASE("json.minify: strings, keys and duplicates come out as nlohmann's ordered_json writes") {
+  // Differential: documents whose numbers are plain integers, so that nlohmann's own rewrite is
+  // the reference for everything else (escapes, key order, duplicate keys, nesting).
+  const std::vector<std::string> docs = {
+      "{\"a\": 1, \"\\u0061\": 2, \"b\": [1, {\"c\": 1, \"c\": {\"d\": 1, \"d\": 2}}], \"a\": 3}",
+      "{\"k\": {\"x\": 1}, \"k\": [1, 2], \"k\": {\"y\": {\"z\": 1, \"z\": 2}}}",
+      "[\"\\u00e9\\ud83d\\ude00\\/\\b\\f\\n\\r\\t\\u0000\\u001f\\u007f\\\"\\\\\", \"\xC3\xA9\"]",
+      "{\"\\\"q\\\\\": {\"\\\"q\\\\\": 1}, \"\\\"q\\\\\": [true, false, null]}",
+      "{\"a\": {\"b\": 1, \"a\": 2}, \"b\": {}, \"a\": [], \"c\": [[], {}]}",
+      "{\"x\": 1, \"y\": {\"x\": 2, \"x\": 3}, \"x\": {\"x\": 4, \"x\": 5}, \"x\": 6}",
+  };
+  auto minify = make_step("json.minify", json::object());
+  for (int indent : {-1, 0, 2, 3}) {
+    auto step = indent < 0 ? make_step("json.minify", json::object())
+                           : make_step("json.pretty", {{"indent", indent}});
+    for (const std::string& doc : docs) {
+      CAPTURE(doc);
+      CAPTURE(indent);
+      const std::string expected =
+          nlohmann::ordered_json::parse(doc).dump(indent) + (indent < 0 ? "" : "\n");
+      CHECK(run_ok(*step, doc) == expected);
+      CHECK(run_ok(*step, doc, 2) == expected);
+    }
+  }
+  // Many members, then a duplicate of the first: the first keeps its place with the last value.
+  std::string wide = "{";
+  for (int i = 0; i < 1000; ++i)
+    wide += "\"k" + std::to_string(i) + "\":" + std::to_string(i) + ",";
+  wide += "\"k0\":{\"k1\":1,\"k1\":2},\"k999\":null}";
+  CHECK(run_ok(*minify, wide) == nlohmann::ordered_json::parse(wide).dump());
 }

@@ -2,10 +2,13 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "core/transforms/redact_matcher.h"
 #include "tests/core/transform_test_util.h"
 
 using docpipe::test::config_errors;
@@ -268,4 +271,49 @@ TEST_CASE("redact: parameter errors name the parameter and the reason") {
         "max_match_bytes: expected integer 64..1048576, got 10\n");
   CHECK(errors_text(config_errors("redact", json{{"patterns", "email"}})) ==
         "patterns: expected array of strings, got \"email\"\n");
+}
+
+TEST_CASE("redact: an oversized custom pattern is refused quickly, naming it and its path") {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string errors =
+      errors_text(config_errors("redact", json{{"custom", {"x", "\\pL{200}"}}}));
+  CHECK(errors.rfind("custom[1]: regular expression \"\\\\pL{200}\" is too large: it compiles past "
+                     "RE2's limit of 1 MiB per custom pattern",
+                     0) == 0);
+  // Compiling it (as the combined expression did) took ~0.3 s here, four times over.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(600));
+}
+
+TEST_CASE("redact: custom patterns are limited in number, length and total size") {
+  std::vector<std::string> many;
+  for (int i = 0; i < 33; ++i) many.push_back("p" + std::to_string(i));
+  CHECK(errors_text(config_errors("redact", json{{"custom", many}})) ==
+        "custom: at most 32 custom patterns, got 33\n");
+  many.pop_back();
+  CHECK(make_step("redact", json{{"custom", many}}) != nullptr);
+  CHECK(errors_text(config_errors("redact", json{{"custom", {"a", std::string(1025, 'a')}}})) ==
+        "custom[1]: regular expression of 1025 bytes, at most 1024\n");
+  // Each fits alone; together they would make the combined expressions huge.
+  const std::string big = "\\pL{40}";
+  const std::string total = errors_text(
+      config_errors("redact", json{{"custom", {big, big + "a", big + "b", big + "c"}}}));
+  CHECK(total.rfind("custom: the custom patterns together compile to ", 0) == 0);
+  CHECK(total.find(" RE2 instructions, at most 150000\n") != std::string::npos);
+  CHECK(make_step("redact", json{{"custom", {big, big + "a"}}}) != nullptr);
+}
+
+TEST_CASE("redact: a pattern is compiled once per process, also by jobs configured at once") {
+  // A pattern no other test uses, so that nothing compiled it before.
+  const json params = {{"patterns", {"email"}}, {"custom", {"once-[0-9]{3}-\\pL{5}"}}};
+  const uint64_t before = docpipe::regex_compilations();
+  auto first = make_step("redact", params);
+  const uint64_t after_first = docpipe::regex_compilations();
+  CHECK(after_first > before);  // the pattern alone and the combination
+  std::vector<std::thread> jobs;
+  for (int i = 0; i < 4; ++i) jobs.emplace_back([&] { make_step("redact", params); });
+  for (std::thread& t : jobs) t.join();
+  auto again = make_step("redact", params);  // a resumed job
+  CHECK(docpipe::regex_compilations() == after_first);
+  CHECK(run_ok(*again, "id once-123-abcde, mail a@b.io") == "id [REDACTED], mail [REDACTED]");
+  CHECK(run_ok(*first, "once-123-abcde") == "[REDACTED]");
 }

@@ -2,7 +2,11 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
 #include <thread>
 
 #include "tests/pipeline/pipeline_test_support.h"
@@ -225,6 +229,160 @@ TEST_CASE("scheduler: stop ends next, drops unfinished jobs and refuses retries 
   s.add_job(counted_job("after", 1));
   CHECK(s.job_count() == 1);
   CHECK_FALSE(s.next().has_value());
+}
+
+// A job whose walk blocks inside next_document() until the test releases it, like a readdir on a
+// huge or hung folder, or a walk through hostile globs.
+class SlowWalkJob : public PipelineJob {
+ public:
+  explicit SlowWalkJob(const std::string& id) : spec_(make_spec(id, "/out", nullptr)) {}
+  const JobSpec& spec() const override { return spec_; }
+
+  std::optional<DocumentRef> next_document() override {
+    std::unique_lock lock(mu_);
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+    if (yielded_) return std::nullopt;
+    yielded_ = true;
+    return DocumentRef{"/in/slow-0", "slow-0"};
+  }
+  void document_finished(DocumentOutcome) override {
+    std::lock_guard lock(mu_);
+    ++outcomes_;
+  }
+  void job_finished(bool cancelled) override {
+    std::lock_guard lock(mu_);
+    ++finished_calls_;
+    cancelled_ = cancelled;
+  }
+
+  bool wait_entered(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return entered_; });
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  int finished_calls() const {
+    std::lock_guard lock(mu_);
+    return finished_calls_;
+  }
+  bool cancelled() const {
+    std::lock_guard lock(mu_);
+    return cancelled_;
+  }
+
+ private:
+  JobSpec spec_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false;
+  bool released_ = false;
+  bool yielded_ = false;
+  int outcomes_ = 0;
+  int finished_calls_ = 0;
+  bool cancelled_ = false;
+};
+
+TEST_CASE("scheduler: a job whose walk is slow does not hold up other jobs, submits or cancels") {
+  Scheduler s;
+  auto slow = std::make_shared<SlowWalkJob>("slow");
+  auto fast = counted_job("fast", 3);
+  s.add_job(slow);  // first in the ring: the first reader walks it
+  s.add_job(fast);
+  std::optional<ScheduledDocument> slow_doc;
+  std::thread walker([&] { slow_doc = s.next(); });
+  REQUIRE(slow->wait_entered(10s));
+
+  // Everything else goes on while the slow walk is in progress; with the walk under the
+  // scheduler's lock, each of these calls would wait for it.
+  auto others = std::async(std::launch::async, [&] {
+    std::vector<std::string> got;
+    auto d = s.next();
+    if (!d) return got;
+    got.push_back(d->doc.relative_path);
+    s.complete(d->job, outcome_for(*d));
+    s.add_job(counted_job("late", 1));  // an unrelated submit
+    CHECK(s.cancel("fast"));
+    auto l = s.next();
+    if (!l) return got;
+    got.push_back(l->doc.relative_path);
+    s.complete(l->job, outcome_for(*l));
+    CHECK(s.cancel("slow"));  // cancelling the job being walked does not wait for its walk
+    return got;
+  });
+  const bool in_time = others.wait_for(5s) == std::future_status::ready;
+  slow->release();  // unblock everything before checking, so that a failure cannot hang
+  walker.join();
+  REQUIRE(in_time);
+  CHECK(others.get() == std::vector<std::string>{"fast-0", "late-0"});
+  CHECK(fast->finished_calls() == 1);
+  CHECK(fast->cancelled());
+
+  // The walk's document was taken from the job: it comes out marked cancelled to be completed.
+  REQUIRE(slow_doc);
+  CHECK(slow_doc->doc.relative_path == "slow-0");
+  CHECK(slow_doc->cancelled);
+  CHECK(slow->finished_calls() == 0);
+  s.complete(slow_doc->job, outcome_for(*slow_doc));
+  CHECK(slow->finished_calls() == 1);
+  CHECK(slow->cancelled());
+  CHECK(s.job_count() == 1);  // "late": found exhausted only by a later next()
+  CHECK(s.documents_in_flight() == 0);
+}
+
+TEST_CASE("scheduler: no two readers walk one job at once, and every document is taken once") {
+  class CountingJob : public PipelineJob {
+   public:
+    CountingJob() : spec_(make_spec("walk", "/out", nullptr)) {}
+    const JobSpec& spec() const override { return spec_; }
+    std::optional<DocumentRef> next_document() override {
+      const int inside = ++inside_;
+      int seen = max_inside_.load();
+      while (inside > seen && !max_inside_.compare_exchange_weak(seen, inside)) {
+      }
+      for (int i = 0; i < 200; ++i) std::this_thread::yield();  // widen the window
+      std::optional<DocumentRef> doc;
+      if (next_ < 300) doc = DocumentRef{"/in/" + std::to_string(next_), std::to_string(next_)};
+      ++next_;  // unsynchronised on purpose: concurrent walks would lose counts
+      --inside_;
+      return doc;
+    }
+    void document_finished(DocumentOutcome) override {}
+    void job_finished(bool) override { ++finished_; }
+    JobSpec spec_;
+    std::atomic<int> inside_{0};
+    std::atomic<int> max_inside_{0};
+    int next_ = 0;
+    std::atomic<int> finished_{0};
+  };
+  Scheduler s;
+  auto job = std::make_shared<CountingJob>();
+  s.add_job(job);
+  std::atomic<int> taken{0};
+  auto reader = [&] {
+    while (auto d = s.next()) {
+      ++taken;
+      s.complete(d->job, outcome_for(*d));
+      if (job->finished_.load() > 0) break;
+    }
+  };
+  std::thread a(reader), b(reader), c(reader);
+  // Readers still waiting once the job is done are woken by stop().
+  for (auto deadline = std::chrono::steady_clock::now() + 20s;
+       job->finished_.load() == 0 && std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(1ms);
+  }
+  s.stop();
+  a.join();
+  b.join();
+  c.join();
+  CHECK(job->max_inside_.load() == 1);
+  CHECK(taken.load() == 300);
+  CHECK(job->finished_.load() == 1);
 }
 
 }  // namespace
