@@ -6,8 +6,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <map>
 
+#include "core/access_check.h"
 #include "core/fs_util.h"
 #include "core/glob.h"
 #include "core/path_util.h"
@@ -22,15 +25,74 @@ std::string join(const std::string& dir, std::string_view rel) {
   return out;
 }
 
+// `path` relative to `root` (both absolute, normalised, path within root).
+std::string below(const std::string& path, const std::string& root) {
+  return std::string(path_below(path, root));
+}
+
+// Opens the folder `dir` (absolute, within `root`) for the job: with a restricted submitter, by a
+// walk from "/" that refuses symlinks and checks `want` on it and search on every folder above
+// (the path is the real path found at validation, so a symlink on it now is a swap); else
+// beneath the root with openat2. `create`: missing folders are made (the output folder).
+Result<DirFd> open_job_folder(const std::string& root, const std::string& dir,
+                              const Credentials* who, int want, bool create, const char* verb) {
+  if (who != nullptr) {
+    Result<DirFd> top = open_dir_path("/");
+    if (!top) return top.error();
+    if (dir == "/") return walk_dirs_beneath(*top, "", {who, false, want | X_OK, verb});
+    return walk_dirs_beneath(*top, std::string_view(dir).substr(1), {who, create, want, verb});
+  }
+  Result<DirFd> base = open_dir_path(root);
+  if (!base) return base.error();
+  Result<DirFd> opened = open_dir_beneath(*base, below(dir, root), verb);
+  if (opened || !create || opened.error().code != ErrorCode::kNotFound) return opened;
+  WalkOptions opts;
+  opts.create = true;
+  opts.verb = verb;
+  return walk_dirs_beneath(*base, below(dir, root), opts);
+}
+
+Error fatal(const char* field, const Error& e) {
+  return Error{e.code, std::string(field) + ": " + e.message, e.sys_errno};
+}
+
+// The part every source shares: the output folder, opened when the source starts.
+class SourceBase : public DocumentSource {
+ protected:
+  SourceBase(const JobSpec& job, SourceUse use)
+      : job_(job), use_(use), who_(restricted_submitter(job)) {}
+
+  // False (with fatal_ set) when the output folder cannot be opened.
+  bool open_output() {
+    if (use_ == SourceUse::kCount) return true;
+    const OutputSpec& out = job_.output;
+    const std::string root = out.root.empty() ? "/" : out.root;
+    const std::string dir = out.real_dir.empty() ? out.dir : out.real_dir;
+    Result<DirFd> opened = open_job_folder(root, dir, who_, W_OK | X_OK, true, "write");
+    if (!opened) {
+      fatal_ = fatal("output.dir", opened.error());
+      return false;
+    }
+    output_ = std::make_shared<const DirFd>(std::move(*opened));
+    return true;
+  }
+
+  const JobSpec& job_;
+  const SourceUse use_;
+  const Credentials* const who_;
+  std::shared_ptr<const DirFd> output_;
+};
+
 // Walks input.dir depth first with one open DIR per level of the current branch, so memory
 // depends on the depth of the tree, not on the number of files. Folders that no include can match
 // below, or that an exclude covers entirely, are never opened. Symlinked folders are never
 // entered; a symlinked file is taken only when its target stays inside the input folder, and then
-// by its resolved path, so what is read is what was checked.
-class DirectoryWalker : public DocumentSource {
+// by its target's path beneath the input folder. Each document names the open folder it was found
+// in, so what is read is what was walked.
+class DirectoryWalker : public SourceBase {
  public:
-  explicit DirectoryWalker(const InputSpec& input)
-      : dir_(input.dir), globs_(input.include, input.exclude) {}
+  DirectoryWalker(const JobSpec& job, SourceUse use)
+      : SourceBase(job, use), dir_(job.input.dir), globs_(job.input.include, job.input.exclude) {}
 
   ~DirectoryWalker() override {
     for (Frame& f : stack_) ::closedir(f.dir);
@@ -41,11 +103,11 @@ class DirectoryWalker : public DocumentSource {
 
   std::optional<DocumentRef> next() override {
     if (!started_) start();
-    while (!stack_.empty()) {
+    while (!stack_.empty() && !fatal_) {
       errno = 0;
       struct dirent* e = ::readdir(stack_.back().dir);
       if (e == nullptr) {
-        if (errno != 0) add_error(join(dir_, stack_.back().rel), "cannot read folder", errno);
+        if (errno != 0) walk_error(join(dir_, stack_.back().rel), "cannot read folder", errno);
         ::closedir(stack_.back().dir);
         stack_.pop_back();
         continue;
@@ -60,11 +122,15 @@ class DirectoryWalker : public DocumentSource {
       if (type == DT_DIR) {
         if (should_descend(rel)) descend(e->d_name, std::move(rel));
       } else if (type == DT_REG) {
-        if (selected(rel)) return DocumentRef{join(dir_, rel), std::move(rel)};
+        if (selected(rel)) {
+          return DocumentRef{join(dir_, rel), std::move(rel), stack_.back().folder,
+                             std::string(name), output_};
+        }
       } else if (type == DT_LNK) {
         if (!selected(rel)) continue;
-        if (std::optional<std::string> target = symlinked_file(rel)) {
-          return DocumentRef{std::move(*target), std::move(rel)};
+        if (std::optional<std::string> target = symlinked_file(e->d_name, rel)) {
+          return DocumentRef{join(dir_, *target), std::move(rel), input_, std::move(*target),
+                             output_};
         }
       }
       // Anything else (FIFO, socket, device, or gone meanwhile) is not a document.
@@ -83,28 +149,36 @@ class DirectoryWalker : public DocumentSource {
 
   struct Frame {
     DIR* dir;
-    std::string rel;  // "" for the input folder itself
+    std::string rel;                      // "" for the input folder itself
+    std::shared_ptr<const DirFd> folder;  // the same folder, for the documents found in it
   };
 
   void start() {
     started_ = true;
-    int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-      add_error(dir_, "cannot open folder", errno);
+    const InputSpec& in = job_.input;
+    const std::string root = in.root.empty() ? "/" : in.root;
+    real_dir_ = in.real_dir.empty() ? dir_ : in.real_dir;
+    Result<DirFd> opened = open_job_folder(root, real_dir_, who_, R_OK | X_OK, false, "read");
+    if (!opened) {
+      fatal_ = fatal("input.dir", opened.error());
       return;
     }
-    push(fd, "");
-    root_real_ = real_path(dir_);
+    input_ = std::make_shared<const DirFd>(std::move(*opened));
+    if (!open_output()) return;
+    push(input_, "");
   }
 
-  void push(int fd, std::string rel) {
-    DIR* d = ::fdopendir(fd);
+  // Lists `folder` through a DIR of its own (fdopendir takes the descriptor it is given).
+  void push(std::shared_ptr<const DirFd> folder, std::string rel) {
+    int fd = ::openat(folder->fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR* d = fd < 0 ? nullptr : ::fdopendir(fd);
     if (d == nullptr) {
-      add_error(join(dir_, rel), "cannot open folder", errno);
-      ::close(fd);
+      int err = errno;
+      if (fd >= 0) ::close(fd);
+      walk_error(join(dir_, rel), "cannot open folder", err);
       return;
     }
-    stack_.push_back(Frame{d, std::move(rel)});
+    stack_.push_back(Frame{d, std::move(rel), std::move(folder)});
   }
 
   void descend(const char* name, std::string rel) {
@@ -113,17 +187,30 @@ class DirectoryWalker : public DocumentSource {
         ::openat(::dirfd(stack_.back().dir), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
       if (errno != ENOENT && errno != ELOOP && errno != ENOTDIR) {
-        add_error(join(dir_, rel), "cannot open folder", errno);
+        walk_error(join(dir_, rel), "cannot open folder", errno);
       }
       return;
     }
-    push(fd, std::move(rel));
+    auto folder = std::make_shared<const DirFd>(fd, join(dir_, rel));
+    if (who_ != nullptr) {
+      struct stat st;
+      if (::fstat(fd, &st) != 0) {
+        walk_error(folder->path(), "cannot stat", errno);
+        return;
+      }
+      if (!may_access(fd, st, *who_, R_OK | X_OK)) {
+        add_error(folder->path(), "the submitter (uid " + std::to_string(who_->uid) +
+                                      ") may not list and search this folder, skipped");
+        return;
+      }
+    }
+    push(std::move(folder), std::move(rel));
   }
 
   unsigned char type_of(const char* name, const std::string& rel) {
     struct stat st;
     if (::fstatat(::dirfd(stack_.back().dir), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno != ENOENT) add_error(join(dir_, rel), "cannot stat", errno);
+      if (errno != ENOENT) walk_error(join(dir_, rel), "cannot stat", errno);
       return DT_UNKNOWN;
     }
     if (S_ISDIR(st.st_mode)) return DT_DIR;
@@ -132,29 +219,60 @@ class DirectoryWalker : public DocumentSource {
     return DT_UNKNOWN;
   }
 
-  // The resolved path of a symlink to a regular file inside the input folder; nullopt for
-  // anything else (a dangling link or a link to a folder is silently not a document, a link out
-  // of the input folder is reported).
-  std::optional<std::string> symlinked_file(const std::string& rel) {
-    std::string link = join(dir_, rel);
-    std::string target = real_path(link);
-    if (target.empty()) {
-      if (errno != ENOENT && errno != ENOTDIR) add_error(link, "cannot resolve symlink", errno);
+  // The target of a symlink to a regular file inside the input folder, as a path beneath it;
+  // nullopt for anything else (a dangling link or a link to a folder is silently not a document,
+  // a link out of the input folder is reported).
+  std::optional<std::string> symlinked_file(const char* name, const std::string& rel) {
+    const std::string link = join(dir_, rel);
+    char buf[PATH_MAX];
+    ssize_t n = ::readlinkat(::dirfd(stack_.back().dir), name, buf, sizeof buf - 1);
+    if (n < 0) {
+      if (errno != ENOENT) walk_error(link, "cannot resolve symlink", errno);
       return std::nullopt;
     }
-    struct stat st;
-    if (::stat(target.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-    if (root_real_.empty() || !path_is_within(target, root_real_)) {
+    const std::string text(buf, static_cast<size_t>(n));
+    // Absolute targets are judged against the input folder's real path, relative ones against
+    // the link's own folder; either way the result must stay beneath the input folder.
+    const std::string target = is_absolute_path(text)
+                                   ? normalize_path(text)
+                                   : resolve_path(join(real_dir_, stack_.back().rel), text);
+    if (!path_is_within(target, real_dir_) || target == real_dir_) {
+      // Only a link to a file is worth a report; one to a folder or nowhere is not a document.
+      struct stat st;
+      if (::fstatat(::dirfd(stack_.back().dir), name, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
+        return std::nullopt;
+      }
       add_error(link, "symlink points outside the input folder (to " + target + "), skipped");
       return std::nullopt;
     }
-    return target;
+    std::string target_rel = below(target, real_dir_);
+    // Further links on the way are followed only while they stay beneath the input folder.
+    Result<int> fd = open_beneath(*input_, target_rel, O_PATH, "read");
+    if (!fd) {
+      if (fd.error().code == ErrorCode::kPermission) {
+        add_error(link, "symlink points outside the input folder (to " + target + "), skipped");
+      }
+      return std::nullopt;
+    }
+    struct stat st;
+    const bool regular = ::fstat(*fd, &st) == 0 && S_ISREG(st.st_mode);
+    ::close(*fd);
+    if (!regular) return std::nullopt;
+    return target_rel;
   }
 
   bool selected(const std::string& rel) const { return globs_.selected(rel); }
   bool should_descend(const std::string& rel) const { return globs_.should_descend(rel); }
 
-  void add_error(const std::string& path, const std::string& what, int err) {
+  // An error of the walk itself: one that says nothing about the input (out of descriptors or
+  // memory, an I/O error) stops the job, since going on would silently leave documents out;
+  // others (a folder the daemon may not read) leave that part out and are reported.
+  void walk_error(const std::string& path, const std::string& what, int err) {
+    Error e = errno_error(path + ": " + what, err);
+    if (is_transient(e)) {
+      fatal_ = Error{e.code, "input.dir: walk stopped at " + e.message, err};
+      return;
+    }
     add_error(path, what + ": " + std::strerror(err));
   }
 
@@ -166,36 +284,116 @@ class DirectoryWalker : public DocumentSource {
     errors_.push_back(path + ": " + message);
   }
 
-  const std::string dir_;
-  const GlobSet globs_;  // compiled once for the whole walk
-  std::string root_real_;
+  const std::string dir_;  // input.dir as the job names it
+  const GlobSet globs_;    // compiled once for the whole walk
+  std::string real_dir_;   // the folder opened: input.dir as resolved at validation
+  std::shared_ptr<const DirFd> input_;
   std::vector<Frame> stack_;
   bool started_ = false;
   std::vector<std::string> errors_;
   size_t dropped_errors_ = 0;
 };
 
-// input.files: each file as given; outputs mirror the file's name.
-class FileListSource : public DocumentSource {
+// input.files: each file as given, opened beneath the root that holds it; outputs mirror the
+// file's name.
+class FileListSource : public SourceBase {
  public:
-  explicit FileListSource(std::vector<std::string> files) : files_(std::move(files)) {}
+  FileListSource(const JobSpec& job, SourceUse use) : SourceBase(job, use) {}
 
   std::optional<DocumentRef> next() override {
-    if (next_ >= files_.size()) return std::nullopt;
-    const std::string& path = files_[next_++];
-    return DocumentRef{path, std::string(base_name(path))};
+    if (!started_) start();
+    if (fatal_ || next_ >= job_.input.files.size()) return std::nullopt;
+    const size_t i = next_++;
+    const std::string& path = job_.input.files[i];
+    const std::string& root = root_of(i);
+    const std::string real =
+        i < job_.input.real_files.size() ? job_.input.real_files[i] : normalize_path(path);
+    return DocumentRef{path, std::string(base_name(path)), roots_[root], below(real, root),
+                       output_};
   }
 
  private:
-  std::vector<std::string> files_;
+  const std::string& root_of(size_t i) const {
+    static const std::string kSlash = "/";
+    return i < job_.input.file_roots.size() ? job_.input.file_roots[i] : kSlash;
+  }
+
+  void start() {
+    started_ = true;
+    for (size_t i = 0; i < job_.input.files.size(); ++i) {
+      const std::string& root = root_of(i);
+      if (roots_.count(root) != 0) continue;
+      if (who_ != nullptr) {
+        // The folders above the root, once; those below it per file, as it is opened.
+        Status st = check_path_access(root, *who_, X_OK, "read");
+        if (!st) {
+          fatal_ = fatal("input.files", st.error());
+          return;
+        }
+      }
+      Result<DirFd> opened = open_dir_path(root);
+      if (!opened) {
+        fatal_ = fatal("input.files", opened.error());
+        return;
+      }
+      roots_[root] = std::make_shared<const DirFd>(std::move(*opened));
+    }
+    open_output();
+  }
+
+  std::map<std::string, std::shared_ptr<const DirFd>> roots_;
   size_t next_ = 0;
+  bool started_ = false;
 };
 
 }  // namespace
 
-std::unique_ptr<DocumentSource> make_document_source(const JobSpec& job) {
-  if (!job.input.dir.empty()) return std::make_unique<DirectoryWalker>(job.input);
-  return std::make_unique<FileListSource>(job.input.files);
+std::unique_ptr<DocumentSource> make_document_source(const JobSpec& job, SourceUse use) {
+  if (!job.input.dir.empty()) return std::make_unique<DirectoryWalker>(job, use);
+  return std::make_unique<FileListSource>(job, use);
+}
+
+Result<OpenedInput> open_document(const DocumentRef& doc, const Credentials* who) {
+  const int flags = O_RDONLY | O_NOCTTY | O_NONBLOCK;
+  OpenedInput in;
+  if (!doc.folder) {
+    in.fd = ::open(doc.input_path.c_str(), flags | O_CLOEXEC);
+    if (in.fd < 0) return errno_error("read " + doc.input_path, errno);
+  } else if (who != nullptr && doc.open_path.find('/') != std::string::npos) {
+    // Every folder on the way must let the submitter search it.
+    const std::string_view parent = parent_path(doc.open_path);
+    WalkOptions opts;
+    opts.who = who;
+    opts.verb = "read";
+    Result<DirFd> dir = walk_dirs_beneath(*doc.folder, parent, opts);
+    if (!dir) return dir.error();
+    const std::string name(base_name(doc.open_path));
+    in.fd = ::openat(dir->fd(), name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC);
+    if (in.fd < 0) {
+      const std::string path = dir->child_path(name);
+      if (errno == ELOOP) {
+        return make_error(ErrorCode::kPermission,
+                          path + " is a symlink, refusing to read through it");
+      }
+      return errno_error("read " + path, errno);
+    }
+  } else {
+    Result<int> fd = open_beneath(*doc.folder, doc.open_path, flags, "read");
+    if (!fd) return fd.error();
+    in.fd = *fd;
+  }
+  if (::fstat(in.fd, &in.st) != 0) {
+    int err = errno;
+    ::close(in.fd);
+    return errno_error("read " + doc.input_path, err);
+  }
+  if (who != nullptr && !may_access(in.fd, in.st, *who, R_OK)) {
+    ::close(in.fd);
+    return make_error(ErrorCode::kPermission, doc.input_path + ": the submitter (uid " +
+                                                  std::to_string(who->uid) +
+                                                  ") may not read this file");
+  }
+  return in;
 }
 
 }  // namespace docpipe

@@ -1,6 +1,14 @@
 #pragma once
 // Yields a job's documents one at a time, walking the input folder lazily so that memory does not
 // grow with the size of the batch.
+//
+// When it starts (the first next(), i.e. when the job starts), the source opens the job's input
+// folder (or the roots of its files) and its output folder beneath the allowed roots that
+// check_job_inputs found, and holds them for the job's life: every document names an open folder
+// and a path beneath it, never a path string to resolve again. A folder swapped for a symlink
+// while the job waited or between two documents cannot lead the job out of its roots.
+
+#include <sys/stat.h>
 
 #include <memory>
 #include <optional>
@@ -8,13 +16,25 @@
 #include <vector>
 
 #include "core/job_spec.h"
+#include "core/result.h"
+#include "core/safe_fs.h"
 
 namespace docpipe {
 
 struct DocumentRef {
-  std::string input_path;     // absolute
+  std::string input_path;     // absolute, as the job names it (reports, journal)
   std::string relative_path;  // relative to the input dir (or the file's name for `files`)
+  // Where it is read: `open_path` beneath `folder`, a folder the job opened (its input folder,
+  // the sub-folder the walk found it in, or an allowed root). Null: input_path as given
+  // (documents handed to a pipeline by hand in tests).
+  std::shared_ptr<const DirFd> folder = nullptr;
+  std::string open_path = {};
+  // The job's output folder, opened beneath its allowed root; null: output.dir beneath "/".
+  std::shared_ptr<const DirFd> output = nullptr;
 };
+
+// kCount (validation): the output folder is neither opened nor created.
+enum class SourceUse { kRun, kCount };
 
 class DocumentSource {
  public:
@@ -24,10 +44,34 @@ class DocumentSource {
   // Problems met so far that made the walk leave something out (an unreadable folder, a symlink
   // pointing out of the input folder), each "path: cause". Capped; the last line counts the rest.
   virtual std::vector<std::string> errors() const { return {}; }
+  // Why the job cannot go on, once next() returned nullopt because of it: its input or output
+  // folder cannot be opened (vanished, swapped for a symlink that leads out, no descriptors
+  // left), or the walk failed for a reason that is not the input's (EMFILE, EIO). The job must
+  // fail with this rather than succeed with the documents found so far.
+  const std::optional<Error>& fatal_error() const { return fatal_; }
+
+ protected:
+  std::optional<Error> fatal_;
 };
 
 // Walks input.dir (include/exclude globs, `**` crosses folders; symlinks are not followed out of
 // the tree) or iterates input.files.
-std::unique_ptr<DocumentSource> make_document_source(const JobSpec& job);
+std::unique_ptr<DocumentSource> make_document_source(const JobSpec& job,
+                                                     SourceUse use = SourceUse::kRun);
+
+struct OpenedInput {
+  int fd = -1;
+  struct stat st {};
+};
+
+// Opens a document for reading (O_NONBLOCK: a FIFO cannot hang the reader) beneath its folder,
+// and with `who` (null: unrestricted) checks that the submitter could search the folders on the
+// way and read the file. The caller owns the descriptor.
+Result<OpenedInput> open_document(const DocumentRef& doc, const Credentials* who);
+
+// The job's submitter when its access must be checked (set and not root), else null.
+inline const Credentials* restricted_submitter(const JobSpec& job) {
+  return job.submitter && !job.submitter->is_root() ? &*job.submitter : nullptr;
+}
 
 }  // namespace docpipe

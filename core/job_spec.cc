@@ -12,7 +12,9 @@
 #include "core/document_source.h"
 #include "core/glob.h"
 #include "core/json_util.h"
+#include "core/access_check.h"
 #include "core/path_util.h"
+#include "core/safe_fs.h"
 
 namespace docpipe {
 namespace {
@@ -283,11 +285,15 @@ Roots resolve_roots(const std::vector<std::string>& roots) {
   return r;
 }
 
-bool within_any(const std::string& path, const Roots& roots) {
+// The most specific allowed root holding `path`, or nullptr.
+const std::string* root_holding(const std::string& path, const Roots& roots) {
+  const std::string* best = nullptr;
   for (const std::string& root : roots.real) {
-    if (path_is_within(path, root)) return true;
+    if (path_is_within(path, root) && (best == nullptr || root.size() > best->size())) {
+      best = &root;
+    }
   }
-  return false;
+  return best;
 }
 
 // "/x", or "/x (resolves to /y)" when symlinks lead elsewhere.
@@ -299,8 +305,8 @@ std::string dump_patterns(const std::vector<std::string>& patterns) {
   return json(patterns).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-// Returns the input folder's resolved path, or "" when it cannot be used.
-std::string check_input_dir(const JobSpec& job, const Roots& roots, FieldErrors& errors) {
+// Fills job.input.root and real_dir, or reports why the input folder cannot be used.
+bool check_input_dir(JobSpec& job, const Roots& roots, FieldErrors& errors) {
   const std::string& dir = job.input.dir;
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) {
@@ -308,31 +314,48 @@ std::string check_input_dir(const JobSpec& job, const Roots& roots, FieldErrors&
     errors.push_back({"input.dir", err == ENOENT || err == ENOTDIR
                                        ? "no such directory: " + dir
                                        : "cannot access " + dir + ": " + std::strerror(err)});
-    return {};
+    return false;
   }
   if (!S_ISDIR(st.st_mode)) {
     errors.push_back({"input.dir", "not a directory: " + dir});
-    return {};
+    return false;
   }
   std::string real = real_path(dir);
   if (real.empty()) {
     errors.push_back({"input.dir", "cannot resolve " + dir + ": " + std::strerror(errno)});
-    return {};
+    return false;
   }
-  if (!within_any(real, roots)) {
+  const std::string* root = root_holding(real, roots);
+  if (root == nullptr) {
     errors.push_back({"input.dir", shown_path(dir, real) + " is outside the allowed input roots (" +
                                        roots.shown + ")"});
-    return {};
+    return false;
   }
-  return real;
+  if (const Credentials* who = restricted_submitter(job)) {
+    Status st = check_path_access(real, *who, R_OK | X_OK, "read");
+    if (!st) {
+      errors.push_back({"input.dir", st.error().message});
+      return false;
+    }
+  }
+  job.input.root = *root;
+  job.input.real_dir = std::move(real);
+  return true;
 }
 
 size_t count_dir_documents(const JobSpec& job, FieldErrors& errors) {
-  std::unique_ptr<DocumentSource> source = make_document_source(job);
+  std::unique_ptr<DocumentSource> source = make_document_source(job, SourceUse::kCount);
   size_t count = 0;
   while (source->next()) ++count;
   std::vector<std::string> walk_errors = source->errors();
   for (std::string& e : walk_errors) errors.push_back({"input.dir", std::move(e)});
+  if (const std::optional<Error>& fatal = source->fatal_error()) {
+    // "input.dir: ..." already: the field goes in front once.
+    std::string_view message = fatal->message;
+    if (message.starts_with("input.dir: ")) message.remove_prefix(11);
+    errors.push_back({"input.dir", std::string(message)});
+    return count;
+  }
   if (count == 0 && walk_errors.empty()) {
     std::string reason = "no documents match include " + dump_patterns(job.input.include);
     if (!job.input.exclude.empty()) reason += " exclude " + dump_patterns(job.input.exclude);
@@ -341,10 +364,13 @@ size_t count_dir_documents(const JobSpec& job, FieldErrors& errors) {
   return count;
 }
 
-size_t check_input_files(const JobSpec& job, const Roots& roots, FieldErrors& errors) {
+size_t check_input_files(JobSpec& job, const Roots& roots, FieldErrors& errors) {
   size_t count = 0;
+  job.input.file_roots.assign(job.input.files.size(), "/");
+  job.input.real_files.clear();
   for (size_t i = 0; i < job.input.files.size(); ++i) {
     const std::string& file = job.input.files[i];
+    job.input.real_files.push_back(file);
     std::string path = json_index_path("input.files", i);
     struct stat st;
     if (::stat(file.c_str(), &st) != 0) {
@@ -359,7 +385,8 @@ size_t check_input_files(const JobSpec& job, const Roots& roots, FieldErrors& er
       continue;
     }
     std::string real = real_path(file);
-    if (real.empty() || !within_any(real, roots)) {
+    const std::string* root = real.empty() ? nullptr : root_holding(real, roots);
+    if (root == nullptr) {
       errors.push_back({path, shown_path(file, real.empty() ? file : real) +
                                   " is outside the allowed input roots (" + roots.shown + ")"});
       continue;
@@ -368,14 +395,32 @@ size_t check_input_files(const JobSpec& job, const Roots& roots, FieldErrors& er
       errors.push_back({path, "cannot read " + file + ": " + std::strerror(errno)});
       continue;
     }
+    if (const Credentials* who = restricted_submitter(job)) {
+      Status ok_path = check_path_access(std::string(parent_path(real)), *who, X_OK, "read");
+      if (ok_path) {
+        int fd = ::open(real.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || ::fstat(fd, &st) != 0 || !may_access(fd, st, *who, R_OK)) {
+          ok_path = make_error(ErrorCode::kPermission, real + ": the submitter (uid " +
+                                                           std::to_string(who->uid) +
+                                                           ") may not read this file");
+        }
+        if (fd >= 0) ::close(fd);
+      }
+      if (!ok_path) {
+        errors.push_back({path, ok_path.error().message});
+        continue;
+      }
+    }
+    job.input.file_roots[i] = *root;
+    job.input.real_files[i] = std::move(real);
     ++count;
   }
   return count;
 }
 
-// Returns output.dir as it will resolve (its nearest existing ancestor resolved, plus the part
-// still to be created), or "" when it cannot be used.
-std::string check_output_dir(const JobSpec& job, const Roots& roots, FieldErrors& errors) {
+// Fills job.output.root and real_dir: output.dir as it will resolve (its nearest existing
+// ancestor resolved, plus the part still to be created), or reports why it cannot be used.
+bool check_output_dir(JobSpec& job, const Roots& roots, FieldErrors& errors) {
   const std::string& dir = job.output.dir;
   std::string existing = dir;
   struct stat st;
@@ -383,7 +428,7 @@ std::string check_output_dir(const JobSpec& job, const Roots& roots, FieldErrors
     int err = errno;
     if ((err != ENOENT && err != ENOTDIR) || existing == "/") {
       errors.push_back({"output.dir", "cannot access " + existing + ": " + std::strerror(err)});
-      return {};
+      return false;
     }
     existing = std::string(parent_path(existing));
   }
@@ -391,25 +436,37 @@ std::string check_output_dir(const JobSpec& job, const Roots& roots, FieldErrors
     errors.push_back({"output.dir", existing == dir ? "not a directory: " + dir
                                                     : "cannot create " + dir + ": " + existing +
                                                           " is not a directory"});
-    return {};
+    return false;
   }
-  std::string real = real_path(existing);
-  if (real.empty()) {
+  std::string existing_real = real_path(existing);
+  if (existing_real.empty()) {
     errors.push_back({"output.dir", "cannot resolve " + existing + ": " + std::strerror(errno)});
-    return {};
+    return false;
   }
-  if (existing != dir) real = resolve_path(real, path_below(dir, existing));
-  if (!within_any(real, roots)) {
+  std::string real = existing_real;
+  if (existing != dir) real = resolve_path(existing_real, path_below(dir, existing));
+  const std::string* root = root_holding(real, roots);
+  if (root == nullptr) {
     errors.push_back(
         {"output.dir",
          shown_path(dir, real) + " is outside the allowed output roots (" + roots.shown + ")"});
-    return {};
+    return false;
   }
   if (::access(existing.c_str(), W_OK | X_OK) != 0) {
     errors.push_back({"output.dir", "cannot write to " + existing + ": " + std::strerror(errno)});
-    return {};
+    return false;
   }
-  return real;
+  if (const Credentials* who = restricted_submitter(job)) {
+    // Where docpipe creates the rest of the path, or its files.
+    Status st = check_path_access(existing_real, *who, W_OK | X_OK, "write");
+    if (!st) {
+      errors.push_back({"output.dir", st.error().message});
+      return false;
+    }
+  }
+  job.output.root = *root;
+  job.output.real_dir = std::move(real);
+  return true;
 }
 
 // A lazy walk would read back outputs written inside the input folder (a.md, a.md.html,
@@ -471,21 +528,21 @@ std::optional<JobSpec> parse_job(std::string_view text, const JobParseOptions& o
   return spec;
 }
 
-size_t check_job_inputs(const JobSpec& job, const std::vector<std::string>& allowed_input_roots,
+size_t check_job_inputs(JobSpec& job, const std::vector<std::string>& allowed_input_roots,
                         const std::vector<std::string>& allowed_output_roots, FieldErrors& errors) {
   Roots input_roots = resolve_roots(allowed_input_roots);
   Roots output_roots = resolve_roots(allowed_output_roots);
   size_t count = 0;
-  std::string input_real;
+  bool input_ok = false;
   if (!job.input.dir.empty()) {
-    input_real = check_input_dir(job, input_roots, errors);
-    if (!input_real.empty()) count = count_dir_documents(job, errors);
+    input_ok = check_input_dir(job, input_roots, errors);
+    if (input_ok) count = count_dir_documents(job, errors);
   } else {
     count = check_input_files(job, input_roots, errors);
   }
-  std::string output_real = check_output_dir(job, output_roots, errors);
-  if (!input_real.empty() && !output_real.empty()) {
-    check_output_outside_walk(job, input_real, output_real, errors);
+  const bool output_ok = check_output_dir(job, output_roots, errors);
+  if (input_ok && output_ok) {
+    check_output_outside_walk(job, job.input.real_dir, job.output.real_dir, errors);
   }
   return count;
 }

@@ -24,12 +24,24 @@ struct InputSpec {
   std::vector<std::string> include;  // globs relative to dir; default ["**"]
   std::vector<std::string> exclude;
   std::vector<std::string> files;  // absolute, normalised; empty when `dir` is used
+  // Filled by check_job_inputs: the allowed input root holding dir (its real path), and dir as
+  // resolved then; for `files`, each file's root and resolved path. The job opens its folder (or
+  // each file) beneath that root when it starts. Empty (a spec not checked, as in unit tests):
+  // beneath "/", by the paths above.
+  std::string root;
+  std::string real_dir;
+  std::vector<std::string> file_roots;
+  std::vector<std::string> real_files;
 };
 
 struct OutputSpec {
   std::string dir;  // absolute, normalised
   std::string suffix;
   IfExists if_exists = IfExists::kReplace;
+  // Filled by check_job_inputs, as for InputSpec: the allowed output root holding dir, and dir as
+  // it resolves (its nearest existing folder resolved, plus the part still to be created).
+  std::string root;
+  std::string real_dir;
 };
 
 struct JobLimits {
@@ -66,9 +78,11 @@ std::optional<JobSpec> parse_job(std::string_view text, const JobParseOptions& o
                                  FieldErrors& errors);
 
 // Checks against the file system: input dir (or each file) exists and is readable, the input and
-// output are under the allowed roots after resolving symlinks and "..", and at least one
-// document matches. Appends problems to `errors`; returns the number of matching documents.
-size_t check_job_inputs(const JobSpec& job, const std::vector<std::string>& allowed_input_roots,
+// output are under the allowed roots after resolving symlinks and "..", the submitter (if any)
+// could read the input and write the output, and at least one document matches. Appends problems
+// to `errors`; returns the number of matching documents. Fills the roots and real paths of
+// job.input and job.output, which the job opens its folders beneath when it starts.
+size_t check_job_inputs(JobSpec& job, const std::vector<std::string>& allowed_input_roots,
                         const std::vector<std::string>& allowed_output_roots, FieldErrors& errors);
 
 // output.dir / relative_path + suffix.

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "core/fs_util.h"
+#include "core/leftover_temps.h"
 #include "core/path_util.h"
 #include "core/time_util.h"
 #include "daemon/log.h"
@@ -206,6 +207,11 @@ void Daemon::resume_active_jobs() {
   queue_work(
       [this, results, cfg = intake_config_] {
         spool_.remove_stale_temp_files();
+        // Temp files that finished jobs could not remove (their folder turned read-only).
+        LeftoverTemps::global().set_store(spool_.root() + "/leftover-temps.json");
+        if (size_t n = LeftoverTemps::global().retry(); n > 0) {
+          log_info("removed leftover temp files of finished jobs", {{"files", std::to_string(n)}});
+        }
         for (const std::string& id : list_active_job_ids(spool_)) {
           IntakeResult r = load_active_job(spool_, id, *cfg);
           std::shared_ptr<DaemonJob> job;

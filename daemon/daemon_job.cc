@@ -10,9 +10,11 @@
 #include <unordered_set>
 
 #include "core/fs_util.h"
+#include "core/leftover_temps.h"
 #include "core/path_util.h"
 #include "core/time_util.h"
 #include "daemon/log.h"
+#include "pipeline/output_file.h"
 
 namespace docpipe {
 
@@ -22,6 +24,19 @@ namespace {
 // is done again after the restart (outputs are replaced whole), so per-record fsyncs would buy
 // nothing but latency.
 constexpr uint64_t kSyncEvery = 256;
+
+// Whether a recorded output still exists, looked up beneath the job's open output folder.
+bool output_present(const JobSpec& spec, const DocumentRef& doc, const std::string& output) {
+  std::string_view rel = output;
+  if (doc.output == nullptr) {
+    while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
+  } else if (path_is_within(output, spec.output.dir)) {
+    rel = path_below(output, spec.output.dir);
+  } else {
+    return false;
+  }
+  return OutputFile::exists(OutputTarget{doc.output.get(), rel, nullptr});
+}
 
 DocumentState parse_state(const std::string& s) {
   if (s == "succeeded") return DocumentState::kSucceeded;
@@ -150,9 +165,8 @@ std::optional<DocumentRef> DaemonJob::next_document() {
     auto it = done_before_.find(doc->input_path);
     if (it == done_before_.end()) return doc;
     // Done in an earlier run: skip it, unless its output has vanished since.
-    struct stat sb;
     bool output_gone = it->second.state == DocumentState::kSucceeded &&
-                       ::stat(it->second.output.c_str(), &sb) != 0;
+                       !output_present(spec_, *doc, it->second.output);
     if (!output_gone) {
       done_before_.erase(it);
       continue;
@@ -222,6 +236,11 @@ void DaemonJob::job_finished(bool cancelled) {
     if (user_cancelled_ || (cancelled && report_.reason.empty())) {
       report_.state = JobState::kCancelled;
       if (report_.reason.empty()) report_.reason = "cancelled";
+    } else if (source_ && source_->fatal_error()) {
+      // The input or output folder could not be opened or walked: never "succeeded" with
+      // the documents found before that.
+      report_.state = JobState::kFailed;
+      report_.reason = source_->fatal_error()->message;
     } else if (static_cast<int64_t>(c.failed) > spec_.limits.max_failed_documents) {
       report_.state = JobState::kFailed;
     } else {
@@ -229,6 +248,8 @@ void DaemonJob::job_finished(bool cancelled) {
     }
     report_.finished_at_ms = wall_clock_ms();
   }
+  // Temp files an earlier failure could not remove (read-only folder): try again now.
+  LeftoverTemps::global().retry();
   on_finished_(this);
 }
 

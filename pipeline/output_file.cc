@@ -1,59 +1,117 @@
 #include "pipeline/output_file.h"
 
 #include <fcntl.h>
-#include <stdio.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 
+#include "core/access_check.h"
 #include "core/fs_util.h"
+#include "core/leftover_temps.h"
 #include "core/path_util.h"
 
 namespace docpipe {
 
 namespace {
 
-// rename() that never replaces: renameat2(RENAME_NOREPLACE), or link()+unlink() on file systems
-// without it (link also fails with EEXIST instead of replacing).
-int rename_noreplace(const char* from, const char* to) {
-  if (::renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
-  if (errno != EINVAL && errno != ENOSYS) return -1;
-  if (::link(from, to) != 0) return -1;
-  ::unlink(from);
-  return 0;
+const DirFd& slash() {
+  // Opened once: the base of outputs given as absolute paths (tests that feed a pipeline).
+  static const DirFd root = [] {
+    Result<DirFd> d = open_dir_path("/");
+    return d ? std::move(*d) : DirFd();
+  }();
+  return root;
+}
+
+// The folder `rel` beneath `base`, as it is when nothing is in the way: one openat2 that refuses
+// any symlink. -1 when that does not settle it (missing, a symlink on the way, no openat2): the
+// walk then creates what is missing and names what is wrong.
+int open_existing_folder(const DirFd& base, const std::string& rel) {
+  struct open_how how = {};
+  how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  long fd = ::syscall(SYS_openat2, base.fd(), rel.c_str(), &how, sizeof how);
+  return fd >= 0 ? static_cast<int>(fd) : -1;
 }
 
 }  // namespace
 
 Status OutputFile::create(const std::string& final_path) {
+  std::string_view rel = final_path;
+  while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
+  return create(final_path, OutputTarget{nullptr, rel, nullptr});
+}
+
+Status OutputFile::create(const std::string& final_path, const OutputTarget& target) {
   discard();
   final_path_ = final_path;
   bytes_written_ = 0;
   Status st = sha_.reset();
   if (!st) return st;
-  const std::string_view folder = parent_path(final_path);
-  const std::string_view name = base_name(final_path);
-  bool made_folders = false;
+  const DirFd& base = target.folder != nullptr ? *target.folder : slash();
+  if (!base.valid())
+    return make_error(ErrorCode::kIo, "write " + final_path + ": no output folder");
+  const std::string_view parent = parent_path(target.rel);
+  final_name_ = std::string(base_name(target.rel));
+  const bool check = target.who != nullptr && !target.who->is_root();
+  if (parent.empty()) {
+    // The output folder itself, opened (and checked) when the job started, and held by the
+    // document until it settles: borrowed, no syscall.
+    dir_fd_ = base.fd();
+    dir_path_ = &base.path();
+  } else {
+    const std::string parent_rel(parent);
+    int fd = check ? -1 : open_existing_folder(base, parent_rel);
+    if (fd >= 0) {
+      owned_ = DirFd(fd, base.child_path(parent_rel));
+    } else {
+      WalkOptions opts;
+      opts.who = target.who;
+      opts.create = true;
+      opts.want_last = W_OK | X_OK;
+      opts.verb = "write";
+      Result<DirFd> walked = walk_dirs_beneath(base, parent_rel, opts);
+      if (!walked) {
+        // An errno says it all after the output's path; a refusal names the folder at fault.
+        const Error& e = walked.error();
+        if (e.sys_errno != 0) return errno_error("write " + final_path, e.sys_errno);
+        return Error{e.code, "write " + final_path + ": " + e.message, e.sys_errno};
+      }
+      owned_ = std::move(*walked);
+    }
+    dir_fd_ = owned_.fd();
+    dir_path_ = &owned_.path();
+  }
   for (int tries = 0; tries < 16; ++tries) {
-    std::string temp = temp_path_for(folder, name);
-    fd_ = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    std::string temp = std::string(base_name(temp_path_for("", final_name_)));
+    fd_ =
+        ::openat(dir_fd_, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd_ >= 0) {
-      temp_path_ = std::move(temp);
+      temp_name_ = std::move(temp);
       return ok();
     }
-    if (errno == EEXIST) continue;  // a name collision: draw another
-    if (errno == ENOENT && !made_folders) {
-      // Only now, so the common case (folder exists) costs no extra syscall.
-      made_folders = true;
-      st = make_dirs(std::string(folder));
-      if (!st) return st;
-      continue;
-    }
-    if (errno == EINTR) continue;
-    return errno_error("write " + final_path, errno);
+    if (errno == EEXIST || errno == EINTR) continue;  // a name collision: draw another
+    int err = errno;
+    release_folder();
+    return errno_error("write " + final_path, err);
   }
+  release_folder();
   return make_error(ErrorCode::kIo,
                     "write " + final_path + ": could not create a unique temp file in its folder");
+}
+
+std::string OutputFile::temp_path() const {
+  if (temp_name_.empty()) return {};
+  return *dir_path_ == "/" ? "/" + temp_name_ : *dir_path_ + "/" + temp_name_;
+}
+
+void OutputFile::release_folder() {
+  owned_.reset();
+  dir_fd_ = -1;
+  dir_path_ = nullptr;
 }
 
 Status OutputFile::write(std::string_view data) {
@@ -91,19 +149,20 @@ Result<OutputFile::Committed> OutputFile::commit(IfExists mode, bool sync_folder
     discard();
     return st.error();
   }
-  int rc = mode == IfExists::kReplace ? ::rename(temp_path_.c_str(), final_path_.c_str())
-                                      : rename_noreplace(temp_path_.c_str(), final_path_.c_str());
-  if (rc != 0) {
-    int err = errno;
+  const int err =
+      rename_in(dir_fd_, temp_name_.c_str(), final_name_.c_str(), mode != IfExists::kReplace);
+  if (err != 0) {
     discard();
     if (err == EEXIST) return Committed::kTargetExists;
     return errno_error("rename to " + final_path_, err);
   }
-  temp_path_.clear();
-  if (sync_folder) {
-    st = fsync_dir(std::string(parent_path(final_path_)));
-    if (!st) return st.error();
+  temp_name_.clear();
+  if (sync_folder && ::fsync(dir_fd_) != 0) {
+    int e = errno;
+    release_folder();
+    return errno_error("fsync folder of " + final_path_, e);
   }
+  release_folder();
   return Committed::kWritten;
 }
 
@@ -112,10 +171,33 @@ void OutputFile::discard() {
     ::close(fd_);
     fd_ = -1;
   }
-  if (!temp_path_.empty()) {
-    ::unlink(temp_path_.c_str());
-    temp_path_.clear();
+  if (!temp_name_.empty()) {
+    if (::unlinkat(dir_fd_, temp_name_.c_str(), 0) != 0 && errno != ENOENT) {
+      // The folder turned read-only (or immutable) after the create: remove it later.
+      LeftoverTemps::global().add(*dir_path_, temp_name_);
+    }
+    temp_name_.clear();
   }
+  release_folder();
+}
+
+bool OutputFile::exists(const OutputTarget& target) {
+  const DirFd& base = target.folder != nullptr ? *target.folder : slash();
+  const std::string_view parent = parent_path(target.rel);
+  const std::string name(base_name(target.rel));
+  struct stat st;
+  if (parent.empty()) return ::fstatat(base.fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  int fd = open_existing_folder(base, std::string(parent));
+  if (fd < 0) {
+    WalkOptions opts;
+    opts.verb = "write";
+    Result<DirFd> walked = walk_dirs_beneath(base, parent, opts);
+    if (!walked) return false;
+    return ::fstatat(walked->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  }
+  const bool found = ::fstatat(fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  ::close(fd);
+  return found;
 }
 
 }  // namespace docpipe

@@ -3,16 +3,32 @@
 // (".NAME.docpipe-tmp.RANDOM", so it is on the same file system and the rename is atomic), and
 // commit() renames it into place: readers see the whole output or none of it. The SHA-256 is
 // taken of the bytes as they are written, so it matches the file without reading it back.
+//
+// The target folder is opened beneath the job's open output folder, one component at a time
+// without following symlinks, and the temp file is created, renamed, fsynced and removed relative
+// to that descriptor: a sub-folder swapped for a symlink fails the document ("... is a symlink,
+// refusing to write through it") and nothing is written outside.
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 
+#include "core/credentials.h"
 #include "core/job_spec.h"
 #include "core/result.h"
+#include "core/safe_fs.h"
 #include "pipeline/sha256.h"
 
 namespace docpipe {
+
+// Where an output goes: `rel` (its path below the output folder, with the suffix) beneath
+// `folder`, the job's open output folder. A null folder means beneath "/", with rel the
+// absolute final path without its leading slash (pipelines fed by hand in tests).
+struct OutputTarget {
+  const DirFd* folder = nullptr;
+  std::string_view rel;
+  const Credentials* who = nullptr;  // check the submitter's rights on folders (null: none)
+};
 
 class OutputFile {
  public:
@@ -23,7 +39,10 @@ class OutputFile {
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;
 
-  // Creates the temp file for `final_path` (O_EXCL, mode 0644), creating missing parent folders.
+  // Creates the temp file for `final_path` (O_EXCL, mode 0644), creating missing folders below
+  // the output folder. `final_path` names the output in messages.
+  Status create(const std::string& final_path, const OutputTarget& target);
+  // The same beneath "/" (unit tests).
   Status create(const std::string& final_path);
   Status write(std::string_view data);
   Status sync();  // fsync the temp file
@@ -33,19 +52,33 @@ class OutputFile {
   // With `sync_folder`, the folder is fsynced after the rename so the new name survives a crash.
   Result<Committed> commit(IfExists mode, bool sync_folder);
 
-  // Closes and removes the temp file, if any. Safe to call at any time.
+  // Closes and removes the temp file, if any. Safe to call at any time. A temp file that cannot
+  // be removed (its folder turned read-only) is remembered in LeftoverTemps and removed later.
   void discard();
 
-  bool open() const { return !temp_path_.empty(); }
-  const std::string& temp_path() const { return temp_path_; }
+  bool open() const { return !temp_name_.empty(); }
+  // The temp file's path (folder path + name), for tests and messages.
+  std::string temp_path() const;
   uint64_t bytes_written() const { return bytes_written_; }
   Result<std::string> sha256_hex() { return sha_.hex_digest(); }
 
+  // Whether something (anything, even a symlink) exists at the target, looked up beneath the
+  // output folder without following symlinks; a folder on the way that is missing or is a
+  // symlink means no.
+  static bool exists(const OutputTarget& target);
+
  private:
   Status close_fd();
+  void release_folder();
 
   std::string final_path_;
-  std::string temp_path_;
+  // The folder the output goes to: the job's output folder (borrowed from the document, which
+  // holds it until it settles) or a sub-folder opened for this output (owned_).
+  int dir_fd_ = -1;
+  const std::string* dir_path_ = nullptr;
+  DirFd owned_;
+  std::string final_name_;
+  std::string temp_name_;
   int fd_ = -1;
   uint64_t bytes_written_ = 0;
   Sha256 sha_;

@@ -161,6 +161,26 @@ void forward(StageShared& s, std::unique_ptr<WorkItem> item, Stage stage) {
   }
 }
 
+// Where the item's output goes: beneath the job's open output folder, never by its path string.
+OutputTarget output_target(const WorkItem& item) {
+  const DocumentRef& doc = item.sched.doc;
+  if (!doc.output) {
+    std::string_view rel = item.output_path;
+    while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
+    return OutputTarget{nullptr, rel, nullptr};
+  }
+  // output_path is output.dir/RELATIVE_PATH+suffix (output_path_for): the part below the folder.
+  const JobSpec& spec = item.sched.job->spec();
+  std::string_view rel = item.output_path;
+  const std::string& dir = spec.output.dir;
+  rel.remove_prefix(std::min(rel.size(), dir.size() + (dir.ends_with('/') ? 0 : 1)));
+  return OutputTarget{doc.output.get(), rel, restricted_submitter(spec)};
+}
+
+Status create_output(WorkItem& item) {
+  return item.output.create(item.output_path, output_target(item));
+}
+
 // ---- read -------------------------------------------------------------------------------------
 
 Status read_whole(WorkItem& item, size_t expected) {
@@ -199,8 +219,7 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
   // An output that is to be kept is checked first: a rerun over outputs that mostly exist then
   // costs one stat per document, not an open of its input as well.
   if (spec.output.if_exists != IfExists::kReplace) {
-    struct stat existing;
-    if (::fstatat(AT_FDCWD, item->output_path.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (OutputFile::exists(output_target(*item))) {
       if (spec.output.if_exists == IfExists::kSkip) {
         settle(s, std::move(item), DocumentState::kSkipped, nullptr);
       } else {
@@ -212,14 +231,14 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
     }
   }
 
-  // O_NONBLOCK: opening a FIFO must not hang the reader; it is refused below as not regular.
-  item->input_fd = ::open(input.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  struct stat st;
-  if (item->input_fd < 0 || ::fstat(item->input_fd, &st) != 0) {
-    Error e = errno_error("read " + input, errno);
-    settle_error(s, std::move(item), e);
+  // Beneath the job's open folder; O_NONBLOCK: a FIFO cannot hang the reader (refused below).
+  Result<OpenedInput> opened = open_document(item->sched.doc, restricted_submitter(spec));
+  if (!opened) {
+    settle_error(s, std::move(item), opened.error());
     return nullptr;
   }
+  item->input_fd = opened->fd;
+  const struct stat& st = opened->st;
   if (!S_ISREG(st.st_mode)) {
     Error e = make_error(ErrorCode::kInvalidArgument, "read " + input + ": not a regular file");
     settle_error(s, std::move(item), e);
@@ -295,7 +314,7 @@ class ChainOutput {
     if (!item_.streamed && item_.scratch.size() <= s_.options.stream_threshold_bytes) return ok();
     Status st = ok();
     if (!item_.streamed) {
-      st = item_.output.create(item_.output_path);
+      st = create_output(item_);
       item_.streamed = static_cast<bool>(st);
     }
     if (st) st = write_output_chunk(s_, item_);
@@ -363,7 +382,7 @@ Status write_output_chunk(StageShared& s, WorkItem& item) {
 Status stream_document(StageShared& s, WorkItem& item) {
   const JobSpec& spec = item.sched.job->spec();
   const std::string& input = item.sched.doc.input_path;
-  Status st = item.output.create(item.output_path);
+  Status st = create_output(item);
   if (!st) return st;
   const DocumentContext ctx = document_context(item);
   std::optional<TransformChain::Run> run;
@@ -421,7 +440,7 @@ Status run_transform(StageShared& s, WorkItem& item) {
 Result<DocumentState> write_document(StageShared& s, WorkItem& item) {
   const OutputSpec& out = item.sched.job->spec().output;
   if (!item.streamed) {
-    Status st = item.output.create(item.output_path);
+    Status st = create_output(item);
     if (st) st = item.output.write(item.data);
     if (st && s.options.fsync) st = item.output.sync();
     if (!st) return st.error();

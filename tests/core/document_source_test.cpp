@@ -62,10 +62,13 @@ struct Walk {
   std::vector<std::string> relative;  // sorted
   std::vector<std::string> input;     // in the order of `relative`
   std::vector<std::string> errors;
+  std::string fatal;  // fatal_error()'s message, "" if none
 };
 
+// kCount: these fixtures have no output folder.
 Walk walk(const JobSpec& spec) {
-  std::unique_ptr<docpipe::DocumentSource> source = make_document_source(spec);
+  std::unique_ptr<docpipe::DocumentSource> source =
+      make_document_source(spec, docpipe::SourceUse::kCount);
   std::vector<DocumentRef> docs;
   while (std::optional<DocumentRef> d = source->next()) docs.push_back(std::move(*d));
   CHECK_FALSE(source->next().has_value());  // stays exhausted
@@ -78,6 +81,7 @@ Walk walk(const JobSpec& spec) {
     w.input.push_back(d.input_path);
   }
   w.errors = source->errors();
+  if (source->fatal_error()) w.fatal = source->fatal_error()->message;
   return w;
 }
 
@@ -96,7 +100,8 @@ std::vector<std::string> walk_unprivileged(const JobSpec& spec, const std::strin
     ::close(fds[0]);
     if (as_root && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
     std::string out;
-    std::unique_ptr<docpipe::DocumentSource> source = make_document_source(spec);
+    std::unique_ptr<docpipe::DocumentSource> source =
+        make_document_source(spec, docpipe::SourceUse::kCount);
     while (std::optional<DocumentRef> d = source->next()) out += "doc " + d->relative_path + "\n";
     for (const std::string& e : source->errors()) out += "error " + e + "\n";
     size_t off = 0;
@@ -247,14 +252,14 @@ TEST_CASE("document source: excluded and unreachable folders are never opened") 
   CHECK(lines == std::vector<std::string>{"doc docs/a.md"});
 }
 
-TEST_CASE("document source: a missing input folder is reported") {
+TEST_CASE("document source: a missing input folder is a fatal error, not an empty walk") {
   WalkFixture f;
   JobSpec spec = f.job({"**"});
   spec.input.dir = f.root + "/nope";
   Walk w = walk(spec);
   CHECK(w.relative.empty());
-  CHECK(w.errors ==
-        std::vector<std::string>{f.root + "/nope: cannot open folder: No such file or directory"});
+  CHECK(w.errors.empty());
+  CHECK(w.fatal == "input.dir: read " + f.root + "/nope: No such file or directory");
 }
 
 TEST_CASE("document source: a wide folder is walked completely") {

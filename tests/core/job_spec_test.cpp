@@ -460,7 +460,7 @@ struct CheckFixture {
   }
 
   // Runs check_job_inputs; returns the count and the errors as lines.
-  std::pair<size_t, std::vector<std::string>> check(const JobSpec& spec,
+  std::pair<size_t, std::vector<std::string>> check(JobSpec spec,
                                                     std::vector<std::string> in_roots = {"/"},
                                                     std::vector<std::string> out_roots = {"/"}) {
     FieldErrors errors;
