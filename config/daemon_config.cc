@@ -81,6 +81,7 @@ class ConfigParser {
     if (auto v = r.integer("memory_budget_bytes", 1, kMax)) c.memory_budget_bytes = *v;
     if (auto v = r.integer("max_active_jobs", 1, kMax)) c.max_active_jobs = *v;
     if (auto v = r.integer("settle_ms", 0, kMax)) c.settle_ms = *v;
+    if (auto v = r.integer("max_job_file_bytes", 1, kMax)) c.max_job_file_bytes = *v;
     if (auto v = r.integer("rescan_interval_ms", 1, kMax)) c.rescan_interval_ms = *v;
     if (auto v = r.choice("durability", {"fsync", "none"})) c.durability_fsync = *v == "fsync";
     if (auto v = r.integer("shutdown_grace_ms", 0, kMax)) c.shutdown_grace_ms = *v;
@@ -181,6 +182,7 @@ void check_config(const DaemonConfig& c, FieldErrors& errors) {
   at_least("memory_budget_bytes", c.memory_budget_bytes, 1);
   at_least("max_active_jobs", c.max_active_jobs, 1);
   at_least("settle_ms", c.settle_ms, 0);
+  at_least("max_job_file_bytes", c.max_job_file_bytes, 1);
   at_least("rescan_interval_ms", c.rescan_interval_ms, 1);
   at_least("shutdown_grace_ms", c.shutdown_grace_ms, 0);
   if (c.workers > kMaxThreads) errors.push_back({"workers", too_many_threads(c.workers)});

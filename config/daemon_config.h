@@ -23,6 +23,9 @@ struct DaemonConfig {
   int64_t memory_budget_bytes = 268435456;
   int64_t max_active_jobs = 16;  // jobs admitted into the pipeline at once; the rest wait queued
   int64_t settle_ms = 500;
+  // Larger job files are rejected before a byte is read (also by `docpipe validate`/`submit`):
+  // a job file is a few KiB, and a 4 GiB one must not be loaded into memory.
+  int64_t max_job_file_bytes = 1048576;
   int64_t rescan_interval_ms = 30000;
   bool durability_fsync = true;  // "durability": "fsync" | "none"
   int64_t shutdown_grace_ms = 10000;

@@ -72,7 +72,12 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
   pipeline_metrics_ = std::make_unique<PipelineMetrics>(*registry_);
   metrics_ = std::make_unique<DaemonMetrics>(*registry_);
   try {
-    exposer_ = std::make_unique<prometheus::Exposer>(config_.metrics_listen);
+    // civetweb holds a worker per connection until its request arrives: with the default 2
+    // workers and 30 s request timeout, two idle connections stalled every scrape for 30 s.
+    // More workers than a scraper needs, and an idle connection dropped after 1 s.
+    exposer_ = std::make_unique<prometheus::Exposer>(
+        std::vector<std::string>{"listening_ports", config_.metrics_listen, "num_threads", "8",
+                                 "request_timeout_ms", "1000"});
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot serve metrics on " + config_.metrics_listen + ": " + e.what() +
                              " (is the port in use? set metrics_listen)");

@@ -61,6 +61,13 @@ DaemonMetrics::DaemonMetrics(prometheus::Registry& registry) {
   intake_[int(IntakeSource::kWatch)] = &intake.Add({{"source", "watch"}});
   intake_[int(IntakeSource::kRescan)] = &intake.Add({{"source", "rescan"}});
   intake_[int(IntakeSource::kSocket)] = &intake.Add({{"source", "socket"}});
+  intake_overflows_ = &prometheus::BuildCounter()
+                           .Name("docpipe_intake_overflows_total")
+                           .Help(
+                               "Times the watch folder's inotify queue overflowed (events lost; "
+                               "incoming/ was rescanned at once)")
+                           .Register(registry)
+                           .Add({});
 }
 
 void DaemonMetrics::job_finished(JobState state, double duration_seconds) {

@@ -24,6 +24,9 @@ class DaemonMetrics {
   void job_rejected() { jobs_rejected_->Increment(); }
   void document_finished(const DocumentOutcome& outcome);
   void intake_event(IntakeSource source) { intake_[int(source)]->Increment(); }
+  // The kernel's inotify queue overflowed and events were lost (the watch folder rescans).
+  void intake_overflow() { intake_overflows_->Increment(); }
+  prometheus::Counter& intake_overflows() { return *intake_overflows_; }
   prometheus::Gauge& jobs_active() { return *jobs_active_; }
   prometheus::Gauge& jobs_queued() { return *jobs_queued_; }
   prometheus::Counter& document_retries() { return *retries_; }
@@ -39,6 +42,7 @@ class DaemonMetrics {
   prometheus::Counter* retries_;
   prometheus::Histogram* job_duration_;
   prometheus::Counter* intake_[3];
+  prometheus::Counter* intake_overflows_;  // docpipe_intake_overflows_total
 };
 
 // Standard process_* metrics read from /proc at scrape time.

@@ -1,8 +1,12 @@
 #include "daemon/intake.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <nlohmann/json.hpp>
 
 #include "core/fs_util.h"
@@ -17,10 +21,16 @@ std::optional<ValidatedJob> validate_job_text(const std::string& text,
   TransformEnv env{config.commands, config.allowed_input_roots};
   JobParseOptions options{default_id, base_dir, &env};
   std::optional<JobSpec> spec = parse_job(text, options, errors);
-  if (!spec) return std::nullopt;
+  if (!spec) {
+    cap_field_errors(errors);
+    return std::nullopt;
+  }
   size_t n =
       check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots, errors);
-  if (!errors.empty()) return std::nullopt;
+  if (!errors.empty()) {
+    cap_field_errors(errors);
+    return std::nullopt;
+  }
   return ValidatedJob{std::move(*spec), n};
 }
 
@@ -33,19 +43,160 @@ std::string pin_job_text(const std::string& text, const JobSpec& spec) {
   return doc.dump(2) + "\n";
 }
 
+namespace {
+
+constexpr int64_t kMaxActiveJobFileBytes = int64_t{64} << 20;
+
+const char* file_type_name(mode_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFLNK:
+      return "a symbolic link";
+    case S_IFIFO:
+      return "a FIFO";
+    case S_IFSOCK:
+      return "a socket";
+    case S_IFCHR:
+      return "a character device";
+    case S_IFBLK:
+      return "a block device";
+    case S_IFDIR:
+      return "a directory";
+    default:
+      return "not a regular file";
+  }
+}
+
+std::string not_regular_reason(const std::string& what) {
+  // Nothing of the target or content is quoted: a link may point anywhere outside the spool.
+  return "not a regular file (" + what +
+         "): docpipe reads only regular job files from incoming/ and never follows links";
+}
+
+// `size` < 0: not known in advance (a pipe, or a file that grew while it was read).
+std::string too_large_reason(int64_t size, int64_t max_bytes) {
+  std::string limit = "max_job_file_bytes (" + std::to_string(max_bytes) + ")";
+  if (size < 0) return "job file is larger than " + limit;
+  return "job file is " + std::to_string(size) + " bytes, more than " + limit;
+}
+
+// Reads what `fd` holds; nullopt once it passes `max_bytes`, so that a file that grows after its
+// fstat, or a pipe, never costs more than max_bytes plus one buffer.
+Result<std::optional<std::string>> read_bounded(int fd, const std::string& path,
+                                                int64_t max_bytes) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("read " + path, errno);
+    }
+    if (n == 0) return std::optional<std::string>(std::move(out));
+    out.append(buf, static_cast<size_t>(n));
+    if (static_cast<int64_t>(out.size()) > max_bytes) return std::optional<std::string>();
+  }
+}
+
+// A job file in a spool folder: its text and owner, or `problem`, a reason to reject the file
+// itself (not a regular file, too large) without reading it. An Error is an I/O failure
+// (kNotFound: the file is gone).
+struct SpoolFile {
+  std::string text;
+  std::string problem;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+Result<SpoolFile> read_spool_job_file(const std::string& path, int64_t max_bytes) {
+  SpoolFile f;
+  // lstat first, so that a device is never even opened (opening one can have side effects);
+  // the fstat below closes the window in which the name could be swapped.
+  struct stat st;
+  if (::fstatat(AT_FDCWD, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return errno_error("stat " + path, errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    f.problem = not_regular_reason(file_type_name(st.st_mode));
+    return f;
+  }
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    // Swapped since the lstat: ELOOP is a symlink (O_NOFOLLOW), ENXIO a socket.
+    if (err != ELOOP && err != ENXIO) return errno_error("open " + path, err);
+    f.problem = not_regular_reason(err == ELOOP ? "a symbolic link" : "a socket");
+    return f;
+  }
+  Result<std::optional<std::string>> text = std::optional<std::string>();
+  if (::fstat(fd, &st) != 0) {
+    text = errno_error("stat " + path, errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    f.problem = not_regular_reason(file_type_name(st.st_mode));
+  } else if (st.st_size > max_bytes) {
+    // Decided from the size alone: a 4 GiB sparse file costs nothing to refuse.
+    f.problem = too_large_reason(st.st_size, max_bytes);
+  } else {
+    f.uid = st.st_uid;
+    f.gid = st.st_gid;
+    text = read_bounded(fd, path, max_bytes);
+    if (text && !*text) f.problem = too_large_reason(-1, max_bytes);
+  }
+  ::close(fd);
+  if (!text) return text.error();
+  if (*text) f.text = std::move(**text);
+  return f;
+}
+
+}  // namespace
+
+Result<std::string> read_job_file(const std::string& path, int64_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno_error("open " + path, errno);
+  struct stat st;
+  Result<std::optional<std::string>> text = std::optional<std::string>();
+  int64_t size = -1;
+  if (::fstat(fd, &st) != 0) {
+    text = errno_error("stat " + path, errno);
+  } else if (S_ISREG(st.st_mode) && st.st_size > max_bytes) {
+    size = st.st_size;
+  } else {
+    text = read_bounded(fd, path, max_bytes);
+  }
+  ::close(fd);
+  if (!text) return text.error();
+  if (!*text) return make_error(ErrorCode::kTooLarge, too_large_reason(size, max_bytes));
+  return std::move(**text);
+}
+
+Status check_job_file_size(const std::string& path, int64_t max_bytes) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > max_bytes) {
+    return make_error(ErrorCode::kTooLarge, too_large_reason(st.st_size, max_bytes));
+  }
+  return ok();
+}
+
 IntakeResult take_job_file(const Spool& spool, const std::string& name,
                            const DaemonConfig& config) {
   IntakeResult r;
   r.name = name;
-  Result<std::string> text = read_file(spool.incoming() + "/" + name);
-  if (!text) {
-    r.kind = text.error().code == ErrorCode::kNotFound ? IntakeResult::Kind::kGone
+  Result<SpoolFile> file =
+      read_spool_job_file(spool.incoming() + "/" + name, config.max_job_file_bytes);
+  if (!file) {
+    r.kind = file.error().code == ErrorCode::kNotFound ? IntakeResult::Kind::kGone
                                                        : IntakeResult::Kind::kFailed;
-    r.message = text.error().message;
+    r.message = file.error().message;
     return r;
   }
-  std::optional<ValidatedJob> job =
-      validate_job_text(*text, job_file_stem(name), spool.incoming(), config, r.errors);
+  r.owner_uid = file->uid;
+  r.owner_gid = file->gid;
+  std::optional<ValidatedJob> job;
+  if (file->problem.empty()) {
+    job = validate_job_text(file->text, job_file_stem(name), spool.incoming(), config, r.errors);
+  } else {
+    // Recorded once in rejected/ (the name itself moves there), never read, never retried.
+    r.errors.push_back({"", file->problem});
+  }
   if (job) {
     Status claimed = spool.claim(name, job->spec.id);
     if (claimed) {
@@ -92,14 +243,25 @@ IntakeResult load_active_job(const Spool& spool, const std::string& id,
                              const DaemonConfig& config) {
   IntakeResult r;
   r.name = id + ".json";
-  Result<std::string> text = read_file(spool.active_job(id));
-  if (!text) {
+  // The same refusals as intake, so that a file swapped or grown in active/ cannot crash every
+  // restart. The bound is looser than max_job_file_bytes: the daemon wrote this file itself,
+  // pretty-printed and with absolute paths, from a job file or a control request (up to 4 MiB).
+  const int64_t bound = std::max<int64_t>(config.max_job_file_bytes, kMaxActiveJobFileBytes);
+  Result<SpoolFile> file = read_spool_job_file(spool.active_job(id), bound);
+  if (!file) {
     r.kind = IntakeResult::Kind::kFailed;
-    r.message = text.error().message;
+    r.message = file.error().message;
     return r;
   }
+  if (!file->problem.empty()) {
+    r.kind = IntakeResult::Kind::kRejected;
+    r.errors.push_back({"", file->problem});
+    return r;
+  }
+  r.owner_uid = file->uid;
+  r.owner_gid = file->gid;
   std::optional<ValidatedJob> job =
-      validate_job_text(*text, id, spool.incoming(), config, r.errors);
+      validate_job_text(file->text, id, spool.incoming(), config, r.errors);
   if (!job) {
     r.kind = IntakeResult::Kind::kRejected;
     return r;

@@ -1,6 +1,13 @@
 #pragma once
 // Taking a job file from incoming/: read, validate, then claim it into active/ or reject it with
 // an error file. Blocking file work: runs on the libuv threadpool, never on the loop thread.
+//
+// incoming/ is written by producers, so a name there is not trusted to be a regular file: it is
+// opened with O_NOFOLLOW | O_NONBLOCK (a symlink is never followed, a FIFO cannot block a pool
+// thread), the descriptor is fstat'ed, and only a regular file of at most max_job_file_bytes is
+// read, through that same descriptor. Anything else is recorded once in rejected/ with a reason.
+
+#include <sys/types.h>
 
 #include <optional>
 #include <string>
@@ -18,7 +25,8 @@ struct ValidatedJob {
 };
 
 // Parses and checks a job's text (both the pure checks and the file-system ones). On failure
-// returns nullopt with every problem in `errors`.
+// returns nullopt with the problems in `errors`, capped at kMaxReportedFieldErrors plus one entry
+// counting the rest.
 std::optional<ValidatedJob> validate_job_text(const std::string& text,
                                               const std::string& default_id,
                                               const std::string& base_dir,
@@ -40,16 +48,28 @@ struct IntakeResult {
   std::optional<ValidatedJob> job;
   FieldErrors errors;
   std::string message;
+  // The job file's owner, from the fstat of the descriptor it was read through (set once the
+  // file was opened): who dropped the job.
+  uid_t owner_uid = 0;
+  gid_t owner_gid = 0;
 };
 
-IntakeResult take_job_file(const Spool& spool, const std::string& name,
-                           const DaemonConfig& config);
+// Reads a job file named by a user on the command line (`docpipe validate`, `docpipe submit`):
+// symlinks are followed (the user chose the path), but at most `max_bytes` are read. A regular
+// file is refused by its size before reading, anything else (a pipe) once it passes the limit.
+// The kTooLarge message is the bare reason; callers name the file.
+Result<std::string> read_job_file(const std::string& path, int64_t max_bytes);
+
+// The same size refusal from a stat alone (kTooLarge, bare reason), for a caller that reads the
+// file later; ok for anything but a regular file over `max_bytes`, including a missing file.
+Status check_job_file_size(const std::string& path, int64_t max_bytes);
+
+IntakeResult take_job_file(const Spool& spool, const std::string& name, const DaemonConfig& config);
 
 // Jobs an earlier run left in active/ (crash or shutdown), to be resumed.
 std::vector<std::string> list_active_job_ids(const Spool& spool);
 
 // Re-validates active/ID.json. On failure the caller finishes the job as failed.
-IntakeResult load_active_job(const Spool& spool, const std::string& id,
-                             const DaemonConfig& config);
+IntakeResult load_active_job(const Spool& spool, const std::string& id, const DaemonConfig& config);
 
 }  // namespace docpipe

@@ -106,7 +106,7 @@ int cmd_validate(const Overrides& flags, const std::vector<std::string>& files) 
   DaemonConfig config = flags.load();
   bool all_valid = true;
   for (const std::string& file : files) {
-    auto text = docpipe::read_file(file);
+    auto text = docpipe::read_job_file(file, config.max_job_file_bytes);
     if (!text) {
       std::cout << file << ": " << text.error().message << "\n";
       all_valid = false;
@@ -221,8 +221,14 @@ int main(int argc, char** argv) {
     if (*run) return cmd_run(run_flags);
     if (*validate) return cmd_validate(validate_flags, validate_files);
     if (*submit) {
-      return docpipe::cli_submit(submit_file, submit_wait, submit_flags.load(), std::cout,
-                                 std::cerr);
+      DaemonConfig config = submit_flags.load();
+      // Refused before anything reads the file whole (bounded again where it is read).
+      docpipe::Status size = docpipe::check_job_file_size(submit_file, config.max_job_file_bytes);
+      if (!size) {
+        std::cerr << "docpipe submit: " << submit_file << ": " << size.error().message << "\n";
+        return 1;
+      }
+      return docpipe::cli_submit(submit_file, submit_wait, config, std::cout, std::cerr);
     }
     if (*status) {
       return docpipe::cli_status(status_id, status_json, status_flags.load(), std::cout, std::cerr);

@@ -1,9 +1,16 @@
 #include "daemon/service_notifier.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
 
 #include "daemon/log.h"
 
@@ -11,6 +18,51 @@ namespace docpipe {
 
 ServiceNotifier::ServiceNotifier(uv_loop_t* loop, HealthFn health)
     : loop_(loop), health_(std::move(health)) {}
+
+ServiceNotifier::~ServiceNotifier() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool ServiceNotifier::send(const std::string& message) {
+  const char* target = std::getenv("NOTIFY_SOCKET");
+  if (target == nullptr || target[0] == '\0') return true;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const size_t len = std::strlen(target);
+  // A path, or '@' for an abstract name (sd_notify(3)); anything else can never be sent to.
+  if ((target[0] != '/' && target[0] != '@') || len >= sizeof addr.sun_path) return true;
+  std::memcpy(addr.sun_path, target, len);
+  if (target[0] == '@') addr.sun_path[0] = '\0';
+  // An abstract name's length is exact; a path's includes its terminating NUL.
+  auto addr_len =
+      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len + (target[0] == '/' ? 1 : 0));
+  if (fd_ < 0) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd_ < 0) return false;
+  }
+  for (;;) {
+    ssize_t n = ::sendto(fd_, message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
+                         reinterpret_cast<const sockaddr*>(&addr), addr_len);
+    if (n >= 0) {
+      drop_logged_ = false;
+      return true;
+    }
+    if (errno != EINTR) break;
+  }
+  if (!drop_logged_) {
+    // EAGAIN: systemd has not read the last 10 or so messages; the loop must not wait for it.
+    log_warn("cannot send to the service manager now; not waiting for it",
+             {{"notify_socket", target}, {"error", std::strerror(errno)}});
+    drop_logged_ = true;
+  }
+  return false;
+}
+
+void ServiceNotifier::send_state(std::string message) {
+  // A newer state replaces one still waiting: READY after RELOADING says all that matters.
+  pending_state_ = std::move(message);
+  if (send(pending_state_)) pending_state_.clear();
+}
 
 void ServiceNotifier::start() {
   uint64_t usec = 0;
@@ -34,7 +86,7 @@ void ServiceNotifier::close() {
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
 }
 
-void ServiceNotifier::ready() { sd_notify(0, "READY=1"); }
+void ServiceNotifier::ready() { send_state("READY=1"); }
 
 void ServiceNotifier::reloading() {
   struct timespec ts;
@@ -42,12 +94,13 @@ void ServiceNotifier::reloading() {
   uint64_t usec =
       static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
   // MONOTONIC_USEC is what Type=notify-reload expects; plain Type=notify ignores it.
-  sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", static_cast<unsigned long long>(usec));
+  send_state("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec));
 }
 
-void ServiceNotifier::stopping() { sd_notify(0, "STOPPING=1"); }
+void ServiceNotifier::stopping() { send_state("STOPPING=1"); }
 
 void ServiceNotifier::tick() {
+  if (!pending_state_.empty() && send(pending_state_)) pending_state_.clear();
   Health h = health_();
   uint64_t now = uv_now(loop_);
   if (!h.busy || h.documents_finished != last_finished_) {
@@ -63,7 +116,7 @@ void ServiceNotifier::tick() {
   stalled_logged_ = stalled;
   std::string msg = "STATUS=" + h.status;
   if (watchdog_ && !stalled) msg += "\nWATCHDOG=1";
-  sd_notify(0, msg.c_str());
+  (void)send(msg);  // a ping that does not fit is dropped; the next tick sends a fresh one
 }
 
 }  // namespace docpipe

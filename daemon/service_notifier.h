@@ -3,6 +3,12 @@
 // a loop timer at half of WATCHDOG_USEC, sent only while the daemon is healthy: the timer firing
 // proves the loop runs, and the pipeline must be idle or have finished a document recently.
 // Without NOTIFY_SOCKET every call is a cheap no-op.
+//
+// Messages go out through the notifier's own non-blocking datagram socket (MSG_DONTWAIT), never
+// libsystemd's sd_notify, which blocks its caller while the socket's queue is full (10 datagrams
+// by default) and would stall the loop. A ping that does not fit is dropped: the next tick sends a
+// fresh one. A state change (READY, RELOADING, STOPPING) that does not fit is kept and retried at
+// each tick until it is sent or replaced by a newer one.
 
 #include <uv.h>
 
@@ -15,10 +21,10 @@ namespace docpipe {
 class ServiceNotifier {
  public:
   struct Health {
-    bool busy = false;                 // documents in flight or jobs queued
-    uint64_t documents_finished = 0;   // monotonic
-    int64_t stall_after_ms = 0;        // no progress this long while busy = unhealthy
-    std::string status;                // one-line summary for STATUS=
+    bool busy = false;                // documents in flight or jobs queued
+    uint64_t documents_finished = 0;  // monotonic
+    int64_t stall_after_ms = 0;       // no progress this long while busy = unhealthy
+    std::string status;               // one-line summary for STATUS=
   };
   using HealthFn = std::function<Health()>;
 
@@ -26,6 +32,7 @@ class ServiceNotifier {
   ServiceNotifier(const ServiceNotifier&) = delete;
   ServiceNotifier& operator=(const ServiceNotifier&) = delete;
 
+  ~ServiceNotifier();
   void start();  // starts the watchdog/status timer (when systemd asked for a watchdog: its period)
   void close();
   void ready();
@@ -33,6 +40,11 @@ class ServiceNotifier {
   void stopping();
 
  private:
+  // Sends one datagram to $NOTIFY_SOCKET without blocking. True if sent, or if there is nowhere
+  // to send it (no NOTIFY_SOCKET, or an address that can never work); false if it should be
+  // retried (queue full, or the socket is missing for now).
+  bool send(const std::string& message);
+  void send_state(std::string message);
   void tick();
 
   uv_loop_t* loop_;
@@ -44,6 +56,9 @@ class ServiceNotifier {
   uint64_t last_finished_ = 0;
   uint64_t last_progress_ms_ = 0;
   bool stalled_logged_ = false;
+  int fd_ = -1;                // our datagram socket, opened at the first send
+  std::string pending_state_;  // a state message still to send, retried at each tick
+  bool drop_logged_ = false;   // one log line per run of dropped messages
 };
 
 }  // namespace docpipe

@@ -18,9 +18,11 @@ namespace docpipe {
 
 int submit_by_drop(const std::string& job_file, const DaemonConfig& config, std::ostream& out,
                    std::ostream& err, std::string* id_out) {
-  auto text = read_file(job_file);
+  auto text = read_job_file(job_file, config.max_job_file_bytes);
   if (!text) {
-    err << "docpipe submit: " << text.error().message << "\n";
+    err << "docpipe submit: "
+        << (text.error().code == ErrorCode::kTooLarge ? job_file + ": " : std::string())
+        << text.error().message << "\n";
     return 1;
   }
   std::string base(parent_path(absolute_path(job_file)));
@@ -41,12 +43,7 @@ int submit_by_drop(const std::string& job_file, const DaemonConfig& config, std:
   const std::string dest = spool.incoming() + "/" + name;
   Status st = write_new_file(tmp, pinned, config.durability_fsync);
   if (st) {
-    // mtime a second back: ctime > mtime tells the watch folder the file is complete.
-    struct timespec times[2];
-    ::clock_gettime(CLOCK_REALTIME, &times[0]);
-    times[0].tv_sec -= 1;
-    times[1] = times[0];
-    ::utimensat(AT_FDCWD, tmp.c_str(), times, 0);
+    // The rename is what tells the watch folder the file is complete (IN_MOVED_TO).
     if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE) != 0) {
       st = errno == EEXIST
                ? make_error(ErrorCode::kExists,

@@ -1,19 +1,30 @@
 #pragma once
-// Watches incoming/ and reports job files that are ready to take. inotify (through uv_fs_event)
-// says only that a name changed, and can overflow silently, so events just trigger a stat, and a
-// scan at start and a periodic rescan are the safety net.
+// Watches incoming/ and reports job files that are ready to take. It reads raw inotify events on
+// the loop (uv_poll on the inotify descriptor): libuv's uv_fs_event says only "rename" or
+// "change" and hides a queue overflow, while these events tell a finished file from one being
+// written:
 //
-// A file is ready when it was renamed (or linked, or had its times set) after its last write:
-// its ctime is later than its mtime, so it is taken at once. A file written in place has
-// ctime == mtime; it is taken once its size and mtime have been stable for settle_ms.
-// Stats run through uv_fs_stat, so the loop thread never blocks on the disk.
+// - IN_MOVED_TO: the file was renamed into place, whole (the hand-over DESIGN.md recommends); it
+//   is reported at once.
+// - IN_CREATE, IN_MODIFY, IN_CLOSE_WRITE: the file is written in place; it is reported once no
+//   write event came and its size and mtime stayed the same for settle_ms. IN_CLOSE_WRITE does
+//   not shorten the wait: a producer may append through several open/write/close rounds
+//   (`echo >> job.json`), and nothing says which close is the last.
+// - A name that is not a regular file (symlink, FIFO, socket, device, folder named *.json) is
+//   reported at once, never followed, so that the intake records it in rejected/ once.
+// - IN_Q_OVERFLOW (events were lost): an immediate rescan, a log line and
+//   docpipe_intake_overflows_total. A scan at start and the periodic rescan stay the safety net;
+//   a file found only by a scan takes the settle path, since nothing says it is complete.
+//
+// Stats run through uv_fs_lstat, so the loop thread never blocks on the disk. The handles and
+// requests live in a heap State freed in the last close callback (STYLE.md), so this object may
+// be destroyed at any time; destroying it closes the watch.
 
 #include <uv.h>
 
 #include <cstdint>
 #include <functional>
 #include <string>
-#include <unordered_map>
 
 #include "daemon/daemon_metrics.h"
 
@@ -23,52 +34,29 @@ class WatchFolder {
  public:
   using ReadyFn = std::function<void(const std::string& name)>;
 
+  // `metrics` may be null (unit tests).
   WatchFolder(uv_loop_t* loop, std::string dir, int64_t settle_ms, int64_t rescan_interval_ms,
               DaemonMetrics* metrics, ReadyFn on_ready);
+  ~WatchFolder();
   WatchFolder(const WatchFolder&) = delete;
   WatchFolder& operator=(const WatchFolder&) = delete;
 
-  // Starts the watch and the rescan timer, and scans once. Returns a libuv error code (0 = ok).
+  // Starts the rescan timer and scans once, then watches with inotify. Returns 0, or the negative
+  // errno (libuv style) of a watch that could not be set up: the rescans still run then.
   int start();
   // Closes every handle; the loop finishes the closes. Nothing is reported after this.
   void close();
   // The intake is done with `name` (claimed, rejected or failed to read): forget its state, so
-  // that a new file with the same name is seen afresh.
+  // that a new file with the same name is seen afresh. An event for the name that came while the
+  // intake held it is handled now.
   void forget(const std::string& name);
   void rescan();
   // A reloaded config's settle_ms and rescan_interval_ms.
   void set_timing(int64_t settle_ms, int64_t rescan_interval_ms);
 
  private:
-  struct Candidate {
-    bool seen = false;         // size/mtime below are from a stat
-    bool stat_pending = false;
-    bool restat = false;       // another event came while a stat was pending
-    bool taken = false;        // handed to on_ready, until forget()
-    int64_t size = -1;
-    int64_t mtime_ns = 0;
-    uint64_t stable_since_ms = 0;
-  };
-  struct StatReq;
-  struct ScanReq;
-
-  void on_name(const std::string& name, IntakeSource source);
-  void stat(const std::string& name);
-  void on_stat(const std::string& name, int result, const uv_stat_t* st);
-  void on_settle_timer();
-  void arm_settle_timer();
-
-  uv_loop_t* loop_;
-  std::string dir_;
-  int64_t settle_ms_;
-  int64_t rescan_interval_ms_;
-  DaemonMetrics* metrics_;
-  ReadyFn on_ready_;
-  bool closed_ = false;
-  uv_fs_event_t event_{};
-  uv_timer_t rescan_timer_{};
-  uv_timer_t settle_timer_{};
-  std::unordered_map<std::string, Candidate> candidates_;
+  struct State;
+  State* state_;  // null once closed; the State frees itself in its last close callback
 };
 
 }  // namespace docpipe

@@ -53,6 +53,7 @@ void check_same(const DaemonConfig& a, const DaemonConfig& b) {
   CHECK(a.memory_budget_bytes == b.memory_budget_bytes);
   CHECK(a.max_active_jobs == b.max_active_jobs);
   CHECK(a.settle_ms == b.settle_ms);
+  CHECK(a.max_job_file_bytes == b.max_job_file_bytes);
   CHECK(a.rescan_interval_ms == b.rescan_interval_ms);
   CHECK(a.durability_fsync == b.durability_fsync);
   CHECK(a.shutdown_grace_ms == b.shutdown_grace_ms);
@@ -76,6 +77,7 @@ TEST_CASE("daemon config: defaults match the documented table") {
   CHECK(c.memory_budget_bytes == 268435456);
   CHECK(c.max_active_jobs == 16);
   CHECK(c.settle_ms == 500);
+  CHECK(c.max_job_file_bytes == 1048576);
   CHECK(c.rescan_interval_ms == 30000);
   CHECK(c.durability_fsync);
   CHECK(c.shutdown_grace_ms == 10000);
@@ -101,6 +103,7 @@ TEST_CASE("daemon config: every key is read") {
     "memory_budget_bytes": 1048576,
     "max_active_jobs": 2,
     "settle_ms": 0,
+    "max_job_file_bytes": 4096,
     "rescan_interval_ms": 1000,
     "durability": "none",
     "shutdown_grace_ms": 0,
@@ -122,6 +125,7 @@ TEST_CASE("daemon config: every key is read") {
   CHECK(c.memory_budget_bytes == 1048576);
   CHECK(c.max_active_jobs == 2);
   CHECK(c.settle_ms == 0);
+  CHECK(c.max_job_file_bytes == 4096);
   CHECK(c.rescan_interval_ms == 1000);
   CHECK_FALSE(c.durability_fsync);
   CHECK(c.shutdown_grace_ms == 0);
@@ -167,6 +171,8 @@ TEST_CASE("daemon config: each bad key is an error naming the file and the key")
        "docpipe.json: memory_budget_bytes: expected integer >= 1, got null"},
       {R"({"max_active_jobs": 0})", "docpipe.json: max_active_jobs: expected integer >= 1, got 0"},
       {R"({"settle_ms": -5})", "docpipe.json: settle_ms: expected integer >= 0, got -5"},
+      {R"({"max_job_file_bytes": 0})",
+       "docpipe.json: max_job_file_bytes: expected integer >= 1, got 0"},
       {R"({"rescan_interval_ms": 0})",
        "docpipe.json: rescan_interval_ms: expected integer >= 1, got 0"},
       {R"({"shutdown_grace_ms": "10s"})",

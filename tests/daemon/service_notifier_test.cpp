@@ -10,10 +10,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 using docpipe::ServiceNotifier;
@@ -24,7 +29,8 @@ namespace {
 // at it (sd_notify reads the environment on every call).
 class NotifyEnvironment {
  public:
-  explicit NotifyEnvironment(const char* watchdog_usec) {
+  // `abstract`: an abstract socket name, given to the notifier as "@NAME".
+  explicit NotifyEnvironment(const char* watchdog_usec, bool abstract = false) {
     char tmpl[] = "/tmp/docpipe-notify-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
     path_ = dir_ + "/notify.sock";
@@ -32,9 +38,19 @@ class NotifyEnvironment {
     REQUIRE(fd_ >= 0);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    ::setenv("NOTIFY_SOCKET", path_.c_str(), 1);
+    socklen_t len = sizeof addr;
+    std::string env = path_;
+    if (abstract) {
+      // Unique per test folder; the leading NUL makes it abstract.
+      std::string name = "docpipe-test" + dir_;
+      std::memcpy(addr.sun_path + 1, name.c_str(), name.size());
+      len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+      env = "@" + name;
+    } else {
+      std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+    }
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0);
+    ::setenv("NOTIFY_SOCKET", env.c_str(), 1);
     if (watchdog_usec != nullptr) ::setenv("WATCHDOG_USEC", watchdog_usec, 1);
     ::unsetenv("WATCHDOG_PID");
   }
@@ -176,6 +192,87 @@ TEST_CASE("service notifier: READY, RELOADING with MONOTONIC_USEC and STOPPING a
         0);
   CHECK(got[2] == "READY=1");
   CHECK(got[3] == "STOPPING=1");
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("service notifier: an abstract NOTIFY_SOCKET (@name) is reached") {
+  NotifyEnvironment env(nullptr, /*abstract=*/true);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  ServiceNotifier notifier(&loop, [] { return ServiceNotifier::Health{}; });
+  notifier.ready();
+  CHECK(env.take() == std::vector<std::string>{"READY=1"});
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("service notifier: a notify socket nobody reads never stalls the loop") {
+  // The kernel queues about 10 datagrams for a reader that does not read (net.unix.max_dgram_qlen);
+  // 50 pings (one a millisecond) plus READY and STOPPING go far past that.
+  NotifyEnvironment env("2000");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  std::atomic<int> ticks{0};
+  ServiceNotifier notifier(&loop, [&ticks] {
+    ++ticks;
+    ServiceNotifier::Health h;
+    h.status = "idle";
+    return h;
+  });
+  notifier.start();
+
+  // A probe timer every 5 ms: the largest gap between two firings shows any stall of the loop.
+  struct Probe {
+    uint64_t last_ns = 0;
+    uint64_t worst_gap_ns = 0;
+  } probe;
+  uv_timer_t probe_timer;
+  uv_timer_init(&loop, &probe_timer);
+  probe_timer.data = &probe;
+  uv_timer_start(
+      &probe_timer,
+      [](uv_timer_t* t) {
+        auto* p = static_cast<Probe*>(t->data);
+        uint64_t now = uv_hrtime();
+        if (p->last_ns != 0) p->worst_gap_ns = std::max(p->worst_gap_ns, now - p->last_ns);
+        p->last_ns = now;
+      },
+      5, 5);
+
+  std::atomic<bool> finished{false};
+  std::thread runner([&] {
+    notifier.ready();
+    while (ticks < 50) uv_run(&loop, UV_RUN_ONCE);
+    notifier.stopping();  // the queue is full: kept for the next tick
+    finished = true;
+  });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!finished && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(finished.load());
+  // A blocked sender (the bug) is released by reading, so that the test ends either way.
+  while (!finished) {
+    env.take();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  runner.join();
+  INFO("worst gap between probe firings: " << probe.worst_gap_ns / 1000000 << " ms");
+  CHECK(probe.worst_gap_ns < 200u * 1000000u);
+
+  // Once systemd reads again, the STOPPING that did not fit is delivered by a later tick.
+  std::vector<std::string> got = env.take();
+  CHECK(got.size() <= 12);  // what the queue held: the rest was dropped, not queued in memory
+  bool stopping = false;
+  for (int i = 0; i < 200 && !stopping; ++i) {
+    uv_run(&loop, UV_RUN_ONCE);
+    for (const std::string& m : env.take()) stopping |= m == "STOPPING=1";
+  }
+  CHECK(stopping);
+
+  notifier.close();
+  uv_close(reinterpret_cast<uv_handle_t*>(&probe_timer), nullptr);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);
 }
