@@ -166,6 +166,8 @@ int Daemon::run() {
   uv_async_init(&loop_, &finished_async_,
                 [](uv_async_t* a) { static_cast<Daemon*>(a->data)->drain_finished(); });
   finished_async_.data = this;
+  uv_timer_init(&loop_, &retry_timer_);
+  retry_timer_.data = this;
   uv_signal_init(&loop_, &sigint_);
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sighup_);
@@ -238,8 +240,8 @@ void Daemon::resume_active_jobs() {
           } else if (r.kind == IntakeResult::Kind::kRejected) {
             finish_unresumable(id, r.errors);
           } else {
-            log_error("cannot resume job; it stays in active/",
-                      {{"job", id}, {"error", r.message}});
+            log_error("cannot resume job; retrying", {{"job", id}, {"error", r.message}});
+            resume_later(id, 1);
           }
         }
         if (!stopping_) start_intake();
@@ -282,20 +284,67 @@ std::shared_ptr<DaemonJob> Daemon::make_job(ValidatedJob validated, bool resume,
 void Daemon::on_job_file_ready(const std::string& name) {
   auto result = std::make_shared<IntakeResult>();
   auto job = std::make_shared<std::shared_ptr<DaemonJob>>();
+  auto claimed_id = std::make_shared<std::string>();
   queue_work(
-      [this, name, result, job, cfg = intake_config_] {
+      [this, name, result, job, claimed_id, cfg = intake_config_] {
         *result = take_job_file(spool_, name, *cfg);
         if (result->kind != IntakeResult::Kind::kAccepted) return;
+        *claimed_id = result->job->spec.id;
         Status opened;
         *job = make_job(std::move(*result->job), /*resume=*/false, opened);
         if (!opened) {
-          // Claimed but unusable now: it stays in active/ and is resumed at the next start.
+          // Claimed but unusable now (no descriptors, a full spool): resumed from active/ later.
           result->kind = IntakeResult::Kind::kFailed;
           result->message = opened.error().message;
           job->reset();
         }
       },
-      [this, result, job] { on_intake_result(std::move(*result), std::move(*job)); });
+      [this, result, job, claimed_id] {
+        if (result->kind == IntakeResult::Kind::kFailed && !claimed_id->empty()) {
+          log_error("cannot open claimed job; retrying",
+                    {{"job", *claimed_id}, {"error", result->message}});
+          if (watch_) watch_->forget(result->name);
+          resume_later(*claimed_id, 1);
+          return;
+        }
+        on_intake_result(std::move(*result), std::move(*job));
+      });
+}
+
+void Daemon::resume_later(const std::string& id, int attempts) {
+  if (stopping_) return;  // it stays in active/ and is resumed at the next start
+  retry_later(finish_retry_delay_ms(attempts), [this, id, attempts] {
+    auto r = std::make_shared<IntakeResult>();
+    auto job = std::make_shared<std::shared_ptr<DaemonJob>>();
+    queue_work(
+        [this, id, r, job, cfg = intake_config_] {
+          *r = load_active_job(spool_, id, *cfg);
+          if (r->kind != IntakeResult::Kind::kAccepted) return;
+          Status opened;
+          *job = make_job(std::move(*r->job), /*resume=*/true, opened);
+          if (!opened) {
+            r->kind = IntakeResult::Kind::kFailed;
+            r->message = opened.error().message;
+            job->reset();
+          }
+        },
+        [this, id, r, job, attempts] {
+          if (*job) {
+            log_info("job resumed",
+                     {{"job", id}, {"already_done", std::to_string((*job)->resumed_documents())}});
+            enqueue(std::move(*job));
+          } else if (r->kind == IntakeResult::Kind::kRejected) {
+            finish_unresumable(id, r->errors);
+          } else {
+            if (attempts <= 3 || attempts % 10 == 0) {
+              log_error(
+                  "cannot open job; retrying",
+                  {{"job", id}, {"error", r->message}, {"attempt", std::to_string(attempts)}});
+            }
+            resume_later(id, attempts + 1);
+          }
+        });
+  });
 }
 
 void Daemon::on_intake_result(IntakeResult r, std::shared_ptr<DaemonJob> job) {
@@ -351,7 +400,10 @@ void Daemon::update_job_gauges() {
 ServiceNotifier::Health Daemon::health() {
   ServiceNotifier::Health h;
   h.documents_finished = documents_finished_.load(std::memory_order_relaxed);
-  h.busy = !jobs_.empty() || pipeline_->documents_in_flight() > 0;
+  // A job waiting to finish (spool full) waits for space, not for the pipeline: not a stall.
+  h.busy = std::any_of(jobs_.begin(), jobs_.end(),
+                       [](const auto& j) { return !j.second->finish_state().finishing; }) ||
+           pipeline_->documents_in_flight() > 0;
   // Every document ends within its job's document_timeout_ms (it is cancelled otherwise), so a
   // busy pipeline with no document finished for longer than that, plus a margin, is stuck.
   int64_t longest = 0;
@@ -396,15 +448,25 @@ void Daemon::drain_finished() {
 }
 
 void Daemon::finalize(std::shared_ptr<DaemonJob> job) {
+  DaemonJob::FinishState& fs = job->finish_state();
+  fs.finishing = true;
   auto report = std::make_shared<JobReport>();
-  auto error = std::make_shared<std::string>();
+  auto error = std::make_shared<std::optional<Error>>();
+  auto manifest_written = std::make_shared<bool>(fs.manifest_written);
   queue_work(
-      [this, job, report, error] {
+      [this, job, report, error, manifest_written] {
         Status st = job->close_journal();
         *report = job->report();
-        if (st) {
+        if (st && !*manifest_written) {
           st = job->write_manifest(spool_.active_journal(report->id),
                                    spool_.active_manifest(report->id));
+          // Out of space or descriptors: try again later. Anything else (the journal is gone
+          // or unreadable) will not get better: the job fails without its manifest.
+          if (!st && is_transient(st.error())) {
+            *error = st.error();
+            return;
+          }
+          *manifest_written = true;
         }
         if (!st) {
           report->state = JobState::kFailed;
@@ -412,51 +474,117 @@ void Daemon::finalize(std::shared_ptr<DaemonJob> job) {
         }
         Status moved = spool_.finish(report->id, report->state == JobState::kSucceeded,
                                      report_to_json(*report));
-        if (!moved) *error = moved.error().message;
+        if (!moved) *error = moved.error();
       },
-      [this, job, report, error] {
-        running_.erase(report->id);
-        jobs_.erase(report->id);
-        int64_t start = report->started_at_ms ? report->started_at_ms : report->submitted_at_ms;
-        double seconds =
-            static_cast<double>(report->finished_at_ms - report->submitted_at_ms) / 1e3;
-        metrics_->job_finished(report->state, seconds);
+      [this, job, report, error, manifest_written] {
+        DaemonJob::FinishState& fs = job->finish_state();
+        fs.manifest_written = *manifest_written;
         const JobCounts& c = report->counts;
         LogFields fields{{"job", report->id},
                          {"state", job_state_name(report->state)},
                          {"total", std::to_string(c.total)},
                          {"succeeded", std::to_string(c.succeeded)},
                          {"failed", std::to_string(c.failed)},
-                         {"skipped", std::to_string(c.skipped)},
-                         {"seconds", std::to_string((report->finished_at_ms - start) / 1e3)}};
+                         {"skipped", std::to_string(c.skipped)}};
         if (!report->reason.empty()) fields.emplace_back("reason", report->reason);
-        if (error->empty()) {
-          log_event(report->state == JobState::kSucceeded ? LogLevel::kInfo : LogLevel::kWarn,
-                    "job finished", fields);
-        } else {
-          fields.emplace_back("error", *error);
-          log_error("job finished but its files could not be moved out of active/", fields);
+        if (*error) {
+          // Not recorded, so not counted: the job stays in active/ (and in status, as
+          // "finishing" with this error) and finishing is retried until it succeeds.
+          ++fs.attempts;
+          fs.last_error = (*error)->message;
+          fields.emplace_back("error", fs.last_error);
+          fields.emplace_back("attempt", std::to_string(fs.attempts));
+          if (stopping_) {
+            log_error("cannot finish job; it stays in active/ and finishes at the next start",
+                      fields);
+            return;
+          }
+          uint64_t delay = finish_retry_delay_ms(fs.attempts);
+          fields.emplace_back("retry_in_ms", std::to_string(delay));
+          // Logged at the first failures and then now and then, not at every retry.
+          if (fs.attempts <= 3 || fs.attempts % 10 == 0) {
+            log_error("cannot finish job (its report and moves out of active/); retrying", fields);
+          }
+          retry_later(delay, [this, job] { finalize(job); });
+          return;
         }
+        running_.erase(report->id);
+        jobs_.erase(report->id);
+        int64_t start = report->started_at_ms ? report->started_at_ms : report->submitted_at_ms;
+        double seconds =
+            static_cast<double>(report->finished_at_ms - report->submitted_at_ms) / 1e3;
+        metrics_->job_finished(report->state, seconds);  // recorded: now it counts
+        fields.emplace_back("seconds", std::to_string((report->finished_at_ms - start) / 1e3));
+        if (fs.attempts > 0)
+          fields.emplace_back("finish_attempts", std::to_string(fs.attempts + 1));
+        log_event(report->state == JobState::kSucceeded ? LogLevel::kInfo : LogLevel::kWarn,
+                  "job finished", fields);
         admit();
       });
 }
 
-void Daemon::finish_unresumable(const std::string& id, const FieldErrors& errors) {
-  JobReport report;
-  report.id = id;
-  report.state = JobState::kFailed;
-  report.reason = "cannot resume: " + join_errors(errors);
-  report.submitted_at_ms = report.finished_at_ms = wall_clock_ms();
+uint64_t Daemon::finish_retry_delay_ms(int attempts) {
+  // 250 ms, 500 ms, 1 s, ... at most kFinishRetryMaxMs apart: space freed is noticed soon,
+  // a spool that stays full costs one attempt every few seconds.
+  uint64_t delay = kFinishRetryBaseMs << std::min(attempts - 1, 16);
+  return std::min<uint64_t>(delay, kFinishRetryMaxMs);
+}
+
+void Daemon::retry_later(uint64_t delay_ms, std::function<void()> attempt) {
+  retries_.emplace(uv_now(&loop_) + delay_ms, std::move(attempt));
+  arm_retry_timer();
+}
+
+void Daemon::arm_retry_timer() {
+  if (retries_.empty() || stopping_) {
+    uv_timer_stop(&retry_timer_);
+    return;
+  }
+  uint64_t now = uv_now(&loop_);
+  uint64_t due = retries_.begin()->first;
+  uv_timer_start(
+      &retry_timer_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->run_due_retries(); },
+      due > now ? due - now : 0, 0);
+}
+
+void Daemon::run_due_retries() {
+  uint64_t now = uv_now(&loop_);
+  std::vector<std::function<void()>> due;
+  while (!retries_.empty() && retries_.begin()->first <= now) {
+    due.push_back(std::move(retries_.begin()->second));
+    retries_.erase(retries_.begin());
+  }
+  for (auto& attempt : due) attempt();
+  arm_retry_timer();
+}
+
+void Daemon::finish_unresumable(const std::string& id, const FieldErrors& errors, int attempts) {
+  auto report = std::make_shared<JobReport>();
+  auto error = std::make_shared<std::string>();
+  auto note = std::make_shared<std::string>();
   queue_work(
-      [this, report] {
-        Status st = spool_.finish(report.id, false, report_to_json(report));
-        if (!st)
-          log_error("cannot move job to failed/",
-                    {{"job", report.id}, {"error", st.error().message}});
+      [this, id, errors, report, error, note] {
+        // Keep what the journal knew: counts, failed documents and the manifest.
+        *report = DaemonJob::unresumable_report(id, spool_.active_journal(id),
+                                                spool_.active_manifest(id), durable_, *note);
+        report->id = id;
+        report->reason = "cannot resume: " + join_errors(errors) + "; " + *note;
+        Status st = spool_.finish(id, false, report_to_json(*report));
+        if (!st) *error = st.error().message;
       },
-      [this, report] {
+      [this, id, errors, report, error, attempts] {
+        if (!error->empty()) {
+          log_error("cannot move job to failed/; retrying",
+                    {{"job", id}, {"error", *error}, {"attempt", std::to_string(attempts + 1)}});
+          if (!stopping_) {
+            retry_later(finish_retry_delay_ms(attempts + 1), [this, id, errors, attempts] {
+              finish_unresumable(id, errors, attempts + 1);
+            });
+          }
+          return;
+        }
         metrics_->job_finished(JobState::kFailed, 0);
-        log_warn("job failed", {{"job", report.id}, {"reason", report.reason}});
+        log_warn("job failed", {{"job", id}, {"reason", report->reason}});
       });
 }
 
@@ -478,6 +606,8 @@ void Daemon::begin_shutdown(const char* signal_name) {
       [this] {
         drain_finished();  // jobs that finished while stopping still get their report
         notifier_->close();
+        retries_.clear();  // what is left finishes at the next start
+        uv_close(reinterpret_cast<uv_handle_t*>(&retry_timer_), nullptr);
         uv_close(reinterpret_cast<uv_handle_t*>(&finished_async_), nullptr);
         uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
         uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
