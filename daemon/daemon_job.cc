@@ -152,7 +152,9 @@ Status DaemonJob::settle_intents() {
   // happen. The output holding exactly the bytes the intent names was renamed by this job; an
   // output with other bytes is someone else's, and no output means the rename never happened:
   // both are processed as usual.
-  for (auto& [input, intent] : pending_intents_) {
+  std::unordered_map<std::string, Intent> intents;
+  intents.swap(pending_intents_);  // replay_record() below erases from pending_intents_
+  for (auto& [input, intent] : intents) {
     std::optional<std::string> sha = file_sha256(intent.output);
     if (!sha || intent.sha256.empty() || *sha != intent.sha256) continue;
     nlohmann::ordered_json line;
@@ -171,7 +173,6 @@ Status DaemonJob::settle_intents() {
     replay_record(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     ++recognised_;
   }
-  pending_intents_.clear();
   if (recognised_ > 0) {
     log_info("outputs renamed into place just before a crash recognised as the job's own",
              {{"job", spec_.id}, {"documents", std::to_string(recognised_)}});

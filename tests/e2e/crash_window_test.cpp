@@ -19,6 +19,9 @@ namespace {
 
 constexpr size_t kDocuments = 700;
 constexpr size_t kKills = 10;
+constexpr size_t kWriters = 8;
+// Eight writers: more outputs between their rename and their record when the kill lands.
+const std::vector<std::string> kArgs{"--workers", "2", "--io-threads", std::to_string(kWriters)};
 
 struct KilledRun {
   JobOutcome outcome;
@@ -45,16 +48,18 @@ KilledRun run_with_kills(const TempDir& tmp, const std::string& if_exists) {
   for (size_t round = 0; round < kKills; ++round) {
     CAPTURE(round);
     const size_t threshold = 40 + round * 60;
-    DaemonProcess daemon(spool, {"--workers", "2"});
+    DaemonProcess daemon(spool, kArgs);
     daemon.start();
     bool reached = poll_until(kJobTimeout, [&] {
       daemon.expect_running();
-      return count_outputs(out) >= threshold;
+      // A job that ended early (failed on its own output) ends the wait at once.
+      return count_outputs(out) >= threshold || file_exists(spool + "/failed/window.json") ||
+             file_exists(spool + "/done/window.json");
     });
     REQUIRE_MESSAGE(reached, daemon.log());
+    REQUIRE_MESSAGE(file_exists(spool + "/active/window.json"), daemon.log());
     REQUIRE(::kill(daemon.pid(), SIGKILL) == 0);
     CHECK(daemon.wait_exit() == 128 + SIGKILL);
-    REQUIRE(file_exists(spool + "/active/window.json"));
 
     // Outputs on disk that the journal has no document record for: the window was hit.
     JournalView journal = read_journal(spool + "/active/window.journal");
@@ -72,9 +77,9 @@ KilledRun run_with_kills(const TempDir& tmp, const std::string& if_exists) {
     run.unrecorded += unrecorded;
     if (unrecorded > 0) ++run.window_hits;
     // Never more than the writers had between a rename and its record.
-    CHECK(unrecorded <= 2);
+    CHECK(unrecorded <= kWriters);
   }
-  DaemonProcess daemon(spool, {"--workers", "2"});
+  DaemonProcess daemon(spool, kArgs);
   daemon.start();
   run.outcome = daemon.wait_for_job("window");
   run.final_log = daemon.log();
