@@ -226,6 +226,27 @@ TEST_CASE("journal: a torn tail is told apart from damage at the end") {
   CHECK(damaged->good_bytes == good);
 }
 
+TEST_CASE("journal: a line past the 1 MiB record limit is damage, and the records after it read") {
+  JournalDir d;
+  {
+    JobJournal j;
+    REQUIRE(j.create(d.path, "job-10", 1));
+    REQUIRE(j.append(R"({"input":"/a"})"));
+    REQUIRE(j.close(false));
+  }
+  // A record with a valid checksum, but longer than any the daemon writes: not held whole, and
+  // not trusted.
+  const std::string huge = JobJournal::encode(R"({"input":")" + std::string(2u << 20, 'h') + "\"}");
+  d.append_raw(huge);
+  d.append_raw(JobJournal::encode(R"({"input":"/b"})"));
+  auto c = JobJournal::load(d.path);
+  REQUIRE(c);
+  REQUIRE(c->records.size() == 2);
+  CHECK(c->records[1] == R"({"input":"/b"})");
+  CHECK(c->damage.damaged_bytes == huge.size());
+  CHECK(c->damage.damaged_regions == 1);
+}
+
 TEST_CASE("journal: intent records are read apart from document records") {
   JournalDir d;
   {
