@@ -121,10 +121,10 @@ nlohmann::json Daemon::job_status(const DaemonJob& job) const {
   double elapsed =
       r.started_at_ms ? static_cast<double>(wall_clock_ms() - r.started_at_ms) / 1e3 : 0;
   double rate = running && elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+  const char* state = running ? "running" : "queued";
+  if (job.finish_state().finishing) state = "finishing";  // waiting to write its report
   nlohmann::json j{{"id", r.id},
-                   {"state", job.finish_state().finishing ? "finishing"
-                             : running                       ? "running"
-                                                             : "queued"},
+                   {"state", state},
                    {"priority", job.spec().priority},
                    {"total", c.total},
                    {"done", done},
