@@ -152,8 +152,12 @@ Status Spool::finish(std::string_view id, bool succeeded, std::string_view repor
   Status st = write_file_atomic(dest + "/" + ids + ".report.json", report_json, durable_);
   if (!st) return st;
   std::string job = active_job(id);
-  if (::rename(job.c_str(), (dest + "/" + ids + ".json").c_str()) != 0) {
-    return errno_error("move " + job, errno);
+  const std::string moved = dest + "/" + ids + ".json";
+  // ENOENT with the job already in dest: an earlier attempt got this far (a retry after a
+  // failed fsync); finishing goes on from here.
+  if (::rename(job.c_str(), moved.c_str()) != 0) {
+    int err = errno;
+    if (!(err == ENOENT && path_exists(moved))) return errno_error("move " + job, err);
   }
   ::unlink(active_journal(id).c_str());
   if (durable_) {

@@ -50,7 +50,7 @@ class Spool {
 
   // Moves a finished job out of active/: manifest, then report (written atomically), then the
   // job file, so a job is either still active or complete in its final folder; then drops the
-  // journal.
+  // journal. Idempotent: after a failure (a full spool), calling it again completes the move.
   Status finish(std::string_view id, bool succeeded, std::string_view report_json) const;
 
  private:

@@ -172,6 +172,8 @@ int Daemon::run() {
   uv_async_init(&loop_, &finished_async_,
                 [](uv_async_t* a) { static_cast<Daemon*>(a->data)->drain_finished(); });
   finished_async_.data = this;
+  uv_timer_init(&loop_, &retry_timer_);
+  retry_timer_.data = this;
   uv_signal_init(&loop_, &sigint_);
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sighup_);
@@ -249,8 +251,8 @@ void Daemon::resume_active_jobs() {
           } else if (r.kind == IntakeResult::Kind::kRejected) {
             finish_unresumable(id, r.errors);
           } else {
-            log_error("cannot resume job; it stays in active/",
-                      {{"job", id}, {"error", r.message}});
+            log_error("cannot resume job; retrying", {{"job", id}, {"error", r.message}});
+            resume_later(id, 1);
           }
         }
         if (!stopping_) start_intake();
@@ -293,20 +295,31 @@ std::shared_ptr<DaemonJob> Daemon::make_job(ValidatedJob validated, bool resume,
 void Daemon::on_job_file_ready(const std::string& name) {
   auto result = std::make_shared<IntakeResult>();
   auto job = std::make_shared<std::shared_ptr<DaemonJob>>();
+  auto claimed_id = std::make_shared<std::string>();
   queue_work(
-      [this, name, result, job, cfg = intake_config_] {
+      [this, name, result, job, claimed_id, cfg = intake_config_] {
         *result = take_job_file(spool_, name, *cfg);
         if (result->kind != IntakeResult::Kind::kAccepted) return;
+        *claimed_id = result->job->spec.id;
         Status opened;
         *job = make_job(std::move(*result->job), /*resume=*/false, opened);
         if (!opened) {
-          // Claimed but unusable now: it stays in active/ and is resumed at the next start.
+          // Claimed but unusable now (no descriptors, a full spool): resumed from active/ later.
           result->kind = IntakeResult::Kind::kFailed;
           result->message = opened.error().message;
           job->reset();
         }
       },
-      [this, result, job] { on_intake_result(std::move(*result), std::move(*job)); });
+      [this, result, job, claimed_id] {
+        if (result->kind == IntakeResult::Kind::kFailed && !claimed_id->empty()) {
+          log_error("cannot open claimed job; retrying",
+                    {{"job", *claimed_id}, {"error", result->message}});
+          if (watch_) watch_->forget(result->name);
+          resume_later(*claimed_id, 1);
+          return;
+        }
+        on_intake_result(std::move(*result), std::move(*job));
+      });
 }
 
 void Daemon::on_intake_result(IntakeResult r, std::shared_ptr<DaemonJob> job) {
@@ -362,7 +375,10 @@ void Daemon::update_job_gauges() {
 ServiceNotifier::Health Daemon::health() {
   ServiceNotifier::Health h;
   h.documents_finished = documents_finished_.load(std::memory_order_relaxed);
-  h.busy = !jobs_.empty() || pipeline_->documents_in_flight() > 0;
+  // A job waiting to finish (spool full) waits for space, not for the pipeline: not a stall.
+  h.busy = std::any_of(jobs_.begin(), jobs_.end(),
+                       [](const auto& j) { return !j.second->finish_state().finishing; }) ||
+           pipeline_->documents_in_flight() > 0;
   // Every document ends within its job's document_timeout_ms (it is cancelled otherwise), so a
   // busy pipeline with no document finished for longer than that, plus a margin, is stuck.
   int64_t longest = 0;
@@ -406,71 +422,6 @@ void Daemon::drain_finished() {
   }
 }
 
-void Daemon::finalize(std::shared_ptr<DaemonJob> job) {
-  auto report = std::make_shared<JobReport>();
-  auto error = std::make_shared<std::string>();
-  queue_work(
-      [this, job, report, error] {
-        Status st = job->close_journal();
-        *report = job->report();
-        if (st) {
-          st = job->write_manifest(spool_.active_journal(report->id),
-                                   spool_.active_manifest(report->id));
-        }
-        if (!st) {
-          report->state = JobState::kFailed;
-          report->reason = st.error().message;
-        }
-        Status moved = spool_.finish(report->id, report->state == JobState::kSucceeded,
-                                     report_to_json(*report));
-        if (!moved) *error = moved.error().message;
-      },
-      [this, job, report, error] {
-        running_.erase(report->id);
-        jobs_.erase(report->id);
-        int64_t start = report->started_at_ms ? report->started_at_ms : report->submitted_at_ms;
-        double seconds =
-            static_cast<double>(report->finished_at_ms - report->submitted_at_ms) / 1e3;
-        metrics_->job_finished(report->state, seconds);
-        const JobCounts& c = report->counts;
-        LogFields fields{{"job", report->id},
-                         {"state", job_state_name(report->state)},
-                         {"total", std::to_string(c.total)},
-                         {"succeeded", std::to_string(c.succeeded)},
-                         {"failed", std::to_string(c.failed)},
-                         {"skipped", std::to_string(c.skipped)},
-                         {"seconds", std::to_string((report->finished_at_ms - start) / 1e3)}};
-        if (!report->reason.empty()) fields.emplace_back("reason", report->reason);
-        if (error->empty()) {
-          log_event(report->state == JobState::kSucceeded ? LogLevel::kInfo : LogLevel::kWarn,
-                    "job finished", fields);
-        } else {
-          fields.emplace_back("error", *error);
-          log_error("job finished but its files could not be moved out of active/", fields);
-        }
-        admit();
-      });
-}
-
-void Daemon::finish_unresumable(const std::string& id, const FieldErrors& errors) {
-  JobReport report;
-  report.id = id;
-  report.state = JobState::kFailed;
-  report.reason = "cannot resume: " + join_errors(errors);
-  report.submitted_at_ms = report.finished_at_ms = wall_clock_ms();
-  queue_work(
-      [this, report] {
-        Status st = spool_.finish(report.id, false, report_to_json(report));
-        if (!st)
-          log_error("cannot move job to failed/",
-                    {{"job", report.id}, {"error", st.error().message}});
-      },
-      [this, report] {
-        metrics_->job_finished(JobState::kFailed, 0);
-        log_warn("job failed", {{"job", report.id}, {"reason", report.reason}});
-      });
-}
-
 void Daemon::begin_shutdown(const char* signal_name) {
   if (stopping_) {
     log_warn("already stopping; waiting for in-flight documents", {{"signal", signal_name}});
@@ -489,6 +440,8 @@ void Daemon::begin_shutdown(const char* signal_name) {
       [this] {
         drain_finished();  // jobs that finished while stopping still get their report
         notifier_->close();
+        retries_.clear();  // what is left finishes at the next start
+        uv_close(reinterpret_cast<uv_handle_t*>(&retry_timer_), nullptr);
         uv_close(reinterpret_cast<uv_handle_t*>(&finished_async_), nullptr);
         uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
         uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);

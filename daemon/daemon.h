@@ -11,17 +11,17 @@
 #include <atomic>
 #include <functional>
 #include <map>
-#include <nlohmann/json.hpp>
-#include <set>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "config/daemon_config.h"
 #include "core/spool.h"
-#include "daemon/daemon_job.h"
 #include "daemon/control_server.h"
+#include "daemon/daemon_job.h"
 #include "daemon/daemon_metrics.h"
 #include "daemon/intake.h"
 #include "daemon/service_notifier.h"
@@ -67,7 +67,16 @@ class Daemon {
   void post_finished(DaemonJob* job);  // any thread
   void drain_finished();
   void finalize(std::shared_ptr<DaemonJob> job);
-  void finish_unresumable(const std::string& id, const FieldErrors& errors);
+  void finish_unresumable(const std::string& id, const FieldErrors& errors, int attempts = 0);
+  // Finishing that failed (full spool, no descriptors) is retried on the loop's timer.
+  static constexpr uint64_t kFinishRetryBaseMs = 250;
+  static constexpr uint64_t kFinishRetryMaxMs = 5000;
+  static uint64_t finish_retry_delay_ms(int attempts);
+  void retry_later(uint64_t delay_ms, std::function<void()> attempt);
+  // Opens active/ID.json again later (a claimed or resumed job that could not be opened).
+  void resume_later(const std::string& id, int attempts);
+  void arm_retry_timer();
+  void run_due_retries();
   void update_job_gauges();
   ServiceNotifier::Health health();
   void begin_shutdown(const char* signal_name);
@@ -107,14 +116,16 @@ class Daemon {
   uv_signal_t sigterm_{};
   uv_signal_t sighup_{};
   uv_async_t finished_async_{};
+  uv_timer_t retry_timer_{};
+  std::multimap<uint64_t, std::function<void()>> retries_;  // due (uv_now ms) -> attempt
 
   std::mutex finished_mu_;  // guards finished_ (pipeline threads push, the loop drains)
   std::vector<DaemonJob*> finished_;
 
   // Loop-thread state.
   std::map<std::string, std::shared_ptr<DaemonJob>> jobs_;  // queued or running, by id
-  std::vector<std::shared_ptr<DaemonJob>> queued_;           // waiting for a slot
-  std::set<std::string> running_;                            // ids admitted into the pipeline
+  std::vector<std::shared_ptr<DaemonJob>> queued_;          // waiting for a slot
+  std::set<std::string> running_;                           // ids admitted into the pipeline
   int64_t started_at_ms_ = 0;
   uint64_t submit_counter_ = 0;
   bool stopping_ = false;

@@ -121,8 +121,10 @@ nlohmann::json Daemon::job_status(const DaemonJob& job) const {
   double elapsed =
       r.started_at_ms ? static_cast<double>(wall_clock_ms() - r.started_at_ms) / 1e3 : 0;
   double rate = running && elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+  const char* state = running ? "running" : "queued";
+  if (job.finish_state().finishing) state = "finishing";  // waiting to write its report
   nlohmann::json j{{"id", r.id},
-                   {"state", running ? "running" : "queued"},
+                   {"state", state},
                    {"priority", job.spec().priority},
                    {"total", c.total},
                    {"done", done},
@@ -135,6 +137,7 @@ nlohmann::json Daemon::job_status(const DaemonJob& job) const {
                    {"submitted_at", format_utc(r.submitted_at_ms)}};
   if (rate > 0 && c.total > done) j["eta_seconds"] = static_cast<double>(c.total - done) / rate;
   if (!r.reason.empty()) j["reason"] = r.reason;
+  if (!job.finish_state().last_error.empty()) j["error"] = job.finish_state().last_error;
   return j;
 }
 

@@ -1,12 +1,15 @@
 #include "daemon/daemon_job.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <unordered_set>
 
 #include "core/fs_util.h"
@@ -15,6 +18,7 @@
 #include "core/time_util.h"
 #include "daemon/log.h"
 #include "pipeline/output_file.h"
+#include "pipeline/sha256.h"
 
 namespace docpipe {
 
@@ -67,41 +71,157 @@ Status DaemonJob::open(const std::string& journal_path, bool resume, bool durabl
   source_ = make_document_source(spec_);
   if (resume) {
     std::lock_guard<std::mutex> lock(mu_);
-    Result<JournalScan> scanned = JobJournal::scan(journal_path, [this](std::string_view payload) {
-      nlohmann::json r = nlohmann::json::parse(payload, nullptr, false);
-      if (!r.is_object()) return;
-      std::string input = r.value("input", std::string());
-      Done d{parse_state(r.value("state", std::string())), r.value("bytes_in", uint64_t{0}),
-             r.value("bytes_out", uint64_t{0}), r.value("output", std::string())};
-      auto [it, inserted] = done_before_.try_emplace(input, d);
-      if (!inserted) {  // a later record for the same input supersedes the earlier one
-        count(it->second.state, it->second.bytes_in, it->second.bytes_out, -1);
-        it->second = d;
-        superseded_.insert(input);
-      }
-      count(d.state, d.bytes_in, d.bytes_out, +1);
-      if (d.state == DocumentState::kFailed) note_failure(input, r.value("error", std::string()));
-    });
+    Result<JournalScan> scanned = replay(journal_path);
     if (scanned) {
-      if (scanned->torn) {
+      journal_damage_ = scanned->damage.describe();
+      if (scanned->damage.damaged()) {
+        log_error("journal damaged; the documents whose records were lost are done again",
+                  {{"job", spec_.id}, {"journal", journal_path}, {"damage", journal_damage_}});
+      } else if (scanned->torn) {
         log_warn("journal had a torn last record (a crash while writing it); dropped it",
-                 {{"job", spec_.id}, {"journal", journal_path}});
+                 {{"job", spec_.id},
+                  {"journal", journal_path},
+                  {"bytes", std::to_string(scanned->damage.torn_bytes)}});
       }
       if (scanned->submitted_at_ms != 0) report_.submitted_at_ms = scanned->submitted_at_ms;
+      Status st = journal_.reopen(journal_path, scanned->good_bytes);
+      if (st) st = settle_intents();
       resumed_ = done_before_.size();
-      return journal_.reopen(journal_path, scanned->good_bytes);
+      return st;
     }
     // Unreadable: start over with clean counts.
     done_before_.clear();
     superseded_.clear();
+    pending_intents_.clear();
     report_.counts = JobCounts{report_.counts.total};
     report_.failed_documents.clear();
+    report_.reason.clear();
+    stop_taking_ = false;
     if (scanned.error().code != ErrorCode::kNotFound) {
       log_warn("cannot read journal; the job restarts from the beginning",
                {{"job", spec_.id}, {"error", scanned.error().message}});
     }
   }
   return journal_.create(journal_path, spec_.id, report_.submitted_at_ms);
+}
+
+Result<JournalScan> DaemonJob::replay(const std::string& journal_path) {
+  return JobJournal::scan(journal_path,
+                          [this](std::string_view payload) { replay_record(payload); });
+}
+
+void DaemonJob::replay_record(std::string_view payload) {
+  nlohmann::json r = nlohmann::json::parse(payload, nullptr, false);
+  if (!r.is_object()) return;
+  std::string input = r.value("input", std::string());
+  if (JobJournal::is_intent(payload)) {
+    pending_intents_[input] =
+        Intent{r.value("output", std::string()), r.value("sha256", std::string()),
+               r.value("bytes_in", uint64_t{0}), r.value("bytes_out", uint64_t{0}),
+               r.value("attempts", 1)};
+    return;
+  }
+  pending_intents_.erase(input);
+  Done d{parse_state(r.value("state", std::string())), r.value("bytes_in", uint64_t{0}),
+         r.value("bytes_out", uint64_t{0}), r.value("output", std::string())};
+  auto [it, inserted] = done_before_.try_emplace(input, d);
+  if (!inserted) {  // a later record for the same input supersedes the earlier one
+    count(it->second.state, it->second.bytes_in, it->second.bytes_out, -1);
+    it->second = d;
+    superseded_.insert(input);
+  }
+  count(d.state, d.bytes_in, d.bytes_out, +1);
+  if (d.state == DocumentState::kFailed) note_failure(input, r.value("error", std::string()));
+}
+
+namespace {
+
+// The sha256 of a regular file, or nullopt if it is not one or cannot be read.
+std::optional<std::string> file_sha256(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return std::nullopt;
+  struct stat sb;
+  Sha256 sha;
+  bool good = ::fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sha.reset();
+  std::string buf(1 << 16, '\0');
+  while (good) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      good = n == 0;
+      break;
+    }
+    good = static_cast<bool>(sha.update(std::string_view(buf.data(), static_cast<size_t>(n))));
+  }
+  ::close(fd);
+  if (!good) return std::nullopt;
+  Result<std::string> hex = sha.hex_digest();
+  if (!hex) return std::nullopt;
+  return *hex;
+}
+
+}  // namespace
+
+Status DaemonJob::settle_intents() {
+  // Each intent left over was written just before a rename that a crash may or may not have let
+  // happen. The output holding exactly the bytes the intent names was renamed by this job; an
+  // output with other bytes is someone else's, and no output means the rename never happened:
+  // both are processed as usual.
+  std::unordered_map<std::string, Intent> intents;
+  intents.swap(pending_intents_);  // replay_record() below erases from pending_intents_
+  for (auto& [input, intent] : intents) {
+    std::optional<std::string> sha = file_sha256(intent.output);
+    if (!sha || intent.sha256.empty() || *sha != intent.sha256) continue;
+    nlohmann::ordered_json line;
+    line["input"] = input;
+    line["output"] = intent.output;
+    line["state"] = document_state_name(DocumentState::kSucceeded);
+    line["bytes_in"] = intent.bytes_in;
+    line["bytes_out"] = intent.bytes_out;
+    line["sha256"] = intent.sha256;
+    line["attempts"] = intent.attempts;
+    line["duration_seconds"] = 0.0;
+    line["error"] = "";
+    Status st =
+        journal_.append(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    if (!st) return st;
+    replay_record(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    ++recognised_;
+  }
+  if (recognised_ > 0) {
+    log_info("outputs renamed into place just before a crash recognised as the job's own",
+             {{"job", spec_.id}, {"documents", std::to_string(recognised_)}});
+  }
+  return ok();
+}
+
+JobReport DaemonJob::unresumable_report(const std::string& id, const std::string& journal_path,
+                                        const std::string& manifest_path, bool durable,
+                                        std::string& note) {
+  JobSpec spec;
+  spec.id = id;
+  spec.limits.max_failed_documents = INT64_MAX;  // only counting here
+  DaemonJob job(std::move(spec), 0, wall_clock_ms(), nullptr, nullptr, nullptr);
+  job.durable_ = durable;
+  Result<JournalScan> scanned = [&] {
+    std::lock_guard<std::mutex> lock(job.mu_);
+    return job.replay(journal_path);
+  }();
+  JobReport report = job.report();
+  report.state = JobState::kFailed;
+  report.finished_at_ms = wall_clock_ms();
+  if (!scanned) {
+    note = scanned.error().code == ErrorCode::kNotFound ? "no journal" : scanned.error().message;
+    return report;
+  }
+  if (scanned->submitted_at_ms != 0) report.submitted_at_ms = scanned->submitted_at_ms;
+  JobCounts& c = report.counts;
+  c.total = c.succeeded + c.failed + c.skipped;
+  note = "its journal recorded " + std::to_string(c.total) + " document(s)";
+  if (!scanned->damage.describe().empty()) note += " (" + scanned->damage.describe() + ")";
+  Status st = job.write_manifest(journal_path, manifest_path);
+  if (!st) note += "; manifest not written: " + st.error().message;
+  return report;
 }
 
 void DaemonJob::count(DocumentState state, uint64_t bytes_in, uint64_t bytes_out, int sign) {
@@ -136,6 +256,16 @@ void DaemonJob::note_failure(const std::string& input, const std::string& error)
                      std::to_string(spec_.limits.max_failed_documents) +
                      "); remaining documents were not processed";
   }
+}
+
+void DaemonJob::journal_failed(const Error& error) {
+  if (!journal_error_.empty()) return;
+  journal_error_ = error.message;
+  stop_taking_ = true;
+  report_.reason = "the job's journal cannot be written (" + error.message +
+                   "); remaining documents were not processed";
+  log_error("journal write failed; the job takes no more documents",
+            {{"job", spec_.id}, {"error", error.message}});
 }
 
 void DaemonJob::mark_started(int64_t unix_ms) {
@@ -178,6 +308,43 @@ std::optional<DocumentRef> DaemonJob::next_document() {
   }
 }
 
+Status DaemonJob::document_committing(const PendingOutput& p) {
+  // With replace, an output renamed before its record is simply done again on resume.
+  if (spec_.output.if_exists == IfExists::kReplace) return ok();
+  nlohmann::ordered_json line;
+  line["intent"] = "commit";
+  line["input"] = p.doc.input_path;
+  line["output"] = p.output_path;
+  line["sha256"] = p.sha256;
+  line["bytes_in"] = p.bytes_in;
+  line["bytes_out"] = p.bytes_out;
+  line["attempts"] = p.attempts;
+  std::string payload = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Not done because the job stops: cancelled, not failed (and not retried).
+    const Error stopped =
+        make_error(ErrorCode::kCancelled, "cancelled: the job's journal cannot be written");
+    if (!journal_error_.empty()) return stopped;
+    Status st = journal_.append(payload);
+    if (!st) {
+      journal_failed(st.error());
+      return stopped;
+    }
+  }
+  // With durability fsync the intent reaches the disk before the rename can: after a power loss
+  // an output that survived has its intent too. Outside the lock, so writers sync in parallel.
+  if (durable_) {
+    Status st = journal_.datasync();
+    if (!st) {
+      std::lock_guard<std::mutex> lock(mu_);
+      journal_failed(st.error());
+      return make_error(ErrorCode::kCancelled, "cancelled: the job's journal cannot be synced");
+    }
+  }
+  return ok();
+}
+
 void DaemonJob::document_finished(DocumentOutcome o) {
   if (o.state == DocumentState::kCancelled) {
     // Not processed: it is done on resume (shutdown) or counted as cancelled at the end.
@@ -204,18 +371,21 @@ void DaemonJob::document_finished(DocumentOutcome o) {
   }
 
   std::lock_guard<std::mutex> lock(mu_);
-  Status st = journal_.append(payload);
+  Status st = journal_error_.empty()
+                  ? journal_.append(payload)
+                  : make_error(ErrorCode::kIo, "journal not writable");  // already reported
   if (st && ++unsynced_records_ >= kSyncEvery) {
     st = journal_.sync(durable_);
     unsynced_records_ = 0;
   }
-  if (!st && journal_error_.empty()) journal_error_ = st.error().message;
+  if (!st) journal_failed(st.error());
   count(o.state, o.bytes_in, o.bytes_out, +1);
   if (o.state == DocumentState::kFailed) note_failure(o.doc.input_path, o.error);
 }
 
 void DaemonJob::request_cancel(std::string reason) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (finished_) return;  // finishing: the report is final
   user_cancelled_ = true;
   stop_taking_ = true;
   report_.reason = std::move(reason);
@@ -233,7 +403,10 @@ void DaemonJob::job_finished(bool cancelled) {
       c.total = std::max<uint64_t>(c.total, processed + c.cancelled);
       c.cancelled = c.total - processed;
     }
-    if (user_cancelled_ || (cancelled && report_.reason.empty())) {
+    finished_ = true;
+    if (!journal_error_.empty()) {
+      report_.state = JobState::kFailed;  // what was done is not all on record
+    } else if (user_cancelled_ || (cancelled && report_.reason.empty())) {
       report_.state = JobState::kCancelled;
       if (report_.reason.empty()) report_.reason = "cancelled";
     } else if (source_ && source_->fatal_error()) {
@@ -255,9 +428,8 @@ void DaemonJob::job_finished(bool cancelled) {
 
 Status DaemonJob::close_journal() {
   std::lock_guard<std::mutex> lock(mu_);
-  Status st = journal_.close(durable_);
-  if (st && !journal_error_.empty()) return make_error(ErrorCode::kIo, journal_error_);
-  return st;
+  // A write error earlier is already the job's failure reason (journal_failed).
+  return journal_.close(durable_);
 }
 
 JobReport DaemonJob::report() const {
@@ -272,11 +444,13 @@ Status DaemonJob::write_manifest(const std::string& journal_path,
     nlohmann::json r = nlohmann::json::parse(payload, nullptr, false);
     return r.is_object() ? r.value("input", std::string()) : std::string();
   };
-  // Records of a superseded input to skip: all but its last. Counted in a first pass, which only
-  // runs (and only remembers anything) when some input was done twice.
+  // Intent records are not manifest lines. Records of a superseded input to skip: all but its last.
+  // Counted in a first pass, which only runs (and only remembers anything) when some input was done
+  // twice.
   std::unordered_map<std::string, uint64_t> skip;
   if (!superseded_.empty()) {
     Result<JournalScan> counted = JobJournal::scan(journal_path, [&](std::string_view payload) {
+      if (JobJournal::is_intent(payload)) return;
       std::string input = input_of(payload);
       if (superseded_.count(input) != 0) ++skip[input];
     });
@@ -289,6 +463,7 @@ Status DaemonJob::write_manifest(const std::string& journal_path,
   std::setvbuf(out, nullptr, _IOFBF, 1 << 16);
   bool write_failed = false;
   Result<JournalScan> scanned = JobJournal::scan(journal_path, [&](std::string_view payload) {
+    if (JobJournal::is_intent(payload)) return;
     if (!skip.empty()) {
       auto it = skip.find(input_of(payload));
       if (it != skip.end() && it->second > 0) {

@@ -1,8 +1,15 @@
 #pragma once
 // A job as the daemon runs it: feeds its documents to the pipeline, journals one record per
 // finished document (core/journal.h), keeps the counts for the report, and stops taking documents
-// once more than max_failed_documents have failed. A resumed job replays its journal first: its
-// counts cover the whole job, and documents already done (whose output still exists) are skipped.
+// once more than max_failed_documents have failed, or once its journal cannot be written (the
+// job then fails with that reason). A resumed job replays its journal first: its counts cover the
+// whole job, and documents already done (whose output still exists) are skipped.
+//
+// With if_exists skip or fail, an intent record (output path and sha256) is journalled before
+// each output is renamed into place; resume takes an output with an intent record and no
+// document record, whose content has that sha256, as the job's own: done and succeeded. Without
+// it, a kill -9 between the rename and the document record made the job fail (fail) or count its
+// own output as skipped (skip). See docs/design-crash.md.
 // Pipeline threads call into it concurrently (guarded by mu_); the loop thread reads the final
 // state only after job_finished().
 
@@ -28,8 +35,8 @@ class DaemonJob : public PipelineJob {
   using FinishedFn = std::function<void(DaemonJob*)>;
 
   // `progress` (may be null) counts finished documents across jobs, for the watchdog.
-  DaemonJob(JobSpec spec, uint64_t expected_total, int64_t submitted_at_ms,
-            DaemonMetrics* metrics, std::atomic<uint64_t>* progress, FinishedFn on_finished);
+  DaemonJob(JobSpec spec, uint64_t expected_total, int64_t submitted_at_ms, DaemonMetrics* metrics,
+            std::atomic<uint64_t>* progress, FinishedFn on_finished);
 
   // Creates the journal, or with `resume` replays and reopens an existing one (a missing journal
   // starts afresh). Blocking: call off the loop thread.
@@ -37,6 +44,7 @@ class DaemonJob : public PipelineJob {
 
   const JobSpec& spec() const override { return spec_; }
   std::optional<DocumentRef> next_document() override;
+  Status document_committing(const PendingOutput& pending) override;
   void document_finished(DocumentOutcome outcome) override;
   void job_finished(bool cancelled) override;
 
@@ -54,6 +62,28 @@ class DaemonJob : public PipelineJob {
   JobReport report() const;
   void mark_started(int64_t unix_ms);
   uint64_t resumed_documents() const { return resumed_; }
+  // Outputs found renamed into place with an intent record but no document record, taken as done.
+  uint64_t recognised_outputs() const { return recognised_; }
+  // What the journal scan at resume could not read ("" if nothing); see JournalDamage::describe.
+  const std::string& journal_damage() const { return journal_damage_; }
+
+  // The report of a job whose job file cannot be resumed (damaged, invalid), with what its
+  // journal knew: counts and failed documents; its manifest is written to `manifest_path`.
+  // `note` says what was read. Blocking.
+  static JobReport unresumable_report(const std::string& id, const std::string& journal_path,
+                                      const std::string& manifest_path, bool durable,
+                                      std::string& note);
+
+  // Finishing (report, manifest, moves out of active/): loop thread only. A finish that fails
+  // (a full spool, no descriptors) is retried; the job stays visible meanwhile.
+  struct FinishState {
+    bool finishing = false;
+    bool manifest_written = false;
+    int attempts = 0;
+    std::string last_error;
+  };
+  FinishState& finish_state() { return finish_; }
+  const FinishState& finish_state() const { return finish_; }
 
  private:
   struct Done {
@@ -62,8 +92,23 @@ class DaemonJob : public PipelineJob {
     uint64_t bytes_out;
     std::string output;
   };
+  struct Intent {
+    std::string output;
+    std::string sha256;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    int attempts;
+  };
+  // Reads the journal into the counts and done_before_; intents without a document record are
+  // left in pending_intents_. Call with mu_ held.
+  Result<JournalScan> replay(const std::string& journal_path);
+  void replay_record(std::string_view payload);
+  // After reopen: outputs of pending intents whose content matches are recorded as succeeded.
+  Status settle_intents();
   void count(DocumentState state, uint64_t bytes_in, uint64_t bytes_out, int sign);
   void note_failure(const std::string& input, const std::string& error);
+  // The journal cannot be written: the job takes no more documents and ends failed. mu_ held.
+  void journal_failed(const Error& error);
 
   JobSpec spec_;
   DaemonMetrics* metrics_;
@@ -72,6 +117,9 @@ class DaemonJob : public PipelineJob {
   std::unique_ptr<DocumentSource> source_;
   bool durable_ = true;
   uint64_t resumed_ = 0;
+  uint64_t recognised_ = 0;
+  std::string journal_damage_;
+  FinishState finish_;
 
   mutable std::mutex mu_;
   JobJournal journal_;
@@ -84,10 +132,12 @@ class DaemonJob : public PipelineJob {
   // Inputs with more than one journal record (done again after a restart because their output
   // had vanished): the manifest lists only their last record.
   std::unordered_set<std::string> superseded_;
+  // Intent records of a resumed job not (yet) followed by their document record; open() only.
+  std::unordered_map<std::string, Intent> pending_intents_;
   bool source_done_ = false;
   bool stop_taking_ = false;
   bool user_cancelled_ = false;
+  bool finished_ = false;  // job_finished() ran: the report is final
 };
-
 
 }  // namespace docpipe

@@ -11,6 +11,7 @@
 
 #include "core/fs_util.h"
 #include "core/path_util.h"
+#include "daemon/log.h"
 
 namespace docpipe {
 
@@ -265,6 +266,13 @@ IntakeResult load_active_job(const Spool& spool, const std::string& id,
   if (!job) {
     r.kind = IntakeResult::Kind::kRejected;
     return r;
+  }
+  // The spool file name is the job's identity (its journal, its report): an id edited inside
+  // the file must not start the job over under another name at every restart.
+  if (job->spec.id != id) {
+    log_warn("the id inside an active job file differs from its file name; using the file name",
+             {{"job", id}, {"file", spool.active_job(id)}, {"id_in_file", job->spec.id}});
+    job->spec.id = id;
   }
   r.kind = IntakeResult::Kind::kAccepted;
   r.job = std::move(job);

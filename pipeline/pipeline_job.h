@@ -8,6 +8,7 @@
 
 #include "core/document_source.h"
 #include "core/job_spec.h"
+#include "core/result.h"
 #include "core/transform_chain.h"
 
 namespace docpipe {
@@ -27,6 +28,16 @@ struct DocumentOutcome {
   std::string error;            // "what: why"; empty unless failed
 };
 
+// An output the writer is about to rename into place (PipelineJob::document_committing).
+struct PendingOutput {
+  const DocumentRef& doc;
+  const std::string& output_path;  // absolute
+  const std::string& sha256;       // hex digest of the bytes about to appear there
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  int attempts = 1;
+};
+
 class PipelineJob {
  public:
   virtual ~PipelineJob() = default;
@@ -39,6 +50,15 @@ class PipelineJob {
   // Called once per document taken by next_document(), from a pipeline thread, in any order and
   // possibly concurrently for several documents of the job.
   virtual void document_finished(DocumentOutcome outcome) = 0;
+
+  // Called from a writer thread just before the document's output is renamed into place, so that
+  // the job can record that the output about to appear is its own: a crash between the rename and
+  // document_finished() would otherwise leave an output that resume cannot tell from someone
+  // else's (if_exists skip/fail). An error fails the document without renaming anything.
+  virtual Status document_committing(const PendingOutput& pending) {
+    (void)pending;
+    return ok();
+  }
 
   // Called exactly once, from a pipeline thread, after the job has no more documents (or was
   // cancelled) and every document taken has been reported through document_finished().

@@ -445,6 +445,13 @@ Result<DocumentState> write_document(StageShared& s, WorkItem& item) {
     if (st && s.options.fsync) st = item.output.sync();
     if (!st) return st.error();
   }
+  auto sha = item.output.sha256_hex();
+  if (!sha) return sha.error();
+  // The job records the output as its own before it becomes visible (see document_committing).
+  Status intent = item.sched.job->job().document_committing(
+      {item.sched.doc, item.output_path, *sha, item.bytes_in, item.output.bytes_written(),
+       item.sched.attempt});
+  if (!intent) return intent.error();
   auto committed = item.output.commit(out.if_exists, s.options.fsync);
   if (!committed) return committed.error();
   if (*committed == OutputFile::Committed::kTargetExists) {
@@ -453,8 +460,6 @@ Result<DocumentState> write_document(StageShared& s, WorkItem& item) {
     return make_error(ErrorCode::kExists,
                       "output exists: " + item.output_path + " (if_exists: fail)");
   }
-  auto sha = item.output.sha256_hex();
-  if (!sha) return sha.error();
   item.sha256 = std::move(*sha);
   item.bytes_out = item.output.bytes_written();
   return DocumentState::kSucceeded;

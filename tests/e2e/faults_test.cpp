@@ -4,6 +4,7 @@
 // The fault-injection transforms (test.fail, test.sleep) exist only in DOCPIPE_TEST_BINARY.
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include "tests/e2e/crash_support.h"
 #include "tests/e2e/harness.h"
 
 namespace e2e {
@@ -235,6 +237,88 @@ TEST_CASE("e2e faults: a full file system fails the document with ENOSPC and the
   CHECK(read_file(full + "/small/small.txt") == "fits\n");
   CHECK(read_json(spool + "/failed/big.json")["id"] == "big");
   CHECK(daemon.metric("docpipe_documents_total", {{"outcome", "failed"}}) == 1);
+  CHECK(daemon.terminate() == 0);
+}
+
+// Fills the file system holding `path` by writing it until ENOSPC; returns the bytes written.
+size_t fill_up(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("create " + path + ": " + std::strerror(errno));
+  std::string block(64 << 10, 'F');
+  size_t total = 0;
+  for (size_t chunk : {block.size(), size_t{1}}) {  // then byte by byte: the last page too
+    for (;;) {
+      ssize_t n = ::write(fd, block.data(), chunk);
+      if (n <= 0) break;
+      total += static_cast<size_t>(n);
+    }
+  }
+  ::close(fd);
+  return total;
+}
+
+TEST_CASE("e2e faults: a full spool stops the job, which stays visible until space returns") {
+  if (::geteuid() != 0) {
+    return skip_test("mounting a small tmpfs needs root, and this runs as uid " +
+                     std::to_string(::geteuid()));
+  }
+  TempDir tmp;
+  const std::string spool = tmp / "spool", in = tmp / "in", out = tmp / "out";
+  SmallTmpfs fs(spool, "2m");
+  if (!fs.mounted()) return skip_test("cannot mount a tmpfs on " + spool + ": " + fs.error());
+  constexpr size_t kDocs = 400;
+  for (size_t i = 0; i < kDocs; ++i) {
+    write_file(in + "/doc-" + std::to_string(1000 + i) + ".txt", std::string(300, 'd'));
+  }
+
+  DaemonProcess daemon(spool, {"--workers", "2"});
+  daemon.set_binary(DOCPIPE_TEST_BINARY);
+  daemon.start();
+  drop_job(spool, "full.json", make_job("full", in, out, {{{"op", "test.sleep"}, {"ms", 10}}}));
+  REQUIRE(poll_until(kJobTimeout, [&] {
+    daemon.expect_running();
+    return count_outputs(out) >= 30;
+  }));
+  const std::string filler = spool + "/filler";
+  CHECK(fill_up(filler) > 0);
+
+  // The journal cannot take another record: the job stops taking documents, and its report
+  // cannot be written either. It stays in active/, shown as finishing with the error, and not
+  // counted yet.
+  nlohmann::json status;
+  REQUIRE(poll_until(milliseconds(30000), [&] {
+    daemon.expect_running();
+    status = job_status(spool, "full", tmp.path());
+    return !status.is_null() && status["state"] == "finishing";
+  }));
+  INFO("status: " << status.dump(2) << "\nlog:\n" << daemon.log());
+  CHECK(status["error"].get<std::string>().find("No space left on device") != std::string::npos);
+  CHECK(status["reason"].get<std::string>().find("journal") != std::string::npos);
+  CHECK(file_exists(spool + "/active/full.json"));
+  CHECK_FALSE(file_exists(spool + "/failed/full.report.json"));
+  CHECK(daemon.metric("docpipe_jobs_total", {{"outcome", "failed"}}).value_or(0) == 0);
+  CHECK(daemon.metric("docpipe_jobs_active").value_or(0) == 1);
+  const size_t outputs_when_stopped = count_outputs(out);
+  CHECK(outputs_when_stopped < kDocs);
+
+  // Space returns: the next retry finishes the job, failed, with the journal's error as reason.
+  REQUIRE(::unlink(filler.c_str()) == 0);
+  JobOutcome outcome = daemon.wait_for_job("full", milliseconds(30000));
+  nlohmann::json report = outcome.report;
+  INFO("report: " << report.dump(2));
+  CHECK(outcome.folder == "failed");
+  CHECK(report["state"] == "failed");
+  std::string reason = report["reason"];
+  CHECK(reason.find("journal") != std::string::npos);
+  CHECK(reason.find("No space left on device") != std::string::npos);
+  CHECK(report["counts"]["cancelled"].get<uint64_t>() > 0);
+  CHECK(report["counts"]["total"] == kDocs);
+  // It took no documents after the journal failed (those in flight aside).
+  CHECK(count_outputs(out) == outputs_when_stopped);
+  CHECK(daemon.wait_for_metric("docpipe_jobs_total", {{"outcome", "failed"}}, 1) == 1);
+  CHECK(daemon.metric("docpipe_jobs_active").value_or(-1) == 0);
+  CHECK(daemon.log_lines_with({" job finished ", "job=full "}).size() == 1);
+  CHECK(list_files(spool + "/active").empty());
   CHECK(daemon.terminate() == 0);
 }
 
