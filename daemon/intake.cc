@@ -1,6 +1,11 @@
 #include "daemon/intake.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -33,11 +38,43 @@ std::string pin_job_text(const std::string& text, const JobSpec& spec) {
   return doc.dump(2) + "\n";
 }
 
+namespace {
+
+// The owner comes from the very file that is read (one open, one fstat), never from a symlink's
+// target: a job acts for whoever owns its file.
+Result<std::string> read_job_file(const std::string& path, uid_t& owner_uid, gid_t& owner_gid) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return errno_error("open " + path, errno);
+  struct stat sb;
+  int err = ::fstat(fd, &sb) != 0 ? errno : (S_ISREG(sb.st_mode) ? 0 : EINVAL);
+  std::string text;
+  char buf[65536];
+  while (err == 0) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      text.append(buf, static_cast<size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      err = errno;
+    }
+  }
+  ::close(fd);
+  if (err != 0) return errno_error("read " + path, err);
+  owner_uid = sb.st_uid;
+  owner_gid = sb.st_gid;
+  return text;
+}
+
+}  // namespace
+
 IntakeResult take_job_file(const Spool& spool, const std::string& name,
                            const DaemonConfig& config) {
   IntakeResult r;
   r.name = name;
-  Result<std::string> text = read_file(spool.incoming() + "/" + name);
+  r.owner_uid = static_cast<uid_t>(-1);
+  r.owner_gid = static_cast<gid_t>(-1);
+  Result<std::string> text = read_job_file(spool.incoming() + "/" + name, r.owner_uid, r.owner_gid);
   if (!text) {
     r.kind = text.error().code == ErrorCode::kNotFound ? IntakeResult::Kind::kGone
                                                        : IntakeResult::Kind::kFailed;

@@ -2,6 +2,8 @@
 // Taking a job file from incoming/: read, validate, then claim it into active/ or reject it with
 // an error file. Blocking file work: runs on the libuv threadpool, never on the loop thread.
 
+#include <sys/types.h>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +39,9 @@ struct IntakeResult {
   };
   Kind kind = Kind::kFailed;
   std::string name;
+  // The job file's owner (fstat of the file that was read): whom a dropped job acts for.
+  uid_t owner_uid;
+  gid_t owner_gid;
   std::optional<ValidatedJob> job;
   FieldErrors errors;
   std::string message;
