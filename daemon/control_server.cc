@@ -57,6 +57,7 @@ struct ControlServer::Connection : std::enable_shared_from_this<Connection> {
   void close() {
     if (closing) return;
     closing = true;
+    --server->open_connections_;  // its descriptor is given back now, in uv_close()
     if (reading) uv_read_stop(stream());
     reading = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&pipe), [](uv_handle_t* h) {
@@ -183,6 +184,9 @@ struct ControlServer::Connection : std::enable_shared_from_this<Connection> {
     inbox.erase(0, start);
     scanned = inbox.find('\n') == std::string::npos ? inbox.size() : 0;
     if (scanned > kMaxRequestBytes) {
+      // The stream can no longer be split into requests: say so, and hang up.
+      inbox.clear();
+      scanned = 0;
       uint64_t seq = next_request++;
       ++in_flight;
       send(seq, error_reply("request too large: over " + std::to_string(kMaxRequestBytes) +
@@ -318,6 +322,7 @@ void ControlServer::on_connection() {
   conn->self_while_open = conn;
   conn->last_activity_ms = uv_now(loop_);
   connections_.insert(conn);
+  ++open_connections_;
   if (uv_accept(reinterpret_cast<uv_stream_t*>(&server_), conn->stream()) != 0) {
     conn->close();
     return;
@@ -330,7 +335,7 @@ void ControlServer::on_connection() {
     uv_try_write(conn->stream(), &buf, 1);
     conn->close();
   };
-  if (connections_.size() > limits_.max_connections) {
+  if (open_connections_ > limits_.max_connections) {
     uint64_t now = uv_now(loop_);
     if (now - last_refusal_log_ms_ >= 10000 || last_refusal_log_ms_ == 0) {
       last_refusal_log_ms_ = now;

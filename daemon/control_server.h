@@ -58,7 +58,7 @@ class ControlServer {
 
   // Takes effect for new connections and at the next idle sweep (config reload).
   void set_limits(ControlLimits limits);
-  size_t connection_count() const { return connections_.size(); }
+  size_t connection_count() const { return open_connections_; }
 
  private:
   struct Connection;
@@ -75,7 +75,8 @@ class ControlServer {
   bool started_ = false;
   bool closed_ = false;
   uint64_t last_refusal_log_ms_ = 0;
-  std::unordered_set<std::shared_ptr<Connection>> connections_;
+  std::unordered_set<std::shared_ptr<Connection>> connections_;  // until their close callback
+  size_t open_connections_ = 0;                                  // of those, not closing
 };
 
 // Client side, for the CLI (blocking, no libuv): one request, one reply. Throws
