@@ -1,5 +1,6 @@
 #include "config/daemon_config.h"
 
+#include <grp.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -49,6 +50,29 @@ std::string listen_address_problem(const std::string& address) {
   return {};
 }
 
+// Each control connection holds a descriptor; far more than this would starve the watch folder
+// and the pipeline of them.
+constexpr int64_t kMaxControlConnections = 4096;
+
+std::optional<gid_t> resolve_group(const std::string& text) {
+  if (!text.empty() && text.size() <= 10 &&
+      text.find_first_not_of("0123456789") == std::string::npos) {
+    unsigned long v = std::stoul(text);
+    if (v >= static_cast<gid_t>(-1)) return std::nullopt;
+    return static_cast<gid_t>(v);
+  }
+  std::vector<char> buf(16384);
+  struct group gr {};
+  struct group* found = nullptr;
+  int rc;
+  while ((rc = ::getgrnam_r(text.c_str(), &gr, buf.data(), buf.size(), &found)) == ERANGE &&
+         buf.size() < (1u << 22)) {
+    buf.resize(buf.size() * 2);
+  }
+  if (rc != 0 || found == nullptr) return std::nullopt;
+  return gr.gr_gid;
+}
+
 std::string too_many_threads(int64_t n) {
   return "too many threads: " + std::to_string(n) + " (at most " + std::to_string(kMaxThreads) +
          ")";
@@ -67,6 +91,11 @@ class ConfigParser {
     if (auto v = r.string("spool_dir", false)) c.spool_dir = resolve_path(base_, *v);
     c.control_socket = c.spool_dir + "/control.sock";
     if (auto v = r.string("control_socket", false)) c.control_socket = resolve_path(base_, *v);
+    if (const json* v = r.get("admin_group")) admin_group(*v, r.path_of("admin_group"), c);
+    if (auto v = r.integer("max_control_connections", 1, kMaxControlConnections)) {
+      c.max_control_connections = *v;
+    }
+    if (auto v = r.integer("control_idle_timeout_ms", 1, kMax)) c.control_idle_timeout_ms = *v;
     if (auto v = r.string("metrics_listen", false)) {
       std::string problem = listen_address_problem(*v);
       if (problem.empty()) {
@@ -95,6 +124,27 @@ class ConfigParser {
   }
 
  private:
+  // A group name or a numeric gid (as a number or a string of digits); the name must exist now,
+  // so that a typo is a start-up error and not an admin group nobody is in.
+  void admin_group(const json& value, const std::string& path, DaemonConfig& c) {
+    std::string text;
+    if (value.is_number_unsigned()) {
+      text = std::to_string(value.get<uint64_t>());
+    } else if (auto s = read_string(value, path, true, errors_)) {
+      text = *s;
+    } else {
+      return;
+    }
+    if (text.empty()) return;  // no admin group: only root sees every job
+    std::optional<gid_t> gid = resolve_group(text);
+    if (!gid) {
+      errors_.push_back({path, "no such group " + describe_json(json(text))});
+      return;
+    }
+    c.admin_group = text;
+    c.admin_gid = gid;
+  }
+
   std::optional<int> thread_count(JsonObjectReader& r, std::string_view key) {
     std::optional<int64_t> v = r.integer(key, 1, kMax);
     if (!v) return std::nullopt;
@@ -185,6 +235,8 @@ void check_config(const DaemonConfig& c, FieldErrors& errors) {
   at_least("max_job_file_bytes", c.max_job_file_bytes, 1);
   at_least("rescan_interval_ms", c.rescan_interval_ms, 1);
   at_least("shutdown_grace_ms", c.shutdown_grace_ms, 0);
+  at_least("max_control_connections", c.max_control_connections, 1);
+  at_least("control_idle_timeout_ms", c.control_idle_timeout_ms, 1);
   if (c.workers > kMaxThreads) errors.push_back({"workers", too_many_threads(c.workers)});
   if (c.io_threads > kMaxThreads) errors.push_back({"io_threads", too_many_threads(c.io_threads)});
   std::string listen = listen_address_problem(c.metrics_listen);

@@ -3,8 +3,11 @@
 // errors naming the key; relative paths resolve against the config file's folder.
 // Loading throws ConfigError (control plane: start-up and reload only).
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -17,6 +20,14 @@ struct DaemonConfig {
   std::string spool_dir;        // absolute
   std::string metrics_listen = "127.0.0.1:9464";
   std::string control_socket;   // absolute; default <spool_dir>/control.sock
+  // Root and members of this group see and cancel every job; others only their own. "" (the
+  // default): nobody but root. A group name or a numeric gid, resolved when the config loads.
+  std::string admin_group;
+  std::optional<gid_t> admin_gid;
+  // Control connections open at once; one more is told so and closed.
+  int64_t max_control_connections = 64;
+  // A control connection with no request in flight that sends nothing for this long is closed.
+  int64_t control_idle_timeout_ms = 60000;
   int workers = 0;              // transformer threads; default: number of cores
   int io_threads = 2;
   int64_t max_in_flight_documents = 256;

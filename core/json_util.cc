@@ -94,7 +94,55 @@ std::string describe_parse_error(std::string_view text, const json::parse_error&
 
 }  // namespace
 
+size_t json_max_depth(std::string_view text, size_t limit) {
+  size_t depth = 0;
+  size_t deepest = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        in_string = true;
+        break;
+      case '[':
+      case '{':
+        if (++depth > deepest) {
+          deepest = depth;
+          if (deepest > limit) return limit + 1;
+        }
+        break;
+      case ']':
+      case '}':
+        if (depth > 0) --depth;
+        break;
+      default:
+        break;
+    }
+  }
+  return deepest;
+}
+
+std::string json_too_deep_message() {
+  return "malformed JSON: nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+}
+
 bool parse_json_text(std::string_view text, json& out, FieldErrors& errors) {
+  // Checked before parsing: the parser itself would build (and the callback see) every level.
+  if (json_max_depth(text, kMaxJsonDepth) > static_cast<size_t>(kMaxJsonDepth)) {
+    out = nullptr;
+    errors.push_back({"", json_too_deep_message()});
+    return false;
+  }
   KeyTracker tracker;
   json::parser_callback_t callback = [&tracker](int depth, json::parse_event_t event,
                                                 json& parsed) {
@@ -113,8 +161,7 @@ bool parse_json_text(std::string_view text, json& out, FieldErrors& errors) {
   }
   if (tracker.too_deep()) {
     out = nullptr;
-    errors.push_back(
-        {"", "malformed JSON: nested deeper than " + std::to_string(kMaxJsonDepth) + " levels"});
+    errors.push_back({"", json_too_deep_message()});
     return false;
   }
   for (FieldError& e : tracker.duplicates()) errors.push_back(std::move(e));

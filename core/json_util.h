@@ -20,8 +20,18 @@ namespace docpipe {
 // Deeper documents are refused: copying or printing a JSON value recurses once per level.
 inline constexpr int kMaxJsonDepth = 64;
 
-// Parses `text` into `out`. Malformed text (or nesting deeper than kMaxJsonDepth) appends one
-// error ("malformed JSON at line 3, column 14: ...") and returns false. A duplicate key appends
+// The deepest nesting of arrays and objects in `text` ("1" is 0, "[{}]" is 2), found by one scan
+// that skips strings (escapes included) and builds nothing, so that hostile input can be refused
+// before a parser spends memory on it. Stops early and returns `limit + 1` as soon as the
+// nesting passes `limit`. Malformed text gives some number; the parser reports what is wrong.
+size_t json_max_depth(std::string_view text, size_t limit);
+
+// "malformed JSON: nested deeper than 64 levels".
+std::string json_too_deep_message();
+
+// Parses `text` into `out`. Malformed text (or nesting deeper than kMaxJsonDepth, refused by
+// json_max_depth() before anything is built) appends one error ("malformed JSON at line 3,
+// column 14: ...") and returns false. A duplicate key appends
 // "PATH: duplicate key" but still returns true (the last value wins), so that validation can go
 // on and report everything else too.
 bool parse_json_text(std::string_view text, nlohmann::json& out, FieldErrors& errors);

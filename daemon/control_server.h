@@ -1,30 +1,52 @@
 #pragma once
 // The control socket: a Unix stream socket (uv_pipe) speaking newline-delimited JSON, one
-// request per line, one reply line per request, in order. Requests larger than kMaxRequestBytes
-// or not JSON objects get an error reply; the connection is closed after an oversized one. A
-// client that disconnects early never stalls or crashes the daemon: replies to it are dropped.
+// request per line, one reply line per request, in order. Every connection knows its peer
+// (SO_PEERCRED, SO_PEERGROUPS) and hands it to the handler with each request.
+//
+// One client cannot cost the daemon more than a bounded share (limits in ControlLimits):
+// - at most max_connections at once; one more gets an error line and is closed;
+// - a connection with no request in flight that sends nothing for idle_timeout_ms is closed;
+// - requests are parsed one at a time and taken only while the connection has fewer than
+//   max_in_flight unanswered requests and fewer than backlog_pause_bytes of replies the client
+//   has not read; otherwise the daemon stops reading from it (the kernel's socket buffer then
+//   blocks the client) until it catches up. A backlog above backlog_max_bytes closes it.
+// - a line over kMaxControlRequestBytes gets an error and the connection is closed; lines over
+//   kInlineParseBytes are parsed on the threadpool, never on the loop thread.
+// A client that disconnects early never stalls or crashes the daemon: replies to it are dropped.
 
 #include <uv.h>
 
 #include <functional>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_set>
 
+#include "core/credentials.h"
+#include "daemon/control_request.h"
+
 namespace docpipe {
+
+struct ControlLimits {
+  size_t max_connections = 64;
+  int64_t idle_timeout_ms = 60000;
+  size_t max_in_flight = 16;              // unanswered requests per connection
+  size_t backlog_pause_bytes = 1u << 20;  // unread reply bytes that pause reading
+  size_t backlog_max_bytes = 64u << 20;   // unread reply bytes that close the connection
+};
 
 class ControlServer {
  public:
-  static constexpr size_t kMaxRequestBytes = 4u << 20;
+  static constexpr size_t kMaxRequestBytes = kMaxControlRequestBytes;
+  // Longer lines are parsed (and a submitted job printed) on the threadpool.
+  static constexpr size_t kInlineParseBytes = 64u << 10;
 
   // Replies exactly once; may be called later (after threadpool work), or never if the client
   // went away. Always called on the loop thread.
   using Reply = std::function<void(nlohmann::json)>;
-  using Handler = std::function<void(const nlohmann::json& request, Reply reply)>;
+  using Handler = std::function<void(ControlRequest request, const Credentials& peer, Reply reply)>;
 
-  ControlServer(uv_loop_t* loop, std::string path, Handler handler);
+  ControlServer(uv_loop_t* loop, std::string path, ControlLimits limits, Handler handler);
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
@@ -34,17 +56,27 @@ class ControlServer {
   // Closes the listener and every connection; the loop finishes the closes.
   void close();
 
+  // Takes effect for new connections and at the next idle sweep (config reload).
+  void set_limits(ControlLimits limits);
+  size_t connection_count() const { return open_connections_; }
+
  private:
   struct Connection;
   void on_connection();
+  void sweep_idle();
+  void arm_sweep();
 
   uv_loop_t* loop_;
   std::string path_;
+  ControlLimits limits_;
   Handler handler_;
   uv_pipe_t server_{};
+  uv_timer_t sweep_{};
   bool started_ = false;
   bool closed_ = false;
-  std::unordered_set<std::shared_ptr<Connection>> connections_;
+  uint64_t last_refusal_log_ms_ = 0;
+  std::unordered_set<std::shared_ptr<Connection>> connections_;  // until their close callback
+  size_t open_connections_ = 0;                                  // of those, not closing
 };
 
 // Client side, for the CLI (blocking, no libuv): one request, one reply. Throws

@@ -219,10 +219,19 @@ void Daemon::resume_active_jobs() {
         if (size_t n = LeftoverTemps::global().retry(); n > 0) {
           log_info("removed leftover temp files of finished jobs", {{"files", std::to_string(n)}});
         }
+        submitters_.start();
         for (const std::string& id : list_active_job_ids(spool_)) {
           IntakeResult r = load_active_job(spool_, id, *cfg);
           std::shared_ptr<DaemonJob> job;
           if (r.kind == IntakeResult::Kind::kAccepted) {
+            auto submitter = submitters_.load_active(id);
+            if (submitter) r.job->spec.submitter = std::move(*submitter);
+            if (!submitter) {
+              r.kind = IntakeResult::Kind::kFailed;
+              r.message = "cannot tell whom the job acts for: " + submitter.error().message;
+              results->emplace_back(std::move(r), nullptr);
+              continue;
+            }
             // Outputs a crash left half-written: never renamed into place, so just litter.
             size_t removed = remove_docpipe_temp_files(r.job->spec.output.dir);
             if (removed > 0) {
@@ -269,9 +278,9 @@ void Daemon::start_intake() {
               {{"dir", spool_.incoming()}, {"error", uv_strerror(rc)}});
   }
   control_ = std::make_unique<ControlServer>(
-      &loop_, config_.control_socket,
-      [this](const nlohmann::json& request, ControlServer::Reply reply) {
-        handle_control(request, std::move(reply));
+      &loop_, config_.control_socket, control_limits(config_),
+      [this](ControlRequest request, const Credentials& peer, ControlServer::Reply reply) {
+        handle_control(std::move(request), peer, std::move(reply));
       });
   std::string control_error = control_->start();
   if (!control_error.empty()) {
@@ -300,6 +309,9 @@ void Daemon::on_job_file_ready(const std::string& name) {
       [this, name, result, job, claimed_id, cfg = intake_config_] {
         *result = take_job_file(spool_, name, *cfg);
         if (result->kind != IntakeResult::Kind::kAccepted) return;
+        // A dropped job acts for the owner of its file.
+        result->job->spec.submitter =
+            submitters_.adopt_claimed(result->job->spec.id, result->owner_uid);
         *claimed_id = result->job->spec.id;
         Status opened;
         *job = make_job(std::move(*result->job), /*resume=*/false, opened);
@@ -497,6 +509,7 @@ void Daemon::apply_config(DaemonConfig next) {
   pipeline_->reconfigure(next.workers, static_cast<size_t>(next.max_in_flight_documents),
                          static_cast<size_t>(next.memory_budget_bytes));
   if (watch_) watch_->set_timing(next.settle_ms, next.rescan_interval_ms);
+  if (control_) control_->set_limits(control_limits(next));
   config_ = std::move(next);
   intake_config_ = std::make_shared<const DaemonConfig>(config_);
   log_info("config reloaded",

@@ -25,6 +25,7 @@
 #include "daemon/daemon_metrics.h"
 #include "daemon/intake.h"
 #include "daemon/service_notifier.h"
+#include "daemon/submitter_store.h"
 #include "daemon/watch_folder.h"
 #include "pipeline/pipeline.h"
 
@@ -83,11 +84,16 @@ class Daemon {
   void reload();
   void apply_config(DaemonConfig next);
 
-  // Control socket requests (daemon_control.cc).
-  void handle_control(const nlohmann::json& request, ControlServer::Reply reply);
-  void control_submit(const nlohmann::json& request, ControlServer::Reply reply);
-  void control_status(const nlohmann::json& request, ControlServer::Reply reply);
-  void control_cancel(const nlohmann::json& request, ControlServer::Reply reply);
+  // Control socket requests (daemon_control.cc). A caller sees and touches only the jobs it
+  // submitted, unless it is root or in admin_group.
+  static ControlLimits control_limits(const DaemonConfig& c);
+  static std::string no_such_job(const std::string& id);
+  bool can_see(const std::optional<Credentials>& submitter, const Credentials& peer) const;
+  nlohmann::json visible_jobs(const Credentials& peer) const;
+  void handle_control(ControlRequest request, const Credentials& peer, ControlServer::Reply reply);
+  void control_submit(ControlRequest request, const Credentials& peer, ControlServer::Reply reply);
+  void control_status(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
+  void control_cancel(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
   nlohmann::json job_status(const DaemonJob& job) const;
   nlohmann::json daemon_status() const;
 
@@ -97,6 +103,7 @@ class Daemon {
   ConfigLoader reload_config_;
   const bool durable_;
   Spool spool_;
+  SubmitterStore submitters_{spool_, durable_};  // who each job acts for (threadpool only)
   int lock_fd_ = -1;  // flock on spool/docpipe.lock, held for the daemon's life
   uv_loop_t loop_{};
   std::shared_ptr<prometheus::Registry> registry_;

@@ -7,6 +7,7 @@
 #include "core/time_util.h"
 #include "daemon/daemon.h"
 #include "daemon/log.h"
+#include "daemon/peer_credentials.h"
 
 namespace docpipe {
 
@@ -26,56 +27,63 @@ nlohmann::json errors_json(const FieldErrors& errors) {
 
 }  // namespace
 
-void Daemon::handle_control(const nlohmann::json& request, ControlServer::Reply reply) {
-  auto op = request.find("op");
-  if (op == request.end() || !op->is_string()) {
-    reply(error_reply("request needs a string \"op\": submit, status, cancel or list"));
-    return;
-  }
-  const std::string name = op->get<std::string>();
-  if (stopping_ && name == "submit") {
-    reply(error_reply("the daemon is shutting down; submit again once it is back"));
-    return;
-  }
-  if (name == "submit") return control_submit(request, std::move(reply));
-  if (name == "status") return control_status(request, std::move(reply));
-  if (name == "cancel") return control_cancel(request, std::move(reply));
-  if (name == "list") {
-    nlohmann::json jobs = nlohmann::json::array();
-    for (const auto& [id, job] : jobs_) jobs.push_back(job_status(*job));
-    reply({{"ok", true}, {"jobs", std::move(jobs)}});
-    return;
-  }
-  reply(error_reply("unknown op \"" + name + "\": expected submit, status, cancel or list"));
+ControlLimits Daemon::control_limits(const DaemonConfig& c) {
+  ControlLimits limits;
+  limits.max_connections = static_cast<size_t>(c.max_control_connections);
+  limits.idle_timeout_ms = c.control_idle_timeout_ms;
+  return limits;
 }
 
-void Daemon::control_submit(const nlohmann::json& request, ControlServer::Reply reply) {
-  auto job_it = request.find("job");
-  if (job_it == request.end() || !job_it->is_object()) {
-    reply(error_reply("submit needs \"job\": the job as a JSON object"));
-    return;
-  }
-  std::string base_dir = spool_.incoming();
-  if (auto b = request.find("base_dir"); b != request.end()) {
-    if (!b->is_string() || b->get<std::string>().empty() || b->get<std::string>()[0] != '/') {
-      reply(error_reply("submit: \"base_dir\" must be an absolute path"));
+bool Daemon::can_see(const std::optional<Credentials>& submitter, const Credentials& peer) const {
+  if (is_admin(peer, config_.admin_gid)) return true;
+  // Jobs of root (no submitter) are root's: only admins see them.
+  return submitter && submitter->uid == peer.uid;
+}
+
+void Daemon::handle_control(ControlRequest request, const Credentials& peer,
+                            ControlServer::Reply reply) {
+  switch (request.op) {
+    case ControlRequest::Op::kSubmit:
+      if (stopping_) {
+        reply(error_reply("the daemon is shutting down; submit again once it is back"));
+        return;
+      }
+      return control_submit(std::move(request), peer, std::move(reply));
+    case ControlRequest::Op::kStatus:
+      return control_status(request.id, peer, std::move(reply));
+    case ControlRequest::Op::kCancel:
+      return control_cancel(request.id, peer, std::move(reply));
+    case ControlRequest::Op::kList:
+      reply({{"ok", true}, {"jobs", visible_jobs(peer)}});
       return;
-    }
-    base_dir = b->get<std::string>();
   }
+}
+
+nlohmann::json Daemon::visible_jobs(const Credentials& peer) const {
+  nlohmann::json jobs = nlohmann::json::array();
+  for (const auto& [id, job] : jobs_) {
+    if (can_see(job->spec().submitter, peer)) jobs.push_back(job_status(*job));
+  }
+  return jobs;
+}
+
+void Daemon::control_submit(ControlRequest request, const Credentials& peer,
+                            ControlServer::Reply reply) {
+  std::string base_dir = request.base_dir.empty() ? spool_.incoming() : request.base_dir;
   metrics_->intake_event(IntakeSource::kSocket);
-  std::string text = job_it->dump(2) + "\n";
   std::string default_id =
       "job-" + std::to_string(wall_clock_ms()) + "-" + std::to_string(++submit_counter_);
   auto errors = std::make_shared<FieldErrors>();
   auto job = std::make_shared<std::shared_ptr<DaemonJob>>();
   auto failure = std::make_shared<std::string>();
   queue_work(
-      [this, text, default_id, base_dir, errors, job, failure, cfg = intake_config_] {
+      [this, text = std::move(request.job_text), default_id, base_dir, errors, job, failure,
+       submitter = submitter_for(peer), cfg = intake_config_] {
         auto validated = validate_job_text(text, default_id, base_dir, *cfg, *errors);
         if (!validated) return;
+        validated->spec.submitter = submitter;
         std::string id = validated->spec.id;
-        Status st = spool_.admit(id, pin_job_text(text, validated->spec));
+        Status st = submitters_.admit(id, pin_job_text(text, validated->spec), submitter);
         if (!st) {
           if (st.error().code == ErrorCode::kExists) {
             errors->push_back({"id", st.error().message});
@@ -91,12 +99,14 @@ void Daemon::control_submit(const nlohmann::json& request, ControlServer::Reply 
           job->reset();
         }
       },
-      [this, reply, errors, job, failure] {
+      [this, reply, errors, job, failure, uid = peer.uid] {
         if (*job) {
           const std::string id = (*job)->spec().id;
           uint64_t documents = (*job)->report().counts.total;
-          log_info("job accepted",
-                   {{"job", id}, {"source", "socket"}, {"documents", std::to_string(documents)}});
+          log_info("job accepted", {{"job", id},
+                                    {"source", "socket"},
+                                    {"uid", std::to_string(uid)},
+                                    {"documents", std::to_string(documents)}});
           enqueue(*job);
           reply({{"ok", true}, {"id", id}, {"documents", documents}});
         } else if (!errors->empty()) {
@@ -104,7 +114,8 @@ void Daemon::control_submit(const nlohmann::json& request, ControlServer::Reply 
           std::string joined;
           for (const auto& e : *errors)
             joined += (joined.empty() ? "" : "; ") + format_field_error(e);
-          log_warn("job rejected", {{"source", "socket"}, {"errors", joined}});
+          log_warn("job rejected",
+                   {{"source", "socket"}, {"uid", std::to_string(uid)}, {"errors", joined}});
           reply({{"ok", false}, {"error", "invalid job"}, {"errors", errors_json(*errors)}});
         } else {
           log_error("cannot accept submitted job", {{"error", *failure}});
@@ -138,6 +149,7 @@ nlohmann::json Daemon::job_status(const DaemonJob& job) const {
   if (rate > 0 && c.total > done) j["eta_seconds"] = static_cast<double>(c.total - done) / rate;
   if (!r.reason.empty()) j["reason"] = r.reason;
   if (!job.finish_state().last_error.empty()) j["error"] = job.finish_state().last_error;
+  j["submitter_uid"] = job.spec().submitter ? job.spec().submitter->uid : 0;
   return j;
 }
 
@@ -155,20 +167,13 @@ nlohmann::json Daemon::daemon_status() const {
           {"memory_budget_bytes", config_.memory_budget_bytes}};
 }
 
-void Daemon::control_status(const nlohmann::json& request, ControlServer::Reply reply) {
-  auto id_it = request.find("id");
-  if (id_it == request.end() || id_it->is_null()) {
-    nlohmann::json jobs = nlohmann::json::array();
-    for (const auto& [id, job] : jobs_) jobs.push_back(job_status(*job));
-    reply({{"ok", true}, {"daemon", daemon_status()}, {"jobs", std::move(jobs)}});
+void Daemon::control_status(const std::string& id, const Credentials& peer,
+                            ControlServer::Reply reply) {
+  if (id.empty()) {
+    reply({{"ok", true}, {"daemon", daemon_status()}, {"jobs", visible_jobs(peer)}});
     return;
   }
-  if (!id_it->is_string()) {
-    reply(error_reply("status: \"id\" must be a string"));
-    return;
-  }
-  std::string id = id_it->get<std::string>();
-  if (auto it = jobs_.find(id); it != jobs_.end()) {
+  if (auto it = jobs_.find(id); it != jobs_.end() && can_see(it->second->spec().submitter, peer)) {
     reply({{"ok", true}, {"job", job_status(*it->second)}});
     return;
   }
@@ -176,24 +181,31 @@ void Daemon::control_status(const nlohmann::json& request, ControlServer::Reply 
     reply(error_reply("no job \"" + id + "\" (not a valid job id)"));
     return;
   }
-  // Finished (or never seen): the report in done/ or failed/ tells.
+  // Finished (or never seen, or someone else's: the same answer, so that nothing leaks): the
+  // report in done/ or failed/ tells, and the submitter record next to it says whose it is.
   auto found = std::make_shared<nlohmann::json>();
+  auto owner = std::make_shared<std::optional<SubmitterStore::Record>>();
   queue_work(
-      [this, id, found] {
+      [this, id, found, owner] {
         for (const std::string& dir : {spool_.done(), spool_.failed()}) {
           auto text = read_file(dir + "/" + id + ".report.json");
           if (!text) continue;
           nlohmann::json report = nlohmann::json::parse(*text, nullptr, false);
           if (!report.is_discarded()) *found = std::move(report);
+          *owner = submitters_.load_finished(id);
           return;
         }
       },
-      [id, found, reply] {
-        if (found->is_null()) {
-          reply(error_reply("no job \"" + id + "\": not queued, running or finished"));
+      [this, id, found, owner, peer, reply] {
+        // No record (lost, or from before records existed): only admins see the job.
+        bool visible =
+            is_admin(peer, config_.admin_gid) || (*owner && can_see((*owner)->submitter, peer));
+        if (found->is_null() || !visible) {
+          reply(error_reply(no_such_job(id)));
           return;
         }
         nlohmann::json job{{"id", id}, {"state", (*found)["state"]}, {"report", *found}};
+        if (*owner) job["submitter_uid"] = (*owner)->submitter ? (*owner)->submitter->uid : 0;
         if (found->contains("counts")) {
           const auto& c = (*found)["counts"];
           job["total"] = c.value("total", 0);
@@ -203,21 +215,20 @@ void Daemon::control_status(const nlohmann::json& request, ControlServer::Reply 
       });
 }
 
-void Daemon::control_cancel(const nlohmann::json& request, ControlServer::Reply reply) {
-  auto id_it = request.find("id");
-  if (id_it == request.end() || !id_it->is_string()) {
-    reply(error_reply("cancel needs \"id\": the job id"));
-    return;
-  }
-  std::string id = id_it->get<std::string>();
+std::string Daemon::no_such_job(const std::string& id) {
+  return "no job \"" + id + "\": not queued, running or finished";
+}
+
+void Daemon::control_cancel(const std::string& id, const Credentials& peer,
+                            ControlServer::Reply reply) {
   auto it = jobs_.find(id);
-  if (it == jobs_.end()) {
+  if (it == jobs_.end() || !can_see(it->second->spec().submitter, peer)) {
     reply(error_reply("no job \"" + id + "\" is queued or running"));
     return;
   }
   std::shared_ptr<DaemonJob> job = it->second;
   job->request_cancel("cancelled by request");
-  log_info("job cancel requested", {{"job", id}});
+  log_info("job cancel requested", {{"job", id}, {"uid", std::to_string(peer.uid)}});
   auto queued = std::find(queued_.begin(), queued_.end(), job);
   if (queued != queued_.end()) {
     // Never admitted: it finishes at once, with nothing done.

@@ -9,6 +9,8 @@
 
 #include <sys/types.h>
 
+#include <sys/types.h>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,8 +52,9 @@ struct IntakeResult {
   std::string message;
   // The job file's owner, from the fstat of the descriptor it was read through (set once the
   // file was opened): who dropped the job.
-  uid_t owner_uid = 0;
-  gid_t owner_gid = 0;
+  // Whom a dropped job acts for. -1 (nobody) until the file was read: never root by default.
+  uid_t owner_uid = static_cast<uid_t>(-1);
+  gid_t owner_gid = static_cast<gid_t>(-1);
 };
 
 // Reads a job file named by a user on the command line (`docpipe validate`, `docpipe submit`):

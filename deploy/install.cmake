@@ -5,6 +5,7 @@
 # lays out (PREFIX is /usr for the .deb):
 #   PREFIX/bin/docpipe
 #   PREFIX/lib/systemd/system/docpipe.service   (ExecStart and --config point at this layout)
+#   PREFIX/lib/systemd/system/docpipe-metrics.{socket,service}
 #   PREFIX/lib/sysusers.d/docpipe.conf, PREFIX/lib/tmpfiles.d/docpipe.conf
 #   /etc/docpipe/docpipe.json                   (PREFIX/etc/docpipe/ for prefixes other than /usr)
 #   PREFIX/share/docpipe/prometheus/{prometheus.yml,alerts.yml,alerts_test.yml}
@@ -17,6 +18,10 @@ include(GNUInstallDirs)
 set(DOCPIPE_DEPLOY_DIR "${CMAKE_CURRENT_LIST_DIR}")
 
 install(TARGETS docpipe RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# The metrics socket and its proxy into the daemon's private network namespace.
+install(FILES "${DOCPIPE_DEPLOY_DIR}/systemd/docpipe-metrics.socket"
+              "${DOCPIPE_DEPLOY_DIR}/systemd/docpipe-metrics.service"
+        DESTINATION lib/systemd/system)
 install(FILES "${DOCPIPE_DEPLOY_DIR}/systemd/docpipe.sysusers" DESTINATION lib/sysusers.d
         RENAME docpipe.conf)
 install(FILES "${DOCPIPE_DEPLOY_DIR}/systemd/docpipe.tmpfiles" DESTINATION lib/tmpfiles.d

@@ -1,0 +1,93 @@
+#include "daemon/control_request.h"
+
+#include <nlohmann/json.hpp>
+
+namespace docpipe {
+namespace {
+
+using nlohmann::json;
+
+Error invalid(std::string message) { return make_error(ErrorCode::kInvalidArgument, message); }
+
+// A client-chosen name quoted in an error: short and printable, so that a reply never grows
+// with what was sent.
+std::string quote_op(const std::string& name) {
+  constexpr size_t kMaxQuoted = 32;
+  std::string out;
+  for (char c : name.substr(0, kMaxQuoted)) {
+    unsigned char u = static_cast<unsigned char>(c);
+    out += u >= 0x20 && u < 0x7f && c != '"' && c != '\\' ? c : '?';
+  }
+  if (name.size() > kMaxQuoted) out += "...";
+  return "\"" + out + "\"";
+}
+
+Result<ControlRequest> parse_submit(const json& request) {
+  ControlRequest r;
+  r.op = ControlRequest::Op::kSubmit;
+  auto job = request.find("job");
+  if (job == request.end() || !job->is_object()) {
+    return invalid("submit needs \"job\": the job as a JSON object");
+  }
+  if (auto b = request.find("base_dir"); b != request.end()) {
+    if (!b->is_string() || b->get_ref<const std::string&>().empty() ||
+        b->get_ref<const std::string&>()[0] != '/' ||
+        b->get_ref<const std::string&>().find('\0') != std::string::npos) {
+      return invalid("submit: \"base_dir\" must be an absolute path");
+    }
+    r.base_dir = b->get<std::string>();
+  }
+  // Compact: indentation would multiply the text by the nesting depth.
+  r.job_text = job->dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  return r;
+}
+
+}  // namespace
+
+Result<ControlRequest> parse_control_request(std::string_view line) {
+  if (line.size() > kMaxControlRequestBytes) {
+    return make_error(ErrorCode::kTooLarge, "request too large: over " +
+                                                std::to_string(kMaxControlRequestBytes) + " bytes");
+  }
+  if (json_max_depth(line, kMaxControlRequestDepth) > kMaxControlRequestDepth) {
+    return invalid("request refused: nested deeper than " +
+                   std::to_string(kMaxControlRequestDepth) + " levels");
+  }
+  json request = json::parse(line, nullptr, false);
+  if (request.is_discarded() || !request.is_object()) {
+    return invalid("malformed request: expected one JSON object per line");
+  }
+  auto op = request.find("op");
+  if (op == request.end() || !op->is_string()) {
+    return invalid("request needs a string \"op\": submit, status, cancel or list");
+  }
+  const std::string& name = op->get_ref<const std::string&>();
+  if (name == "submit") return parse_submit(request);
+  ControlRequest r;
+  if (name == "list") {
+    r.op = ControlRequest::Op::kList;
+    return r;
+  }
+  if (name == "status") {
+    r.op = ControlRequest::Op::kStatus;
+    auto id = request.find("id");
+    if (id == request.end() || id->is_null()) return r;
+    if (!id->is_string() || id->get_ref<const std::string&>().empty()) {
+      return invalid("status: \"id\" must be a non-empty string");
+    }
+    r.id = id->get<std::string>();
+    return r;
+  }
+  if (name == "cancel") {
+    r.op = ControlRequest::Op::kCancel;
+    auto id = request.find("id");
+    if (id == request.end() || !id->is_string() || id->get_ref<const std::string&>().empty()) {
+      return invalid("cancel needs \"id\": the job id");
+    }
+    r.id = id->get<std::string>();
+    return r;
+  }
+  return invalid("unknown op " + quote_op(name) + ": expected submit, status, cancel or list");
+}
+
+}  // namespace docpipe

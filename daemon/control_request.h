@@ -1,0 +1,36 @@
+#pragma once
+// One control-socket request line (NDJSON), parsed and checked without libuv, so that it can be
+// unit-tested and fuzzed: {"op": "submit", "job": {...}, "base_dir": "/abs"}, {"op": "status"
+// [, "id": ID]}, {"op": "cancel", "id": ID} or {"op": "list"}. Hostile lines cost O(size): size
+// and nesting are checked before anything is built, and nothing a client sends is echoed back
+// unbounded.
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "core/json_util.h"
+#include "core/result.h"
+
+namespace docpipe {
+
+// A line longer than this is refused (and the connection closed, since the rest of the stream
+// cannot be trusted to be framed).
+inline constexpr size_t kMaxControlRequestBytes = 4u << 20;
+// Arrays and objects nested deeper than this (the job's own depth limit) are refused before
+// parsing: printing or copying a parsed value recurses once per level.
+inline constexpr size_t kMaxControlRequestDepth = kMaxJsonDepth;
+
+struct ControlRequest {
+  enum class Op { kSubmit, kStatus, kCancel, kList };
+  Op op = Op::kList;
+  std::string id;        // status: one job (empty: all of the caller's); cancel: the job
+  std::string job_text;  // submit: the job as compact JSON text
+  std::string base_dir;  // submit: where relative paths resolve (absolute); empty: incoming/
+};
+
+// Parses one line (without its newline). Errors are kInvalidArgument (or kTooLarge) with the
+// message the client is sent.
+Result<ControlRequest> parse_control_request(std::string_view line);
+
+}  // namespace docpipe

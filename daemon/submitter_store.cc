@@ -1,0 +1,194 @@
+#include "daemon/submitter_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "core/fs_util.h"
+#include "daemon/log.h"
+#include "daemon/peer_credentials.h"
+
+namespace docpipe {
+namespace {
+
+constexpr std::string_view kSuffix = ".submitter";
+// uid, gid and up to kMaxSupplementaryGroups groups fit easily.
+constexpr off_t kMaxRecordBytes = 2 << 20;
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() > suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+std::string SubmitterStore::path_in(const std::string& dir, std::string_view id) const {
+  return dir + "/" + std::string(id) + std::string(kSuffix);
+}
+
+std::string SubmitterStore::encode(const std::optional<Credentials>& submitter) {
+  if (!submitter) return nlohmann::json{{"unrestricted", true}}.dump() + "\n";
+  return nlohmann::json{
+             {"uid", submitter->uid}, {"gid", submitter->gid}, {"groups", submitter->groups}}
+             .dump() +
+         "\n";
+}
+
+std::optional<SubmitterStore::Record> SubmitterStore::decode(std::string_view text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  if (j.value("unrestricted", false)) return Record{std::nullopt};
+  auto id_of = [](const nlohmann::json& v) -> std::optional<uint32_t> {
+    if (!v.is_number_unsigned() || v.get<uint64_t>() > UINT32_MAX) return std::nullopt;
+    return static_cast<uint32_t>(v.get<uint64_t>());
+  };
+  auto uid = j.contains("uid") ? id_of(j["uid"]) : std::nullopt;
+  auto gid = j.contains("gid") ? id_of(j["gid"]) : std::nullopt;
+  if (!uid || !gid || !j.contains("groups") || !j["groups"].is_array()) return std::nullopt;
+  Credentials c;
+  c.uid = *uid;
+  c.gid = *gid;
+  for (const auto& g : j["groups"]) {
+    auto v = id_of(g);
+    if (!v) return std::nullopt;
+    c.groups.push_back(*v);
+  }
+  return Record{std::move(c)};
+}
+
+void SubmitterStore::start() const {
+  // active/ holds the records a resume trusts; done/, failed/ and rejected/ hold every user's
+  // jobs and reports, which `status` shows only to their submitter.
+  for (const std::string& dir :
+       {spool_.active(), spool_.done(), spool_.failed(), spool_.rejected()}) {
+    struct stat sb;
+    if (::stat(dir.c_str(), &sb) != 0 || sb.st_uid != ::geteuid()) continue;
+    if ((sb.st_mode & 077) == 0) continue;
+    if (::chmod(dir.c_str(), sb.st_mode & 0700) == 0) {
+      log_info("spool folder made private to the daemon",
+               {{"dir", dir}, {"was", std::to_string(sb.st_mode & 0777)}});
+    } else {
+      log_warn("cannot make spool folder private", {{"dir", dir}, {"error", strerror(errno)}});
+    }
+  }
+  DIR* d = ::opendir(spool_.active().c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> ids;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    if (name.front() != '.' && ends_with(name, kSuffix)) {
+      ids.emplace_back(name.substr(0, name.size() - kSuffix.size()));
+    }
+  }
+  ::closedir(d);
+  for (const std::string& id : ids) {
+    if (path_exists(spool_.active_job(id))) continue;
+    const std::string from = path_in(spool_.active(), id);
+    bool moved = false;
+    for (const std::string& dir : {spool_.done(), spool_.failed()}) {
+      if (path_exists(dir + "/" + id + ".json")) {
+        moved = ::rename(from.c_str(), path_in(dir, id).c_str()) == 0;
+        break;
+      }
+    }
+    if (!moved) ::unlink(from.c_str());
+  }
+}
+
+Status SubmitterStore::write(std::string_view id,
+                             const std::optional<Credentials>& submitter) const {
+  return write_file_atomic(path_in(spool_.active(), id), encode(submitter), durable_);
+}
+
+Status SubmitterStore::admit(std::string_view id, std::string_view job_text,
+                             const std::optional<Credentials>& submitter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // An active job of this id keeps its record: admit() below refuses the newcomer.
+  bool recorded = false;
+  if (!path_exists(spool_.active_job(id))) {
+    Status st = write(id, submitter);
+    if (!st) return st;
+    recorded = true;
+  }
+  Status st = spool_.admit(id, job_text);
+  if (!st && recorded) ::unlink(path_in(spool_.active(), id).c_str());
+  return st;
+}
+
+std::optional<Credentials> SubmitterStore::adopt_claimed(std::string_view id, uid_t owner_uid) {
+  Result<Credentials> who = credentials_for_uid(owner_uid);
+  if (!who) {
+    // Fewer groups can only mean less access: go on with the uid alone.
+    log_warn("cannot look up the groups of a job file's owner; the job gets none",
+             {{"job", std::string(id)}, {"error", who.error().message}});
+    who = Credentials{owner_uid, static_cast<gid_t>(-1), {}};
+  }
+  std::optional<Credentials> submitter = submitter_for(*who);
+  std::lock_guard<std::mutex> lock(mu_);
+  Status st = write(id, submitter);
+  if (!st) {
+    log_warn("cannot record the submitter of a job; a resume takes the job file's owner",
+             {{"job", std::string(id)}, {"error", st.error().message}});
+  }
+  return submitter;
+}
+
+std::optional<SubmitterStore::Record> SubmitterStore::load(const std::string& path) const {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  struct stat sb;
+  std::string text;
+  bool trusted = ::fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_uid == ::geteuid() &&
+                 (sb.st_mode & 022) == 0 && sb.st_size <= kMaxRecordBytes;
+  if (trusted) {
+    text.resize(static_cast<size_t>(sb.st_size));
+    ssize_t n = ::pread(fd, text.data(), text.size(), 0);
+    trusted = n == static_cast<ssize_t>(text.size());
+  }
+  ::close(fd);
+  if (!trusted) {
+    log_warn("ignoring a submitter record the daemon did not write", {{"file", path}});
+    return std::nullopt;
+  }
+  std::optional<Record> record = decode(text);
+  if (!record) log_warn("ignoring a damaged submitter record", {{"file", path}});
+  return record;
+}
+
+Result<std::optional<Credentials>> SubmitterStore::load_active(std::string_view id) const {
+  if (std::optional<Record> r = load(path_in(spool_.active(), id))) return r->submitter;
+  // No record: a claimed drop that crashed before its record (the claim keeps the owner), or a
+  // job accepted before records existed.
+  const std::string job = spool_.active_job(id);
+  struct stat sb;
+  if (::lstat(job.c_str(), &sb) != 0) return errno_error("stat " + job, errno);
+  Result<Credentials> who = credentials_for_uid(sb.st_uid);
+  if (!who) who = Credentials{sb.st_uid, static_cast<gid_t>(-1), {}};
+  log_warn("job has no submitter record; it acts for the owner of its job file",
+           {{"job", std::string(id)}, {"uid", std::to_string(sb.st_uid)}});
+  return submitter_for(*who);
+}
+
+void SubmitterStore::finish(std::string_view id, bool succeeded) const {
+  const std::string from = path_in(spool_.active(), id);
+  const std::string to = path_in(succeeded ? spool_.done() : spool_.failed(), id);
+  if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) {
+    log_warn("cannot move the submitter record with its job; only admins see the job now",
+             {{"job", std::string(id)}, {"error", strerror(errno)}});
+  }
+}
+
+std::optional<SubmitterStore::Record> SubmitterStore::load_finished(std::string_view id) const {
+  for (const std::string& dir : {spool_.done(), spool_.failed()}) {
+    std::string path = path_in(dir, id);
+    if (path_exists(path)) return load(path);
+  }
+  return std::nullopt;
+}
+
+}  // namespace docpipe

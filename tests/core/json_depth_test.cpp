@@ -1,0 +1,74 @@
+// Nesting depth is measured before a JSON text is parsed (core/json_util.h json_max_depth), so
+// that a hostile job file or request costs one pass over its bytes, not memory per level.
+
+#include <doctest/doctest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/job_spec.h"
+#include "core/json_util.h"
+
+namespace docpipe {
+namespace {
+
+std::string nested(size_t depth, std::string_view inner = "") {
+  return std::string(depth, '[') + std::string(inner) + std::string(depth, ']');
+}
+
+TEST_CASE("json depth: counts arrays and objects, not brackets inside strings") {
+  CHECK(json_max_depth("1", 64) == 0);
+  CHECK(json_max_depth("[]", 64) == 1);
+  CHECK(json_max_depth("{\"a\":[{}]}", 64) == 3);
+  CHECK(json_max_depth("[[1],[[2]],3]", 64) == 3);
+  CHECK(json_max_depth("\"[[[[{{{{\"", 64) == 0);
+  CHECK(json_max_depth(R"(["\"[[[", "\\", [1]])", 64) == 2);  // escaped quote, escaped backslash
+  CHECK(json_max_depth(R"({"k\\":"[[["})", 64) == 1);
+}
+
+TEST_CASE("json depth: stops as soon as the limit is passed") {
+  CHECK(json_max_depth(nested(64), 64) == 64);
+  CHECK(json_max_depth(nested(65), 64) == 65);
+  CHECK(json_max_depth(nested(1000000), 64) == 65);
+}
+
+TEST_CASE("json depth: 64 levels parse, 65 are refused with one clear error") {
+  nlohmann::json out;
+  FieldErrors errors;
+  CHECK(parse_json_text(nested(64, "1"), out, errors));
+  CHECK(errors.empty());
+  CHECK_FALSE(parse_json_text(nested(65, "1"), out, errors));
+  REQUIRE(errors.size() == 1);
+  CHECK(format_field_error(errors[0]) == "malformed JSON: nested deeper than 64 levels");
+}
+
+TEST_CASE("json depth: a job nested 2,000,000 deep is refused within a small address space") {
+  // Forked under RLIMIT_AS: building the document level by level (~64 bytes each) does not fit.
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    rlimit cap{64u << 20, 64u << 20};
+    ::setrlimit(RLIMIT_AS, &cap);
+    bool ok = false;
+    try {  // the child must never return into doctest
+      std::string text = "{\"input\":{\"dir\":" + nested(2000000) + "}}";
+      FieldErrors errors;
+      std::optional<JobSpec> spec =
+          parse_job(text, JobParseOptions{"deep", "/tmp", nullptr}, errors);
+      ok = !spec && errors.size() == 1 &&
+           format_field_error(errors[0]) == "malformed JSON: nested deeper than 64 levels";
+    } catch (...) {
+    }
+    ::_exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+}  // namespace
+}  // namespace docpipe
