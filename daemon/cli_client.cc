@@ -88,8 +88,12 @@ int wait_for_job(const std::string& id, const DaemonConfig& config, std::ostream
       if (report.contains("reason")) out << " (" << report["reason"].get<std::string>() << ")";
       out << "\n";
       for (const auto& f : report.value("failed_documents", nlohmann::json::array())) {
-        out << "  failed: " << f.value("input", std::string()) << ": "
-            << f.value("error", std::string()) << "\n";
+        // A document's error names its input already ("/in/a.txt: exec: ..."): say it once.
+        const std::string input = f.value("input", std::string());
+        const std::string error = f.value("error", std::string());
+        out << "  failed: ";
+        if (!error.starts_with(input + ": ")) out << input << ": ";
+        out << error << "\n";
       }
       out.flush();
       return state == "succeeded" ? 0 : 1;
