@@ -194,6 +194,8 @@ std::shared_ptr<const TransformStep> isolated_step(
 
 bool in_transform_worker() { return g_in_worker; }
 
+void use_in_process_transforms() { g_in_worker = true; }
+
 void transform_out_of_memory() {
   if (g_in_worker) ::_exit(wp::kExitOutOfMemory);
   std::abort();

@@ -61,6 +61,11 @@ std::shared_ptr<const TransformStep> isolated_step(const std::string& op,
 // True in a worker process.
 bool in_transform_worker();
 
+// For a fuzz target only, before any configure(): isolated transforms then run in this process,
+// as in a worker (a failed allocation exits with the worker's out-of-memory status). A fuzzer's
+// own binary cannot serve as a worker unless its main calls run_transform_worker_if_asked().
+void use_in_process_transforms();
+
 // For a C library's allocator hooks: a failed allocation ends a worker with the exit status that
 // the daemon reports as "exceeded its memory limit"; anywhere else it aborts, as the library would.
 [[noreturn]] void transform_out_of_memory();

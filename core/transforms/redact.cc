@@ -61,8 +61,7 @@ const ParamSchema& schema() {
   return s;
 }
 
-std::shared_ptr<const TransformStep> configure(const nlohmann::json& params, const TransformEnv&,
-                                               FieldErrors& errors) {
+std::shared_ptr<const TransformStep> configure(const nlohmann::json& params, const TransformEnv&, FieldErrors& errors) {
   ParamReader reader(schema(), params, errors);
   RedactConfig config;
   for (const std::string& name : reader.string_array("patterns")) {

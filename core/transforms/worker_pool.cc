@@ -39,11 +39,12 @@ class SpawnerThread {
 
   template <typename F>
   auto run(F f) -> decltype(f()) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto result = task.get_future();
+    // Shared with the queued call, so that neither side outlives what it uses.
+    auto task = std::make_shared<std::packaged_task<decltype(f())()>>(std::move(f));
+    auto result = task->get_future();
     {
       std::lock_guard lock(mu_);
-      tasks_.emplace_back([&task] { task(); });
+      tasks_.emplace_back([task] { (*task)(); });
     }
     cv_.notify_one();
     return result.get();
