@@ -17,11 +17,11 @@ namespace {
 // How the document is rewritten, in three passes over the text the transform holds anyway:
 //  1. nlohmann's SAX parser with a handler that keeps nothing validates it (strict, UTF-8, the
 //     depth bound) and gives the same errors and locations as before;
-//  2. DuplicateFinder notes, by text offset, which object members repeat an earlier key;
+//  2. find_duplicates notes, by text offset, which object members repeat an earlier key;
 //  3. Rewriter writes the tokens again with new whitespace, a piece of at most about
 //     kMaxCallOutputBytes per call, numbers and literals copied byte for byte.
-// No DOM is built: beside the text, memory is one hash slot per member of the objects still open
-// in pass 2, a bit per input byte once a duplicate is seen, and the output piece. (Building an
+// No DOM is built: beside the text, memory is 4 bytes per key of the objects open at one time in
+// pass 2, a bit per input byte once a duplicate is seen, and the output piece. (Building an
 // nlohmann DOM cost about 25 times the document.)
 
 using nlohmann::json;
@@ -263,7 +263,8 @@ std::string_view decoded_key(std::string_view t, size_t key, std::string& scratc
 // wins, at the place of the first" (the behaviour of nlohmann's ordered_json, kept).
 struct Duplicates {
   std::vector<bool> dropped_key;  // by offset: this member repeats an earlier key; left out
-  // first value's offset -> the last duplicate's value's offset, sorted by the first.
+  // first value's offset -> the last duplicate's value's offset, sorted by the first (each first
+  // value appears once: the key's duplicates are all found when its object closes).
   std::vector<std::pair<uint32_t, uint32_t>> replaced;
 
   bool is_dropped(size_t key) const { return !dropped_key.empty() && dropped_key[key]; }
@@ -274,58 +275,51 @@ struct Duplicates {
   }
 };
 
-// The keys of one open object: an open-addressing table of key offsets (+1; 0 is empty), so that
-// an object of n keys costs n, not n^2, and 8 bytes per key at most.
-class KeyTable {
+// Orders key offsets by decoded key, then by position. Sorting (rather than hashing) keeps an
+// object of n keys at O(n log n) whatever the keys: no hash flooding.
+class KeyOrder {
  public:
-  void clear() {
-    slots_.clear();
-    size_ = 0;
+  explicit KeyOrder(std::string_view t) : t_(t) {}
+  bool operator()(uint32_t a, uint32_t b) {
+    const int c = compare(a, b);
+    return c != 0 ? c < 0 : a < b;
   }
-
-  // The offset of an earlier key equal to the one at `key`, or npos after adding it.
-  size_t find_or_add(std::string_view t, size_t key) {
-    if ((size_ + 1) * 2 > slots_.size()) grow(t);
-    const std::string_view k = decoded_key(t, key, scratch_a_);
-    const size_t mask = slots_.size() - 1;
-    for (size_t i = std::hash<std::string_view>{}(k)&mask;; i = (i + 1) & mask) {
-      if (slots_[i] == 0) {
-        slots_[i] = static_cast<uint32_t>(key + 1);
-        ++size_;
-        return std::string_view::npos;
-      }
-      const size_t other = slots_[i] - 1;
-      if (decoded_key(t, other, scratch_b_) == k) return other;
-    }
-  }
+  bool same(uint32_t a, uint32_t b) { return compare(a, b) == 0; }
 
  private:
-  void grow(std::string_view t) {
-    std::vector<uint32_t> old;
-    old.swap(slots_);
-    slots_.assign(std::max<size_t>(8, old.size() * 2), 0);
-    const size_t mask = slots_.size() - 1;
-    for (uint32_t s : old) {
-      if (s == 0) continue;
-      size_t i = std::hash<std::string_view>{}(decoded_key(t, s - 1, scratch_a_)) & mask;
-      while (slots_[i] != 0) i = (i + 1) & mask;
-      slots_[i] = s;
-    }
+  int compare(uint32_t a, uint32_t b) {
+    return decoded_key(t_, a, scratch_a_).compare(decoded_key(t_, b, scratch_b_));
   }
-
-  std::vector<uint32_t> slots_;
-  size_t size_ = 0;
+  std::string_view t_;
   std::string scratch_a_, scratch_b_;
 };
+
+// Records the duplicates among one object's keys (their offsets, in any order).
+void note_duplicates(std::string_view t, std::vector<uint32_t>& keys, Duplicates& d) {
+  if (keys.size() < 2) return;
+  KeyOrder order(t);
+  std::sort(keys.begin(), keys.end(), std::ref(order));
+  for (size_t i = 0; i < keys.size();) {
+    size_t j = i + 1;
+    while (j < keys.size() && order.same(keys[i], keys[j])) ++j;
+    if (j - i > 1) {
+      if (d.dropped_key.empty()) d.dropped_key.resize(t.size());
+      for (size_t k = i + 1; k < j; ++k) d.dropped_key[keys[k]] = true;
+      d.replaced.emplace_back(static_cast<uint32_t>(member_value(t, keys[i])),
+                              static_cast<uint32_t>(member_value(t, keys[j - 1])));
+    }
+    i = j;
+  }
+}
 
 Duplicates find_duplicates(std::string_view t) {
   Duplicates d;
   struct Frame {
     bool object = false;
     bool expect_key = false;
-    KeyTable keys;
+    std::vector<uint32_t> keys;  // offsets of the object's keys so far: 4 bytes each
   };
-  std::vector<Frame> stack;  // frames are reused: their tables keep their capacity
+  std::vector<Frame> stack;  // reused from one container to the next
   size_t depth = 0;
   for (size_t p = skip_ws(t, 0); p < t.size(); p = skip_ws(t, p)) {
     const char c = t[p];
@@ -337,7 +331,9 @@ Duplicates find_duplicates(std::string_view t) {
       f.keys.clear();
       ++p;
     } else if (c == '}' || c == ']') {
-      --depth;
+      Frame& f = stack[--depth];
+      if (f.object) note_duplicates(t, f.keys, d);
+      if (f.keys.capacity() > 1024) std::vector<uint32_t>().swap(f.keys);  // a wide one's memory
       ++p;
     } else if (c == ',') {
       if (stack[depth - 1].object) stack[depth - 1].expect_key = true;
@@ -346,33 +342,16 @@ Duplicates find_duplicates(std::string_view t) {
       ++p;
     } else if (c == '"') {
       if (depth > 0 && stack[depth - 1].expect_key) {
-        Frame& f = stack[depth - 1];
-        f.expect_key = false;
-        const size_t first = f.keys.find_or_add(t, p);
-        if (first != std::string_view::npos) {
-          if (d.dropped_key.empty()) d.dropped_key.resize(t.size());
-          d.dropped_key[p] = true;
-          d.replaced.emplace_back(static_cast<uint32_t>(member_value(t, first)),
-                                  static_cast<uint32_t>(member_value(t, p)));
-        }
+        stack[depth - 1].expect_key = false;
+        stack[depth - 1].keys.push_back(static_cast<uint32_t>(p));
       }
       p = string_end(t, p);
     } else {
       p = scalar_end(t, p);
     }
   }
-  // The entries came in the order of the duplicates; for each first value the last one wins.
-  std::stable_sort(d.replaced.begin(), d.replaced.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
-  auto last = d.replaced.begin();
-  for (auto it = d.replaced.begin(); it != d.replaced.end(); ++it) {
-    if (last != d.replaced.begin() && std::prev(last)->first == it->first) {
-      *std::prev(last) = *it;
-    } else {
-      *last++ = *it;
-    }
-  }
-  d.replaced.erase(last, d.replaced.end());
+  // One entry per duplicated key of each object; looked up by the first value's offset.
+  std::sort(d.replaced.begin(), d.replaced.end());
   return d;
 }
 

@@ -3,7 +3,7 @@
 // (nlohmann's strict parser, no DOM) and write its tokens out again with new whitespace, in pieces
 // of about kMaxCallOutputBytes. Key order is kept; for a duplicate key the last value wins, at the
 // place of the first; numbers and literals keep their text byte for byte; strings are re-escaped
-// as nlohmann writes them. Memory beyond the document: 8 bytes per member of each open object, a
+// as nlohmann writes them. Memory beyond the document: 4 bytes per key of each open object, a
 // bit per byte once a key repeats, and the output piece.
 
 #include <cstdint>
