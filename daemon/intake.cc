@@ -110,20 +110,22 @@ struct SpoolFile {
 
 Result<SpoolFile> read_spool_job_file(const std::string& path, int64_t max_bytes) {
   SpoolFile f;
-  // lstat first, so that a device is never even opened (opening one can have side effects);
-  // the fstat below closes the window in which the name could be swapped.
+  // A device is refused from an lstat, never opened: opening one can have side effects (a tape
+  // rewinds), and only root can create one here anyway. Everything else is judged by the fstat
+  // of the descriptor, so that no swap of the name in between can fool the check.
   struct stat st;
   if (::fstatat(AT_FDCWD, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     return errno_error("stat " + path, errno);
   }
-  if (!S_ISREG(st.st_mode)) {
+  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
     f.problem = not_regular_reason(file_type_name(st.st_mode));
     return f;
   }
+  // O_NOFOLLOW: a symlink fails with ELOOP; O_NONBLOCK: a FIFO opens at once instead of waiting
+  // for a writer (which held a pool thread forever); a socket fails with ENXIO.
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
-    // Swapped since the lstat: ELOOP is a symlink (O_NOFOLLOW), ENXIO a socket.
     if (err != ELOOP && err != ENXIO) return errno_error("open " + path, err);
     f.problem = not_regular_reason(err == ELOOP ? "a symbolic link" : "a socket");
     return f;

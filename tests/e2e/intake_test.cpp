@@ -185,7 +185,8 @@ TEST_CASE("e2e intake: a FIFO, a symlink and a socket named *.json are recorded 
   // Outside the spool, with values that must never reach rejected/ (a symlink was followed and
   // its content quoted in the error file).
   const std::string secret = tmp / "secret.json";
-  write_file(secret, R"({"id": "stolen", "input": {"dir": "TOP-SECRET-DIR"}, "prio": "SECRET"})");
+  write_file(secret,
+             R"({"id": "stolen", "input": {"dir": "TOP-SECRET-DIR"}, "priority": "SECRET"})");
   DaemonProcess daemon(spool, {"--rescan-interval-ms", "200", "--settle-ms", "1000"});
   daemon.start();
 
