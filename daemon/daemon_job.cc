@@ -320,6 +320,7 @@ Status DaemonJob::document_committing(const PendingOutput& p) {
   line["bytes_out"] = p.bytes_out;
   line["attempts"] = p.attempts;
   std::string payload = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  uint64_t seq = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     // Not done because the job stops: cancelled, not failed (and not retried).
@@ -331,15 +332,22 @@ Status DaemonJob::document_committing(const PendingOutput& p) {
       journal_failed(st.error());
       return stopped;
     }
+    seq = ++intents_appended_;
   }
   // With durability fsync the intent reaches the disk before the rename can: after a power loss
-  // an output that survived has its intent too. Outside the lock, so writers sync in parallel.
+  // an output that survived has its intent too. Group commit: one fdatasync covers every intent
+  // appended before it, so writers that wait here while another syncs need no sync of their own.
   if (durable_) {
-    Status st = journal_.datasync();
-    if (!st) {
-      std::lock_guard<std::mutex> lock(mu_);
-      journal_failed(st.error());
-      return make_error(ErrorCode::kCancelled, "cancelled: the job's journal cannot be synced");
+    std::lock_guard<std::mutex> sync_lock(sync_mu_);
+    if (intents_synced_ < seq) {
+      const uint64_t upto = intents_appended_.load();
+      Status st = journal_.datasync();
+      if (!st) {
+        std::lock_guard<std::mutex> lock(mu_);
+        journal_failed(st.error());
+        return make_error(ErrorCode::kCancelled, "cancelled: the job's journal cannot be synced");
+      }
+      intents_synced_ = upto;
     }
   }
   return ok();

@@ -121,6 +121,11 @@ class DaemonJob : public PipelineJob {
   std::string journal_damage_;
   FinishState finish_;
 
+  // Group commit of intent records (document_committing): sync_mu_ is taken without mu_.
+  std::mutex sync_mu_;
+  std::atomic<uint64_t> intents_appended_{0};  // written under mu_
+  uint64_t intents_synced_ = 0;                // under sync_mu_
+
   mutable std::mutex mu_;
   JobJournal journal_;
   uint64_t unsynced_records_ = 0;

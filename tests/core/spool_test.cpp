@@ -110,6 +110,19 @@ TEST_CASE("spool: finish moves job, manifest and report to done/ or failed/") {
   CHECK(fs::exists(f.spool->failed() + "/b.report.json"));
 }
 
+TEST_CASE("spool: finish called again after a failure part-way completes the move") {
+  SpoolFixture f;
+  f.put(f.spool->active_job("c"), "{\"id\":\"c\"}");
+  f.put(f.spool->active_journal("c"), "journal");
+  // An earlier attempt moved the job file, then failed (e.g. its folder fsync): only the
+  // report and the journal's removal are left.
+  fs::rename(f.spool->active_job("c"), f.spool->done() + "/c.json");
+  REQUIRE(f.spool->finish("c", true, "{\"state\":\"succeeded\"}\n"));
+  CHECK(SpoolFixture::slurp(f.spool->done() + "/c.report.json") == "{\"state\":\"succeeded\"}\n");
+  CHECK(fs::exists(f.spool->done() + "/c.json"));
+  CHECK_FALSE(fs::exists(f.spool->active_journal("c")));
+}
+
 TEST_CASE("spool: start-up cleanup removes temp files and journals whose job has left active/") {
   SpoolFixture f;
   const std::string active = f.spool->active();
