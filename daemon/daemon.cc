@@ -425,7 +425,6 @@ void Daemon::finalize(std::shared_ptr<DaemonJob> job) {
         Status moved = spool_.finish(report->id, report->state == JobState::kSucceeded,
                                      report_to_json(*report));
         if (!moved) *error = moved.error().message;
-        if (moved) submitters_.finish(report->id, report->state == JobState::kSucceeded);
       },
       [this, job, report, error] {
         running_.erase(report->id);
@@ -463,7 +462,6 @@ void Daemon::finish_unresumable(const std::string& id, const FieldErrors& errors
   queue_work(
       [this, report] {
         Status st = spool_.finish(report.id, false, report_to_json(report));
-        if (st) submitters_.finish(report.id, false);
         if (!st)
           log_error("cannot move job to failed/",
                     {{"job", report.id}, {"error", st.error().message}});

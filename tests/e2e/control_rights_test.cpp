@@ -150,10 +150,13 @@ TEST_CASE("e2e rights: a non-admin sees and cancels only its own jobs; root and 
   CHECK(nobody({"cancel", "--spool", spool, "ownjob"}, scratch).exit_code == 0);
   daemon.wait_for_job("ownjob");
   // Finished: still its submitter's (the record moved with the job), still nobody else's.
-  std::optional<nlohmann::json> finished =
-      status_json(nobody({"status", "--spool", spool, "--json", "ownjob"}, scratch));
+  // (The daemon forgets the running job a moment after its files reach failed/.)
+  std::optional<nlohmann::json> finished;
+  CHECK(poll_until(kStartTimeout, [&] {
+    finished = status_json(nobody({"status", "--spool", spool, "--json", "ownjob"}, scratch));
+    return finished && (*finished)["state"] == "cancelled";
+  }));
   REQUIRE(finished.has_value());
-  CHECK((*finished)["state"] == "cancelled");
   CHECK((*finished)["submitter_uid"] == kNobody);
   CHECK(docpipe_as(kOther, kOther, {}, {"status", "--spool", spool, "ownjob"}, scratch).exit_code ==
         1);
@@ -231,8 +234,11 @@ TEST_CASE("e2e rights: the submitter of a socket submit and of a dropped file su
         1);
   // Nobody else could have planted or swapped the records: the daemon keeps active/ private.
   struct stat sb;
-  REQUIRE(::stat((spool + "/active").c_str(), &sb) == 0);
-  CHECK((sb.st_mode & 077) == 0);
+  for (const char* dir : {"/active", "/submitters"}) {
+    CAPTURE(dir);
+    REQUIRE(::stat((spool + dir).c_str(), &sb) == 0);
+    CHECK((sb.st_mode & 077) == 0);
+  }
 }
 
 TEST_CASE(
@@ -346,7 +352,7 @@ TEST_CASE("e2e rights: control connections are capped and idle ones closed; --wa
   for (auto& c : idle) CHECK_FALSE(c->reply(milliseconds(5000)).has_value());
   long waited =
       static_cast<long>(std::chrono::duration_cast<milliseconds>(Clock::now() - opened).count());
-  CHECK(waited >= 400);
+  CHECK(waited >= 350);  // the loop's clock is coarse (a few ms)
   idle.clear();
   ControlClient fresh(socket);
   nlohmann::json fresh_reply = fresh.request({{"op", "status"}});
