@@ -20,6 +20,14 @@
 namespace e2e {
 namespace {
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// Sanitizers reserve terabytes of address space and keep freed memory in quarantine: no cap on
+// the address space, and RSS says nothing about the daemon's own memory there.
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
 constexpr uid_t kNobody = 65534;
 constexpr uid_t kOther = 65533;      // a second unprivileged user (no passwd entry needed)
 constexpr gid_t kAdminGroup = 4242;  // admin_group in the tests' config
@@ -250,7 +258,7 @@ TEST_CASE(
   rlimit old{};
   REQUIRE(::getrlimit(RLIMIT_AS, &old) == 0);
   rlimit capped = old;
-  capped.rlim_cur = std::min<rlim_t>(old.rlim_max, rlim_t{4} << 30);
+  if (!kSanitized) capped.rlim_cur = std::min<rlim_t>(old.rlim_max, rlim_t{4} << 30);
   REQUIRE(::setrlimit(RLIMIT_AS, &capped) == 0);
   DaemonProcess daemon(spool, {});
   try {
@@ -282,7 +290,7 @@ TEST_CASE(
   daemon.expect_running();
   uint64_t peak_kib = status_field_kib(daemon.pid(), "VmHWM");
   INFO("peak RSS: " << peak_kib << " KiB");
-  CHECK(peak_kib < 200 * 1024);
+  if (!kSanitized) CHECK(peak_kib < 200 * 1024);
   CHECK(daemon.terminate() == 0);
 }
 
@@ -318,7 +326,7 @@ TEST_CASE("e2e rights: a client that never reads its replies cannot grow the dae
   uint64_t rss_after = status_field_kib(daemon.pid(), "VmRSS");
   INFO("sent " << sent << " bytes of requests; RSS " << rss_before << " -> " << rss_after
                << " KiB");
-  CHECK(rss_after < rss_before + 24 * 1024);  // unfixed: +68 MiB in these 3 s, and growing
+  if (!kSanitized) CHECK(rss_after < rss_before + 24 * 1024);  // unfixed: +68 MiB in these 3 s, and growing
   daemon.expect_running();
 }
 
