@@ -52,7 +52,6 @@ void Daemon::finalize(std::shared_ptr<DaemonJob> job) {
         Status moved = spool_.finish(report->id, report->state == JobState::kSucceeded,
                                      report_to_json(*report));
         if (!moved) *error = moved.error();
-        if (moved) submitters_.finish(report->id, report->state == JobState::kSucceeded);
       },
       [this, job, report, error, manifest_written] {
         DaemonJob::FinishState& fs = job->finish_state();
@@ -149,7 +148,6 @@ void Daemon::finish_unresumable(const std::string& id, const FieldErrors& errors
         report->reason = "cannot resume: " + join_errors(errors) + "; " + *note;
         Status st = spool_.finish(id, false, report_to_json(*report));
         if (!st) *error = st.error().message;
-        if (st) submitters_.finish(id, false);
       },
       [this, id, errors, report, error, attempts] {
         if (!error->empty()) {

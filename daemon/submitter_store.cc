@@ -27,8 +27,16 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 
 }  // namespace
 
-std::string SubmitterStore::path_in(const std::string& dir, std::string_view id) const {
-  return dir + "/" + std::string(id) + std::string(kSuffix);
+std::string SubmitterStore::folder() const { return spool_.root() + "/submitters"; }
+
+std::string SubmitterStore::path_of(std::string_view id) const {
+  return folder() + "/" + std::string(id) + std::string(kSuffix);
+}
+
+bool SubmitterStore::job_exists(std::string_view id) const {
+  const std::string name = std::string(id) + ".json";
+  return path_exists(spool_.active() + "/" + name) || path_exists(spool_.done() + "/" + name) ||
+         path_exists(spool_.failed() + "/" + name);
 }
 
 std::string SubmitterStore::encode(const std::optional<Credentials>& submitter) {
@@ -62,10 +70,14 @@ std::optional<SubmitterStore::Record> SubmitterStore::decode(std::string_view te
 }
 
 void SubmitterStore::start() const {
-  // active/ holds the records a resume trusts; done/, failed/ and rejected/ hold every user's
-  // jobs and reports, which `status` shows only to their submitter.
+  if (::mkdir(folder().c_str(), 0700) != 0 && errno != EEXIST) {
+    log_warn("cannot create the submitter records folder",
+             {{"dir", folder()}, {"error", strerror(errno)}});
+  }
+  // submitters/ holds the records a resume trusts; active/, done/, failed/ and rejected/ hold
+  // every user's jobs and reports, which `status` shows only to their submitter.
   for (const std::string& dir :
-       {spool_.active(), spool_.done(), spool_.failed(), spool_.rejected()}) {
+       {folder(), spool_.active(), spool_.done(), spool_.failed(), spool_.rejected()}) {
     struct stat sb;
     if (::stat(dir.c_str(), &sb) != 0 || sb.st_uid != ::geteuid()) continue;
     if ((sb.st_mode & 077) == 0) continue;
@@ -76,7 +88,9 @@ void SubmitterStore::start() const {
       log_warn("cannot make spool folder private", {{"dir", dir}, {"error", strerror(errno)}});
     }
   }
-  DIR* d = ::opendir(spool_.active().c_str());
+  // A record without its job: a socket submit that crashed between record and admit. Removed
+  // before intake starts, so that it can never be taken for a later job of the same id.
+  DIR* d = ::opendir(folder().c_str());
   if (d == nullptr) return;
   std::vector<std::string> ids;
   while (struct dirent* e = ::readdir(d)) {
@@ -87,36 +101,27 @@ void SubmitterStore::start() const {
   }
   ::closedir(d);
   for (const std::string& id : ids) {
-    if (path_exists(spool_.active_job(id))) continue;
-    const std::string from = path_in(spool_.active(), id);
-    bool moved = false;
-    for (const std::string& dir : {spool_.done(), spool_.failed()}) {
-      if (path_exists(dir + "/" + id + ".json")) {
-        moved = ::rename(from.c_str(), path_in(dir, id).c_str()) == 0;
-        break;
-      }
-    }
-    if (!moved) ::unlink(from.c_str());
+    if (!job_exists(id)) ::unlink(path_of(id).c_str());
   }
 }
 
 Status SubmitterStore::write(std::string_view id,
                              const std::optional<Credentials>& submitter) const {
-  return write_file_atomic(path_in(spool_.active(), id), encode(submitter), durable_);
+  return write_file_atomic(path_of(id), encode(submitter), durable_);
 }
 
 Status SubmitterStore::admit(std::string_view id, std::string_view job_text,
                              const std::optional<Credentials>& submitter) {
   std::lock_guard<std::mutex> lock(mu_);
-  // An active job of this id keeps its record: admit() below refuses the newcomer.
+  // An active or finished job of this id keeps its record: admit() below refuses the newcomer.
   bool recorded = false;
-  if (!path_exists(spool_.active_job(id))) {
+  if (!job_exists(id)) {
     Status st = write(id, submitter);
     if (!st) return st;
     recorded = true;
   }
   Status st = spool_.admit(id, job_text);
-  if (!st && recorded) ::unlink(path_in(spool_.active(), id).c_str());
+  if (!st && recorded) ::unlink(path_of(id).c_str());
   return st;
 }
 
@@ -161,7 +166,7 @@ std::optional<SubmitterStore::Record> SubmitterStore::load(const std::string& pa
 }
 
 Result<std::optional<Credentials>> SubmitterStore::load_active(std::string_view id) const {
-  if (std::optional<Record> r = load(path_in(spool_.active(), id))) return r->submitter;
+  if (std::optional<Record> r = load(path_of(id))) return r->submitter;
   // No record: a claimed drop that crashed before its record (the claim keeps the owner), or a
   // job accepted before records existed.
   const std::string job = spool_.active_job(id);
@@ -174,21 +179,9 @@ Result<std::optional<Credentials>> SubmitterStore::load_active(std::string_view 
   return submitter_for(*who);
 }
 
-void SubmitterStore::finish(std::string_view id, bool succeeded) const {
-  const std::string from = path_in(spool_.active(), id);
-  const std::string to = path_in(succeeded ? spool_.done() : spool_.failed(), id);
-  if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) {
-    log_warn("cannot move the submitter record with its job; only admins see the job now",
-             {{"job", std::string(id)}, {"error", strerror(errno)}});
-  }
-}
-
 std::optional<SubmitterStore::Record> SubmitterStore::load_finished(std::string_view id) const {
-  for (const std::string& dir : {spool_.done(), spool_.failed()}) {
-    std::string path = path_in(dir, id);
-    if (path_exists(path)) return load(path);
-  }
-  return std::nullopt;
+  if (!path_exists(path_of(id))) return std::nullopt;
+  return load(path_of(id));
 }
 
 }  // namespace docpipe

@@ -1,14 +1,15 @@
 #pragma once
-// Who each job acts for, kept next to the job in the spool so that it survives a restart:
-// active/ID.submitter (JSON: uid, gid, groups; or unrestricted), written before a socket job is
-// admitted (and right after a dropped file is claimed, whose owner the claimed file keeps), and
-// moved to done/ or failed/ with the job, where `status` of a finished job reads it.
+// Who each job acts for, kept in the spool so that it survives a restart: submitters/ID.submitter
+// (JSON: uid, gid, groups; or unrestricted), written before a socket job is admitted (and right
+// after a dropped file is claimed, whose owner the claimed file keeps), and kept after the job
+// finishes, where `status` of a finished job reads it. A folder of its own keeps the contents of
+// active/, done/ and failed/ as DESIGN.md lists them.
 //
 // A record is trusted only if the daemon itself wrote it: owned by the daemon's user and
 // writable by nobody else. Without a trusted record a job acts for the owner of active/ID.json
-// (the producer for a claimed drop). start() makes active/, done/, failed/ and rejected/ private
-// to the daemon, so that nobody can plant or swap records or read other users' jobs there.
-// Blocking file work: call from the threadpool, never from the loop thread.
+// (the producer for a claimed drop). start() makes submitters/, active/, done/, failed/ and
+// rejected/ private to the daemon, so that nobody can plant or swap records or read other users'
+// jobs there. Blocking file work: call from the threadpool, never from the loop thread.
 
 #include <sys/types.h>
 
@@ -27,8 +28,8 @@ class SubmitterStore {
  public:
   SubmitterStore(const Spool& spool, bool durable) : spool_(spool), durable_(durable) {}
 
-  // Before resuming: tightens the spool folders' modes and settles records whose job has left
-  // active/ (a crash between Spool::finish and finish() below).
+  // Before resuming: creates submitters/, tightens the spool folders' modes and removes records
+  // whose job is nowhere in the spool (a crash between record and admit).
   void start() const;
 
   // A job from the control socket: records `submitter`, then Spool::admit. The record is written
@@ -45,10 +46,7 @@ class SubmitterStore {
   // Resume: the trusted record, else the owner of active/ID.json.
   Result<std::optional<Credentials>> load_active(std::string_view id) const;
 
-  // After Spool::finish: the record follows the job into done/ or failed/.
-  void finish(std::string_view id, bool succeeded) const;
-
-  // The record of a finished job (in done/ or failed/). nullopt: none, or not trusted.
+  // The record of a finished job. nullopt: none, or not trusted.
   struct Record {
     std::optional<Credentials> submitter;  // nullopt: unrestricted (root)
   };
@@ -58,7 +56,9 @@ class SubmitterStore {
   static std::optional<Record> decode(std::string_view text);
 
  private:
-  std::string path_in(const std::string& dir, std::string_view id) const;
+  std::string folder() const;
+  std::string path_of(std::string_view id) const;
+  bool job_exists(std::string_view id) const;  // ID.json in active/, done/ or failed/
   Status write(std::string_view id, const std::optional<Credentials>& submitter) const;
   std::optional<Record> load(const std::string& path) const;
 

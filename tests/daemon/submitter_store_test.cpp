@@ -24,6 +24,7 @@ class SpoolFixture {
     spool_ = std::make_unique<Spool>(root_ + "/spool", false);
     REQUIRE(spool_->create_layout());
     store_ = std::make_unique<SubmitterStore>(*spool_, false);
+    store_->start();
   }
   ~SpoolFixture() { std::filesystem::remove_all(root_); }
   const Spool& spool() const { return *spool_; }
@@ -49,14 +50,14 @@ TEST_CASE("submitter store: records encode and decode, root as unrestricted") {
   CHECK_FALSE(SubmitterStore::decode("junk").has_value());
 }
 
-TEST_CASE("submitter store: an admitted job's record survives and follows it to done/") {
+TEST_CASE("submitter store: an admitted job's record survives it and stays once it is done") {
   SpoolFixture f;
   REQUIRE(f.store().admit("job1", "{}\n", user(1000)));
   auto loaded = f.store().load_active("job1");
   REQUIRE(loaded.has_value());
   CHECK(*loaded == std::optional<Credentials>(user(1000)));
   REQUIRE(f.spool().finish("job1", true, "{}"));
-  f.store().finish("job1", true);
+  f.store().start();  // a restart keeps the record of a finished job
   auto finished = f.store().load_finished("job1");
   REQUIRE(finished.has_value());
   CHECK(finished->submitter == std::optional<Credentials>(user(1000)));
@@ -84,7 +85,7 @@ TEST_CASE("submitter store: a record anyone could have written is ignored for th
   }
   SpoolFixture f;
   REQUIRE(f.store().admit("planted", "{}\n", std::nullopt));  // "unrestricted"
-  std::string record = f.spool().active() + "/planted.submitter";
+  std::string record = f.spool().root() + "/submitters/planted.submitter";
   std::string job = f.spool().active_job("planted");
   REQUIRE(::chown(job.c_str(), 65534, 65534) == 0);
   // Group- or world-writable: someone else may have written it.
@@ -102,23 +103,27 @@ TEST_CASE("submitter store: a record anyone could have written is ignored for th
   CHECK((*loaded)->uid == 65534);
 }
 
-TEST_CASE("submitter store: start() makes the spool private and settles orphaned records") {
+TEST_CASE("submitter store: start() makes the spool private and drops records without a job") {
   SpoolFixture f;
   REQUIRE(::chmod(f.spool().active().c_str(), 0775) == 0);
   REQUIRE(::chmod(f.spool().done().c_str(), 0755) == 0);
-  // A crash after Spool::finish, before the record moved; and a record whose job is gone.
+  const std::string records = f.spool().root() + "/submitters";
+  REQUIRE(::chmod(records.c_str(), 0755) == 0);
+  // A finished job's record stays; one whose job never made it (a crash between record and
+  // admit) goes, so that it can never be taken for a later job of that id.
   REQUIRE(f.store().admit("moved", "{}\n", user(1000)));
   REQUIRE(f.spool().finish("moved", true, "{}"));
-  std::ofstream(f.spool().active() + "/gone.submitter") << SubmitterStore::encode(user(7));
+  std::ofstream(records + "/gone.submitter") << SubmitterStore::encode(user(7));
   f.store().start();
   struct stat sb;
   REQUIRE(::stat(f.spool().active().c_str(), &sb) == 0);
   CHECK((sb.st_mode & 0777) == 0700);
   REQUIRE(::stat(f.spool().done().c_str(), &sb) == 0);
   CHECK((sb.st_mode & 0777) == 0700);
+  REQUIRE(::stat(records.c_str(), &sb) == 0);
+  CHECK((sb.st_mode & 0777) == 0700);
   CHECK(f.store().load_finished("moved").has_value());
-  CHECK_FALSE(std::filesystem::exists(f.spool().active() + "/gone.submitter"));
-  CHECK_FALSE(std::filesystem::exists(f.spool().active() + "/moved.submitter"));
+  CHECK_FALSE(std::filesystem::exists(records + "/gone.submitter"));
 }
 
 }  // namespace
