@@ -12,12 +12,16 @@
 #include <string_view>
 
 #include "core/transform.h"
+#include "core/transforms/isolated_worker.h"
 
 namespace docpipe::fuzz {
 
 // Configures `op` with `params`; aborts (a fuzz target bug, not a finding) if it is refused.
 inline std::shared_ptr<const TransformStep> make_step(std::string_view op,
                                                       const nlohmann::json& params) {
+  // Isolated transforms (markdown.html) run here, in process: a fuzzer cannot serve as their
+  // worker, and the finding must be in this process to be seen.
+  use_in_process_transforms();
   const TransformInfo* info = TransformRegistry::instance().find(op);
   if (info == nullptr) std::abort();
   FieldErrors errors;
