@@ -349,5 +349,6 @@ TEST_CASE("document source: an input folder the submitter may not reach is a fat
   CHECK_FALSE(source->next());
   REQUIRE(source->fatal_error());
   CHECK(source->fatal_error()->message ==
-        "input.dir: " + f.in + "/closed: the submitter (uid 4001) may not list and search this folder");
+        "input.dir: " + f.in +
+            "/closed: the submitter (uid 4001) may not list and search this folder");
 }

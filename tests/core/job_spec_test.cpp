@@ -7,7 +7,6 @@
 #include <doctest/doctest.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -621,15 +620,18 @@ TEST_CASE("job spec check: the submitter must be able to read the input and writ
 
   CHECK(f.check(submitted(f.job({{"dir", "private/in"}}, {{"dir", "mine/new"}}))) ==
         Checked{0,
-                {"input.dir: " + f.root + "/private: the submitter (uid 4001) may not search "
-                                          "this folder"}});
+                {"input.dir: " + f.root +
+                 "/private: the submitter (uid 4001) may not search "
+                 "this folder"}});
   CHECK(f.check(submitted(f.job({{"dir", "in"}}, {{"dir", "out/new"}}))) ==
         Checked{1,
-                {"output.dir: " + f.root + "/out: the submitter (uid 4001) may not create files "
-                                           "in and search this folder"}});
+                {"output.dir: " + f.root +
+                 "/out: the submitter (uid 4001) may not create files "
+                 "in and search this folder"}});
   CHECK(f.check(submitted(f.job({{"files", {"files/c.md", "files/d.md"}}}, {{"dir", "mine"}}))) ==
-        Checked{1, {"input.files[1]: " + f.root +
-                    "/files/d.md: the submitter (uid 4001) may not read this file"}});
+        Checked{1,
+                {"input.files[1]: " + f.root +
+                 "/files/d.md: the submitter (uid 4001) may not read this file"}});
   CHECK(f.check(submitted(f.job({{"dir", "in"}}, {{"dir", "mine/new"}}))) == Checked{1, {}});
   // Without a submitter the daemon's own rights decide, as before.
   CHECK(f.check(f.job({{"dir", "private/in"}}, {{"dir", "out/new"}})) == Checked{1, {}});

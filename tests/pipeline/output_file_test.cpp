@@ -175,7 +175,8 @@ TEST_CASE("output_file: a symlinked sub-folder of the output folder is refused, 
   CHECK_FALSE(OutputFile::exists(OutputTarget{&*base, "sub/x.txt", nullptr}));
 }
 
-TEST_CASE("output_file: a temp file its folder kept (read-only before the rename) is removed later") {
+TEST_CASE(
+    "output_file: a temp file its folder kept (read-only before the rename) is removed later") {
   TempDir dir;
   testing::fs::create_directories(dir / "out");
   if (!can_set_immutable(dir / "out")) return;
