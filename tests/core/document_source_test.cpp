@@ -4,6 +4,7 @@
 #include "core/document_source.h"
 
 #include <doctest/doctest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -351,4 +352,46 @@ TEST_CASE("document source: an input folder the submitter may not reach is a fat
   CHECK(source->fatal_error()->message ==
         "input.dir: " + f.in +
             "/closed: the submitter (uid 4001) may not list and search this folder");
+}
+
+TEST_CASE("document source: out of descriptors (EMFILE) is a fatal error, never an empty walk") {
+  WalkFixture f;
+  f.put("a.md");
+  f.put("sub/b.md");
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    const JobSpec spec = f.job({"**"});
+    std::unique_ptr<docpipe::DocumentSource> source =
+        make_document_source(spec, docpipe::SourceUse::kCount);
+    // No descriptor left above those open now.
+    int probe = ::dup(0);
+    struct rlimit limit {
+      static_cast<rlim_t>(probe), static_cast<rlim_t>(probe)
+    };
+    ::close(probe);
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(3);
+    std::string out;
+    while (std::optional<DocumentRef> d = source->next()) out += "doc " + d->relative_path + "\n";
+    if (source->fatal_error()) out += "fatal " + source->fatal_error()->message + "\n";
+    ssize_t unused = ::write(fds[1], out.data(), out.size());
+    (void)unused;
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  CHECK(text.find("doc ") == std::string::npos);
+  CHECK(text.find("fatal input.dir: ") != std::string::npos);
+  CHECK(text.find("Too many open files") != std::string::npos);
 }
