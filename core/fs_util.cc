@@ -1,13 +1,13 @@
 #include "core/fs_util.h"
 
+#include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <mutex>
 #include <random>
+#include <vector>
 
 #include "core/path_util.h"
 
@@ -141,24 +141,41 @@ bool is_docpipe_temp_name(std::string_view name) {
   return !name.empty() && name[0] == '.' && name.find(".docpipe-tmp.", 1) != std::string_view::npos;
 }
 
-namespace {
-size_t g_removed = 0;  // nftw has no user pointer; callers run this from one thread at a time
-std::mutex g_remove_mu;
-}  // namespace
-
 size_t remove_docpipe_temp_files(const std::string& dir) {
-  std::lock_guard<std::mutex> lock(g_remove_mu);
-  g_removed = 0;
-  ::nftw(
-      dir.c_str(),
-      [](const char* path, const struct stat*, int type, struct FTW* ftw) {
-        if (type == FTW_F && is_docpipe_temp_name(path + ftw->base) && ::unlink(path) == 0) {
-          ++g_removed;
-        }
-        return 0;
-      },
-      32, FTW_PHYS);
-  return g_removed;
+  // Descriptor-relative all the way down (O_NOFOLLOW, unlinkat): a folder swapped for a symlink
+  // during the walk cannot lead the removal elsewhere. Only temp names are ever removed.
+  int top = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (top < 0) return 0;
+  size_t removed = 0;
+  std::vector<int> pending{top};
+  while (!pending.empty()) {
+    int fd = pending.back();
+    pending.pop_back();
+    DIR* d = ::fdopendir(fd);
+    if (d == nullptr) {
+      ::close(fd);
+      continue;
+    }
+    while (struct dirent* e = ::readdir(d)) {
+      std::string_view name = e->d_name;
+      if (name == "." || name == "..") continue;
+      unsigned char type = e->d_type;
+      if (type == DT_UNKNOWN) {
+        struct stat st;
+        if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+      }
+      if (type == DT_DIR) {
+        int sub = ::openat(::dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0) pending.push_back(sub);
+      } else if (type == DT_REG && is_docpipe_temp_name(name) &&
+                 ::unlinkat(::dirfd(d), e->d_name, 0) == 0) {
+        ++removed;
+      }
+    }
+    ::closedir(d);
+  }
+  return removed;
 }
 
 bool path_exists(const std::string& path) {

@@ -35,7 +35,8 @@ bool path_exists(const std::string& path);
 // (".docpipe-tmp*"): never documents, and removed after a crash.
 bool is_docpipe_temp_name(std::string_view name);
 
-// Removes docpipe temp files anywhere under `dir` (symlinks not followed). Returns how many.
+// Removes docpipe temp files anywhere under `dir` (symlinks not followed, every step relative to
+// an open folder). Returns how many.
 size_t remove_docpipe_temp_files(const std::string& dir);
 
 }  // namespace docpipe

@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "core/access_check.h"
 #include "core/document_source.h"
 #include "core/glob.h"
 #include "core/json_util.h"
-#include "core/access_check.h"
 #include "core/path_util.h"
 #include "core/safe_fs.h"
 

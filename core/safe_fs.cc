@@ -207,13 +207,19 @@ Result<DirFd> walk_dirs_beneath(const DirFd& base, std::string_view rel, const W
     const std::string name(parts[i]);
     const std::string path = shown == "/" ? "/" + name : shown + "/" + name;
     int fd = open_folder_nofollow(dir, name.c_str());
+    bool created = false;
     if (fd < 0 && errno == ENOENT && opts.create) {
       if (check) {
         Status st = check_fd(dir, shown, *opts.who, W_OK | X_OK, true);
         if (!st) return st.error();
       }
-      if (::mkdirat(dir, name.c_str(), 0755) != 0 && errno != EEXIST) {
-        return errno_error("create folder " + path, errno);
+      if (::mkdirat(dir, name.c_str(), 0755) != 0) {
+        if (errno != EEXIST) return errno_error("create folder " + path, errno);
+      } else if (check) {
+        // Made for the submitter, who could have made it: theirs, as if they had (a daemon
+        // that may not chown leaves it its own, and later documents are judged by that).
+        created =
+            ::fchownat(dir, name.c_str(), opts.who->uid, opts.who->gid, AT_SYMLINK_NOFOLLOW) == 0;
       }
       fd = open_folder_nofollow(dir, name.c_str());
     }
@@ -225,7 +231,7 @@ Result<DirFd> walk_dirs_beneath(const DirFd& base, std::string_view rel, const W
     cur = DirFd(fd, path);
     dir = cur.fd();
     shown = path;
-    if (check) {
+    if (check && !created) {
       const bool last = i + 1 == parts.size();
       Status st = check_fd(dir, shown, *opts.who, last ? (opts.want_last | X_OK) : X_OK, true);
       if (!st) return st.error();

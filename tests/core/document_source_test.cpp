@@ -4,6 +4,7 @@
 #include "core/document_source.h"
 
 #include <doctest/doctest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -278,4 +280,118 @@ TEST_CASE("document source: input.files yields each file named by its file name,
   while (auto d = source->next()) got.push_back(d->input_path + " -> " + d->relative_path);
   CHECK(got == std::vector<std::string>{"/data/x/b.md -> b.md", "/data/a.txt -> a.txt", "/c -> c"});
   CHECK(source->errors().empty());
+}
+
+namespace {
+
+// The walk and the reads of a job whose submitter is uid 4001, on a tree owned by root.
+struct SubmitterFixture : WalkFixture {
+  SubmitterFixture() {
+    put("pub.txt", "public");
+    put("priv.txt", "private");
+    put("closed/x.txt", "x");
+    put("open/y.txt", "y");
+    make_tree_readable_by_others(in);
+    ::chmod((in + "/priv.txt").c_str(), 0600);
+    ::chmod((in + "/closed").c_str(), 0700);
+    ::chmod(root.c_str(), 0755);
+  }
+  JobSpec submitted() const {
+    JobSpec spec = job({"**"});
+    spec.submitter = docpipe::Credentials{4001, 4001, {}};
+    return spec;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("document source: a submitter's rights decide which folders are walked and files read") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: needs root (files the submitter may not read)");
+    return;
+  }
+  SubmitterFixture f;
+  const JobSpec spec = f.submitted();
+  std::unique_ptr<docpipe::DocumentSource> source =
+      make_document_source(spec, docpipe::SourceUse::kCount);
+  std::map<std::string, DocumentRef> docs;
+  while (std::optional<DocumentRef> d = source->next()) docs[d->relative_path] = *d;
+  CHECK(docs.size() == 3);
+  CHECK(docs.count("open/y.txt") == 1);
+  CHECK(source->errors() ==
+        std::vector<std::string>{f.in +
+                                 "/closed: the submitter (uid 4001) may not list and search this "
+                                 "folder, skipped"});
+  const docpipe::Credentials* who = docpipe::restricted_submitter(spec);
+  REQUIRE(who != nullptr);
+  auto pub = docpipe::open_document(docs.at("pub.txt"), who);
+  REQUIRE(pub);
+  ::close(pub->fd);
+  auto priv = docpipe::open_document(docs.at("priv.txt"), who);
+  REQUIRE_FALSE(priv);
+  CHECK(priv.error().message ==
+        f.in + "/priv.txt: the submitter (uid 4001) may not read this file");
+  // The daemon itself (no submitter) reads it.
+  auto unrestricted = docpipe::open_document(docs.at("priv.txt"), nullptr);
+  REQUIRE(unrestricted);
+  ::close(unrestricted->fd);
+}
+
+TEST_CASE("document source: an input folder the submitter may not reach is a fatal error") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: needs root");
+    return;
+  }
+  SubmitterFixture f;
+  JobSpec spec = f.submitted();
+  spec.input.dir = f.in + "/closed";
+  std::unique_ptr<docpipe::DocumentSource> source =
+      make_document_source(spec, docpipe::SourceUse::kCount);
+  CHECK_FALSE(source->next());
+  REQUIRE(source->fatal_error());
+  CHECK(source->fatal_error()->message ==
+        "input.dir: " + f.in +
+            "/closed: the submitter (uid 4001) may not list and search this folder");
+}
+
+TEST_CASE("document source: out of descriptors (EMFILE) is a fatal error, never an empty walk") {
+  WalkFixture f;
+  f.put("a.md");
+  f.put("sub/b.md");
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    const JobSpec spec = f.job({"**"});
+    std::unique_ptr<docpipe::DocumentSource> source =
+        make_document_source(spec, docpipe::SourceUse::kCount);
+    // No descriptor left above those open now.
+    int probe = ::dup(0);
+    struct rlimit limit {
+      static_cast<rlim_t>(probe), static_cast<rlim_t>(probe)
+    };
+    ::close(probe);
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(3);
+    std::string out;
+    while (std::optional<DocumentRef> d = source->next()) out += "doc " + d->relative_path + "\n";
+    if (source->fatal_error()) out += "fatal " + source->fatal_error()->message + "\n";
+    ssize_t unused = ::write(fds[1], out.data(), out.size());
+    (void)unused;
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  CHECK(text.find("doc ") == std::string::npos);
+  CHECK(text.find("fatal input.dir: ") != std::string::npos);
+  CHECK(text.find("Too many open files") != std::string::npos);
 }

@@ -5,6 +5,7 @@
 #include "core/job_spec.h"
 
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -590,4 +591,61 @@ TEST_CASE("job spec check: outputs inside the input folder must be kept out of t
         Checked{1,
                 {"output.dir: is the input folder " + f.root +
                  "/in; outputs would be read back as inputs"}});
+}
+
+TEST_CASE("job spec check: the submitter must be able to read the input and write the output") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: needs root (folders the submitter may not use)");
+    return;
+  }
+  CheckFixture f;
+  f.put("in/a.md");
+  f.put("private/in/b.md");
+  f.put("files/c.md");
+  f.put("files/d.md");
+  ::chmod(f.root.c_str(), 0755);
+  ::chmod((f.root + "/in").c_str(), 0755);
+  ::chmod((f.root + "/in/a.md").c_str(), 0644);
+  ::chmod((f.root + "/private").c_str(), 0700);
+  ::chmod((f.root + "/out").c_str(), 0755);  // root's: the submitter may not create in it
+  fs::create_directories(f.root + "/mine");
+  ::chown((f.root + "/mine").c_str(), 4001, 4001);
+  ::chmod((f.root + "/files").c_str(), 0755);
+  ::chmod((f.root + "/files/c.md").c_str(), 0644);
+  ::chmod((f.root + "/files/d.md").c_str(), 0600);
+  auto submitted = [&](JobSpec spec) {
+    spec.submitter = docpipe::Credentials{4001, 4001, {}};
+    return spec;
+  };
+
+  CHECK(f.check(submitted(f.job({{"dir", "private/in"}}, {{"dir", "mine/new"}}))) ==
+        Checked{0,
+                {"input.dir: " + f.root +
+                 "/private: the submitter (uid 4001) may not search "
+                 "this folder"}});
+  CHECK(f.check(submitted(f.job({{"dir", "in"}}, {{"dir", "out/new"}}))) ==
+        Checked{1,
+                {"output.dir: " + f.root +
+                 "/out: the submitter (uid 4001) may not create files "
+                 "in and search this folder"}});
+  CHECK(f.check(submitted(f.job({{"files", {"files/c.md", "files/d.md"}}}, {{"dir", "mine"}}))) ==
+        Checked{1,
+                {"input.files[1]: " + f.root +
+                 "/files/d.md: the submitter (uid 4001) may not read this file"}});
+  CHECK(f.check(submitted(f.job({{"dir", "in"}}, {{"dir", "mine/new"}}))) == Checked{1, {}});
+  // Without a submitter the daemon's own rights decide, as before.
+  CHECK(f.check(f.job({{"dir", "private/in"}}, {{"dir", "out/new"}})) == Checked{1, {}});
+}
+
+TEST_CASE("job spec check: the roots holding input and output are recorded for the job's start") {
+  CheckFixture f;
+  f.put("in/sub/a.md");
+  JobSpec spec = f.job({{"dir", "in/sub"}}, {{"dir", "out/new"}});
+  docpipe::FieldErrors errors;
+  CHECK(docpipe::check_job_inputs(spec, {"/", f.root + "/in"}, {f.root}, errors) == 1);
+  CHECK(errors.empty());
+  CHECK(spec.input.root == f.root + "/in");  // the most specific root
+  CHECK(spec.input.real_dir == f.root + "/in/sub");
+  CHECK(spec.output.root == f.root);
+  CHECK(spec.output.real_dir == f.root + "/out/new");
 }

@@ -1,9 +1,17 @@
 #include "pipeline/output_file.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdlib>
+
+#include "core/leftover_temps.h"
 #include "core/path_util.h"
+#include "core/safe_fs.h"
 #include "pipeline/sha256.h"
 #include "tests/pipeline/pipeline_test_support.h"
 
@@ -120,6 +128,96 @@ TEST_CASE("output_file: a long file name still gets a temp name within NAME_MAX"
   REQUIRE(out.write("long"));
   REQUIRE(out.commit(IfExists::kReplace, false));
   CHECK(read_file(dir / name) == "long");
+}
+
+// chattr +i / -i: makes a folder read-only even for root, as a folder can turn read-only under
+// a running job (a remount, an operator's chattr).
+bool set_immutable(const std::string& path, bool on) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  int flags = 0;
+  bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+  flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+  ok = ok && ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+  ::close(fd);
+  return ok;
+}
+
+bool can_set_immutable(const std::string& dir) {
+  if (set_immutable(dir, true) && set_immutable(dir, false)) return true;
+  const char* all = std::getenv("DOCPIPE_REQUIRE_ALL_TESTS");
+  if (all != nullptr && *all != '\0') FAIL("cannot chattr +i here (needs root and ext4)");
+  MESSAGE("skipped: cannot chattr +i here (needs root and ext4)");
+  return false;
+}
+
+TEST_CASE("output_file: a symlinked sub-folder of the output folder is refused, nothing outside") {
+  TempDir dir;
+  testing::fs::create_directories(dir / "out");
+  testing::fs::create_directories(dir / "elsewhere");
+  testing::fs::create_symlink(dir / "elsewhere", dir / "out/sub");
+  Result<DirFd> base = open_dir_path(dir / "out");
+  REQUIRE(base);
+  OutputFile out;
+  Status st = out.create(dir / "out/sub/x.txt", OutputTarget{&*base, "sub/x.txt", nullptr});
+  REQUIRE_FALSE(st);
+  CHECK(st.error().message == "write " + dir / "out/sub/x.txt" + ": " + dir / "out/sub" +
+                                  " is a symlink, refusing to write through it");
+  CHECK(testing::fs::is_empty(dir / "elsewhere"));
+  // A symlink where the output itself goes is replaced by the rename, never written through.
+  testing::fs::create_symlink(dir / "elsewhere/victim", dir / "out/y.txt");
+  REQUIRE(out.create(dir / "out/y.txt", OutputTarget{&*base, "y.txt", nullptr}));
+  REQUIRE(out.write("y"));
+  REQUIRE(out.commit(IfExists::kReplace, false));
+  CHECK(testing::fs::is_empty(dir / "elsewhere"));
+  CHECK(read_file(dir / "out/y.txt") == "y");
+  CHECK(OutputFile::exists(OutputTarget{&*base, "y.txt", nullptr}));
+  CHECK_FALSE(OutputFile::exists(OutputTarget{&*base, "sub/x.txt", nullptr}));
+}
+
+TEST_CASE(
+    "output_file: a temp file its folder kept (read-only before the rename) is removed later") {
+  TempDir dir;
+  testing::fs::create_directories(dir / "out");
+  if (!can_set_immutable(dir / "out")) return;
+  const size_t before = LeftoverTemps::global().size();
+  OutputFile out;
+  REQUIRE(out.create(dir / "out/a.txt"));
+  REQUIRE(out.write("a"));
+  const std::string temp = out.temp_path();
+  REQUIRE(set_immutable(dir / "out", true));
+  auto committed = out.commit(IfExists::kReplace, false);
+  CHECK_FALSE(committed);
+  CHECK(testing::fs::exists(temp));  // neither renamed nor removable
+  CHECK(LeftoverTemps::global().size() == before + 1);
+  CHECK(LeftoverTemps::global().retry() == 0);  // still read-only: kept for later
+  REQUIRE(set_immutable(dir / "out", false));
+  CHECK(LeftoverTemps::global().retry() == 1);
+  CHECK_FALSE(testing::fs::exists(temp));
+  CHECK(LeftoverTemps::global().size() == before);
+}
+
+TEST_CASE("output_file: leftover temp files are kept in their store across restarts") {
+  TempDir dir;
+  testing::fs::create_directories(dir / "out");
+  write_file(dir / "out/.a.txt.docpipe-tmp.abcdefabcdef", "left");
+  write_file(dir / "out/not-a-temp", "keep");
+  const std::string store = dir / "leftover-temps.json";
+  {
+    LeftoverTemps first;
+    first.set_store(store);
+    first.add(dir / "out", ".a.txt.docpipe-tmp.abcdefabcdef");
+    first.add(dir / "out", "not-a-temp");  // never anything but a docpipe temp name
+    CHECK(first.size() == 1);
+  }
+  REQUIRE(testing::fs::exists(store));
+  LeftoverTemps second;
+  second.set_store(store);
+  CHECK(second.size() == 1);
+  CHECK(second.retry() == 1);
+  CHECK_FALSE(testing::fs::exists(dir / "out/.a.txt.docpipe-tmp.abcdefabcdef"));
+  CHECK(testing::fs::exists(dir / "out/not-a-temp"));
+  CHECK_FALSE(testing::fs::exists(store));  // an empty list leaves no file
 }
 
 }  // namespace
