@@ -4,11 +4,14 @@
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <endian.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include "core/access_check.h"
@@ -193,6 +196,50 @@ Result<DirFd> open_dir_beneath(const DirFd& base, std::string_view rel, const ch
   return DirFd(*fd, base.child_path(rel));
 }
 
+namespace {
+
+// A folder made for a submitter by a daemon that may not chown it (not root): an access ACL
+// entry gives the submitter rwx on it, the rights its owner would have had, so later documents
+// of the job may write into it as if the submitter had made it. The binary format is the
+// kernel's posix_acl_xattr (version 2, entries sorted by tag); the mode bits stay as they were.
+bool grant_submitter_acl(int dir, const char* name, uid_t uid) {
+  int fd = ::openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st;
+  bool granted = false;
+  if (::fstat(fd, &st) == 0) {
+    struct Entry {
+      uint16_t tag, perm;
+      uint32_t id;
+    };
+    constexpr uint32_t kUndefined = 0xffffffffu;
+    const Entry entries[] = {
+        {0x01, static_cast<uint16_t>((st.st_mode >> 6) & 7), kUndefined},  // owner
+        {0x02, 7, static_cast<uint32_t>(uid)},                              // the submitter
+        {0x04, static_cast<uint16_t>((st.st_mode >> 3) & 7), kUndefined},  // owning group
+        {0x10, 7, kUndefined},                                              // mask
+        {0x20, static_cast<uint16_t>(st.st_mode & 7), kUndefined},          // other
+    };
+    std::vector<unsigned char> xattr(4 + sizeof entries / sizeof entries[0] * 8);
+    const uint32_t version = htole32(2);
+    std::memcpy(xattr.data(), &version, 4);
+    size_t off = 4;
+    for (const Entry& e : entries) {
+      const uint16_t tag = htole16(e.tag), perm = htole16(e.perm);
+      const uint32_t id = htole32(e.id);
+      std::memcpy(xattr.data() + off, &tag, 2);
+      std::memcpy(xattr.data() + off + 2, &perm, 2);
+      std::memcpy(xattr.data() + off + 4, &id, 4);
+      off += 8;
+    }
+    granted = ::fsetxattr(fd, "system.posix_acl_access", xattr.data(), xattr.size(), 0) == 0;
+  }
+  ::close(fd);
+  return granted;
+}
+
+}  // namespace
+
 Result<DirFd> walk_dirs_beneath(const DirFd& base, std::string_view rel, const WalkOptions& opts) {
   const bool check = checks(opts.who);
   std::vector<std::string_view> parts = components(rel);
@@ -216,10 +263,12 @@ Result<DirFd> walk_dirs_beneath(const DirFd& base, std::string_view rel, const W
       if (::mkdirat(dir, name.c_str(), 0755) != 0) {
         if (errno != EEXIST) return errno_error("create folder " + path, errno);
       } else if (check) {
-        // Made for the submitter, who could have made it: theirs, as if they had (a daemon
-        // that may not chown leaves it its own, and later documents are judged by that).
+        // Made for the submitter, who could have made it: theirs, as if they had. A daemon
+        // that may not chown (not root) grants them rwx by an ACL entry instead; where the file
+        // system has no ACLs, later documents are judged by the folder's own mode bits.
         created =
             ::fchownat(dir, name.c_str(), opts.who->uid, opts.who->gid, AT_SYMLINK_NOFOLLOW) == 0;
+        if (!created) grant_submitter_acl(dir, name.c_str(), opts.who->uid);
       }
       fd = open_folder_nofollow(dir, name.c_str());
     }

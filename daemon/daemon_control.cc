@@ -79,9 +79,8 @@ void Daemon::control_submit(ControlRequest request, const Credentials& peer,
   queue_work(
       [this, text = std::move(request.job_text), default_id, base_dir, errors, job, failure,
        submitter = submitter_for(peer), cfg = intake_config_] {
-        auto validated = validate_job_text(text, default_id, base_dir, *cfg, *errors);
+        auto validated = validate_job_text(text, default_id, base_dir, *cfg, *errors, submitter);
         if (!validated) return;
-        validated->spec.submitter = submitter;
         std::string id = validated->spec.id;
         Status st = submitters_.admit(id, pin_job_text(text, validated->spec), submitter);
         if (!st) {

@@ -12,13 +12,15 @@
 #include "core/fs_util.h"
 #include "core/path_util.h"
 #include "daemon/log.h"
+#include "daemon/peer_credentials.h"
 
 namespace docpipe {
 
 std::optional<ValidatedJob> validate_job_text(const std::string& text,
                                               const std::string& default_id,
                                               const std::string& base_dir,
-                                              const DaemonConfig& config, FieldErrors& errors) {
+                                              const DaemonConfig& config, FieldErrors& errors,
+                                              const std::optional<Credentials>& submitter) {
   TransformEnv env{config.commands, config.allowed_input_roots};
   JobParseOptions options{default_id, base_dir, &env};
   std::optional<JobSpec> spec = parse_job(text, options, errors);
@@ -26,6 +28,7 @@ std::optional<ValidatedJob> validate_job_text(const std::string& text,
     cap_field_errors(errors);
     return std::nullopt;
   }
+  spec->submitter = submitter;  // checked here already, so a refusal is a clear rejection
   size_t n =
       check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots, errors);
   if (!errors.empty()) {
@@ -195,7 +198,14 @@ IntakeResult take_job_file(const Spool& spool, const std::string& name,
   r.owner_gid = file->gid;
   std::optional<ValidatedJob> job;
   if (file->problem.empty()) {
-    job = validate_job_text(file->text, job_file_stem(name), spool.incoming(), config, r.errors);
+    // A dropped job acts for its file's owner: check their rights at validation already (the
+    // daemon records the same credentials once the job is claimed).
+    Result<Credentials> owner = credentials_for_uid(file->uid);
+    std::optional<Credentials> submitter =
+        owner ? submitter_for(*owner)
+              : submitter_for(Credentials{file->uid, static_cast<gid_t>(-1), {}});
+    job = validate_job_text(file->text, job_file_stem(name), spool.incoming(), config, r.errors,
+                            submitter);
   } else {
     // Recorded once in rejected/ (the name itself moves there), never read, never retried.
     r.errors.push_back({"", file->problem});

@@ -9,7 +9,6 @@
 
 #include <sys/types.h>
 
-#include <sys/types.h>
 
 #include <optional>
 #include <string>
@@ -29,10 +28,11 @@ struct ValidatedJob {
 // Parses and checks a job's text (both the pure checks and the file-system ones). On failure
 // returns nullopt with the problems in `errors`, capped at kMaxReportedFieldErrors plus one entry
 // counting the rest.
-std::optional<ValidatedJob> validate_job_text(const std::string& text,
-                                              const std::string& default_id,
-                                              const std::string& base_dir,
-                                              const DaemonConfig& config, FieldErrors& errors);
+// With `submitter`, its rights to read the inputs and write the output are checked too.
+std::optional<ValidatedJob> validate_job_text(
+    const std::string& text, const std::string& default_id, const std::string& base_dir,
+    const DaemonConfig& config, FieldErrors& errors,
+    const std::optional<Credentials>& submitter = std::nullopt);
 
 // The job's JSON with its id and paths pinned to what validation resolved (absolute), so that
 // the stored job means the same thing whatever folder it is later read against (resume).

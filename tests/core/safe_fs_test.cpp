@@ -6,9 +6,13 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -131,6 +135,44 @@ TEST_CASE("safe fs: walks check the submitter's search and write rights, naming 
   CHECK(check_path_access(f.root + "/base/closed/inner", who, X_OK, "read").error().message ==
         f.root + "/base/closed: the submitter (uid 4001) may not search this folder");
   CHECK(check_path_access(f.root + "/base/ro", who, W_OK | X_OK, "write"));
+}
+
+TEST_CASE("safe fs: a daemon that may not chown grants the submitter its folders by an ACL") {
+  if (::geteuid() != 0) {
+    if (const char* all = std::getenv("DOCPIPE_REQUIRE_ALL_TESTS"); all != nullptr && *all) {
+      FAIL("needs root to act as two other users and DOCPIPE_REQUIRE_ALL_TESTS is set");
+    }
+    MESSAGE("skipped: needs root to act as two other users");
+    return;
+  }
+  SafeFsFixture f;
+  // The daemon runs as uid 4101 (not root: it may not chown); the submitter is uid 4102. Both
+  // may create folders in out/ (mode 0777), as a group-writable output folder allows.
+  fs::create_directories(f.root + "/base/out");
+  ::chmod((f.root + "/base/out").c_str(), 0777);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(4101) != 0 || ::setuid(4101) != 0) ::_exit(10);
+    const Credentials who{4102, 4102, {}};
+    WalkOptions opts;
+    opts.who = &who;
+    opts.create = true;
+    opts.want_last = W_OK | X_OK;
+    // Made now, then walked again by the job's next document: both must be allowed.
+    if (!walk_dirs_beneath(f.base, "out/a/b", opts)) ::_exit(11);
+    if (!walk_dirs_beneath(f.base, "out/a/b", opts)) ::_exit(12);
+    if (!walk_dirs_beneath(f.base, "out/a/b/c", opts)) ::_exit(13);
+    ::_exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  struct stat st;
+  REQUIRE(::stat((f.root + "/base/out/a/b").c_str(), &st) == 0);
+  CHECK(st.st_uid == 4101);  // still the daemon's: the submitter's rights come from the ACL
+  CHECK(::getxattr((f.root + "/base/out/a/b").c_str(), "system.posix_acl_access", nullptr, 0) > 0);
 }
 
 TEST_CASE("safe fs: rename_in with noreplace never replaces") {
