@@ -280,14 +280,39 @@ TEST_CASE("intake: the job file's owner is reported from the descriptor it was r
   uid_t uid = ::geteuid();
   gid_t gid = ::getegid();
   if (uid == 0) {
-    // As root, give the file to nobody: the owner must come from the file, not from us.
+    // As root, give the file to nobody: the owner must come from the file, not from us. The job
+    // acts for nobody, so nobody must be able to read its input and write its output.
     REQUIRE(::chown(f.incoming("owned.json").c_str(), 65534, 65534) == 0);
+    REQUIRE(::chmod(f.root.c_str(), 0755) == 0);
+    REQUIRE(::chmod((f.root + "/out").c_str(), 0777) == 0);
     uid = gid = 65534;
   }
   IntakeResult r = docpipe::take_job_file(*f.spool, "owned.json", f.config);
   REQUIRE(r.kind == IntakeResult::Kind::kAccepted);
   CHECK(r.owner_uid == uid);
   CHECK(r.owner_gid == gid);
+}
+
+TEST_CASE("intake: a dropped job whose owner may not read its input is rejected, naming why") {
+  if (::geteuid() != 0) {
+    if (const char* all = std::getenv("DOCPIPE_REQUIRE_ALL_TESTS"); all != nullptr && *all) {
+      FAIL("needs root to give the job file to another user and DOCPIPE_REQUIRE_ALL_TESTS is set");
+    }
+    MESSAGE("skipped: needs root to give the job file to another user");
+    return;
+  }
+  IntakeFixture f;
+  // The daemon (root) could read in/ and write out/; the job file's owner, nobody, may not
+  // search the private folder holding them: the job must not act with the daemon's rights.
+  REQUIRE(::chmod(f.root.c_str(), 0700) == 0);
+  spit(f.incoming("foreign.json"), f.job_text("foreign"));
+  REQUIRE(::chown(f.incoming("foreign.json").c_str(), 65534, 65534) == 0);
+  IntakeResult r = docpipe::take_job_file(*f.spool, "foreign.json", f.config);
+  REQUIRE(r.kind == IntakeResult::Kind::kRejected);
+  REQUIRE_FALSE(r.errors.empty());
+  CHECK(r.errors[0].reason.find("the submitter (uid 65534) may not search this folder") !=
+        std::string::npos);
+  CHECK(fs::exists(f.rejected("foreign.json.error.json")));
 }
 
 TEST_CASE("intake: read_job_file for the CLI refuses a large file by size and bounds a pipe") {

@@ -112,7 +112,9 @@ TEST_CASE(
   AddressSpaceCap cap(rlim_t{6} << 30);
   TempDir tmp;
   const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";
-  write_file(in + "/wide.md", wide_table(20000, 20000));  // 120 KB: 15 s of CPU for the header
+  // 60 KB of nested quotes: 16 s of CPU in little memory, so its deadline is what stops it
+  // (the 20,000-column table grows fast enough to meet either limit first).
+  write_file(in + "/nested.md", nested_quotes(15000));
   write_file(in + "/padded.md", wide_table(200, 20000));  // 46 KB: about 1 GB of cells
   for (int i = 0; i < 5; ++i) write_file(in + "/ok-" + std::to_string(i) + ".md", "*fine*\n");
 
@@ -127,8 +129,9 @@ TEST_CASE(
   CHECK(outcome.report["counts"]["failed"] == 2);
   CHECK(outcome.report["counts"]["succeeded"] == 5);
   std::map<std::string, std::string> errors = errors_by_input(outcome.report);
-  CHECK(errors[in + "/wide.md"] == in + "/wide.md: timed out after 2000 ms (document_timeout_ms); "
-                                        "markdown.html: worker killed");
+  CHECK(errors[in + "/nested.md"] ==
+        in + "/nested.md: timed out after 2000 ms (document_timeout_ms); "
+             "markdown.html: worker killed");
   CHECK(errors[in + "/padded.md"] ==
         in + "/padded.md: markdown.html: worker exceeded its memory limit (64 MiB, "
              "worker_memory_bytes)");
