@@ -17,6 +17,9 @@ using FieldErrors = std::vector<FieldError>;
 // "path: reason", or just "reason" when the path is empty.
 std::string format_field_error(const FieldError& e);
 
+// Every error formatted, joined by "; " (for one log field or one report reason).
+std::string join_field_errors(const FieldErrors& errors);
+
 // How many problems one job file reports at most (rejected/NAME.error.json, `docpipe validate`,
 // a refused submit). A job naming 100,000 missing files would otherwise write a 20 MB error file;
 // the first hundred say what is wrong as well as all of them would.

@@ -9,6 +9,15 @@ std::string format_field_error(const FieldError& e) {
   return e.path.empty() ? e.reason : e.path + ": " + e.reason;
 }
 
+std::string join_field_errors(const FieldErrors& errors) {
+  std::string out;
+  for (const FieldError& e : errors) {
+    if (!out.empty()) out += "; ";
+    out += format_field_error(e);
+  }
+  return out;
+}
+
 TransformRegistry& TransformRegistry::instance() {
   static TransformRegistry registry;
   return registry;

@@ -33,19 +33,6 @@ struct Daemon::Work {
   std::function<void()> after;
 };
 
-namespace {
-
-std::string join_errors(const FieldErrors& errors) {
-  std::string out;
-  for (const auto& e : errors) {
-    if (!out.empty()) out += "; ";
-    out += format_field_error(e);
-  }
-  return out;
-}
-
-}  // namespace
-
 Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
     : config_(std::move(config)),
       intake_config_(std::make_shared<const DaemonConfig>(config_)),
@@ -345,7 +332,7 @@ void Daemon::on_intake_result(IntakeResult r, std::shared_ptr<DaemonJob> job) {
       break;
     case IntakeResult::Kind::kRejected:
       metrics_->job_rejected();
-      log_warn("job rejected", {{"file", r.name}, {"errors", join_errors(r.errors)}});
+      log_warn("job rejected", {{"file", r.name}, {"errors", join_field_errors(r.errors)}});
       break;
     case IntakeResult::Kind::kGone:
       break;

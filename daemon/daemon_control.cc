@@ -110,11 +110,9 @@ void Daemon::control_submit(ControlRequest request, const Credentials& peer,
           reply({{"ok", true}, {"id", id}, {"documents", documents}});
         } else if (!errors->empty()) {
           metrics_->job_rejected();
-          std::string joined;
-          for (const auto& e : *errors)
-            joined += (joined.empty() ? "" : "; ") + format_field_error(e);
-          log_warn("job rejected",
-                   {{"source", "socket"}, {"uid", std::to_string(uid)}, {"errors", joined}});
+          log_warn("job rejected", {{"source", "socket"},
+                                    {"uid", std::to_string(uid)},
+                                    {"errors", join_field_errors(*errors)}});
           reply({{"ok", false}, {"error", "invalid job"}, {"errors", errors_json(*errors)}});
         } else {
           log_error("cannot accept submitted job", {{"error", *failure}});

@@ -11,19 +11,6 @@
 
 namespace docpipe {
 
-namespace {
-
-std::string join_errors(const FieldErrors& errors) {
-  std::string out;
-  for (const auto& e : errors) {
-    if (!out.empty()) out += "; ";
-    out += format_field_error(e);
-  }
-  return out;
-}
-
-}  // namespace
-
 void Daemon::finalize(std::shared_ptr<DaemonJob> job) {
   DaemonJob::FinishState& fs = job->finish_state();
   fs.finishing = true;
@@ -145,7 +132,7 @@ void Daemon::finish_unresumable(const std::string& id, const FieldErrors& errors
         *report = DaemonJob::unresumable_report(id, spool_.active_journal(id),
                                                 spool_.active_manifest(id), durable_, *note);
         report->id = id;
-        report->reason = "cannot resume: " + join_errors(errors) + "; " + *note;
+        report->reason = "cannot resume: " + join_field_errors(errors) + "; " + *note;
         Status st = spool_.finish(id, false, report_to_json(*report));
         if (!st) *error = st.error().message;
       },

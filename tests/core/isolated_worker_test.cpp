@@ -23,6 +23,7 @@
 #include "core/transforms/worker_pool.h"
 #include "tests/core/transform_test_util.h"
 #include "tests/support/processes.h"
+#include "tests/support/hostile_documents.h"
 
 using docpipe::DocumentContext;
 using docpipe::ErrorCode;
@@ -33,6 +34,7 @@ using docpipe::WorkerLimits;
 using docpipe::WorkerPool;
 using docpipe::test::run_chunked;
 using docpipe::test::zombies_of;
+using docpipe::test::AddressSpaceCap;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -103,20 +105,6 @@ const docpipe::TransformRegistration kProbe(docpipe::TransformInfo{
     },
     .isolated = true});
 
-// The address space of this test process is capped while a probe runs, so that a worker whose
-// own limit failed could not take the machine; the worker lowers its limit from there.
-class AddressSpaceCap {
- public:
-  explicit AddressSpaceCap(rlim_t bytes) {
-    ::getrlimit(RLIMIT_AS, &old_);
-    rlimit cap{std::min(bytes, old_.rlim_max), old_.rlim_max};
-    ::setrlimit(RLIMIT_AS, &cap);
-  }
-  ~AddressSpaceCap() { ::setrlimit(RLIMIT_AS, &old_); }
-
- private:
-  rlimit old_{};
-};
 
 Result<std::string> probe(const std::string& text, const json& params = json::object()) {
   AddressSpaceCap cap(rlim_t{4} << 30);

@@ -13,6 +13,7 @@
 
 #include "tests/core/transform_test_util.h"
 #include "tests/support/processes.h"
+#include "tests/support/hostile_documents.h"
 
 using docpipe::ErrorCode;
 using docpipe::Result;
@@ -21,6 +22,9 @@ using docpipe::test::errors_text;
 using docpipe::test::make_step;
 using docpipe::test::run_chunked;
 using docpipe::test::run_ok;
+using docpipe::test::AddressSpaceCap;
+using docpipe::test::nested_quotes;
+using docpipe::test::wide_table;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -182,43 +186,6 @@ TEST_CASE("markdown.html: parameter errors name the parameter and the expected v
 }
 
 namespace {
-
-// Caps this test process's address space while hostile documents run, so that a worker whose
-// own limit failed could not take the machine (the worker lowers its limit from there).
-class AddressSpaceCap {
- public:
-  explicit AddressSpaceCap(rlim_t bytes) {
-    ::getrlimit(RLIMIT_AS, &old_);
-    rlimit cap{std::min(bytes, old_.rlim_max), old_.rlim_max};
-    ::setrlimit(RLIMIT_AS, &cap);
-  }
-  ~AddressSpaceCap() { ::setrlimit(RLIMIT_AS, &old_); }
-
- private:
-  rlimit old_{};
-};
-
-// cmark-gfm 0.29's quadratic shapes (no fixes for CVE-2023-22483..22486 in Debian 12).
-// A header of `columns` cells and `rows` one-cell rows, each padded to the header's width: about
-// 250 bytes of memory per cell. With 20,000 columns the header alone takes 15 s of CPU.
-std::string wide_table(int columns, int rows) {
-  std::string header, rule;
-  for (int i = 0; i < columns; ++i) {
-    header += "|a";
-    rule += "|-";
-  }
-  std::string text = header + "|\n" + rule + "|\n";
-  for (int i = 0; i < rows; ++i) text += "a\n";
-  return text;
-}
-
-// `depth` nested block quotes around `depth` emphasis openers: 16 s of CPU at depth 15,000.
-std::string nested_quotes(int depth) {
-  std::string s;
-  for (int i = 0; i < depth; ++i) s += "> ";
-  for (int i = 0; i < depth; ++i) s += "*a";
-  return s + "\n";
-}
 
 struct Timed {
   Result<std::string> result = std::string();

@@ -17,44 +17,14 @@
 #include <string>
 
 #include "tests/e2e/harness.h"
+#include "tests/support/hostile_documents.h"
 
 namespace e2e {
 namespace {
 
-// The daemon inherits this cap on its address space: if a worker's own limit failed, the probe
-// could not take the machine. Workers lower their limit from there.
-class AddressSpaceCap {
- public:
-  explicit AddressSpaceCap(rlim_t bytes) {
-    ::getrlimit(RLIMIT_AS, &old_);
-    rlimit cap{std::min(bytes, old_.rlim_max), old_.rlim_max};
-    ::setrlimit(RLIMIT_AS, &cap);
-  }
-  ~AddressSpaceCap() { ::setrlimit(RLIMIT_AS, &old_); }
-
- private:
-  rlimit old_{};
-};
-
-// A header of `columns` cells and `rows` one-cell rows that cmark-gfm pads to the header's width.
-std::string wide_table(int columns, int rows) {
-  std::string header, rule;
-  for (int i = 0; i < columns; ++i) {
-    header += "|a";
-    rule += "|-";
-  }
-  std::string text = header + "|\n" + rule + "|\n";
-  for (int i = 0; i < rows; ++i) text += "a\n";
-  return text;
-}
-
-// Nested block quotes around emphasis openers: 16 s of CPU at depth 15,000.
-std::string nested_quotes(int depth) {
-  std::string s;
-  for (int i = 0; i < depth; ++i) s += "> ";
-  for (int i = 0; i < depth; ++i) s += "*a";
-  return s + "\n";
-}
+using docpipe::test::AddressSpaceCap;
+using docpipe::test::nested_quotes;
+using docpipe::test::wide_table;
 
 std::map<std::string, std::string> errors_by_input(const nlohmann::json& report) {
   std::map<std::string, std::string> out;
