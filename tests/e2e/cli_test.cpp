@@ -209,4 +209,24 @@ TEST_CASE("e2e cli: submit without a running daemon drops the job for its next s
 }
 
 }  // namespace
+TEST_CASE("e2e cli: submit --wait names each failed document once, with its error") {
+  TempDir tmp;
+  const std::string spool = tmp / "spool";
+  write_file(tmp / "in/plain.txt", "not gzip at all\n");
+  DaemonProcess daemon(spool, {});
+  daemon.start();
+  nlohmann::json job = make_job("unzipped", tmp / "in", tmp / "out", {{{"op", "gunzip"}}});
+  write_file(tmp / "jobs/unzipped.json", job.dump(2));
+  CommandResult w =
+      docpipe({"submit", "--wait", "--spool", spool, tmp / "jobs/unzipped.json"}, tmp.path());
+  INFO("stdout: " << w.out << "\nstderr: " << w.err);
+  CHECK(w.exit_code == 1);
+  const std::string input = tmp / "in/plain.txt";
+  // The error names its document already ("INPUT: gunzip: ..."): the line must not repeat it.
+  const std::string line = "  failed: " + input + ": gunzip: ";
+  REQUIRE(w.out.find(line) != std::string::npos);
+  CHECK(w.out.find(input + ": " + input) == std::string::npos);
+  CHECK(daemon.terminate() == 0);
+}
+
 }  // namespace e2e
