@@ -219,7 +219,10 @@ class TracedDaemon {
                std::vector<std::string> args)
       : trace_(dir + "/trace.log"), daemon_(spool, std::move(args)) {
     const std::string wrapper = dir + "/traced-docpipe";
-    write_file(wrapper, "#!/bin/sh\nexec " + strace + " -f -qq -y -s 1048576 -o " + trace_ +
+    // LeakSanitizer cannot run under ptrace: a sanitizer build's daemon would fail at exit.
+    write_file(wrapper,
+               "#!/bin/sh\nexport ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0\"\n"
+               "exec " + strace + " -f -qq -y -s 1048576 -o " + trace_ +
                             " -e trace=fsync,fdatasync,rename,renameat,renameat2,write,pwrite64 " +
                             docpipe_binary() + " \"$@\"\n");
     if (::chmod(wrapper.c_str(), 0755) != 0) throw std::runtime_error("chmod " + wrapper);
