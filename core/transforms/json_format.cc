@@ -550,6 +550,15 @@ class JsonFormatTransform : public DocumentTransform {
 
  private:
   Status start() {
+    // nlohmann's lexer takes a NUL byte for the end of the input, so "[1]\0]" would validate as
+    // "[1]" while the rewriter reads on past it. JSON has no raw NUL anywhere (not even in a
+    // string), so one is refused here, by its position.
+    if (const size_t nul = text_.find('\0'); nul != std::string::npos) {
+      std::string location = json_error_location(text_, nul);
+      std::string().swap(text_);
+      return make_error(ErrorCode::kCorruptInput, std::string(format_.op) + ": invalid JSON at " +
+                                                      location + ": a NUL byte");
+    }
     Validator validator;
     const bool valid = json::sax_parse(text_.data(), text_.data() + text_.size(), &validator,
                                        json::input_format_t::json, /*strict=*/true);

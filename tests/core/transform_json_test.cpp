@@ -68,6 +68,16 @@ TEST_CASE("json.pretty: re-indents keeping key order, last duplicate wins, newli
   CHECK(run_ok(*pretty, " 42 ") == "42\n");
 }
 
+TEST_CASE("json.minify: a NUL byte after a valid document is invalid JSON (fuzz finding)") {
+  // nlohmann's lexer stops at a NUL, so "[31]\t\0] ..." validated as "[31]" and the rewriter
+  // then read the unbalanced "]" past it (a vector index below zero).
+  const std::string text("[31]\t\0] \0\0\0\0\0\0\0\x0f@", 17);
+  CHECK(json_error("json.minify", text) ==
+        "json.minify: invalid JSON at line 1, column 6: a NUL byte");
+  CHECK(json_error("json.pretty", std::string("{\"a\":\"b\0\"}", 10)) ==
+        "json.pretty: invalid JSON at line 1, column 9: a NUL byte");
+}
+
 TEST_CASE("json.minify: writes one line without a final newline") {
   auto minify = make_step("json.minify", json::object());
   CHECK(run_ok(*minify, kJsonInput, 5) ==
