@@ -554,7 +554,7 @@ class JsonFormatTransform : public DocumentTransform {
     // "[1]" while the rewriter reads on past it. JSON has no raw NUL anywhere (not even in a
     // string), so one is refused here, by its position.
     if (const size_t nul = text_.find('\0'); nul != std::string::npos) {
-      std::string location = json_error_location(text_, nul);
+      std::string location = json_error_location(text_, nul + 1);  // 1-based, as nlohmann counts
       std::string().swap(text_);
       return make_error(ErrorCode::kCorruptInput, std::string(format_.op) + ": invalid JSON at " +
                                                       location + ": a NUL byte");

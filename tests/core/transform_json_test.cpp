@@ -75,7 +75,7 @@ TEST_CASE("json.minify: a NUL byte after a valid document is invalid JSON (fuzz 
   CHECK(json_error("json.minify", text) ==
         "json.minify: invalid JSON at line 1, column 6: a NUL byte");
   CHECK(json_error("json.pretty", std::string("{\"a\":\"b\0\"}", 10)) ==
-        "json.pretty: invalid JSON at line 1, column 9: a NUL byte");
+        "json.pretty: invalid JSON at line 1, column 8: a NUL byte");
 }
 
 TEST_CASE("json.minify: writes one line without a final newline") {
