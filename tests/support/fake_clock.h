@@ -1,0 +1,79 @@
+#pragma once
+// A Clock for unit tests (Envoy's SimulatedTimeSystem): time moves only when the test calls
+// advance(), which also wakes every thread blocked in wait_until() so that it re-checks its
+// deadline. No unit test waits on the wall clock.
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "core/clock.h"
+
+namespace docpipe::test {
+
+class FakeClock final : public Clock {
+ public:
+  explicit FakeClock(int64_t wall_ms = 1'764'547'200'000)  // 2025-12-01T00:00:00Z
+      : wall_start_ms_(wall_ms) {}
+
+  time_point now() const override {
+    std::lock_guard lock(mu_);
+    return now_;
+  }
+  int64_t wall_ms() const override {
+    std::lock_guard lock(mu_);
+    return wall_start_ms_ +
+           std::chrono::duration_cast<std::chrono::milliseconds>(now_.time_since_epoch()).count();
+  }
+
+  // Registers the waiter under the caller's lock, so an advance() that runs between the caller's
+  // check and its wait still wakes it: advance() takes the same mutex before notifying.
+  void wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                  time_point deadline) const override {
+    {
+      std::lock_guard guard(mu_);
+      if (now_ >= deadline) return;
+      waiters_.push_back({&cv, lock.mutex()});
+    }
+    cv.wait(lock);
+    std::lock_guard guard(mu_);
+    auto it = std::find(waiters_.begin(), waiters_.end(), Waiter{&cv, lock.mutex()});
+    if (it != waiters_.end()) waiters_.erase(it);
+  }
+
+  // Moves time forward and wakes every waiter.
+  void advance(duration d) {
+    std::vector<Waiter> wake;
+    {
+      std::lock_guard lock(mu_);
+      now_ += d;
+      wake = waiters_;
+    }
+    for (const Waiter& w : wake) {
+      std::lock_guard lock(*w.mu);
+      w.cv->notify_all();
+    }
+  }
+
+  // Threads blocked in wait_until() now (to advance only once a worker waits).
+  size_t waiters() const {
+    std::lock_guard lock(mu_);
+    return waiters_.size();
+  }
+
+ private:
+  struct Waiter {
+    std::condition_variable* cv;
+    std::mutex* mu;
+    bool operator==(const Waiter&) const = default;
+  };
+  mutable std::mutex mu_;
+  time_point now_{std::chrono::hours(1)};
+  int64_t wall_start_ms_;
+  mutable std::vector<Waiter> waiters_;
+};
+
+}  // namespace docpipe::test
