@@ -2,11 +2,6 @@
 
 namespace docpipe {
 
-namespace {
-// Output one step hands to the next in pieces of at most this size.
-constexpr size_t kPieceBytes = 64u << 10;
-}  // namespace
-
 TransformChain::TransformChain(std::vector<std::shared_ptr<const TransformStep>> steps)
     : steps_(std::move(steps)) {}
 

@@ -1,6 +1,7 @@
 #pragma once
 // A job's transforms run in order on each document: the output of step i feeds step i+1.
 
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
@@ -10,6 +11,11 @@
 #include "core/transform.h"
 
 namespace docpipe {
+
+// Transforms get their input in pieces of at most this size, both from the pipeline and from the
+// step before them in a chain, so that no single update() can produce more than a bounded
+// multiple of it (a decompressor: its ratio limit times a piece).
+inline constexpr size_t kPieceBytes = 64u << 10;
 
 class TransformChain {
  public:

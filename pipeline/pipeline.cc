@@ -34,6 +34,7 @@ PipelineOptions normalized(PipelineOptions o) {
   o.max_in_flight_documents = std::max<size_t>(o.max_in_flight_documents, 1);
   o.queue_capacity = std::max<size_t>(o.queue_capacity, 1);
   o.chunk_bytes = std::max<size_t>(o.chunk_bytes, 1);
+  if (o.clock == nullptr) o.clock = &system_clock();
   return o;
 }
 
@@ -48,7 +49,8 @@ class Pipeline::Impl {
       set_workers(shared_.options.workers);
       start(writers_, shared_.options.writers, "dp-write", run_writer);
     } catch (...) {
-      stop(std::chrono::milliseconds::max());  // join the threads already started, or their destructors would terminate()
+      // Join the threads already started, or their destructors would terminate().
+      stop(std::chrono::milliseconds::max());
       throw;
     }
   }
@@ -66,13 +68,13 @@ class Pipeline::Impl {
     stopped_ = true;
     shared_.scheduler.stop();
     if (grace != std::chrono::milliseconds::max()) {
-      // Polled: this runs once, off the loop thread, at shutdown.
-      auto deadline = std::chrono::steady_clock::now() + grace;
-      while (shared_.scheduler.documents_in_flight() > 0 &&
-             std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
-      if (shared_.scheduler.documents_in_flight() > 0) shared_.scheduler.interrupt();
+      // By the pipeline's clock; woken by the last completion, not polled.
+      const Clock::time_point now = shared_.clock.now();
+      // In milliseconds: a huge grace would overflow in the clock's nanoseconds.
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::time_point::max() - now);
+      const Clock::time_point deadline = grace >= left ? Clock::time_point::max() : now + grace;
+      if (!shared_.scheduler.wait_drained(deadline)) shared_.scheduler.interrupt();
     }
     join(readers_);
     shared_.transform_queue.close();

@@ -16,9 +16,12 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "core/clock.h"
 #include "pipeline/pipeline_job.h"
 #include "pipeline/pipeline_metrics.h"
 
@@ -34,6 +37,11 @@ struct PipelineOptions {
   size_t stream_threshold_bytes = 8u << 20;
   size_t chunk_bytes = 1u << 20;
   bool fsync = true;  // fsync each output file and its folder before/after the rename
+  // What the pipeline reads time from: document start and stage durations, document_timeout_ms,
+  // retry due times and stop()'s grace. Tests pass a FakeClock. Must outlive the pipeline.
+  const Clock* clock = &system_clock();
+  // Seeds the retry jitter (RetryJitter); unset: drawn from std::random_device once.
+  std::optional<uint64_t> jitter_seed;
 };
 
 class Pipeline {

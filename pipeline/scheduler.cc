@@ -33,7 +33,7 @@ std::optional<ScheduledDocument> Scheduler::take_retry_locked() {
   if (retries_.empty()) return std::nullopt;
   auto it = retries_.begin();
   ScheduledDocument& doc = it->second;
-  if (!stopped_ && !doc.job->cancelled() && it->first > Clock::now()) return std::nullopt;
+  if (!stopped_ && !doc.job->cancelled() && it->first > clock_.now()) return std::nullopt;
   ScheduledDocument out = std::move(doc);
   out.cancelled = stopped_ || out.job->cancelled();
   retries_.erase(it);
@@ -120,7 +120,7 @@ std::optional<ScheduledDocument> Scheduler::next() {
     } else {
       // A copy: the entry may be taken by another reader while this one waits.
       const Clock::time_point due = retries_.begin()->first;
-      cv_.wait_until(lock, due);
+      clock_.wait_until(cv_, lock, due);
     }
     --waiting_;
   }
@@ -138,6 +138,7 @@ void Scheduler::complete(const std::shared_ptr<ScheduledJob>& job, DocumentOutco
     if (may_finish_locked(*job)) finish_locked(job, finished);
     finished.insert(finished.end(), to_finish_.begin(), to_finish_.end());
     to_finish_.clear();
+    if (in_flight_ == 0 && draining_ > 0) cv_.notify_all();
   }
   call_job_finished(finished);
 }
@@ -147,7 +148,7 @@ bool Scheduler::retry(ScheduledDocument& doc, Clock::duration delay) {
     std::lock_guard lock(mu_);
     if (stopped_ || doc.job->cancelled()) return false;
     ++doc.attempt;
-    retries_.emplace(Clock::now() + delay, std::move(doc));
+    retries_.emplace(clock_.now() + delay, std::move(doc));
   }
   // Every reader may be waiting with a later (or no) deadline.
   cv_.notify_all();
@@ -196,6 +197,14 @@ void Scheduler::interrupt() {
     job->interrupted_ = true;
     job->cancelled_.store(true, std::memory_order_release);
   }
+}
+
+bool Scheduler::wait_drained(Clock::time_point deadline) {
+  std::unique_lock lock(mu_);
+  ++draining_;
+  while (in_flight_ > 0 && clock_.now() < deadline) clock_.wait_until(cv_, lock, deadline);
+  --draining_;
+  return in_flight_ == 0;
 }
 
 size_t Scheduler::documents_in_flight() const {

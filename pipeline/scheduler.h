@@ -14,6 +14,9 @@
 // other jobs' documents. The job is marked as being pulled meanwhile, so no two readers walk it at
 // once, and it leaves its ring until the walk returns: other readers serve the next job in turn,
 // also one of lower priority (priority orders the jobs that can yield a document now).
+//
+// Retry due times are read from the Clock the scheduler is given, and a reader waits for the
+// earliest through Clock::wait_until: with a FakeClock, a test moves a retry to due by hand.
 
 #include <atomic>
 #include <chrono>
@@ -28,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "core/clock.h"
 #include "pipeline/pipeline_job.h"
 
 namespace docpipe {
@@ -66,9 +70,8 @@ struct ScheduledDocument {
 
 class Scheduler {
  public:
-  using Clock = std::chrono::steady_clock;
-
-  Scheduler() = default;
+  // `clock` must outlive the scheduler.
+  explicit Scheduler(const Clock& clock = system_clock()) : clock_(clock) {}
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
@@ -101,6 +104,10 @@ class Scheduler {
   // grace period.
   void interrupt();
 
+  // Blocks until no document is in flight or `clock` reaches `deadline`; true if none is in
+  // flight. For stop()'s grace: woken by the completion of the last document, not by polling.
+  bool wait_drained(Clock::time_point deadline);
+
   size_t documents_in_flight() const;
   size_t job_count() const;  // jobs added and not yet finished
 
@@ -116,6 +123,7 @@ class Scheduler {
   void finish_locked(const std::shared_ptr<ScheduledJob>& job, JobList& finished);
   static void call_job_finished(const JobList& finished);
 
+  const Clock& clock_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::shared_ptr<ScheduledJob>> jobs_;  // not yet finished
@@ -124,7 +132,8 @@ class Scheduler {
   std::multimap<Clock::time_point, ScheduledDocument> retries_;  // by due time
   JobList to_finish_;  // finished under the lock by cancel(); job_finished() not yet called
   size_t in_flight_ = 0;
-  size_t waiting_ = 0;  // readers blocked in next()
+  size_t waiting_ = 0;   // readers blocked in next()
+  size_t draining_ = 0;  // callers blocked in wait_drained()
   bool stopped_ = false;
 };
 

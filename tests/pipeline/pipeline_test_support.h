@@ -305,4 +305,48 @@ inline std::vector<DocumentRef> make_inputs(const std::string& in_dir,
   return docs;
 }
 
+// ---- jobs and gates for the lifecycle tests ----------------------------------------------------
+
+// A job that never runs out: document i is the same small input under the name "d/i.txt".
+inline std::shared_ptr<FakeJob> endless_job(const std::string& id, const std::string& input,
+                                            const std::string& out_dir,
+                                            std::shared_ptr<const TransformChain> chain = nullptr) {
+  return std::make_shared<FakeJob>(make_spec(id, out_dir, std::move(chain)),
+                                   [input](size_t i) -> std::optional<DocumentRef> {
+                                     std::string rel = "d/" + std::to_string(i) + ".txt";
+                                     return DocumentRef{input, rel};
+                                   });
+}
+
+// Blocks a transform until the test opens it, and tells the test when it is reached.
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool reached = false;
+  bool open = false;
+
+  void pass() {
+    std::unique_lock lock(mu);
+    reached = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return open; });
+  }
+  bool wait_reached() {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(60), [&] { return reached; });
+  }
+  void release() {
+    std::lock_guard lock(mu);
+    open = true;
+    cv.notify_all();
+  }
+};
+
+// Opens a gate when the test leaves its scope, also by a failed REQUIRE: declared after the
+// Pipeline, it runs first, so the pipeline's threads can finish and be joined.
+struct OpenAtExit {
+  Gate& gate;
+  ~OpenAtExit() { gate.release(); }
+};
+
 }  // namespace docpipe::testing

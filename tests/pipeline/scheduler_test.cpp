@@ -10,28 +10,16 @@
 #include <thread>
 
 #include "tests/pipeline/pipeline_test_support.h"
+#include "tests/pipeline/scheduler_test_support.h"
 
 namespace docpipe {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::counted_job;
 using testing::FakeJob;
 using testing::make_spec;
-
-std::shared_ptr<FakeJob> counted_job(const std::string& id, size_t count, int priority = 0) {
-  return std::make_shared<FakeJob>(make_spec(id, "/out", nullptr, priority),
-                                   [id, count](size_t i) -> std::optional<DocumentRef> {
-                                     if (i >= count) return std::nullopt;
-                                     std::string rel = id + "-" + std::to_string(i);
-                                     return DocumentRef{"/in/" + rel, rel};
-                                   });
-}
-
-DocumentOutcome outcome_for(const ScheduledDocument& d) {
-  DocumentOutcome o;
-  o.doc = d.doc;
-  return o;
-}
+using testing::outcome_for;
 
 TEST_CASE("scheduler: a one-document job added behind a 10,000-document job goes next") {
   Scheduler s;
@@ -171,43 +159,6 @@ TEST_CASE("scheduler: cancelling a job with nothing in flight finishes it on a s
   CHECK(job->cancelled());
 }
 
-TEST_CASE("scheduler: a retry comes back after its delay with the next attempt number") {
-  Scheduler s;
-  auto job = counted_job("r", 1);
-  s.add_job(job);
-  auto d = s.next();
-  REQUIRE(d);
-  auto start = std::chrono::steady_clock::now();
-  REQUIRE(s.retry(*d, 30ms));
-  auto again = s.next();  // blocks until the retry is due: the job has nothing else
-  CHECK(std::chrono::steady_clock::now() - start >= 30ms);
-  REQUIRE(again);
-  CHECK(again->doc.relative_path == "r-0");
-  CHECK(again->attempt == 2);
-  CHECK_FALSE(again->cancelled);
-  CHECK(s.documents_in_flight() == 1);
-  s.complete(again->job, outcome_for(*again));
-  CHECK(job->finished_calls() == 1);
-}
-
-TEST_CASE("scheduler: cancel hands a pending retry back at once, marked cancelled") {
-  Scheduler s;
-  auto job = counted_job("rc", 1);
-  s.add_job(job);
-  auto d = s.next();
-  REQUIRE(s.retry(*d, std::chrono::hours(1)));
-  REQUIRE(s.cancel("rc"));
-  auto back = s.next();
-  REQUIRE(back);
-  CHECK(back->cancelled);
-  CHECK(back->doc.relative_path == "rc-0");
-  ScheduledDocument again = *back;
-  CHECK_FALSE(s.retry(again, 1ms));  // a cancelled job is not retried
-  s.complete(back->job, outcome_for(*back));
-  CHECK(job->finished_calls() == 1);
-  CHECK(job->cancelled());
-}
-
 TEST_CASE("scheduler: stop ends next, drops unfinished jobs and refuses retries and cancels") {
   Scheduler s;
   auto job = counted_job("s", 100);
@@ -287,6 +238,8 @@ class SlowWalkJob : public PipelineJob {
   bool cancelled_ = false;
 };
 
+// This is also the resume case: a resumed job's walk checks its done outputs (a stat each, 90,000
+// for a 100,000-document job that is 90 % done) inside next_document(), which runs off the lock.
 TEST_CASE("scheduler: a job whose walk is slow does not hold up other jobs, submits or cancels") {
   Scheduler s;
   auto slow = std::make_shared<SlowWalkJob>("slow");
@@ -304,8 +257,10 @@ TEST_CASE("scheduler: a job whose walk is slow does not hold up other jobs, subm
     auto d = s.next();
     if (!d) return got;
     got.push_back(d->doc.relative_path);
+    CHECK(s.documents_in_flight() == 1);  // the slow walk's document is not taken yet
     s.complete(d->job, outcome_for(*d));
     s.add_job(counted_job("late", 1));  // an unrelated submit
+    CHECK(s.job_count() == 3);
     CHECK(s.cancel("fast"));
     auto l = s.next();
     if (!l) return got;
@@ -352,8 +307,18 @@ TEST_CASE("scheduler: no two readers walk one job at once, and every document is
       return doc;
     }
     void document_finished(DocumentOutcome) override {}
-    void job_finished(bool) override { ++finished_; }
+    void job_finished(bool) override {
+      std::lock_guard lock(mu_);
+      ++finished_;
+      cv_.notify_all();
+    }
+    bool wait_finished() {
+      std::unique_lock lock(mu_);
+      return cv_.wait_for(lock, 20s, [&] { return finished_.load() > 0; });
+    }
     JobSpec spec_;
+    std::mutex mu_;
+    std::condition_variable cv_;
     std::atomic<int> inside_{0};
     std::atomic<int> max_inside_{0};
     int next_ = 0;
@@ -372,10 +337,7 @@ TEST_CASE("scheduler: no two readers walk one job at once, and every document is
   };
   std::thread a(reader), b(reader), c(reader);
   // Readers still waiting once the job is done are woken by stop().
-  for (auto deadline = std::chrono::steady_clock::now() + 20s;
-       job->finished_.load() == 0 && std::chrono::steady_clock::now() < deadline;) {
-    std::this_thread::sleep_for(1ms);
-  }
+  job->wait_finished();
   s.stop();
   a.join();
   b.join();

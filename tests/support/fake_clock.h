@@ -1,7 +1,8 @@
 #pragma once
 // A Clock for unit tests (Envoy's SimulatedTimeSystem): time moves only when the test calls
 // advance(), which also wakes every thread blocked in wait_until() so that it re-checks its
-// deadline. No unit test waits on the wall clock.
+// deadline (or, with set_advance_on_wait(), when a thread waits). No unit test waits on the wall
+// clock.
 
 #include <algorithm>
 #include <chrono>
@@ -36,8 +37,16 @@ class FakeClock final : public Clock {
     {
       std::lock_guard guard(mu_);
       if (now_ >= deadline) return;
+      if (advance_on_wait_) {
+        now_ = deadline;
+        // Others waiting on this variable may be due now too; the caller holds its mutex.
+        cv.notify_all();
+        return;
+      }
       waiters_.push_back({&cv, lock.mutex()});
+      ++blocked_;
     }
+    blocked_cv_.notify_all();
     cv.wait(lock);
     std::lock_guard guard(mu_);
     auto it = std::find(waiters_.begin(), waiters_.end(), Waiter{&cv, lock.mutex()});
@@ -58,10 +67,32 @@ class FakeClock final : public Clock {
     }
   }
 
+  // On: a wait_until() on a deadline ahead moves time to that deadline and returns at once (as
+  // if nothing else happened meanwhile), for tests that need retries to come but do not measure
+  // when. Other waiters are woken only if they wait on the same condition variable.
+  void set_advance_on_wait(bool on) {
+    std::lock_guard lock(mu_);
+    advance_on_wait_ = on;
+  }
+
   // Threads blocked in wait_until() now (to advance only once a worker waits).
   size_t waiters() const {
     std::lock_guard lock(mu_);
     return waiters_.size();
+  }
+
+  // How many times, in all, a wait_until() call began to block (a deadline already reached does
+  // not block). Lets a test see that a worker woken by advance() checked and blocked again.
+  size_t blocked_count() const {
+    std::lock_guard lock(mu_);
+    return blocked_;
+  }
+
+  // Blocks the test (on a condition variable, not by polling) until blocked_count() >= n; false
+  // if `safety` of real time passes first, which only a broken worker should ever cause.
+  bool await_blocked(size_t n, std::chrono::milliseconds safety = std::chrono::seconds(30)) const {
+    std::unique_lock lock(mu_);
+    return blocked_cv_.wait_for(lock, safety, [&] { return blocked_ >= n; });
   }
 
  private:
@@ -71,9 +102,12 @@ class FakeClock final : public Clock {
     bool operator==(const Waiter&) const = default;
   };
   mutable std::mutex mu_;
-  time_point now_{std::chrono::hours(1)};
+  mutable time_point now_{std::chrono::hours(1)};  // wait_until() moves it with advance_on_wait_
   int64_t wall_start_ms_;
   mutable std::vector<Waiter> waiters_;
+  mutable size_t blocked_ = 0;
+  bool advance_on_wait_ = false;
+  mutable std::condition_variable blocked_cv_;
 };
 
 }  // namespace docpipe::test

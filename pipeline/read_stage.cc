@@ -1,0 +1,136 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "core/path_util.h"
+#include "pipeline/stage_common.h"
+
+// The reader stage: takes a slot and the scheduler's next document, checks if_exists, opens the
+// input beneath the job's folder, charges the budget and reads a small document whole.
+
+namespace docpipe {
+
+namespace {
+
+Status read_whole(WorkItem& item, size_t expected) {
+  std::string& buf = item.data;
+  buf.resize(expected + 1);  // one spare byte tells "at EOF" from "the file grew"
+  size_t got = 0;
+  for (;;) {
+    if (got == buf.size()) buf.resize(buf.size() * 2);
+    ssize_t n = ::read(item.input_fd, buf.data() + got, buf.size() - got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_error("read " + item.sched.doc.input_path, errno);
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+    // Exactly the size fstat gave, though more was asked for: at EOF, without another read()
+    // to see 0. (Any other short read, as FUSE may give, goes on reading.)
+    if (got == expected) break;
+  }
+  buf.resize(got);
+  item.bytes_in = got;
+  return ok();
+}
+
+// Returns the item to hand on, or null when it was settled here (failed, skipped, cancelled).
+std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem> item) {
+  const JobSpec& spec = item->sched.job->spec();
+  const std::string& input = item->sched.doc.input_path;
+  item->time_left =
+      spec.limits.document_timeout_ms > 0
+          ? Clock::duration(std::chrono::milliseconds(spec.limits.document_timeout_ms))
+          : Clock::duration::max();
+  begin_stage(s.clock, *item);
+  StageClock clock(s, Stage::kRead);
+
+  // An output that is to be kept is checked first: a rerun over outputs that mostly exist then
+  // costs one stat per document, not an open of its input as well.
+  if (spec.output.if_exists != IfExists::kReplace) {
+    if (OutputFile::exists(output_target(*item))) {
+      if (spec.output.if_exists == IfExists::kSkip) {
+        settle(s, std::move(item), DocumentState::kSkipped, nullptr);
+      } else {
+        Error e = make_error(ErrorCode::kExists,
+                             "output exists: " + item->output_path + " (if_exists: fail)");
+        settle_error(s, std::move(item), e);
+      }
+      return nullptr;
+    }
+  }
+
+  // Beneath the job's open folder; O_NONBLOCK: a FIFO cannot hang the reader (refused below).
+  Result<OpenedInput> opened = open_document(item->sched.doc, restricted_submitter(spec));
+  if (!opened) {
+    settle_error(s, std::move(item), opened.error());
+    return nullptr;
+  }
+  item->input_fd = opened->fd;
+  const struct stat& st = opened->st;
+  if (!S_ISREG(st.st_mode)) {
+    Error e = make_error(ErrorCode::kInvalidArgument, "read " + input + ": not a regular file");
+    settle_error(s, std::move(item), e);
+    return nullptr;
+  }
+
+  const size_t size = static_cast<size_t>(st.st_size);
+  item->streamed = size > s.options.stream_threshold_bytes;
+  // A streamed document holds one chunk at a time, whatever its size, unless a whole-document
+  // transform gathers it: then the budget counts all of it.
+  const bool chunked = item->streamed && !item->sched.job->spec().holds_whole_documents;
+  const size_t charge = chunked ? s.options.chunk_bytes : size;
+  clock.pause();
+  const bool admitted = s.budget.acquire(charge);
+  clock.resume();
+  if (admitted) item->held_bytes = charge;
+  if (!admitted || item->sched.job->cancelled()) {
+    settle(s, std::move(item), DocumentState::kCancelled, nullptr);
+    return nullptr;
+  }
+
+  if (!item->streamed) {
+    Status read = read_whole(*item, size);
+    ::close(item->input_fd);
+    item->input_fd = -1;
+    if (!read) {
+      settle_error(s, std::move(item), read.error());
+      return nullptr;
+    }
+    // The file may have changed size since fstat: charge what is really held.
+    s.budget.resize(item->held_bytes, item->data.size());
+    item->held_bytes = item->data.size();
+  }
+  return item;
+}
+
+}  // namespace
+
+void run_reader(StageShared& s) {
+  for (;;) {
+    if (!s.slots.acquire()) return;
+    std::optional<ScheduledDocument> next = s.scheduler.next();
+    if (!next) {
+      s.slots.release();
+      return;
+    }
+    std::unique_ptr<WorkItem> item = s.pool.get();
+    item->sched = std::move(*next);
+    item->started = s.clock.now();
+    const JobSpec& spec = item->sched.job->spec();
+    item->output_path = output_path_for(spec, item->sched.doc.relative_path);
+    if (item->sched.cancelled) {
+      settle(s, std::move(item), DocumentState::kCancelled, nullptr);
+      continue;
+    }
+    item = read_document(s, std::move(item));
+    if (!item) continue;
+    // An empty chain (a copy) skips the transformer: one hand-off less per small document.
+    const bool transform = item->streamed || !spec.chain->empty();
+    forward(s, std::move(item), transform ? Stage::kTransform : Stage::kWrite);
+  }
+}
+
+}  // namespace docpipe

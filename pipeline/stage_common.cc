@@ -1,0 +1,205 @@
+#include "pipeline/stage_common.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace docpipe {
+
+namespace {
+
+// Pool bounds: 64 items x 2 buffers x 64 KiB keeps at most 8 MiB outside the byte budget.
+constexpr size_t kPoolItems = 64;
+constexpr size_t kPooledBufferCapacity = 64u << 10;
+
+// The stage hands the item on: what it used is gone from the document's time.
+void end_stage(const Clock& clock, WorkItem& item) {
+  if (item.time_left == Clock::duration::max()) return;
+  item.time_left -= clock.now() - item.stage_started;
+  item.deadline = Clock::time_point::max();  // not running while it waits in a queue
+}
+
+}  // namespace
+
+void trim(std::string& buffer) {
+  if (buffer.capacity() > kPooledBufferCapacity) {
+    std::string().swap(buffer);
+  } else {
+    buffer.clear();
+  }
+}
+
+StageClock::StageClock(StageShared& s, Stage stage) : s_(s), stage_(stage), start_(s.clock.now()) {
+  s_.add_in_flight(stage_, 1);
+}
+
+StageClock::~StageClock() {
+  pause();
+  s_.observe_duration(stage_, std::chrono::duration<double>(elapsed_).count());
+  s_.add_in_flight(stage_, -1);
+}
+
+void StageClock::pause() {
+  if (!running_) return;
+  elapsed_ += s_.clock.now() - start_;
+  running_ = false;
+}
+
+void StageClock::resume() {
+  if (running_) return;
+  start_ = s_.clock.now();
+  running_ = true;
+}
+
+void settle(StageShared& s, std::unique_ptr<WorkItem> item, DocumentState state,
+            const Error* error) {
+  if (item->input_fd >= 0) {
+    ::close(item->input_fd);
+    item->input_fd = -1;
+  }
+  item->output.discard();
+  s.budget.release(item->held_bytes);
+  item->held_bytes = 0;
+  s.slots.release();
+
+  const JobSpec& spec = item->sched.job->spec();
+  if (state == DocumentState::kFailed && error != nullptr && is_transient(*error) &&
+      item->sched.attempt < spec.limits.max_attempts && !item->sched.job->cancelled()) {
+    if (s.scheduler.retry(item->sched, s.jitter.delay(item->sched.attempt))) {
+      s.pool.put(std::move(item));
+      return;
+    }
+    // Cancelled or stopping meanwhile: the document was not done, so it is not a failure.
+    state = DocumentState::kCancelled;
+    error = nullptr;
+  }
+
+  DocumentOutcome outcome;
+  outcome.doc = std::move(item->sched.doc);
+  outcome.output_path = std::move(item->output_path);
+  outcome.state = state;
+  outcome.bytes_in = item->bytes_in;
+  if (state == DocumentState::kSucceeded) {
+    outcome.bytes_out = item->bytes_out;
+    outcome.sha256 = std::move(item->sha256);
+  }
+  outcome.attempts = item->sched.attempt;
+  outcome.duration_seconds = std::chrono::duration<double>(s.clock.now() - item->started).count();
+  if (state == DocumentState::kFailed && error != nullptr) outcome.error = error->message;
+  std::shared_ptr<ScheduledJob> job = std::move(item->sched.job);
+  s.pool.put(std::move(item));
+  s.scheduler.complete(job, std::move(outcome));
+}
+
+void settle_error(StageShared& s, std::unique_ptr<WorkItem> item, const Error& error) {
+  if (error.code == ErrorCode::kCancelled) {
+    settle(s, std::move(item), DocumentState::kCancelled, nullptr);
+  } else {
+    settle(s, std::move(item), DocumentState::kFailed, &error);
+  }
+}
+
+std::optional<Error> interrupted(const StageShared& s, const WorkItem& item) {
+  if (item.sched.job->cancelled()) return make_error(ErrorCode::kCancelled, "cancelled");
+  if (s.clock.now() > item.deadline) {
+    return make_error(ErrorCode::kTimeout,
+                      item.sched.doc.input_path + ": timed out after " +
+                          std::to_string(item.sched.job->spec().limits.document_timeout_ms) +
+                          " ms (document_timeout_ms)");
+  }
+  return std::nullopt;
+}
+
+void begin_stage(const Clock& clock, WorkItem& item) {
+  item.stage_started = clock.now();
+  item.deadline = item.time_left == Clock::duration::max() ? Clock::time_point::max()
+                                                           : item.stage_started + item.time_left;
+}
+
+void forward(StageShared& s, std::unique_ptr<WorkItem> item, Stage stage) {
+  end_stage(s.clock, *item);
+  auto& queue = stage == Stage::kTransform ? s.transform_queue : s.write_queue;
+  s.add_queue_depth(stage, 1);
+  if (!queue.push(item)) {
+    s.add_queue_depth(stage, -1);
+    settle(s, std::move(item), DocumentState::kCancelled, nullptr);
+  }
+}
+
+OutputTarget output_target(const WorkItem& item) {
+  const DocumentRef& doc = item.sched.doc;
+  if (!doc.output) {
+    std::string_view rel = item.output_path;
+    while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
+    return OutputTarget{nullptr, rel, nullptr};
+  }
+  // output_path is output.dir/RELATIVE_PATH+suffix (output_path_for): the part below the folder.
+  const JobSpec& spec = item.sched.job->spec();
+  std::string_view rel = item.output_path;
+  const std::string& dir = spec.output.dir;
+  rel.remove_prefix(std::min(rel.size(), dir.size() + (dir.ends_with('/') ? 0 : 1)));
+  return OutputTarget{doc.output.get(), rel, restricted_submitter(spec)};
+}
+
+Status create_output(WorkItem& item) {
+  return item.output.create(item.output_path, output_target(item));
+}
+
+// ---- shared state -------------------------------------------------------------------------------
+
+std::unique_ptr<WorkItem> WorkItemPool::get() {
+  {
+    std::lock_guard lock(mu_);
+    if (!free_.empty()) {
+      std::unique_ptr<WorkItem> item = std::move(free_.back());
+      free_.pop_back();
+      return item;
+    }
+  }
+  return std::make_unique<WorkItem>();
+}
+
+void WorkItemPool::put(std::unique_ptr<WorkItem> item) {
+  item->sched = ScheduledDocument{};
+  item->output_path.clear();
+  item->deadline = Clock::time_point::max();
+  item->time_left = Clock::duration::max();
+  item->bytes_in = item->bytes_out = 0;
+  item->held_bytes = 0;
+  item->streamed = false;
+  item->sha256.clear();
+  item->output.discard();
+  trim(item->data);
+  trim(item->scratch);
+  std::lock_guard lock(mu_);
+  if (free_.size() < kPoolItems) free_.push_back(std::move(item));
+}
+
+StageShared::StageShared(const PipelineOptions& opts, PipelineMetrics* m)
+    : options(opts),
+      metrics(m),
+      clock(*opts.clock),
+      jitter(opts.jitter_seed ? *opts.jitter_seed : RetryJitter::random_seed()),
+      scheduler(clock),
+      slots(opts.max_in_flight_documents),
+      budget(opts.memory_budget_bytes, m != nullptr ? &m->buffer_bytes_in_use() : nullptr),
+      transform_queue(opts.queue_capacity),
+      write_queue(opts.queue_capacity) {
+  if (metrics != nullptr) {
+    metrics->memory_budget_bytes().Set(static_cast<double>(opts.memory_budget_bytes));
+  }
+}
+
+void StageShared::add_queue_depth(Stage s, double delta) {
+  if (metrics != nullptr) metrics->queue_depth(s).Increment(delta);
+}
+
+void StageShared::add_in_flight(Stage s, double delta) {
+  if (metrics != nullptr) metrics->in_flight(s).Increment(delta);
+}
+
+void StageShared::observe_duration(Stage s, double seconds) {
+  if (metrics != nullptr) metrics->stage_duration(s).Observe(seconds);
+}
+
+}  // namespace docpipe

@@ -1,0 +1,60 @@
+#pragma once
+// What the reader, transformer and writer stages share: settling an item (its one exit from the
+// pipeline or back to the scheduler), the per-document deadline, the hand-off between stages and
+// the metric clock of a stage's work. Internal to pipeline/; pipeline.cc sees only stages.h.
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/result.h"
+#include "pipeline/stages.h"
+
+namespace docpipe {
+
+// Frees a pooled buffer that grew past what the pool keeps, else only clears it.
+void trim(std::string& buffer);
+
+// Times one stage's work on an item and counts it in docpipe_stage_in_flight meanwhile. Waits
+// for budget are paused out, so the histogram shows the cost of the work, not back-pressure.
+class StageClock {
+ public:
+  StageClock(StageShared& s, Stage stage);
+  ~StageClock();
+  StageClock(const StageClock&) = delete;
+  StageClock& operator=(const StageClock&) = delete;
+
+  void pause();
+  void resume();
+
+ private:
+  StageShared& s_;
+  const Stage stage_;
+  Clock::time_point start_;
+  Clock::duration elapsed_{};
+  bool running_ = true;
+};
+
+// Releases everything the item holds, then reports its outcome, or hands it back to the
+// scheduler for another attempt when the failure is transient and attempts remain.
+void settle(StageShared& s, std::unique_ptr<WorkItem> item, DocumentState state,
+            const Error* error);
+// settle() as cancelled for kCancelled, else as failed with `error`.
+void settle_error(StageShared& s, std::unique_ptr<WorkItem> item, const Error& error);
+
+// Checked at every stage boundary and between streamed chunks: cancel and timeouts take effect
+// within one chunk or one whole-document step, never after the rest of the document.
+std::optional<Error> interrupted(const StageShared& s, const WorkItem& item);
+
+// A stage takes the item: its remaining processing time starts running.
+void begin_stage(const Clock& clock, WorkItem& item);
+
+// Hands the item to the next stage; a closed queue (stopping) completes it as cancelled.
+void forward(StageShared& s, std::unique_ptr<WorkItem> item, Stage stage);
+
+// Where the item's output goes: beneath the job's open output folder, never by its path string.
+OutputTarget output_target(const WorkItem& item);
+Status create_output(WorkItem& item);
+
+}  // namespace docpipe
