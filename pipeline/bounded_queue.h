@@ -12,6 +12,8 @@
 #include <optional>
 #include <utility>
 
+#include "pipeline/blocked_count.h"
+
 namespace docpipe {
 
 template <typename T>
@@ -25,9 +27,9 @@ class BoundedQueue {
   bool push(T& item) {
     std::unique_lock lock(mu_);
     if (!closed_ && items_.size() >= capacity_) {
-      ++blocked_producers_;
+      blocked_producers_.enter();
       not_full_.wait(lock, [&] { return closed_ || items_.size() < capacity_; });
-      --blocked_producers_;
+      blocked_producers_.leave();
     }
     if (closed_) return false;
     items_.push_back(std::move(item));
@@ -41,9 +43,9 @@ class BoundedQueue {
   std::optional<T> pop() {
     std::unique_lock lock(mu_);
     if (!closed_ && items_.empty()) {
-      ++blocked_consumers_;
+      blocked_consumers_.enter();
       not_empty_.wait(lock, [&] { return closed_ || !items_.empty(); });
-      --blocked_consumers_;
+      blocked_consumers_.leave();
     }
     return take(lock);
   }
@@ -53,9 +55,9 @@ class BoundedQueue {
   std::optional<T> pop_for(std::chrono::duration<Rep, Period> timeout) {
     std::unique_lock lock(mu_);
     if (!closed_ && items_.empty()) {
-      ++blocked_consumers_;
+      blocked_consumers_.enter();
       not_empty_.wait_for(lock, timeout, [&] { return closed_ || !items_.empty(); });
-      --blocked_consumers_;
+      blocked_consumers_.leave();
     }
     return take(lock);
   }
@@ -88,11 +90,20 @@ class BoundedQueue {
   // Threads blocked in push() / pop() right now (tests observe back-pressure with these).
   size_t blocked_producers() const {
     std::lock_guard lock(mu_);
-    return blocked_producers_;
+    return blocked_producers_.count();
   }
   size_t blocked_consumers() const {
     std::lock_guard lock(mu_);
-    return blocked_consumers_;
+    return blocked_consumers_.count();
+  }
+  // Each blocks until that many are (tests: act once a stage is blocked); false after `timeout`.
+  bool await_blocked_producers(size_t n, std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(mu_);
+    return blocked_producers_.await(lock, n, timeout);
+  }
+  bool await_blocked_consumers(size_t n, std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(mu_);
+    return blocked_consumers_.await(lock, n, timeout);
   }
 
  private:
@@ -103,7 +114,7 @@ class BoundedQueue {
     // Blocked producers are woken together once the queue has drained to half, not one per pop:
     // a consumer that is the bottleneck would otherwise pay a wake-up and a context switch for
     // every item. The consumers still have half a queue of work meanwhile, so nothing idles.
-    const bool wake = blocked_producers_ > 0 && items_.size() <= capacity_ / 2;
+    const bool wake = blocked_producers_.count() > 0 && items_.size() <= capacity_ / 2;
     lock.unlock();
     if (wake) not_full_.notify_all();
     return item;
@@ -114,8 +125,8 @@ class BoundedQueue {
   std::condition_variable not_full_;
   std::condition_variable not_empty_;
   std::deque<T> items_;
-  size_t blocked_producers_ = 0;
-  size_t blocked_consumers_ = 0;
+  mutable BlockedCount blocked_producers_;
+  mutable BlockedCount blocked_consumers_;
   bool closed_ = false;
 };
 

@@ -1,3 +1,5 @@
+// The reader stage: takes a slot and the scheduler's next document, checks if_exists, opens the
+// input beneath the job's folder, charges the budget and reads a small document whole.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -6,9 +8,6 @@
 
 #include "core/path_util.h"
 #include "pipeline/stage_common.h"
-
-// The reader stage: takes a slot and the scheduler's next document, checks if_exists, opens the
-// input beneath the job's folder, charges the budget and reads a small document whole.
 
 namespace docpipe {
 

@@ -37,9 +37,9 @@ void ByteBudget::set_budget(size_t budget) {
 
 bool CountingSemaphore::acquire() {
   std::unique_lock lock(mu_);
-  ++waiting_;
+  waiting_.enter();
   cv_.wait(lock, [&] { return closed_ || in_use_ < capacity_; });
-  --waiting_;
+  waiting_.leave();
   if (closed_) return false;
   ++in_use_;
   return true;
@@ -76,7 +76,12 @@ size_t CountingSemaphore::in_use() const {
 
 size_t CountingSemaphore::waiting() const {
   std::lock_guard lock(mu_);
-  return waiting_;
+  return waiting_.count();
+}
+
+bool CountingSemaphore::await_waiting(size_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mu_);
+  return waiting_.await(lock, n, timeout);
 }
 
 ByteBudget::ByteBudget(size_t budget, prometheus::Gauge* in_use_gauge)
@@ -98,9 +103,9 @@ void ByteBudget::set_in_use(size_t v) {
 bool ByteBudget::acquire(size_t n) {
   std::unique_lock lock(mu_);
   const uint64_t ticket = next_ticket_++;
-  ++waiting_;
+  waiting_.enter();
   cv_.wait(lock, [&] { return closed_ || (ticket == serving_ && fits(n)); });
-  --waiting_;
+  waiting_.leave();
   if (closed_) return false;
   ++serving_;
   set_in_use(in_use_ + n);
@@ -160,7 +165,12 @@ size_t ByteBudget::peak() const {
 
 size_t ByteBudget::waiting() const {
   std::lock_guard lock(mu_);
-  return waiting_;
+  return waiting_.count();
+}
+
+bool ByteBudget::await_waiting(size_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mu_);
+  return waiting_.await(lock, n, timeout);
 }
 
 }  // namespace docpipe

@@ -3,10 +3,13 @@
 // Both block the reader that wants to admit more work; the stages downstream only ever release
 // (or, for a growing transform output, overdraw), so a blocked reader cannot deadlock them.
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+
+#include "pipeline/blocked_count.h"
 
 namespace prometheus {
 class Gauge;
@@ -33,13 +36,15 @@ class CountingSemaphore {
   // lowered capacity are simply not replaced as they are released.
   void set_capacity(size_t capacity);
   size_t waiting() const;  // threads blocked in acquire()
+  // Blocks until waiting() >= n (tests: act once a reader is blocked); false after `timeout`.
+  bool await_waiting(size_t n, std::chrono::milliseconds timeout) const;
 
  private:
   size_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   size_t in_use_ = 0;
-  size_t waiting_ = 0;
+  mutable BlockedCount waiting_;
   bool closed_ = false;
 };
 
@@ -74,6 +79,8 @@ class ByteBudget {
   size_t in_use() const;
   size_t peak() const;     // highest in_use() so far
   size_t waiting() const;  // threads blocked in acquire()
+  // Blocks until waiting() >= n (tests: act once a reader is blocked); false after `timeout`.
+  bool await_waiting(size_t n, std::chrono::milliseconds timeout) const;
 
  private:
   bool fits(size_t n) const;
@@ -85,7 +92,7 @@ class ByteBudget {
   std::condition_variable cv_;
   size_t in_use_ = 0;
   size_t peak_ = 0;
-  size_t waiting_ = 0;
+  mutable BlockedCount waiting_;
   uint64_t next_ticket_ = 0;  // acquire() calls, in arrival order
   uint64_t serving_ = 0;      // the ticket allowed to take bytes next
   bool closed_ = false;

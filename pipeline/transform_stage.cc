@@ -1,3 +1,6 @@
+// The transformer stage: runs the job's chain over a whole document, spilling its output to the
+// temp file once it passes stream_threshold_bytes, or streams a large document chunk by chunk
+// from its input to its temp file.
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,10 +10,6 @@
 #include "core/path_util.h"
 #include "core/transform_chain.h"
 #include "pipeline/stage_common.h"
-
-// The transformer stage: runs the job's chain over a whole document, spilling its output to the
-// temp file once it passes stream_threshold_bytes, or streams a large document chunk by chunk
-// from its input to its temp file.
 
 namespace docpipe {
 

@@ -1,7 +1,6 @@
-#include "pipeline/stage_common.h"
-
 // The writer stage: writes a small document's output to its temp file (a streamed one is there
 // already), lets the job record it, and renames it into place.
+#include "pipeline/stage_common.h"
 
 namespace docpipe {
 

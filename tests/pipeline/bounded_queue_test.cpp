@@ -14,8 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-using testing::eventually;
-
 TEST_CASE("bounded_queue: items come out in the order they went in") {
   BoundedQueue<int> q(3);
   CHECK(q.push(1));
@@ -39,11 +37,11 @@ TEST_CASE("bounded_queue: a full queue blocks the producer until the consumer po
     pushed = true;
   });
   // The producer cannot finish while the queue is full: it is blocked, not failed.
-  REQUIRE(eventually([&] { return q.blocked_producers() == 1; }));
+  REQUIRE(q.await_blocked_producers(1, 10s));
   CHECK_FALSE(pushed.load());
   CHECK(q.pop() == 1);
-  CHECK(eventually([&] { return pushed.load(); }));
   producer.join();
+  CHECK(pushed.load());
   CHECK(q.size() == 2);
   CHECK(q.pop() == 2);
   CHECK(q.pop() == 3);
@@ -58,7 +56,7 @@ TEST_CASE("bounded_queue: close wakes a blocked consumer with nullopt") {
       if (q.pop() == std::nullopt) ++results;
     });
   }
-  REQUIRE(eventually([&] { return q.blocked_consumers() == 3; }));
+  REQUIRE(q.await_blocked_consumers(3, 10s));
   q.close();
   for (auto& t : consumers) t.join();
   CHECK(results == 3);
@@ -75,7 +73,7 @@ TEST_CASE("bounded_queue: close wakes a blocked producer, which fails and keeps 
     ok = q.push(kept);
     returned = true;
   });
-  REQUIRE(eventually([&] { return q.blocked_producers() == 1; }));
+  REQUIRE(q.await_blocked_producers(1, 10s));
   CHECK_FALSE(returned.load());
   q.close();
   producer.join();

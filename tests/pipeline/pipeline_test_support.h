@@ -38,17 +38,6 @@ inline PipelineOptions test_options() {
   return o;
 }
 
-// Polls `cond` until it holds (true) or `timeout` passes (false).
-template <typename Cond>
-bool eventually(Cond cond, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
-
 // A fresh folder under /tmp (mkdtemp), removed with everything in it at the end of the test.
 class TempDir {
  public:

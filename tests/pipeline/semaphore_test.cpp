@@ -14,8 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-using testing::eventually;
-
 TEST_CASE("counting_semaphore: acquire blocks at the limit until a release") {
   CountingSemaphore sem(2);
   REQUIRE(sem.acquire());
@@ -24,7 +22,7 @@ TEST_CASE("counting_semaphore: acquire blocks at the limit until a release") {
   CHECK_FALSE(sem.try_acquire());
   std::atomic<bool> got{false};
   std::thread t([&] { got = sem.acquire(); });
-  REQUIRE(eventually([&] { return sem.waiting() == 1; }));
+  REQUIRE(sem.await_waiting(1, 10s));
   CHECK_FALSE(got.load());
   sem.release();
   t.join();
@@ -41,7 +39,7 @@ TEST_CASE("counting_semaphore: close wakes waiters, which fail") {
   std::atomic<int> failed{0};
   std::thread a([&] { failed += sem.acquire() ? 0 : 1; });
   std::thread b([&] { failed += sem.acquire() ? 0 : 1; });
-  REQUIRE(eventually([&] { return sem.waiting() == 2; }));
+  REQUIRE(sem.await_waiting(2, 10s));
   sem.close();
   a.join();
   b.join();
@@ -56,7 +54,7 @@ TEST_CASE("byte_budget: acquire blocks when the bytes do not fit and resumes on 
   CHECK_FALSE(budget.try_acquire(50));
   std::atomic<bool> got{false};
   std::thread t([&] { got = budget.acquire(50); });
-  REQUIRE(eventually([&] { return budget.waiting() == 1; }));
+  REQUIRE(budget.await_waiting(1, 10s));
   CHECK_FALSE(got.load());
   budget.release(10);  // 50 in use: 50 more fit exactly
   t.join();
@@ -72,7 +70,7 @@ TEST_CASE("byte_budget: a request larger than the budget is clamped and proceeds
   REQUIRE(budget.acquire(30));
   std::atomic<bool> got{false};
   std::thread t([&] { got = budget.acquire(1000); });
-  REQUIRE(eventually([&] { return budget.waiting() == 1; }));
+  REQUIRE(budget.await_waiting(1, 10s));
   CHECK_FALSE(got.load());  // waits for the whole budget, not for 1000 bytes that never fit
   budget.release(30);
   t.join();
@@ -90,9 +88,9 @@ TEST_CASE("byte_budget: waiters are served in order, so small requests cannot st
   std::atomic<bool> big{false};
   std::atomic<bool> small{false};
   std::thread a([&] { big = budget.acquire(90); });
-  REQUIRE(eventually([&] { return budget.waiting() == 1; }));
+  REQUIRE(budget.await_waiting(1, 10s));
   std::thread b([&] { small = budget.acquire(10); });  // 10 fits, but the 90 came first
-  REQUIRE(eventually([&] { return budget.waiting() == 2; }));
+  REQUIRE(budget.await_waiting(2, 10s));
   CHECK_FALSE(budget.try_acquire(10));
   CHECK_FALSE(small.load());
   budget.release(60);
@@ -125,7 +123,7 @@ TEST_CASE("byte_budget: close wakes a waiting acquire, which fails and charges n
   REQUIRE(budget.acquire(10));
   std::atomic<int> result{-1};
   std::thread t([&] { result = budget.acquire(5) ? 1 : 0; });
-  REQUIRE(eventually([&] { return budget.waiting() == 1; }));
+  REQUIRE(budget.await_waiting(1, 10s));
   budget.close();
   t.join();
   CHECK(result == 0);
