@@ -7,7 +7,8 @@
 //
 //   UvHandle<uv_timer_t> timer_;
 //   timer_.open(this, [&](uv_timer_t* t) { return uv_timer_init(loop, t); });
-//   uv_timer_start(timer_.get(), [](uv_timer_t* t) { UvHandle<uv_timer_t>::owner_of<Foo>(t)->tick(); }, ...);
+//   uv_timer_start(timer_.get(),
+//                  [](uv_timer_t* t) { UvHandle<uv_timer_t>::owner_of<Foo>(t)->tick(); }, ...);
 //   timer_.close([this] { on_timer_closed(); });
 //
 // The embedded handle's `data` belongs to this helper (it points back here); callbacks find their
