@@ -31,7 +31,7 @@ class UvHandle {
 
   UvHandle() = default;
   ~UvHandle() {
-    if (state_ == State::kOpen || state_ == State::kClosing) {
+    if (in_use()) {
       std::fprintf(stderr, "docpipe: a libuv handle (%s) was destroyed while %s\n",
                    uv_handle_type_name(uv_handle_get_type(base())),
                    state_ == State::kOpen ? "open" : "closing");
@@ -70,6 +70,8 @@ class UvHandle {
   const uv_handle_t* base() const { return reinterpret_cast<const uv_handle_t*>(&handle_); }
   State state() const { return state_; }
   bool is_open() const { return state_ == State::kOpen; }
+  // Open or closing: libuv may still touch the handle, so it must not be freed yet.
+  bool in_use() const { return state_ == State::kOpen || state_ == State::kClosing; }
 
   // The owner given to open(), from the handle a libuv callback receives.
   template <typename Owner>

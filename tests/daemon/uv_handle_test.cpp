@@ -38,6 +38,7 @@ TEST_CASE("uv handle: open, closing, closed, and the close callback tells the ow
   REQUIRE(owner.timer.open(&owner, [&](uv_timer_t* t) { return uv_timer_init(&loop, t); }) == 0);
   CHECK(owner.timer.state() == Timer::State::kOpen);
   CHECK(owner.timer.is_open());
+  CHECK(owner.timer.in_use());
   // Callbacks find their owner through the handle libuv gives them.
   uv_timer_start(
       owner.timer.get(), [](uv_timer_t* t) { ++Timer::owner_of<Owner>(t)->fired; }, 0, 0);
@@ -48,9 +49,11 @@ TEST_CASE("uv handle: open, closing, closed, and the close callback tells the ow
   owner.timer.close([&] { ++owner.closed_calls; });
   CHECK(owner.timer.state() == Timer::State::kClosing);
   CHECK_FALSE(owner.timer.is_open());
+  CHECK(owner.timer.in_use());  // libuv holds it until the close callback
   CHECK(owner.closed_calls == 0);  // libuv calls back on the next loop turn, never inline
   close_loop(&loop);
   CHECK(owner.timer.state() == Timer::State::kClosed);
+  CHECK_FALSE(owner.timer.in_use());
   CHECK(owner.closed_calls == 1);
 }
 
