@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -16,8 +17,8 @@
 
 namespace docpipe {
 
-ServiceNotifier::ServiceNotifier(uv_loop_t* loop, HealthFn health)
-    : loop_(loop), health_(std::move(health)) {}
+ServiceNotifier::ServiceNotifier(uv_loop_t* loop, HealthFn health, const Clock& clock)
+    : loop_(loop), health_(std::move(health)), clock_(clock), last_progress_(clock.now()) {}
 
 ServiceNotifier::~ServiceNotifier() {
   if (fd_ >= 0) ::close(fd_);
@@ -65,25 +66,27 @@ void ServiceNotifier::send_state(std::string message) {
 }
 
 void ServiceNotifier::start() {
+  if (timer_.state() != UvHandle<uv_timer_t>::State::kUnopened) return;
   uint64_t usec = 0;
   watchdog_ = sd_watchdog_enabled(0, &usec) > 0 && usec > 0;
   // Half the watchdog period, as sd_watchdog_enabled(3) advises; otherwise refresh STATUS= at 5 s.
   uint64_t period_ms = watchdog_ ? std::max<uint64_t>(usec / 2000, 1) : 5000;
-  uv_timer_init(loop_, &timer_);
-  timer_.data = this;
-  started_ = true;
-  last_progress_ms_ = uv_now(loop_);
+  if (timer_.open(this, [this](uv_timer_t* t) { return uv_timer_init(loop_, t); }) != 0) return;
+  last_progress_ = clock_.now();
   uv_timer_start(
-      &timer_, [](uv_timer_t* t) { static_cast<ServiceNotifier*>(t->data)->tick(); }, period_ms,
-      period_ms);
+      timer_.get(),
+      [](uv_timer_t* t) { UvHandle<uv_timer_t>::owner_of<ServiceNotifier>(t)->tick(); },
+      period_ms, period_ms);
   // A timer alone must not keep the loop alive once everything else has closed.
-  uv_unref(reinterpret_cast<uv_handle_t*>(&timer_));
+  uv_unref(timer_.base());
 }
 
-void ServiceNotifier::close() {
-  if (closed_ || !started_) return;
-  closed_ = true;
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+void ServiceNotifier::close(std::function<void()> on_closed) {
+  if (timer_.state() == UvHandle<uv_timer_t>::State::kUnopened) {
+    if (on_closed) on_closed();  // nothing was opened: closed already
+    return;
+  }
+  timer_.close(std::move(on_closed));
 }
 
 void ServiceNotifier::ready() { send_state("READY=1"); }
@@ -102,16 +105,17 @@ void ServiceNotifier::stopping() { send_state("STOPPING=1"); }
 void ServiceNotifier::tick() {
   if (!pending_state_.empty() && send(pending_state_)) pending_state_.clear();
   Health h = health_();
-  uint64_t now = uv_now(loop_);
+  Clock::time_point now = clock_.now();
   if (!h.busy || h.documents_finished != last_finished_) {
     last_finished_ = h.documents_finished;
-    last_progress_ms_ = now;
+    last_progress_ = now;
   }
-  bool stalled = h.busy && h.stall_after_ms > 0 &&
-                 now - last_progress_ms_ > static_cast<uint64_t>(h.stall_after_ms);
+  auto quiet_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - last_progress_).count();
+  bool stalled = h.busy && h.stall_after_ms > 0 && quiet_ms > h.stall_after_ms;
   if (stalled && !stalled_logged_) {
     log_error("pipeline stalled: work is queued but no document finished; withholding watchdog",
-              {{"seconds", std::to_string((now - last_progress_ms_) / 1000)}});
+              {{"seconds", std::to_string(quiet_ms / 1000)}});
   }
   stalled_logged_ = stalled;
   std::string msg = "STATUS=" + h.status;

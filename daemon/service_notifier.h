@@ -9,12 +9,18 @@
 // by default) and would stall the loop. A ping that does not fit is dropped: the next tick sends a
 // fresh one. A state change (READY, RELOADING, STOPPING) that does not fit is kept and retried at
 // each tick until it is sent or replaced by a newer one.
+//
+// The stall is measured on the Clock it is given (a FakeClock in unit tests, which then call
+// tick() by hand); the timer only decides when to look.
 
 #include <uv.h>
 
 #include <cstdint>
 #include <functional>
 #include <string>
+
+#include "core/clock.h"
+#include "daemon/uv_handle.h"
 
 namespace docpipe {
 
@@ -28,16 +34,22 @@ class ServiceNotifier {
   };
   using HealthFn = std::function<Health()>;
 
-  ServiceNotifier(uv_loop_t* loop, HealthFn health);
+  ServiceNotifier(uv_loop_t* loop, HealthFn health, const Clock& clock = system_clock());
   ServiceNotifier(const ServiceNotifier&) = delete;
   ServiceNotifier& operator=(const ServiceNotifier&) = delete;
 
+  // Its timer must be closed (close() and a loop turn) before it is destroyed.
   ~ServiceNotifier();
   void start();  // starts the watchdog/status timer (when systemd asked for a watchdog: its period)
-  void close();
+  // Closes the timer. The first close() calls `on_closed` once the loop is done with it (at once
+  // if it was never started); a later close() calls nothing back.
+  void close(std::function<void()> on_closed = nullptr);
   void ready();
   void reloading();
   void stopping();
+  // What the timer does each period: retries a pending state, sends STATUS= and, while healthy,
+  // WATCHDOG=1. Public so that a test on a fake clock can tick by hand.
+  void tick();
 
  private:
   // Sends one datagram to $NOTIFY_SOCKET without blocking. True if sent, or if there is nowhere
@@ -45,16 +57,14 @@ class ServiceNotifier {
   // retried (queue full, or the socket is missing for now).
   bool send(const std::string& message);
   void send_state(std::string message);
-  void tick();
 
   uv_loop_t* loop_;
   HealthFn health_;
-  uv_timer_t timer_{};
-  bool started_ = false;
-  bool closed_ = false;
+  const Clock& clock_;
+  UvHandle<uv_timer_t> timer_;
   bool watchdog_ = false;
   uint64_t last_finished_ = 0;
-  uint64_t last_progress_ms_ = 0;
+  Clock::time_point last_progress_;
   bool stalled_logged_ = false;
   int fd_ = -1;                // our datagram socket, opened at the first send
   std::string pending_state_;  // a state message still to send, retried at each tick

@@ -7,7 +7,8 @@
 //
 //   UvHandle<uv_timer_t> timer_;
 //   timer_.open(this, [&](uv_timer_t* t) { return uv_timer_init(loop, t); });
-//   uv_timer_start(timer_.get(), [](uv_timer_t* t) { UvHandle<uv_timer_t>::owner_of<Foo>(t)->tick(); }, ...);
+//   uv_timer_start(timer_.get(),
+//                  [](uv_timer_t* t) { UvHandle<uv_timer_t>::owner_of<Foo>(t)->tick(); }, ...);
 //   timer_.close([this] { on_timer_closed(); });
 //
 // The embedded handle's `data` belongs to this helper (it points back here); callbacks find their
@@ -30,7 +31,7 @@ class UvHandle {
 
   UvHandle() = default;
   ~UvHandle() {
-    if (state_ == State::kOpen || state_ == State::kClosing) {
+    if (in_use()) {
       std::fprintf(stderr, "docpipe: a libuv handle (%s) was destroyed while %s\n",
                    uv_handle_type_name(uv_handle_get_type(base())),
                    state_ == State::kOpen ? "open" : "closing");
@@ -69,6 +70,8 @@ class UvHandle {
   const uv_handle_t* base() const { return reinterpret_cast<const uv_handle_t*>(&handle_); }
   State state() const { return state_; }
   bool is_open() const { return state_ == State::kOpen; }
+  // Open or closing: libuv may still touch the handle, so it must not be freed yet.
+  bool in_use() const { return state_ == State::kOpen || state_ == State::kClosing; }
 
   // The owner given to open(), from the handle a libuv callback receives.
   template <typename Owner>

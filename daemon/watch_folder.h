@@ -17,8 +17,12 @@
 //   a file found only by a scan takes the settle path, since nothing says it is complete.
 //
 // Stats run through uv_fs_lstat, so the loop thread never blocks on the disk. The handles and
-// requests live in a heap State freed in the last close callback (STYLE.md), so this object may
-// be destroyed at any time; destroying it closes the watch.
+// requests live in a heap State freed once its handles are closed and its requests done
+// (STYLE.md), so this object may be destroyed at any time; destroying it closes the watch.
+//
+// The rules live in SettleTracker, the inotify decoding in InotifyWatch; this class wires them
+// to the loop. Settling is measured on the Clock it is given: the timers only decide when to
+// look, so a unit test on a FakeClock calls check_settled() after advancing it.
 
 #include <uv.h>
 
@@ -26,6 +30,7 @@
 #include <functional>
 #include <string>
 
+#include "core/clock.h"
 #include "daemon/daemon_metrics.h"
 
 namespace docpipe {
@@ -36,7 +41,7 @@ class WatchFolder {
 
   // `metrics` may be null (unit tests).
   WatchFolder(uv_loop_t* loop, std::string dir, int64_t settle_ms, int64_t rescan_interval_ms,
-              DaemonMetrics* metrics, ReadyFn on_ready);
+              DaemonMetrics* metrics, ReadyFn on_ready, const Clock& clock = system_clock());
   ~WatchFolder();
   WatchFolder(const WatchFolder&) = delete;
   WatchFolder& operator=(const WatchFolder&) = delete;
@@ -44,8 +49,10 @@ class WatchFolder {
   // Starts the rescan timer and scans once, then watches with inotify. Returns 0, or the negative
   // errno (libuv style) of a watch that could not be set up: the rescans still run then.
   int start();
-  // Closes every handle; the loop finishes the closes. Nothing is reported after this.
-  void close();
+  // Closes every handle; the loop finishes the closes. Nothing is reported after this. The first
+  // close() calls `on_closed` once every handle is closed and every request done (at once when
+  // nothing was open); a later close() calls nothing back.
+  void close(std::function<void()> on_closed = nullptr);
   // The intake is done with `name` (claimed, rejected or failed to read): forget its state, so
   // that a new file with the same name is seen afresh. An event for the name that came while the
   // intake held it is handled now.
@@ -53,10 +60,15 @@ class WatchFolder {
   void rescan();
   // A reloaded config's settle_ms and rescan_interval_ms.
   void set_timing(int64_t settle_ms, int64_t rescan_interval_ms);
+  // Stats again the files that have been quiet for settle_ms by the clock, and takes those still
+  // unchanged (what the settle timer does).
+  void check_settled();
+  // No scan or stat in flight: every event read so far has been decided (for tests).
+  bool idle() const;
 
  private:
   struct State;
-  State* state_;  // null once closed; the State frees itself in its last close callback
+  State* state_;  // null once closed; the State frees itself once libuv is done with it
 };
 
 }  // namespace docpipe

@@ -1,25 +1,28 @@
-// ServiceNotifier on a real libuv loop, talking to a datagram socket bound by the test: it pings
-// the watchdog while the daemon is idle or making progress, withholds the ping once busy work has
-// made no progress for stall_after_ms (so systemd restarts a stuck daemon), and resumes when
-// documents finish again.
+// ServiceNotifier talking to a datagram socket bound by the test: it pings the watchdog while the
+// daemon is idle or making progress, withholds the ping once busy work has made no progress for
+// stall_after_ms (so systemd restarts a stuck daemon), and resumes when documents finish again.
+// The stall is measured on a fake clock with ticks by hand; one test lets the loop's timer tick.
 
 #include "daemon/service_notifier.h"
 
 #include <doctest/doctest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/support/fake_clock.h"
 
 using docpipe::ServiceNotifier;
 
@@ -62,6 +65,8 @@ class NotifyEnvironment {
     ::rmdir(dir_.c_str());
   }
 
+  int fd() const { return fd_; }
+
   // The messages received since the last call.
   std::vector<std::string> take() {
     std::vector<std::string> out;
@@ -75,103 +80,93 @@ class NotifyEnvironment {
   int fd_ = -1;
 };
 
-bool has_watchdog(const std::string& message) {
-  return message.find("\nWATCHDOG=1") != std::string::npos;
-}
-
 }  // namespace
 
 TEST_CASE("service notifier: pings while healthy, withholds the ping when stalled, resumes") {
-  NotifyEnvironment env("20000");  // a 20 ms watchdog: a tick every 10 ms
+  // A watchdog period far away: the test ticks by hand on a fake clock, the timer never fires.
+  NotifyEnvironment env("3600000000");
   uv_loop_t loop;
   uv_loop_init(&loop);
+  docpipe::test::FakeClock clock;
 
   ServiceNotifier::Health health;
   health.status = "0 job(s) running";
   health.stall_after_ms = 60;
+  ServiceNotifier notifier(&loop, [&health] { return health; }, clock);
+  notifier.start();
+  const std::string ping = "STATUS=0 job(s) running\nWATCHDOG=1";
+  const std::string no_ping = "STATUS=0 job(s) running";
+
+  // Idle counts as healthy, however long it lasts.
+  for (int i = 0; i < 3; ++i) {
+    clock.advance(std::chrono::minutes(10));
+    notifier.tick();
+    CHECK(env.take() == std::vector<std::string>{ping});
+  }
+  // Work arrives and nothing finishes: the ping goes on for stall_after_ms, then stops.
+  health.busy = true;
+  notifier.tick();
+  CHECK(env.take() == std::vector<std::string>{ping});
+  clock.advance(std::chrono::milliseconds(60));
+  notifier.tick();
+  CHECK(env.take() == std::vector<std::string>{ping});
+  clock.advance(std::chrono::milliseconds(1));
+  for (int i = 0; i < 5; ++i) {
+    notifier.tick();
+    CHECK(env.take() == std::vector<std::string>{no_ping});  // the status goes on, the ping not
+    clock.advance(std::chrono::milliseconds(10));
+  }
+  // A finished document is progress: the ping resumes at once, and the wait starts again.
+  health.documents_finished += 1;
+  notifier.tick();
+  CHECK(env.take() == std::vector<std::string>{ping});
+  clock.advance(std::chrono::milliseconds(61));
+  notifier.tick();
+  CHECK(env.take() == std::vector<std::string>{no_ping});
+
+  notifier.close();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("service notifier: start() ticks on a loop timer and close() calls back") {
+  NotifyEnvironment env("20000");  // a 20 ms watchdog: a tick every 10 ms
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  ServiceNotifier::Health health;
+  health.status = "idle";
   ServiceNotifier notifier(&loop, [&health] { return health; });
   notifier.start();
 
-  // Phases, advanced by a control timer as the messages arrive.
-  enum class Phase { kIdle, kStalling, kStalled, kRecovered, kDone } phase = Phase::kIdle;
-  std::vector<std::string> idle, stalled, recovered;
-  int stalled_ticks = 0;
-  struct Control {
-    std::function<void()> step;
-  } control;
-  control.step = [&] {
-    for (std::string& m : env.take()) {
-      switch (phase) {
-        case Phase::kIdle:
-          idle.push_back(m);
-          if (idle.size() >= 3) {
-            // Work arrives and nothing finishes.
-            health.busy = true;
-            phase = Phase::kStalling;
-          }
-          break;
-        case Phase::kStalling:
-          // Until stall_after_ms has passed, the ping goes on; then it stops.
-          if (!has_watchdog(m)) {
-            stalled.push_back(m);
-            phase = Phase::kStalled;
-          }
-          break;
-        case Phase::kStalled:
-          stalled.push_back(m);
-          if (++stalled_ticks >= 5) {
-            health.documents_finished += 1;  // progress again
-            phase = Phase::kRecovered;
-          }
-          break;
-        case Phase::kRecovered:
-          recovered.push_back(m);
-          if (has_watchdog(m)) phase = Phase::kDone;
-          break;
-        case Phase::kDone:
-          break;
-      }
-    }
-  };
-  uv_timer_t timer;
-  uv_timer_init(&loop, &timer);
-  timer.data = &control;
+  // The loop blocks until a datagram arrives on the test's socket (or the deadline passes).
+  struct Wait {
+    NotifyEnvironment* env;
+    std::vector<std::string> got;
+    uv_poll_t poll;
+    uv_timer_t deadline;
+  } wait{&env, {}, {}, {}};
+  uv_poll_init(&loop, &wait.poll, env.fd());
+  wait.poll.data = &wait;
+  uv_poll_start(&wait.poll, UV_READABLE, [](uv_poll_t* p, int, int) {
+    auto* w = static_cast<Wait*>(p->data);
+    for (std::string& m : w->env->take()) w->got.push_back(std::move(m));
+    if (w->got.size() >= 3) uv_stop(p->loop);
+  });
+  uv_timer_init(&loop, &wait.deadline);
   uv_timer_start(
-      &timer,
-      [](uv_timer_t* t) {
-        auto* c = static_cast<Control*>(t->data);
-        c->step();
-      },
-      2, 2);
-  // A deadline, so that a broken notifier fails the test instead of hanging it.
-  uv_timer_t deadline;
-  uv_timer_init(&loop, &deadline);
-  deadline.data = &loop;
-  uv_timer_start(
-      &deadline, [](uv_timer_t* t) { uv_stop(static_cast<uv_loop_t*>(t->data)); }, 20000, 0);
-
-  while (phase != Phase::kDone && uv_run(&loop, UV_RUN_ONCE) != 0 && uv_loop_alive(&loop)) {
-    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&deadline))) break;
-  }
-  REQUIRE(phase == Phase::kDone);
-
-  for (const std::string& m : idle) {
-    CAPTURE(m);
-    CHECK(m == "STATUS=0 job(s) running\nWATCHDOG=1");
-  }
-  REQUIRE(stalled.size() >= 5);
-  for (const std::string& m : stalled) {
-    CAPTURE(m);
-    CHECK(m == "STATUS=0 job(s) running");  // the status goes on, the ping does not
-  }
-  CHECK(has_watchdog(recovered.back()));
-
-  uv_timer_stop(&timer);
-  uv_timer_stop(&deadline);
-  notifier.close();
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
+      &wait.deadline, [](uv_timer_t* t) { uv_stop(t->loop); }, 10000, 0);
   uv_run(&loop, UV_RUN_DEFAULT);
+  REQUIRE(wait.got.size() >= 3);
+  for (const std::string& m : wait.got) CHECK(m == "STATUS=idle\nWATCHDOG=1");
+
+  bool closed = false;
+  notifier.close([&] { closed = true; });
+  notifier.close([] { FAIL("a second close() calls back"); });
+  uv_close(reinterpret_cast<uv_handle_t*>(&wait.poll), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&wait.deadline), nullptr);
+  CHECK_FALSE(closed);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(closed);
   CHECK(uv_loop_close(&loop) == 0);
 }
 
@@ -209,70 +204,44 @@ TEST_CASE("service notifier: an abstract NOTIFY_SOCKET (@name) is reached") {
 
 TEST_CASE("service notifier: a notify socket nobody reads never stalls the loop") {
   // The kernel queues about 10 datagrams for a reader that does not read (net.unix.max_dgram_qlen);
-  // 50 pings (one a millisecond) plus READY and STOPPING go far past that.
-  NotifyEnvironment env("2000");
+  // 50 ticks plus READY and STOPPING go far past that. The ticks run on a thread of their own, so
+  // that a blocking send (the bug) fails the test instead of hanging it.
+  NotifyEnvironment env("3600000000");
   uv_loop_t loop;
   uv_loop_init(&loop);
-  std::atomic<int> ticks{0};
-  ServiceNotifier notifier(&loop, [&ticks] {
-    ++ticks;
+  ServiceNotifier notifier(&loop, [] {
     ServiceNotifier::Health h;
     h.status = "idle";
     return h;
   });
   notifier.start();
 
-  // A probe timer every 5 ms: the largest gap between two firings shows any stall of the loop.
-  struct Probe {
-    uint64_t last_ns = 0;
-    uint64_t worst_gap_ns = 0;
-  } probe;
-  uv_timer_t probe_timer;
-  uv_timer_init(&loop, &probe_timer);
-  probe_timer.data = &probe;
-  uv_timer_start(
-      &probe_timer,
-      [](uv_timer_t* t) {
-        auto* p = static_cast<Probe*>(t->data);
-        uint64_t now = uv_hrtime();
-        if (p->last_ns != 0) p->worst_gap_ns = std::max(p->worst_gap_ns, now - p->last_ns);
-        p->last_ns = now;
-      },
-      5, 5);
-
-  std::atomic<bool> finished{false};
+  std::promise<void> finished;
+  std::future<void> done = finished.get_future();
   std::thread runner([&] {
     notifier.ready();
-    while (ticks < 50) uv_run(&loop, UV_RUN_ONCE);
+    for (int i = 0; i < 50; ++i) notifier.tick();
     notifier.stopping();  // the queue is full: kept for the next tick
-    finished = true;
+    finished.set_value();
   });
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!finished && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  CHECK(finished.load());
+  CHECK(done.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
   // A blocked sender (the bug) is released by reading, so that the test ends either way.
-  while (!finished) {
+  while (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    pollfd p{env.fd(), POLLIN, 0};
+    ::poll(&p, 1, 100);
     env.take();
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   runner.join();
-  INFO("worst gap between probe firings: " << probe.worst_gap_ns / 1000000 << " ms");
-  CHECK(probe.worst_gap_ns < 200u * 1000000u);
 
-  // Once systemd reads again, the STOPPING that did not fit is delivered by a later tick.
+  // Once systemd reads again, the STOPPING that did not fit is delivered by the next tick.
   std::vector<std::string> got = env.take();
   CHECK(got.size() <= 12);  // what the queue held: the rest was dropped, not queued in memory
-  bool stopping = false;
-  for (int i = 0; i < 200 && !stopping; ++i) {
-    uv_run(&loop, UV_RUN_ONCE);
-    for (const std::string& m : env.take()) stopping |= m == "STOPPING=1";
-  }
-  CHECK(stopping);
+  CHECK(std::find(got.begin(), got.end(), "STOPPING=1") == got.end());
+  notifier.tick();
+  got = env.take();
+  CHECK(std::find(got.begin(), got.end(), "STOPPING=1") != got.end());
 
   notifier.close();
-  uv_close(reinterpret_cast<uv_handle_t*>(&probe_timer), nullptr);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);
 }
