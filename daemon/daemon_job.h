@@ -49,6 +49,9 @@ class DaemonJob : public PipelineJob {
   // job's; tests replace it to see that, or to pause the walk. Set before the job starts.
   using OutputProbe = std::function<bool(const DocumentRef& doc, const std::string& output)>;
   void set_output_probe(OutputProbe probe) { output_probe_ = std::move(probe); }
+  // The default probe: `output` looked up beneath the job's open output folder, symlinks not
+  // followed (OutputFile::exists).
+  static bool output_exists(const JobSpec& spec, const DocumentRef& doc, const std::string& output);
 
   // Creates the journal, or with `resume` replays and reopens an existing one (a missing journal
   // starts afresh). Blocking: call off the loop thread.

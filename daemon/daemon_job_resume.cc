@@ -21,20 +21,6 @@ namespace docpipe {
 
 namespace {
 
-// Whether a recorded output still exists, looked up beneath the job's open output folder: the
-// default OutputProbe.
-bool output_present(const JobSpec& spec, const DocumentRef& doc, const std::string& output) {
-  std::string_view rel = output;
-  if (doc.output == nullptr) {
-    while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
-  } else if (path_is_within(output, spec.output.dir)) {
-    rel = path_below(output, spec.output.dir);
-  } else {
-    return false;
-  }
-  return OutputFile::exists(OutputTarget{doc.output.get(), rel, nullptr});
-}
-
 // The sha256 of a regular file, or nullopt if it is not one or cannot be read.
 std::optional<std::string> file_sha256(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -60,6 +46,19 @@ std::optional<std::string> file_sha256(const std::string& path) {
 }
 
 }  // namespace
+
+bool DaemonJob::output_exists(const JobSpec& spec, const DocumentRef& doc,
+                              const std::string& output) {
+  std::string_view rel = output;
+  if (doc.output == nullptr) {
+    while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
+  } else if (path_is_within(output, spec.output.dir)) {
+    rel = path_below(output, spec.output.dir);
+  } else {
+    return false;
+  }
+  return OutputFile::exists(OutputTarget{doc.output.get(), rel, nullptr});
+}
 
 Status DaemonJob::open(const std::string& journal_path, bool resume, bool durable) {
   durable_ = durable;
@@ -135,7 +134,7 @@ bool DaemonJob::redo_done(const DocumentRef& doc, const Done& done) const {
   // Only a success has an output to lose; a failed or skipped document stays as recorded.
   if (done.state != RecordState::kSucceeded) return false;
   if (output_probe_) return !output_probe_(doc, done.output);
-  return !output_present(spec_, doc, done.output);
+  return !output_exists(spec_, doc, done.output);
 }
 
 Status DaemonJob::settle_intents() {
