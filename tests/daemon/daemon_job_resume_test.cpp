@@ -146,7 +146,9 @@ TEST_CASE("daemon job: a 100,000-document job 90 % done resumes fast, its writer
                     << ms(in_check).count() << " ms in " << checks
                     << " output checks holding no lock; the job's lock was taken " << reports
                     << " times meanwhile, the longest wait " << ms(longest).count() << " ms");
-  CHECK(ms(t2 - t0).count() < 5000);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  CHECK(ms(t2 - t0).count() < 5000);  // a sanitizer build only reports the figures
+#endif
 }
 
 TEST_CASE("daemon job: the report is stamped by the clock it is given") {
