@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "core/path_util.h"
@@ -96,18 +97,97 @@ Status write_new_file(const std::string& path, std::string_view content, bool du
   return st;
 }
 
-Status write_file_atomic(const std::string& path, std::string_view content, bool durable) {
-  const std::string folder = parent_of(path);
-  const std::string tmp = temp_path_for(folder, base_name(path));
-  Status st = write_new_file(tmp, content, durable);
-  if (!st) return st;
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    st = errno_error("rename to " + path, errno);
-    ::unlink(tmp.c_str());
-    return st;
+Result<AtomicFileWriter> AtomicFileWriter::create(const std::string& path, bool durable) {
+  std::string tmp = temp_path_for(parent_of(path), base_name(path));
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return errno_error("create " + tmp, errno);
+  return AtomicFileWriter(path, std::move(tmp), fd, durable);
+}
+
+AtomicFileWriter::AtomicFileWriter(std::string path, std::string tmp, int fd, bool durable)
+    : path_(std::move(path)), tmp_(std::move(tmp)), fd_(fd), durable_(durable) {}
+
+AtomicFileWriter::AtomicFileWriter(AtomicFileWriter&& other) noexcept
+    : path_(std::move(other.path_)),
+      tmp_(std::move(other.tmp_)),
+      fd_(std::exchange(other.fd_, -1)),
+      durable_(other.durable_),
+      buf_(std::move(other.buf_)),
+      failed_(std::move(other.failed_)) {}
+
+AtomicFileWriter& AtomicFileWriter::operator=(AtomicFileWriter&& other) noexcept {
+  if (this != &other) {
+    abort();
+    path_ = std::move(other.path_);
+    tmp_ = std::move(other.tmp_);
+    fd_ = std::exchange(other.fd_, -1);
+    durable_ = other.durable_;
+    buf_ = std::move(other.buf_);
+    failed_ = std::move(other.failed_);
   }
-  if (durable) return fsync_dir(folder);
+  return *this;
+}
+
+void AtomicFileWriter::abort() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  fd_ = -1;
+  ::unlink(tmp_.c_str());
+}
+
+Status AtomicFileWriter::fail(Error error) {
+  abort();
+  failed_ = error;
+  return error;
+}
+
+Status AtomicFileWriter::flush() {
+  Status st = write_all(fd_, buf_, tmp_);
+  buf_.clear();
+  return st;
+}
+
+Status AtomicFileWriter::write(std::string_view data) {
+  if (failed_) return *failed_;
+  if (fd_ < 0) return make_error(ErrorCode::kInternal, "write " + path_ + ": already committed");
+  if (buf_.size() + data.size() > kBufferBytes) {
+    Status st = flush();
+    if (st && data.size() >= kBufferBytes) st = write_all(fd_, data, tmp_);  // skip the copy
+    if (!st) return fail(st.error());
+    if (data.size() >= kBufferBytes) return ok();
+  }
+  if (buf_.capacity() < kBufferBytes) buf_.reserve(kBufferBytes);
+  buf_.append(data);
   return ok();
+}
+
+Status AtomicFileWriter::commit() {
+  if (failed_) return *failed_;
+  if (fd_ < 0) return make_error(ErrorCode::kInternal, "commit " + path_ + ": already committed");
+  Status st = flush();
+  if (st && durable_ && ::fsync(fd_) != 0) st = errno_error("fsync " + tmp_, errno);
+  if (!st) return fail(st.error());
+  const int fd = std::exchange(fd_, -1);
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp_.c_str());
+    return fail(errno_error("close " + tmp_, err));
+  }
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp_.c_str());
+    return fail(errno_error("rename to " + path_, err));
+  }
+  // In place: a failure now leaves the new file there, but says it may not survive a crash.
+  if (durable_) return fsync_dir(parent_of(path_));
+  return ok();
+}
+
+Status write_file_atomic(const std::string& path, std::string_view content, bool durable) {
+  Result<AtomicFileWriter> out = AtomicFileWriter::create(path, durable);
+  if (!out) return out.error();
+  Status st = out->write(content);
+  return st ? out->commit() : st;
 }
 
 Status make_dirs(const std::string& path) {

@@ -2,6 +2,7 @@
 // Small file-system helpers for control-plane files (reports, error files, job files).
 // Everything here is synchronous: call it from a worker thread, never from the loop thread.
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -19,8 +20,44 @@ std::string temp_path_for(std::string_view folder, std::string_view name);
 // nothing is left behind.
 Status write_new_file(const std::string& path, std::string_view content, bool durable);
 
-// Writes `content` to a temp file next to `path` and renames it into place, so readers see the
-// old file or the new one, never a mix. With `durable`, fsyncs the file and then its folder.
+// A file that appears at `path` whole or not at all, written as a stream: create() makes a temp
+// file (temp_path_for, O_EXCL) in the target's folder, write() appends through a buffer, commit()
+// flushes, fsyncs the file (with `durable`), renames it over `path` and fsyncs the folder (with
+// `durable`). abort(), the destructor, and any failure before the rename unlink the temp file, so
+// nothing is left behind; readers of `path` see the old file or the new one, never a mix.
+class AtomicFileWriter {
+ public:
+  static Result<AtomicFileWriter> create(const std::string& path, bool durable);
+  AtomicFileWriter(AtomicFileWriter&& other) noexcept;
+  AtomicFileWriter& operator=(AtomicFileWriter&& other) noexcept;
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  ~AtomicFileWriter() { abort(); }
+
+  // The first failure sticks: later writes and commit() return it (the temp file is gone).
+  Status write(std::string_view data);
+  Status commit();
+  // Drops the temp file; the target is untouched. Idempotent.
+  void abort();
+
+  const std::string& temp_path() const { return tmp_; }
+
+ private:
+  AtomicFileWriter(std::string path, std::string tmp, int fd, bool durable);
+  Status flush();
+  Status fail(Error error);
+
+  static constexpr size_t kBufferBytes = 1 << 16;
+  std::string path_;
+  std::string tmp_;
+  int fd_ = -1;
+  bool durable_ = false;
+  std::string buf_;
+  std::optional<Error> failed_;
+};
+
+// Writes `content` to a temp file next to `path` and renames it into place (AtomicFileWriter).
+// With `durable`, fsyncs the file and then its folder.
 Status write_file_atomic(const std::string& path, std::string_view content, bool durable);
 
 // mkdir -p.

@@ -8,10 +8,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <nlohmann/json.hpp>
 #include <optional>
+#include <variant>
 
 #include "core/fs_util.h"
+#include "core/journal_record.h"
 
 namespace docpipe {
 
@@ -172,12 +173,15 @@ Result<JournalScan> JobJournal::scan(const std::string& path,
     settle_bad();
     if (!any_good) {
       any_good = true;
-      nlohmann::json h = nlohmann::json::parse(payload, nullptr, false);
-      if (h.is_object() && h.contains("journal")) {
-        if (h.value("journal", 0) != 1) {
+      // The first readable record should be the header; if it was lost, the journal is still
+      // read (the records are what matters). A record that does not parse is the caller's.
+      Result<JournalRecord> first = parse_journal_record(payload);
+      if (first && std::holds_alternative<JournalHeader>(*first)) {
+        const JournalHeader& h = std::get<JournalHeader>(*first);
+        if (h.version != JournalHeader::kVersion) {
           return make_error(ErrorCode::kCorruptInput, path + ": not a docpipe journal");
         }
-        out.submitted_at_ms = h.value("submitted_at_ms", int64_t{0});
+        out.submitted_at_ms = h.submitted_at_ms;
         out.good_bytes = at + size;
         return ok();
       }
@@ -256,8 +260,7 @@ Status JobJournal::create(const std::string& path, const std::string& id, int64_
   if (fd_ < 0) return errno_error("create journal " + path, errno);
   path_ = path;
   size_ = 0;
-  nlohmann::json header{{"journal", 1}, {"id", id}, {"submitted_at_ms", submitted_at_ms}};
-  return append(header.dump());
+  return append(JournalHeader{.id = id, .submitted_at_ms = submitted_at_ms}.to_json());
 }
 
 Status JobJournal::reopen(const std::string& path, uint64_t good_bytes) {

@@ -3,11 +3,11 @@
 // without redoing finished documents, and the final manifest and report cover the whole job
 // across restarts.
 //
-// Record: "<crc32 of payload, 8 hex digits> <payload JSON>\n". The first record is a header
-// ({"journal":1,"id":...,"submitted_at_ms":...}); each further one is either a document record
-// (a manifest line, {"input":...}) or an intent record ({"intent":"commit",...}) written just
-// before an output is renamed into place (see DaemonJob::document_committing), so that resume
-// knows an output renamed before its document record was written is the job's own.
+// Record: "<crc32 of payload, 8 hex digits> <payload JSON>\n". The first record is a header;
+// each further one is either a document record (a manifest line) or an intent record written
+// just before an output is renamed into place (see DaemonJob::document_committing), so that
+// resume knows an output renamed before its document record was written is the job's own. The
+// payloads are core/journal_record.h's types; this file only frames and checks them.
 //
 // Damage: a crash can tear the last record (a "torn tail": cut on reopen, appends continue after
 // the last good record). Damage elsewhere (a bad disk block, an edit) is skipped: the scan

@@ -11,7 +11,8 @@
 // it, a kill -9 between the rename and the document record made the job fail (fail) or count its
 // own output as skipped (skip). See docs/design-crash.md.
 // Pipeline threads call into it concurrently (guarded by mu_); the loop thread reads the final
-// state only after job_finished().
+// state only after job_finished(). Resume (open, replay, intents, the unresumable report) lives
+// in daemon_job_resume.cc; the record format in core/journal_record.h.
 
 #include <atomic>
 #include <functional>
@@ -21,8 +22,10 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/clock.h"
 #include "core/document_source.h"
 #include "core/journal.h"
+#include "core/journal_record.h"
 #include "core/report.h"
 #include "daemon/daemon_metrics.h"
 #include "pipeline/pipeline_job.h"
@@ -34,9 +37,21 @@ class DaemonJob : public PipelineJob {
   // Called from a pipeline thread when the job is over; must only hand the job to the loop.
   using FinishedFn = std::function<void(DaemonJob*)>;
 
-  // `progress` (may be null) counts finished documents across jobs, for the watchdog.
+  // `progress` (may be null) counts finished documents across jobs, for the watchdog. `clock`
+  // stamps the report (finished_at_ms); it must outlive the job.
   DaemonJob(JobSpec spec, uint64_t expected_total, int64_t submitted_at_ms, DaemonMetrics* metrics,
-            std::atomic<uint64_t>* progress, FinishedFn on_finished);
+            std::atomic<uint64_t>* progress, FinishedFn on_finished,
+            const Clock& clock = system_clock());
+
+  // How the walk of a resumed job tells whether a document done before still has its output
+  // (`output`, the path its record names; `doc` holds the job's open output folder). The default
+  // looks it up beneath the output folder (a stat). Called from the walk holding no lock of the
+  // job's; tests replace it to see that, or to pause the walk. Set before the job starts.
+  using OutputProbe = std::function<bool(const DocumentRef& doc, const std::string& output)>;
+  void set_output_probe(OutputProbe probe) { output_probe_ = std::move(probe); }
+  // The default probe: `output` looked up beneath the job's open output folder, symlinks not
+  // followed (OutputFile::exists).
+  static bool output_exists(const JobSpec& spec, const DocumentRef& doc, const std::string& output);
 
   // Creates the journal, or with `resume` replays and reopens an existing one (a missing journal
   // starts afresh). Blocking: call off the loop thread.
@@ -54,8 +69,8 @@ class DaemonJob : public PipelineJob {
   // Flushes and closes the journal. Blocking: call off the loop thread, after job_finished().
   Status close_journal();
 
-  // Writes the manifest (one line per document, in journal order) from the journal, streaming,
-  // atomically (temp file + rename). Call after close_journal().
+  // Writes the manifest from the journal (core/manifest_writer.h: one line per document, in
+  // journal order, a superseded input by its last record). Call after close_journal().
   Status write_manifest(const std::string& journal_path, const std::string& manifest_path) const;
 
   // The report; complete once job_finished() has run.
@@ -72,7 +87,7 @@ class DaemonJob : public PipelineJob {
   // `note` says what was read. Blocking.
   static JobReport unresumable_report(const std::string& id, const std::string& journal_path,
                                       const std::string& manifest_path, bool durable,
-                                      std::string& note);
+                                      std::string& note, const Clock& clock = system_clock());
 
   // Finishing (report, manifest, moves out of active/): loop thread only. A finish that fails
   // (a full spool, no descriptors) is retried; the job stays visible meanwhile.
@@ -86,31 +101,31 @@ class DaemonJob : public PipelineJob {
   const FinishState& finish_state() const { return finish_; }
 
  private:
+  // A document a resumed job's journal records as finished.
   struct Done {
-    DocumentState state;
+    RecordState state;
     uint64_t bytes_in;
     uint64_t bytes_out;
     std::string output;
-  };
-  struct Intent {
-    std::string output;
-    std::string sha256;
-    uint64_t bytes_in;
-    uint64_t bytes_out;
-    int attempts;
   };
   // Reads the journal into the counts and done_before_; intents without a document record are
-  // left in pending_intents_. Call with mu_ held.
+  // left in pending_intents_. Call with mu_ held. (daemon_job_resume.cc)
   Result<JournalScan> replay(const std::string& journal_path);
   void replay_record(std::string_view payload);
+  void replay_document(const DocumentRecord& record);
   // After reopen: outputs of pending intents whose content matches are recorded as succeeded.
   Status settle_intents();
-  void count(DocumentState state, uint64_t bytes_in, uint64_t bytes_out, int sign);
+  // Whether a document done before must be done again because its output has vanished. Takes no
+  // lock: it may stat (walk thread only).
+  bool redo_done(const DocumentRef& doc, const Done& done) const;
+  void count(RecordState state, uint64_t bytes_in, uint64_t bytes_out, int sign);
   void note_failure(const std::string& input, const std::string& error);
   // The journal cannot be written: the job takes no more documents and ends failed. mu_ held.
   void journal_failed(const Error& error);
 
   JobSpec spec_;
+  const Clock* clock_;
+  OutputProbe output_probe_;
   DaemonMetrics* metrics_;
   std::atomic<uint64_t>* progress_;
   FinishedFn on_finished_;
@@ -132,13 +147,15 @@ class DaemonJob : public PipelineJob {
   std::string journal_error_;  // first journal write error, reported in the job's reason
   JobReport report_;
   // Documents a resumed job's journal records as finished, by input path; drained as the walk
-  // meets them. Only the scheduler (next_document) touches it.
+  // meets them. Filled by open() before the job is admitted, then touched only by the walk
+  // (next_document, never concurrent for one job), so it needs no lock: the stat that checks a
+  // done document's output runs holding none (mu_ is also the writers' lock).
   std::unordered_map<std::string, Done> done_before_;
   // Inputs with more than one journal record (done again after a restart because their output
   // had vanished): the manifest lists only their last record.
   std::unordered_set<std::string> superseded_;
   // Intent records of a resumed job not (yet) followed by their document record; open() only.
-  std::unordered_map<std::string, Intent> pending_intents_;
+  std::unordered_map<std::string, IntentRecord> pending_intents_;
   bool source_done_ = false;
   bool stop_taking_ = false;
   bool user_cancelled_ = false;

@@ -1,18 +1,158 @@
-// The start-up removal of leftover temp files (core/fs_util.h): only docpipe temp names, in every
-// folder below, never through a symlinked folder.
+// core/fs_util.h: the streaming atomic writer (whole or nothing, no temp file left on any
+// failure) and the start-up removal of leftover temp files (only docpipe temp names, in every
+// folder below, never through a symlinked folder).
 
 #include "core/fs_util.h"
 
 #include <doctest/doctest.h>
 #include <stdlib.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/path_util.h"
 
 namespace docpipe {
 namespace {
 
 namespace fs = std::filesystem;
+
+struct TempDir {
+  TempDir() {
+    char tmpl[] = "/tmp/docpipe-fsutil-XXXXXX";
+    root = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(root); }
+  // Every name in the folder (temp files included).
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(root)) out.push_back(e.path().filename());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  static std::string read(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  std::string root;
+};
+
+// Says why a test cannot run here and passes, unless DOCPIPE_REQUIRE_ALL_TESTS is set.
+void skip_test(const std::string& reason) {
+  if (std::getenv("DOCPIPE_REQUIRE_ALL_TESTS") != nullptr) {
+    FAIL("cannot run, and DOCPIPE_REQUIRE_ALL_TESTS is set: " << reason);
+  }
+  MESSAGE("skipped: " << reason);
+}
+
+TEST_CASE("fs util: an atomic writer streams into a temp file and commit renames it into place") {
+  for (bool durable : {false, true}) {
+    CAPTURE(durable);
+    TempDir d;
+    const std::string path = d.root + "/out.jsonl";
+    std::ofstream(path) << "old";
+    Result<AtomicFileWriter> w = AtomicFileWriter::create(path, durable);
+    REQUIRE(w);
+    CHECK(parent_path(w->temp_path()) == d.root);
+    CHECK(is_docpipe_temp_name(base_name(w->temp_path())));
+    std::string expected;
+    for (int i = 0; i < 20000; ++i) {  // past the buffer several times, in small pieces
+      const std::string line = "line " + std::to_string(i) + "\n";
+      REQUIRE(w->write(line));
+      expected += line;
+    }
+    const std::string big(200000, 'x');  // a piece larger than the buffer
+    REQUIRE(w->write(big));
+    expected += big;
+    CHECK(TempDir::read(path) == "old");  // readers see the old file until the commit
+    REQUIRE(w->commit());
+    CHECK(TempDir::read(path) == expected);
+    CHECK(d.names() == std::vector<std::string>{"out.jsonl"});
+    CHECK_FALSE(w->write("more"));  // committed: nothing more goes in
+  }
+}
+
+TEST_CASE("fs util: an atomic writer dropped or aborted leaves neither temp file nor target") {
+  TempDir d;
+  const std::string path = d.root + "/out.txt";
+  {
+    Result<AtomicFileWriter> w = AtomicFileWriter::create(path, false);
+    REQUIRE(w);
+    REQUIRE(w->write("partial"));
+    CHECK(fs::exists(w->temp_path()));
+  }  // destroyed without a commit
+  CHECK(d.names().empty());
+  Result<AtomicFileWriter> w = AtomicFileWriter::create(path, false);
+  REQUIRE(w);
+  REQUIRE(w->write(std::string(100000, 'y')));
+  w->abort();
+  CHECK(d.names().empty());
+  CHECK_FALSE(w->commit());
+  CHECK(d.names().empty());
+}
+
+TEST_CASE("fs util: an atomic writer in a missing folder fails naming the temp file") {
+  TempDir d;
+  Result<AtomicFileWriter> w = AtomicFileWriter::create(d.root + "/missing/out.txt", true);
+  REQUIRE_FALSE(w);
+  CHECK(w.error().code == ErrorCode::kNotFound);
+  CHECK(w.error().message.find(d.root + "/missing/.out.txt.docpipe-tmp.") != std::string::npos);
+  CHECK_FALSE(write_file_atomic(d.root + "/missing/out.txt", "x", false));
+  CHECK(d.names().empty());
+}
+
+TEST_CASE("fs util: a commit whose rename fails removes the temp file and keeps the target") {
+  TempDir d;
+  const std::string path = d.root + "/target";
+  fs::create_directories(path + "/inside");  // a non-empty folder cannot be renamed over
+  Result<AtomicFileWriter> w = AtomicFileWriter::create(path, true);
+  REQUIRE(w);
+  REQUIRE(w->write("content"));
+  Status st = w->commit();
+  REQUIRE_FALSE(st);
+  CHECK(st.error().message.find("rename to " + path) != std::string::npos);
+  CHECK(d.names() == std::vector<std::string>{"target"});
+  CHECK(fs::is_directory(path + "/inside"));
+}
+
+TEST_CASE("fs util: an atomic writer that runs out of space leaves nothing behind") {
+  if (::geteuid() != 0) return skip_test("mounting a tmpfs needs root");
+  TempDir d;
+  const std::string mnt = d.root + "/small";
+  fs::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=64k") != 0) {
+    return skip_test(std::string("cannot mount a tmpfs: ") + std::strerror(errno));
+  }
+  const std::string path = mnt + "/manifest.jsonl";
+  std::ofstream(path) << "previous";
+  Result<AtomicFileWriter> w = AtomicFileWriter::create(path, true);
+  REQUIRE(w);
+  Status st = ok();
+  for (int i = 0; i < 100 && st; ++i) st = w->write(std::string(4096, 'z'));  // 400 KiB > 64 KiB
+  if (st) st = w->commit();
+  REQUIRE_FALSE(st);
+  CHECK(st.error().sys_errno == ENOSPC);
+  CHECK_FALSE(w->commit());  // the failure sticks
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(mnt)) left.push_back(e.path().filename());
+  CHECK(left == std::vector<std::string>{"manifest.jsonl"});
+  CHECK(TempDir::read(path) == "previous");
+  CHECK_FALSE(write_file_atomic(path, std::string(100000, 'q'), false));
+  left.clear();
+  for (const auto& e : fs::directory_iterator(mnt)) left.push_back(e.path().filename());
+  CHECK(left == std::vector<std::string>{"manifest.jsonl"});
+  ::umount2(mnt.c_str(), MNT_DETACH);
+}
 
 TEST_CASE("fs util: leftover temp files are removed below a folder, never through a symlink") {
   char tmpl[] = "/tmp/docpipe-fsutil-XXXXXX";

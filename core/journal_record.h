@@ -1,0 +1,68 @@
+#pragma once
+// The records of a job's journal (core/journal.h), as values: one type per kind, each with the
+// one way it is written (to_json) and one parser for all of them (parse_journal_record).
+//
+// The payload bytes are a contract: a document record IS a manifest line (DESIGN.md "Report and
+// manifest"), copied from the journal unchanged, so to_json keeps today's field order and escapes
+// (nlohmann's dump: NUL and other control bytes as \u00XX, invalid UTF-8 replaced by U+FFFD).
+//
+//   header    {"id":...,"journal":1,"submitted_at_ms":...}               (the first record)
+//   document  {"input":...,"output":...,"state":...,"bytes_in":...,"bytes_out":...,
+//              "sha256":...,"attempts":...,"duration_seconds":...,"error":...}
+//   intent    {"intent":"commit","input":...,"output":...,"sha256":...,"bytes_in":...,
+//              "bytes_out":...,"attempts":...}  (just before an output is renamed into place)
+//
+// Parsing: an object with a "journal" key is a header, one with "intent" an intent, any other
+// object a document record. Missing fields take their defaults (a missing or unknown state is
+// "failed"), unknown fields are ignored; a field of the wrong type is an error naming it.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "core/result.h"
+
+namespace docpipe {
+
+// A document's end state as journalled (cancelled documents are never journalled).
+enum class RecordState { kSucceeded, kFailed, kSkipped };
+const char* record_state_name(RecordState s);
+
+struct JournalHeader {
+  static constexpr int64_t kVersion = 1;
+  int64_t version = kVersion;
+  std::string id;
+  int64_t submitted_at_ms = 0;
+  std::string to_json() const;
+};
+
+struct DocumentRecord {
+  std::string input;   // absolute input path, as the job names it
+  std::string output;  // absolute output path
+  RecordState state = RecordState::kFailed;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  std::string sha256;  // of the output; empty unless succeeded
+  int attempts = 1;
+  double duration_seconds = 0;
+  std::string error;  // empty unless failed
+  std::string to_json() const;
+};
+
+struct IntentRecord {
+  std::string input;
+  std::string output;
+  std::string sha256;  // of the bytes about to appear at `output`
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  int attempts = 1;
+  std::string to_json() const;
+};
+
+using JournalRecord = std::variant<JournalHeader, DocumentRecord, IntentRecord>;
+
+// kCorruptInput when the payload is not a JSON object or a field has the wrong type.
+Result<JournalRecord> parse_journal_record(std::string_view payload);
+
+}  // namespace docpipe

@@ -1,0 +1,200 @@
+// DaemonJob's resume side: replaying the journal of a job the daemon had started before a
+// restart, settling its intent records, and the report of a job that cannot be resumed. See
+// daemon_job.h for the whole; the record types are core/journal_record.h.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <optional>
+#include <variant>
+
+#include "core/path_util.h"
+#include "daemon/daemon_job.h"
+#include "daemon/log.h"
+#include "pipeline/output_file.h"
+#include "pipeline/sha256.h"
+
+namespace docpipe {
+
+namespace {
+
+// The sha256 of a regular file, or nullopt if it is not one or cannot be read.
+std::optional<std::string> file_sha256(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return std::nullopt;
+  struct stat sb;
+  Sha256 sha;
+  bool good = ::fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sha.reset();
+  std::string buf(1 << 16, '\0');
+  while (good) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      good = n == 0;
+      break;
+    }
+    good = static_cast<bool>(sha.update(std::string_view(buf.data(), static_cast<size_t>(n))));
+  }
+  ::close(fd);
+  if (!good) return std::nullopt;
+  Result<std::string> hex = sha.hex_digest();
+  if (!hex) return std::nullopt;
+  return *hex;
+}
+
+}  // namespace
+
+bool DaemonJob::output_exists(const JobSpec& spec, const DocumentRef& doc,
+                              const std::string& output) {
+  std::string_view rel = output;
+  if (doc.output == nullptr) {
+    while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
+  } else if (path_is_within(output, spec.output.dir)) {
+    rel = path_below(output, spec.output.dir);
+  } else {
+    return false;
+  }
+  return OutputFile::exists(OutputTarget{doc.output.get(), rel, nullptr});
+}
+
+Status DaemonJob::open(const std::string& journal_path, bool resume, bool durable) {
+  durable_ = durable;
+  source_ = make_document_source(spec_);
+  if (resume) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Result<JournalScan> scanned = replay(journal_path);
+    if (scanned) {
+      journal_damage_ = scanned->damage.describe();
+      if (scanned->damage.damaged()) {
+        log_error("journal damaged; the documents whose records were lost are done again",
+                  {{"job", spec_.id}, {"journal", journal_path}, {"damage", journal_damage_}});
+      } else if (scanned->torn) {
+        log_warn("journal had a torn last record (a crash while writing it); dropped it",
+                 {{"job", spec_.id},
+                  {"journal", journal_path},
+                  {"bytes", std::to_string(scanned->damage.torn_bytes)}});
+      }
+      if (scanned->submitted_at_ms != 0) report_.submitted_at_ms = scanned->submitted_at_ms;
+      Status st = journal_.reopen(journal_path, scanned->good_bytes);
+      if (st) st = settle_intents();
+      resumed_ = done_before_.size();
+      return st;
+    }
+    // Unreadable: start over with clean counts.
+    done_before_.clear();
+    superseded_.clear();
+    pending_intents_.clear();
+    report_.counts = JobCounts{report_.counts.total};
+    report_.failed_documents.clear();
+    report_.reason.clear();
+    stop_taking_ = false;
+    if (scanned.error().code != ErrorCode::kNotFound) {
+      log_warn("cannot read journal; the job restarts from the beginning",
+               {{"job", spec_.id}, {"error", scanned.error().message}});
+    }
+  }
+  return journal_.create(journal_path, spec_.id, report_.submitted_at_ms);
+}
+
+Result<JournalScan> DaemonJob::replay(const std::string& journal_path) {
+  return JobJournal::scan(journal_path,
+                          [this](std::string_view payload) { replay_record(payload); });
+}
+
+void DaemonJob::replay_record(std::string_view payload) {
+  Result<JournalRecord> record = parse_journal_record(payload);
+  // A record that does not parse (hand-edited: its checksum matched) says nothing usable: its
+  // document is done again.
+  if (!record) return;
+  if (IntentRecord* intent = std::get_if<IntentRecord>(&*record)) {
+    std::string input = intent->input;
+    pending_intents_[std::move(input)] = std::move(*intent);
+  } else if (const DocumentRecord* done = std::get_if<DocumentRecord>(&*record)) {
+    replay_document(*done);
+  }
+}
+
+void DaemonJob::replay_document(const DocumentRecord& r) {
+  pending_intents_.erase(r.input);
+  Done d{r.state, r.bytes_in, r.bytes_out, r.output};
+  auto [it, inserted] = done_before_.try_emplace(r.input, d);
+  if (!inserted) {  // a later record for the same input supersedes the earlier one
+    count(it->second.state, it->second.bytes_in, it->second.bytes_out, -1);
+    it->second = d;
+    superseded_.insert(r.input);
+  }
+  count(d.state, d.bytes_in, d.bytes_out, +1);
+  if (d.state == RecordState::kFailed) note_failure(r.input, r.error);
+}
+
+bool DaemonJob::redo_done(const DocumentRef& doc, const Done& done) const {
+  // Only a success has an output to lose; a failed or skipped document stays as recorded.
+  if (done.state != RecordState::kSucceeded) return false;
+  if (output_probe_) return !output_probe_(doc, done.output);
+  return !output_exists(spec_, doc, done.output);
+}
+
+Status DaemonJob::settle_intents() {
+  // Each intent left over was written just before a rename that a crash may or may not have let
+  // happen. The output holding exactly the bytes the intent names was renamed by this job; an
+  // output with other bytes is someone else's, and no output means the rename never happened:
+  // both are processed as usual.
+  std::unordered_map<std::string, IntentRecord> intents;
+  intents.swap(pending_intents_);  // replay_document() erases from pending_intents_
+  for (auto& [input, intent] : intents) {
+    std::optional<std::string> sha = file_sha256(intent.output);
+    if (!sha || intent.sha256.empty() || *sha != intent.sha256) continue;
+    const DocumentRecord done{.input = input,
+                              .output = intent.output,
+                              .state = RecordState::kSucceeded,
+                              .bytes_in = intent.bytes_in,
+                              .bytes_out = intent.bytes_out,
+                              .sha256 = intent.sha256,
+                              .attempts = intent.attempts,
+                              .duration_seconds = 0.0,
+                              .error = ""};
+    Status st = journal_.append(done.to_json());
+    if (!st) return st;
+    replay_document(done);
+    ++recognised_;
+  }
+  if (recognised_ > 0) {
+    log_info("outputs renamed into place just before a crash recognised as the job's own",
+             {{"job", spec_.id}, {"documents", std::to_string(recognised_)}});
+  }
+  return ok();
+}
+
+JobReport DaemonJob::unresumable_report(const std::string& id, const std::string& journal_path,
+                                        const std::string& manifest_path, bool durable,
+                                        std::string& note, const Clock& clock) {
+  JobSpec spec;
+  spec.id = id;
+  spec.limits.max_failed_documents = INT64_MAX;  // only counting here
+  DaemonJob job(std::move(spec), 0, clock.wall_ms(), nullptr, nullptr, nullptr, clock);
+  job.durable_ = durable;
+  Result<JournalScan> scanned = [&] {
+    std::lock_guard<std::mutex> lock(job.mu_);
+    return job.replay(journal_path);
+  }();
+  JobReport report = job.report();
+  report.state = JobState::kFailed;
+  report.finished_at_ms = clock.wall_ms();
+  if (!scanned) {
+    note = scanned.error().code == ErrorCode::kNotFound ? "no journal" : scanned.error().message;
+    return report;
+  }
+  if (scanned->submitted_at_ms != 0) report.submitted_at_ms = scanned->submitted_at_ms;
+  JobCounts& c = report.counts;
+  c.total = c.succeeded + c.failed + c.skipped;
+  note = "its journal recorded " + std::to_string(c.total) + " document(s)";
+  if (!scanned->damage.describe().empty()) note += " (" + scanned->damage.describe() + ")";
+  Status st = job.write_manifest(journal_path, manifest_path);
+  if (!st) note += "; manifest not written: " + st.error().message;
+  return report;
+}
+
+}  // namespace docpipe

@@ -1,0 +1,168 @@
+// The journal's record types (core/journal_record.h): each kind round-trips through to_json and
+// the one parser, the bytes keep today's field order and escapes (the manifest lines are these
+// payloads), and what the parser makes of missing, unknown and wrongly typed fields.
+
+#include "core/journal_record.h"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <variant>
+
+namespace docpipe {
+namespace {
+
+template <typename T>
+T parse_as(const std::string& payload) {
+  Result<JournalRecord> r = parse_journal_record(payload);
+  REQUIRE(r);
+  REQUIRE(std::holds_alternative<T>(*r));
+  return std::get<T>(*r);
+}
+
+DocumentRecord full_document() {
+  return DocumentRecord{.input = "/in/a.md",
+                        .output = "/out/a.md.html",
+                        .state = RecordState::kSucceeded,
+                        .bytes_in = 4096,
+                        .bytes_out = 5000,
+                        .sha256 = std::string(64, 'f'),
+                        .attempts = 2,
+                        .duration_seconds = 0.25,
+                        .error = ""};
+}
+
+TEST_CASE("journal record: a document record is written field by field in the manifest's order") {
+  CHECK(full_document().to_json() ==
+        R"({"input":"/in/a.md","output":"/out/a.md.html","state":"succeeded","bytes_in":4096,)"
+        R"("bytes_out":5000,"sha256":")" +
+            std::string(64, 'f') + R"(","attempts":2,"duration_seconds":0.25,"error":""})");
+  DocumentRecord zero;
+  CHECK(zero.to_json() ==
+        R"({"input":"","output":"","state":"failed","bytes_in":0,"bytes_out":0,"sha256":"",)"
+        R"("attempts":1,"duration_seconds":0.0,"error":""})");
+}
+
+TEST_CASE("journal record: header and intent records are written in their fixed order") {
+  CHECK(JournalHeader{.id = "job-1", .submitted_at_ms = 1234}.to_json() ==
+        R"({"id":"job-1","journal":1,"submitted_at_ms":1234})");
+  IntentRecord i{.input = "/a",
+                 .output = "/o/a",
+                 .sha256 = "ab",
+                 .bytes_in = 3,
+                 .bytes_out = 4,
+                 .attempts = 2};
+  CHECK(i.to_json() ==
+        R"({"intent":"commit","input":"/a","output":"/o/a","sha256":"ab","bytes_in":3,)"
+        R"("bytes_out":4,"attempts":2})");
+}
+
+TEST_CASE("journal record: every field of each kind survives a round trip") {
+  DocumentRecord d = full_document();
+  d.state = RecordState::kFailed;
+  d.error = "transform: \"bad\" input";
+  DocumentRecord d2 = parse_as<DocumentRecord>(d.to_json());
+  CHECK(d2.input == d.input);
+  CHECK(d2.output == d.output);
+  CHECK(d2.state == RecordState::kFailed);
+  CHECK(d2.bytes_in == 4096);
+  CHECK(d2.bytes_out == 5000);
+  CHECK(d2.sha256 == d.sha256);
+  CHECK(d2.attempts == 2);
+  CHECK(d2.duration_seconds == doctest::Approx(0.25));
+  CHECK(d2.error == d.error);
+  CHECK(d2.to_json() == d.to_json());
+  for (RecordState s : {RecordState::kSucceeded, RecordState::kSkipped, RecordState::kFailed}) {
+    d.state = s;
+    CHECK(parse_as<DocumentRecord>(d.to_json()).state == s);
+  }
+
+  IntentRecord i{.input = "/a",
+                 .output = "/o/a",
+                 .sha256 = "cd",
+                 .bytes_in = 7,
+                 .bytes_out = 9,
+                 .attempts = 3};
+  IntentRecord i2 = parse_as<IntentRecord>(i.to_json());
+  CHECK(i2.input == "/a");
+  CHECK(i2.output == "/o/a");
+  CHECK(i2.sha256 == "cd");
+  CHECK(i2.bytes_in == 7);
+  CHECK(i2.bytes_out == 9);
+  CHECK(i2.attempts == 3);
+
+  JournalHeader h =
+      parse_as<JournalHeader>(JournalHeader{.id = "x", .submitted_at_ms = 42}.to_json());
+  CHECK(h.version == 1);
+  CHECK(h.id == "x");
+  CHECK(h.submitted_at_ms == 42);
+}
+
+TEST_CASE("journal record: missing fields take their defaults, unknown fields are ignored") {
+  DocumentRecord d = parse_as<DocumentRecord>(R"({"input":"/a","colour":"blue","extra":[1]})");
+  CHECK(d.input == "/a");
+  CHECK(d.output.empty());
+  CHECK(d.state == RecordState::kFailed);  // no state: not known to be done well
+  CHECK(d.bytes_in == 0);
+  CHECK(d.attempts == 1);
+  CHECK(d.error.empty());
+  CHECK(parse_as<DocumentRecord>(R"({"input":"/a","state":"melted"})").state ==
+        RecordState::kFailed);
+  IntentRecord i = parse_as<IntentRecord>(R"({"intent":"commit","input":"/b"})");
+  CHECK(i.input == "/b");
+  CHECK(i.sha256.empty());
+  CHECK(i.attempts == 1);
+  CHECK(parse_as<JournalHeader>(R"({"journal":1})").submitted_at_ms == 0);
+  CHECK(parse_as<JournalHeader>(R"({"id":"x","journal":1,"future":true})").id == "x");
+  CHECK(parse_as<JournalHeader>(R"({"journal":2})").version == 2);  // the scan refuses it
+}
+
+TEST_CASE("journal record: a payload that is not a JSON object is refused") {
+  for (const char* bad : {"", "[1,2]", "\"text\"", "42", "{\"input\":", "null"}) {
+    CAPTURE(bad);
+    Result<JournalRecord> r = parse_journal_record(bad);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == ErrorCode::kCorruptInput);
+  }
+}
+
+TEST_CASE("journal record: a field of the wrong type is refused, naming the field") {
+  struct Case {
+    const char* payload;
+    const char* field;
+  };
+  for (const Case& c :
+       {Case{R"({"input":7})", "input"}, Case{R"({"input":"/a","bytes_in":"10"})", "bytes_in"},
+        Case{R"({"input":"/a","state":true})", "state"},
+        Case{R"({"input":"/a","duration_seconds":null})", "duration_seconds"},
+        Case{R"({"intent":"commit","attempts":"2"})", "attempts"},
+        Case{R"({"intent":"commit","sha256":1})", "sha256"}, Case{R"({"journal":"1"})", "journal"},
+        Case{R"({"journal":1,"submitted_at_ms":"5"})", "submitted_at_ms"}}) {
+    CAPTURE(c.payload);
+    Result<JournalRecord> r = parse_journal_record(c.payload);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == ErrorCode::kCorruptInput);
+    CHECK(r.error().message.find(std::string("\"") + c.field + "\"") != std::string::npos);
+  }
+}
+
+TEST_CASE("journal record: NUL and control bytes are escaped, invalid UTF-8 becomes U+FFFD") {
+  DocumentRecord d;
+  d.input = std::string("/in/a\0b", 7);
+  d.output = "/out/\xff\xfe.txt";  // not UTF-8: replaced, never refused
+  d.error = "tab\there\x01";
+  const std::string json = d.to_json();
+  CHECK(json.find(R"("input":"/in/a\u0000b")") != std::string::npos);
+  CHECK(json.find("\"output\":\"/out/\xEF\xBF\xBD\xEF\xBF\xBD.txt\"") != std::string::npos);
+  CHECK(json.find(R"("error":"tab\there\u0001")") != std::string::npos);
+  DocumentRecord back = parse_as<DocumentRecord>(json);
+  CHECK(back.input == std::string("/in/a\0b", 7));
+  CHECK(back.output == "/out/\xEF\xBF\xBD\xEF\xBF\xBD.txt");
+  CHECK(back.error == "tab\there\x01");
+  IntentRecord i;
+  i.input = "\xc3";  // a cut multi-byte sequence
+  CHECK(i.to_json().find("\"input\":\"\xEF\xBF\xBD\"") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace docpipe
