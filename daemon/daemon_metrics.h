@@ -29,7 +29,6 @@ class DaemonMetrics {
   prometheus::Counter& intake_overflows() { return *intake_overflows_; }
   prometheus::Gauge& jobs_active() { return *jobs_active_; }
   prometheus::Gauge& jobs_queued() { return *jobs_queued_; }
-  prometheus::Counter& document_retries() { return *retries_; }
 
  private:
   prometheus::Counter* jobs_[3];  // docpipe_jobs_total{outcome=succeeded|failed|cancelled}
@@ -39,7 +38,7 @@ class DaemonMetrics {
   prometheus::Counter* documents_[3];  // docpipe_documents_total{outcome=succeeded|failed|skipped}
   prometheus::Counter* bytes_in_;
   prometheus::Counter* bytes_out_;
-  prometheus::Counter* retries_;
+  prometheus::Counter* retries_;  // docpipe_document_retries_total, in document_finished()
   prometheus::Histogram* job_duration_;
   prometheus::Counter* intake_[3];
   prometheus::Counter* intake_overflows_;  // docpipe_intake_overflows_total

@@ -21,9 +21,17 @@ void log_configure(LogLevel level, bool json);
 bool log_enabled(LogLevel level);
 void log_event(LogLevel level, std::string_view message, const LogFields& fields = {});
 
-inline void log_debug(std::string_view m, const LogFields& f = {}) { log_event(LogLevel::kDebug, m, f); }
-inline void log_info(std::string_view m, const LogFields& f = {}) { log_event(LogLevel::kInfo, m, f); }
-inline void log_warn(std::string_view m, const LogFields& f = {}) { log_event(LogLevel::kWarn, m, f); }
-inline void log_error(std::string_view m, const LogFields& f = {}) { log_event(LogLevel::kError, m, f); }
+inline void log_debug(std::string_view m, const LogFields& f = {}) {
+  log_event(LogLevel::kDebug, m, f);
+}
+inline void log_info(std::string_view m, const LogFields& f = {}) {
+  log_event(LogLevel::kInfo, m, f);
+}
+inline void log_warn(std::string_view m, const LogFields& f = {}) {
+  log_event(LogLevel::kWarn, m, f);
+}
+inline void log_error(std::string_view m, const LogFields& f = {}) {
+  log_event(LogLevel::kError, m, f);
+}
 
 }  // namespace docpipe

@@ -1,0 +1,179 @@
+#include "daemon/control_handler.h"
+
+#include <unistd.h>
+
+#include <optional>
+
+#include "core/fs_util.h"
+#include "core/job_spec.h"
+#include "daemon/log.h"
+#include "daemon/peer_credentials.h"
+
+namespace docpipe {
+
+namespace {
+
+nlohmann::json error_reply(const std::string& message) {
+  return {{"ok", false}, {"error", message}};
+}
+
+nlohmann::json errors_json(const FieldErrors& errors) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& e : errors) {
+    list.push_back({{"path", e.path}, {"reason", e.reason}, {"message", format_field_error(e)}});
+  }
+  return list;
+}
+
+std::string no_such_job(const std::string& id) {
+  return "no job \"" + id + "\": not queued, running or finished";
+}
+
+}  // namespace
+
+ControlLimits control_limits(const DaemonConfig& c) {
+  ControlLimits limits;
+  limits.max_connections = static_cast<size_t>(c.max_control_connections);
+  limits.idle_timeout_ms = c.control_idle_timeout_ms;
+  return limits;
+}
+
+void ControlHandler::handle(ControlRequest request, const Credentials& peer,
+                            ControlServer::Reply reply) {
+  switch (request.op) {
+    case ControlRequest::Op::kSubmit:
+      if (deps_.table.stopping()) {
+        reply(error_reply("the daemon is shutting down; submit again once it is back"));
+        return;
+      }
+      return submit(std::move(request), peer, std::move(reply));
+    case ControlRequest::Op::kStatus:
+      return status(request.id, peer, std::move(reply));
+    case ControlRequest::Op::kCancel:
+      return cancel(request.id, peer, std::move(reply));
+    case ControlRequest::Op::kList:
+      reply({{"ok", true}, {"jobs", deps_.table.visible_jobs(peer)}});
+      return;
+  }
+}
+
+void ControlHandler::submit(ControlRequest request, const Credentials& peer,
+                            ControlServer::Reply reply) {
+  std::string base_dir = request.base_dir.empty() ? deps_.spool.incoming() : request.base_dir;
+  deps_.metrics.intake_event(IntakeSource::kSocket);
+  std::string default_id =
+      "job-" + std::to_string(deps_.clock.wall_ms()) + "-" + std::to_string(++submit_counter_);
+  auto submitted = std::make_shared<JobIntake::Submitted>();
+  deps_.executor.run(
+      [intake = &deps_.intake, text = std::move(request.job_text), default_id, base_dir, submitted,
+       submitter = submitter_for(peer), cfg = deps_.intake.config()] {
+        *submitted = intake->submit(text, default_id, base_dir, submitter, *cfg);
+      },
+      [this, reply, submitted, uid = peer.uid] {
+        if (submitted->job) {
+          const std::string id = submitted->job->spec().id;
+          uint64_t documents = submitted->job->report().counts.total;
+          log_info("job accepted", {{"job", id},
+                                    {"source", "socket"},
+                                    {"uid", std::to_string(uid)},
+                                    {"documents", std::to_string(documents)}});
+          deps_.table.enqueue(submitted->job);
+          reply({{"ok", true}, {"id", id}, {"documents", documents}});
+        } else if (!submitted->errors.empty()) {
+          deps_.metrics.job_rejected();
+          log_warn("job rejected", {{"source", "socket"},
+                                    {"uid", std::to_string(uid)},
+                                    {"errors", join_field_errors(submitted->errors)}});
+          reply({{"ok", false},
+                 {"error", "invalid job"},
+                 {"errors", errors_json(submitted->errors)}});
+        } else {
+          log_error("cannot accept submitted job", {{"error", submitted->failure}});
+          reply(error_reply("cannot accept the job: " + submitted->failure));
+        }
+      });
+}
+
+nlohmann::json ControlHandler::daemon_status() const {
+  auto cfg = deps_.intake.config();
+  return {{"version", DOCPIPE_VERSION},
+          {"pid", ::getpid()},
+          {"uptime_seconds", static_cast<double>(deps_.clock.wall_ms() - started_at_ms_) / 1e3},
+          {"state", deps_.table.stopping() ? "stopping" : "running"},
+          {"spool", deps_.spool.root()},
+          {"workers", cfg->workers},
+          {"jobs_running", deps_.table.running()},
+          {"jobs_queued", deps_.table.queued()},
+          {"documents_in_flight", deps_.work.documents_in_flight()},
+          {"buffer_bytes_in_use", deps_.work.buffer_bytes_in_use()},
+          {"memory_budget_bytes", cfg->memory_budget_bytes}};
+}
+
+void ControlHandler::status(const std::string& id, const Credentials& peer,
+                            ControlServer::Reply reply) {
+  if (id.empty()) {
+    reply({{"ok", true}, {"daemon", daemon_status()}, {"jobs", deps_.table.visible_jobs(peer)}});
+    return;
+  }
+  if (auto job = deps_.table.status_of(id, peer)) {
+    reply({{"ok", true}, {"job", std::move(*job)}});
+    return;
+  }
+  if (!is_valid_job_id(id)) {
+    reply(error_reply("no job \"" + id + "\" (not a valid job id)"));
+    return;
+  }
+  finished_status(id, peer, std::move(reply));
+}
+
+// Finished (or never seen, or someone else's: the same answer, so that nothing leaks): the
+// report in done/ or failed/ tells, and the submitter record next to it says whose it is.
+void ControlHandler::finished_status(const std::string& id, const Credentials& peer,
+                                     ControlServer::Reply reply) {
+  auto found = std::make_shared<nlohmann::json>();
+  auto owner = std::make_shared<std::optional<SubmitterStore::Record>>();
+  deps_.executor.run(
+      [spool = &deps_.spool, submitters = &deps_.submitters, id, found, owner] {
+        for (const std::string& dir : {spool->done(), spool->failed()}) {
+          auto text = read_file(dir + "/" + id + ".report.json");
+          if (!text) continue;
+          nlohmann::json report = nlohmann::json::parse(*text, nullptr, false);
+          if (!report.is_discarded()) *found = std::move(report);
+          *owner = submitters->load_finished(id);
+          return;
+        }
+      },
+      [this, id, found, owner, peer, reply] {
+        // No record (lost, or from before records existed): only admins see the job.
+        bool visible = deps_.table.can_see(*owner ? (*owner)->submitter : std::nullopt, peer);
+        if (found->is_null() || !visible) {
+          reply(error_reply(no_such_job(id)));
+          return;
+        }
+        nlohmann::json job{{"id", id}, {"state", (*found)["state"]}, {"report", *found}};
+        if (*owner) job["submitter_uid"] = (*owner)->submitter ? (*owner)->submitter->uid : 0;
+        if (found->contains("counts")) {
+          const auto& c = (*found)["counts"];
+          job["total"] = c.value("total", 0);
+          job["done"] = c.value("succeeded", 0) + c.value("failed", 0) + c.value("skipped", 0);
+        }
+        reply({{"ok", true}, {"job", std::move(job)}});
+      });
+}
+
+void ControlHandler::cancel(const std::string& id, const Credentials& peer,
+                            ControlServer::Reply reply) {
+  switch (deps_.table.cancel(id, peer)) {
+    case JobTable::CancelOutcome::kNoSuchJob:
+      reply(error_reply("no job \"" + id + "\" is queued or running"));
+      return;
+    case JobTable::CancelOutcome::kCancelled:
+      reply({{"ok", true}, {"id", id}, {"state", "cancelled"}});
+      return;
+    case JobTable::CancelOutcome::kCancelling:
+      reply({{"ok", true}, {"id", id}, {"state", "cancelling"}});
+      return;
+  }
+}
+
+}  // namespace docpipe

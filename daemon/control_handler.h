@@ -1,0 +1,59 @@
+#pragma once
+// Control socket requests (NDJSON): submit, status, cancel, list, answered on the loop thread
+// from the job table; file work (validation, claiming, reading finished reports) goes to the
+// executor. A caller sees and touches only the jobs it submitted, unless it is root or in
+// admin_group (JobTable::can_see).
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "config/daemon_config.h"
+#include "core/clock.h"
+#include "core/spool.h"
+#include "daemon/control_server.h"
+#include "daemon/daemon_metrics.h"
+#include "daemon/executor.h"
+#include "daemon/job_intake.h"
+#include "daemon/job_table.h"
+#include "daemon/submitter_store.h"
+#include "pipeline/work_queue.h"
+
+namespace docpipe {
+
+// The control server's limits from the daemon config.
+ControlLimits control_limits(const DaemonConfig& config);
+
+class ControlHandler {
+ public:
+  struct Deps {
+    Executor& executor;
+    const Clock& clock;
+    const Spool& spool;
+    SubmitterStore& submitters;
+    JobTable& table;
+    JobIntake& intake;
+    const WorkQueue& work;
+    DaemonMetrics& metrics;
+  };
+  explicit ControlHandler(Deps deps) : deps_(deps) {}
+
+  // When the daemon started (wall clock), for uptime in status.
+  void set_started_at(int64_t wall_ms) { started_at_ms_ = wall_ms; }
+
+  void handle(ControlRequest request, const Credentials& peer, ControlServer::Reply reply);
+
+ private:
+  void submit(ControlRequest request, const Credentials& peer, ControlServer::Reply reply);
+  void status(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
+  void finished_status(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
+  void cancel(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
+  nlohmann::json daemon_status() const;
+
+  Deps deps_;
+  int64_t started_at_ms_ = 0;
+  uint64_t submit_counter_ = 0;
+};
+
+}  // namespace docpipe

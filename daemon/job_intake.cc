@@ -1,0 +1,200 @@
+#include "daemon/job_intake.h"
+
+#include <utility>
+#include <vector>
+
+#include "core/fs_util.h"
+#include "core/leftover_temps.h"
+#include "core/path_util.h"
+#include "daemon/log.h"
+
+namespace docpipe {
+
+JobIntake::JobIntake(Deps deps, const DaemonConfig& config)
+    : deps_(deps), config_(std::make_shared<const DaemonConfig>(config)) {}
+
+std::shared_ptr<const DaemonConfig> JobIntake::config() const {
+  std::lock_guard<std::mutex> lock(config_mu_);
+  return config_;
+}
+
+void JobIntake::set_config(const DaemonConfig& config) {
+  auto next = std::make_shared<const DaemonConfig>(config);
+  std::lock_guard<std::mutex> lock(config_mu_);
+  config_ = std::move(next);
+}
+
+std::shared_ptr<DaemonJob> JobIntake::make_job(ValidatedJob validated, bool resume,
+                                               Status& opened) {
+  std::string journal = deps_.spool.active_journal(validated.spec.id);
+  JobTable* table = &deps_.table;
+  auto job = std::make_shared<DaemonJob>(std::move(validated.spec), validated.documents,
+                                         deps_.clock.wall_ms(), &deps_.metrics, &deps_.progress,
+                                         [table](DaemonJob* j) { table->post_finished(j); });
+  opened = job->open(journal, resume, deps_.durable);
+  return job;
+}
+
+void JobIntake::resume_active_jobs(std::function<void()> then) {
+  using Resumed = std::vector<std::pair<IntakeResult, std::shared_ptr<DaemonJob>>>;
+  auto results = std::make_shared<Resumed>();
+  deps_.executor.run(
+      [this, results, cfg = config()] {
+        deps_.spool.remove_stale_temp_files();
+        // Temp files that finished jobs could not remove (their folder turned read-only).
+        LeftoverTemps::global().set_store(deps_.spool.root() + "/leftover-temps.json");
+        if (size_t n = LeftoverTemps::global().retry(); n > 0) {
+          log_info("removed leftover temp files of finished jobs", {{"files", std::to_string(n)}});
+        }
+        deps_.submitters.start();
+        for (const std::string& id : list_active_job_ids(deps_.spool)) {
+          IntakeResult r = load_active_job(deps_.spool, id, *cfg);
+          std::shared_ptr<DaemonJob> job;
+          if (r.kind == IntakeResult::Kind::kAccepted) {
+            auto submitter = deps_.submitters.load_active(id);
+            if (submitter) r.job->spec.submitter = std::move(*submitter);
+            if (!submitter) {
+              r.kind = IntakeResult::Kind::kFailed;
+              r.message = "cannot tell whom the job acts for: " + submitter.error().message;
+              results->emplace_back(std::move(r), nullptr);
+              continue;
+            }
+            // Outputs a crash left half-written: never renamed into place, so just litter.
+            size_t removed = remove_docpipe_temp_files(r.job->spec.output.dir);
+            if (removed > 0) {
+              log_info("removed leftover temp files",
+                       {{"job", id}, {"files", std::to_string(removed)}});
+            }
+            Status opened;
+            job = make_job(std::move(*r.job), /*resume=*/true, opened);
+            if (!opened) {
+              r.kind = IntakeResult::Kind::kFailed;
+              r.message = opened.error().message;
+              job.reset();
+            }
+            r.job.reset();
+          }
+          results->emplace_back(std::move(r), std::move(job));
+        }
+      },
+      [this, results, then = std::move(then)] {
+        for (auto& [r, job] : *results) {
+          const std::string id = job_file_stem(r.name);
+          if (job) {
+            log_info("job resumed",
+                     {{"job", id}, {"already_done", std::to_string(job->resumed_documents())}});
+            deps_.table.enqueue(std::move(job));
+          } else if (r.kind == IntakeResult::Kind::kRejected) {
+            deps_.table.finish_unresumable(id, r.errors);
+          } else {
+            log_error("cannot resume job; retrying", {{"job", id}, {"error", r.message}});
+            deps_.table.resume_later(id, 1);
+          }
+        }
+        if (then) then();
+      });
+}
+
+ReopenedJob JobIntake::reopen(const std::string& id) {
+  ReopenedJob out;
+  IntakeResult r = load_active_job(deps_.spool, id, *config());
+  if (r.kind == IntakeResult::Kind::kRejected) {
+    out.unresumable = true;
+    out.errors = std::move(r.errors);
+    return out;
+  }
+  if (r.kind != IntakeResult::Kind::kAccepted) {
+    out.message = std::move(r.message);
+    return out;
+  }
+  Status opened;
+  out.job = make_job(std::move(*r.job), /*resume=*/true, opened);
+  if (!opened) {
+    out.message = opened.error().message;
+    out.job.reset();
+  }
+  return out;
+}
+
+void JobIntake::on_job_file_ready(const std::string& name) {
+  auto result = std::make_shared<IntakeResult>();
+  auto job = std::make_shared<std::shared_ptr<DaemonJob>>();
+  auto claimed_id = std::make_shared<std::string>();
+  deps_.executor.run(
+      [this, name, result, job, claimed_id, cfg = config()] {
+        *result = take_job_file(deps_.spool, name, *cfg);
+        if (result->kind != IntakeResult::Kind::kAccepted) return;
+        // A dropped job acts for the owner of its file.
+        result->job->spec.submitter =
+            deps_.submitters.adopt_claimed(result->job->spec.id, result->owner_uid);
+        *claimed_id = result->job->spec.id;
+        Status opened;
+        *job = make_job(std::move(*result->job), /*resume=*/false, opened);
+        if (!opened) {
+          // Claimed but unusable now (no descriptors, a full spool): resumed from active/ later.
+          result->kind = IntakeResult::Kind::kFailed;
+          result->message = opened.error().message;
+          job->reset();
+        }
+      },
+      [this, result, job, claimed_id] {
+        if (result->kind == IntakeResult::Kind::kFailed && !claimed_id->empty()) {
+          log_error("cannot open claimed job; retrying",
+                    {{"job", *claimed_id}, {"error", result->message}});
+          if (forget_) forget_(result->name);
+          deps_.table.resume_later(*claimed_id, 1);
+          return;
+        }
+        on_intake_result(std::move(*result), std::move(*job));
+      });
+}
+
+void JobIntake::on_intake_result(IntakeResult r, std::shared_ptr<DaemonJob> job) {
+  if (forget_) forget_(r.name);
+  switch (r.kind) {
+    case IntakeResult::Kind::kAccepted:
+      log_info("job accepted", {{"job", job->spec().id},
+                                {"file", r.name},
+                                {"documents", std::to_string(job->report().counts.total)}});
+      deps_.table.enqueue(std::move(job));
+      break;
+    case IntakeResult::Kind::kRejected:
+      deps_.metrics.job_rejected();
+      log_warn("job rejected", {{"file", r.name}, {"errors", join_field_errors(r.errors)}});
+      break;
+    case IntakeResult::Kind::kGone:
+      break;
+    case IntakeResult::Kind::kFailed:
+      log_error("cannot take job file; will retry at the next rescan",
+                {{"file", r.name}, {"error", r.message}});
+      break;
+  }
+}
+
+JobIntake::Submitted JobIntake::submit(const std::string& text, const std::string& default_id,
+                                       const std::string& base_dir,
+                                       const std::optional<Credentials>& submitter,
+                                       const DaemonConfig& config) {
+  Submitted out;
+  auto validated = validate_job_text(text, default_id, base_dir, config, out.errors, submitter);
+  if (!validated) return out;
+  std::string id = validated->spec.id;
+  Status st = deps_.submitters.admit(id, pin_job_text(text, validated->spec), submitter);
+  if (!st) {
+    if (st.error().code == ErrorCode::kExists) {
+      out.errors.push_back({"id", st.error().message});
+    } else {
+      out.failure = st.error().message;
+    }
+    return out;
+  }
+  Status opened;
+  out.job = make_job(std::move(*validated), /*resume=*/false, opened);
+  if (!opened) {
+    out.failure = opened.error().message + " (the job stays in active/ and resumes at restart)";
+    out.job.reset();
+  }
+  return out;
+}
+
+}  // namespace docpipe

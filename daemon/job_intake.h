@@ -1,0 +1,83 @@
+#pragma once
+// How jobs enter the job table: claimed from incoming/ (on_job_file_ready), submitted through
+// the control socket (submit, the blocking part), or resumed from active/ at start-up
+// (resume_active_jobs) and after a passing failure (reopen, the JobTable's Reopen). File work
+// runs on the executor; results are handed to the table on the loop thread.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "config/daemon_config.h"
+#include "core/clock.h"
+#include "core/spool.h"
+#include "daemon/daemon_job.h"
+#include "daemon/daemon_metrics.h"
+#include "daemon/executor.h"
+#include "daemon/intake.h"
+#include "daemon/job_table.h"
+#include "daemon/submitter_store.h"
+
+namespace docpipe {
+
+class JobIntake {
+ public:
+  struct Deps {
+    Executor& executor;
+    const Clock& clock;
+    const Spool& spool;
+    bool durable;
+    SubmitterStore& submitters;
+    JobTable& table;
+    DaemonMetrics& metrics;
+    std::atomic<uint64_t>& progress;  // documents finished, for the watchdog
+  };
+
+  JobIntake(Deps deps, const DaemonConfig& config);
+
+  // What blocking work reads: a snapshot replaced whole on reload, never changed in place.
+  // Any thread.
+  std::shared_ptr<const DaemonConfig> config() const;
+  void set_config(const DaemonConfig& config);
+
+  // The intake is done with a name in incoming/ (the watch folder forgets it). Loop thread.
+  void set_forget(std::function<void(const std::string&)> forget) { forget_ = std::move(forget); }
+
+  // Jobs an earlier run left in active/ go first; `then` runs after (intake starts there), so
+  // that an incoming job with the same id is refused rather than racing the resumed one.
+  void resume_active_jobs(std::function<void()> then);
+
+  // incoming/NAME looks complete: take it (validate, claim or reject) and queue it.
+  void on_job_file_ready(const std::string& name);
+
+  // Blocking (executor): a job handed over the socket, validated, its submitter recorded and
+  // admitted into active/, its journal opened. `job` set: accepted; else `errors` (invalid) or
+  // `failure` (a passing error).
+  struct Submitted {
+    std::shared_ptr<DaemonJob> job;
+    FieldErrors errors;
+    std::string failure;
+  };
+  Submitted submit(const std::string& text, const std::string& default_id,
+                   const std::string& base_dir, const std::optional<Credentials>& submitter,
+                   const DaemonConfig& config);
+
+  // Blocking (executor): reopens active/ID.json as a resumed job (JobTable::Reopen), checked
+  // against the config of now.
+  ReopenedJob reopen(const std::string& id);
+
+ private:
+  // Creates the job and its journal (resume: replays an existing journal). Blocking.
+  std::shared_ptr<DaemonJob> make_job(ValidatedJob validated, bool resume, Status& opened);
+  void on_intake_result(IntakeResult result, std::shared_ptr<DaemonJob> job);
+
+  Deps deps_;
+  mutable std::mutex config_mu_;  // reload replaces config_ while pool threads read it
+  std::shared_ptr<const DaemonConfig> config_;
+  std::function<void(const std::string&)> forget_;
+};
+
+}  // namespace docpipe

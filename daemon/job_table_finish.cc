@@ -1,0 +1,167 @@
+// Finishing jobs (report, manifest, moves out of active/) and the retries of what failed for want
+// of space or descriptors: a job is counted (docpipe_jobs_total) only once its outcome is
+// recorded, and stays visible as "finishing" until then. See docs/design-crash.md.
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+
+#include "core/report.h"
+#include "daemon/job_table.h"
+#include "daemon/log.h"
+
+namespace docpipe {
+
+// What the blocking part of finalize() found, for the loop-thread part.
+struct JobTable::Finished {
+  JobReport report;
+  std::optional<Error> error;  // not recorded: retried
+  bool manifest_written = false;
+};
+
+void JobTable::finalize(std::shared_ptr<DaemonJob> job) {
+  DaemonJob::FinishState& fs = job->finish_state();
+  fs.finishing = true;
+  auto result = std::make_shared<Finished>();
+  result->manifest_written = fs.manifest_written;
+  deps_.executor.run(
+      [spool = &deps_.spool, job, result] {
+        Status st = job->close_journal();
+        JobReport& report = result->report;
+        report = job->report();
+        if (st && !result->manifest_written) {
+          st = job->write_manifest(spool->active_journal(report.id),
+                                   spool->active_manifest(report.id));
+          // Out of space or descriptors: try again later. Anything else (the journal is gone
+          // or unreadable) will not get better: the job fails without its manifest.
+          if (!st && is_transient(st.error())) {
+            result->error = st.error();
+            return;
+          }
+          result->manifest_written = true;
+        }
+        if (!st) {
+          report.state = JobState::kFailed;
+          report.reason = st.error().message;
+        }
+        Status moved =
+            spool->finish(report.id, report.state == JobState::kSucceeded, report_to_json(report));
+        if (!moved) result->error = moved.error();
+      },
+      [this, job, result] { finalized(job, *result); });
+}
+
+void JobTable::finalized(const std::shared_ptr<DaemonJob>& job, const Finished& result) {
+  DaemonJob::FinishState& fs = job->finish_state();
+  fs.manifest_written = result.manifest_written;
+  const JobReport& report = result.report;
+  const JobCounts& c = report.counts;
+  LogFields fields{{"job", report.id},
+                   {"state", job_state_name(report.state)},
+                   {"total", std::to_string(c.total)},
+                   {"succeeded", std::to_string(c.succeeded)},
+                   {"failed", std::to_string(c.failed)},
+                   {"skipped", std::to_string(c.skipped)}};
+  if (!report.reason.empty()) fields.emplace_back("reason", report.reason);
+  if (result.error) {
+    // Not recorded, so not counted: the job stays in active/ (and in status, as "finishing"
+    // with this error) and finishing is retried until it succeeds.
+    ++fs.attempts;
+    fs.last_error = result.error->message;
+    fields.emplace_back("error", fs.last_error);
+    fields.emplace_back("attempt", std::to_string(fs.attempts));
+    if (stopping_) {
+      log_error("cannot finish job; it stays in active/ and finishes at the next start", fields);
+      return;
+    }
+    uint64_t delay = finish_retry_delay_ms(fs.attempts);
+    fields.emplace_back("retry_in_ms", std::to_string(delay));
+    // Logged at the first failures and then now and then, not at every retry.
+    if (fs.attempts <= 3 || fs.attempts % 10 == 0) {
+      log_error("cannot finish job (its report and moves out of active/); retrying", fields);
+    }
+    retry_later(delay, [this, job] { finalize(job); });
+    return;
+  }
+  running_.erase(report.id);
+  jobs_.erase(report.id);
+  int64_t start = report.started_at_ms ? report.started_at_ms : report.submitted_at_ms;
+  double seconds = static_cast<double>(report.finished_at_ms - report.submitted_at_ms) / 1e3;
+  deps_.metrics.job_finished(report.state, seconds);  // recorded: now it counts
+  fields.emplace_back("seconds", std::to_string((report.finished_at_ms - start) / 1e3));
+  if (fs.attempts > 0) fields.emplace_back("finish_attempts", std::to_string(fs.attempts + 1));
+  log_event(report.state == JobState::kSucceeded ? LogLevel::kInfo : LogLevel::kWarn,
+            "job finished", fields);
+  admit();
+}
+
+uint64_t JobTable::finish_retry_delay_ms(int attempts) {
+  // 250 ms, 500 ms, 1 s, ... at most kFinishRetryMaxMs apart: space freed is noticed soon,
+  // a spool that stays full costs one attempt every few seconds.
+  uint64_t delay = kFinishRetryBaseMs << std::min(attempts - 1, 16);
+  return std::min<uint64_t>(delay, kFinishRetryMaxMs);
+}
+
+void JobTable::retry_later(uint64_t delay_ms, std::function<void()> attempt) {
+  retries_.add(std::chrono::milliseconds(delay_ms), std::move(attempt));
+}
+
+void JobTable::finish_unresumable(const std::string& id, const FieldErrors& errors, int attempts) {
+  auto report = std::make_shared<JobReport>();
+  auto error = std::make_shared<std::string>();
+  deps_.executor.run(
+      [spool = &deps_.spool, durable = deps_.durable, id, errors, report, error] {
+        // Keep what the journal knew: counts, failed documents and the manifest.
+        std::string note;
+        *report = DaemonJob::unresumable_report(id, spool->active_journal(id),
+                                                spool->active_manifest(id), durable, note);
+        report->id = id;
+        report->reason = "cannot resume: " + join_field_errors(errors) + "; " + note;
+        Status st = spool->finish(id, false, report_to_json(*report));
+        if (!st) *error = st.error().message;
+      },
+      [this, id, errors, report, error, attempts] {
+        if (!error->empty()) {
+          log_error("cannot move job to failed/; retrying",
+                    {{"job", id}, {"error", *error}, {"attempt", std::to_string(attempts + 1)}});
+          if (!stopping_) {
+            retry_later(finish_retry_delay_ms(attempts + 1), [this, id, errors, attempts] {
+              finish_unresumable(id, errors, attempts + 1);
+            });
+          }
+          return;
+        }
+        deps_.metrics.job_finished(JobState::kFailed, 0);
+        log_warn("job failed", {{"job", id}, {"reason", report->reason}});
+      });
+}
+
+void JobTable::resume_later(const std::string& id, int attempts) {
+  if (stopping_) return;  // it stays in active/ and is resumed at the next start
+  retry_later(finish_retry_delay_ms(attempts), [this, id, attempts] { reopen_now(id, attempts); });
+}
+
+void JobTable::reopen_now(const std::string& id, int attempts) {
+  auto reopened = std::make_shared<ReopenedJob>();
+  deps_.executor.run(
+      [reopen = deps_.reopen, id, reopened] { *reopened = reopen(id); },
+      [this, id, reopened, attempts] {
+        if (reopened->job) {
+          log_info(
+              "job resumed",
+              {{"job", id}, {"already_done", std::to_string(reopened->job->resumed_documents())}});
+          enqueue(std::move(reopened->job));
+        } else if (reopened->unresumable) {
+          finish_unresumable(id, reopened->errors);
+        } else {
+          if (attempts <= 3 || attempts % 10 == 0) {
+            log_error(
+                "cannot open job; retrying",
+                {{"job", id}, {"error", reopened->message}, {"attempt", std::to_string(attempts)}});
+          }
+          resume_later(id, attempts + 1);
+        }
+      });
+}
+
+}  // namespace docpipe
