@@ -82,6 +82,7 @@ std::optional<JobSpec> parse_job(std::string_view text, const JobParseOptions& o
 // could read the input and write the output, and at least one document matches. Appends problems
 // to `errors`; returns the number of matching documents. Fills the roots and real paths of
 // job.input and job.output, which the job opens its folders beneath when it starts.
+// (Defined in job_inputs.cc: the half of validation that reads the file system.)
 size_t check_job_inputs(JobSpec& job, const std::vector<std::string>& allowed_input_roots,
                         const std::vector<std::string>& allowed_output_roots, FieldErrors& errors);
 

@@ -95,11 +95,16 @@ std::string describe_parse_error(std::string_view text, const json::parse_error&
 }  // namespace
 
 size_t json_max_depth(std::string_view text, size_t limit) {
+  return scan_json_depth(text, limit).deepest;
+}
+
+JsonDepthScan scan_json_depth(std::string_view text, size_t limit) {
   size_t depth = 0;
   size_t deepest = 0;
   bool in_string = false;
   bool escaped = false;
-  for (char c : text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
     if (in_string) {
       if (escaped) {
         escaped = false;
@@ -118,7 +123,7 @@ size_t json_max_depth(std::string_view text, size_t limit) {
       case '{':
         if (++depth > deepest) {
           deepest = depth;
-          if (deepest > limit) return limit + 1;
+          if (deepest > limit) return {limit + 1, i + 1};
         }
         break;
       case ']':
@@ -129,7 +134,7 @@ size_t json_max_depth(std::string_view text, size_t limit) {
         break;
     }
   }
-  return deepest;
+  return {deepest, std::string_view::npos};
 }
 
 std::string json_too_deep_message() {

@@ -26,6 +26,15 @@ inline constexpr int kMaxJsonDepth = 64;
 // nesting passes `limit`. Malformed text gives some number; the parser reports what is wrong.
 size_t json_max_depth(std::string_view text, size_t limit);
 
+// The same scan, also telling where the nesting passed `limit`: the offset just past the bracket
+// that opened level `limit + 1` (npos if it never did). json.pretty and json.minify report that
+// place as the error's line and column.
+struct JsonDepthScan {
+  size_t deepest = 0;  // at most limit + 1
+  size_t past_limit_at = std::string_view::npos;
+};
+JsonDepthScan scan_json_depth(std::string_view text, size_t limit);
+
 // "malformed JSON: nested deeper than 64 levels".
 std::string json_too_deep_message();
 

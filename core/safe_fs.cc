@@ -1,10 +1,10 @@
 #include "core/safe_fs.h"
 
+#include <endian.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <sys/stat.h>
-#include <endian.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -100,8 +100,103 @@ int open_folder_nofollow(int dir, const char* name) {
   return fd;
 }
 
-// The fallback for open_beneath: each folder component with O_NOFOLLOW, the last with `flags`
-// | O_NOFOLLOW. Refuses every symlink and "..".
+// A folder made for a submitter by a daemon that may not chown it (not root): an access ACL
+// entry gives the submitter rwx on it, the rights its owner would have had, so later documents
+// of the job may write into it as if the submitter had made it. The binary format is the
+// kernel's posix_acl_xattr (version 2, entries sorted by tag); the mode bits stay as they were.
+bool grant_submitter_acl(int dir, const char* name, uid_t uid) {
+  int fd = ::openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st;
+  bool granted = false;
+  if (::fstat(fd, &st) == 0) {
+    struct Entry {
+      uint16_t tag, perm;
+      uint32_t id;
+    };
+    constexpr uint32_t kUndefined = 0xffffffffu;
+    const Entry entries[] = {
+        {0x01, static_cast<uint16_t>((st.st_mode >> 6) & 7), kUndefined},  // owner
+        {0x02, 7, static_cast<uint32_t>(uid)},                             // the submitter
+        {0x04, static_cast<uint16_t>((st.st_mode >> 3) & 7), kUndefined},  // owning group
+        {0x10, 7, kUndefined},                                             // mask
+        {0x20, static_cast<uint16_t>(st.st_mode & 7), kUndefined},         // other
+    };
+    std::vector<unsigned char> xattr(4 + sizeof entries / sizeof entries[0] * 8);
+    const uint32_t version = htole32(2);
+    std::memcpy(xattr.data(), &version, 4);
+    size_t off = 4;
+    for (const Entry& e : entries) {
+      const uint16_t tag = htole16(e.tag), perm = htole16(e.perm);
+      const uint32_t id = htole32(e.id);
+      std::memcpy(xattr.data() + off, &tag, 2);
+      std::memcpy(xattr.data() + off + 2, &perm, 2);
+      std::memcpy(xattr.data() + off + 4, &id, 4);
+      off += 8;
+    }
+    granted = ::fsetxattr(fd, "system.posix_acl_access", xattr.data(), xattr.size(), 0) == 0;
+  }
+  ::close(fd);
+  return granted;
+}
+
+// The walk open_beneath's fallback and walk_dirs_beneath share: opens the first `count` of
+// `parts` (the components of `rel`) as folders beneath `base`, one at a time with O_NOFOLLOW,
+// creating and checking them as `opts` says (want_last applies to the last of all `parts`).
+// Errors name the folder, after `error_verb` when given ("write /a/b: ..."). Returns the last
+// folder opened, or an invalid DirFd when `count` is 0.
+Result<DirFd> walk_folders(const DirFd& base, std::string_view rel,
+                           const std::vector<std::string_view>& parts, size_t count,
+                           const WalkOptions& opts, const char* error_verb) {
+  const bool check = checks(opts.who);
+  DirFd cur;
+  int dir = base.fd();
+  std::string shown = base.path();
+  for (size_t i = 0; i < count; ++i) {
+    if (parts[i] == "..") {
+      return make_error(ErrorCode::kPermission,
+                        base.child_path(rel) + ": \"..\" leads outside " + base.path());
+    }
+    const std::string name(parts[i]);
+    const std::string path = shown == "/" ? "/" + name : shown + "/" + name;
+    int fd = open_folder_nofollow(dir, name.c_str());
+    bool created = false;
+    if (fd < 0 && errno == ENOENT && opts.create) {
+      if (check) {
+        Status st = check_fd(dir, shown, *opts.who, W_OK | X_OK, true);
+        if (!st) return st.error();
+      }
+      if (::mkdirat(dir, name.c_str(), 0755) != 0) {
+        if (errno != EEXIST) return errno_error("create folder " + path, errno);
+      } else if (check) {
+        // Made for the submitter, who could have made it: theirs, as if they had. A daemon
+        // that may not chown (not root) grants them rwx by an ACL entry instead; where the file
+        // system has no ACLs, later documents are judged by the folder's own mode bits.
+        created =
+            ::fchownat(dir, name.c_str(), opts.who->uid, opts.who->gid, AT_SYMLINK_NOFOLLOW) == 0;
+        if (!created) grant_submitter_acl(dir, name.c_str(), opts.who->uid);
+      }
+      fd = open_folder_nofollow(dir, name.c_str());
+    }
+    if (fd < 0) {
+      int err = errno;
+      if (err == ELOOP) return symlink_refused(path, opts.verb);
+      return errno_error(error_verb != nullptr ? std::string(error_verb) + " " + path : path, err);
+    }
+    cur = DirFd(fd, path);
+    dir = cur.fd();
+    shown = path;
+    if (check && !created) {
+      const bool last = i + 1 == parts.size();
+      Status st = check_fd(dir, shown, *opts.who, last ? (opts.want_last | X_OK) : X_OK, true);
+      if (!st) return st.error();
+    }
+  }
+  return cur;
+}
+
+// The fallback for open_beneath: each folder component with O_NOFOLLOW (walk_folders), the last
+// with `flags` | O_NOFOLLOW. Refuses every symlink and "..".
 Result<int> walk_open(const DirFd& base, std::string_view rel, int flags, const char* verb) {
   std::vector<std::string_view> parts = components(rel);
   if (parts.empty()) {
@@ -109,29 +204,24 @@ Result<int> walk_open(const DirFd& base, std::string_view rel, int flags, const 
     if (fd < 0) return errno_error(std::string(verb) + " " + base.path(), errno);
     return fd;
   }
-  DirFd cur;
-  int dir = base.fd();
-  std::string shown = base.path();
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (parts[i] == "..") {
-      return make_error(ErrorCode::kPermission,
-                        base.child_path(rel) + ": \"..\" leads outside " + base.path());
-    }
-    const std::string name(parts[i]);
-    shown = shown == "/" ? "/" + name : shown + "/" + name;
-    const bool last = i + 1 == parts.size();
-    int fd = last ? ::openat(dir, name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, 0644)
-                  : open_folder_nofollow(dir, name.c_str());
-    if (fd < 0) {
-      int err = errno;
-      if (err == ELOOP) return symlink_refused(shown, verb);
-      return errno_error(std::string(verb) + " " + shown, err);
-    }
-    if (last) return fd;
-    cur = DirFd(fd, shown);
-    dir = cur.fd();
+  WalkOptions opts;
+  opts.verb = verb;
+  Result<DirFd> parent = walk_folders(base, rel, parts, parts.size() - 1, opts, verb);
+  if (!parent) return parent.error();
+  const DirFd& dir = parent->valid() ? *parent : base;
+  if (parts.back() == "..") {
+    return make_error(ErrorCode::kPermission,
+                      base.child_path(rel) + ": \"..\" leads outside " + base.path());
   }
-  return make_error(ErrorCode::kInternal, "unreachable");
+  const std::string name(parts.back());
+  const std::string shown = dir.path() == "/" ? "/" + name : dir.path() + "/" + name;
+  int fd = ::openat(dir.fd(), name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ELOOP) return symlink_refused(shown, verb);
+    return errno_error(std::string(verb) + " " + shown, err);
+  }
+  return fd;
 }
 
 }  // namespace
@@ -196,104 +286,16 @@ Result<DirFd> open_dir_beneath(const DirFd& base, std::string_view rel, const ch
   return DirFd(*fd, base.child_path(rel));
 }
 
-namespace {
-
-// A folder made for a submitter by a daemon that may not chown it (not root): an access ACL
-// entry gives the submitter rwx on it, the rights its owner would have had, so later documents
-// of the job may write into it as if the submitter had made it. The binary format is the
-// kernel's posix_acl_xattr (version 2, entries sorted by tag); the mode bits stay as they were.
-bool grant_submitter_acl(int dir, const char* name, uid_t uid) {
-  int fd = ::openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return false;
-  struct stat st;
-  bool granted = false;
-  if (::fstat(fd, &st) == 0) {
-    struct Entry {
-      uint16_t tag, perm;
-      uint32_t id;
-    };
-    constexpr uint32_t kUndefined = 0xffffffffu;
-    const Entry entries[] = {
-        {0x01, static_cast<uint16_t>((st.st_mode >> 6) & 7), kUndefined},  // owner
-        {0x02, 7, static_cast<uint32_t>(uid)},                              // the submitter
-        {0x04, static_cast<uint16_t>((st.st_mode >> 3) & 7), kUndefined},  // owning group
-        {0x10, 7, kUndefined},                                              // mask
-        {0x20, static_cast<uint16_t>(st.st_mode & 7), kUndefined},          // other
-    };
-    std::vector<unsigned char> xattr(4 + sizeof entries / sizeof entries[0] * 8);
-    const uint32_t version = htole32(2);
-    std::memcpy(xattr.data(), &version, 4);
-    size_t off = 4;
-    for (const Entry& e : entries) {
-      const uint16_t tag = htole16(e.tag), perm = htole16(e.perm);
-      const uint32_t id = htole32(e.id);
-      std::memcpy(xattr.data() + off, &tag, 2);
-      std::memcpy(xattr.data() + off + 2, &perm, 2);
-      std::memcpy(xattr.data() + off + 4, &id, 4);
-      off += 8;
-    }
-    granted = ::fsetxattr(fd, "system.posix_acl_access", xattr.data(), xattr.size(), 0) == 0;
-  }
-  ::close(fd);
-  return granted;
-}
-
-}  // namespace
-
 Result<DirFd> walk_dirs_beneath(const DirFd& base, std::string_view rel, const WalkOptions& opts) {
-  const bool check = checks(opts.who);
   std::vector<std::string_view> parts = components(rel);
-  DirFd cur;
-  int dir = base.fd();
-  std::string shown = base.path();
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (parts[i] == "..") {
-      return make_error(ErrorCode::kPermission,
-                        base.child_path(rel) + ": \"..\" leads outside " + base.path());
-    }
-    const std::string name(parts[i]);
-    const std::string path = shown == "/" ? "/" + name : shown + "/" + name;
-    int fd = open_folder_nofollow(dir, name.c_str());
-    bool created = false;
-    if (fd < 0 && errno == ENOENT && opts.create) {
-      if (check) {
-        Status st = check_fd(dir, shown, *opts.who, W_OK | X_OK, true);
-        if (!st) return st.error();
-      }
-      if (::mkdirat(dir, name.c_str(), 0755) != 0) {
-        if (errno != EEXIST) return errno_error("create folder " + path, errno);
-      } else if (check) {
-        // Made for the submitter, who could have made it: theirs, as if they had. A daemon
-        // that may not chown (not root) grants them rwx by an ACL entry instead; where the file
-        // system has no ACLs, later documents are judged by the folder's own mode bits.
-        created =
-            ::fchownat(dir, name.c_str(), opts.who->uid, opts.who->gid, AT_SYMLINK_NOFOLLOW) == 0;
-        if (!created) grant_submitter_acl(dir, name.c_str(), opts.who->uid);
-      }
-      fd = open_folder_nofollow(dir, name.c_str());
-    }
-    if (fd < 0) {
-      int err = errno;
-      if (err == ELOOP) return symlink_refused(path, opts.verb);
-      return errno_error(path, err);
-    }
-    cur = DirFd(fd, path);
-    dir = cur.fd();
-    shown = path;
-    if (check && !created) {
-      const bool last = i + 1 == parts.size();
-      Status st = check_fd(dir, shown, *opts.who, last ? (opts.want_last | X_OK) : X_OK, true);
-      if (!st) return st.error();
-    }
-  }
-  if (!cur.valid()) {
-    int fd = ::fcntl(base.fd(), F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) return errno_error("open folder " + base.path(), errno);
-    cur = DirFd(fd, base.path());
-    if (check && opts.want_last != 0) {
-      Status st = check_fd(fd, shown, *opts.who, opts.want_last, true);
-      if (!st) return st.error();
-    }
+  Result<DirFd> walked = walk_folders(base, rel, parts, parts.size(), opts, nullptr);
+  if (!walked || walked->valid()) return walked;
+  int fd = ::fcntl(base.fd(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return errno_error("open folder " + base.path(), errno);
+  DirFd cur(fd, base.path());
+  if (checks(opts.who) && opts.want_last != 0) {
+    Status st = check_fd(fd, base.path(), *opts.who, opts.want_last, true);
+    if (!st) return st.error();
   }
   return cur;
 }

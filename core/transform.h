@@ -76,6 +76,15 @@ struct ParamSpec {
   std::string description;    // includes the allowed range or values
 };
 
+// What a transform registers. Sites name every field with designated initialisers, the way a
+// Fluent Bit plugin fills `.name =, .cb_init =`, so that no bare `true` stands for a property:
+//
+//   const TransformRegistration kRegistration(TransformInfo{
+//       .op = "gzip",
+//       .description = "compresses the document to gzip format (zlib deflate)",
+//       .streaming = true,
+//       .params = schema().specs(),
+//       .configure = configure});
 struct TransformInfo {
   std::string op;
   std::string description;

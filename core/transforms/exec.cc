@@ -182,10 +182,12 @@ std::shared_ptr<const TransformStep> configure(const nlohmann::json& params,
 }
 
 const TransformRegistration kRegistration(TransformInfo{
-    "exec",
-    "pipes the document through an external command allow-listed by name in the daemon config "
-    "(`commands`), without a shell, killed at its timeout_ms",
-    true, schema().specs(), configure});
+    .op = "exec",
+    .description = "pipes the document through an external command allow-listed by name in the "
+                   "daemon config (`commands`), without a shell, killed at its timeout_ms",
+    .streaming = true,
+    .params = schema().specs(),
+    .configure = configure});
 
 }  // namespace
 }  // namespace docpipe

@@ -166,10 +166,12 @@ const ParamSchema& schema() {
 }
 
 const TransformRegistration kRegistration(TransformInfo{
-    "gunzip", "decompresses gzip data (zlib inflate), concatenated members included", true,
-    schema().specs(),
-    [](const nlohmann::json& params, const TransformEnv&,
-       FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+    .op = "gunzip",
+    .description = "decompresses gzip data (zlib inflate), concatenated members included",
+    .streaming = true,
+    .params = schema().specs(),
+    .configure = [](const nlohmann::json& params, const TransformEnv&,
+                    FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       return configure_decompressor<GunzipStep>(schema(), params, errors);
     }});
 

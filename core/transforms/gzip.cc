@@ -92,8 +92,12 @@ const ParamSchema& schema() {
 }
 
 const TransformRegistration kRegistration(TransformInfo{
-    "gzip", "compresses the document to gzip format (zlib deflate)", true, schema().specs(),
-    [](const nlohmann::json& params, const TransformEnv&, FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+    .op = "gzip",
+    .description = "compresses the document to gzip format (zlib deflate)",
+    .streaming = true,
+    .params = schema().specs(),
+    .configure = [](const nlohmann::json& params, const TransformEnv&,
+                    FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       ParamReader reader(schema(), params, errors);
       int level = static_cast<int>(reader.integer("level"));
       if (!reader.ok()) return nullptr;

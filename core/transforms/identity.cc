@@ -29,8 +29,12 @@ const ParamSchema& schema() {
 }
 
 const TransformRegistration kRegistration(TransformInfo{
-    "identity", "copies the document unchanged", true, schema().specs(),
-    [](const nlohmann::json& params, const TransformEnv&, FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+    .op = "identity",
+    .description = "copies the document unchanged",
+    .streaming = true,
+    .params = schema().specs(),
+    .configure = [](const nlohmann::json& params, const TransformEnv&,
+                    FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       ParamReader reader(schema(), params, errors);
       if (!reader.ok()) return nullptr;
       return std::make_shared<IdentityStep>();

@@ -24,7 +24,8 @@ struct JsonFormat {
 
 // Documents nested deeper than this are refused: serialising is recursive, and no real document
 // comes near it.
-inline constexpr int kMaxJsonDepth = 512;
+// (core/json_util.h's kMaxJsonDepth is the bound for job files and requests.)
+inline constexpr int kMaxJsonFormatDepth = 512;
 
 std::shared_ptr<const TransformStep> make_json_format_step(const JsonFormat& format);
 

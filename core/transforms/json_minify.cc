@@ -17,13 +17,15 @@ const ParamSchema& schema() {
 }
 
 const TransformRegistration kRegistration(TransformInfo{
-    "json.minify",
-    "writes a JSON document on one line without insignificant whitespace or a final newline, "
-    "keeping key order (for a duplicate key the last value wins) and every number's text as "
-    "written",
-    false, schema().specs(),
-    [](const nlohmann::json& params, const TransformEnv&,
-       FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+    .op = "json.minify",
+    .description =
+        "writes a JSON document on one line without insignificant whitespace or a final newline, "
+        "keeping key order (for a duplicate key the last value wins) and every number's text as "
+        "written",
+    .streaming = false,
+    .params = schema().specs(),
+    .configure = [](const nlohmann::json& params, const TransformEnv&,
+                    FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       ParamReader reader(schema(), params, errors);
       JsonFormat format;
       format.op = "json.minify";

@@ -17,13 +17,15 @@ const ParamSchema& schema() {
 }
 
 const TransformRegistration kRegistration(TransformInfo{
-    "json.pretty",
-    "re-indents a JSON document, keeping key order (for a duplicate key the last value wins); "
-    "numbers keep their text as written, and the output ends with a newline; "
-    "output over 16 times the input plus 1 MiB (deep nesting at a wide indent) is refused",
-    false, schema().specs(),
-    [](const nlohmann::json& params, const TransformEnv&,
-       FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+    .op = "json.pretty",
+    .description =
+        "re-indents a JSON document, keeping key order (for a duplicate key the last value wins); "
+        "numbers keep their text as written, and the output ends with a newline; "
+        "output over 16 times the input plus 1 MiB (deep nesting at a wide indent) is refused",
+    .streaming = false,
+    .params = schema().specs(),
+    .configure = [](const nlohmann::json& params, const TransformEnv&,
+                    FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       ParamReader reader(schema(), params, errors);
       JsonFormat format;
       format.op = "json.pretty";

@@ -61,7 +61,8 @@ const ParamSchema& schema() {
   return s;
 }
 
-std::shared_ptr<const TransformStep> configure(const nlohmann::json& params, const TransformEnv&, FieldErrors& errors) {
+std::shared_ptr<const TransformStep> configure(const nlohmann::json& params, const TransformEnv&,
+                                               FieldErrors& errors) {
   ParamReader reader(schema(), params, errors);
   RedactConfig config;
   for (const std::string& name : reader.string_array("patterns")) {
@@ -90,8 +91,12 @@ std::shared_ptr<const TransformStep> configure(const nlohmann::json& params, con
 }
 
 const TransformRegistration kRegistration(TransformInfo{
-    "redact", "replaces e-mail addresses, card numbers, IPv4 addresses and custom patterns (RE2)",
-    true, schema().specs(), configure});
+    .op = "redact",
+    .description =
+        "replaces e-mail addresses, card numbers, IPv4 addresses and custom patterns (RE2)",
+    .streaming = true,
+    .params = schema().specs(),
+    .configure = configure});
 
 }  // namespace
 }  // namespace docpipe

@@ -3,11 +3,9 @@
 #include <re2/re2.h>
 
 #include <algorithm>
-#include <atomic>
-#include <list>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <unordered_map>
+
+#include "core/transforms/regex_cache.h"
 
 namespace docpipe {
 namespace {
@@ -37,78 +35,6 @@ bool is_word(char c) {
 }
 bool is_card_separator(char c) { return c == ' ' || c == '-'; }
 
-RE2::Options regex_options(int64_t max_mem) {
-  RE2::Options options;
-  options.set_longest_match(true);
-  options.set_log_errors(false);
-  options.set_max_mem(max_mem);
-  return options;
-}
-
-// Compiled expressions, shared by every job in the process: a job resumed after a restart, or
-// submitted again, reuses what an earlier one compiled (\pL{50} alone takes ~0.05 s). Keyed by
-// the pattern and max_mem (the only option that varies). An RE2 keeps its DFA cache, up to its
-// max_mem, for as long as it lives, so the cache is bounded by the sum of max_mem of its entries
-// and evicts the least recently used; matchers still in use keep theirs alive.
-class RegexCache {
- public:
-  static RegexCache& instance() {
-    static RegexCache cache;
-    return cache;
-  }
-
-  uint64_t compiled() const { return compiled_.load(std::memory_order_relaxed); }
-
-  std::shared_ptr<const RE2> get(const std::string& pattern, int64_t max_mem) {
-    std::shared_ptr<Entry> entry;
-    {
-      std::lock_guard lock(mu_);
-      std::string key = std::to_string(max_mem) + ':' + pattern;
-      auto it = index_.find(key);
-      if (it != index_.end()) {
-        lru_.splice(lru_.begin(), lru_, it->second);  // most recently used first
-        entry = it->second->second;
-      } else {
-        entry = std::make_shared<Entry>();
-        entry->max_mem = max_mem;
-        lru_.emplace_front(key, entry);
-        index_.emplace(std::move(key), lru_.begin());
-        held_mem_ += max_mem;
-        evict_locked();
-      }
-    }
-    // Compiled once per entry; a second caller of the same pattern waits for the first.
-    std::lock_guard compile_lock(entry->mu);
-    if (!entry->re) {
-      entry->re = std::make_shared<const RE2>(pattern, regex_options(max_mem));
-      compiled_.fetch_add(1, std::memory_order_relaxed);
-    }
-    return entry->re;
-  }
-
- private:
-  struct Entry {
-    std::mutex mu;
-    std::shared_ptr<const RE2> re;
-    int64_t max_mem = 0;
-  };
-  using Lru = std::list<std::pair<std::string, std::shared_ptr<Entry>>>;
-
-  void evict_locked() {
-    while ((held_mem_ > kRegexCacheMaxMem || lru_.size() > kRegexCacheEntries) && lru_.size() > 1) {
-      held_mem_ -= lru_.back().second->max_mem;
-      index_.erase(lru_.back().first);
-      lru_.pop_back();
-    }
-  }
-
-  std::atomic<uint64_t> compiled_{0};
-  std::mutex mu_;
-  Lru lru_;
-  std::unordered_map<std::string, Lru::iterator> index_;
-  int64_t held_mem_ = 0;
-};
-
 std::shared_ptr<const RE2> compile_alternation(const std::vector<std::string>& patterns,
                                                int64_t max_mem) {
   if (patterns.empty()) return nullptr;
@@ -117,7 +43,7 @@ std::shared_ptr<const RE2> compile_alternation(const std::vector<std::string>& p
     if (!combined.empty()) combined += '|';
     combined += "(?:" + p + ")";
   }
-  return RegexCache::instance().get(combined, max_mem);
+  return cached_regex(combined, max_mem);
 }
 
 // A pattern as JSON text, for messages (at most about 80 bytes of it).
@@ -169,8 +95,6 @@ bool luhn_valid(const char* digits, size_t count) {
 
 }  // namespace
 
-uint64_t regex_compilations() { return RegexCache::instance().compiled(); }
-
 RedactMatcher::RedactMatcher(RedactConfig config) : config_(std::move(config)) {}
 RedactMatcher::~RedactMatcher() = default;
 
@@ -199,7 +123,7 @@ std::shared_ptr<const RedactMatcher> RedactMatcher::create(RedactConfig config,
                                   " bytes, at most " + std::to_string(kMaxCustomPatternBytes)});
       continue;
     }
-    std::shared_ptr<const RE2> re = RegexCache::instance().get(pattern, kPatternMaxMem);
+    std::shared_ptr<const RE2> re = cached_regex(pattern, kPatternMaxMem);
     if (!re->ok()) {
       if (re->error_code() == RE2::ErrorPatternTooLarge) {
         errors.push_back({path, "regular expression " + quoted(pattern) +

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/field_error.h"
+#include "core/transforms/regex_cache.h"
 
 namespace re2 {
 class RE2;
@@ -34,15 +35,6 @@ inline constexpr size_t kMaxCustomPatternBytes = 1024;
 inline constexpr int64_t kPatternMaxMem = int64_t{1} << 20;
 // The custom patterns' instructions together, which bounds the combined expressions.
 inline constexpr int64_t kMaxCustomProgramSize = 150000;
-// The process-wide cache of compiled expressions: at most this many, holding at most this much
-// max_mem (an RE2's DFA cache can grow to its max_mem).
-inline constexpr size_t kRegexCacheEntries = 64;
-inline constexpr int64_t kRegexCacheMaxMem = int64_t{160} << 20;
-
-// How many regular expressions the process has compiled (for tests: a pattern seen before is
-// not compiled again).
-uint64_t regex_compilations();
-
 struct RedactConfig {
   bool email = false;
   bool card = false;
@@ -72,7 +64,7 @@ class RedactMatcher {
   explicit RedactMatcher(RedactConfig config);
 
   RedactConfig config_;
-  // Compiled once per process and shared (a small cache in redact_matcher.cc).
+  // Compiled once per process and shared (core/transforms/regex_cache.h).
   std::shared_ptr<const re2::RE2> all_;  // every enabled pattern
   // The same without card / ipv4: consulted at a position where a card or ipv4 candidate failed
   // its check, since another pattern may still match there. Null when nothing else is enabled.

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +13,7 @@
 #include <mutex>
 
 #include "core/transforms/child_reaper.h"
+#include "core/transforms/spawn_child.h"
 
 namespace docpipe {
 namespace {
@@ -67,40 +67,23 @@ Result<std::unique_ptr<Subprocess>> Subprocess::start(const std::vector<std::str
     return errno_error("exec: cannot create pipes", errno);
   }
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in.fd[0], STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, out.fd[1], STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err.fd[1], STDERR_FILENO);
-  // Descriptors some library opened without O_CLOEXEC stay in the daemon too.
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  // Its own process group (pgid = its pid), so that one kill() reaches all its descendants.
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   std::string lang = "LANG=C.UTF-8";
   char* env[] = {const_cast<char*>(path.c_str()), lang.data(), nullptr};
 
+  SpawnSpec spec;
+  spec.file = argv[0].c_str();
+  spec.search_path = true;
+  spec.argv = args.data();
+  spec.envp = env;
+  spec.stdin_fd = in.fd[0];
+  spec.stdout_fd = out.fd[1];
+  spec.stderr_fd = err.fd[1];
+  spec.own_process_group = true;  // one kill() reaches all its descendants
   pid_t pid = -1;
-  int rc = 0;
-  spawn_registered([&] {
-    rc = ::posix_spawnp(&pid, argv[0].c_str(), &actions, &attr, args.data(), env);
-    return rc == 0 ? pid : -1;
-  });
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
+  const int rc = spawn_child(spec, &pid);
   if (rc != 0) return errno_error("exec: cannot start " + argv[0], rc);
 
   std::unique_ptr<Subprocess> p(new Subprocess());

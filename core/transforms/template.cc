@@ -305,9 +305,12 @@ std::shared_ptr<const TransformStep> configure(const nlohmann::json& params,
 }
 
 const TransformRegistration kRegistration(TransformInfo{
-    "template",
-    "wraps the document in a template with {{content}}, {{name}} and {{path}} placeholders", true,
-    schema().specs(), configure});
+    .op = "template",
+    .description =
+        "wraps the document in a template with {{content}}, {{name}} and {{path}} placeholders",
+    .streaming = true,
+    .params = schema().specs(),
+    .configure = configure});
 
 }  // namespace
 }  // namespace docpipe

@@ -253,12 +253,14 @@ const ParamSchema& schema() {
 }
 
 const TransformRegistration kRegistration(TransformInfo{
-    "text.normalize",
-    "validates UTF-8 (or repairs it), strips a leading byte order mark and turns CRLF and lone "
-    "CR into LF",
-    true, schema().specs(),
-    [](const nlohmann::json& params, const TransformEnv&,
-       FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+    .op = "text.normalize",
+    .description =
+        "validates UTF-8 (or repairs it), strips a leading byte order mark and turns CRLF and lone "
+        "CR into LF",
+    .streaming = true,
+    .params = schema().specs(),
+    .configure = [](const nlohmann::json& params, const TransformEnv&,
+                    FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       ParamReader reader(schema(), params, errors);
       NormalizeOptions options;
       options.replace_invalid = reader.string("invalid") == "replace";

@@ -156,10 +156,12 @@ const ParamSchema& schema() {
 }
 
 const TransformRegistration kRegistration(TransformInfo{
-    "unzstd", "decompresses zstd data (libzstd), concatenated frames included", true,
-    schema().specs(),
-    [](const nlohmann::json& params, const TransformEnv&,
-       FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+    .op = "unzstd",
+    .description = "decompresses zstd data (libzstd), concatenated frames included",
+    .streaming = true,
+    .params = schema().specs(),
+    .configure = [](const nlohmann::json& params, const TransformEnv&,
+                    FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       return configure_decompressor<UnzstdStep>(schema(), params, errors);
     }});
 

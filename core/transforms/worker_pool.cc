@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -17,6 +16,7 @@
 #include <thread>
 
 #include "core/transforms/child_reaper.h"
+#include "core/transforms/spawn_child.h"
 #include "core/transforms/worker_protocol.h"
 #include "core/transforms/worker_sandbox.h"
 
@@ -164,26 +164,13 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::start(const WorkerKey& key
 
   std::unique_ptr<WorkerProcess> w(new WorkerProcess(key));
   const int rc = SpawnerThread::instance().run([&] {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in_r.fd, STDIN_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, out_w.fd, STDOUT_FILENO);
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);  // stderr stays the daemon's
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    int err = 0;
-    spawn_registered([&] {
-      err = ::posix_spawn(&w->pid_, "/proc/self/exe", &actions, &attr, argv.data(), env.data());
-      return err == 0 ? w->pid_ : -1;
-    });
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
+    SpawnSpec spec;
+    spec.file = "/proc/self/exe";
+    spec.argv = argv.data();
+    spec.envp = env.data();
+    spec.stdin_fd = in_r.fd;
+    spec.stdout_fd = out_w.fd;  // stderr stays the daemon's
+    const int err = spawn_child(spec, &w->pid_);
     return err;
   });
   if (rc != 0) {

@@ -115,10 +115,12 @@ const ParamSchema& schema() {
 }
 
 const TransformRegistration kRegistration(TransformInfo{
-    "zstd", "compresses the document to a zstd frame (libzstd, with a content checksum)", true,
-    schema().specs(),
-    [](const nlohmann::json& params, const TransformEnv&,
-       FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+    .op = "zstd",
+    .description = "compresses the document to a zstd frame (libzstd, with a content checksum)",
+    .streaming = true,
+    .params = schema().specs(),
+    .configure = [](const nlohmann::json& params, const TransformEnv&,
+                    FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       ParamReader reader(schema(), params, errors);
       int level = static_cast<int>(reader.integer("level"));
       if (!reader.ok()) return nullptr;

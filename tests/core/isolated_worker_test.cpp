@@ -17,13 +17,12 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/transforms/worker_pool.h"
 #include "tests/core/transform_test_util.h"
-#include "tests/support/processes.h"
 #include "tests/support/hostile_documents.h"
+#include "tests/support/processes.h"
 
 using docpipe::DocumentContext;
 using docpipe::ErrorCode;
@@ -32,9 +31,9 @@ using docpipe::Status;
 using docpipe::WorkerKey;
 using docpipe::WorkerLimits;
 using docpipe::WorkerPool;
+using docpipe::test::AddressSpaceCap;
 using docpipe::test::run_chunked;
 using docpipe::test::zombies_of;
-using docpipe::test::AddressSpaceCap;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -104,7 +103,6 @@ const docpipe::TransformRegistration kProbe(docpipe::TransformInfo{
                                     std::make_shared<ProbeStep>());
     },
     .isolated = true});
-
 
 Result<std::string> probe(const std::string& text, const json& params = json::object()) {
   AddressSpaceCap cap(rlim_t{4} << 30);
@@ -259,11 +257,8 @@ TEST_CASE("isolation: an idle worker that died is replaced without failing a doc
   REQUIRE(first.has_value());
   const pid_t pid = std::stoi(first->substr(first->rfind(' ') + 1));
   REQUIRE(::kill(pid, SIGKILL) == 0);
-  // Dead (a zombie, not reaped yet) before the next document comes.
-  const auto deadline = Clock::now() + std::chrono::seconds(5);
-  while (zombies_of(::getpid()) == 0 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(2));
-  }
+  // Dead (a zombie, not reaped yet) before the next document comes: waited for on a pidfd.
+  REQUIRE(docpipe::test::exited_within(pid, milliseconds(5000)));
   REQUIRE(zombies_of(::getpid()) == 1);
   Result<std::string> second = probe("echo two");
   REQUIRE(second.has_value());

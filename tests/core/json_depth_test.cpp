@@ -35,6 +35,14 @@ TEST_CASE("json depth: stops as soon as the limit is passed") {
   CHECK(json_max_depth(nested(1000000), 64) == 65);
 }
 
+TEST_CASE("json depth: the scan says where the nesting passed the limit") {
+  CHECK(scan_json_depth(nested(3), 3).past_limit_at == std::string_view::npos);
+  // Brackets inside a string do not count: the fourth real one is at offset 12.
+  const JsonDepthScan scan = scan_json_depth(R"({"k":"[[",[[[1]]]})", 3);
+  CHECK(scan.deepest == 4);
+  CHECK(scan.past_limit_at == 13);
+}
+
 TEST_CASE("json depth: 64 levels parse, 65 are refused with one clear error") {
   nlohmann::json out;
   FieldErrors errors;

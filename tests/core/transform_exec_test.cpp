@@ -2,6 +2,9 @@
 // can go wrong: non-zero exit, signals, hangs, cancellation, early exit, descendants left behind.
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -9,7 +12,6 @@
 #include <functional>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "tests/core/transform_test_util.h"
@@ -33,6 +35,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// Unique to this process: ctest runs tests in parallel.
+const std::string& started_fifo() {
+  static const std::string path = "/tmp/docpipe-exec-test-" + std::to_string(::getpid()) + ".fifo";
+  return path;
+}
+
 TransformEnv exec_env() {
   TransformEnv env;
   env.commands["upper"] = CommandSpec{{"tr", "a-z", "A-Z"}, 10000};
@@ -43,7 +51,8 @@ TransformEnv exec_env() {
   env.commands["hang"] = CommandSpec{{"sleep", "600.456"}, 300};
   env.commands["hang-long"] = CommandSpec{{"sleep", "600.457"}, 60000};
   // Each test that looks for its command in /proc has its own: ctest runs tests in parallel.
-  env.commands["hang-destroyed"] = CommandSpec{{"sleep", "600.458"}, 60000};
+  // Copies its input into a FIFO that the test reads: data there shows the command runs.
+  env.commands["hang-destroyed"] = CommandSpec{{"tee", started_fifo()}, 60000};
   env.commands["straggler"] = CommandSpec{{"sh", "-c", "sleep 600.789 & exec cat"}, 10000};
   // A grandchild in its own session: out of the command's process group, so the group kill
   // misses it.
@@ -73,23 +82,10 @@ Result<std::string> exec_run(const std::string& command, const std::string& inpu
   return run_chunked(*exec_step(command), input, chunk);
 }
 
-// Killed descendants are reparented and reaped by init, so they vanish a moment later.
+// Killed descendants are reparented and reaped by init (or swept by us), so they vanish a moment
+// later: each one found is waited for on a pidfd.
 bool gone_within(const std::string& needle, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (process_running(needle)) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
-
-bool appears_within(const std::string& needle, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (!process_running(needle)) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
+  return docpipe::test::exited_within(needle, timeout);
 }
 
 std::string sample_lines(size_t bytes) {
@@ -188,15 +184,26 @@ TEST_CASE("exec: an interrupted document kills the command within one poll inter
 }
 
 TEST_CASE("exec: destroying a document mid-way kills and reaps its command") {
+  const std::string& fifo = started_fifo();
+  ::unlink(fifo.c_str());
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // Opened first, without blocking, so that the command's open for writing does not block.
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  REQUIRE(reader >= 0);
   {
     auto t = exec_step("hang-destroyed")->begin({"a.txt", "a.txt"});
     std::string out;
     REQUIRE(t->update("input", out).has_value());
-    // posix_spawn returns once the child is in execve, a moment before /proc shows its argv.
-    CHECK(appears_within("sleep 600.458", std::chrono::milliseconds(5000)));
+    // The input coming out of the FIFO shows the command running (posix_spawn returns while the
+    // child is still in execve, before /proc shows its argv).
+    pollfd p{reader, POLLIN, 0};
+    CHECK(::poll(&p, 1, 5000) == 1);
+    CHECK(process_running("tee " + fifo));
   }
-  CHECK_FALSE(process_running("sleep 600.458"));
+  CHECK_FALSE(process_running("tee " + fifo));
   CHECK(zombies_of(::getpid()) == 0);
+  ::close(reader);
+  ::unlink(fifo.c_str());
 }
 
 TEST_CASE("exec: descendants a command leaves running are killed when it exits") {

@@ -129,7 +129,7 @@ TEST_CASE("json.pretty: error locations are where nlohmann's own parser puts the
 }
 
 TEST_CASE("json.pretty: nesting deeper than the limit is refused where it passes the limit") {
-  const int depth = docpipe::kMaxJsonDepth;
+  const int depth = docpipe::kMaxJsonFormatDepth;
   const std::string ok_text = std::string(depth, '[') + std::string(depth, ']');
   CHECK(run_ok(*make_step("json.minify", json::object()), ok_text) == ok_text);
   // The object is level 1, so the bracket at column 5 + 512 opens level 513.

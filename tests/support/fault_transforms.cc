@@ -103,9 +103,10 @@ class SleepStep : public TransformStep {
 };
 
 const ParamSchema& fail_schema() {
-  static const ParamSchema schema = ParamSchema()
-                                        .integer("transient", 0, 100, 0, "transient failures per document")
-                                        .integer("permanent", 0, 1, 0, "1: every attempt fails");
+  static const ParamSchema schema =
+      ParamSchema()
+          .integer("transient", 0, 100, 0, "transient failures per document")
+          .integer("permanent", 0, 1, 0, "1: every attempt fails");
   return schema;
 }
 
@@ -116,10 +117,12 @@ const ParamSchema& sleep_schema() {
 }
 
 const TransformRegistration kFail(TransformInfo{
-    "test.fail", "test only: fails documents transiently or permanently", true,
-    fail_schema().specs(),
-    [](const nlohmann::json& params, const TransformEnv&,
-       FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+    .op = "test.fail",
+    .description = "test only: fails documents transiently or permanently",
+    .streaming = true,
+    .params = fail_schema().specs(),
+    .configure = [](const nlohmann::json& params, const TransformEnv&,
+                    FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       ParamReader r(fail_schema(), params, errors);
       int transient = static_cast<int>(r.integer("transient"));
       bool permanent = r.integer("permanent") == 1;
@@ -128,9 +131,12 @@ const TransformRegistration kFail(TransformInfo{
     }});
 
 const TransformRegistration kSleep(TransformInfo{
-    "test.sleep", "test only: waits per document, then copies", true, sleep_schema().specs(),
-    [](const nlohmann::json& params, const TransformEnv&,
-       FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+    .op = "test.sleep",
+    .description = "test only: waits per document, then copies",
+    .streaming = true,
+    .params = sleep_schema().specs(),
+    .configure = [](const nlohmann::json& params, const TransformEnv&,
+                    FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
       ParamReader r(sleep_schema(), params, errors);
       int64_t ms = r.integer("ms");
       if (!r.ok()) return nullptr;
