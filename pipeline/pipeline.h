@@ -1,5 +1,5 @@
 #pragma once
-// The bounded document pipeline (DESIGN.md "Shape"):
+// The bounded document pipeline:
 //
 //   reader threads --bounded queue--> transformer threads --bounded queue--> writer threads
 //

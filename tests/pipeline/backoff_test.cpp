@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <set>
@@ -113,19 +114,25 @@ TEST_CASE("backoff: the same jitter seed gives the same delays, another seed oth
 TEST_CASE("backoff: threads sharing one jitter draw each value of its sequence once") {
   // Four stage threads drawing at once get, between them, exactly the sequence one thread would:
   // no draw is lost or repeated (and TSan sees the generator guarded).
-  constexpr int kThreads = 4, kDraws = 2000;
+  constexpr int kThreads = 4, kDraws = 100000;
   RetryJitter shared(7), alone(7);
   std::vector<std::vector<Clock::duration>> drawn(kThreads);
+  std::atomic<int> ready{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
+      drawn[t].reserve(kDraws);
+      ++ready;
+      while (ready.load() < kThreads) std::this_thread::yield();  // all draw at once
       for (int i = 0; i < kDraws; ++i) drawn[t].push_back(shared.delay(1));
     });
   }
   for (auto& t : threads) t.join();
-  std::multiset<Clock::duration> together, expected;
-  for (const auto& d : drawn) together.insert(d.begin(), d.end());
-  for (int i = 0; i < kThreads * kDraws; ++i) expected.insert(alone.delay(1));
+  std::vector<Clock::duration> together, expected;
+  for (const auto& d : drawn) together.insert(together.end(), d.begin(), d.end());
+  for (int i = 0; i < kThreads * kDraws; ++i) expected.push_back(alone.delay(1));
+  std::sort(together.begin(), together.end());
+  std::sort(expected.begin(), expected.end());
   CHECK(together == expected);
 }
 
