@@ -19,6 +19,7 @@
 #include <string>
 
 #include "tests/support/fake_clock.h"
+#include "tests/support/uv_run_until.h"
 
 namespace docpipe {
 namespace {
@@ -88,22 +89,10 @@ class ServerFixture {
     }
   }
 
-  // Turns the loop until `done()` holds; the loop blocks on its events. A guard timer ends a wait
-  // that would otherwise hang, and fails it.
+  // Turns the loop until `done()` holds (see uv_run_until); a wait that would hang fails.
   bool run_until(const std::function<bool()>& done) {
-    bool expired = false;
-    uv_timer_t guard;
-    uv_timer_init(&loop_, &guard);
-    guard.data = &expired;
-    uv_timer_start(
-        &guard, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; }, 20000, 0);
-    bool ok = done();
-    while (!ok && !expired) {
-      uv_run(&loop_, UV_RUN_ONCE);
-      ok = done();
-    }
-    uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
-    uv_run(&loop_, UV_RUN_NOWAIT);
+    bool ok = test::uv_run_until(&loop_, done);
+    CHECK(ok);
     return ok;
   }
 
