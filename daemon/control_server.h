@@ -13,17 +13,25 @@
 // - a line over kMaxControlRequestBytes gets an error and the connection is closed; lines over
 //   kInlineParseBytes are parsed on the threadpool, never on the loop thread.
 // A client that disconnects early never stalls or crashes the daemon: replies to it are dropped.
+//
+// Every handle is a UvHandle: the listener, the sweep timer and each connection's pipe (a
+// connection frees itself in its close callback). Idleness is measured on the Clock it is given.
+// Files: control_server.cc (listener, sweep), control_connection.cc (one client's NDJSON framing
+// and flow control), control_socket_client.cc (the CLI's side).
 
 #include <uv.h>
 
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <unordered_set>
 
+#include "core/clock.h"
 #include "core/credentials.h"
 #include "daemon/control_request.h"
+#include "daemon/uv_handle.h"
 
 namespace docpipe {
 
@@ -46,37 +54,45 @@ class ControlServer {
   using Reply = std::function<void(nlohmann::json)>;
   using Handler = std::function<void(ControlRequest request, const Credentials& peer, Reply reply)>;
 
-  ControlServer(uv_loop_t* loop, std::string path, ControlLimits limits, Handler handler);
+  // Its handles must be closed (close() and the loop turned until its callback) before it is
+  // destroyed: destroying an open server aborts (UvHandle).
+  ControlServer(uv_loop_t* loop, std::string path, ControlLimits limits, Handler handler,
+                const Clock& clock = system_clock());
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
   // Binds (replacing a stale socket file that nobody answers on), chmod 0660, listens.
   // Returns a message on failure (e.g. another daemon answers on the path), empty on success.
   std::string start();
-  // Closes the listener and every connection; the loop finishes the closes.
-  void close();
+  // Closes the listener and every connection; the loop finishes the closes. The first close()
+  // calls `on_closed` once the listener, the timer and every connection are closed (at once when
+  // nothing was open); a later close() calls nothing back.
+  void close(std::function<void()> on_closed = nullptr);
 
   // Takes effect for new connections and at the next idle sweep (config reload).
   void set_limits(ControlLimits limits);
   size_t connection_count() const { return open_connections_; }
+  // Closes the connections with no request in flight that were quiet for idle_timeout_ms by the
+  // clock (what the sweep timer does; public for tests on a fake clock).
+  void close_idle();
 
  private:
   struct Connection;
   void on_connection();
-  void sweep_idle();
   void arm_sweep();
+  void maybe_closed();  // calls on_closed_ once everything is closed
 
   uv_loop_t* loop_;
   std::string path_;
   ControlLimits limits_;
   Handler handler_;
-  uv_pipe_t server_{};
-  uv_timer_t sweep_{};
-  bool started_ = false;
-  bool closed_ = false;
-  uint64_t last_refusal_log_ms_ = 0;
+  const Clock& clock_;
+  UvHandle<uv_pipe_t> listener_;
+  UvHandle<uv_timer_t> sweep_;
+  std::optional<Clock::time_point> last_refusal_log_;
   std::unordered_set<std::shared_ptr<Connection>> connections_;  // until their close callback
   size_t open_connections_ = 0;                                  // of those, not closing
+  std::function<void()> on_closed_;
 };
 
 // Client side, for the CLI (blocking, no libuv): one request, one reply. Throws

@@ -55,9 +55,7 @@ int InotifyWatch::add_watch() {
   return wd_ < 0 ? -errno : 0;
 }
 
-bool InotifyWatch::rewatch() {
-  return wd_ < 0 && fd_ >= 0 && poll_.is_open() && add_watch() == 0;
-}
+bool InotifyWatch::rewatch() { return wd_ < 0 && fd_ >= 0 && poll_.is_open() && add_watch() == 0; }
 
 void InotifyWatch::close(std::function<void()> on_closed) {
   poll_.close([this, on_closed = std::move(on_closed)] {

@@ -75,8 +75,8 @@ void ServiceNotifier::start() {
   last_progress_ = clock_.now();
   uv_timer_start(
       timer_.get(),
-      [](uv_timer_t* t) { UvHandle<uv_timer_t>::owner_of<ServiceNotifier>(t)->tick(); },
-      period_ms, period_ms);
+      [](uv_timer_t* t) { UvHandle<uv_timer_t>::owner_of<ServiceNotifier>(t)->tick(); }, period_ms,
+      period_ms);
   // A timer alone must not keep the loop alive once everything else has closed.
   uv_unref(timer_.base());
 }

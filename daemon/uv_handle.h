@@ -66,6 +66,7 @@ class UvHandle {
   }
 
   T* get() { return &handle_; }
+  const T* get() const { return &handle_; }
   uv_handle_t* base() { return reinterpret_cast<uv_handle_t*>(&handle_); }
   const uv_handle_t* base() const { return reinterpret_cast<const uv_handle_t*>(&handle_); }
   State state() const { return state_; }

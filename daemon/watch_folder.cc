@@ -39,9 +39,8 @@ struct WatchFolder::State {
         on_ready(std::move(on_ready)),
         tracker(clock, settle_ms),
         watch(
-            loop, this->dir, [this](const std::string& name, InotifyWatch::Kind kind) {
-              on_event(name, kind);
-            },
+            loop, this->dir,
+            [this](const std::string& name, InotifyWatch::Kind kind) { on_event(name, kind); },
             [this] { on_overflow(); }) {}
 
   int start();
@@ -127,8 +126,7 @@ int WatchFolder::State::start() {
 void WatchFolder::State::start_rescan_timer() {
   uint64_t every = static_cast<uint64_t>(std::max<int64_t>(rescan_interval_ms, 1));
   uv_timer_start(
-      rescan_timer.get(), [](uv_timer_t* t) { Timer::owner_of<State>(t)->rescan(); }, every,
-      every);
+      rescan_timer.get(), [](uv_timer_t* t) { Timer::owner_of<State>(t)->rescan(); }, every, every);
 }
 
 void WatchFolder::State::close(std::function<void()> closed) {

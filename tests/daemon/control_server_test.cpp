@@ -1,7 +1,8 @@
 // ControlServer on a real libuv loop with a real Unix socket: a client that sends requests but
 // never reads its replies makes the server stop reading from it (bounded backlog) until it reads
 // again, and a backlog over the hard cap closes the connection. Each connection carries its
-// peer's credentials.
+// peer's credentials. Idleness is measured on a FakeClock; the loop blocks on its events (a guard
+// timer fails a wait that would hang), and no test waits on the wall clock.
 
 #include "daemon/control_server.h"
 
@@ -17,10 +18,11 @@
 #include <functional>
 #include <string>
 
+#include "tests/support/fake_clock.h"
+#include "tests/support/uv_run_until.h"
+
 namespace docpipe {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 class ServerFixture {
  public:
@@ -35,7 +37,8 @@ class ServerFixture {
           ++handled_;
           peer_ = peer;
           reply({{"ok", true}, {"pad", std::string(reply_bytes_, 'x')}});
-        });
+        },
+        clock_);
     REQUIRE(server_->start().empty());
   }
   ~ServerFixture() {
@@ -58,22 +61,17 @@ class ServerFixture {
   // Sends all of `data`, turning the loop while the socket is full.
   void send_all(std::string data) {
     size_t off = 0;
-    Clock::time_point deadline = Clock::now() + std::chrono::seconds(10);
-    while (off < data.size() && Clock::now() < deadline) {
+    REQUIRE(run_until([&] {
       ssize_t n = ::send(client_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
       if (n > 0) off += static_cast<size_t>(n);
-      uv_run(&loop_, UV_RUN_NOWAIT);
-    }
-    REQUIRE(off == data.size());
+      return off == data.size();
+    }));
   }
 
-  // Turns the loop for `ms` (the server has that long to do what it will).
-  void run_for(int ms) {
-    Clock::time_point until = Clock::now() + std::chrono::milliseconds(ms);
-    while (Clock::now() < until) {
-      uv_run(&loop_, UV_RUN_NOWAIT);
-      ::poll(nullptr, 0, 1);
-    }
+  // Turns the loop `turns` times without blocking: the server has that many turns to do what it
+  // will with what the client sent (a Unix socket delivers at once).
+  void run_turns(int turns) {
+    for (int i = 0; i < turns; ++i) uv_run(&loop_, UV_RUN_NOWAIT);
   }
 
   // Reads whatever is there; returns the byte count (0 also on EOF, see `eof`).
@@ -91,22 +89,22 @@ class ServerFixture {
     }
   }
 
-  bool run_until(const std::function<bool()>& done, int timeout_ms) {
-    Clock::time_point until = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (Clock::now() < until) {
-      uv_run(&loop_, UV_RUN_NOWAIT);
-      if (done()) return true;
-      ::poll(nullptr, 0, 1);
-    }
-    return done();
+  // Turns the loop until `done()` holds (see uv_run_until); a wait that would hang fails.
+  bool run_until(const std::function<bool()>& done) {
+    bool ok = test::uv_run_until(&loop_, done);
+    CHECK(ok);
+    return ok;
   }
 
+  test::FakeClock& clock() { return clock_; }
+  const std::string& path() const { return path_; }
   ControlServer& server() { return *server_; }
   int handled() const { return handled_; }
   const Credentials& peer() const { return peer_; }
 
  private:
   size_t reply_bytes_;
+  test::FakeClock clock_;
   std::string dir_, path_;
   uv_loop_t loop_{};
   std::unique_ptr<ControlServer> server_;
@@ -127,18 +125,16 @@ TEST_CASE("control server: a client that does not read pauses its requests until
   ServerFixture f(limits, 256u << 10);
   f.connect();
   f.send_all(requests(100));
-  f.run_for(300);
+  f.run_turns(50);
   // 1 MiB of unread 256 KiB replies (plus what the kernel buffers) stops the taking.
   INFO("handled: " << f.handled());
   CHECK(f.handled() >= 4);
   CHECK(f.handled() <= 20);
   // Reading lets it go on, to the last request.
-  CHECK(f.run_until(
-      [&] {
-        f.drain();
-        return f.handled() == 100;
-      },
-      20000));
+  CHECK(f.run_until([&] {
+    f.drain();
+    return f.handled() == 100;
+  }));
   CHECK(f.peer().uid == ::geteuid());
   CHECK(f.peer().gid == ::getegid());
 }
@@ -150,8 +146,44 @@ TEST_CASE("control server: a reply backlog over the hard cap closes the connecti
   ServerFixture f(limits, 3u << 20);
   f.connect();
   f.send_all(requests(1));
-  CHECK(f.run_until([&] { return f.server().connection_count() == 0; }, 5000));
+  CHECK(f.run_until([&] { return f.server().connection_count() == 0; }));
   CHECK(f.handled() == 1);
+}
+
+TEST_CASE("control server: a quiet connection is closed after idle_timeout_ms by the clock") {
+  ControlLimits limits;
+  limits.idle_timeout_ms = 1000;
+  ServerFixture f(limits, 16);
+  f.connect();
+  REQUIRE(f.run_until([&] { return f.server().connection_count() == 1; }));
+  f.send_all(requests(1));
+  REQUIRE(f.run_until([&] { return f.handled() == 1 && f.drain() > 0; }));
+  // The reply was written at this fake time; the sweep looks at the clock, not at the loop's.
+  f.clock().advance(std::chrono::milliseconds(999));
+  f.server().close_idle();
+  CHECK(f.server().connection_count() == 1);
+  f.clock().advance(std::chrono::milliseconds(1));
+  f.server().close_idle();
+  CHECK(f.server().connection_count() == 0);
+  bool eof = false;
+  CHECK(f.run_until([&] {
+    f.drain(&eof);
+    return eof;
+  }));
+}
+
+TEST_CASE("control server: close() calls back once the listener and every connection closed") {
+  ServerFixture f(ControlLimits{}, 16);
+  f.connect();
+  REQUIRE(f.run_until([&] { return f.server().connection_count() == 1; }));
+  int closed = 0;
+  f.server().close([&closed] { ++closed; });
+  f.server().close([&closed] { closed += 10; });  // the first close() owns the callback
+  CHECK(closed == 0);
+  CHECK(f.server().connection_count() == 0);
+  CHECK(::access(f.path().c_str(), F_OK) != 0);  // the socket file is gone
+  CHECK(f.run_until([&] { return closed != 0; }));
+  CHECK(closed == 1);
 }
 
 }  // namespace

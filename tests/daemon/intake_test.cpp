@@ -15,13 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -33,15 +32,6 @@ using docpipe::IntakeResult;
 using docpipe::Spool;
 
 namespace {
-
-bool poll_until(std::chrono::milliseconds timeout, const std::function<bool()>& done) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -105,14 +95,16 @@ TEST_CASE("intake: a FIFO named like a job file is recorded in rejected/ without
   IntakeFixture f;
   const std::string fifo = f.incoming("pipe.json");
   REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
-  std::atomic<bool> done{false};
+  std::promise<void> done;
+  std::future<void> returned_future = done.get_future();
   IntakeResult r;
   std::thread taker([&] {
     r = docpipe::take_job_file(*f.spool, "pipe.json", f.config);
-    done = true;
+    done.set_value();
   });
-  // Nobody ever writes to this FIFO: a blocking open would hold the pool thread forever.
-  bool returned = poll_until(std::chrono::milliseconds(2000), [&] { return done.load(); });
+  // Nobody ever writes to this FIFO: a blocking open would hold the pool thread forever. The
+  // test blocks until the call returns, or fails after 2 s.
+  bool returned = returned_future.wait_for(std::chrono::seconds(2)) == std::future_status::ready;
   CHECK(returned);
   if (!returned) {
     // Let the stuck open return (a writer arrives and leaves), so the test can end.

@@ -92,7 +92,8 @@ TEST_CASE("service notifier: pings while healthy, withholds the ping when stalle
   ServiceNotifier::Health health;
   health.status = "0 job(s) running";
   health.stall_after_ms = 60;
-  ServiceNotifier notifier(&loop, [&health] { return health; }, clock);
+  ServiceNotifier notifier(
+      &loop, [&health] { return health; }, clock);
   notifier.start();
   const std::string ping = "STATUS=0 job(s) running\nWATCHDOG=1";
   const std::string no_ping = "STATUS=0 job(s) running";

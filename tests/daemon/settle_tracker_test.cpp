@@ -35,7 +35,8 @@ TEST_CASE("settle tracker: a renamed-in name is taken at once and held until for
   CHECK_FALSE(t.settling());
 }
 
-TEST_CASE("settle tracker: a written file is taken after settle_ms of unchanged stats, not before") {
+TEST_CASE(
+    "settle tracker: a written file is taken after settle_ms of unchanged stats, not before") {
   test::FakeClock clock;
   SettleTracker t(clock, 500);
   REQUIRE(t.on_event("w.json", Event::kWritten) == Action::kStat);
@@ -62,14 +63,15 @@ TEST_CASE("settle tracker: a write while the stat runs asks for one more stat") 
   SettleTracker t(clock, 500);
   REQUIRE(t.on_event("w.json", Event::kWritten) == Action::kStat);
   CHECK(t.on_event("w.json", Event::kWritten) == Action::kNone);  // the stat is pending
-  CHECK(t.on_stat("w.json", kTen) == Action::kStat);               // it may be stale: again
+  CHECK(t.on_stat("w.json", kTen) == Action::kStat);              // it may be stale: again
   CHECK(t.on_stat("w.json", kTen) == Action::kNone);
   clock.advance(milliseconds(500));
   REQUIRE(t.due().size() == 1);
   CHECK(t.on_stat("w.json", kTen) == Action::kTake);
 }
 
-TEST_CASE("settle tracker: a name that is not a regular file is taken at once; a gone one dropped") {
+TEST_CASE(
+    "settle tracker: a name that is not a regular file is taken at once; a gone one dropped") {
   test::FakeClock clock;
   SettleTracker t(clock, 500);
   REQUIRE(t.on_event("fifo.json", Event::kScanned) == Action::kStat);

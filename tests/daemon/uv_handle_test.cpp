@@ -49,7 +49,7 @@ TEST_CASE("uv handle: open, closing, closed, and the close callback tells the ow
   owner.timer.close([&] { ++owner.closed_calls; });
   CHECK(owner.timer.state() == Timer::State::kClosing);
   CHECK_FALSE(owner.timer.is_open());
-  CHECK(owner.timer.in_use());  // libuv holds it until the close callback
+  CHECK(owner.timer.in_use());     // libuv holds it until the close callback
   CHECK(owner.closed_calls == 0);  // libuv calls back on the next loop turn, never inline
   close_loop(&loop);
   CHECK(owner.timer.state() == Timer::State::kClosed);
@@ -108,8 +108,7 @@ TEST_CASE("uv handle: a closed handle opens again and works") {
   uv_loop_init(&loop);
   Owner owner;
   for (int round = 0; round < 2; ++round) {
-    REQUIRE(owner.timer.open(&owner, [&](uv_timer_t* t) { return uv_timer_init(&loop, t); }) ==
-            0);
+    REQUIRE(owner.timer.open(&owner, [&](uv_timer_t* t) { return uv_timer_init(&loop, t); }) == 0);
     CHECK(owner.timer.is_open());
     uv_timer_start(
         owner.timer.get(), [](uv_timer_t* t) { ++Timer::owner_of<Owner>(t)->fired; }, 0, 0);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "tests/support/fake_clock.h"
+#include "tests/support/uv_run_until.h"
 
 namespace fs = std::filesystem;
 using docpipe::WatchFolder;
@@ -58,20 +59,11 @@ class WatchFixture {
 
   int start() { return watch_->start(); }
 
-  // Turns the loop until `done()` holds. The loop blocks on its events; a guard timer ends a
-  // wait that would otherwise hang (a broken watch) and fails it.
+  // Turns the loop until `done()` holds (see uv_run_until); a wait that would hang fails.
   bool run_until(const std::function<bool()>& done) {
-    bool expired = false;
-    uv_timer_t guard;
-    uv_timer_init(&loop_, &guard);
-    guard.data = &expired;
-    uv_timer_start(
-        &guard, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; }, 10000, 0);
-    while (!done() && !expired) uv_run(&loop_, UV_RUN_ONCE);
-    uv_close(reinterpret_cast<uv_handle_t*>(&guard), nullptr);
-    uv_run(&loop_, UV_RUN_NOWAIT);
-    CHECK_FALSE(expired);
-    return done();
+    bool ok = docpipe::test::uv_run_until(&loop_, done);
+    CHECK(ok);
+    return ok;
   }
 
   // Reads what the kernel queued for the watch so far (an event is queued by the time the
@@ -318,7 +310,7 @@ TEST_CASE("watch folder: an inotify queue overflow rescans at once and is counte
   f.finish();
 }
 
-TEST_CASE("watch folder: it may be destroyed with a stat in flight; close() calls back once") {
+TEST_CASE("watch folder: it may be destroyed with a scan in flight; close() calls back once") {
   WatchFixture f(/*settle_ms=*/50);
   WatchFixture::write_file(f.incoming_ + "/early.json", "{}", O_TRUNC);
   REQUIRE(f.start() == 0);
