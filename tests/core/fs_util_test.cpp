@@ -14,37 +14,22 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/path_util.h"
+#include "tests/support/temp_folder.h"
 
 namespace docpipe {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/docpipe-fsutil-XXXXXX";
-    root = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(root); }
-  // Every name in the folder (temp files included).
-  std::vector<std::string> names() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(root)) out.push_back(e.path().filename());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-  static std::string read(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  std::string root;
+// A temp folder whose names() are those of its root.
+struct TempDir : test::TempFolder {
+  TempDir() : TempFolder("/tmp", "fsutil") {}
+  std::vector<std::string> names() const { return TempFolder::names(TempFolder::root()); }
+  const std::string& root = TempFolder::root();
 };
 
 // Says why a test cannot run here and passes, unless DOCPIPE_REQUIRE_ALL_TESTS is set.
@@ -143,14 +128,10 @@ TEST_CASE("fs util: an atomic writer that runs out of space leaves nothing behin
   REQUIRE_FALSE(st);
   CHECK(st.error().sys_errno == ENOSPC);
   CHECK_FALSE(w->commit());  // the failure sticks
-  std::vector<std::string> left;
-  for (const auto& e : fs::directory_iterator(mnt)) left.push_back(e.path().filename());
-  CHECK(left == std::vector<std::string>{"manifest.jsonl"});
+  CHECK(test::TempFolder::names(mnt) == std::vector<std::string>{"manifest.jsonl"});
   CHECK(TempDir::read(path) == "previous");
   CHECK_FALSE(write_file_atomic(path, std::string(100000, 'q'), false));
-  left.clear();
-  for (const auto& e : fs::directory_iterator(mnt)) left.push_back(e.path().filename());
-  CHECK(left == std::vector<std::string>{"manifest.jsonl"});
+  CHECK(test::TempFolder::names(mnt) == std::vector<std::string>{"manifest.jsonl"});
   ::umount2(mnt.c_str(), MNT_DETACH);
 }
 

@@ -14,45 +14,29 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/journal.h"
 #include "core/journal_record.h"
+#include "tests/support/temp_folder.h"
 
 namespace docpipe {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct ManifestDir {
-  ManifestDir() {
-    char tmpl[] = "/tmp/docpipe-manifest-XXXXXX";
-    root = ::mkdtemp(tmpl);
-    journal = root + "/job.journal";
-    manifest = root + "/job.manifest.jsonl";
-  }
-  ~ManifestDir() { fs::remove_all(root); }
+struct ManifestDir : test::TempFolder {
+  ManifestDir() : TempFolder("/tmp", "manifest") {}
   void write_journal(const std::vector<std::string>& payloads) const {
     JobJournal j;
     REQUIRE(j.create(journal, "job", 5));
     for (const auto& p : payloads) REQUIRE(j.append(p));
     REQUIRE(j.close(false));
   }
-  std::vector<std::string> names(const std::string& dir) const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-  static std::string read(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  std::string root, journal, manifest;
+  const std::string root = TempFolder::root();
+  const std::string journal = root + "/job.journal";
+  const std::string manifest = root + "/job.manifest.jsonl";
 };
 
 std::string doc(const std::string& input, RecordState state = RecordState::kSucceeded,

@@ -4,32 +4,23 @@
 // by an earlier job, the way a restarted daemon finds them.
 
 #include <doctest/doctest.h>
-#include <stdlib.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/journal.h"
 #include "daemon/daemon_job.h"
 #include "pipeline/sha256.h"
+#include "tests/support/temp_folder.h"
 
 namespace docpipe::test {
 
-struct JobFolder {
-  explicit JobFolder(const std::string& under = "/tmp") {
-    std::string tmpl = under + "/docpipe-daemon-job-XXXXXX";
-    root = ::mkdtemp(tmpl.data());
+struct JobFolder : TempFolder {
+  explicit JobFolder(const std::string& under = "/tmp") : TempFolder(under, "daemon-job") {
     std::filesystem::create_directories(root + "/in");
     std::filesystem::create_directories(root + "/out");
-    journal = root + "/job.journal";
-    manifest = root + "/job.manifest.jsonl";
   }
-  ~JobFolder() { std::filesystem::remove_all(root); }
-  JobFolder(const JobFolder&) = delete;
-  JobFolder& operator=(const JobFolder&) = delete;
 
   std::string in(const std::string& name) const { return root + "/in/" + name; }
   std::string out(const std::string& name) const { return root + "/out/" + name; }
@@ -55,17 +46,9 @@ struct JobFolder {
     REQUIRE(j.close(false));
   }
 
-  static std::string read(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-  }
-  static void write(const std::string& path, const std::string& content) {
-    std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-  }
-
-  std::string root, journal, manifest;
+  const std::string root = TempFolder::root();
+  const std::string journal = root + "/job.journal";
+  const std::string manifest = root + "/job.manifest.jsonl";
 };
 
 inline std::string sha256_of(const std::string& bytes) {

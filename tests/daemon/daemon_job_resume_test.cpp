@@ -146,8 +146,11 @@ TEST_CASE("daemon job: a 100,000-document job 90 % done resumes fast, its writer
                     << ms(in_check).count() << " ms in " << checks
                     << " output checks holding no lock; the job's lock was taken " << reports
                     << " times meanwhile, the longest wait " << ms(longest).count() << " ms");
+  // About 1.5 s on a quiet machine (the figures above); the bound is wide so that a loaded CI
+  // machine passes, and still catches a walk that grows with done x total. A sanitizer build
+  // only reports the figures.
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-  CHECK(ms(t2 - t0).count() < 5000);  // a sanitizer build only reports the figures
+  CHECK(ms(t2 - t0).count() < 20000);
 #endif
 }
 
