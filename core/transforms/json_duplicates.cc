@@ -14,6 +14,7 @@ using json_scan::scalar_end;
 using json_scan::skip_ws;
 using json_scan::string_end;
 
+// Orders key offsets by decoded key, then by position. Sorting (rather than hashing) keeps an
 // object of n keys at O(n log n) whatever the keys: no hash flooding.
 class KeyOrder {
  public:

@@ -12,18 +12,18 @@
 #include <vector>
 
 #include "tests/core/transform_test_util.h"
-#include "tests/support/processes.h"
 #include "tests/support/hostile_documents.h"
+#include "tests/support/processes.h"
 
 using docpipe::ErrorCode;
 using docpipe::Result;
+using docpipe::test::AddressSpaceCap;
 using docpipe::test::config_errors;
 using docpipe::test::errors_text;
 using docpipe::test::make_step;
+using docpipe::test::nested_quotes;
 using docpipe::test::run_chunked;
 using docpipe::test::run_ok;
-using docpipe::test::AddressSpaceCap;
-using docpipe::test::nested_quotes;
 using docpipe::test::wide_table;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;

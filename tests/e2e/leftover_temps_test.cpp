@@ -3,36 +3,17 @@
 // after a restart (the daemon keeps the list in the spool).
 
 #include <doctest/doctest.h>
-#include <fcntl.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
-#include <cstdlib>
+#include <memory>
 
 #include "tests/e2e/harness.h"
+#include "tests/support/immutable.h"
 
 namespace e2e {
 namespace {
 
-// chattr +i / -i: read-only even for the root daemon.
-bool set_immutable(const std::string& path, bool on) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
-  int flags = 0;
-  bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
-  flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
-  ok = ok && ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
-  ::close(fd);
-  return ok;
-}
-
-// Unsets the immutable flag whatever happens, so that the TempDir can be removed.
-struct Mutable {
-  explicit Mutable(std::string p) : path(std::move(p)) {}
-  ~Mutable() { set_immutable(path, false); }
-  std::string path;
-};
+using docpipe::test::MutableGuard;
+using docpipe::test::set_immutable;
 
 // Runs a job whose one large (streamed) document sleeps after its temp file is written; the
 // output folder turns immutable meanwhile, so the rename and the removal both fail.
@@ -56,7 +37,7 @@ TEST_CASE(
   if (!set_immutable(out, true) || !set_immutable(out, false)) {
     return skip_test("cannot chattr +i here (needs root and ext4)");
   }
-  Mutable guard(out);
+  MutableGuard guard(out);
   write_file(tmp / "in/big.txt", std::string(9u << 20, 'x'));  // above the 8 MiB stream threshold
   write_file(tmp / "in2/small.txt", "small");
 

@@ -3,11 +3,9 @@
 // document twice. Both run the test build of the daemon (DOCPIPE_TEST_BINARY): `test.sleep` makes
 // the jobs last long enough to be interrupted while documents are in flight.
 
-#include <dirent.h>
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <cstdio>
 #include <map>
@@ -16,6 +14,7 @@
 #include <set>
 
 #include "tests/e2e/corpus.h"
+#include "tests/e2e/crash_support.h"
 #include "tests/e2e/harness.h"
 
 namespace e2e {
@@ -28,24 +27,6 @@ nlohmann::json all_succeeded(size_t n) {
 
 // A tmpfs when there is one: fsync is free there, so the jobs' pace is set by test.sleep and the
 // worker count rather than by a shared disk.
-// Documents (names not starting with '.') below `dir`, counted without stat() so that files
-// renamed or removed meanwhile by the daemon do not disturb the walk.
-size_t count_documents(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return 0;
-  size_t n = 0;
-  while (struct dirent* e = ::readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    if (e->d_type == DT_DIR) {
-      n += count_documents(dir + "/" + e->d_name);
-    } else {
-      ++n;
-    }
-  }
-  ::closedir(d);
-  return n;
-}
-
 // Files below `root` that look like a temp file of any kind: a dot name (".NAME.docpipe-tmp.X",
 // a hidden name of any other kind) or anything else mentioning "tmp".
 std::vector<std::string> temp_files_under(const std::string& root) {
@@ -56,48 +37,6 @@ std::vector<std::string> temp_files_under(const std::string& root) {
     if (name[0] == '.' || name.find("tmp") != std::string::npos) found.push_back(rel);
   }
   return found;
-}
-
-// A journal as the daemon wrote it: "<crc32 hex8> <json>\n" records, a header first. Parsing
-// stops at the first incomplete or corrupt record (a crash may tear the last one).
-struct JournalView {
-  nlohmann::json header;
-  std::vector<nlohmann::json> records;
-  bool torn = false;
-};
-
-JournalView read_journal(const std::string& path) {
-  JournalView view;
-  std::string text = read_file(path);
-  size_t at = 0;
-  while (at < text.size()) {
-    size_t nl = text.find('\n', at);
-    if (nl == std::string::npos || nl - at < 9 || text[at + 8] != ' ') break;
-    std::string payload = text.substr(at + 9, nl - at - 9);
-    char crc[9];
-    std::snprintf(crc, sizeof crc, "%08lx",
-                  crc32(0L, reinterpret_cast<const Bytef*>(payload.data()),
-                        static_cast<uInt>(payload.size())));
-    if (text.compare(at, 8, crc) != 0) break;
-    nlohmann::json j = nlohmann::json::parse(payload);
-    if (view.header.is_null()) {
-      view.header = std::move(j);
-    } else {
-      view.records.push_back(std::move(j));
-    }
-    at = nl + 1;
-  }
-  view.torn = at != text.size();
-  return view;
-}
-
-// The N in the last "job resumed job=ID already_done=N" line of a log, or -1.
-long resumed_count(const DaemonProcess& daemon, const std::string& id) {
-  std::vector<std::string> lines = daemon.log_lines_with({" job resumed ", "job=" + id + " "});
-  if (lines.empty()) return -1;
-  std::smatch m;
-  if (!std::regex_search(lines.back(), m, std::regex("already_done=([0-9]+)"))) return -1;
-  return std::stol(m[1]);
 }
 
 // Milliseconds between the first log lines containing `from` and `to` (their timestamps).
@@ -190,7 +129,7 @@ TEST_CASE("e2e recovery: a 5000-document job survives kill -9 at three random po
     }
     bool reached = poll_until(kJobTimeout, [&] {
       daemon.expect_running();
-      return count_documents(out) >= thresholds[round];
+      return count_outputs(out) >= thresholds[round];
     });
     REQUIRE(reached);
     REQUIRE(::kill(daemon.pid(), SIGKILL) == 0);
@@ -215,7 +154,7 @@ TEST_CASE("e2e recovery: a 5000-document job survives kill -9 at three random po
     // No document was done twice (its input recorded twice), and the documents that will be
     // redone, outputs renamed but not yet recorded, are at most one per writer (io_threads 2).
     CHECK(recorded.size() == journal.records.size());
-    const size_t outputs = count_documents(out);
+    const size_t outputs = count_outputs(out);
     CHECK(outputs >= recorded.size());
     CHECK(outputs - recorded.size() <= 2);
     recorded_at_kill = static_cast<long>(recorded.size());
@@ -281,7 +220,7 @@ TEST_CASE("e2e recovery: SIGTERM mid-job then restart completes it with no docum
     start_test_daemon(daemon);
     REQUIRE(poll_until(kJobTimeout, [&] {
       daemon.expect_running();
-      return count_documents(out) >= 60;
+      return count_outputs(out) >= 60;
     }));
     CHECK(daemon.terminate() == 0);
     INFO("log:\n" << daemon.log());
@@ -295,6 +234,7 @@ TEST_CASE("e2e recovery: SIGTERM mid-job then restart completes it with no docum
     CHECK_FALSE(file_exists(spool + "/failed/drain.report.json"));
     JournalView journal = read_journal(spool + "/active/drain.journal");
     CHECK_FALSE(journal.torn);
+    CHECK(journal.bad_lines == 0);
     for (const nlohmann::json& r : journal.records) {
       std::string input = r["input"];
       INFO(r.dump());
@@ -303,7 +243,7 @@ TEST_CASE("e2e recovery: SIGTERM mid-job then restart completes it with no docum
     }
     CHECK(first_run.size() >= 60);
     CHECK(first_run.size() < kDocuments);
-    CHECK(count_documents(out) == first_run.size());
+    CHECK(count_outputs(out) == first_run.size());
     CHECK(temp_files_under(out).empty());
   }
 
@@ -361,7 +301,7 @@ TEST_CASE("e2e recovery: SIGTERM cancels documents still running after shutdown_
     CHECK(daemon.log_lines_with({" document failed "}).empty());
     REQUIRE(file_exists(spool + "/active/grace.json"));
     CHECK(read_journal(spool + "/active/grace.journal").records.empty());
-    CHECK(count_documents(out) == 0);
+    CHECK(count_outputs(out) == 0);
     CHECK(temp_files_under(out).empty());
   }
 
