@@ -12,6 +12,7 @@
 //   intent    {"intent":"commit","input":...,"output":...,"sha256":...,"bytes_in":...,
 //              "bytes_out":...,"attempts":...}  (just before an output is renamed into place)
 //
+// An intent's payload starts with {"intent": (JobJournal::is_intent tells it apart unparsed).
 // Parsing: an object with a "journal" key is a header, one with "intent" an intent, any other
 // object a document record. Missing fields take their defaults (a missing or unknown state is
 // "failed"), unknown fields are ignored; a field of the wrong type is an error naming it.

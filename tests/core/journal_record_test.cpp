@@ -9,6 +9,8 @@
 #include <string>
 #include <variant>
 
+#include "core/journal.h"
+
 namespace docpipe {
 namespace {
 
@@ -55,6 +57,9 @@ TEST_CASE("journal record: a document record is written field by field in the ma
 TEST_CASE("journal record: header and intent records are written in their fixed order") {
   CHECK(JournalHeader{.id = "job-1", .submitted_at_ms = 1234}.to_json() ==
         R"({"id":"job-1","journal":1,"submitted_at_ms":1234})");
+  // The journal tells intents apart by this prefix without parsing (JobJournal::is_intent).
+  CHECK(JobJournal::is_intent(sample_intent().to_json()));
+  CHECK_FALSE(JobJournal::is_intent(DocumentRecord{}.to_json()));
   CHECK(sample_intent().to_json() ==
         R"({"intent":"commit","input":"/a","output":"/o/a","sha256":"ab","bytes_in":3,)"
         R"("bytes_out":4,"attempts":2})");
