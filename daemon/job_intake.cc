@@ -28,9 +28,9 @@ std::shared_ptr<DaemonJob> JobIntake::make_job(ValidatedJob validated, bool resu
                                                Status& opened) {
   std::string journal = deps_.spool.active_journal(validated.spec.id);
   JobTable* table = &deps_.table;
-  auto job = std::make_shared<DaemonJob>(std::move(validated.spec), validated.documents,
-                                         deps_.clock.wall_ms(), &deps_.metrics, &deps_.progress,
-                                         [table](DaemonJob* j) { table->post_finished(j); });
+  auto job = std::make_shared<DaemonJob>(
+      std::move(validated.spec), validated.documents, deps_.clock.wall_ms(), &deps_.metrics,
+      &deps_.progress, [table](DaemonJob* j) { table->post_finished(j); }, deps_.clock);
   opened = job->open(journal, resume, deps_.durable);
   return job;
 }

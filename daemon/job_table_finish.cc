@@ -110,11 +110,12 @@ void JobTable::finish_unresumable(const std::string& id, const FieldErrors& erro
   auto report = std::make_shared<JobReport>();
   auto error = std::make_shared<std::string>();
   deps_.executor.run(
-      [spool = &deps_.spool, durable = deps_.durable, id, errors, report, error] {
+      [spool = &deps_.spool, durable = deps_.durable, clock = &deps_.clock, id, errors, report,
+       error] {
         // Keep what the journal knew: counts, failed documents and the manifest.
         std::string note;
         *report = DaemonJob::unresumable_report(id, spool->active_journal(id),
-                                                spool->active_manifest(id), durable, note);
+                                                spool->active_manifest(id), durable, note, *clock);
         report->id = id;
         report->reason = "cannot resume: " + join_field_errors(errors) + "; " + note;
         Status st = spool->finish(id, false, report_to_json(*report));
