@@ -83,26 +83,30 @@ Status Spool::check_not_finished(std::string_view id) const {
   return ok();
 }
 
-Status Spool::admit(std::string_view id, std::string_view job_text) const {
+Status Spool::admit(std::string_view id, std::string_view job_text, bool* moved) const {
   Status st = check_not_finished(id);
   if (!st) return st;
   // Write it under a temp name that the resume scan ignores, then move it into place.
   const std::string tmp = temp_path_for(active(), std::string(id) + ".json");
   st = write_new_file(tmp, job_text, durable_);
   if (!st) return st;
-  st = move_into_active(tmp, id, active());
-  if (!st) ::unlink(tmp.c_str());
+  bool in_active = false;
+  st = move_into_active(tmp, id, active(), &in_active);
+  if (moved != nullptr) *moved = in_active;
+  if (!st && !in_active) ::unlink(tmp.c_str());
   return st;
 }
 
-Status Spool::claim(std::string_view incoming_name, std::string_view id) const {
+Status Spool::claim(std::string_view incoming_name, std::string_view id, bool* moved) const {
+  if (moved != nullptr) *moved = false;
   Status st = check_not_finished(id);
   if (!st) return st;
-  return move_into_active(incoming() + "/" + std::string(incoming_name), id, incoming());
+  return move_into_active(incoming() + "/" + std::string(incoming_name), id, incoming(), moved);
 }
 
 Status Spool::move_into_active(const std::string& from, std::string_view id,
-                               const std::string& from_dir) const {
+                               const std::string& from_dir, bool* moved) const {
+  if (moved != nullptr) *moved = false;
   std::string ids(id);
   std::string to = active_job(id);
   // RENAME_NOREPLACE: two jobs with one id never overwrite each other, even racing.
@@ -112,6 +116,7 @@ Status Spool::move_into_active(const std::string& from, std::string_view id,
     }
     return errno_error("claim " + from, errno);
   }
+  if (moved != nullptr) *moved = true;
   if (durable_) {
     Status st = fsync_dir(active());
     if (!st) return st;

@@ -38,11 +38,14 @@ class Spool {
   // Claims incoming/NAME as active/ID.json. Never replaces an existing active job
   // (ErrorCode::kExists), and fails with kExists if a finished job with this id is in done/ or
   // failed/, so reports are never overwritten.
-  Status claim(std::string_view incoming_name, std::string_view id) const;
+  // `moved` (optional) tells whether the job file reached active/: when the rename succeeded but
+  // the fsync of the folders after it failed (no descriptors, EIO), the error comes back with
+  // *moved true, and the job IS active: the caller must run or resume it, never forget it.
+  Status claim(std::string_view incoming_name, std::string_view id, bool* moved = nullptr) const;
 
   // Writes a job handed over the control socket straight to active/ID.json, with the same
-  // refusals as claim() (an active or finished job with this id: kExists).
-  Status admit(std::string_view id, std::string_view job_text) const;
+  // refusals as claim() (an active or finished job with this id: kExists) and the same `moved`.
+  Status admit(std::string_view id, std::string_view job_text, bool* moved = nullptr) const;
 
   // Writes rejected/NAME.error.json listing every problem, then moves incoming/NAME to
   // rejected/NAME (replacing an older rejected file of the same name).
@@ -55,8 +58,8 @@ class Spool {
 
  private:
   Status check_not_finished(std::string_view id) const;
-  Status move_into_active(const std::string& from, std::string_view id,
-                          const std::string& from_dir) const;
+  Status move_into_active(const std::string& from, std::string_view id, const std::string& from_dir,
+                          bool* moved) const;
 
   std::string root_;
   bool durable_;

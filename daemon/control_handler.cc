@@ -79,6 +79,17 @@ void ControlHandler::submit(ControlRequest request, const Credentials& peer,
                                     {"documents", std::to_string(documents)}});
           deps_.table.enqueue(submitted->job);
           reply({{"ok", true}, {"id", id}, {"documents", documents}});
+        } else if (!submitted->unopened_id.empty()) {
+          // In active/ already: it runs once it can be opened, as a claimed drop does.
+          const std::string& id = submitted->unopened_id;
+          log_error("cannot open accepted job; retrying",
+                    {{"job", id}, {"source", "socket"}, {"error", submitted->failure}});
+          deps_.table.resume_later(id, 1);
+          reply(
+              {{"ok", true},
+               {"id", id},
+               {"documents", submitted->documents},
+               {"note", "accepted; it starts once it can be opened (" + submitted->failure + ")"}});
         } else if (!submitted->errors.empty()) {
           deps_.metrics.job_rejected();
           log_warn("job rejected", {{"source", "socket"},

@@ -211,7 +211,15 @@ IntakeResult take_job_file(const Spool& spool, const std::string& name,
     r.errors.push_back({"", file->problem});
   }
   if (job) {
-    Status claimed = spool.claim(name, job->spec.id);
+    bool moved = false;
+    Status claimed = spool.claim(name, job->spec.id, &moved);
+    if (!claimed && moved) {
+      // In active/ all the same: the job runs. Only the folder's fsync failed, so an OS crash
+      // could undo the rename, which puts the file back in incoming/ to be taken again.
+      log_warn("job claimed, but its folders could not be synced",
+               {{"file", name}, {"job", job->spec.id}, {"error", claimed.error().message}});
+      claimed = ok();
+    }
     if (claimed) {
       r.kind = IntakeResult::Kind::kAccepted;
       r.job = std::move(job);

@@ -188,10 +188,12 @@ JobIntake::Submitted JobIntake::submit(const std::string& text, const std::strin
     }
     return out;
   }
+  out.documents = validated->documents;
   Status opened;
   out.job = make_job(std::move(*validated), /*resume=*/false, opened);
   if (!opened) {
-    out.failure = opened.error().message + " (the job stays in active/ and resumes at restart)";
+    out.failure = opened.error().message;
+    out.unopened_id = id;
     out.job.reset();
   }
   return out;

@@ -60,6 +60,10 @@ class JobIntake {
     std::shared_ptr<DaemonJob> job;
     FieldErrors errors;
     std::string failure;
+    // Accepted into active/ but not opened (no descriptors, a full spool): `failure` says why;
+    // the caller has it resumed later (JobTable::resume_later).
+    std::string unopened_id;
+    uint64_t documents = 0;
   };
   Submitted submit(const std::string& text, const std::string& default_id,
                    const std::string& base_dir, const std::optional<Credentials>& submitter,

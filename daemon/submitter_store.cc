@@ -120,7 +120,15 @@ Status SubmitterStore::admit(std::string_view id, std::string_view job_text,
     if (!st) return st;
     recorded = true;
   }
-  Status st = spool_.admit(id, job_text);
+  bool moved = false;
+  Status st = spool_.admit(id, job_text, &moved);
+  if (!st && moved) {
+    // The job is in active/ (only the folder's fsync failed): it runs, and it must keep its
+    // record, or a resume would take the daemon, who wrote its job file, for its submitter.
+    log_warn("job admitted, but its folders could not be synced",
+             {{"job", std::string(id)}, {"error", st.error().message}});
+    return ok();
+  }
   if (!st && recorded) ::unlink(path_of(id).c_str());
   return st;
 }

@@ -3,12 +3,15 @@
 #include "core/spool.h"
 
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "tests/support/fail_folder_opens.h"
 
 namespace fs = std::filesystem;
 using docpipe::ErrorCode;
@@ -148,4 +151,57 @@ TEST_CASE("spool: start-up cleanup removes temp files and journals whose job has
   CHECK(fs::exists(active + "/nightly.tmp.2024.json"));
   CHECK(fs::exists(f.spool->done() + "/old.tmp.1.report.json"));
   CHECK(fs::exists(f.spool->incoming() + "/.producer.tmp.1"));
+}
+
+namespace {
+
+// Runs `step` in a child whose folder opens fail (EMFILE); its exit code, or -1 if it died.
+template <typename Step>
+int run_with_folder_opens_failing(Step step) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!docpipe::test::fail_folder_opens()) ::_exit(90);
+    ::_exit(step());
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(SpoolFixture, "spool: a claim whose folder fsync fails says the job is active") {
+  put(spool->incoming() + "/x.json", "{}");
+  int rc = run_with_folder_opens_failing([&] {
+    bool moved = false;
+    docpipe::Status st = spool->claim("x.json", "x", &moved);
+    if (st) return 1;  // the fsync of active/ had to fail
+    if (st.error().message.find("open folder") == std::string::npos) return 2;
+    return moved ? 0 : 3;
+  });
+  CHECK(rc == 0);
+  // The job is active, not lost: whoever claimed it must run it.
+  CHECK(fs::exists(spool->active_job("x")));
+  CHECK_FALSE(fs::exists(spool->incoming() + "/x.json"));
+}
+
+TEST_CASE_FIXTURE(SpoolFixture, "spool: an admit whose folder fsync fails says the job is active") {
+  int rc = run_with_folder_opens_failing([&] {
+    bool moved = false;
+    docpipe::Status st = spool->admit("y", "{\"id\":\"y\"}", &moved);
+    if (st) return 1;
+    return moved ? 0 : 3;
+  });
+  CHECK(rc == 0);
+  CHECK(slurp(spool->active_job("y")) == "{\"id\":\"y\"}");
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(spool->active())) files += e.is_regular_file();
+  CHECK(files == 1);  // and no temp file beside it
+}
+
+TEST_CASE_FIXTURE(SpoolFixture, "spool: a claim that cannot rename says the job is not active") {
+  bool moved = true;
+  docpipe::Status st = spool->claim("missing.json", "m", &moved);
+  CHECK_FALSE(st);
+  CHECK_FALSE(moved);
 }

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -13,15 +14,18 @@
 #include <fstream>
 #include <string>
 
+#include "tests/support/fail_folder_opens.h"
+
 namespace docpipe {
 namespace {
 
 class SpoolFixture {
  public:
-  SpoolFixture() {
+  // `spool_durable`: the spool fsyncs its folders (the store's own records never do here).
+  explicit SpoolFixture(bool spool_durable = false) {
     char tmpl[] = "/tmp/docpipe-submitters-XXXXXX";
     root_ = ::mkdtemp(tmpl);
-    spool_ = std::make_unique<Spool>(root_ + "/spool", false);
+    spool_ = std::make_unique<Spool>(root_ + "/spool", spool_durable);
     REQUIRE(spool_->create_layout());
     store_ = std::make_unique<SubmitterStore>(*spool_, false);
     store_->start();
@@ -61,6 +65,25 @@ TEST_CASE("submitter store: an admitted job's record survives it and stays once 
   auto finished = f.store().load_finished("job1");
   REQUIRE(finished.has_value());
   CHECK(finished->submitter == std::optional<Credentials>(user(1000)));
+}
+
+TEST_CASE("submitter store: an admit whose folder fsync fails keeps the job and its record") {
+  // The job file reached active/ before the fsync failed: the job runs, so it must keep acting
+  // for its submitter. Without the record a resume would take the job file's owner, the daemon.
+  SpoolFixture f(/*spool_durable=*/true);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (!test::fail_folder_opens()) ::_exit(90);
+    ::_exit(f.store().admit("job2", "{}\n", user(1000)) ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);  // accepted: it is in active/
+  CHECK(std::filesystem::exists(f.spool().active_job("job2")));
+  auto loaded = f.store().load_active("job2");
+  REQUIRE(loaded.has_value());
+  CHECK(*loaded == std::optional<Credentials>(user(1000)));
 }
 
 TEST_CASE("submitter store: a refused admit of a taken id leaves the first job's record") {
