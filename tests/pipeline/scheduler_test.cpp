@@ -299,7 +299,9 @@ TEST_CASE("scheduler: no two readers walk one job at once, and every document is
       int seen = max_inside_.load();
       while (inside > seen && !max_inside_.compare_exchange_weak(seen, inside)) {
       }
-      for (int i = 0; i < 200; ++i) std::this_thread::yield();  // widen the window
+      // Widen the window by spinning, not yielding: on a loaded machine each yield can give the
+      // core away for a whole time slice, and 300 walks of 200 yields then outlast the deadline.
+      for (int i = 0; i < 2000; ++i) spin_.fetch_add(1, std::memory_order_relaxed);
       std::optional<DocumentRef> doc;
       if (next_ < 300) doc = DocumentRef{"/in/" + std::to_string(next_), std::to_string(next_)};
       ++next_;  // unsynchronised on purpose: concurrent walks would lose counts
@@ -321,6 +323,7 @@ TEST_CASE("scheduler: no two readers walk one job at once, and every document is
     std::condition_variable cv_;
     std::atomic<int> inside_{0};
     std::atomic<int> max_inside_{0};
+    std::atomic<int> spin_{0};
     int next_ = 0;
     std::atomic<int> finished_{0};
   };
