@@ -14,6 +14,7 @@
 #include "core/safe_fs.h"
 #include "pipeline/sha256.h"
 #include "tests/pipeline/pipeline_test_support.h"
+#include "tests/support/immutable.h"
 
 namespace docpipe {
 namespace {
@@ -130,18 +131,7 @@ TEST_CASE("output_file: a long file name still gets a temp name within NAME_MAX"
   CHECK(read_file(dir / name) == "long");
 }
 
-// chattr +i / -i: makes a folder read-only even for root, as a folder can turn read-only under
-// a running job (a remount, an operator's chattr).
-bool set_immutable(const std::string& path, bool on) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
-  int flags = 0;
-  bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
-  flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
-  ok = ok && ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
-  ::close(fd);
-  return ok;
-}
+using docpipe::test::set_immutable;
 
 bool can_set_immutable(const std::string& dir) {
   if (set_immutable(dir, true) && set_immutable(dir, false)) return true;

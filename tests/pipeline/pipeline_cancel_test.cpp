@@ -6,28 +6,12 @@
 #include <thread>
 
 #include "pipeline/pipeline.h"
-#include "tests/pipeline/pipeline_test_support.h"
+#include "tests/pipeline/pipeline_test_names.h"
 
 namespace docpipe {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::chain_of;
-using testing::endless_job;
-using testing::FakeJob;
-using testing::FunctionStep;
-using testing::Gate;
-using testing::make_content;
-using testing::make_inputs;
-using testing::make_spec;
-using testing::OpenAtExit;
-using testing::read_file;
-using testing::sha256_hex;
-using testing::temp_files_under;
-using testing::TempDir;
-using testing::test_options;
-using testing::upper;
-using testing::upper_step;
 namespace fs = std::filesystem;
 
 TEST_CASE("pipeline: a one-document job is not stuck behind a 10,000-document job") {

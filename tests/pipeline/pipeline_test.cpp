@@ -10,25 +10,13 @@
 
 #include <thread>
 
-#include "tests/pipeline/pipeline_test_support.h"
+#include "tests/pipeline/pipeline_test_names.h"
 
 namespace docpipe {
 namespace {
 
-using testing::chain_of;
-using testing::FakeJob;
-using testing::make_inputs;
-using testing::make_spec;
-using testing::read_file;
-using testing::sha256_hex;
-using testing::temp_files_under;
-using testing::TempDir;
-using testing::upper;
-using testing::upper_step;
-using testing::write_file;
 namespace fs = std::filesystem;
 
-using testing::test_options;
 
 // Runs one job to its end and returns its outcomes by relative path.
 std::map<std::string, DocumentOutcome> run_job(std::shared_ptr<FakeJob> job,
