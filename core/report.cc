@@ -35,7 +35,9 @@ std::string report_to_json(const JobReport& r) {
                  {"cancelled", r.counts.cancelled}};
   j["bytes"] = {{"in", r.counts.bytes_in}, {"out", r.counts.bytes_out}};
   nlohmann::ordered_json failed = nlohmann::ordered_json::array();
-  for (const auto& f : r.failed_documents) failed.push_back({{"input", f.input}, {"error", f.error}});
+  for (const auto& f : r.failed_documents) {
+    failed.push_back({{"input", f.input}, {"error", f.error}});
+  }
   j["failed_documents"] = std::move(failed);
   j["failed_documents_truncated"] = r.counts.failed > r.failed_documents.size();
   if (!r.warnings.empty()) j["warnings"] = r.warnings;
