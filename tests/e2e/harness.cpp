@@ -115,8 +115,11 @@ void make_dirs(const std::string& path) { fs::create_directories(path); }
 
 std::vector<std::string> list_files(const std::string& root) {
   std::vector<std::string> out;
+  // A running daemon creates and renames temp files meanwhile: no step may stat or resolve a
+  // name again (fs::relative canonicalises, and threw for a temp file renamed away).
   for (const auto& entry : fs::recursive_directory_iterator(root)) {
-    if (!entry.is_directory()) out.push_back(fs::relative(entry.path(), root).string());
+    std::error_code ec;
+    if (!entry.is_directory(ec)) out.push_back(entry.path().lexically_relative(root).string());
   }
   std::sort(out.begin(), out.end());
   return out;
