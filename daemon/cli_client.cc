@@ -174,6 +174,8 @@ int cli_submit(const std::string& job_file, bool wait, const DaemonConfig& confi
   std::string id = reply["id"].get<std::string>();
   out << "submitted job \"" << id << "\" (" << reply.value("documents", 0) << " document(s))\n"
       << std::flush;
+  if (reply.contains("note"))
+    err << "docpipe submit: " << reply.value("note", std::string()) << "\n";
   return wait ? wait_for_job(id, config, out, err) : 0;
 }
 
