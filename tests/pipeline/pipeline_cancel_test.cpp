@@ -23,12 +23,7 @@ TEST_CASE("pipeline: a one-document job is not stuck behind a 10,000-document jo
   // The big job's documents wait at a gate in the transform, so the pipeline fills up (4 slots)
   // and stands still while the small job is added: the picks that follow are deterministic.
   auto gate = std::make_shared<Gate>();
-  auto gated = std::make_shared<FunctionStep>(
-      [gate](const DocumentContext&, std::string_view in, std::string& out) {
-        gate->pass();
-        out.append(in);
-        return ok();
-      });
+  auto gated = gated_copy(gate);
   auto big =
       std::make_shared<FakeJob>(make_spec("big", dir / "out-big", chain_of({gated})),
                                 [&](size_t i) -> std::optional<DocumentRef> {
@@ -184,12 +179,7 @@ TEST_CASE("pipeline: cancelling a job stops a streamed document between chunks")
   TempDir dir;
   auto docs = make_inputs(dir / "in", {{"big.txt", make_content(12u << 20, 3)}});
   auto gate = std::make_shared<Gate>();
-  auto gated = std::make_shared<FunctionStep>(
-      [gate](const DocumentContext&, std::string_view in, std::string& out) {
-        gate->pass();
-        out.append(in);
-        return ok();
-      });
+  auto gated = gated_copy(gate);
   PipelineOptions options = test_options();
   options.chunk_bytes = 64u << 10;
   Pipeline pipeline(options, nullptr);

@@ -222,12 +222,7 @@ TEST_CASE("pipeline: stop with a grace returns once the last document completes"
   auto docs = make_inputs(dir / "in", {{"doc.txt", "doc"}});
   test::FakeClock clock;
   auto gate = std::make_shared<Gate>();
-  auto gated = std::make_shared<FunctionStep>(
-      [gate](const DocumentContext&, std::string_view in, std::string& out) {
-        gate->pass();
-        out.append(in);
-        return ok();
-      });
+  auto gated = gated_copy(gate);
   auto job = std::make_shared<FakeJob>(make_spec("drain", dir / "out", chain_of({gated})), docs);
   PipelineOptions options = test_options();
   options.clock = &clock;

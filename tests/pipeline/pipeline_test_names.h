@@ -12,6 +12,7 @@ using testing::endless_job;
 using testing::FakeJob;
 using testing::FunctionStep;
 using testing::Gate;
+using testing::gated_copy;
 using testing::make_content;
 using testing::make_inputs;
 using testing::make_spec;

@@ -331,6 +331,16 @@ struct Gate {
   }
 };
 
+// A step that passes `gate` with each document, then copies it unchanged.
+inline std::shared_ptr<FunctionStep> gated_copy(std::shared_ptr<Gate> gate) {
+  return std::make_shared<FunctionStep>(
+      [gate](const DocumentContext&, std::string_view in, std::string& out) {
+        gate->pass();
+        out.append(in);
+        return ok();
+      });
+}
+
 // Opens a gate when the test leaves its scope, also by a failed REQUIRE: declared after the
 // Pipeline, it runs first, so the pipeline's threads can finish and be joined.
 struct OpenAtExit {
