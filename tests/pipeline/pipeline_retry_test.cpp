@@ -103,11 +103,12 @@ std::shared_ptr<FunctionStep> working_for(test::FakeClock& clock, Clock::duratio
       });
 }
 
-TEST_CASE("pipeline: a document over document_timeout_ms fails without a retry") {
-  TempDir dir;
-  auto docs = make_inputs(dir / "in", {{"slow.txt", "slow"}});
+// One document, NAME with text "doc", through a pipeline on a FakeClock whose transform works
+// `work` of fake time, under document_timeout_ms 10 and up to 3 attempts.
+DocumentOutcome run_timed(const TempDir& dir, const std::string& name, Clock::duration work) {
+  auto docs = make_inputs(dir / "in", {{name, "doc"}});
   test::FakeClock clock;
-  JobSpec spec = make_spec("timeout", dir / "out", chain_of({working_for(clock, 50ms)}));
+  JobSpec spec = make_spec("timed", dir / "out", chain_of({working_for(clock, work)}));
   spec.limits.document_timeout_ms = 10;
   spec.limits.max_attempts = 3;
   auto job = std::make_shared<FakeJob>(spec, docs);
@@ -116,7 +117,12 @@ TEST_CASE("pipeline: a document over document_timeout_ms fails without a retry")
   Pipeline pipeline(options, nullptr);
   pipeline.add_job(job);
   REQUIRE(job->wait_finished());
-  auto o = job->outcomes().at(0);
+  return job->outcomes().at(0);
+}
+
+TEST_CASE("pipeline: a document over document_timeout_ms fails without a retry") {
+  TempDir dir;
+  DocumentOutcome o = run_timed(dir, "slow.txt", 50ms);
   CHECK(o.state == DocumentState::kFailed);
   CHECK(o.error == dir / "in/slow.txt: timed out after 10 ms (document_timeout_ms)");
   CHECK(o.attempts == 1);
@@ -125,20 +131,11 @@ TEST_CASE("pipeline: a document over document_timeout_ms fails without a retry")
 
 TEST_CASE("pipeline: a document within document_timeout_ms succeeds; its duration is clock time") {
   TempDir dir;
-  auto docs = make_inputs(dir / "in", {{"quick.txt", "quick"}});
-  test::FakeClock clock;
-  JobSpec spec = make_spec("in-time", dir / "out", chain_of({working_for(clock, 9ms)}));
-  spec.limits.document_timeout_ms = 10;
-  auto job = std::make_shared<FakeJob>(spec, docs);
-  PipelineOptions options = test_options();
-  options.clock = &clock;
-  Pipeline pipeline(options, nullptr);
-  pipeline.add_job(job);
-  REQUIRE(job->wait_finished());
-  auto o = job->outcomes().at(0);
+  DocumentOutcome o = run_timed(dir, "quick.txt", 9ms);
   CHECK(o.state == DocumentState::kSucceeded);
+  CHECK(o.attempts == 1);
   CHECK(o.duration_seconds == doctest::Approx(0.009));
-  CHECK(read_file(dir / "out/quick.txt") == "QUICK");
+  CHECK(read_file(dir / "out/quick.txt") == "DOC");
 }
 
 // Works until the pipeline interrupts its document, checking as a long transform does between
