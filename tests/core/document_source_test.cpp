@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -87,25 +88,16 @@ Walk walk(const JobSpec& spec) {
   return w;
 }
 
-// Runs the walk as an unprivileged user when we are root (root reads any folder), so that an
-// unreadable folder really is unreadable. Returns the walk's relative paths and errors, one per
-// line, "doc <path>" or "error <message>".
-std::vector<std::string> walk_unprivileged(const JobSpec& spec, const std::string& root) {
-  std::vector<std::string> lines;
+// Runs `body` in a forked child and returns what it returned, through a pipe; the child's exit
+// code must be 0 (`body` may _exit with another code to say its set-up failed).
+std::string output_of_child(const std::function<std::string()>& body) {
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
-  bool as_root = ::geteuid() == 0;
-  if (as_root) ::chmod(root.c_str(), 0755);  // let the unprivileged child reach the tree
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
     ::close(fds[0]);
-    if (as_root && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
-    std::string out;
-    std::unique_ptr<docpipe::DocumentSource> source =
-        make_document_source(spec, docpipe::SourceUse::kCount);
-    while (std::optional<DocumentRef> d = source->next()) out += "doc " + d->relative_path + "\n";
-    for (const std::string& e : source->errors()) out += "error " + e + "\n";
+    const std::string out = body();
     size_t off = 0;
     while (off < out.size()) {
       ssize_t n = ::write(fds[1], out.data() + off, out.size() - off);
@@ -124,6 +116,25 @@ std::vector<std::string> walk_unprivileged(const JobSpec& spec, const std::strin
   REQUIRE(::waitpid(pid, &status, 0) == pid);
   REQUIRE(WIFEXITED(status));
   REQUIRE(WEXITSTATUS(status) == 0);
+  return text;
+}
+
+// Runs the walk as an unprivileged user when we are root (root reads any folder), so that an
+// unreadable folder really is unreadable. Returns the walk's relative paths and errors, one per
+// line, "doc <path>" or "error <message>".
+std::vector<std::string> walk_unprivileged(const JobSpec& spec, const std::string& root) {
+  std::vector<std::string> lines;
+  bool as_root = ::geteuid() == 0;
+  if (as_root) ::chmod(root.c_str(), 0755);  // let the unprivileged child reach the tree
+  const std::string text = output_of_child([&] {
+    if (as_root && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
+    std::string out;
+    std::unique_ptr<docpipe::DocumentSource> source =
+        make_document_source(spec, docpipe::SourceUse::kCount);
+    while (std::optional<DocumentRef> d = source->next()) out += "doc " + d->relative_path + "\n";
+    for (const std::string& e : source->errors()) out += "error " + e + "\n";
+    return out;
+  });
   size_t start = 0;
   for (size_t i = 0; i < text.size(); ++i) {
     if (text[i] == '\n') {
@@ -358,12 +369,7 @@ TEST_CASE("document source: out of descriptors (EMFILE) is a fatal error, never 
   WalkFixture f;
   f.put("a.md");
   f.put("sub/b.md");
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(fds[0]);
+  const std::string text = output_of_child([&] {
     const JobSpec spec = f.job({"**"});
     std::unique_ptr<docpipe::DocumentSource> source =
         make_document_source(spec, docpipe::SourceUse::kCount);
@@ -377,20 +383,8 @@ TEST_CASE("document source: out of descriptors (EMFILE) is a fatal error, never 
     std::string out;
     while (std::optional<DocumentRef> d = source->next()) out += "doc " + d->relative_path + "\n";
     if (source->fatal_error()) out += "fatal " + source->fatal_error()->message + "\n";
-    ssize_t unused = ::write(fds[1], out.data(), out.size());
-    (void)unused;
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  std::string text;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
+    return out;
+  });
   CHECK(text.find("doc ") == std::string::npos);
   CHECK(text.find("fatal input.dir: ") != std::string::npos);
   CHECK(text.find("Too many open files") != std::string::npos);
