@@ -48,23 +48,9 @@ void JobIntake::resume_active_jobs(std::function<void()> then) {
         }
         deps_.submitters.start();
         for (const std::string& id : list_active_job_ids(deps_.spool)) {
-          IntakeResult r = load_active_job(deps_.spool, id, *cfg);
+          IntakeResult r = load_resumable(id, *cfg);
           std::shared_ptr<DaemonJob> job;
           if (r.kind == IntakeResult::Kind::kAccepted) {
-            auto submitter = deps_.submitters.load_active(id);
-            if (submitter) r.job->spec.submitter = std::move(*submitter);
-            if (!submitter) {
-              r.kind = IntakeResult::Kind::kFailed;
-              r.message = "cannot tell whom the job acts for: " + submitter.error().message;
-              results->emplace_back(std::move(r), nullptr);
-              continue;
-            }
-            // Outputs a crash left half-written: never renamed into place, so just litter.
-            size_t removed = remove_docpipe_temp_files(r.job->spec.output.dir);
-            if (removed > 0) {
-              log_info("removed leftover temp files",
-                       {{"job", id}, {"files", std::to_string(removed)}});
-            }
             Status opened;
             job = make_job(std::move(*r.job), /*resume=*/true, opened);
             if (!opened) {
@@ -95,9 +81,28 @@ void JobIntake::resume_active_jobs(std::function<void()> then) {
       });
 }
 
+IntakeResult JobIntake::load_resumable(const std::string& id, const DaemonConfig& config) {
+  IntakeResult r = load_active_job(deps_.spool, id, config);
+  if (r.kind != IntakeResult::Kind::kAccepted) return r;
+  auto submitter = deps_.submitters.load_active(id);
+  if (!submitter) {
+    r.kind = IntakeResult::Kind::kFailed;
+    r.message = "cannot tell whom the job acts for: " + submitter.error().message;
+    r.job.reset();
+    return r;
+  }
+  r.job->spec.submitter = std::move(*submitter);
+  // Outputs a crash left half-written: never renamed into place, so just litter.
+  size_t removed = remove_docpipe_temp_files(r.job->spec.output.dir);
+  if (removed > 0) {
+    log_info("removed leftover temp files", {{"job", id}, {"files", std::to_string(removed)}});
+  }
+  return r;
+}
+
 ReopenedJob JobIntake::reopen(const std::string& id) {
   ReopenedJob out;
-  IntakeResult r = load_active_job(deps_.spool, id, *config());
+  IntakeResult r = load_resumable(id, *config());
   if (r.kind == IntakeResult::Kind::kRejected) {
     out.unresumable = true;
     out.errors = std::move(r.errors);

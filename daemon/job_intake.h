@@ -76,6 +76,10 @@ class JobIntake {
  private:
   // Creates the job and its journal (resume: replays an existing journal). Blocking.
   std::shared_ptr<DaemonJob> make_job(ValidatedJob validated, bool resume, Status& opened);
+  // Reads active/ID.json and whom it acts for (its submitter record, or the job file's owner),
+  // and removes the temp files a crash left in its output folder. A job whose submitter cannot
+  // be told is kFailed (tried again later), never run with the daemon's rights. Blocking.
+  IntakeResult load_resumable(const std::string& id, const DaemonConfig& config);
   void on_intake_result(IntakeResult result, std::shared_ptr<DaemonJob> job);
 
   Deps deps_;
