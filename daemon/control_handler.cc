@@ -25,8 +25,11 @@ nlohmann::json errors_json(const FieldErrors& errors) {
   return list;
 }
 
+// A valid id (at most 128 characters) is quoted whole; a client's 4 MiB one is not echoed back.
+std::string quoted_id(const std::string& id) { return quote_client_text(id, 128); }
+
 std::string no_such_job(const std::string& id) {
-  return "no job \"" + id + "\": not queued, running or finished";
+  return "no job " + quoted_id(id) + ": not queued, running or finished";
 }
 
 }  // namespace
@@ -131,7 +134,7 @@ void ControlHandler::status(const std::string& id, const Credentials& peer,
     return;
   }
   if (!is_valid_job_id(id)) {
-    reply(error_reply("no job \"" + id + "\" (not a valid job id)"));
+    reply(error_reply("no job " + quoted_id(id) + " (not a valid job id)"));
     return;
   }
   finished_status(id, peer, std::move(reply));
@@ -176,7 +179,7 @@ void ControlHandler::cancel(const std::string& id, const Credentials& peer,
                             ControlServer::Reply reply) {
   switch (deps_.table.cancel(id, peer)) {
     case JobTable::CancelOutcome::kNoSuchJob:
-      reply(error_reply("no job \"" + id + "\" is queued or running"));
+      reply(error_reply("no job " + quoted_id(id) + " is queued or running"));
       return;
     case JobTable::CancelOutcome::kCancelled:
       reply({{"ok", true}, {"id", id}, {"state", "cancelled"}});

@@ -3,24 +3,24 @@
 #include <nlohmann/json.hpp>
 
 namespace docpipe {
+
+std::string quote_client_text(std::string_view text, size_t max_chars) {
+  std::string out;
+  for (char c : text.substr(0, max_chars)) {
+    unsigned char u = static_cast<unsigned char>(c);
+    out += u >= 0x20 && u < 0x7f && c != '"' && c != '\\' ? c : '?';
+  }
+  if (text.size() > max_chars) out += "...";
+  return "\"" + out + "\"";
+}
+
 namespace {
 
 using nlohmann::json;
 
-Error invalid(std::string message) { return make_error(ErrorCode::kInvalidArgument, message); }
+constexpr size_t kMaxQuotedOp = 32;
 
-// A client-chosen name quoted in an error: short and printable, so that a reply never grows
-// with what was sent.
-std::string quote_op(const std::string& name) {
-  constexpr size_t kMaxQuoted = 32;
-  std::string out;
-  for (char c : name.substr(0, kMaxQuoted)) {
-    unsigned char u = static_cast<unsigned char>(c);
-    out += u >= 0x20 && u < 0x7f && c != '"' && c != '\\' ? c : '?';
-  }
-  if (name.size() > kMaxQuoted) out += "...";
-  return "\"" + out + "\"";
-}
+Error invalid(std::string message) { return make_error(ErrorCode::kInvalidArgument, message); }
 
 Result<ControlRequest> parse_submit(const json& request) {
   ControlRequest r;
@@ -87,7 +87,8 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
     r.id = id->get<std::string>();
     return r;
   }
-  return invalid("unknown op " + quote_op(name) + ": expected submit, status, cancel or list");
+  return invalid("unknown op " + quote_client_text(name, kMaxQuotedOp) +
+                 ": expected submit, status, cancel or list");
 }
 
 }  // namespace docpipe

@@ -33,4 +33,9 @@ struct ControlRequest {
 // message the client is sent.
 Result<ControlRequest> parse_control_request(std::string_view line);
 
+// A client-chosen text (an op, a job id) quoted in an error reply: at most `max_chars` of it,
+// unprintable bytes, quotes and backslashes as '?', "..." when cut; so that a reply never grows
+// with what was sent.
+std::string quote_client_text(std::string_view text, size_t max_chars);
+
 }  // namespace docpipe

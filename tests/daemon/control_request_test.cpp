@@ -82,5 +82,16 @@ TEST_CASE("control request: a line over 4 MiB is refused as too large") {
   CHECK(r.error().code == ErrorCode::kTooLarge);
 }
 
+TEST_CASE("control request: a client's text is quoted short and printable in replies") {
+  // A valid job id (up to 128 characters) comes back whole.
+  const std::string id(128, 'a');
+  CHECK(quote_client_text(id, 128) == "\"" + id + "\"");
+  CHECK(quote_client_text("a\"b\\c\n", 128) == "\"a?b?c?\"");
+  // A 4 MiB one does not: the reply stays small whatever was sent.
+  const std::string huge(4u << 20, 'x');
+  const std::string quoted = quote_client_text(huge, 128);
+  CHECK(quoted == "\"" + std::string(128, 'x') + "...\"");
+}
+
 }  // namespace
 }  // namespace docpipe
