@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "core/path_util.h"
@@ -13,12 +14,23 @@ namespace docpipe {
 
 namespace {
 
-Status read_whole(WorkItem& item, size_t expected) {
+// Reads the whole input, `expected` bytes by its fstat. A file that grows meanwhile is read on,
+// up to `limit` (the stream threshold): past it the document is refused with a transient error,
+// so a file appended to without end cannot grow a buffer the budget never charged; the retry
+// sees its new size and streams it.
+Status read_whole(WorkItem& item, size_t expected, size_t limit) {
   std::string& buf = item.data;
   buf.resize(expected + 1);  // one spare byte tells "at EOF" from "the file grew"
   size_t got = 0;
   for (;;) {
-    if (got == buf.size()) buf.resize(buf.size() * 2);
+    if (got == buf.size()) {
+      if (got > limit) {
+        return make_error(ErrorCode::kIo, "read " + item.sched.doc.input_path + ": it grew past " +
+                                              std::to_string(limit) + " bytes while read (it had " +
+                                              std::to_string(expected) + " when opened)");
+      }
+      buf.resize(std::min(buf.size() * 2, limit + 1));
+    }
     ssize_t n = ::read(item.input_fd, buf.data() + got, buf.size() - got);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -91,7 +103,7 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
   }
 
   if (!item->streamed) {
-    Status read = read_whole(*item, size);
+    Status read = read_whole(*item, size, std::max(size, s.options.stream_threshold_bytes));
     ::close(item->input_fd);
     item->input_fd = -1;
     if (!read) {

@@ -17,7 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-
 // Runs one job to its end and returns its outcomes by relative path.
 std::map<std::string, DocumentOutcome> run_job(std::shared_ptr<FakeJob> job,
                                                PipelineOptions options = test_options(),
@@ -162,6 +161,35 @@ TEST_CASE("pipeline: a transform that throws fails its document, not the process
   CHECK(outcomes.at("boom.txt").error == dir / "in/boom.txt: transform failed: boom");
   CHECK(read_file(dir / "out/calm.txt") == "y");
   CHECK(temp_files_under(dir / "out").empty());
+}
+
+TEST_CASE("pipeline: a small input that grows while read is read on up to the stream threshold") {
+  // /proc files are regular and say they hold 0 bytes, but read back more: a file that grew
+  // between its fstat and its read, every time.
+  TempDir dir;
+  JobSpec spec = make_spec("grows", dir / "out", nullptr);
+  spec.limits.max_attempts = 1;
+  std::vector<DocumentRef> docs{{"/proc/self/status", "status.txt"}};
+  PipelineOptions options = test_options();
+  SUBCASE("within the threshold: read whole, as before") {
+    auto job = std::make_shared<FakeJob>(spec, docs);
+    Pipeline pipeline(options, nullptr);
+    pipeline.add_job(job);
+    REQUIRE(job->wait_finished());
+    CHECK(job->outcomes().at(0).state == DocumentState::kSucceeded);
+    CHECK(job->outcomes().at(0).bytes_in > 0);
+  }
+  SUBCASE("past it: refused as changed, never buffered without end") {
+    options.stream_threshold_bytes = 64;
+    auto job = std::make_shared<FakeJob>(spec, docs);
+    Pipeline pipeline(options, nullptr);
+    pipeline.add_job(job);
+    REQUIRE(job->wait_finished());
+    CHECK(job->outcomes().at(0).state == DocumentState::kFailed);
+    CHECK(job->outcomes().at(0).error ==
+          "read /proc/self/status: it grew past 64 bytes while read (it had 0 when opened)");
+    CHECK_FALSE(fs::exists(dir / "out/status.txt"));
+  }
 }
 
 TEST_CASE("pipeline: missing and non-regular inputs fail with a clear error") {
