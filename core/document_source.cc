@@ -52,6 +52,17 @@ Result<DirFd> open_job_folder(const std::string& root, const std::string& dir,
   return walk_dirs_beneath(*base, below(dir, root), opts);
 }
 
+}  // namespace
+
+Result<DirFd> open_output_folder(const JobSpec& job) {
+  const OutputSpec& out = job.output;
+  const std::string root = out.root.empty() ? "/" : out.root;
+  const std::string dir = out.real_dir.empty() ? out.dir : out.real_dir;
+  return open_job_folder(root, dir, restricted_submitter(job), W_OK | X_OK, false, "clean");
+}
+
+namespace {
+
 Error fatal(const char* field, const Error& e) {
   return Error{e.code, std::string(field) + ": " + e.message, e.sys_errno};
 }

@@ -59,6 +59,11 @@ class DocumentSource {
 std::unique_ptr<DocumentSource> make_document_source(const JobSpec& job,
                                                      SourceUse use = SourceUse::kRun);
 
+// Opens the job's existing output folder as a run of the job would (beneath its allowed root;
+// for a restricted submitter, by a walk that refuses symlinks and needs write and search), for
+// work the daemon does in it on the job's behalf. Creates nothing.
+Result<DirFd> open_output_folder(const JobSpec& job);
+
 struct OpenedInput {
   int fd = -1;
   struct stat st {};

@@ -222,20 +222,30 @@ bool is_docpipe_temp_name(std::string_view name) {
 }
 
 size_t remove_docpipe_temp_files(const std::string& dir) {
+  int top = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  return top < 0 ? 0 : remove_docpipe_temp_files_at(top);
+}
+
+size_t remove_docpipe_temp_files_at(int dir_fd) {
   // Descriptor-relative all the way down (O_NOFOLLOW, unlinkat): a folder swapped for a symlink
   // during the walk cannot lead the removal elsewhere. Only temp names are ever removed.
-  int top = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (top < 0) return 0;
+  // Depth-first with an explicit stack: one descriptor per level of the current path (a folder's
+  // sub-folders wait as names), so a wide tree cannot use up the daemon's descriptors, and a
+  // deep one cannot overflow a thread's stack.
+  struct Level {
+    DIR* dir;
+    std::vector<std::string> subdirs;
+    size_t next = 0;
+  };
   size_t removed = 0;
-  std::vector<int> pending{top};
-  while (!pending.empty()) {
-    int fd = pending.back();
-    pending.pop_back();
+  std::vector<Level> stack;
+  auto enter = [&](int fd) {
     DIR* d = ::fdopendir(fd);
     if (d == nullptr) {
       ::close(fd);
-      continue;
+      return;
     }
+    Level level{d, {}};
     while (struct dirent* e = ::readdir(d)) {
       std::string_view name = e->d_name;
       if (name == "." || name == "..") continue;
@@ -246,14 +256,26 @@ size_t remove_docpipe_temp_files(const std::string& dir) {
         type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
       }
       if (type == DT_DIR) {
-        int sub = ::openat(::dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sub >= 0) pending.push_back(sub);
+        level.subdirs.emplace_back(name);
       } else if (type == DT_REG && is_docpipe_temp_name(name) &&
                  ::unlinkat(::dirfd(d), e->d_name, 0) == 0) {
         ++removed;
       }
     }
-    ::closedir(d);
+    stack.push_back(std::move(level));
+  };
+  enter(dir_fd);
+  while (!stack.empty()) {
+    Level& top = stack.back();
+    if (top.next == top.subdirs.size()) {
+      ::closedir(top.dir);
+      stack.pop_back();
+      continue;
+    }
+    const std::string& name = top.subdirs[top.next++];
+    int sub =
+        ::openat(::dirfd(top.dir), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub >= 0) enter(sub);  // may reallocate `stack`: `top` is not used after this
   }
   return removed;
 }

@@ -75,5 +75,8 @@ bool is_docpipe_temp_name(std::string_view name);
 // Removes docpipe temp files anywhere under `dir` (symlinks not followed, every step relative to
 // an open folder). Returns how many.
 size_t remove_docpipe_temp_files(const std::string& dir);
+// The same beneath an open folder (a job's output folder, opened as the job opens it); takes
+// over `dir_fd` and closes it.
+size_t remove_docpipe_temp_files_at(int dir_fd);
 
 }  // namespace docpipe

@@ -1,8 +1,11 @@
 #include "daemon/job_intake.h"
 
+#include <fcntl.h>
+
 #include <utility>
 #include <vector>
 
+#include "core/document_source.h"
 #include "core/fs_util.h"
 #include "core/leftover_temps.h"
 #include "core/path_util.h"
@@ -92,8 +95,14 @@ IntakeResult JobIntake::load_resumable(const std::string& id, const DaemonConfig
     return r;
   }
   r.job->spec.submitter = std::move(*submitter);
-  // Outputs a crash left half-written: never renamed into place, so just litter.
-  size_t removed = remove_docpipe_temp_files(r.job->spec.output.dir);
+  // Outputs a crash left half-written: never renamed into place, so just litter. Removed in the
+  // output folder opened as the job opens it, never by its path: a folder the submitter swapped
+  // for a symlink must not lead the daemon's removal elsewhere. (Not there: nothing to remove.)
+  size_t removed = 0;
+  if (Result<DirFd> out = open_output_folder(r.job->spec)) {
+    int fd = ::fcntl(out->fd(), F_DUPFD_CLOEXEC, 0);
+    if (fd >= 0) removed = remove_docpipe_temp_files_at(fd);
+  }
   if (removed > 0) {
     log_info("removed leftover temp files", {{"job", id}, {"files", std::to_string(removed)}});
   }

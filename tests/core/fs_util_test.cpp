@@ -7,6 +7,8 @@
 #include <doctest/doctest.h>
 #include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -136,8 +138,8 @@ TEST_CASE("fs util: an atomic writer that runs out of space leaves nothing behin
 }
 
 TEST_CASE("fs util: leftover temp files are removed below a folder, never through a symlink") {
-  char tmpl[] = "/tmp/docpipe-fsutil-XXXXXX";
-  const std::string root = ::mkdtemp(tmpl);
+  TempDir dir;
+  const std::string& root = dir.root;
   fs::create_directories(root + "/out/a/b");
   fs::create_directories(root + "/elsewhere");
   for (const std::string& p :
@@ -152,7 +154,34 @@ TEST_CASE("fs util: leftover temp files are removed below a folder, never throug
   CHECK_FALSE(fs::exists(root + "/out/a/b/.y.docpipe-tmp.bbbbbbbbbbbb"));
   CHECK(fs::exists(root + "/out/keep.txt"));
   CHECK(fs::exists(root + "/elsewhere/.z.docpipe-tmp.cccccccccccc"));
-  fs::remove_all(root);
+}
+
+TEST_CASE("fs util: temp removal in a wide tree holds a descriptor per level, not per folder") {
+  TempDir dir;
+  constexpr int kFolders = 600;
+  for (int i = 0; i < kFolders; ++i) {
+    const std::string sub = dir.root + "/out/" + std::to_string(i);
+    fs::create_directories(sub);
+    std::ofstream(sub + "/.d.docpipe-tmp.aaaaaaaaaaaa") << "x";
+  }
+  // In a child with 64 descriptors free: one per pending folder would run out after 64.
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int probe = ::dup(0);
+    struct rlimit limit {
+      static_cast<rlim_t>(probe + 64), static_cast<rlim_t>(probe + 64)
+    };
+    ::close(probe);
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(90);
+    ::_exit(remove_docpipe_temp_files(dir.root + "/out") == kFolders ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(fs::exists(dir.root + "/out/0"));
+  CHECK_FALSE(fs::exists(dir.root + "/out/0/.d.docpipe-tmp.aaaaaaaaaaaa"));
 }
 
 }  // namespace
