@@ -110,6 +110,10 @@ void forget_child(pid_t pid) {
 int sweep_escaped_children() {
   int is_subreaper = 0;
   if (::prctl(PR_GET_CHILD_SUBREAPER, &is_subreaper, 0, 0, 0) != 0 || !is_subreaper) return 0;
+  // One sweep at a time, from scan to reap: otherwise a second sweep could kill a pid that the
+  // first one has reaped meanwhile, which may by then name an unrelated process.
+  static std::mutex sweep_mu;
+  std::lock_guard sweep(sweep_mu);
   int reaped = 0;
   for (int pass = 0; pass < kMaxSweepPasses; ++pass) {
     std::vector<pid_t> found = escaped_children();
@@ -120,7 +124,12 @@ int sweep_escaped_children() {
       std::lock_guard lock(r.mu);
       for (pid_t pid : found) {
         if (r.pids.count(pid) != 0) continue;
-        // Still our unreaped child, so the pid cannot name another process yet.
+        // Still our unreaped child (its owner reaps before it forgets it, and sweeps are one at
+        // a time), so the pid cannot name another process: checked, not assumed.
+        siginfo_t info{};
+        if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+          continue;
+        }
         ::kill(pid, SIGKILL);
         orphans.push_back(pid);
       }
