@@ -16,6 +16,43 @@
 
 namespace docpipe {
 
+// The optional "cluster" section (docs/design.md "Several nodes"): several daemons share jobs
+// through NATS JetStream. Absent (`enabled` false): one node, no NATS, exactly as before.
+struct ClusterConfig {
+  bool enabled = false;           // the section is present
+  std::vector<std::string> nats;  // server URLs (nats://host:port, tls://host:port); at least one
+  // Stream name: also the prefix of subjects ("<stream>.doc.<job>") and of the KV buckets
+  // ("<stream>_jobs", "<stream>_nodes"). Letters, digits, '-' and '_'.
+  std::string stream = "DOCPIPE";
+  std::string node;  // this node's name, unique in the cluster; default: the host name
+  int64_t replicas = 1;  // stream and bucket replicas: 1, or 3 on a 3-server cluster (R3)
+  // Document messages this node holds unacknowledged at once (its share of the work queue);
+  // 0: max_in_flight_documents. A node fetches only while it holds fewer.
+  int64_t max_ack_pending = 0;
+  // Unacknowledged for this long, a document is redelivered to another node. Nodes send
+  // in-progress acknowledgements for documents they still work on every ack_wait_ms / 3.
+  int64_t ack_wait_ms = 30000;
+  // A document delivered this many times without an outcome (its nodes died on it) fails.
+  int64_t max_deliver = 10;
+  // A coordinator renews its lease on a job every lease_ms / 3; a job whose lease was not renewed
+  // for lease_ms (seen by a node connected all that time) is taken over by another node.
+  int64_t lease_ms = 15000;
+  // Documents a coordinator keeps published and not yet finished, per job; 0: 4 x max_ack_pending.
+  int64_t publish_window = 0;
+  int64_t reconnect_wait_ms = 1000;      // first reconnect delay; doubles up to the max
+  int64_t reconnect_max_wait_ms = 10000;
+  // Authentication and TLS, as libnats offers them (all optional; paths absolute once loaded).
+  std::string credentials;  // a .creds file (JWT and NKey seed)
+  std::string nkey_seed;    // a file holding an NKey seed
+  std::string user;
+  std::string password;
+  std::string token;
+  std::string tls_ca;    // CA bundle that signs the servers' certificates (implies TLS)
+  std::string tls_cert;  // client certificate chain, with tls_key (mutual TLS)
+  std::string tls_key;
+  std::string tls_hostname;  // expected server name when it differs from the URL's host
+};
+
 struct DaemonConfig {
   std::string spool_dir;        // absolute
   std::string metrics_listen = "127.0.0.1:9464";
@@ -45,6 +82,7 @@ struct DaemonConfig {
   std::string log_level = "info";   // debug | info | warn | error
   std::string log_format = "text";  // text | json
   std::map<std::string, CommandSpec> commands;
+  ClusterConfig cluster;  // "cluster": takes effect at start only (a reload keeps the old one)
 };
 
 class ConfigError : public std::runtime_error {

@@ -407,4 +407,78 @@ Result<OpenedInput> open_document(const DocumentRef& doc, const Credentials* who
   return in;
 }
 
+PortableDocument to_portable(const JobSpec& job, const DocumentRef& doc) {
+  PortableDocument p{doc.input_path, doc.relative_path, doc.open_path, {}};
+  if (!doc.folder) return p;
+  if (job.input.dir.empty()) {
+    p.root = doc.folder->path();
+    return p;
+  }
+  // The walk names the sub-folder it found the document in: the path from the input folder.
+  const std::string top = job.input.real_dir.empty() ? job.input.dir : job.input.real_dir;
+  const std::string_view sub = path_below(doc.folder->path(), top);
+  if (!sub.empty() && sub != ".") p.open_path = std::string(sub) + "/" + doc.open_path;
+  return p;
+}
+
+Result<std::shared_ptr<const JobFolders>> JobFolders::open(const JobSpec& job) {
+  std::shared_ptr<JobFolders> folders(new JobFolders());
+  const Credentials* who = restricted_submitter(job);
+  const InputSpec& in = job.input;
+  if (!in.dir.empty()) {
+    const std::string root = in.root.empty() ? "/" : in.root;
+    const std::string dir = in.real_dir.empty() ? in.dir : in.real_dir;
+    Result<DirFd> opened = open_job_folder(root, dir, who, R_OK | X_OK, false, "read");
+    if (!opened) return fatal("input.dir", opened.error());
+    folders->input_ = std::make_shared<const DirFd>(std::move(*opened));
+  } else {
+    for (size_t i = 0; i < in.files.size(); ++i) {
+      const std::string root = i < in.file_roots.size() ? in.file_roots[i] : "/";
+      if (folders->roots_.count(root) != 0) continue;
+      if (who != nullptr) {
+        Status st = check_path_access(root, *who, X_OK, "read");
+        if (!st) return fatal("input.files", st.error());
+      }
+      Result<DirFd> opened = open_dir_path(root);
+      if (!opened) return fatal("input.files", opened.error());
+      folders->roots_[root] = std::make_shared<const DirFd>(std::move(*opened));
+    }
+  }
+  const OutputSpec& out = job.output;
+  const std::string root = out.root.empty() ? "/" : out.root;
+  const std::string dir = out.real_dir.empty() ? out.dir : out.real_dir;
+  Result<DirFd> opened = open_job_folder(root, dir, who, W_OK | X_OK, true, "write");
+  if (!opened) return fatal("output.dir", opened.error());
+  folders->output_ = std::make_shared<const DirFd>(std::move(*opened));
+  return std::shared_ptr<const JobFolders>(std::move(folders));
+}
+
+Result<DocumentRef> JobFolders::document(const PortableDocument& p) const {
+  const std::string_view open = p.open_path;
+  bool climbs = open.empty() || open.front() == '/';
+  for (size_t start = 0; !climbs && start <= open.size();) {
+    size_t end = open.find('/', start);
+    if (end == std::string_view::npos) end = open.size();
+    const std::string_view part = open.substr(start, end - start);
+    climbs = part.empty() || part == "." || part == "..";
+    start = end + 1;
+  }
+  if (climbs) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "document " + p.input_path + ": bad path beneath its folder: " + p.open_path);
+  }
+  std::shared_ptr<const DirFd> folder;
+  if (input_) {
+    folder = input_;
+  } else {
+    auto it = roots_.find(p.root);
+    if (it == roots_.end()) {
+      return make_error(ErrorCode::kInvalidArgument, "document " + p.input_path +
+                                                 ": its root is not one of the job's: " + p.root);
+    }
+    folder = it->second;
+  }
+  return DocumentRef{p.input_path, p.relative_path, std::move(folder), p.open_path, output_};
+}
+
 }  // namespace docpipe

@@ -10,6 +10,7 @@
 
 #include <sys/stat.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -78,5 +79,37 @@ Result<OpenedInput> open_document(const DocumentRef& doc, const Credentials* who
 inline const Credentials* restricted_submitter(const JobSpec& job) {
   return job.submitter && !job.submitter->is_root() ? &*job.submitter : nullptr;
 }
+
+// A document as it crosses to another node of a cluster (docs/design.md "Several nodes"): what a
+// node that opened the job's folders itself needs to find the same file beneath them. Paths are
+// relative to folders every node opens beneath its own allowed roots, so nothing from the message
+// is resolved against "/".
+struct PortableDocument {
+  std::string input_path;     // DocumentRef::input_path
+  std::string relative_path;  // DocumentRef::relative_path
+  std::string open_path;      // beneath the job's input folder (input.dir) or `root` (input.files)
+  std::string root;           // input.files: the file's allowed root (one of input.file_roots)
+};
+
+// The portable form of a document `job`'s source yielded on this node.
+PortableDocument to_portable(const JobSpec& job, const DocumentRef& doc);
+
+// The folders of a job opened on a node that did not walk it, as a run of the job opens them:
+// the input folder (or the roots of its files) and the output folder (created if missing)
+// beneath their allowed roots, with the submitter's rights. Thread-safe once opened.
+class JobFolders {
+ public:
+  static Result<std::shared_ptr<const JobFolders>> open(const JobSpec& job);
+
+  // The document a PortableDocument names, beneath these folders. Refuses an open_path that is
+  // absolute or climbs ("..") and a root that is not one of the job's.
+  Result<DocumentRef> document(const PortableDocument& p) const;
+
+ private:
+  JobFolders() = default;
+  std::shared_ptr<const DirFd> input_;  // input.dir
+  std::map<std::string, std::shared_ptr<const DirFd>> roots_;  // input.files, by root
+  std::shared_ptr<const DirFd> output_;
+};
 
 }  // namespace docpipe

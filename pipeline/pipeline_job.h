@@ -26,6 +26,9 @@ struct DocumentOutcome {
   int attempts = 1;
   double duration_seconds = 0;  // read start to write end
   std::string error;            // "what: why"; empty unless failed
+  // Failed with an error worth another attempt (is_transient: I/O, a busy resource) after the
+  // job's attempts ran out; a cluster node hands such a document back with a delay instead.
+  bool transient = false;
 };
 
 // An output the writer is about to rename into place (PipelineJob::document_committing).

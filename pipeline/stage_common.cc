@@ -85,7 +85,10 @@ void settle(StageShared& s, std::unique_ptr<WorkItem> item, DocumentState state,
   }
   outcome.attempts = item->sched.attempt;
   outcome.duration_seconds = std::chrono::duration<double>(s.clock.now() - item->started).count();
-  if (state == DocumentState::kFailed && error != nullptr) outcome.error = error->message;
+  if (state == DocumentState::kFailed && error != nullptr) {
+    outcome.error = error->message;
+    outcome.transient = is_transient(*error);
+  }
   std::shared_ptr<ScheduledJob> job = std::move(item->sched.job);
   s.pool.put(std::move(item));
   s.scheduler.complete(job, std::move(outcome));

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "pipeline/pipeline_job.h"
@@ -56,6 +57,14 @@ class WorkQueue {
   // For status and the watchdog: documents taken and not yet finished, and buffer bytes held.
   virtual size_t documents_in_flight() const = 0;
   virtual size_t buffer_bytes_in_use() const = 0;
+
+  // What a distributed queue adds to `docpipe status`: the daemon's "cluster" object (this node,
+  // its connection, the nodes it sees) and a job's "coordinator". Null for a single node.
+  virtual nlohmann::json daemon_status() const { return nullptr; }
+  virtual nlohmann::json job_status(const std::string& id) const {
+    (void)id;
+    return nullptr;
+  }
 };
 
 }  // namespace docpipe
