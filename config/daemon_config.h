@@ -10,6 +10,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/transform.h"  // CommandSpec
@@ -20,7 +21,9 @@ namespace docpipe {
 // through NATS JetStream. Absent (`enabled` false): one node, no NATS, exactly as before.
 struct ClusterConfig {
   bool enabled = false;           // the section is present
-  std::vector<std::string> nats;  // server URLs (nats://host:port, tls://host:port); at least one
+  // Server URLs, at least one: nats://HOST[:PORT] or tls://HOST[:PORT], stored with the port made
+  // explicit (4222 if left out). No user or password in a URL: status and logs show URLs.
+  std::vector<std::string> nats;
   // Stream name: also the prefix of subjects ("<stream>.doc.<job>") and of the KV buckets
   // ("<stream>_jobs", "<stream>_nodes"). Letters, digits, '-' and '_'.
   std::string stream = "DOCPIPE";
@@ -100,6 +103,11 @@ DaemonConfig parse_config(const std::string& text, const std::string& base_dir,
 
 // Reads and parses a file. Throws ConfigError (including when the file cannot be read).
 DaemonConfig load_config(const std::string& path);
+
+// The default "cluster.node": `host_name` cut to 64 characters, each character outside
+// A-Z a-z 0-9 _ . - replaced by '-' ("node" for an empty name). Node names are KV keys and appear
+// in status and metrics, hence the narrow set.
+std::string cluster_node_from_host_name(std::string_view host_name);
 
 // Checks cross-field rules (positive counts, listen address form HOST:PORT). Throws ConfigError.
 void validate_config(const DaemonConfig& config);
