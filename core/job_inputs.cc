@@ -251,14 +251,15 @@ void check_output_outside_walk(const JobSpec& job, const std::string& input_real
 }  // namespace
 
 size_t check_job_inputs(JobSpec& job, const std::vector<std::string>& allowed_input_roots,
-                        const std::vector<std::string>& allowed_output_roots, FieldErrors& errors) {
+                        const std::vector<std::string>& allowed_output_roots, FieldErrors& errors,
+                        bool count_documents) {
   Roots input_roots = resolve_roots(allowed_input_roots);
   Roots output_roots = resolve_roots(allowed_output_roots);
   size_t count = 0;
   bool input_ok = false;
   if (!job.input.dir.empty()) {
     input_ok = check_input_dir(job, input_roots, errors);
-    if (input_ok) count = count_dir_documents(job, errors);
+    if (input_ok && count_documents) count = count_dir_documents(job, errors);
   } else {
     count = check_input_files(job, input_roots, errors);
   }

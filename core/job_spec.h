@@ -83,8 +83,11 @@ std::optional<JobSpec> parse_job(std::string_view text, const JobParseOptions& o
 // to `errors`; returns the number of matching documents. Fills the roots and real paths of
 // job.input and job.output, which the job opens its folders beneath when it starts.
 // (Defined in job_inputs.cc: the half of validation that reads the file system.)
+// `count` false: the input folder is not walked (no count, no "no documents match"): a cluster
+// node checking a job another node counted.
 size_t check_job_inputs(JobSpec& job, const std::vector<std::string>& allowed_input_roots,
-                        const std::vector<std::string>& allowed_output_roots, FieldErrors& errors);
+                        const std::vector<std::string>& allowed_output_roots, FieldErrors& errors,
+                        bool count = true);
 
 // output.dir / relative_path + suffix.
 std::string output_path_for(const JobSpec& job, std::string_view relative_path);

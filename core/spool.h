@@ -28,6 +28,12 @@ class Spool {
   std::string active_job(std::string_view id) const;       // active/ID.json
   std::string active_manifest(std::string_view id) const;  // active/ID.manifest.jsonl
   std::string active_journal(std::string_view id) const;   // active/ID.journal
+  // cluster/ID: the job is coordinated through a cluster (docs/design.md "Several nodes"); its
+  // journal is rebuilt from the cluster's outcome stream when it resumes.
+  std::string cluster_folder() const { return root_ + "/cluster"; }
+  std::string cluster_marker(std::string_view id) const {
+    return cluster_folder() + "/" + std::string(id);
+  }
 
   // Removes temp files a crash may have left in the spool (".*.tmp.*", ".*.submitted.*").
   void remove_stale_temp_files() const;

@@ -110,7 +110,7 @@ void ControlHandler::submit(ControlRequest request, const Credentials& peer,
 
 nlohmann::json ControlHandler::daemon_status() const {
   auto cfg = deps_.intake.config();
-  return {{"version", DOCPIPE_VERSION},
+  nlohmann::json status{{"version", DOCPIPE_VERSION},
           {"pid", ::getpid()},
           {"uptime_seconds", static_cast<double>(deps_.clock.wall_ms() - started_at_ms_) / 1e3},
           {"state", deps_.table.stopping() ? "stopping" : "running"},
@@ -121,6 +121,9 @@ nlohmann::json ControlHandler::daemon_status() const {
           {"documents_in_flight", deps_.work.documents_in_flight()},
           {"buffer_bytes_in_use", deps_.work.buffer_bytes_in_use()},
           {"memory_budget_bytes", cfg->memory_budget_bytes}};
+  nlohmann::json cluster = deps_.work.daemon_status();
+  if (!cluster.is_null()) status["cluster"] = std::move(cluster);
+  return status;
 }
 
 void ControlHandler::status(const std::string& id, const Credentials& peer,

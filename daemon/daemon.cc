@@ -13,6 +13,7 @@
 
 #include "core/clock.h"
 #include "daemon/log.h"
+#include "daemon/cluster_node.h"
 #include "pipeline/local_work_queue.h"
 
 namespace docpipe {
@@ -53,7 +54,27 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
   metrics_server_ = std::make_unique<MetricsServer>(config_.metrics_listen);
   pipeline_metrics_ = std::make_unique<PipelineMetrics>(metrics_server_->registry());
   metrics_ = std::make_unique<DaemonMetrics>(metrics_server_->registry());
-  work_ = std::make_unique<LocalWorkQueue>(pipeline_options(config_), pipeline_metrics_.get());
+  if (config_.cluster.enabled) {
+    auto node = ClusterNode::start(
+        {.config = config_,
+         .pipeline = pipeline_options(config_),
+         .pipeline_metrics = pipeline_metrics_.get(),
+         .registry = &metrics_server_->registry(),
+         .spool_root = spool_.root(),
+         .current_config = [this] { return intake_->config(); },
+         .adopt = [this](JobRecord record) {
+           {
+             std::lock_guard lock(adopt_mu_);
+             adoptions_.push_back(std::move(record));
+           }
+           uv_async_send(finished_async_.get());
+         }});
+    if (!node) throw std::runtime_error("cannot start the cluster node: " + node.error().message);
+    cluster_ = node->get();
+    work_ = std::move(*node);
+  } else {
+    work_ = std::make_unique<LocalWorkQueue>(pipeline_options(config_), pipeline_metrics_.get());
+  }
 
   table_ = std::make_unique<JobTable>(
       JobTable::Deps{.work = *work_,
@@ -133,12 +154,31 @@ void Daemon::open_handles() {
   });
   if (finished_async_.open(this, [this](uv_async_t* a) {
         return uv_async_init(&loop_, a, [](uv_async_t* a) {
-          UvHandle<uv_async_t>::owner_of<Daemon>(a)->table_->drain_finished();
+          Daemon* self = UvHandle<uv_async_t>::owner_of<Daemon>(a);
+          self->table_->drain_finished();
+          self->drain_adoptions();
         });
       }) == 0) {
     ++handles_open_;
   }
   if (retry_timer_.open(&loop_) == 0) ++handles_open_;
+}
+
+// Jobs the cluster node took over from a silent node: admitted and resumed here.
+void Daemon::drain_adoptions() {
+  std::vector<JobRecord> records;
+  {
+    std::lock_guard lock(adopt_mu_);
+    records.swap(adoptions_);
+  }
+  for (JobRecord& r : records) {
+    if (table_->stopping()) break;  // taken over again by another node once this one is gone
+    const std::string id = r.id;
+    intake_->adopt(std::move(r.id), std::move(r.text), std::move(r.submitter),
+                   [this, id](bool ok) {
+                     if (!ok && cluster_ != nullptr) cluster_->adoption_failed(id);
+                   });
+  }
 }
 
 void Daemon::close_handles() {

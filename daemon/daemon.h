@@ -14,11 +14,14 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <vector>
 #include <string>
 
 #include "config/daemon_config.h"
 #include "core/spool.h"
 #include "daemon/control_handler.h"
+#include "daemon/cluster_node.h"
 #include "daemon/control_server.h"
 #include "daemon/daemon_metrics.h"
 #include "daemon/job_intake.h"
@@ -59,6 +62,7 @@ class Daemon {
   void begin_shutdown(const char* signal_name);
   void reload();
   void apply_config(DaemonConfig next);
+  void drain_adoptions();
 
   DaemonConfig config_;  // loop thread only
   ConfigLoader reload_config_;
@@ -71,6 +75,9 @@ class Daemon {
   std::unique_ptr<PipelineMetrics> pipeline_metrics_;
   std::unique_ptr<DaemonMetrics> metrics_;
   std::unique_ptr<WorkQueue> work_;
+  ClusterNode* cluster_ = nullptr;  // work_, when the config has a cluster section
+  std::mutex adopt_mu_;
+  std::vector<JobRecord> adoptions_;  // from a cluster thread to the loop
   LoopExecutor executor_{&loop_};
   LoopTimer retry_timer_;
   std::atomic<uint64_t> documents_finished_{0};  // bumped by pipeline threads, for the watchdog

@@ -20,7 +20,8 @@ std::optional<ValidatedJob> validate_job_text(const std::string& text,
                                               const std::string& default_id,
                                               const std::string& base_dir,
                                               const DaemonConfig& config, FieldErrors& errors,
-                                              const std::optional<Credentials>& submitter) {
+                                              const std::optional<Credentials>& submitter,
+                                              bool count_documents) {
   TransformEnv env{config.commands, config.allowed_input_roots};
   JobParseOptions options{default_id, base_dir, &env};
   std::optional<JobSpec> spec = parse_job(text, options, errors);
@@ -30,7 +31,8 @@ std::optional<ValidatedJob> validate_job_text(const std::string& text,
   }
   spec->submitter = submitter;  // checked here already, so a refusal is a clear rejection
   size_t n =
-      check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots, errors);
+      check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots, errors,
+                       count_documents);
   if (!errors.empty()) {
     cap_field_errors(errors);
     return std::nullopt;

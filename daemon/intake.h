@@ -31,7 +31,7 @@ struct ValidatedJob {
 std::optional<ValidatedJob> validate_job_text(
     const std::string& text, const std::string& default_id, const std::string& base_dir,
     const DaemonConfig& config, FieldErrors& errors,
-    const std::optional<Credentials>& submitter = std::nullopt);
+    const std::optional<Credentials>& submitter = std::nullopt, bool count_documents = true);
 
 // The job's JSON with its id and paths pinned to what validation resolved (absolute), so that
 // the stored job means the same thing whatever folder it is later read against (resume).

@@ -1,6 +1,7 @@
 #include "daemon/job_intake.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <utility>
 #include <vector>
@@ -98,8 +99,12 @@ IntakeResult JobIntake::load_resumable(const std::string& id, const DaemonConfig
   // Outputs a crash left half-written: never renamed into place, so just litter. Removed in the
   // output folder opened as the job opens it, never by its path: a folder the submitter swapped
   // for a symlink must not lead the daemon's removal elsewhere. (Not there: nothing to remove.)
+  // A cluster job's output folder is shared with nodes whose documents are in flight: their
+  // temp files are not litter (docs/design.md "Several nodes").
   size_t removed = 0;
-  if (Result<DirFd> out = open_output_folder(r.job->spec)) {
+  const bool shared = ::access(deps_.spool.cluster_marker(id).c_str(), F_OK) == 0;
+  if (Result<DirFd> out = shared ? Result<DirFd>(make_error(ErrorCode::kNotFound, "shared"))
+                                 : open_output_folder(r.job->spec)) {
     int fd = ::fcntl(out->fd(), F_DUPFD_CLOEXEC, 0);
     if (fd >= 0) removed = remove_docpipe_temp_files_at(fd);
   }
@@ -128,6 +133,42 @@ ReopenedJob JobIntake::reopen(const std::string& id) {
     out.job.reset();
   }
   return out;
+}
+
+void JobIntake::adopt(std::string id, std::string text, std::string submitter,
+                      std::function<void(bool)> done) {
+  auto reopened = std::make_shared<ReopenedJob>();
+  deps_.executor.run(
+      [this, id, text = std::move(text), submitter = std::move(submitter), reopened] {
+        std::optional<SubmitterStore::Record> who = SubmitterStore::decode(submitter);
+        if (!who) {
+          reopened->message = "its record names no submitter this node can trust";
+          return;
+        }
+        Status st = deps_.submitters.admit(id, text, who->submitter);
+        // kExists: in active/ already (resumed at this node's start, or adopted before).
+        if (!st && (st.error().code != ErrorCode::kExists ||
+                    ::access(deps_.spool.active_job(id).c_str(), F_OK) != 0)) {
+          reopened->message = st.error().message;
+          return;
+        }
+        *reopened = reopen(id);
+      },
+      [this, id, reopened, done = std::move(done)] {
+        if (reopened->job) {
+          log_info("cluster: job taken over", {{"job", id}});
+          deps_.table.enqueue(std::move(reopened->job));
+          done(true);
+          return;
+        }
+        if (reopened->unresumable) {
+          deps_.table.finish_unresumable(id, reopened->errors);
+          done(false);
+          return;
+        }
+        log_error("cluster: cannot take the job over", {{"job", id}, {"error", reopened->message}});
+        done(false);
+      });
 }
 
 void JobIntake::on_job_file_ready(const std::string& name) {

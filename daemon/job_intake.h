@@ -73,6 +73,13 @@ class JobIntake {
   // against the config of now.
   ReopenedJob reopen(const std::string& id);
 
+  // A cluster job this node took over from a silent coordinator (docs/design.md "Several
+  // nodes"): its pinned text and submitter record go into active/ (unless there already), then it
+  // resumes like a job of an earlier run. `done(false)` when it cannot (the lease is then given
+  // up for another node). Loop thread.
+  void adopt(std::string id, std::string text, std::string submitter,
+             std::function<void(bool)> done);
+
  private:
   // Creates the job and its journal (resume: replays an existing journal). Blocking.
   std::shared_ptr<DaemonJob> make_job(ValidatedJob validated, bool resume, Status& opened);

@@ -147,6 +147,9 @@ nlohmann::json JobTable::job_status(const DaemonJob& job) const {
   if (!r.reason.empty()) j["reason"] = r.reason;
   if (!job.finish_state().last_error.empty()) j["error"] = job.finish_state().last_error;
   j["submitter_uid"] = job.spec().submitter ? job.spec().submitter->uid : 0;
+  // A cluster node: which node coordinates it (this one) and whether it is spread.
+  nlohmann::json extra = deps_.work.job_status(r.id);
+  if (extra.is_object()) j.update(extra);
   return j;
 }
 

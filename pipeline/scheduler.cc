@@ -159,25 +159,28 @@ bool Scheduler::cancel(const std::string& id) {
   {
     std::lock_guard lock(mu_);
     if (stopped_) return false;
-    auto it = std::find_if(jobs_.begin(), jobs_.end(),
-                           [&](const auto& job) { return job->spec().id == id; });
-    if (it == jobs_.end()) return false;
-    std::shared_ptr<ScheduledJob> job = *it;
-    if (job->cancelled()) return true;
-    job->cancelled_.store(true, std::memory_order_release);
-    // Its pending retries become due now, so a reader completes them as cancelled at once.
-    std::vector<ScheduledDocument> pending;
-    for (auto r = retries_.begin(); r != retries_.end();) {
-      if (r->second.job == job) {
-        pending.push_back(std::move(r->second));
-        r = retries_.erase(r);
-      } else {
-        ++r;
+    bool found = false;
+    // Every job of that id: a cluster node runs one job's documents as several batches.
+    for (const std::shared_ptr<ScheduledJob>& job : std::vector(jobs_)) {
+      if (job->spec().id != id) continue;
+      found = true;
+      if (job->cancelled()) continue;
+      job->cancelled_.store(true, std::memory_order_release);
+      // Its pending retries become due now, so a reader completes them as cancelled at once.
+      std::vector<ScheduledDocument> pending;
+      for (auto r = retries_.begin(); r != retries_.end();) {
+        if (r->second.job == job) {
+          pending.push_back(std::move(r->second));
+          r = retries_.erase(r);
+        } else {
+          ++r;
+        }
       }
+      for (auto& doc : pending) retries_.emplace(Clock::time_point::min(), std::move(doc));
+      // A reader in the job's walk settles it when the walk returns.
+      if (may_finish_locked(*job)) finish_locked(job, to_finish_);
     }
-    for (auto& doc : pending) retries_.emplace(Clock::time_point::min(), std::move(doc));
-    // A reader in the job's walk settles it when the walk returns.
-    if (may_finish_locked(*job)) finish_locked(job, to_finish_);
+    if (!found) return false;
   }
   cv_.notify_all();
   return true;

@@ -90,9 +90,9 @@ class Scheduler {
   // then the caller completes it.
   bool retry(ScheduledDocument& doc, Clock::duration delay);
 
-  // Takes no more documents from the job and hands its pending retries out as cancelled; the job
-  // finishes (job_finished(true)) when its documents in flight have completed. False if no such
-  // job is running, or once stop() was called.
+  // Takes no more documents from the job (every job of that id) and hands its pending retries out
+  // as cancelled; the job finishes (job_finished(true)) when its documents in flight have
+  // completed. False if no such job is running, or once stop() was called.
   bool cancel(const std::string& id);
 
   // next() takes no new documents from then on; jobs that have not finished are dropped without

@@ -1,0 +1,353 @@
+#include "daemon/cluster_coordinator.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <functional>
+
+#include "core/fs_util.h"
+#include "daemon/cluster_node.h"
+#include "daemon/daemon_job.h"
+#include "daemon/log.h"
+#include "daemon/submitter_store.h"
+#include "pipeline/sha256.h"
+
+namespace docpipe {
+
+namespace {
+
+constexpr int kOutcomeBatch = 256;
+constexpr int kPublishBatch = 256;  // documents published per turn before outcomes are read
+
+uint64_t input_key(const std::string& input) { return std::hash<std::string>{}(input); }
+
+}  // namespace
+
+Coordinator::Coordinator(ClusterNode& node, std::shared_ptr<PipelineJob> job)
+    : node_(node), job_(std::move(job)), id_(job_->spec().id) {}
+
+Coordinator::~Coordinator() {
+  stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Coordinator::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void Coordinator::cancel() { cancel_.store(true); }
+
+void Coordinator::stop() { stop_.store(true); }
+
+size_t Coordinator::outstanding() const {
+  std::lock_guard lock(mu_);
+  return outstanding_.size();
+}
+
+void Coordinator::run() {
+  if (!claim()) return;
+  // The intent requests of if_exists skip/fail documents come to this node from now on.
+  natsSubscription* sub = nullptr;
+  while (!stop_.load()) {
+    natsStatus s = natsConnection_Subscribe(&sub, node_.nats().get(),
+                                            node_.names().intent_subject(id_).c_str(), on_intent,
+                                            this);
+    if (s == NATS_OK) break;
+    node_.pause(500);
+  }
+  intents_.reset(sub);
+  while (!stop_.load() && !open_outcomes()) node_.pause(500);
+
+  const size_t window = static_cast<size_t>(node_.cluster().publish_window);
+  while (!stop_.load()) {
+    if (auto lease = node_.lease(id_); !lease || lease->lost) {
+      abandon("another node took the job over (this node's lease lapsed, e.g. while NATS was "
+              "unreachable)");
+      return;
+    }
+    if (cancel_.load() && !cancel_written_) {
+      cancel_written_ = node_.update_lease(id_, ClusterJobState::kCancelling);
+    }
+    bool idle = true;
+    if (!cancel_.load() && !walk_done_) {
+      size_t open;
+      {
+        std::lock_guard lock(mu_);
+        open = outstanding_.size();
+      }
+      if (open < window) idle = !publish_more();
+    }
+    bool done;
+    {
+      std::lock_guard lock(mu_);
+      done = (walk_done_ || cancel_.load()) && outstanding_.empty() && !unpublished_;
+    }
+    if (done && (!cancel_.load() || cancel_written_)) {
+      if (finish()) return;
+      node_.pause(500);
+      continue;
+    }
+    drain_outcomes(idle ? 500 : 1);
+  }
+}
+
+bool Coordinator::claim() {
+  auto* daemon_job = dynamic_cast<DaemonJob*>(job_.get());
+  JobRecord fresh;
+  fresh.id = id_;
+  fresh.coordinator = node_.node();
+  if (auto text = read_file(node_.spool_root() + "/active/" + id_ + ".json")) {
+    fresh.text = std::move(*text);
+  }
+  fresh.submitter = SubmitterStore::encode(job_->spec().submitter);
+  if (daemon_job != nullptr) {
+    JobReport r = daemon_job->report();
+    fresh.documents = r.counts.total;
+    fresh.submitted_at_ms = r.submitted_at_ms;
+  }
+  const std::string key = job_kv_key(id_);
+  bool warned = false;
+  while (!stop_.load()) {
+    if (!node_.ready()) {
+      if (!warned) {
+        log_warn("cluster: job waits for NATS to be coordinated",
+                 {{"job", id_}, {"node", node_.node()}});
+        warned = true;
+      }
+      node_.pause(200);
+      continue;
+    }
+    auto got = kv_get(node_.jobs_kv(), key);
+    if (!got) {
+      node_.pause(500);
+      continue;
+    }
+    if (!*got) {
+      auto rev = kv_create(node_.jobs_kv(), key, fresh.to_json());
+      if (rev) {
+        node_.hold_lease(fresh, *rev);
+        msg_id_prefix_ = id_ + ":" + std::to_string(fresh.submitted_at_ms) + ":";
+        log_info("cluster: coordinating job", {{"job", id_}, {"node", node_.node()}});
+        return true;
+      }
+      if (rev.error().code != ErrorCode::kExists) node_.pause(500);
+      continue;
+    }
+    auto parsed = parse_job_record((*got)->value);
+    if (parsed && parsed->coordinator != node_.node()) {
+      abandon("coordinated by node " + parsed->coordinator + ", which took the job over");
+      return false;
+    }
+    JobRecord r = parsed ? *parsed : fresh;
+    r.coordinator = node_.node();
+    ++r.beat;
+    auto rev = kv_update(node_.jobs_kv(), key, r.to_json(), (*got)->revision);
+    if (rev) {
+      node_.hold_lease(r, *rev);
+      msg_id_prefix_ = id_ + ":" + std::to_string(r.submitted_at_ms) + ":";
+      if (r.state == ClusterJobState::kCancelling) cancel_.store(true);
+      cancel_written_ = r.state == ClusterJobState::kCancelling;
+      log_info("cluster: coordinating job", {{"job", id_}, {"node", node_.node()},
+                                             {"epoch", std::to_string(r.epoch)}});
+      return true;
+    }
+    if (rev.error().code != ErrorCode::kExists) node_.pause(500);
+  }
+  return false;
+}
+
+bool Coordinator::open_outcomes() {
+  if (!node_.ready()) return false;
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = node_.names().outcomes_stream.c_str();
+  so.Config.AckPolicy = js_AckAll;
+  so.Config.DeliverPolicy =
+      last_outcome_seq_ == 0 ? js_DeliverAll : js_DeliverByStartSequence;
+  so.Config.OptStartSeq = last_outcome_seq_ + 1;
+  if (last_outcome_seq_ == 0) so.Config.OptStartSeq = 0;
+  // The server drops the consumer when this coordinator is gone for that long.
+  so.Config.InactiveThreshold = int64_t{600} * 1000000000;
+  natsSubscription* sub = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_PullSubscribe(&sub, node_.nats().js(),
+                                  node_.names().outcome_subject(id_).c_str(), nullptr, nullptr,
+                                  &so, &jerr);
+  if (s != NATS_OK) {
+    log_warn("cluster: cannot read a job's outcomes yet",
+             {{"job", id_}, {"error", nats_error("subscribe", s, jerr).message}});
+    return false;
+  }
+  outcomes_.reset(sub);
+  return true;
+}
+
+void Coordinator::drain_outcomes(int64_t wait_ms) {
+  if (!outcomes_) {
+    if (!open_outcomes()) node_.pause(200);
+    return;
+  }
+  natsMsgList list{};
+  natsStatus s = natsSubscription_Fetch(&list, outcomes_.get(), kOutcomeBatch, wait_ms, nullptr);
+  if (s == NATS_TIMEOUT) return;
+  if (s != NATS_OK) {
+    // The consumer may be gone (a long outage): read on from the last outcome seen.
+    if (node_.ready()) {
+      outcomes_.reset();
+      open_outcomes();
+    }
+    node_.pause(200);
+    return;
+  }
+  for (int i = 0; i < list.Count; ++i) {
+    natsMsg* m = list.Msgs[i];
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, m) == NATS_OK && meta != nullptr) {
+      last_outcome_seq_ = std::max(last_outcome_seq_, meta->Sequence.Stream);
+      jsMsgMetaData_Destroy(meta);
+    }
+    record(msg_data(m));
+  }
+  if (list.Count > 0) natsMsg_Ack(list.Msgs[list.Count - 1], nullptr);
+  natsMsgList_Destroy(&list);
+}
+
+void Coordinator::record(const std::string& data) {
+  auto parsed = parse_outcome_message(data);
+  if (!parsed) {
+    log_error("cluster: ignoring a bad outcome message", {{"job", id_},
+                                                          {"error", parsed.error().message}});
+    return;
+  }
+  DocumentOutcome& o = parsed->outcome;
+  {
+    std::lock_guard lock(mu_);
+    outstanding_.erase(o.doc.input_path);
+    // A document done twice (redelivered after its node went silent): the first outcome counts.
+    if (!recorded_.insert(input_key(o.doc.input_path)).second) return;
+  }
+  job_->document_finished(std::move(o));
+}
+
+bool Coordinator::publish_more() {
+  bool published_any = false;
+  for (int i = 0; i < kPublishBatch && !stop_.load() && !cancel_.load(); ++i) {
+    if (!unpublished_) {
+      std::optional<DocumentRef> doc = job_->next_document();
+      if (!doc) {
+        std::lock_guard lock(mu_);
+        walk_done_ = true;
+        break;
+      }
+      {
+        std::lock_guard lock(mu_);
+        // Recorded already (an outcome read back from the stream after a restart or takeover).
+        if (recorded_.count(input_key(doc->input_path)) != 0) continue;
+      }
+      unpublished_ = std::move(doc);
+    }
+    const DocMessage msg{id_, to_portable(job_->spec(), *unpublished_)};
+    const std::string body = msg.to_json();
+    // The server drops a second copy with this id (a republish after a takeover) for
+    // `Duplicates` (10 min); the job's submission time keeps a later job of the same id apart.
+    Sha256 digest;
+    (void)digest.update(unpublished_->input_path);
+    auto hex = digest.hex_digest();
+    const std::string msg_id = msg_id_prefix_ + (hex ? *hex : unpublished_->input_path);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = msg_id.c_str();
+    jsPubAck* pa = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_Publish(&pa, node_.nats().js(), node_.names().doc_subject(id_).c_str(),
+                              body.data(), static_cast<int>(body.size()), &po, &jerr);
+    if (pa != nullptr) jsPubAck_Destroy(pa);
+    if (s != NATS_OK) {
+      log_warn("cluster: cannot publish a document yet; retrying",
+               {{"job", id_}, {"error", nats_error("publish", s, jerr).message}});
+      node_.pause(500);
+      return published_any;
+    }
+    {
+      std::lock_guard lock(mu_);
+      outstanding_.insert(unpublished_->input_path);
+    }
+    unpublished_.reset();
+    published_any = true;
+    if (outstanding() >= static_cast<size_t>(node_.cluster().publish_window)) break;
+  }
+  return published_any;
+}
+
+bool Coordinator::finish() {
+  if (finished_.load()) return true;
+  // Straggler copies of documents (redelivered, still queued) are of no use any more.
+  jsOptions o;
+  jsOptions_Init(&o);
+  const std::string doc_subject = node_.names().doc_subject(id_);
+  o.Stream.Purge.Subject = doc_subject.c_str();
+  if (natsStatus s = js_PurgeStream(node_.nats().js(), node_.names().stream.c_str(), &o, nullptr);
+      s != NATS_OK) {
+    log_warn("cluster: cannot purge a finished job's documents yet",
+             {{"job", id_}, {"error", nats_error("purge", s).message}});
+    return false;
+  }
+  intents_.reset();
+  outcomes_.reset();
+  node_.release_lease(id_, /*delete_record=*/true);
+  const std::string outcome_subject = node_.names().outcome_subject(id_);
+  o.Stream.Purge.Subject = outcome_subject.c_str();
+  js_PurgeStream(node_.nats().js(), node_.names().outcomes_stream.c_str(), &o, nullptr);
+  ::unlink((node_.spool_root() + "/cluster/" + id_).c_str());
+  finished_.store(true);
+  log_info("cluster: job coordinated to its end", {{"job", id_}, {"node", node_.node()}});
+  job_->job_finished(cancel_.load());
+  return true;
+}
+
+void Coordinator::abandon(const std::string& why) {
+  log_warn("cluster: this node no longer coordinates the job",
+           {{"job", id_}, {"node", node_.node()}, {"reason", why}});
+  intents_.reset();
+  outcomes_.reset();
+  node_.release_lease(id_, /*delete_record=*/false);
+  ::unlink((node_.spool_root() + "/cluster/" + id_).c_str());
+  if (auto* daemon_job = dynamic_cast<DaemonJob*>(job_.get())) daemon_job->request_cancel(why);
+  finished_.store(true);
+  job_->job_finished(true);
+}
+
+void Coordinator::on_intent(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
+  static_cast<Coordinator*>(self)->intent(msg);
+  natsMsg_Destroy(msg);
+}
+
+void Coordinator::intent(natsMsg* msg) {
+  nlohmann::json reply;
+  auto parsed = parse_intent_message(msg_data(msg));
+  if (!parsed) {
+    reply = {{"ok", false}, {"error", parsed.error().message}};
+  } else {
+    bool done;
+    {
+      std::lock_guard lock(mu_);
+      done = recorded_.count(input_key(parsed->input)) != 0;
+    }
+    if (done) {
+      reply = {{"ok", false}, {"superseded", true}};
+    } else {
+      DocumentRef doc{parsed->input, {}, nullptr, {}, nullptr};
+      Status st = job_->document_committing(
+          {doc, parsed->output, parsed->sha256, parsed->bytes_in, parsed->bytes_out,
+           parsed->attempts});
+      reply = st ? nlohmann::json{{"ok", true}}
+                 : nlohmann::json{{"ok", false}, {"error", st.error().message}};
+    }
+  }
+  if (const char* to = natsMsg_GetReply(msg); to != nullptr) {
+    const std::string body = reply.dump();
+    natsConnection_Publish(node_.nats().get(), to, body.data(), static_cast<int>(body.size()));
+  }
+}
+
+}  // namespace docpipe

@@ -1,0 +1,80 @@
+#pragma once
+// The coordinator of one cluster job (docs/design.md "Several nodes"): on its own thread it
+// claims the job's record (or confirms it holds it), publishes one message per document of the
+// job's walk (at most publish_window unfinished at once), and hands every outcome that comes back
+// on "<S>.outcome.<job>" to the job's document_finished(), once per document. When the walk is
+// done (or the job cancelled) and every published document has an outcome, it removes the job's
+// record and calls job_finished().
+//
+// Its journal is rebuilt from the outcome stream: it reads the job's outcomes from the start of
+// the stream, so a coordinator that restarted, or took the job over from a dead node, records
+// what was done before and publishes only what has no outcome yet.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_set>
+
+#include "daemon/nats_client.h"
+#include "pipeline/pipeline_job.h"
+
+namespace docpipe {
+
+class ClusterNode;
+
+class Coordinator {
+ public:
+  Coordinator(ClusterNode& node, std::shared_ptr<PipelineJob> job);
+  ~Coordinator();  // stop() and join
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  void start();
+  // The user cancelled: publish no more, mark the record cancelling (workers answer the rest
+  // cancelled), finish once the published documents have outcomes.
+  void cancel();
+  // The daemon stops: the thread ends without job_finished() (the job resumes at the next start).
+  void stop();
+  const std::string& id() const { return id_; }
+  // The job is over here (finished, or coordinated elsewhere now): the thread has returned.
+  bool over() const { return finished_.load(); }
+  // Published and without an outcome yet (status).
+  size_t outstanding() const;
+
+ private:
+  void run();
+  bool claim();
+  bool open_outcomes();
+  void drain_outcomes(int64_t wait_ms);
+  void record(const std::string& data);
+  bool publish_more();
+  bool finish();
+  void abandon(const std::string& why);
+  void intent(natsMsg* msg);
+  static void on_intent(natsConnection*, natsSubscription*, natsMsg* msg, void* self);
+
+  ClusterNode& node_;
+  std::shared_ptr<PipelineJob> job_;
+  const std::string id_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> cancel_{false};
+  bool cancel_written_ = false;
+  std::atomic<bool> finished_{false};
+
+  mutable std::mutex mu_;  // recorded_ and outstanding_: the intent callback reads them too
+  std::unordered_set<uint64_t> recorded_;        // hashes of inputs with an outcome recorded
+  std::unordered_set<std::string> outstanding_;  // published, no outcome yet
+  std::optional<DocumentRef> unpublished_;  // taken from the walk; its publish is to be retried
+  bool walk_done_ = false;
+  NatsSubPtr outcomes_;
+  NatsSubPtr intents_;
+  uint64_t last_outcome_seq_ = 0;  // stream sequence of the last outcome read
+  std::string msg_id_prefix_;      // "<job>:<submitted_at_ms>:" (Nats-Msg-Id of its documents)
+};
+
+}  // namespace docpipe
