@@ -60,7 +60,15 @@ void WorkerBatch::mark_superseded(const std::string& input) {
     if (d.msg && d.doc.input_path == input) d.superseded = true;
 }
 
+void WorkerBatch::mark_unreachable(const std::string& input) {
+  std::lock_guard lock(mu_);
+  for (Delivery& d : docs_)
+    if (d.msg && d.doc.input_path == input) d.coordinator_unreachable = true;
+}
+
 Status WorkerBatch::document_committing(const PendingOutput& pending) {
+  // With replace, an output renamed before its outcome is recorded is simply done again.
+  if (job_->spec->output.if_exists == IfExists::kReplace) return ok();
   // if_exists skip/fail: the coordinator records the intent in its journal before the rename,
   // or says the document was recorded meanwhile from another node.
   IntentMessage intent{pending.doc.input_path, pending.output_path, pending.sha256,
@@ -72,6 +80,9 @@ Status WorkerBatch::document_committing(const PendingOutput& pending) {
                                         body.data(), static_cast<int>(body.size()),
                                         kIntentTimeoutMs);
   if (s != NATS_OK) {
+    // No coordinator now (it died; another node takes the job over after lease_ms): the
+    // document waits for it rather than spending its attempts.
+    mark_unreachable(pending.doc.input_path);
     return make_error(ErrorCode::kIo, "the coordinator of job " + job_->id +
                                           " did not answer before the rename of " +
                                           pending.output_path + ": " + natsStatus_GetText(s));
@@ -129,6 +140,9 @@ void ClusterNode::settle(WorkerBatch& batch, DocumentOutcome outcome) {
   a.msg = std::move(d->msg);
   if (d->superseded) {
     a.how = OutboxAction::How::kAck;  // the coordinator has this document's outcome already
+  } else if (d->coordinator_unreachable) {
+    a.how = OutboxAction::How::kNak;
+    a.nak_delay_ms = std::clamp<int64_t>(cluster().lease_ms / 2, 1000, 5000);
   } else if (outcome.state == DocumentState::kCancelled && !job_cancelled) {
     // Cut short here (this node stops): another node does it.
     a.how = OutboxAction::How::kNak;

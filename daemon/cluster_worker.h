@@ -40,6 +40,7 @@ struct Delivery {
   DocumentRef doc;
   uint64_t delivered = 1;  // how many times JetStream delivered it, this one included
   bool superseded = false;
+  bool coordinator_unreachable = false;  // its intent got no answer: not the document's fault
 };
 
 // What the outbox thread does with a message: publish its outcome (if any), then settle it.
@@ -67,6 +68,7 @@ class WorkerBatch : public PipelineJob {
   // Takes the delivery of `input` out of the batch (nullopt: not in it, or taken already).
   std::optional<Delivery> take(const std::string& input);
   void mark_superseded(const std::string& input);
+  void mark_unreachable(const std::string& input);
 
  private:
   ClusterNode& node_;
