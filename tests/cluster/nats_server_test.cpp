@@ -21,9 +21,11 @@ namespace {
 
 // A failed libnats call names the call, the status and libnats' last error.
 void check(natsStatus s, const std::string& what, jsErrCode jerr = jsErrCode(0)) {
-  INFO(what << ": " << natsStatus_GetText(s) << " (jetstream error " << int(jerr)
-            << "): " << (nats_GetLastError(nullptr) ? nats_GetLastError(nullptr) : ""));
-  REQUIRE(s == NATS_OK);
+  if (s == NATS_OK) return;
+  const char* last = nats_GetLastError(nullptr);
+  const std::string message = what + ": " + natsStatus_GetText(s) + " (JetStream error " +
+                              std::to_string(int(jerr)) + "): " + (last ? last : "");
+  FAIL(message);
 }
 
 // One connection and its JetStream context; `reconnected` counts reconnected callbacks.
@@ -192,7 +194,7 @@ std::set<std::string> as_set(const std::vector<std::string>& v) { return {v.begi
 
 }  // namespace
 
-TEST_CASE("nats server: a single server runs JetStream; an acked work-queue message is gone") {
+TEST_CASE("nats server: a single server runs JetStream and an acked work-queue message is gone") {
   auto server = NatsServer::start();
   REQUIRE(server->running());
   CHECK(server->url() == "nats://127.0.0.1:" + std::to_string(server->port()));
@@ -268,7 +270,7 @@ TEST_CASE("nats server: a 3-server cluster keeps R3 streams and KV usable with o
   natsSubscription_Destroy(sub);
 }
 
-TEST_CASE("nats server: stream messages survive a whole-cluster restart; the client reconnects") {
+TEST_CASE("nats server: stream messages survive a whole-cluster restart and the client reconnects") {
   auto cluster = NatsCluster::start(3);
   Client c(cluster->urls());
   add_work_queue_stream(c.js, "KEEP", 3);
@@ -290,7 +292,7 @@ TEST_CASE("nats server: stream messages survive a whole-cluster restart; the cli
   natsSubscription_Destroy(sub);
 }
 
-TEST_CASE("nats server: an unacked message is redelivered after AckWait; NakWithDelay waits") {
+TEST_CASE("nats server: an unacked message is redelivered after AckWait and NakWithDelay waits") {
   auto server = NatsServer::start();
   Client c({server->url()});
   add_work_queue_stream(c.js, "REDO", 1);
