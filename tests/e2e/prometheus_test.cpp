@@ -19,6 +19,7 @@
 #include <set>
 
 #include "tests/e2e/harness.h"
+#include "tests/support/nats_server.h"
 
 namespace e2e {
 namespace {
@@ -224,7 +225,12 @@ TEST_CASE(
     write_file(tmp / ("in/doc-" + std::to_string(i) + ".txt"),
                "document " + std::to_string(i) + "\n");
   }
-  DaemonProcess daemon(tmp / "spool", {});
+  // A cluster node (one nats-server), so that the cluster row and alerts have their series too;
+  // a single node exports no docpipe_cluster_* at all.
+  std::unique_ptr<docpipe::test::NatsServer> nats = docpipe::test::NatsServer::start("prom");
+  write_file(tmp / "docpipe.json", R"({"cluster": {"nats": [")" + nats->url() +
+                                       R"("], "node": "prom", "ack_wait_ms": 5000}})");
+  DaemonProcess daemon(tmp / "spool", {"--config", tmp / "docpipe.json"});
   daemon.start();
 
   // The shipped config, scraping this daemon every second; alerts.yml beside it, as installed.
