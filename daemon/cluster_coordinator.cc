@@ -5,6 +5,7 @@
 
 #include <functional>
 
+#include "core/document_source.h"
 #include "core/fs_util.h"
 #include "daemon/cluster_node.h"
 #include "daemon/daemon_job.h"
@@ -59,6 +60,8 @@ void Coordinator::run() {
   while (!stop_.load() && !open_outcomes()) node_.pause(500);
 
   const size_t window = static_cast<size_t>(node_.cluster().publish_window);
+  // What was done before (a restart, a takeover) is read back before anything is published.
+  while (!stop_.load() && !caught_up_) drain_outcomes(200);
   while (!stop_.load()) {
     if (auto lease = node_.lease(id_); !lease || lease->lost) {
       abandon("another node took the job over (this node's lease lapsed, e.g. while NATS was "
@@ -135,8 +138,17 @@ bool Coordinator::claim() {
     }
     auto parsed = parse_job_record((*got)->value);
     if (parsed && parsed->coordinator != node_.node()) {
-      abandon("coordinated by node " + parsed->coordinator + ", which took the job over");
+      abandon(parsed->state == ClusterJobState::kFinished
+                  ? "finished on node " + parsed->coordinator + ", which took the job over; its "
+                        "report is in that node's spool"
+                  : "coordinated by node " + parsed->coordinator +
+                        ", which took the job over; its report will be in that node's spool");
       return false;
+    }
+    if (parsed && parsed->state == ClusterJobState::kFinished) {
+      // This node finished it, then stopped before its report was written: record the outcomes
+      // again (still in the stream) and finish, publishing nothing.
+      walk_done_ = true;
     }
     JobRecord r = parsed ? *parsed : fresh;
     r.coordinator = node_.node();
@@ -189,7 +201,10 @@ void Coordinator::drain_outcomes(int64_t wait_ms) {
   }
   natsMsgList list{};
   natsStatus s = natsSubscription_Fetch(&list, outcomes_.get(), kOutcomeBatch, wait_ms, nullptr);
-  if (s == NATS_TIMEOUT) return;
+  if (s == NATS_TIMEOUT) {
+    caught_up_ = true;
+    return;
+  }
   if (s != NATS_OK) {
     // The consumer may be gone (a long outage): read on from the last outcome seen.
     if (node_.ready()) {
@@ -204,6 +219,7 @@ void Coordinator::drain_outcomes(int64_t wait_ms) {
     jsMsgMetaData* meta = nullptr;
     if (natsMsg_GetMetaData(&meta, m) == NATS_OK && meta != nullptr) {
       last_outcome_seq_ = std::max(last_outcome_seq_, meta->Sequence.Stream);
+      if (meta->NumPending == 0) caught_up_ = true;
       jsMsgMetaData_Destroy(meta);
     }
     record(msg_data(m));
@@ -292,12 +308,29 @@ bool Coordinator::finish() {
              {{"job", id_}, {"error", nats_error("purge", s).message}});
     return false;
   }
+  // The record says finished from now on (its outcomes are purged later, by any node): a node
+  // that comes back with the job in active/ then knows not to run it again.
+  if (!node_.update_lease(id_, ClusterJobState::kFinished)) {
+    if (auto l = node_.lease(id_); !l || l->lost) {
+      abandon("another node took the job over while it finished");
+      return true;
+    }
+    return false;
+  }
   intents_.reset();
   outcomes_.reset();
-  node_.release_lease(id_, /*delete_record=*/true);
-  const std::string outcome_subject = node_.names().outcome_subject(id_);
-  o.Stream.Purge.Subject = outcome_subject.c_str();
-  js_PurgeStream(node_.nats().js(), node_.names().outcomes_stream.c_str(), &o, nullptr);
+  node_.release_lease(id_, /*delete_record=*/false);
+  // Temp files of documents whose node was killed mid-write: litter now that every document has
+  // its outcome (a late straggler only loses its copy).
+  if (Result<DirFd> out = open_output_folder(job_->spec())) {
+    int fd = ::fcntl(out->fd(), F_DUPFD_CLOEXEC, 0);
+    if (fd >= 0) {
+      if (size_t n = remove_docpipe_temp_files_at(fd); n > 0) {
+        log_info("cluster: removed temp files of documents cut short",
+                 {{"job", id_}, {"files", std::to_string(n)}});
+      }
+    }
+  }
   ::unlink((node_.spool_root() + "/cluster/" + id_).c_str());
   finished_.store(true);
   log_info("cluster: job coordinated to its end", {{"job", id_}, {"node", node_.node()}});

@@ -71,6 +71,7 @@ class Coordinator {
   std::unordered_set<std::string> outstanding_;  // published, no outcome yet
   std::optional<DocumentRef> unpublished_;  // taken from the walk; its publish is to be retried
   bool walk_done_ = false;
+  bool caught_up_ = false;  // the outcomes in the stream when it started are all read
   NatsSubPtr outcomes_;
   NatsSubPtr intents_;
   uint64_t last_outcome_seq_ = 0;  // stream sequence of the last outcome read

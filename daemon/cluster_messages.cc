@@ -190,11 +190,25 @@ Result<IntentMessage> parse_intent_message(const std::string& text) {
   return m;
 }
 
+const char* cluster_job_state_name(ClusterJobState s) {
+  switch (s) {
+    case ClusterJobState::kRunning:
+      return "running";
+    case ClusterJobState::kCancelling:
+      return "cancelling";
+    case ClusterJobState::kFinished:
+      return "finished";
+  }
+  return "?";
+}
+
 std::string JobRecord::to_json() const {
   return json{{"id", id},
               {"coordinator", coordinator},
               {"epoch", epoch},
-              {"state", state == ClusterJobState::kRunning ? "running" : "cancelling"},
+              {"state", cluster_job_state_name(state)},
+              {"finished_at_ms", finished_at_ms},
+              {"outcomes_purged", outcomes_purged},
               {"text", text},
               {"submitter", submitter},
               {"documents", documents},
@@ -215,9 +229,18 @@ Result<JobRecord> parse_job_record(const std::string& text) {
   r.documents = f.num("documents");
   r.submitted_at_ms = f.inum("submitted_at_ms");
   r.beat = f.num("beat");
-  if (state != "running" && state != "cancelling") f.fail("state " + state);
+  r.finished_at_ms = f.inum("finished_at_ms", false);
+  r.outcomes_purged = f.flag("outcomes_purged");
+  bool known = false;
+  for (ClusterJobState s : {ClusterJobState::kRunning, ClusterJobState::kCancelling,
+                            ClusterJobState::kFinished}) {
+    if (state == cluster_job_state_name(s)) {
+      r.state = s;
+      known = true;
+    }
+  }
+  if (!known) f.fail("state " + state);
   if (Status st = f.status(); !st) return st.error();
-  r.state = state == "running" ? ClusterJobState::kRunning : ClusterJobState::kCancelling;
   return r;
 }
 

@@ -66,7 +66,11 @@ struct IntentMessage {
 };
 Result<IntentMessage> parse_intent_message(const std::string& text);
 
-enum class ClusterJobState { kRunning, kCancelling };
+// kFinished: the coordinator recorded every outcome and handed the job to its job table; the
+// record stays (bucket TTL) so that a node that comes back with the job in its active/ folder
+// does not run it again.
+enum class ClusterJobState { kRunning, kCancelling, kFinished };
+const char* cluster_job_state_name(ClusterJobState s);
 
 struct JobRecord {
   std::string id;
@@ -78,6 +82,8 @@ struct JobRecord {
   uint64_t documents = 0;  // counted at validation
   int64_t submitted_at_ms = 0;
   uint64_t beat = 0;  // bumped at every lease renewal, so the revision moves
+  int64_t finished_at_ms = 0;    // kFinished: when (the coordinator's wall clock)
+  bool outcomes_purged = false;  // kFinished: its outcome messages were removed from the stream
   std::string to_json() const;
 };
 Result<JobRecord> parse_job_record(const std::string& text);

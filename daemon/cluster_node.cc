@@ -18,6 +18,9 @@ constexpr int64_t kBeatMs = 2000;
 constexpr int64_t kNodeAliveMs = 3 * kBeatMs + 1000;
 constexpr int64_t kDuplicateWindowNs = int64_t{600} * 1000000000;
 constexpr int64_t kNs = 1000000;
+// How long a finished job's outcomes stay in the stream, and its record in the bucket.
+constexpr int64_t kOutcomeKeepMs = int64_t{3600} * 1000;
+constexpr int64_t kJobRecordTtlMs = int64_t{7} * 24 * 3600 * 1000;
 
 std::vector<std::string> cluster_job_ids(const std::string& folder) {
   std::vector<std::string> out;
@@ -190,7 +193,7 @@ bool ClusterNode::set_up() {
     docs_sub_.reset(sub);
   }
   if (!jobs_kv_) {
-    auto kv = nc_->key_value(names_.jobs_bucket, static_cast<int>(c.replicas), 0);
+    auto kv = nc_->key_value(names_.jobs_bucket, static_cast<int>(c.replicas), kJobRecordTtlMs);
     if (!kv) {
       log_warn("cluster: cannot set up the jobs bucket yet", {{"error", kv.error().message}});
       return false;
@@ -322,6 +325,9 @@ bool ClusterNode::update_lease(const std::string& id, ClusterJobState state) {
   if (!l || l->lost || !ready()) return false;
   l->record.state = state;
   ++l->record.beat;
+  if (state == ClusterJobState::kFinished && l->record.finished_at_ms == 0) {
+    l->record.finished_at_ms = clock().wall_ms();
+  }
   auto rev = kv_update(jobs_kv_.get(), job_kv_key(id), l->record.to_json(), l->revision);
   std::lock_guard lock(mu_);
   auto it = leases_.find(id);
@@ -392,6 +398,10 @@ void ClusterNode::scan_for_takeovers() {
     if (now - s.since_ms < lease || since < 0 || now - since < lease) continue;
     auto record = parse_job_record((*v)->value);
     if (!record) continue;
+    if (record->state == ClusterJobState::kFinished) {
+      purge_outcomes(*record, s.revision, now);
+      continue;
+    }
     const std::string from = record->coordinator;
     if (from == node_) continue;  // ours from an earlier run: resumed from active/ at start
     record->coordinator = node_;
@@ -414,6 +424,19 @@ void ClusterNode::scan_for_takeovers() {
   }
   std::lock_guard lock(mu_);
   seen_ = std::move(seen);
+}
+
+void ClusterNode::purge_outcomes(JobRecord record, uint64_t revision, int64_t now_ms) {
+  // Kept a while after the job finished, for its coordinator to write the report even if it
+  // stopped right after; then removed by whichever node sees it first.
+  if (record.outcomes_purged || now_ms - record.finished_at_ms < kOutcomeKeepMs) return;
+  jsOptions o;
+  jsOptions_Init(&o);
+  const std::string subject = names_.outcome_subject(record.id);
+  o.Stream.Purge.Subject = subject.c_str();
+  if (js_PurgeStream(nc_->js(), names_.outcomes_stream.c_str(), &o, nullptr) != NATS_OK) return;
+  record.outcomes_purged = true;
+  (void)kv_update(jobs_kv_.get(), job_kv_key(record.id), record.to_json(), revision);
 }
 
 // --- WorkQueue ---

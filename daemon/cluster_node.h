@@ -121,6 +121,7 @@ class ClusterNode : public WorkQueue {
   void beat(int64_t now_ms);
   void renew_leases();
   void scan_for_takeovers();
+  void purge_outcomes(JobRecord record, uint64_t revision, int64_t now_ms);
   void poll_consumer();
   void send_in_progress();
   void reap_coordinators();  // drops coordinators whose job is over

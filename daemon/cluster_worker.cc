@@ -188,6 +188,8 @@ std::shared_ptr<WorkerJob> ClusterNode::worker_job(const std::string& id) {
     job->gone = true;
   } else if (auto r = parse_job_record((*record)->value); !r) {
     job->error = r.error().message;
+  } else if (r->state == ClusterJobState::kFinished) {
+    job->gone = true;  // its stragglers are of no use
   } else if (old && old->spec && !old->gone) {
     // The spec was checked already: only the state can have changed.
     *job = *old;
