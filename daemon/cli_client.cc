@@ -44,7 +44,37 @@ std::string progress_line(const nlohmann::json& job) {
   std::string line = buf;
   if (job.contains("eta_seconds"))
     line += ", ETA " + human_duration(job["eta_seconds"].get<double>());
+  if (job.contains("coordinator")) {
+    line += job.value("distributed", false)
+                ? "; coordinated by " + job.value("coordinator", std::string())
+                : "; on " + job.value("coordinator", std::string()) + " alone (NATS was unreachable)";
+  }
   return line;
+}
+
+// The "cluster" object of a node's status, as lines: this node and the nodes it sees.
+std::string cluster_lines(const nlohmann::json& c) {
+  std::string out = "  cluster: node " + c.value("node", std::string()) + ", stream " +
+                    c.value("stream", std::string()) + ", " +
+                    (c.value("connected", false)
+                         ? "connected to " + c.value("connected_url", std::string())
+                         : std::string("NOT connected to NATS (reconnecting)")) +
+                    "; holding " + std::to_string(c.value("held", uint64_t{0})) + " of " +
+                    std::to_string(c.value("max_ack_pending", uint64_t{0})) +
+                    " document messages; " +
+                    std::to_string(c.value("messages_pending", int64_t{0})) +
+                    " waiting in the stream\n";
+  for (const auto& n : c.value("nodes", nlohmann::json::array())) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "    node %s: holding %llu of %llu, coordinating %llu job(s), seen %.0fs ago\n",
+                  n.value("node", std::string()).c_str(),
+                  static_cast<unsigned long long>(n.value("held", uint64_t{0})),
+                  static_cast<unsigned long long>(n.value("max_ack_pending", uint64_t{0})),
+                  static_cast<unsigned long long>(n.value("jobs_coordinated", uint64_t{0})),
+                  n.value("seen_seconds_ago", 0.0));
+    out += buf;
+  }
+  return out;
 }
 
 bool is_final(const std::string& state) {
@@ -218,6 +248,7 @@ int cli_status(const std::string& id, bool json, const DaemonConfig& config, std
       << " queued; documents in flight: " << d.value("documents_in_flight", 0)
       << "; buffers: " << d.value("buffer_bytes_in_use", 0) << " of "
       << d.value("memory_budget_bytes", 0) << " bytes\n";
+  if (d.contains("cluster")) out << cluster_lines(d["cluster"]);
   for (const auto& job : reply["jobs"]) out << "  " << progress_line(job) << "\n";
   return 0;
 }

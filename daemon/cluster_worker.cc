@@ -134,8 +134,16 @@ void ClusterNode::settle(WorkerBatch& batch, DocumentOutcome outcome) {
   std::optional<Delivery> d = batch.take(outcome.doc.input_path);
   if (!d) return;  // not one of ours (cannot happen): nothing to settle
   const WorkerJob& job = batch.job();
-  std::shared_ptr<WorkerJob> now = worker_job(job.id);
-  const bool job_cancelled = !now || now->gone || now->state == ClusterJobState::kCancelling;
+  // What the maintenance thread last read of the job (never a request from a pipeline thread:
+  // it must not wait on NATS).
+  std::shared_ptr<WorkerJob> now;
+  {
+    std::lock_guard lock(jobs_mu_);
+    auto it = worker_jobs_.find(job.id);
+    if (it != worker_jobs_.end()) now = it->second;
+  }
+  const bool job_cancelled =
+      now && (now->gone || now->state == ClusterJobState::kCancelling);
   OutboxAction a;
   a.msg = std::move(d->msg);
   if (d->superseded) {
