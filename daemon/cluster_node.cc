@@ -86,7 +86,7 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(Deps deps) {
     node->metrics_.connected->Set(1);
   } else {
     log_warn("cluster: NATS is unreachable; connecting in the background",
-             {{"node", node->node_}});
+             {{"node", node->node_}, {"error", node->nc_->first_error()}});
   }
   node->maintenance_ = std::thread([self] { self->maintain(); });
   node->fetcher_ = std::thread([self] { self->fetch_loop(); });

@@ -1,6 +1,12 @@
 #include "daemon/nats_client.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
+#include <cstring>
+#include <optional>
+
+#include "core/fs_util.h"
 
 namespace docpipe {
 
@@ -22,11 +28,83 @@ std::string msg_data(natsMsg* m) {
 
 namespace {
 
+constexpr char kBase32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+uint16_t crc16(const unsigned char* data, size_t n) {  // CRC-16/XMODEM, as nkeys use
+  uint16_t crc = 0;
+  for (size_t i = 0; i < n; ++i) {
+    crc ^= static_cast<uint16_t>(data[i]) << 8;
+    for (int b = 0; b < 8; ++b) crc = (crc & 0x8000) ? static_cast<uint16_t>((crc << 1) ^ 0x1021)
+                                                      : static_cast<uint16_t>(crc << 1);
+  }
+  return crc;
+}
+
+std::string base32_encode(const std::vector<unsigned char>& in) {
+  std::string out;
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    buffer = (buffer << 8) | c;
+    bits += 8;
+    while (bits >= 5) {
+      out += kBase32[(buffer >> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += kBase32[(buffer << (5 - bits)) & 31];
+  return out;
+}
+
+std::optional<std::vector<unsigned char>> base32_decode(std::string_view in) {
+  std::vector<unsigned char> out;
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (char c : in) {
+    const char* at = std::strchr(kBase32, c);
+    if (c == '\0' || at == nullptr) return std::nullopt;
+    buffer = (buffer << 5) | static_cast<uint32_t>(at - kBase32);
+    bits += 5;
+    if (bits >= 8) {
+      out.push_back(static_cast<unsigned char>((buffer >> (bits - 8)) & 0xff));
+      bits -= 8;
+    }
+  }
+  return out;
+}
+
 struct OptionsDeleter {
   void operator()(natsOptions* o) const { natsOptions_Destroy(o); }
 };
 
 }  // namespace
+
+Result<std::string> nkey_public_key(std::string_view seed) {
+  auto bad = [](const std::string& why) {
+    return make_error(ErrorCode::kInvalidArgument, "not an NKey seed: " + why);
+  };
+  std::optional<std::vector<unsigned char>> raw = base32_decode(seed);
+  if (!raw) return bad("not base32");
+  if (raw->size() != 36) return bad("wrong length");
+  const uint16_t crc = static_cast<uint16_t>((*raw)[34] | ((*raw)[35] << 8));
+  if (crc16(raw->data(), 34) != crc) return bad("checksum mismatch");
+  constexpr unsigned char kSeedPrefix = 18 << 3;  // 'S'
+  if (((*raw)[0] & 0xf8) != kSeedPrefix) return bad("does not start with S");
+  const unsigned char type = static_cast<unsigned char>((((*raw)[0] & 7) << 5) | (((*raw)[1] & 0xf8) >> 3));
+  EVP_PKEY* key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, raw->data() + 2, 32);
+  if (key == nullptr) return bad("not an ed25519 seed");
+  unsigned char pub[32];
+  size_t len = sizeof pub;
+  const bool got = EVP_PKEY_get_raw_public_key(key, pub, &len) == 1 && len == 32;
+  EVP_PKEY_free(key);
+  if (!got) return bad("cannot derive its public key");
+  std::vector<unsigned char> out{type};
+  out.insert(out.end(), pub, pub + 32);
+  const uint16_t out_crc = crc16(out.data(), out.size());
+  out.push_back(static_cast<unsigned char>(out_crc & 0xff));
+  out.push_back(static_cast<unsigned char>(out_crc >> 8));
+  return base32_encode(out);
+}
 
 Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const ClusterConfig& config,
                                                                 std::string client_name,
@@ -66,19 +144,23 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const ClusterCon
   if (st) {
     st = check("callbacks", natsOptions_SetReconnectedCB(opts.get(), on_reconnected, self.get()));
   }
-  if (st) {
-    st = check("retry on failed connect",
-               natsOptions_SetRetryOnFailedConnect(opts.get(), true, on_connected, self.get()));
-  }
   if (st && !config.credentials.empty()) {
     st = check("credentials " + config.credentials,
                natsOptions_SetUserCredentialsFromFiles(opts.get(), config.credentials.c_str(),
                                                        nullptr));
   }
+  std::string nkey;
   if (st && !config.nkey_seed.empty()) {
-    // The public key is derived by libnats from the seed file when signing.
+    // libnats signs the server's nonce with the seed file; the server needs the public key.
+    Result<std::string> text = read_file(config.nkey_seed);
+    if (!text) return text.error();
+    const size_t at = text->find("SU");
+    const std::string seed = at == std::string::npos ? std::string() : text->substr(at, 58);
+    Result<std::string> pub = nkey_public_key(seed);
+    if (!pub) return make_error(pub.error().code, config.nkey_seed + ": " + pub.error().message);
+    nkey = *pub;
     st = check("nkey seed " + config.nkey_seed,
-               natsOptions_SetNKeyFromSeed(opts.get(), nullptr, config.nkey_seed.c_str()));
+               natsOptions_SetNKeyFromSeed(opts.get(), nkey.c_str(), config.nkey_seed.c_str()));
   }
   if (st && !config.user.empty()) {
     st = check("user", natsOptions_SetUserInfo(opts.get(), config.user.c_str(),
@@ -104,8 +186,16 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const ClusterCon
   }
   if (!st) return st.error();
 
-  natsStatus s = natsConnection_Connect(&self->nc_, opts.get());
-  if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) return nats_error("connect", s);
+  // One plain attempt first, for its reason when it fails (refused, authorization violation,
+  // TLS): in the background mode below libnats keeps retrying without saying why.
+  natsStatus s = natsOptions_SetRetryOnFailedConnect(opts.get(), false, nullptr, nullptr);
+  if (s == NATS_OK) s = natsConnection_Connect(&self->nc_, opts.get());
+  if (s != NATS_OK) {
+    self->first_error_ = nats_error("connect", s).message;
+    s = natsOptions_SetRetryOnFailedConnect(opts.get(), true, on_connected, self.get());
+    if (s == NATS_OK) s = natsConnection_Connect(&self->nc_, opts.get());
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) return nats_error("connect", s);
+  }
   jsOptions jso;
   jsOptions_Init(&jso);
   jso.Wait = 5000;

@@ -56,6 +56,11 @@ struct KvValue {
   uint64_t revision = 0;
 };
 
+// The public key of an NKey seed ("SU..." -> "U..."): libnats signs with the seed file but must
+// be told the public key, which the server looks the user up by. Refuses a malformed seed
+// (base32, prefix, length, CRC16) with what is wrong.
+Result<std::string> nkey_public_key(std::string_view seed);
+
 class NatsConnection {
  public:
   struct Events {
@@ -77,6 +82,8 @@ class NatsConnection {
   bool connected() const;
   std::string connected_url() const;
   uint64_t reconnects() const { return reconnects_.load(); }
+  // Why the first connect failed, when connect() returned before a server answered.
+  const std::string& first_error() const { return first_error_; }
 
   // A KV bucket, created with `replicas` and `ttl_ms` (0: none) if missing. Blocking.
   Result<KvStorePtr> key_value(const std::string& bucket, int replicas, int64_t ttl_ms);
@@ -94,6 +101,7 @@ class NatsConnection {
   int64_t wait_ms_ = 1000;
   int64_t max_wait_ms_ = 10000;
   std::atomic<uint64_t> reconnects_{0};
+  std::string first_error_;
 };
 
 // KV helpers. Each is blocking (a request to the servers).
