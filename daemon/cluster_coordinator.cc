@@ -24,8 +24,8 @@ uint64_t input_key(const std::string& input) { return std::hash<std::string>{}(i
 
 }  // namespace
 
-Coordinator::Coordinator(ClusterNode& node, std::shared_ptr<PipelineJob> job)
-    : node_(node), job_(std::move(job)), id_(job_->spec().id) {}
+Coordinator::Coordinator(ClusterNode& node, std::shared_ptr<PipelineJob> job, bool fresh)
+    : node_(node), job_(std::move(job)), id_(job_->spec().id), fresh_(fresh) {}
 
 Coordinator::~Coordinator() {
   stop();
@@ -137,6 +137,34 @@ bool Coordinator::claim() {
       continue;
     }
     auto parsed = parse_job_record((*got)->value);
+    if (fresh_) {
+      // A new job whose id a job of the cluster has (or had, within the record's 7 days).
+      if (parsed && parsed->state != ClusterJobState::kFinished &&
+          parsed->coordinator != node_.node()) {
+        abandon("its id is in use in the cluster: a job " + id_ + " is coordinated by node " +
+                parsed->coordinator + "; submit it under another id");
+        return false;
+      }
+      // The outcomes of the earlier job of that id must not count for this one.
+      jsOptions o;
+      jsOptions_Init(&o);
+      const std::string subject = node_.names().outcome_subject(id_);
+      o.Stream.Purge.Subject = subject.c_str();
+      if (js_PurgeStream(node_.nats().js(), node_.names().outcomes_stream.c_str(), &o, nullptr) !=
+          NATS_OK) {
+        node_.pause(500);
+        continue;
+      }
+      auto rev = kv_update(node_.jobs_kv(), key, fresh.to_json(), (*got)->revision);
+      if (rev) {
+        node_.hold_lease(fresh, *rev);
+        msg_id_prefix_ = id_ + ":" + std::to_string(fresh.submitted_at_ms) + ":";
+        log_info("cluster: coordinating job", {{"job", id_}, {"node", node_.node()}});
+        return true;
+      }
+      if (rev.error().code != ErrorCode::kExists) node_.pause(500);
+      continue;
+    }
     if (parsed && parsed->coordinator != node_.node()) {
       abandon(parsed->state == ClusterJobState::kFinished
                   ? "finished on node " + parsed->coordinator + ", which took the job over; its "

@@ -28,7 +28,9 @@ class ClusterNode;
 
 class Coordinator {
  public:
-  Coordinator(ClusterNode& node, std::shared_ptr<PipelineJob> job);
+  // `fresh`: a job new to the cluster (not resumed from active/ nor taken over): a record of its
+  // id is another job's.
+  Coordinator(ClusterNode& node, std::shared_ptr<PipelineJob> job, bool fresh);
   ~Coordinator();  // stop() and join
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
@@ -60,6 +62,7 @@ class Coordinator {
   ClusterNode& node_;
   std::shared_ptr<PipelineJob> job_;
   const std::string id_;
+  const bool fresh_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> cancel_{false};

@@ -459,7 +459,7 @@ void ClusterNode::add_job(std::shared_ptr<PipelineJob> job) {
   if (!cluster_job) {
     if (FILE* f = std::fopen(marker.c_str(), "w")) std::fclose(f);
   }
-  auto c = std::make_shared<Coordinator>(*this, std::move(job));
+  auto c = std::make_shared<Coordinator>(*this, std::move(job), /*fresh=*/!cluster_job);
   {
     std::lock_guard lock(mu_);
     adopting_.erase(id);

@@ -20,6 +20,8 @@ constexpr int64_t kFetchWaitMs = 1000;
 constexpr int64_t kJobRecordTtlMs = 1000;
 constexpr int64_t kIntentTimeoutMs = 5000;
 
+std::string worker_batch_id(const std::string& job) { return "cluster:" + job; }
+
 uint64_t delivered_of(natsMsg* m) {
   jsMsgMetaData* meta = nullptr;
   if (natsMsg_GetMetaData(&meta, m) != NATS_OK || meta == nullptr) return 1;
@@ -218,6 +220,9 @@ std::shared_ptr<WorkerJob> ClusterNode::worker_job(const std::string& id) {
     if (v) {
       job->max_attempts = std::max(1, v->spec.limits.max_attempts);
       v->spec.limits.max_attempts = 1;  // each delivery is one attempt; naks do the retries
+      // Its batches are known to this node's pipeline by a name no local job can have (':' is
+      // not allowed in a job id), so that cancelling them never touches a local job.
+      v->spec.id = worker_batch_id(id);
       auto spec = std::make_shared<const JobSpec>(std::move(v->spec));
       auto folders = JobFolders::open(*spec);
       if (!folders) {
@@ -420,7 +425,7 @@ void ClusterNode::refresh_worker_jobs() {
     std::shared_ptr<WorkerJob> job = worker_job(id);
     if (job && (job->gone || job->state == ClusterJobState::kCancelling)) {
       // Its documents here stop at their next step; their messages are answered cancelled.
-      pipeline_.cancel_job(id);
+      pipeline_.cancel_job(worker_batch_id(id));
     }
   }
 }
