@@ -431,6 +431,7 @@ Result<std::shared_ptr<const JobFolders>> JobFolders::open(const JobSpec& job) {
     Result<DirFd> opened = open_job_folder(root, dir, who, R_OK | X_OK, false, "read");
     if (!opened) return fatal("input.dir", opened.error());
     folders->input_ = std::make_shared<const DirFd>(std::move(*opened));
+    folders->input_dir_ = in.dir;
   } else {
     for (size_t i = 0; i < in.files.size(); ++i) {
       const std::string root = i < in.file_roots.size() ? in.file_roots[i] : "/";
@@ -453,29 +454,42 @@ Result<std::shared_ptr<const JobFolders>> JobFolders::open(const JobSpec& job) {
   return std::shared_ptr<const JobFolders>(std::move(folders));
 }
 
-Result<DocumentRef> JobFolders::document(const PortableDocument& p) const {
-  const std::string_view open = p.open_path;
-  bool climbs = open.empty() || open.front() == '/';
-  for (size_t start = 0; !climbs && start <= open.size();) {
-    size_t end = open.find('/', start);
-    if (end == std::string_view::npos) end = open.size();
-    const std::string_view part = open.substr(start, end - start);
-    climbs = part.empty() || part == "." || part == "..";
+namespace {
+
+// A relative path with no empty, "." or ".." component.
+bool plain_relative(std::string_view path) {
+  if (path.empty() || path.front() == '/') return false;
+  for (size_t start = 0; start <= path.size();) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    const std::string_view part = path.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
     start = end + 1;
   }
-  if (climbs) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "document " + p.input_path + ": bad path beneath its folder: " + p.open_path);
-  }
+  return true;
+}
+
+}  // namespace
+
+Result<DocumentRef> JobFolders::document(const PortableDocument& p) const {
+  // What is read is open_path beneath the job's folder; what is written is relative_path
+  // beneath its output folder; input_path names it in reports. All three must agree.
+  auto bad = [&](const std::string& why) {
+    return make_error(ErrorCode::kInvalidArgument, "document " + p.input_path + ": " + why);
+  };
+  if (!plain_relative(p.open_path)) return bad("bad path beneath its folder: " + p.open_path);
+  if (!plain_relative(p.relative_path)) return bad("bad relative path: " + p.relative_path);
   std::shared_ptr<const DirFd> folder;
   if (input_) {
+    if (p.input_path != input_dir_ + "/" + p.open_path &&
+        p.input_path != input_dir_ + "/" + p.relative_path) {
+      return bad("not beneath the job's input folder " + input_dir_);
+    }
     folder = input_;
   } else {
     auto it = roots_.find(p.root);
-    if (it == roots_.end()) {
-      return make_error(ErrorCode::kInvalidArgument, "document " + p.input_path +
-                                                 ": its root is not one of the job's: " + p.root);
-    }
+    if (it == roots_.end()) return bad("its root is not one of the job's: " + p.root);
+    if (p.relative_path != base_name(p.input_path)) return bad("its name is not its file's");
     folder = it->second;
   }
   return DocumentRef{p.input_path, p.relative_path, std::move(folder), p.open_path, output_};

@@ -101,13 +101,15 @@ class JobFolders {
  public:
   static Result<std::shared_ptr<const JobFolders>> open(const JobSpec& job);
 
-  // The document a PortableDocument names, beneath these folders. Refuses an open_path that is
-  // absolute or climbs ("..") and a root that is not one of the job's.
+  // The document a PortableDocument names, beneath these folders. Refuses an open_path or
+  // relative_path that is absolute or climbs (".."), an input_path that is not the input
+  // folder's path joined with one of them, and a root that is not one of the job's.
   Result<DocumentRef> document(const PortableDocument& p) const;
 
  private:
   JobFolders() = default;
   std::shared_ptr<const DirFd> input_;  // input.dir
+  std::string input_dir_;
   std::map<std::string, std::shared_ptr<const DirFd>> roots_;  // input.files, by root
   std::shared_ptr<const DirFd> output_;
 };

@@ -30,6 +30,7 @@ Coordinator::Coordinator(ClusterNode& node, std::shared_ptr<PipelineJob> job, bo
 Coordinator::~Coordinator() {
   stop();
   if (thread_.joinable()) thread_.join();
+  close_intents();
 }
 
 void Coordinator::start() {
@@ -69,6 +70,7 @@ void Coordinator::run() {
       return;
     }
     if (cancel_.load() && !cancel_written_) {
+      unpublished_.reset();  // never published: it counts as cancelled
       cancel_written_ = node_.update_lease(id_, ClusterJobState::kCancelling);
     }
     bool idle = true;
@@ -126,9 +128,8 @@ bool Coordinator::claim() {
       continue;
     }
     if (!*got) {
-      auto rev = kv_create(node_.jobs_kv(), key, fresh.to_json());
+      auto rev = node_.claim_lease(fresh, 0);
       if (rev) {
-        node_.hold_lease(fresh, *rev);
         msg_id_prefix_ = id_ + ":" + std::to_string(fresh.submitted_at_ms) + ":";
         log_info("cluster: coordinating job", {{"job", id_}, {"node", node_.node()}});
         return true;
@@ -155,9 +156,8 @@ bool Coordinator::claim() {
         node_.pause(500);
         continue;
       }
-      auto rev = kv_update(node_.jobs_kv(), key, fresh.to_json(), (*got)->revision);
+      auto rev = node_.claim_lease(fresh, (*got)->revision);
       if (rev) {
-        node_.hold_lease(fresh, *rev);
         msg_id_prefix_ = id_ + ":" + std::to_string(fresh.submitted_at_ms) + ":";
         log_info("cluster: coordinating job", {{"job", id_}, {"node", node_.node()}});
         return true;
@@ -181,9 +181,8 @@ bool Coordinator::claim() {
     JobRecord r = parsed ? *parsed : fresh;
     r.coordinator = node_.node();
     ++r.beat;
-    auto rev = kv_update(node_.jobs_kv(), key, r.to_json(), (*got)->revision);
+    auto rev = node_.claim_lease(r, (*got)->revision);
     if (rev) {
-      node_.hold_lease(r, *rev);
       msg_id_prefix_ = id_ + ":" + std::to_string(r.submitted_at_ms) + ":";
       if (r.state == ClusterJobState::kCancelling) cancel_.store(true);
       cancel_written_ = r.state == ClusterJobState::kCancelling;
@@ -345,7 +344,7 @@ bool Coordinator::finish() {
     }
     return false;
   }
-  intents_.reset();
+  close_intents();
   outcomes_.reset();
   node_.release_lease(id_, /*delete_record=*/false);
   // Temp files of documents whose node was killed mid-write: litter now that every document has
@@ -369,7 +368,7 @@ bool Coordinator::finish() {
 void Coordinator::abandon(const std::string& why) {
   log_warn("cluster: this node no longer coordinates the job",
            {{"job", id_}, {"node", node_.node()}, {"reason", why}});
-  intents_.reset();
+  close_intents();
   outcomes_.reset();
   node_.release_lease(id_, /*delete_record=*/false);
   ::unlink((node_.spool_root() + "/cluster/" + id_).c_str());
@@ -379,8 +378,26 @@ void Coordinator::abandon(const std::string& why) {
 }
 
 void Coordinator::on_intent(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
-  static_cast<Coordinator*>(self)->intent(msg);
+  auto* c = static_cast<Coordinator*>(self);
+  c->in_intent_.fetch_add(1);
+  if (!c->intents_closing_.load()) c->intent(msg);
+  c->in_intent_.fetch_sub(1);
   natsMsg_Destroy(msg);
+}
+
+void Coordinator::close_intents() {
+  natsSubscription* sub = intents_.release();
+  if (sub == nullptr) return;
+  intents_closing_.store(true);
+  // Drained, libnats calls back no more; without a connection, unsubscribe and wait out a
+  // callback already running.
+  if (natsSubscription_Drain(sub) == NATS_OK) {
+    natsSubscription_WaitForDrainCompletion(sub, 5000);
+  } else {
+    natsSubscription_Unsubscribe(sub);
+  }
+  while (in_intent_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  natsSubscription_Destroy(sub);
 }
 
 void Coordinator::intent(natsMsg* msg) {
@@ -394,7 +411,10 @@ void Coordinator::intent(natsMsg* msg) {
       std::lock_guard lock(mu_);
       done = recorded_.count(input_key(parsed->input)) != 0;
     }
-    if (done) {
+    std::optional<ClusterNode::Lease> lease = node_.lease(id_);
+    if (!lease || lease->lost) {
+      reply = {{"ok", false}, {"not_coordinator", true}};
+    } else if (done) {
       reply = {{"ok", false}, {"superseded", true}};
     } else {
       DocumentRef doc{parsed->input, {}, nullptr, {}, nullptr};

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <chrono>
 #include <thread>
 #include <unordered_set>
 
@@ -57,6 +58,7 @@ class Coordinator {
   bool finish();
   void abandon(const std::string& why);
   void intent(natsMsg* msg);
+  void close_intents();  // no intent callback runs once it returns
   static void on_intent(natsConnection*, natsSubscription*, natsMsg* msg, void* self);
 
   ClusterNode& node_;
@@ -77,6 +79,8 @@ class Coordinator {
   bool caught_up_ = false;  // the outcomes in the stream when it started are all read
   NatsSubPtr outcomes_;
   NatsSubPtr intents_;
+  std::atomic<bool> intents_closing_{false};
+  std::atomic<int> in_intent_{0};
   uint64_t last_outcome_seq_ = 0;  // stream sequence of the last outcome read
   std::string msg_id_prefix_;      // "<job>:<submitted_at_ms>:" (Nats-Msg-Id of its documents)
 };

@@ -321,6 +321,10 @@ std::optional<ClusterNode::Lease> ClusterNode::lease(const std::string& id) cons
 }
 
 bool ClusterNode::update_lease(const std::string& id, ClusterJobState state) {
+  // One writer of this node's leases at a time (the maintenance thread renews while a
+  // coordinator cancels or finishes): two CAS on one revision would make the loser think
+  // another node took the job.
+  std::lock_guard writer(lease_write_mu_);
   std::optional<Lease> l = lease(id);
   if (!l || l->lost || !ready()) return false;
   l->record.state = state;
@@ -328,7 +332,19 @@ bool ClusterNode::update_lease(const std::string& id, ClusterJobState state) {
   if (state == ClusterJobState::kFinished && l->record.finished_at_ms == 0) {
     l->record.finished_at_ms = clock().wall_ms();
   }
-  auto rev = kv_update(jobs_kv_.get(), job_kv_key(id), l->record.to_json(), l->revision);
+  const std::string key = job_kv_key(id);
+  auto rev = kv_update(jobs_kv_.get(), key, l->record.to_json(), l->revision);
+  bool lost = false;
+  if (!rev && rev.error().code == ErrorCode::kExists) {
+    // Lost only if the record now names another node.
+    auto now = kv_get(jobs_kv_.get(), key);
+    if (now && *now) {
+      auto r = parse_job_record((*now)->value);
+      lost = !r || r->coordinator != node_;
+    } else {
+      lost = now.has_value();  // deleted
+    }
+  }
   std::lock_guard lock(mu_);
   auto it = leases_.find(id);
   if (it == leases_.end()) return false;
@@ -337,8 +353,20 @@ bool ClusterNode::update_lease(const std::string& id, ClusterJobState state) {
     it->second.revision = *rev;
     return true;
   }
-  if (rev.error().code == ErrorCode::kExists) it->second.lost = true;
+  if (lost) it->second.lost = true;
   return false;
+}
+
+Result<uint64_t> ClusterNode::claim_lease(const JobRecord& record, uint64_t revision) {
+  std::lock_guard writer(lease_write_mu_);
+  auto rev = revision == 0 ? kv_create(jobs_kv_.get(), job_kv_key(record.id), record.to_json())
+                           : kv_update(jobs_kv_.get(), job_kv_key(record.id), record.to_json(),
+                                       revision);
+  if (rev) {
+    std::lock_guard lock(mu_);
+    leases_[record.id] = Lease{record, *rev, false};
+  }
+  return rev;
 }
 
 void ClusterNode::release_lease(const std::string& id, bool delete_record) {
@@ -407,7 +435,7 @@ void ClusterNode::scan_for_takeovers() {
     record->coordinator = node_;
     ++record->epoch;
     ++record->beat;
-    auto rev = kv_update(jobs_kv_.get(), key, record->to_json(), s.revision);
+    auto rev = claim_lease(*record, s.revision);
     if (!rev) continue;  // another node was quicker
     metrics_.takeovers->Increment();
     log_warn("cluster: taking over a job whose coordinator went silent",
@@ -417,8 +445,7 @@ void ClusterNode::scan_for_takeovers() {
     if (FILE* f = std::fopen(marker.c_str(), "w")) std::fclose(f);
     {
       std::lock_guard lock(mu_);
-      adopting_.insert(id);
-      leases_[id] = Lease{*record, *rev, false};  // renewed meanwhile
+      adopting_.insert(id);  // its lease (claim_lease) is renewed meanwhile
     }
     deps_.adopt(*record);
   }
@@ -441,6 +468,31 @@ void ClusterNode::purge_outcomes(JobRecord record, uint64_t revision, int64_t no
 
 // --- WorkQueue ---
 
+namespace {
+
+// A job run on this node alone: forwards to the job, and tells the node when it is over.
+class LocalJob : public PipelineJob {
+ public:
+  LocalJob(std::shared_ptr<PipelineJob> job, std::function<void()> over)
+      : job_(std::move(job)), over_(std::move(over)) {}
+  const JobSpec& spec() const override { return job_->spec(); }
+  std::optional<DocumentRef> next_document() override { return job_->next_document(); }
+  Status document_committing(const PendingOutput& p) override {
+    return job_->document_committing(p);
+  }
+  void document_finished(DocumentOutcome o) override { job_->document_finished(std::move(o)); }
+  void job_finished(bool cancelled) override {
+    over_();
+    job_->job_finished(cancelled);
+  }
+
+ private:
+  std::shared_ptr<PipelineJob> job_;
+  std::function<void()> over_;
+};
+
+}  // namespace
+
 void ClusterNode::add_job(std::shared_ptr<PipelineJob> job) {
   const std::string id = job->spec().id;
   const std::string marker = deps_.spool_root + "/cluster/" + id;
@@ -453,7 +505,10 @@ void ClusterNode::add_job(std::shared_ptr<PipelineJob> job) {
       std::lock_guard lock(mu_);
       local_jobs_.insert(id);
     }
-    pipeline_.add_job(std::move(job));
+    pipeline_.add_job(std::make_shared<LocalJob>(std::move(job), [this, id] {
+      std::lock_guard lock(mu_);
+      local_jobs_.erase(id);
+    }));
     return;
   }
   if (!cluster_job) {
@@ -527,6 +582,9 @@ void ClusterNode::stop(std::chrono::milliseconds grace) {
   }
   outbox_cv_.notify_all();
   if (outbox_thread_.joinable()) outbox_thread_.join();
+  // Unsubscribing a JetStream consumer is a request to the servers: without a connection each
+  // would wait out its timeout. Closed, they return at once.
+  if (nc_ && !nc_->connected()) natsConnection_Close(nc_->get());
   coordinators.clear();  // joins their threads
   if (maintenance_.joinable()) maintenance_.join();
   {

@@ -101,6 +101,9 @@ class ClusterNode : public WorkQueue {
     bool lost = false;
   };
   void hold_lease(const JobRecord& record, uint64_t revision);
+  // Writes `record` (revision 0: creates it) by compare-and-set and holds its lease, serialised
+  // with the renewals.
+  Result<uint64_t> claim_lease(const JobRecord& record, uint64_t revision);
   std::optional<Lease> lease(const std::string& id) const;
   // Writes the record (state change) under the lease; false if lost.
   bool update_lease(const std::string& id, ClusterJobState state);
@@ -133,7 +136,11 @@ class ClusterNode : public WorkQueue {
             std::map<std::string, std::shared_ptr<WorkerJob>>& jobs);
   std::shared_ptr<WorkerJob> worker_job(const std::string& id);
   void refresh_worker_jobs();
-  void post(OutboxAction action);
+
+ public:
+  void post(OutboxAction action);  // from a WorkerBatch too
+
+ private:
   // A message settled without running: its outcome (failed, cancelled) published, then `how`.
   void answer(NatsMsgPtr msg, const std::string& job, const PortableDocument& doc,
               DocumentState state, std::string error, uint64_t delivered, OutboxAction::How how);
@@ -144,7 +151,6 @@ class ClusterNode : public WorkQueue {
   std::string node_;
   size_t max_held_;
   ClusterMetrics metrics_;
-  Pipeline pipeline_;
   std::unique_ptr<NatsConnection> nc_;
   KvStorePtr jobs_kv_;
   KvStorePtr nodes_kv_;
@@ -154,6 +160,7 @@ class ClusterNode : public WorkQueue {
   std::atomic<bool> fetching_{true};
   std::atomic<int64_t> connected_since_ms_{-1};  // wall ms of the last (re)connect; -1: down
 
+  std::mutex lease_write_mu_;  // one write of this node's job records at a time
   mutable std::mutex mu_;  // everything below, unless said otherwise
   std::condition_variable cv_;
   std::map<std::string, std::shared_ptr<Coordinator>> coordinators_;
@@ -181,6 +188,10 @@ class ClusterNode : public WorkQueue {
   std::vector<OutboxAction> outbox_;
   bool outbox_stop_ = false;
   uint64_t batch_seq_ = 0;
+
+  // Declared after the worker state: its batches hand their untaken messages to the outbox when
+  // the pipeline lets them go, also at destruction.
+  Pipeline pipeline_;
 
   std::thread maintenance_;
   std::thread fetcher_;

@@ -38,6 +38,24 @@ WorkerBatch::WorkerBatch(ClusterNode& node, std::shared_ptr<WorkerJob> job,
                          std::vector<Delivery> docs)
     : node_(node), job_(std::move(job)), docs_(std::move(docs)) {}
 
+WorkerBatch::~WorkerBatch() { release_untaken(); }
+
+void WorkerBatch::job_finished(bool) { release_untaken(); }
+
+void WorkerBatch::release_untaken() {
+  // Documents the pipeline never took (the batch was cancelled, or the node stops): handed back
+  // at once; a node that takes one of a cancelled job answers it cancelled.
+  std::vector<Delivery> left;
+  {
+    std::lock_guard lock(mu_);
+    for (size_t i = next_; i < docs_.size(); ++i) {
+      if (docs_[i].msg) left.push_back(std::move(docs_[i]));
+    }
+    next_ = docs_.size();
+  }
+  for (Delivery& d : left) node_.post({std::move(d.msg), OutboxAction::How::kNak, 0, {}, {}});
+}
+
 std::optional<DocumentRef> WorkerBatch::next_document() {
   std::lock_guard lock(mu_);
   if (next_ >= docs_.size()) return std::nullopt;
@@ -92,6 +110,11 @@ Status WorkerBatch::document_committing(const PendingOutput& pending) {
   NatsMsgPtr owned(reply);
   nlohmann::json j = nlohmann::json::parse(msg_data(reply), nullptr, false);
   if (j.is_object() && j.value("ok", false)) return ok();
+  if (j.is_object() && j.value("not_coordinator", false)) {
+    mark_unreachable(pending.doc.input_path);
+    return make_error(ErrorCode::kIo, "the node that answered for job " + job_->id +
+                                          " no longer coordinates it");
+  }
   if (j.is_object() && j.value("superseded", false)) {
     mark_superseded(pending.doc.input_path);
     return make_error(ErrorCode::kCancelled, "recorded meanwhile from another node");
@@ -353,6 +376,7 @@ void ClusterNode::outbox_loop() {
     }
     // The outcome first: a message acked before its outcome is published could lose it.
     bool published = a.subject.empty();
+    std::optional<std::chrono::steady_clock::time_point> give_up;
     for (int attempt = 0; !published; ++attempt) {
       jsPubAck* pa = nullptr;
       natsStatus s = js_Publish(&pa, nats().js(), a.subject.c_str(), a.outcome.data(),
@@ -368,8 +392,13 @@ void ClusterNode::outbox_loop() {
                  {{"subject", a.subject}, {"error", nats_error("publish", s).message}});
       }
       std::unique_lock lock(outbox_mu_);
-      // Stopping for good: the message stays unacked and is redelivered to another node.
-      if (outbox_stop_ && stopping_.load() && !nc_->connected()) break;
+      // Stopping for good: after a few more seconds of trying (NATS down, or JetStream refusing
+      // publishes) the message stays unacked and is redelivered to another node.
+      if (outbox_stop_) {
+        const auto now = std::chrono::steady_clock::now();
+        if (!give_up) give_up = now + std::chrono::seconds(3);
+        if (now >= *give_up || !nc_->connected()) break;
+      }
       outbox_cv_.wait_for(lock, std::chrono::milliseconds(200));
     }
     std::lock_guard lock(held_mu_);

@@ -58,11 +58,14 @@ struct OutboxAction {
 class WorkerBatch : public PipelineJob {
  public:
   WorkerBatch(ClusterNode& node, std::shared_ptr<WorkerJob> job, std::vector<Delivery> docs);
+  ~WorkerBatch() override;  // hands back what the pipeline never took
+  WorkerBatch(const WorkerBatch&) = delete;
+  WorkerBatch& operator=(const WorkerBatch&) = delete;
   const JobSpec& spec() const override { return *job_->spec; }
   std::optional<DocumentRef> next_document() override;
   Status document_committing(const PendingOutput& pending) override;
   void document_finished(DocumentOutcome outcome) override;
-  void job_finished(bool) override {}
+  void job_finished(bool) override;
 
   const WorkerJob& job() const { return *job_; }
   // Takes the delivery of `input` out of the batch (nullopt: not in it, or taken already).
@@ -71,6 +74,8 @@ class WorkerBatch : public PipelineJob {
   void mark_unreachable(const std::string& input);
 
  private:
+  void release_untaken();
+
   ClusterNode& node_;
   std::shared_ptr<WorkerJob> job_;
   std::mutex mu_;
