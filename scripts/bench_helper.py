@@ -9,8 +9,10 @@
                                      rename, poll (1 ms) for done/ or failed/ID.report.json and
                                      print "SECONDS STATE SUCCEEDED FAILED"
   table RESULTS.tsv                 print the comparison table from rows written by scripts/bench
-  submit SPOOL ID CMD...            run CMD (`docpipe submit ...` of job ID to the node of SPOOL),
-                                     then poll like drop; the time includes CMD
+  submit SPOOL ID PIDS CMD...       run CMD (`docpipe submit ...` of job ID to the node of SPOOL),
+                                     then poll like drop; the time includes CMD. Fails as soon as
+                                     one of PIDS (comma-separated: nats-server, the daemons) is
+                                     gone, instead of waiting 600 s for a report that cannot come
   verify OUT_DIR MANIFEST N         fail unless OUT_DIR holds N files and MANIFEST N lines naming N
                                      different inputs, all succeeded
   metric URL NAME                   print the sum of the samples of metric NAME at URL (/metrics)
@@ -93,10 +95,20 @@ def cmd_corpus(args):
     print(total)
 
 
-def wait_report(spool, job_id, start):
+def gone(pid):
+    """True once `pid` has exited: a zombie (its parent has not waited yet) counts as gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_report(spool, job_id, start, watch=()):
     """Polls (1 ms) for done/ or failed/ID.report.json; prints "SECONDS STATE SUCCEEDED FAILED"."""
     reports = [os.path.join(spool, d, job_id + ".report.json") for d in ("done", "failed")]
     deadline = start + 600
+    polls = 0
     while True:
         for path in reports:
             if os.path.exists(path):
@@ -108,17 +120,24 @@ def wait_report(spool, job_id, start):
                 return
         if time.perf_counter() > deadline:
             sys.exit("bench_helper: no report for job %s after 600 s" % job_id)
+        polls += 1
+        if polls % 100 == 0:  # every ~0.1 s: /proc reads are not free on a busy machine
+            dead = [pid for pid in watch if gone(pid)]
+            if dead:
+                sys.exit("bench_helper: process %s exited while job %s ran" %
+                         (",".join(map(str, dead)), job_id))
         time.sleep(0.001)
 
 
 def cmd_submit(args):
-    spool, job_id, command = args[0], args[1], args[2:]
+    spool, job_id, command = args[0], args[1], args[3:]
+    watch = [int(pid) for pid in args[2].split(",") if pid]
     start = time.perf_counter()
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
         sys.exit("bench_helper: %s exited with %d: %s" % (" ".join(command), done.returncode,
                                                           done.stderr.strip()))
-    wait_report(spool, job_id, start)
+    wait_report(spool, job_id, start, watch)
 
 
 def cmd_verify(args):
