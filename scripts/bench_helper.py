@@ -9,13 +9,23 @@
                                      rename, poll (1 ms) for done/ or failed/ID.report.json and
                                      print "SECONDS STATE SUCCEEDED FAILED"
   table RESULTS.tsv                 print the comparison table from rows written by scripts/bench
+  submit SPOOL ID PIDS CMD...       run CMD (`docpipe submit ...` of job ID to the node of SPOOL),
+                                     then poll like drop; the time includes CMD. Fails as soon as
+                                     one of PIDS (comma-separated: nats-server, the daemons) is
+                                     gone, instead of waiting 600 s for a report that cannot come
+  verify OUT_DIR MANIFEST N         fail unless OUT_DIR holds N files and MANIFEST N lines naming N
+                                     different inputs, all succeeded
+  metric URL NAME                   print the sum of the samples of metric NAME at URL (/metrics)
+  cluster-table RESULTS.tsv         print the --cluster summary from rows written by scripts/bench
 """
 
 import json
 import os
 import random
+import subprocess
 import sys
 import time
+import urllib.request
 
 WORDS = ("invoice shipment customer account balance quarterly report delivery warehouse contract "
          "renewal payment overdue schedule meeting project status update review approved pending "
@@ -85,20 +95,20 @@ def cmd_corpus(args):
     print(total)
 
 
-def cmd_drop(args):
-    spool, job_id, job_file = args
-    incoming = os.path.join(spool, "incoming")
-    tmp = os.path.join(incoming, "." + job_id + ".tmp")
-    with open(job_file, "rb") as src, open(tmp, "wb") as dst:
-        dst.write(src.read())
-    # Like `docpipe submit`: an mtime in the past makes the rename (ctime > mtime) mark the file
-    # as complete, so the daemon takes it at once instead of waiting settle_ms.
-    past = time.time() - 2
-    os.utime(tmp, (past, past))
+def gone(pid):
+    """True once `pid` has exited: a zombie (its parent has not waited yet) counts as gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_report(spool, job_id, start, watch=()):
+    """Polls (1 ms) for done/ or failed/ID.report.json; prints "SECONDS STATE SUCCEEDED FAILED"."""
     reports = [os.path.join(spool, d, job_id + ".report.json") for d in ("done", "failed")]
-    start = time.perf_counter()
-    os.rename(tmp, os.path.join(incoming, job_id + ".json"))
     deadline = start + 600
+    polls = 0
     while True:
         for path in reports:
             if os.path.exists(path):
@@ -110,7 +120,71 @@ def cmd_drop(args):
                 return
         if time.perf_counter() > deadline:
             sys.exit("bench_helper: no report for job %s after 600 s" % job_id)
+        polls += 1
+        if polls % 100 == 0:  # every ~0.1 s: /proc reads are not free on a busy machine
+            dead = [pid for pid in watch if gone(pid)]
+            if dead:
+                sys.exit("bench_helper: process %s exited while job %s ran" %
+                         (",".join(map(str, dead)), job_id))
         time.sleep(0.001)
+
+
+def cmd_submit(args):
+    spool, job_id, command = args[0], args[1], args[3:]
+    watch = [int(pid) for pid in args[2].split(",") if pid]
+    start = time.perf_counter()
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit("bench_helper: %s exited with %d: %s" % (" ".join(command), done.returncode,
+                                                          done.stderr.strip()))
+    wait_report(spool, job_id, start, watch)
+
+
+def cmd_verify(args):
+    out_dir, manifest, n = args[0], args[1], int(args[2])
+    files = sum(len(names) for _, _, names in os.walk(out_dir))
+    inputs, states, lines = set(), {}, 0
+    with open(manifest) as f:
+        for line in f:
+            lines += 1
+            record = json.loads(line)
+            inputs.add(record["input"])
+            states[record["state"]] = states.get(record["state"], 0) + 1
+    problems = []
+    if files != n:
+        problems.append("%d output files in %s, expected %d" % (files, out_dir, n))
+    if lines != n or len(inputs) != n:
+        problems.append("manifest %s: %d lines naming %d different inputs, expected %d" %
+                        (manifest, lines, len(inputs), n))
+    if set(states) != {"succeeded"}:
+        problems.append("manifest %s: states %s, expected only succeeded" % (manifest, states))
+    if problems:
+        sys.exit("bench_helper: verify: " + "; ".join(problems))
+
+
+def cmd_metric(args):
+    url, name = args
+    total = 0.0
+    with urllib.request.urlopen(url, timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{"):
+                total += float(line.rsplit(" ", 1)[1])
+    print("%g" % total)
+
+
+def cmd_drop(args):
+    spool, job_id, job_file = args
+    incoming = os.path.join(spool, "incoming")
+    tmp = os.path.join(incoming, "." + job_id + ".tmp")
+    with open(job_file, "rb") as src, open(tmp, "wb") as dst:
+        dst.write(src.read())
+    # Like `docpipe submit`: an mtime in the past makes the rename (ctime > mtime) mark the file
+    # as complete, so the daemon takes it at once instead of waiting settle_ms.
+    past = time.time() - 2
+    os.utime(tmp, (past, past))
+    start = time.perf_counter()
+    os.rename(tmp, os.path.join(incoming, job_id + ".json"))
+    wait_report(spool, job_id, start)
 
 
 def cmd_table(args):
@@ -140,10 +214,45 @@ def cmd_table(args):
             print("ratio %s / %s: %.2f" % (a, b, rate[a] / rate[b]))
 
 
+def cmd_cluster_table(args):
+    """Rows: "PART NAME DAEMONS DOCS SECONDS" per run; prints the best and the spread of each."""
+    runs, order = {}, []
+    with open(args[0]) as f:
+        for line in f:
+            part, name, daemons, docs, seconds = line.rstrip("\n").split("\t")
+            key = (part, name)
+            if key not in runs:
+                order.append(key)
+                runs[key] = {"daemons": int(daemons), "docs": int(docs), "seconds": []}
+            runs[key]["seconds"].append(float(seconds))
+    print("%-9s %-26s %7s %9s %9s %9s %9s" %
+          ("part", "run", "daemons", "documents", "best s", "worst s", "docs/s"))
+    best = {}
+    for key in order:
+        r = runs[key]
+        best[key] = min(r["seconds"])
+        print("%-9s %-26s %7d %9d %9.3f %9.3f %9.0f" % (key[0], key[1], r["daemons"], r["docs"],
+                                                        best[key], max(r["seconds"]),
+                                                        r["docs"] / best[key]))
+    print()
+    one, three = ("scaling", "exec sleep 20 ms, 1 node"), ("scaling", "exec sleep 20 ms, 3 nodes")
+    if one in best and three in best:
+        ratio = best[one] / best[three]
+        print("speed-up 3 nodes / 1 node (exec, latency-bound): %.2f  (target >= 2.5: %s)" %
+              (ratio, "met" if ratio >= 2.5 else "MISSED"))
+    local, cluster = ("overhead", "identity, no cluster"), ("overhead", "identity, cluster 1 node")
+    if local in best and cluster in best:
+        docs = runs[local]["docs"]
+        print("NATS path overhead per document (1 node, identity): %+.1f us  ((%.3f - %.3f) s / %d)" %
+              ((best[cluster] - best[local]) / docs * 1e6, best[cluster], best[local], docs))
+
+
 def main():
-    if len(sys.argv) < 2 or sys.argv[1] not in ("corpus", "drop", "table"):
+    commands = {"corpus": cmd_corpus, "drop": cmd_drop, "table": cmd_table, "submit": cmd_submit,
+                "verify": cmd_verify, "metric": cmd_metric, "cluster-table": cmd_cluster_table}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
-    {"corpus": cmd_corpus, "drop": cmd_drop, "table": cmd_table}[sys.argv[1]](sys.argv[2:])
+    commands[sys.argv[1]](sys.argv[2:])
 
 
 if __name__ == "__main__":
