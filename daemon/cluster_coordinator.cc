@@ -31,6 +31,18 @@ Coordinator::~Coordinator() {
   stop();
   if (thread_.joinable()) thread_.join();
   close_intents();
+  outcomes_.reset();
+  if (js_ != nullptr) {
+    jsPubOptions wait;
+    jsPubOptions_Init(&wait);
+    wait.MaxWait = 1000;
+    // A publish still pending may call its error handler later: then its counter must outlive
+    // this coordinator (a few bytes, only after a failed shutdown with NATS down).
+    if (js_PublishAsyncComplete(js_, &wait) == NATS_OK) delete publish_errors_;
+    jsCtx_Destroy(js_);
+  } else {
+    delete publish_errors_;
+  }
 }
 
 void Coordinator::start() {
@@ -60,7 +72,14 @@ void Coordinator::run() {
   intents_.reset(sub);
   while (!stop_.load() && !open_outcomes()) node_.pause(500);
 
-  const size_t window = static_cast<size_t>(node_.cluster().publish_window);
+  // Its own JetStream context: the errors of its asynchronous publishes are its batch's.
+  jsOptions jso;
+  jsOptions_Init(&jso);
+  jso.Wait = 5000;
+  jso.PublishAsync.MaxPending = 2 * kPublishBatch;
+  jso.PublishAsync.ErrHandler = on_publish_error;
+  jso.PublishAsync.ErrHandlerClosure = publish_errors_;
+  if (natsConnection_JetStream(&js_, node_.nats().get(), &jso) != NATS_OK) js_ = nullptr;
   // What was done before (a restart, a takeover) is read back before anything is published.
   while (!stop_.load() && !caught_up_) drain_outcomes(200);
   while (!stop_.load()) {
@@ -70,22 +89,15 @@ void Coordinator::run() {
       return;
     }
     if (cancel_.load() && !cancel_written_) {
-      unpublished_.reset();  // never published: it counts as cancelled
+      batch_.clear();  // never published: they count as cancelled
       cancel_written_ = node_.update_lease(id_, ClusterJobState::kCancelling);
     }
     bool idle = true;
-    if (!cancel_.load() && !walk_done_) {
-      size_t open;
-      {
-        std::lock_guard lock(mu_);
-        open = outstanding_.size();
-      }
-      if (open < window) idle = !publish_more();
-    }
+    if (!cancel_.load() && (!walk_done_ || !batch_.empty())) idle = !publish_more();
     bool done;
     {
       std::lock_guard lock(mu_);
-      done = (walk_done_ || cancel_.load()) && outstanding_.empty() && !unpublished_;
+      done = (walk_done_ || cancel_.load()) && outstanding_.empty() && batch_.empty();
     }
     if (done && (!cancel_.load() || cancel_written_)) {
       if (finish()) return;
@@ -272,54 +284,75 @@ void Coordinator::record(const std::string& data) {
   job_->document_finished(std::move(o));
 }
 
+void Coordinator::on_publish_error(jsCtx*, jsPubAckErr*, void* counter) {
+  static_cast<std::atomic<int>*>(counter)->fetch_add(1);
+}
+
 bool Coordinator::publish_more() {
-  bool published_any = false;
-  for (int i = 0; i < kPublishBatch && !stop_.load() && !cancel_.load(); ++i) {
-    if (!unpublished_) {
-      std::optional<DocumentRef> doc = job_->next_document();
-      if (!doc) {
-        std::lock_guard lock(mu_);
-        walk_done_ = true;
-        break;
-      }
-      {
-        std::lock_guard lock(mu_);
-        // Recorded already (an outcome read back from the stream after a restart or takeover).
-        if (recorded_.count(input_key(doc->input_path)) != 0) continue;
-      }
-      unpublished_ = std::move(doc);
+  const size_t window = static_cast<size_t>(node_.cluster().publish_window);
+  const size_t open = outstanding();
+  const size_t room = open < window ? std::min<size_t>(window - open, kPublishBatch) : 0;
+  while (batch_.size() < room && !stop_.load() && !cancel_.load()) {
+    std::optional<DocumentRef> doc = job_->next_document();
+    if (!doc) {
+      std::lock_guard lock(mu_);
+      walk_done_ = true;
+      break;
     }
-    const DocMessage msg{id_, to_portable(job_->spec(), *unpublished_)};
-    const std::string body = msg.to_json();
-    // The server drops a second copy with this id (a republish after a takeover) for
-    // `Duplicates` (10 min); the job's submission time keeps a later job of the same id apart.
+    {
+      std::lock_guard lock(mu_);
+      // Recorded already (an outcome read back from the stream after a restart or takeover).
+      if (recorded_.count(input_key(doc->input_path)) != 0) continue;
+    }
+    // The server drops a second copy with this id (a republish after a takeover, or of a batch
+    // whose acknowledgements were lost) for `Duplicates` (10 min); the job's submission time
+    // keeps a later job of the same id apart.
     Sha256 digest;
-    (void)digest.update(unpublished_->input_path);
+    (void)digest.update(doc->input_path);
     auto hex = digest.hex_digest();
-    const std::string msg_id = msg_id_prefix_ + (hex ? *hex : unpublished_->input_path);
+    batch_.push_back({doc->input_path, DocMessage{id_, to_portable(job_->spec(), *doc)}.to_json(),
+                      msg_id_prefix_ + (hex ? *hex : doc->input_path)});
+  }
+  if (batch_.empty()) return false;
+  const std::string subject = node_.names().doc_subject(id_);
+  // The batch at once, then its acknowledgements; on any trouble, each again one by one.
+  publish_errors_->store(0);
+  bool all = js_ != nullptr;
+  for (size_t i = 0; all && i < batch_.size(); ++i) {
     jsPubOptions po;
     jsPubOptions_Init(&po);
-    po.MsgId = msg_id.c_str();
+    po.MsgId = batch_[i].msg_id.c_str();
+    all = js_PublishAsync(js_, subject.c_str(), batch_[i].body.data(),
+                          static_cast<int>(batch_[i].body.size()), &po) == NATS_OK;
+  }
+  if (all) {
+    jsPubOptions wait;
+    jsPubOptions_Init(&wait);
+    wait.MaxWait = 10000;
+    all = js_PublishAsyncComplete(js_, &wait) == NATS_OK && publish_errors_->load() == 0;
+  }
+  for (size_t i = 0; !all && i < batch_.size(); ++i) {
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = batch_[i].msg_id.c_str();
     jsPubAck* pa = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_Publish(&pa, node_.nats().js(), node_.names().doc_subject(id_).c_str(),
-                              body.data(), static_cast<int>(body.size()), &po, &jerr);
+    natsStatus s = js_Publish(&pa, node_.nats().js(), subject.c_str(), batch_[i].body.data(),
+                              static_cast<int>(batch_[i].body.size()), &po, &jerr);
     if (pa != nullptr) jsPubAck_Destroy(pa);
     if (s != NATS_OK) {
       log_warn("cluster: cannot publish a document yet; retrying",
                {{"job", id_}, {"error", nats_error("publish", s, jerr).message}});
       node_.pause(500);
-      return published_any;
+      return false;  // the batch is kept; what went out is dropped as a copy next time
     }
-    {
-      std::lock_guard lock(mu_);
-      outstanding_.insert(unpublished_->input_path);
-    }
-    unpublished_.reset();
-    published_any = true;
-    if (outstanding() >= static_cast<size_t>(node_.cluster().publish_window)) break;
   }
-  return published_any;
+  {
+    std::lock_guard lock(mu_);
+    for (const PendingDoc& p : batch_) outstanding_.insert(p.input);
+  }
+  batch_.clear();
+  return true;
 }
 
 bool Coordinator::finish() {

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include "daemon/nats_client.h"
 #include "pipeline/pipeline_job.h"
@@ -60,6 +61,7 @@ class Coordinator {
   void intent(natsMsg* msg);
   void close_intents();  // no intent callback runs once it returns
   static void on_intent(natsConnection*, natsSubscription*, natsMsg* msg, void* self);
+  static void on_publish_error(jsCtx*, jsPubAckErr*, void* self);
 
   ClusterNode& node_;
   std::shared_ptr<PipelineJob> job_;
@@ -74,7 +76,15 @@ class Coordinator {
   mutable std::mutex mu_;  // recorded_ and outstanding_: the intent callback reads them too
   std::unordered_set<uint64_t> recorded_;        // hashes of inputs with an outcome recorded
   std::unordered_set<std::string> outstanding_;  // published, no outcome yet
-  std::optional<DocumentRef> unpublished_;  // taken from the walk; its publish is to be retried
+  // Taken from the walk, not yet acknowledged by the stream (kept to publish again).
+  struct PendingDoc {
+    std::string input;
+    std::string body;
+    std::string msg_id;
+  };
+  std::vector<PendingDoc> batch_;
+  jsCtx* js_ = nullptr;  // this coordinator's, for asynchronous publishes
+  std::atomic<int>* publish_errors_ = new std::atomic<int>(0);  // ErrHandler's closure
   bool walk_done_ = false;
   bool caught_up_ = false;  // the outcomes in the stream when it started are all read
   NatsSubPtr outcomes_;

@@ -14,6 +14,7 @@ namespace docpipe {
 namespace {
 
 constexpr int64_t kTickMs = 250;
+constexpr int kOutboxThreads = 4;
 constexpr int64_t kBeatMs = 2000;
 constexpr int64_t kNodeAliveMs = 3 * kBeatMs + 1000;
 constexpr int64_t kDuplicateWindowNs = int64_t{600} * 1000000000;
@@ -90,7 +91,9 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(Deps deps) {
   }
   node->maintenance_ = std::thread([self] { self->maintain(); });
   node->fetcher_ = std::thread([self] { self->fetch_loop(); });
-  node->outbox_thread_ = std::thread([self] { self->outbox_loop(); });
+  for (int i = 0; i < kOutboxThreads; ++i) {
+    node->outbox_threads_.emplace_back([self] { self->outbox_loop(); });
+  }
   return node;
 }
 
@@ -581,7 +584,8 @@ void ClusterNode::stop(std::chrono::milliseconds grace) {
     outbox_stop_ = true;
   }
   outbox_cv_.notify_all();
-  if (outbox_thread_.joinable()) outbox_thread_.join();
+  for (std::thread& t : outbox_threads_) t.join();
+  outbox_threads_.clear();
   // Unsubscribing a JetStream consumer is a request to the servers: without a connection each
   // would wait out its timeout. Closed, they return at once.
   if (nc_ && !nc_->connected()) natsConnection_Close(nc_->get());

@@ -195,7 +195,9 @@ class ClusterNode : public WorkQueue {
 
   std::thread maintenance_;
   std::thread fetcher_;
-  std::thread outbox_thread_;
+  // Outcomes are published and acknowledged by the server one at a time per thread: a few
+  // threads keep several round trips in flight.
+  std::vector<std::thread> outbox_threads_;
 };
 
 }  // namespace docpipe
