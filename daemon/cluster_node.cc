@@ -408,6 +408,14 @@ void ClusterNode::scan_for_takeovers() {
   if (!keys) return;
   const int64_t now = clock().wall_ms();
   const int64_t lease = cluster().lease_ms;
+  // A record counts as silent only for time this node watched it without a gap: after scans
+  // that failed (JetStream recovering from an outage, when the coordinators' renewals failed
+  // too), every record starts its silence afresh.
+  if (now - last_scan_ok_ms_ > 3 * std::max<int64_t>(lease / 4, 1000)) {
+    std::lock_guard lock(mu_);
+    seen_.clear();
+  }
+  last_scan_ok_ms_ = now;
   const int64_t since = connected_since_ms_.load();
   std::map<std::string, Seen> seen;
   for (const std::string& key : *keys) {
@@ -417,7 +425,11 @@ void ClusterNode::scan_for_takeovers() {
       if (leases_.count(id) != 0 || adopting_.count(id) != 0) continue;  // ours
     }
     auto v = kv_get(jobs_kv_.get(), key);
-    if (!v || !*v) continue;
+    if (!v) {
+      last_scan_ok_ms_ = 0;  // a gap: the next scan starts every silence afresh
+      return;
+    }
+    if (!*v) continue;
     Seen s{(*v)->revision, now};
     {
       std::lock_guard lock(mu_);

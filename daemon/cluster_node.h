@@ -172,6 +172,7 @@ class ClusterNode : public WorkQueue {
     int64_t since_ms = 0;
   };
   std::map<std::string, Seen> seen_;
+  int64_t last_scan_ok_ms_ = 0;  // maintenance thread only
   std::set<std::string> adopting_;
   nlohmann::json nodes_ = nlohmann::json::array();
   int64_t pending_ = 0;
