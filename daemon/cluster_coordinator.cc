@@ -18,7 +18,10 @@ namespace docpipe {
 namespace {
 
 constexpr int kOutcomeBatch = 256;
-constexpr int kPublishBatch = 256;  // documents published per turn before outcomes are read
+constexpr int kPublishBatch = 256;
+// How long a new job waits for NATS (a node just starting connects in well under a second)
+// before it runs on this node alone.
+constexpr auto kLocalGrace = std::chrono::seconds(2);  // documents published per turn before outcomes are read
 
 uint64_t input_key(const std::string& input) { return std::hash<std::string>{}(input); }
 
@@ -124,8 +127,19 @@ bool Coordinator::claim() {
   }
   const std::string key = job_kv_key(id_);
   bool warned = false;
+  const auto since = std::chrono::steady_clock::now();
   while (!stop_.load()) {
     if (!node_.ready()) {
+      if (fresh_ && std::chrono::steady_clock::now() - since > kLocalGrace) {
+        // A job must not wait for NATS: it runs here alone.
+        node_.run_local(job_, "NATS is unreachable (" +
+                                  (node_.nats().first_error().empty()
+                                       ? std::string("not connected")
+                                       : node_.nats().first_error()) +
+                                  ")");
+        finished_.store(true);
+        return false;
+      }
       if (!warned) {
         log_warn("cluster: job waits for NATS to be coordinated",
                  {{"job", id_}, {"node", node_.node()}});
@@ -140,6 +154,7 @@ bool Coordinator::claim() {
       continue;
     }
     if (!*got) {
+      mark_cluster_job();
       auto rev = node_.claim_lease(fresh, 0);
       if (rev) {
         msg_id_prefix_ = id_ + ":" + std::to_string(fresh.submitted_at_ms) + ":";
@@ -158,6 +173,7 @@ bool Coordinator::claim() {
                 parsed->coordinator + "; submit it under another id");
         return false;
       }
+      mark_cluster_job();
       // The outcomes of the earlier job of that id must not count for this one.
       jsOptions o;
       jsOptions_Init(&o);
@@ -207,6 +223,12 @@ bool Coordinator::claim() {
   return false;
 }
 
+void Coordinator::mark_cluster_job() {
+  // Before its record exists: a crash from here on resumes it as a cluster job.
+  const std::string marker = node_.spool_root() + "/cluster/" + id_;
+  if (FILE* f = std::fopen(marker.c_str(), "w")) std::fclose(f);
+}
+
 bool Coordinator::open_outcomes() {
   if (!node_.ready()) return false;
   jsSubOptions so;
@@ -242,6 +264,19 @@ void Coordinator::drain_outcomes(int64_t wait_ms) {
   natsStatus s = natsSubscription_Fetch(&list, outcomes_.get(), kOutcomeBatch, wait_ms, nullptr);
   if (s == NATS_TIMEOUT) {
     caught_up_ = true;
+    // An ephemeral consumer lives on one server: if that server died, fetches just time out.
+    // Every few idle seconds, ask after it; gone, it is opened again after the last outcome.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_consumer_check_ > std::chrono::seconds(3)) {
+      last_consumer_check_ = now;
+      jsConsumerInfo* ci = nullptr;
+      if (natsSubscription_GetConsumerInfo(&ci, outcomes_.get(), nullptr, nullptr) == NATS_OK) {
+        jsConsumerInfo_Destroy(ci);
+      } else if (node_.ready()) {
+        log_warn("cluster: reopening a job's outcome consumer", {{"job", id_}});
+        outcomes_.reset();
+      }
+    }
     return;
   }
   if (s != NATS_OK) {

@@ -53,6 +53,7 @@ class Coordinator {
   void run();
   bool claim();
   bool open_outcomes();
+  void mark_cluster_job();
   void drain_outcomes(int64_t wait_ms);
   void record(const std::string& data);
   bool publish_more();
@@ -92,6 +93,7 @@ class Coordinator {
   std::atomic<bool> intents_closing_{false};
   std::atomic<int> in_intent_{0};
   uint64_t last_outcome_seq_ = 0;  // stream sequence of the last outcome read
+  std::chrono::steady_clock::time_point last_consumer_check_{};
   std::string msg_id_prefix_;      // "<job>:<submitted_at_ms>:" (Nats-Msg-Id of its documents)
 };
 

@@ -72,7 +72,8 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(Deps deps) {
              self->cv_.notify_all();
            },
        .reconnected =
-           [self] {
+           [self](bool first) {
+             if (!first) self->metrics_.reconnects->Increment();
              self->connected_since_ms_.store(self->clock().wall_ms());
              self->metrics_.connected->Set(1);
              log_info("cluster: connected to NATS", {{"node", self->node_},
@@ -90,6 +91,7 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(Deps deps) {
              {{"node", node->node_}, {"error", node->nc_->first_error()}});
   }
   node->maintenance_ = std::thread([self] { self->maintain(); });
+  node->keepalive_ = std::thread([self] { self->keep_alive(); });
   node->fetcher_ = std::thread([self] { self->fetch_loop(); });
   for (int i = 0; i < kOutboxThreads; ++i) {
     node->outbox_threads_.emplace_back([self] { self->outbox_loop(); });
@@ -220,7 +222,7 @@ bool ClusterNode::set_up() {
 
 void ClusterNode::maintain() {
   const int64_t lease = cluster().lease_ms;
-  int64_t next_beat = 0, next_renew = 0, next_scan = 0, next_poll = 0, next_progress = 0;
+  int64_t next_beat = 0, next_scan = 0, next_poll = 0;
   while (pause(kTickMs)) {
     if (!nc_->connected()) continue;
     if (!ready_.load()) {
@@ -232,14 +234,6 @@ void ClusterNode::maintain() {
       held_cv_.notify_all();
     }
     const int64_t now = clock().wall_ms();
-    if (now >= next_renew) {
-      renew_leases();
-      next_renew = now + lease / 3;
-    }
-    if (now >= next_progress) {
-      send_in_progress();
-      next_progress = now + std::max<int64_t>(cluster().ack_wait_ms / 3, 500);
-    }
     if (now >= next_beat) {
       beat(now);
       next_beat = now + kBeatMs;
@@ -253,6 +247,26 @@ void ClusterNode::maintain() {
     if (now >= next_scan) {
       scan_for_takeovers();
       next_scan = now + std::max<int64_t>(lease / 4, 1000);
+    }
+  }
+}
+
+// Lease renewals and in-progress acks on a thread of their own: a maintenance step waiting on
+// a slow JetStream request (an election after a server loss) must not let leases lapse or
+// documents be redelivered.
+void ClusterNode::keep_alive() {
+  const int64_t lease = cluster().lease_ms;
+  int64_t next_renew = 0, next_progress = 0;
+  while (pause(kTickMs)) {
+    if (!ready()) continue;
+    const int64_t now = clock().wall_ms();
+    if (now >= next_progress) {
+      send_in_progress();
+      next_progress = now + std::max<int64_t>(cluster().ack_wait_ms / 3, 500);
+    }
+    if (now >= next_renew) {
+      renew_leases();
+      next_renew = now + lease / 3;
     }
   }
 }
@@ -510,25 +524,10 @@ class LocalJob : public PipelineJob {
 
 void ClusterNode::add_job(std::shared_ptr<PipelineJob> job) {
   const std::string id = job->spec().id;
-  const std::string marker = deps_.spool_root + "/cluster/" + id;
-  const bool cluster_job = ::access(marker.c_str(), F_OK) == 0;
-  if (!cluster_job && !ready()) {
-    // A job must not wait for NATS: it runs here alone.
-    log_warn("cluster: NATS is unreachable; the job runs on this node alone",
-             {{"job", id}, {"node", node_}});
-    {
-      std::lock_guard lock(mu_);
-      local_jobs_.insert(id);
-    }
-    pipeline_.add_job(std::make_shared<LocalJob>(std::move(job), [this, id] {
-      std::lock_guard lock(mu_);
-      local_jobs_.erase(id);
-    }));
-    return;
-  }
-  if (!cluster_job) {
-    if (FILE* f = std::fopen(marker.c_str(), "w")) std::fclose(f);
-  }
+  // A job with a marker is a cluster job (resumed, or taken over): it waits for NATS, since
+  // another node may coordinate it meanwhile. A new one becomes a cluster job if NATS is there
+  // within kLocalGraceMs, else runs here alone (Coordinator::claim decides, off the loop).
+  const bool cluster_job = ::access((deps_.spool_root + "/cluster/" + id).c_str(), F_OK) == 0;
   auto c = std::make_shared<Coordinator>(*this, std::move(job), /*fresh=*/!cluster_job);
   {
     std::lock_guard lock(mu_);
@@ -537,6 +536,20 @@ void ClusterNode::add_job(std::shared_ptr<PipelineJob> job) {
     metrics_.jobs_coordinated->Set(static_cast<double>(coordinators_.size()));
   }
   c->start();
+}
+
+void ClusterNode::run_local(std::shared_ptr<PipelineJob> job, const std::string& why) {
+  const std::string id = job->spec().id;
+  log_warn("cluster: the job runs on this node alone", {{"job", id}, {"node", node_},
+                                                        {"reason", why}});
+  {
+    std::lock_guard lock(mu_);
+    local_jobs_.insert(id);
+  }
+  pipeline_.add_job(std::make_shared<LocalJob>(std::move(job), [this, id] {
+    std::lock_guard lock(mu_);
+    local_jobs_.erase(id);
+  }));
 }
 
 void ClusterNode::adoption_failed(const std::string& id) {
@@ -603,6 +616,7 @@ void ClusterNode::stop(std::chrono::milliseconds grace) {
   if (nc_ && !nc_->connected()) natsConnection_Close(nc_->get());
   coordinators.clear();  // joins their threads
   if (maintenance_.joinable()) maintenance_.join();
+  if (keepalive_.joinable()) keepalive_.join();
   {
     std::lock_guard lock(held_mu_);
     held_.clear();

@@ -110,6 +110,9 @@ class ClusterNode : public WorkQueue {
   // Deletes the record if it is still ours, and forgets the lease.
   void release_lease(const std::string& id, bool delete_record);
 
+  // A new job NATS was not there for: it runs through this node's pipeline alone.
+  void run_local(std::shared_ptr<PipelineJob> job, const std::string& why);
+
   // The daemon could not take over a job the maintenance thread claimed: give the lease up, so
   // that another node takes it.
   void adoption_failed(const std::string& id);
@@ -120,6 +123,7 @@ class ClusterNode : public WorkQueue {
  private:
   explicit ClusterNode(Deps deps);
   void maintain();  // the maintenance thread
+  void keep_alive();  // the keep-alive thread: lease renewals, in-progress acks
   bool set_up();    // streams, consumer, buckets; true once done
   void beat(int64_t now_ms);
   void renew_leases();
@@ -195,6 +199,7 @@ class ClusterNode : public WorkQueue {
   Pipeline pipeline_;
 
   std::thread maintenance_;
+  std::thread keepalive_;
   std::thread fetcher_;
   // Outcomes are published and acknowledged by the server one at a time per thread: a few
   // threads keep several round trips in flight.

@@ -248,12 +248,12 @@ void NatsConnection::on_disconnected(natsConnection*, void* self) {
 void NatsConnection::on_reconnected(natsConnection*, void* self) {
   auto* c = static_cast<NatsConnection*>(self);
   c->reconnects_.fetch_add(1);
-  if (c->events_.reconnected) c->events_.reconnected();
+  if (c->events_.reconnected) c->events_.reconnected(false);
 }
 
 void NatsConnection::on_connected(natsConnection*, void* self) {
   auto* c = static_cast<NatsConnection*>(self);
-  if (c->events_.reconnected) c->events_.reconnected();
+  if (c->events_.reconnected) c->events_.reconnected(true);
 }
 
 int64_t NatsConnection::reconnect_delay(natsConnection*, int attempts, void* self) {

@@ -65,7 +65,8 @@ class NatsConnection {
  public:
   struct Events {
     std::function<void()> disconnected;  // from a libnats thread
-    std::function<void()> reconnected;   // also the first connect when it came late
+    // After a loss (first false), and at the first connect when it came late (first true).
+    std::function<void(bool first)> reconnected;
   };
 
   // Connects with the cluster section's servers, credentials and TLS. Unreachable servers are
