@@ -10,6 +10,9 @@
 #   /etc/docpipe/docpipe.json                   (PREFIX/etc/docpipe/ for prefixes other than /usr)
 #   PREFIX/share/docpipe/prometheus/{prometheus.yml,alerts.yml,alerts_test.yml}
 #   PREFIX/share/docpipe/grafana/docpipe-dashboard.json
+#   PREFIX/share/docpipe/nats/nats-server-cluster.conf          (examples for several nodes:
+#   PREFIX/share/docpipe/nats/nats-server.service.d/docpipe.conf  README.md "Running several
+#   PREFIX/share/docpipe/nats/docpipe.service.d/cluster.conf      nodes"; copied by hand)
 #   PREFIX/share/doc/docpipe/README.md
 # systemd looks for units, sysusers.d and tmpfiles.d under /usr/lib and /usr/local/lib alike, so
 # both the usual prefixes work; those paths are never multiarch, hence the literal "lib".
@@ -32,6 +35,15 @@ install(FILES "${DOCPIPE_DEPLOY_DIR}/prometheus/prometheus.yml"
         DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/prometheus)
 install(FILES "${DOCPIPE_DEPLOY_DIR}/grafana/docpipe-dashboard.json"
         DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/grafana)
+# Several nodes: examples only. Debian's nats-server owns /etc/nats-server.conf (a conffile), and
+# the drop-ins must be edited and enabled on the hosts that need them, so none goes to /etc or
+# to a systemd search path.
+install(FILES "${DOCPIPE_DEPLOY_DIR}/nats/nats-server-cluster.conf"
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/nats)
+install(FILES "${DOCPIPE_DEPLOY_DIR}/systemd/nats-server.service.d/docpipe.conf"
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/nats/nats-server.service.d)
+install(FILES "${DOCPIPE_DEPLOY_DIR}/systemd/docpipe.service.d/cluster.conf"
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/nats/docpipe.service.d)
 install(FILES "${CMAKE_CURRENT_SOURCE_DIR}/README.md" DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
 # The unit names the binary and the config by absolute path, and the config belongs in /etc
@@ -93,6 +105,8 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # Depends comes from dpkg-shlibdeps on the binary (dpkg-dev), so it follows what is linked.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS prometheus)
+# Several nodes share work through NATS JetStream; a single node needs no NATS, so no Depends.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS nats-server)
 set(CPACK_STRIP_FILES ON)
 file(WRITE "${CMAKE_BINARY_DIR}/deploy/conffiles" "/etc/docpipe/docpipe.json\n")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
