@@ -188,8 +188,13 @@ inline ManifestCheck check_manifest(const std::string& path) {
 // input once, all succeeded.
 inline void check_job_done(Node& node, const std::string& job, int count) {
   const std::string done = node.spool() + "/done/";
-  REQUIRE_MESSAGE(e2e::file_exists(done + job + ".report.json"),
-                  node.name() << " has no done/" << job << ".report.json");
+  if (!e2e::file_exists(done + job + ".report.json")) {
+    const std::string failed = node.spool() + "/failed/" + job + ".report.json";
+    FAIL_CHECK(node.name() << " has no done/" << job << ".report.json; failed/: "
+                           << (e2e::file_exists(failed) ? e2e::read_file(failed) : "none")
+                           << "\nlog:\n" << node.log());
+    return;
+  }
   json report = e2e::read_json(done + job + ".report.json");
   CHECK(report["state"] == "succeeded");
   CHECK(report["counts"]["succeeded"] == count);
