@@ -91,6 +91,7 @@ class Node {
   const std::string& spool() const { return spool_; }
   e2e::DaemonProcess& process() { return *process_; }
   std::string log() const { return process_->log(); }
+  bool log_has(const std::string& text) const { return !process_->log_lines_with({text}).empty(); }
 
   double metric(const std::string& name, const std::map<std::string, std::string>& labels = {}) {
     return process_->metric(name, labels).value_or(-1);
