@@ -12,7 +12,7 @@ using namespace cluster_test;
 using docpipe::test::NatsServer;
 
 TEST_CASE("cluster: a slow node holds at most max_ack_pending documents; fast nodes do most") {
-  const int count = documents(20000, 0.02);  // 400 documents
+  const int count = documents(20000, 0.02, 200);  // 400 documents
   auto nats = NatsServer::start();
   e2e::TempDir tmp(e2e::scratch_base());
   const std::string in = tmp / "in", out = tmp / "out";

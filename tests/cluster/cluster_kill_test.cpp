@@ -41,7 +41,7 @@ void check_outputs_complete(const std::string& out, int count) {
 }  // namespace
 
 TEST_CASE("cluster: a worker killed mid-job loses no document and duplicates none") {
-  const int count = documents(20000, 0.03);  // 600 documents of 20 ms each
+  const int count = documents(20000, 0.03, 300);  // 600 documents of 20 ms each
   auto nats = NatsServer::start();
   e2e::TempDir tmp(e2e::scratch_base());
   const std::string in = tmp / "in", out = tmp / "out";
@@ -96,7 +96,7 @@ json job_with_attempts(const std::string& in, const std::string& out, int ms, in
 // answers is handed back with backoffs (0.1 s, 0.2 s, ... 6.4 s) that outlast lease_ms (3 s);
 // the next test case is about the default.
 TEST_CASE("cluster: a coordinator killed mid-job is taken over and its restart breaks nothing") {
-  const int count = documents(20000, 0.03);  // 600 documents of 60 ms each
+  const int count = documents(20000, 0.03, 300);  // 600 documents of 60 ms each
   auto nats = NatsServer::start();
   e2e::TempDir tmp(e2e::scratch_base());
   const std::string in = tmp / "in", out = tmp / "out";
@@ -153,7 +153,7 @@ TEST_CASE("cluster: a coordinator killed mid-job is taken over and its restart b
 // fails the job (max_failed_documents 0). may_fail until the daemon is fixed.
 TEST_CASE("cluster: documents finished while the coordinator is dead are not failed" *
           doctest::may_fail()) {
-  const int count = documents(20000, 0.03);
+  const int count = documents(20000, 0.03, 300);
   auto nats = NatsServer::start();
   e2e::TempDir tmp(e2e::scratch_base());
   const std::string in = tmp / "in", out = tmp / "out";

@@ -26,11 +26,12 @@ using nlohmann::json;
 
 // Document counts come from DOCPIPE_CLUSTER_DOCS when set (scripts/test passes a smaller number
 // under sanitizers); `fallback` otherwise. Tests that need fewer scale it with `fraction`.
-inline int documents(int fallback, double fraction = 1.0) {
+// `at_least`: tests that kill something mid-job need enough documents to still be mid-job.
+inline int documents(int fallback, double fraction = 1.0, int at_least = 20) {
   int n = fallback;
   if (const char* env = std::getenv("DOCPIPE_CLUSTER_DOCS")) n = std::atoi(env);
   n = static_cast<int>(n * fraction);
-  return n < 20 ? 20 : n;
+  return n < at_least ? at_least : n;
 }
 
 // Document i: its path below the input folder and its content (distinct per document, so that a
