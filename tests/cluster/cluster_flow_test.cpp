@@ -11,7 +11,7 @@
 using namespace cluster_test;
 using docpipe::test::NatsServer;
 
-TEST_CASE("cluster: a slow node holds at most max_ack_pending documents; fast nodes do most") {
+TEST_CASE("cluster: a slow node holds at most max_ack_pending documents and fast nodes do most") {
   const int count = documents(20000, 0.02, 200);  // 400 documents
   auto nats = NatsServer::start();
   e2e::TempDir tmp(e2e::scratch_base());
@@ -63,7 +63,7 @@ TEST_CASE("cluster: a slow node holds at most max_ack_pending documents; fast no
   CHECK(fast_acks >= 5 * slow_acks);
 }
 
-TEST_CASE("cluster: a job admitted while NATS is unreachable runs alone, later ones are shared") {
+TEST_CASE("cluster: a job admitted while NATS is unreachable runs alone and later ones are shared") {
   const int port = docpipe::test::nats_detail::free_port();  // nothing listens there yet
   const std::string url = "nats://127.0.0.1:" + std::to_string(port);
   e2e::TempDir tmp(e2e::scratch_base());

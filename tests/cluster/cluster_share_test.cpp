@@ -47,7 +47,7 @@ TEST_CASE("cluster: 3 daemons share a large job submitted to one of them") {
                             << "/" << n3.metric("docpipe_cluster_acks_total", {{"result", "ack"}}));
 }
 
-TEST_CASE("cluster: status lists the cluster, its nodes, and a running job's coordinator") {
+TEST_CASE("cluster: status lists the cluster with its nodes and a running job's coordinator") {
   auto nats = NatsServer::start();
   e2e::TempDir tmp(e2e::scratch_base());
   const std::string in = tmp / "in", out = tmp / "out";

@@ -110,9 +110,19 @@ class Node {
   }
   // The "cluster" object of `docpipe status --json`.
   json cluster_status(const std::string& scratch) { return status(scratch)["daemon"]["cluster"]; }
+  // The job ended here: done/, or failed/ for a reason of its own. A copy this node closed as
+  // "cancelled" because another node took the job over does not count: the job goes on there.
   bool finished(const std::string& job) const {
-    return e2e::file_exists(spool_ + "/done/" + job + ".json") ||
-           e2e::file_exists(spool_ + "/failed/" + job + ".json");
+    if (e2e::file_exists(spool_ + "/done/" + job + ".json")) return true;
+    const std::string failed = spool_ + "/failed/" + job;
+    if (!e2e::file_exists(failed + ".json")) return false;
+    try {
+      const json report = e2e::read_json(failed + ".report.json");
+      return !(report.value("state", "") == "cancelled" &&
+               report.value("reason", "").find("took the job over") != std::string::npos);
+    } catch (const std::exception&) {
+      return true;
+    }
   }
 
  private:
