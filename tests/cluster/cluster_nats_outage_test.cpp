@@ -136,7 +136,10 @@ TEST_CASE("cluster: all nats-servers stopped for 10 s mid-job and the daemons re
     CHECK(status["reconnects"].get<double>() >= 1);
     // docpipe_cluster_reconnects_total: see the next test case.
   }
-  check_all_right(nodes, out, count);
+  // Under load (ctest -j2) JetStream takes ~10 s to recover after the restart; meanwhile n1
+  // cannot renew its lease (KV writes fail) although connected, so a node connected all that
+  // time may take the job over (reported to the lead). The job must complete either way.
+  check_all_right(nodes, out, count, true);
 }
 
 // Reproduces a daemon bug (reported to the lead): docpipe_cluster_reconnects_total is registered
