@@ -1,0 +1,175 @@
+// Nodes die mid-job (kill -9, no clean shutdown): a worker's documents are redelivered after
+// ack_wait_ms, a coordinator's job is taken over after lease_ms, and either way the job completes
+// with every output right and one manifest line per document.
+//
+// Temp files: a node killed while writing leaves its ".NAME.docpipe-tmp.*" file in the shared
+// output folder (nothing on the other nodes removes another node's temps). These tests allow such
+// files, and only those: every real output must be complete and right.
+
+#include <doctest/doctest.h>
+
+#include "tests/cluster/cluster_support.h"
+
+using namespace cluster_test;
+using docpipe::test::NatsServer;
+
+namespace {
+
+const std::string kTestBinary = DOCPIPE_TEST_BINARY;
+
+json slow_config(const std::string& url) {
+  return json{{"max_in_flight_documents", 8}, {"workers", 2}, {"cluster", cluster_section({url})}};
+}
+
+// Polls until `node` has acked at least `acks` documents and holds some now: surely mid-job.
+void wait_mid_job(Node& node, double acks) {
+  const bool mid = e2e::poll_until(milliseconds(30000), [&] {
+    return node.metric("docpipe_cluster_acks_total", {{"result", "ack"}}) >= acks &&
+           node.metric("docpipe_cluster_messages_held") > 0;
+  });
+  REQUIRE_MESSAGE(mid, node.name() << " never got mid-job:\n" << node.log());
+}
+
+void check_outputs_complete(const std::string& out, int count) {
+  OutputCheck outputs = check_outputs(out, count);
+  CHECK_MESSAGE(outputs.missing == 0, outputs.first_problem);  // 0 lost
+  CHECK_MESSAGE(outputs.wrong == 0, outputs.first_problem);    // 0 partial
+  CHECK_MESSAGE(outputs.extra == 0, outputs.first_problem);
+  MESSAGE(outputs.temps.size() << " temp file(s) left by the killed node");
+}
+
+}  // namespace
+
+TEST_CASE("cluster: a worker killed mid-job loses no document and duplicates none") {
+  const int count = documents(20000, 0.03, 300);  // 600 documents of 20 ms each
+  auto nats = NatsServer::start();
+  e2e::TempDir tmp(e2e::scratch_base());
+  const std::string in = tmp / "in", out = tmp / "out";
+  write_corpus(in, count);
+  Node n1(tmp.path(), "n1", slow_config(nats->url()), kTestBinary),
+      n2(tmp.path(), "n2", slow_config(nats->url()), kTestBinary),
+      n3(tmp.path(), "n3", slow_config(nats->url()), kTestBinary);
+  n1.start();
+  n2.start();
+  n3.start();
+
+  e2e::drop_job(n1.spool(), "job.json",
+                e2e::make_job("job", in, out, {{{"op", "test.sleep"}, {"ms", 20}}}));
+  wait_mid_job(n2, 10);
+  n2.kill9();
+  REQUIRE_FALSE(n1.finished("job"));  // the kill really was mid-job
+
+  Node* done = wait_finished({&n1, &n3}, "job", milliseconds(60000));
+  REQUIRE_MESSAGE(done == &n1, "job did not finish on n1:\n" << n1.log());
+  check_job_done(n1, "job", count);
+  check_outputs_complete(out, count);
+  // Its held documents came back to the others after ack_wait_ms.
+  CHECK(n1.metric("docpipe_cluster_redeliveries_total") +
+            n3.metric("docpipe_cluster_redeliveries_total") >= 1);
+}
+
+namespace {
+
+// Kills the coordinator n1 mid-job and waits until n2 or n3 takes the job over; returns the taker.
+Node& kill_coordinator_and_wait_takeover(Node& n1, Node& n2, Node& n3) {
+  wait_mid_job(n1, 10);
+  n1.kill9();
+  Node* taker = nullptr;
+  e2e::poll_until(milliseconds(30000), [&] {
+    for (Node* n : {&n2, &n3})
+      if (!n->process().log_lines_with({"taking over", "job=job"}).empty()) taker = n;
+    return taker != nullptr;
+  });
+  REQUIRE_MESSAGE(taker != nullptr, "nobody took the job over; n2 log:\n" << n2.log());
+  return *taker;
+}
+
+json job_with_attempts(const std::string& in, const std::string& out, int ms, int attempts) {
+  json job = e2e::make_job("job", in, out, {{{"op", "test.sleep"}, {"ms", ms}}});
+  job["limits"] = {{"max_attempts", attempts}};
+  return job;
+}
+
+}  // namespace
+
+// The takeover itself. max_attempts 8: a document that a worker finishes while no coordinator
+// answers is handed back with backoffs (0.1 s, 0.2 s, ... 6.4 s) that outlast lease_ms (3 s);
+// the next test case is about the default.
+TEST_CASE("cluster: a coordinator killed mid-job is taken over and its restart breaks nothing") {
+  const int count = documents(20000, 0.03, 300);  // 600 documents of 60 ms each
+  auto nats = NatsServer::start();
+  e2e::TempDir tmp(e2e::scratch_base());
+  const std::string in = tmp / "in", out = tmp / "out";
+  write_corpus(in, count);
+  Node n1(tmp.path(), "n1", slow_config(nats->url()), kTestBinary),
+      n2(tmp.path(), "n2", slow_config(nats->url()), kTestBinary),
+      n3(tmp.path(), "n3", slow_config(nats->url()), kTestBinary);
+  n1.start();
+  n2.start();
+  n3.start();
+
+  e2e::drop_job(n1.spool(), "job.json", job_with_attempts(in, out, 60, 8));
+  Node& taker = kill_coordinator_and_wait_takeover(n1, n2, n3);
+  Node& other = &taker == &n2 ? n3 : n2;
+  CHECK(taker.metric("docpipe_cluster_takeovers_total") == 1);
+  CHECK(other.metric("docpipe_cluster_takeovers_total") == 0);
+
+  // The killed coordinator comes back while the job still runs elsewhere.
+  REQUIRE_FALSE(taker.finished("job"));
+  n1.start();
+
+  Node* done = wait_finished({&taker, &other}, "job", milliseconds(60000));
+  REQUIRE_MESSAGE(done == &taker, "job did not finish on " << taker.name() << ":\n"
+                                                           << taker.log());
+  check_job_done(taker, "job", count);
+  check_outputs_complete(out, count);
+
+  // n1 found the job owned by its new coordinator: it closed its own copy as cancelled, naming
+  // the taker (failed/, no done/ report: the job's one report is the taker's), ran none of it,
+  // and still serves.
+  json n1_jobs;
+  CHECK_MESSAGE(e2e::poll_until(milliseconds(15000),
+                                [&] {
+                                  n1_jobs = n1.status(tmp.path())["jobs"];
+                                  return n1_jobs.empty();
+                                }),
+                "n1 still lists: " << n1_jobs.dump() << "\nn1 log:\n" << n1.log());
+  n1.process().expect_running();
+  CHECK_FALSE(e2e::file_exists(n1.spool() + "/done/job.report.json"));
+  const std::string closed = n1.spool() + "/failed/job.report.json";
+  REQUIRE(e2e::file_exists(closed));
+  json report = e2e::read_json(closed);
+  CHECK(report["state"] == "cancelled");
+  CHECK(report["reason"].get<std::string>().find(taker.name()) != std::string::npos);
+  CHECK(report["counts"]["succeeded"] == 0);
+  CHECK(report["counts"]["failed"] == 0);
+  CHECK(n1.cluster_status(tmp.path())["connected"] == true);
+}
+
+// Reproduces a daemon bug (reported to the lead): with the job's default max_attempts (3), a
+// document a worker finishes while its coordinator is dead (before lease_ms passes and another
+// node takes over) asks the dead coordinator for the rename ("No responders"), is handed back
+// 3 times within ~0.3 s and then failed for good; the taker reads those failed outcomes and
+// fails the job (max_failed_documents 0). may_fail until the daemon is fixed.
+TEST_CASE("cluster: documents finished while the coordinator is dead are not failed" *
+          doctest::may_fail()) {
+  const int count = documents(20000, 0.03, 300);
+  auto nats = NatsServer::start();
+  e2e::TempDir tmp(e2e::scratch_base());
+  const std::string in = tmp / "in", out = tmp / "out";
+  write_corpus(in, count);
+  Node n1(tmp.path(), "n1", slow_config(nats->url()), kTestBinary),
+      n2(tmp.path(), "n2", slow_config(nats->url()), kTestBinary),
+      n3(tmp.path(), "n3", slow_config(nats->url()), kTestBinary);
+  n1.start();
+  n2.start();
+  n3.start();
+
+  e2e::drop_job(n1.spool(), "job.json",
+                e2e::make_job("job", in, out, {{{"op", "test.sleep"}, {"ms", 60}}}));
+  Node& taker = kill_coordinator_and_wait_takeover(n1, n2, n3);
+  Node* done = wait_finished({&n2, &n3}, "job", milliseconds(60000));
+  REQUIRE(done == &taker);
+  check_job_done(taker, "job", count);
+  check_outputs_complete(out, count);
+}
