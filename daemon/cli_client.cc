@@ -44,7 +44,10 @@ std::string progress_line(const nlohmann::json& job) {
   std::string line = buf;
   if (job.contains("eta_seconds"))
     line += ", ETA " + human_duration(job["eta_seconds"].get<double>());
-  if (job.contains("coordinator")) {
+  if (job.contains("waiting_for")) {
+    line += "; waiting for " + job.value("waiting_for", std::string()) + " on " +
+            job.value("coordinator", std::string());
+  } else if (job.contains("coordinator")) {
     line += job.value("distributed", false)
                 ? "; coordinated by " + job.value("coordinator", std::string())
                 : "; on " + job.value("coordinator", std::string()) + " alone (NATS was unreachable)";

@@ -63,6 +63,7 @@ size_t Coordinator::outstanding() const {
 
 void Coordinator::run() {
   if (!claim()) return;
+  claimed_.store(true);
   // The intent requests of if_exists skip/fail documents come to this node from now on.
   natsSubscription* sub = nullptr;
   while (!stop_.load()) {

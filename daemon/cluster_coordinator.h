@@ -46,6 +46,8 @@ class Coordinator {
   const std::string& id() const { return id_; }
   // The job is over here (finished, or coordinated elsewhere now): the thread has returned.
   bool over() const { return finished_.load(); }
+  // Its record names this node: the job is coordinated through the cluster.
+  bool claimed() const { return claimed_.load(); }
   // Published and without an outcome yet (status).
   size_t outstanding() const;
 
@@ -73,6 +75,7 @@ class Coordinator {
   std::atomic<bool> cancel_{false};
   bool cancel_written_ = false;
   std::atomic<bool> finished_{false};
+  std::atomic<bool> claimed_{false};
 
   mutable std::mutex mu_;  // recorded_ and outstanding_: the intent callback reads them too
   std::unordered_set<uint64_t> recorded_;        // hashes of inputs with an outcome recorded

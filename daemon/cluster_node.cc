@@ -663,6 +663,7 @@ nlohmann::json ClusterNode::job_status(const std::string& id) const {
   }
   auto it = coordinators_.find(id);
   if (it == coordinators_.end()) return nullptr;
+  if (!it->second->claimed()) return {{"coordinator", node_}, {"waiting_for", "NATS"}};
   return {{"coordinator", node_},
           {"distributed", true},
           {"documents_published_unfinished", it->second->outstanding()}};

@@ -146,13 +146,10 @@ TEST_CASE("cluster: a coordinator killed mid-job is taken over and its restart b
   CHECK(n1.cluster_status(tmp.path())["connected"] == true);
 }
 
-// Reproduces a daemon bug (reported to the lead): with the job's default max_attempts (3), a
-// document a worker finishes while its coordinator is dead (before lease_ms passes and another
-// node takes over) asks the dead coordinator for the rename ("No responders"), is handed back
-// 3 times within ~0.3 s and then failed for good; the taker reads those failed outcomes and
-// fails the job (max_failed_documents 0). may_fail until the daemon is fixed.
-TEST_CASE("cluster: documents finished while the coordinator is dead are not failed" *
-          doctest::may_fail()) {
+// With the job's default max_attempts (3): documents workers finish while their coordinator is
+// dead (before lease_ms passes and another node takes over) must not spend their attempts on
+// it, or the taker reads failed outcomes and fails the job (max_failed_documents 0).
+TEST_CASE("cluster: documents finished while the coordinator is dead are not failed") {
   const int count = documents(20000, 0.03, 300);
   auto nats = NatsServer::start();
   e2e::TempDir tmp(e2e::scratch_base());
