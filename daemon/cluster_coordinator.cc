@@ -154,15 +154,22 @@ bool Coordinator::claim() {
       node_.pause(500);
       continue;
     }
+    // Writes `record` by compare-and-set on `revision` (0: creates it); false to try again.
+    auto take = [&](const JobRecord& record, uint64_t revision) {
+      auto rev = node_.claim_lease(record, revision);
+      if (!rev) {
+        if (rev.error().code != ErrorCode::kExists) node_.pause(500);
+        return false;
+      }
+      msg_id_prefix_ = id_ + ":" + std::to_string(record.submitted_at_ms) + ":";
+      log_info("cluster: coordinating job", {{"job", id_},
+                                             {"node", node_.node()},
+                                             {"epoch", std::to_string(record.epoch)}});
+      return true;
+    };
     if (!*got) {
       mark_cluster_job();
-      auto rev = node_.claim_lease(fresh, 0);
-      if (rev) {
-        msg_id_prefix_ = id_ + ":" + std::to_string(fresh.submitted_at_ms) + ":";
-        log_info("cluster: coordinating job", {{"job", id_}, {"node", node_.node()}});
-        return true;
-      }
-      if (rev.error().code != ErrorCode::kExists) node_.pause(500);
+      if (take(fresh, 0)) return true;
       continue;
     }
     auto parsed = parse_job_record((*got)->value);
@@ -176,22 +183,11 @@ bool Coordinator::claim() {
       }
       mark_cluster_job();
       // The outcomes of the earlier job of that id must not count for this one.
-      jsOptions o;
-      jsOptions_Init(&o);
-      const std::string subject = node_.names().outcome_subject(id_);
-      o.Stream.Purge.Subject = subject.c_str();
-      if (js_PurgeStream(node_.nats().js(), node_.names().outcomes_stream.c_str(), &o, nullptr) !=
-          NATS_OK) {
+      if (!node_.purge(node_.names().outcomes_stream, node_.names().outcome_subject(id_))) {
         node_.pause(500);
         continue;
       }
-      auto rev = node_.claim_lease(fresh, (*got)->revision);
-      if (rev) {
-        msg_id_prefix_ = id_ + ":" + std::to_string(fresh.submitted_at_ms) + ":";
-        log_info("cluster: coordinating job", {{"job", id_}, {"node", node_.node()}});
-        return true;
-      }
-      if (rev.error().code != ErrorCode::kExists) node_.pause(500);
+      if (take(fresh, (*got)->revision)) return true;
       continue;
     }
     if (parsed && parsed->coordinator != node_.node()) {
@@ -210,16 +206,11 @@ bool Coordinator::claim() {
     JobRecord r = parsed ? *parsed : fresh;
     r.coordinator = node_.node();
     ++r.beat;
-    auto rev = node_.claim_lease(r, (*got)->revision);
-    if (rev) {
-      msg_id_prefix_ = id_ + ":" + std::to_string(r.submitted_at_ms) + ":";
+    if (take(r, (*got)->revision)) {
       if (r.state == ClusterJobState::kCancelling) cancel_.store(true);
       cancel_written_ = r.state == ClusterJobState::kCancelling;
-      log_info("cluster: coordinating job", {{"job", id_}, {"node", node_.node()},
-                                             {"epoch", std::to_string(r.epoch)}});
       return true;
     }
-    if (rev.error().code != ErrorCode::kExists) node_.pause(500);
   }
   return false;
 }
@@ -394,16 +385,7 @@ bool Coordinator::publish_more() {
 bool Coordinator::finish() {
   if (finished_.load()) return true;
   // Straggler copies of documents (redelivered, still queued) are of no use any more.
-  jsOptions o;
-  jsOptions_Init(&o);
-  const std::string doc_subject = node_.names().doc_subject(id_);
-  o.Stream.Purge.Subject = doc_subject.c_str();
-  if (natsStatus s = js_PurgeStream(node_.nats().js(), node_.names().stream.c_str(), &o, nullptr);
-      s != NATS_OK) {
-    log_warn("cluster: cannot purge a finished job's documents yet",
-             {{"job", id_}, {"error", nats_error("purge", s).message}});
-    return false;
-  }
+  if (!node_.purge(node_.names().stream, node_.names().doc_subject(id_))) return false;
   // The record says finished from now on (its outcomes are purged later, by any node): a node
   // that comes back with the job in active/ then knows not to run it again.
   if (!node_.update_lease(id_, ClusterJobState::kFinished)) {

@@ -486,13 +486,21 @@ void ClusterNode::purge_outcomes(JobRecord record, uint64_t revision, int64_t no
   // Kept a while after the job finished, for its coordinator to write the report even if it
   // stopped right after; then removed by whichever node sees it first.
   if (record.outcomes_purged || now_ms - record.finished_at_ms < kOutcomeKeepMs) return;
-  jsOptions o;
-  jsOptions_Init(&o);
-  const std::string subject = names_.outcome_subject(record.id);
-  o.Stream.Purge.Subject = subject.c_str();
-  if (js_PurgeStream(nc_->js(), names_.outcomes_stream.c_str(), &o, nullptr) != NATS_OK) return;
+  if (!purge(names_.outcomes_stream, names_.outcome_subject(record.id))) return;
   record.outcomes_purged = true;
   (void)kv_update(jobs_kv_.get(), job_kv_key(record.id), record.to_json(), revision);
+}
+
+bool ClusterNode::purge(const std::string& stream, const std::string& subject) {
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Stream.Purge.Subject = subject.c_str();
+  if (natsStatus s = js_PurgeStream(nc_->js(), stream.c_str(), &o, nullptr); s != NATS_OK) {
+    log_warn("cluster: cannot purge messages yet",
+             {{"subject", subject}, {"error", nats_error("purge", s).message}});
+    return false;
+  }
+  return true;
 }
 
 // --- WorkQueue ---

@@ -93,6 +93,9 @@ class ClusterNode : public WorkQueue {
   // Sleeps up to `ms` or until stop(); false once stopping.
   bool pause(int64_t ms);
 
+  // Removes `subject`'s messages from `stream`; false (logged) if the servers did not.
+  bool purge(const std::string& stream, const std::string& subject);
+
   // Leases on job records this node holds (coordinating or adopting), renewed by the
   // maintenance thread every lease_ms / 3. `lost` once someone else changed the record.
   struct Lease {
