@@ -204,6 +204,7 @@ bool ClusterNode::set_up() {
       return false;
     }
     jobs_kv_ = std::move(*kv);
+    jobs_mirror_ = std::make_unique<KvMirror>(jobs_kv_.get());
   }
   if (!nodes_kv_) {
     auto kv = nc_->key_value(names_.nodes_bucket, static_cast<int>(c.replicas), 60000);
@@ -212,6 +213,7 @@ bool ClusterNode::set_up() {
       return false;
     }
     nodes_kv_ = std::move(*kv);
+    nodes_mirror_ = std::make_unique<KvMirror>(nodes_kv_.get());
   }
   log_info("cluster: node ready", {{"node", node_}, {"stream", names_.stream},
                                    {"max_ack_pending", std::to_string(max_held_)}});
@@ -285,14 +287,12 @@ void ClusterNode::beat(int64_t now_ms) {
     me.jobs_coordinated = coordinators_.size();
   }
   me.version = DOCPIPE_VERSION;
-  (void)kv_put(nodes_kv_.get(), node_, me.to_json());
-  auto keys = kv_keys(nodes_kv_.get());
-  if (!keys) return;
+  if (kv_put(nodes_kv_.get(), node_, me.to_json())) last_kv_write_ms_ = now_ms;
+  std::optional<std::map<std::string, KvMirror::Entry>> all = nodes_mirror_->snapshot();
+  if (!all) return;
   nlohmann::json nodes = nlohmann::json::array();
-  for (const std::string& k : *keys) {
-    auto v = kv_get(nodes_kv_.get(), k);
-    if (!v || !*v) continue;
-    auto r = parse_node_record((*v)->value);
+  for (const auto& [key, entry] : *all) {
+    auto r = parse_node_record(entry.value);
     if (!r) continue;
     const int64_t age = now_ms - r->at_ms;
     if (age > kNodeAliveMs) continue;
@@ -418,13 +418,16 @@ void ClusterNode::renew_leases() {
 }
 
 void ClusterNode::scan_for_takeovers() {
-  auto keys = kv_keys(jobs_kv_.get());
-  if (!keys) return;
   const int64_t now = clock().wall_ms();
   const int64_t lease = cluster().lease_ms;
-  // A record counts as silent only for time this node watched it without a gap: after scans
-  // that failed (JetStream recovering from an outage, when the coordinators' renewals failed
-  // too), every record starts its silence afresh.
+  // A record counts as silent only for time this node watched it without a gap: while the
+  // watcher is not current, or this node's own writes fail (JetStream recovering from an outage,
+  // when the coordinators' renewals fail too), every record starts its silence afresh.
+  std::optional<std::map<std::string, KvMirror::Entry>> all = jobs_mirror_->snapshot();
+  if (!all || now - last_kv_write_ms_ > 2 * kBeatMs + 1000) {
+    last_scan_ok_ms_ = 0;
+    return;
+  }
   if (now - last_scan_ok_ms_ > 3 * std::max<int64_t>(lease / 4, 1000)) {
     std::lock_guard lock(mu_);
     seen_.clear();
@@ -432,33 +435,27 @@ void ClusterNode::scan_for_takeovers() {
   last_scan_ok_ms_ = now;
   const int64_t since = connected_since_ms_.load();
   std::map<std::string, Seen> seen;
-  for (const std::string& key : *keys) {
+  for (const auto& [key, entry] : *all) {
     const std::string id = job_id_from_kv_key(key);
     {
       std::lock_guard lock(mu_);
       if (leases_.count(id) != 0 || adopting_.count(id) != 0) continue;  // ours
     }
-    auto v = kv_get(jobs_kv_.get(), key);
-    if (!v) {
-      last_scan_ok_ms_ = 0;  // a gap: the next scan starts every silence afresh
-      return;
-    }
-    if (!*v) continue;
-    Seen s{(*v)->revision, now};
+    Seen s{entry.revision, now};
     {
       std::lock_guard lock(mu_);
       auto it = seen_.find(id);
       if (it != seen_.end() && it->second.revision == s.revision) s.since_ms = it->second.since_ms;
     }
     seen[id] = s;
-    // Silent for a whole lease, and this node was connected all that time to see it renewed.
-    if (now - s.since_ms < lease || since < 0 || now - since < lease) continue;
-    auto record = parse_job_record((*v)->value);
+    auto record = parse_job_record(entry.value);
     if (!record) continue;
     if (record->state == ClusterJobState::kFinished) {
       purge_outcomes(*record, s.revision, now);
       continue;
     }
+    // Silent for a whole lease, and this node was connected all that time to see it renewed.
+    if (now - s.since_ms < lease || since < 0 || now - since < lease) continue;
     const std::string from = record->coordinator;
     if (from == node_) continue;  // ours from an earlier run: resumed from active/ at start
     record->coordinator = node_;
@@ -630,6 +627,8 @@ void ClusterNode::stop(std::chrono::milliseconds grace) {
     held_.clear();
   }
   docs_sub_.reset();
+  jobs_mirror_.reset();
+  nodes_mirror_.reset();
   jobs_kv_.reset();
   nodes_kv_.reset();
   if (nc_) natsConnection_FlushTimeout(nc_->get(), 1000);

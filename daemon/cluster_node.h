@@ -161,6 +161,8 @@ class ClusterNode : public WorkQueue {
   std::unique_ptr<NatsConnection> nc_;
   KvStorePtr jobs_kv_;
   KvStorePtr nodes_kv_;
+  std::unique_ptr<KvMirror> jobs_mirror_;   // after jobs_kv_: destroyed first
+  std::unique_ptr<KvMirror> nodes_mirror_;
   NatsSubPtr docs_sub_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};
@@ -180,6 +182,7 @@ class ClusterNode : public WorkQueue {
   };
   std::map<std::string, Seen> seen_;
   int64_t last_scan_ok_ms_ = 0;  // maintenance thread only
+  int64_t last_kv_write_ms_ = 0;  // maintenance thread only: this node's heartbeat was written
   std::set<std::string> adopting_;
   nlohmann::json nodes_ = nlohmann::json::array();
   int64_t pending_ = 0;

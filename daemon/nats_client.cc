@@ -3,6 +3,8 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cstring>
 #include <optional>
 
@@ -329,6 +331,72 @@ Result<std::vector<std::string>> kv_keys(kvStore* kv) {
   for (int i = 0; i < list.Count; ++i) out.emplace_back(list.Keys[i]);
   kvKeysList_Destroy(&list);
   return out;
+}
+
+}  // namespace docpipe
+
+namespace docpipe {
+
+KvMirror::KvMirror(kvStore* kv) : kv_(kv), thread_([this] { run(); }) {}
+
+KvMirror::~KvMirror() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+}
+
+std::optional<std::map<std::string, KvMirror::Entry>> KvMirror::snapshot() const {
+  std::lock_guard lock(mu_);
+  if (!current_) return std::nullopt;
+  return entries_;
+}
+
+void KvMirror::run() {
+  while (!stop_.load()) {
+    kvWatcher* w = nullptr;
+    kvWatchOptions o;
+    kvWatchOptions_Init(&o);
+    if (kvStore_WatchAll(&w, kv_, &o) != NATS_OK) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    // The watcher first delivers every key's last value, then a null entry, then updates.
+    std::map<std::string, Entry> fresh;
+    bool initial = true;
+    while (!stop_.load()) {
+      kvEntry* e = nullptr;
+      natsStatus s = kvWatcher_Next(&e, w, 250);
+      if (s == NATS_TIMEOUT) continue;
+      if (s != NATS_OK) break;  // broken (an outage): start over with a new watcher
+      if (e == nullptr) {
+        std::lock_guard lock(mu_);
+        entries_.swap(fresh);
+        current_ = true;
+        initial = false;
+        continue;
+      }
+      KvEntryPtr entry(e);
+      std::map<std::string, Entry>* target = &fresh;
+      std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+      if (!initial) {
+        lock.lock();
+        target = &entries_;
+      }
+      const std::string key = kvEntry_Key(e);
+      if (kvEntry_Operation(e) == kvOp_Put) {
+        const char* v = static_cast<const char*>(kvEntry_Value(e));
+        (*target)[key] = Entry{v == nullptr ? std::string() : std::string(v, kvEntry_ValueLen(e)),
+                               kvEntry_Revision(e)};
+      } else {
+        target->erase(key);
+      }
+    }
+    {
+      std::lock_guard lock(mu_);
+      current_ = false;
+    }
+    kvWatcher_Stop(w);
+    kvWatcher_Destroy(w);
+  }
 }
 
 }  // namespace docpipe

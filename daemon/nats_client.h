@@ -11,10 +11,12 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "config/daemon_config.h"
@@ -115,5 +117,39 @@ Result<uint64_t> kv_update(kvStore* kv, const std::string& key, const std::strin
 Result<uint64_t> kv_put(kvStore* kv, const std::string& key, const std::string& value);
 Status kv_delete(kvStore* kv, const std::string& key);
 Result<std::vector<std::string>> kv_keys(kvStore* kv);
+
+}  // namespace docpipe
+
+namespace docpipe {
+
+// A bucket's keys and values kept current by one long-lived watcher (a JetStream ordered
+// consumer) on a thread of its own. Listing keys with kvStore_Keys creates a consumer per call,
+// a clustered operation; done every second by every node it loads the servers' meta layer
+// enough to stall JetStream's recovery after an outage. This costs one consumer per bucket.
+class KvMirror {
+ public:
+  struct Entry {
+    std::string value;
+    uint64_t revision = 0;
+  };
+  explicit KvMirror(kvStore* kv);
+  ~KvMirror();  // stops the thread
+  KvMirror(const KvMirror&) = delete;
+  KvMirror& operator=(const KvMirror&) = delete;
+
+  // Every key and its last value, as of the last update the watcher delivered; nullopt while the
+  // watcher is not caught up (starting, or restarting after it broke).
+  std::optional<std::map<std::string, Entry>> snapshot() const;
+
+ private:
+  void run();
+
+  kvStore* kv_;
+  mutable std::mutex mu_;
+  std::map<std::string, Entry> entries_;
+  bool current_ = false;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 }  // namespace docpipe
