@@ -41,9 +41,9 @@ Coordinator::~Coordinator() {
     wait.MaxWait = 1000;
     // A publish still pending may call its error handler later: then its counter must outlive
     // this coordinator (a few bytes, only after a failed shutdown with NATS down).
-    if (js_PublishAsyncComplete(js_, &wait) == NATS_OK) delete publish_errors_;
+    if (js_PublishAsyncComplete(js_, &wait) == NATS_OK && !keep_counter_) delete publish_errors_;
     jsCtx_Destroy(js_);
-  } else {
+  } else if (!keep_counter_) {
     delete publish_errors_;
   }
 }
@@ -76,14 +76,7 @@ void Coordinator::run() {
   intents_.reset(sub);
   while (!stop_.load() && !open_outcomes()) node_.pause(500);
 
-  // Its own JetStream context: the errors of its asynchronous publishes are its batch's.
-  jsOptions jso;
-  jsOptions_Init(&jso);
-  jso.Wait = 5000;
-  jso.PublishAsync.MaxPending = 2 * kPublishBatch;
-  jso.PublishAsync.ErrHandler = on_publish_error;
-  jso.PublishAsync.ErrHandlerClosure = publish_errors_;
-  if (natsConnection_JetStream(&js_, node_.nats().get(), &jso) != NATS_OK) js_ = nullptr;
+  open_publisher();
   // What was done before (a restart, a takeover) is read back before anything is published.
   while (!stop_.load() && !caught_up_) drain_outcomes(200);
   while (!stop_.load()) {
@@ -315,6 +308,17 @@ void Coordinator::on_publish_error(jsCtx*, jsPubAckErr*, void* counter) {
   static_cast<std::atomic<int>*>(counter)->fetch_add(1);
 }
 
+void Coordinator::open_publisher() {
+  // Its own JetStream context: the errors of its asynchronous publishes are its batch's.
+  jsOptions jso;
+  jsOptions_Init(&jso);
+  jso.Wait = 5000;
+  jso.PublishAsync.MaxPending = 2 * kPublishBatch;
+  jso.PublishAsync.ErrHandler = on_publish_error;
+  jso.PublishAsync.ErrHandlerClosure = publish_errors_;
+  if (natsConnection_JetStream(&js_, node_.nats().get(), &jso) != NATS_OK) js_ = nullptr;
+}
+
 bool Coordinator::publish_more() {
   const size_t window = static_cast<size_t>(node_.cluster().publish_window);
   const size_t open = outstanding();
@@ -357,6 +361,14 @@ bool Coordinator::publish_more() {
     jsPubOptions_Init(&wait);
     wait.MaxWait = 10000;
     all = js_PublishAsyncComplete(js_, &wait) == NATS_OK && publish_errors_->load() == 0;
+  }
+  // Publishes sent before a connection loss are never acknowledged and would stay pending in
+  // the context for good (every later batch waiting out MaxWait on them): start a new one.
+  if (!all && js_ != nullptr) {
+    jsCtx_Destroy(js_);
+    js_ = nullptr;
+    keep_counter_ = true;  // the old context may still report an error to it
+    open_publisher();
   }
   for (size_t i = 0; !all && i < batch_.size(); ++i) {
     jsPubOptions po;

@@ -59,6 +59,7 @@ class Coordinator {
   void drain_outcomes(int64_t wait_ms);
   void record(const std::string& data);
   bool publish_more();
+  void open_publisher();
   bool finish();
   void abandon(const std::string& why);
   void intent(natsMsg* msg);
@@ -89,6 +90,7 @@ class Coordinator {
   std::vector<PendingDoc> batch_;
   jsCtx* js_ = nullptr;  // this coordinator's, for asynchronous publishes
   std::atomic<int>* publish_errors_ = new std::atomic<int>(0);  // ErrHandler's closure
+  bool keep_counter_ = false;  // a context was dropped with publishes pending: never freed
   bool walk_done_ = false;
   bool caught_up_ = false;  // the outcomes in the stream when it started are all read
   NatsSubPtr outcomes_;
