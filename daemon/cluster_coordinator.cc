@@ -122,9 +122,17 @@ bool Coordinator::claim() {
   const std::string key = job_kv_key(id_);
   bool warned = false;
   const auto since = std::chrono::steady_clock::now();
+  // Only a job NATS was never there for may run alone: once a record may have been written,
+  // it is a cluster job whatever happens.
+  bool may_go_local = fresh_;
   while (!stop_.load()) {
     if (!node_.ready()) {
-      if (fresh_ && std::chrono::steady_clock::now() - since > kLocalGrace) {
+      if (may_go_local && cancel_.load()) {
+        finished_.store(true);
+        job_->job_finished(true);
+        return false;
+      }
+      if (may_go_local && std::chrono::steady_clock::now() - since > kLocalGrace) {
         // A job must not wait for NATS: it runs here alone.
         node_.run_local(job_, "NATS is unreachable (" +
                                   (node_.nats().first_error().empty()
@@ -142,6 +150,7 @@ bool Coordinator::claim() {
       node_.pause(200);
       continue;
     }
+    may_go_local = false;  // NATS is there
     auto got = kv_get(node_.jobs_kv(), key);
     if (!got) {
       node_.pause(500);
@@ -155,6 +164,7 @@ bool Coordinator::claim() {
         return false;
       }
       msg_id_prefix_ = id_ + ":" + std::to_string(record.submitted_at_ms) + ":";
+      submitted_at_ms_ = record.submitted_at_ms;
       log_info("cluster: coordinating job", {{"job", id_},
                                              {"node", node_.node()},
                                              {"epoch", std::to_string(record.epoch)}});
@@ -341,7 +351,8 @@ bool Coordinator::publish_more() {
     Sha256 digest;
     (void)digest.update(doc->input_path);
     auto hex = digest.hex_digest();
-    batch_.push_back({doc->input_path, DocMessage{id_, to_portable(job_->spec(), *doc)}.to_json(),
+    batch_.push_back({doc->input_path,
+                      DocMessage{id_, to_portable(job_->spec(), *doc), submitted_at_ms_}.to_json(),
                       msg_id_prefix_ + (hex ? *hex : doc->input_path)});
   }
   if (batch_.empty()) return false;
@@ -353,6 +364,7 @@ bool Coordinator::publish_more() {
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = batch_[i].msg_id.c_str();
+    po.MaxWait = 5000;  // unacknowledged that long, it is an error (ErrHandler), not pending
     all = js_PublishAsync(js_, subject.c_str(), batch_[i].body.data(),
                           static_cast<int>(batch_[i].body.size()), &po) == NATS_OK;
   }
@@ -388,7 +400,10 @@ bool Coordinator::publish_more() {
   }
   {
     std::lock_guard lock(mu_);
-    for (const PendingDoc& p : batch_) outstanding_.insert(p.input);
+    // An input whose outcome came back while the batch was retried is done already.
+    for (const PendingDoc& p : batch_) {
+      if (recorded_.count(input_key(p.input)) == 0) outstanding_.insert(p.input);
+    }
   }
   batch_.clear();
   return true;

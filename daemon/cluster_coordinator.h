@@ -99,7 +99,8 @@ class Coordinator {
   std::atomic<int> in_intent_{0};
   uint64_t last_outcome_seq_ = 0;  // stream sequence of the last outcome read
   std::chrono::steady_clock::time_point last_consumer_check_{};
-  std::string msg_id_prefix_;      // "<job>:<submitted_at_ms>:" (Nats-Msg-Id of its documents)
+  std::string msg_id_prefix_;
+  int64_t submitted_at_ms_ = 0;  // its record's: in every document message      // "<job>:<submitted_at_ms>:" (Nats-Msg-Id of its documents)
 };
 
 }  // namespace docpipe

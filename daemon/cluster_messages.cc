@@ -120,7 +120,8 @@ std::string ClusterNames::intent_subject(const std::string& job) const {
 }
 
 std::string DocMessage::to_json() const {
-  json j{{"job", job}, {"in", doc.input_path}, {"rel", doc.relative_path}, {"open", doc.open_path}};
+  json j{{"job", job},           {"in", doc.input_path}, {"rel", doc.relative_path},
+         {"open", doc.open_path}, {"at", at}};
   if (!doc.root.empty()) j["root"] = doc.root;
   return j.dump();
 }
@@ -133,6 +134,7 @@ Result<DocMessage> parse_doc_message(const std::string& text) {
   m.doc.relative_path = f.str("rel");
   m.doc.open_path = f.str("open");
   m.doc.root = f.str("root", false);
+  m.at = f.inum("at", false);
   if (Status st = f.status(); !st) return st.error();
   return m;
 }

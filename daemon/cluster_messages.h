@@ -43,6 +43,9 @@ struct ClusterNames {
 struct DocMessage {
   std::string job;
   PortableDocument doc;
+  // The job record's submitted_at_ms: tells this job's documents from those of an earlier job
+  // with the same id (a worker may still hold that one's record).
+  int64_t at = 0;
   std::string to_json() const;
 };
 Result<DocMessage> parse_doc_message(const std::string& text);

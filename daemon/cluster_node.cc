@@ -337,16 +337,16 @@ std::optional<ClusterNode::Lease> ClusterNode::lease(const std::string& id) cons
   return it->second;
 }
 
-bool ClusterNode::update_lease(const std::string& id, ClusterJobState state) {
+bool ClusterNode::update_lease(const std::string& id, std::optional<ClusterJobState> state) {
   // One writer of this node's leases at a time (the maintenance thread renews while a
   // coordinator cancels or finishes): two CAS on one revision would make the loser think
   // another node took the job.
   std::lock_guard writer(lease_write_mu_);
   std::optional<Lease> l = lease(id);
   if (!l || l->lost || !ready()) return false;
-  l->record.state = state;
+  if (state) l->record.state = *state;  // a renewal keeps the state as it is now
   ++l->record.beat;
-  if (state == ClusterJobState::kFinished && l->record.finished_at_ms == 0) {
+  if (l->record.state == ClusterJobState::kFinished && l->record.finished_at_ms == 0) {
     l->record.finished_at_ms = clock().wall_ms();
   }
   const std::string key = job_kv_key(id);
@@ -408,7 +408,7 @@ void ClusterNode::renew_leases() {
   for (const std::string& id : ids) {
     std::optional<Lease> l = lease(id);
     if (!l) continue;
-    if (!update_lease(id, l->record.state)) {
+    if (!update_lease(id, std::nullopt)) {
       if (std::optional<Lease> after = lease(id); after && after->lost) {
         log_warn("cluster: lost the lease on a job to another node", {{"job", id},
                                                                       {"node", node_}});
@@ -547,10 +547,10 @@ void ClusterNode::run_local(std::shared_ptr<PipelineJob> job, const std::string&
   const std::string id = job->spec().id;
   log_warn("cluster: the job runs on this node alone", {{"job", id}, {"node", node_},
                                                         {"reason", why}});
-  {
-    std::lock_guard lock(mu_);
-    local_jobs_.insert(id);
-  }
+  // One step under mu_, so that a cancel finds the job either here or in the pipeline (add_job
+  // never calls into the job; its job_finished comes later, from a pipeline thread).
+  std::lock_guard lock(mu_);
+  local_jobs_.insert(id);
   pipeline_.add_job(std::make_shared<LocalJob>(std::move(job), [this, id] {
     std::lock_guard lock(mu_);
     local_jobs_.erase(id);

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -109,7 +110,8 @@ class ClusterNode : public WorkQueue {
   Result<uint64_t> claim_lease(const JobRecord& record, uint64_t revision);
   std::optional<Lease> lease(const std::string& id) const;
   // Writes the record (state change) under the lease; false if lost.
-  bool update_lease(const std::string& id, ClusterJobState state);
+  // `state` nullopt: a renewal, keeping the state the record has.
+  bool update_lease(const std::string& id, std::optional<ClusterJobState> state);
   // Deletes the record if it is still ours, and forgets the lease.
   void release_lease(const std::string& id, bool delete_record);
 
@@ -141,7 +143,8 @@ class ClusterNode : public WorkQueue {
   void outbox_loop();
   void take(NatsMsgPtr msg, std::map<std::string, std::vector<Delivery>>& batches,
             std::map<std::string, std::shared_ptr<WorkerJob>>& jobs);
-  std::shared_ptr<WorkerJob> worker_job(const std::string& id);
+  // The job as this node knows it; `force`: read its record now, whatever is cached.
+  std::shared_ptr<WorkerJob> worker_job(const std::string& id, bool force = false);
   void refresh_worker_jobs();
 
  public:

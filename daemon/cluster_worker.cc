@@ -196,9 +196,9 @@ void ClusterNode::settle(WorkerBatch& batch, DocumentOutcome outcome) {
   post(std::move(a));
 }
 
-std::shared_ptr<WorkerJob> ClusterNode::worker_job(const std::string& id) {
+std::shared_ptr<WorkerJob> ClusterNode::worker_job(const std::string& id, bool force) {
   const int64_t now = clock().wall_ms();
-  {
+  if (!force) {
     std::lock_guard lock(jobs_mu_);
     auto it = worker_jobs_.find(id);
     if (it != worker_jobs_.end() && now - it->second->checked_ms < kJobRecordTtlMs) {
@@ -223,13 +223,15 @@ std::shared_ptr<WorkerJob> ClusterNode::worker_job(const std::string& id) {
     job->error = r.error().message;
   } else if (r->state == ClusterJobState::kFinished) {
     job->gone = true;  // its stragglers are of no use
-  } else if (old && old->spec && !old->gone) {
+    job->submitted_at_ms = r->submitted_at_ms;
+  } else if (old && old->spec && !old->gone && old->submitted_at_ms == r->submitted_at_ms) {
     // The spec was checked already: only the state can have changed.
     *job = *old;
     job->checked_ms = job->used_ms = now;
     job->state = r->state;
   } else {
     job->state = r->state;
+    job->submitted_at_ms = r->submitted_at_ms;
     std::optional<SubmitterStore::Record> who = SubmitterStore::decode(r->submitter);
     FieldErrors errors;
     std::optional<ValidatedJob> v;
@@ -279,11 +281,18 @@ void ClusterNode::take(NatsMsgPtr msg, std::map<std::string, std::vector<Deliver
   }
   const std::string& id = parsed->job;
   std::shared_ptr<WorkerJob> job = worker_job(id);
+  // What is cached may be an earlier job of that id: read the record again.
+  if (job && job->submitted_at_ms != parsed->at) job = worker_job(id, /*force=*/true);
   if (!job) {
     post({std::move(msg), OutboxAction::How::kNak, 1000, {}, {}});
     return;
   }
-  if (job->gone) {
+  if (!job->gone && job->submitted_at_ms < parsed->at) {
+    // A later job of that id whose record this node does not see yet.
+    post({std::move(msg), OutboxAction::How::kNak, 500, {}, {}});
+    return;
+  }
+  if (job->gone || job->submitted_at_ms != parsed->at) {
     post({std::move(msg), OutboxAction::How::kAck, 0, {}, {}});  // the job is over: a straggler
     return;
   }

@@ -26,6 +26,7 @@ struct WorkerJob {
   std::string id;
   ClusterJobState state = ClusterJobState::kRunning;
   bool gone = false;  // no record: the job is over (or never was)
+  int64_t submitted_at_ms = 0;  // its record's (DocMessage::at): which job of that id
   int max_attempts = 1;  // the job's own limit; the local pipeline makes one attempt per delivery
   std::shared_ptr<const JobSpec> spec;          // null when `error` is set
   std::shared_ptr<const JobFolders> folders;    // opened beneath this node's allowed roots

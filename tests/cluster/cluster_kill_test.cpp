@@ -170,3 +170,70 @@ TEST_CASE("cluster: documents finished while the coordinator is dead are not fai
   check_job_done(taker, "job", count);
   check_outputs_complete(out, count);
 }
+
+// if_exists skip: the worker asks the coordinator before each rename (the intent record). With
+// the coordinator killed, those documents wait for the taker instead of failing, and no document
+// of the job's own is counted as someone else's output (skipped).
+TEST_CASE("cluster: if_exists skip survives a coordinator killed mid-job") {
+  const int count = documents(20000, 0.03, 300);
+  auto nats = NatsServer::start();
+  e2e::TempDir tmp(e2e::scratch_base());
+  const std::string in = tmp / "in", out = tmp / "out";
+  write_corpus(in, count);
+  Node n1(tmp.path(), "n1", slow_config(nats->url()), kTestBinary),
+      n2(tmp.path(), "n2", slow_config(nats->url()), kTestBinary),
+      n3(tmp.path(), "n3", slow_config(nats->url()), kTestBinary);
+  n1.start();
+  n2.start();
+  n3.start();
+
+  json job = e2e::make_job("job", in, out, {{{"op", "test.sleep"}, {"ms", 40}}});
+  job["output"]["if_exists"] = "skip";
+  e2e::drop_job(n1.spool(), "job.json", job);
+  Node& taker = kill_coordinator_and_wait_takeover(n1, n2, n3);
+  Node* done = wait_finished({&n2, &n3}, "job", milliseconds(60000));
+  REQUIRE_MESSAGE(done == &taker, "job did not finish on " << taker.name() << ":\n"
+                                                           << taker.log());
+  check_job_done(taker, "job", count);  // all succeeded: none skipped, none failed
+  check_outputs_complete(out, count);
+}
+
+// A cancel reaches every node: the workers answer the job's remaining messages cancelled, the
+// coordinator writes one cancelled report, and no node keeps holding messages of it.
+TEST_CASE("cluster: a cancelled job stops on every node") {
+  const int count = documents(20000, 0.03, 300);
+  auto nats = NatsServer::start();
+  e2e::TempDir tmp(e2e::scratch_base());
+  const std::string in = tmp / "in", out = tmp / "out";
+  write_corpus(in, count);
+  Node n1(tmp.path(), "n1", slow_config(nats->url()), kTestBinary),
+      n2(tmp.path(), "n2", slow_config(nats->url()), kTestBinary),
+      n3(tmp.path(), "n3", slow_config(nats->url()), kTestBinary);
+  n1.start();
+  n2.start();
+  n3.start();
+
+  e2e::drop_job(n1.spool(), "job.json",
+                e2e::make_job("job", in, out, {{{"op", "test.sleep"}, {"ms", 60}}}));
+  wait_mid_job(n2, 5);
+  e2e::CommandResult cancel = e2e::docpipe({"cancel", "--spool", n1.spool(), "job"}, tmp.path());
+  REQUIRE_MESSAGE(cancel.exit_code == 0, cancel.err);
+
+  const std::string report_path = n1.spool() + "/failed/job.report.json";
+  REQUIRE_MESSAGE(e2e::poll_until(milliseconds(30000),
+                                  [&] { return e2e::file_exists(n1.spool() + "/failed/job.json"); }),
+                  n1.log());
+  json report = e2e::read_json(report_path);
+  CHECK(report["state"] == "cancelled");
+  const int succeeded = report["counts"]["succeeded"].get<int>();
+  CHECK(succeeded > 0);
+  CHECK(succeeded < count);
+  CHECK(report["counts"]["cancelled"].get<int>() == count - succeeded);
+  ManifestCheck m = check_manifest(n1.spool() + "/failed/job.manifest.jsonl");
+  CHECK(m.lines == m.unique_inputs);
+  for (Node* n : {&n1, &n2, &n3}) {
+    CAPTURE(n->name());
+    CHECK(e2e::poll_until(milliseconds(10000),
+                          [&] { return n->metric("docpipe_cluster_messages_held") == 0; }));
+  }
+}
