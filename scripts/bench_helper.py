@@ -209,7 +209,9 @@ def cmd_table(args):
         print("%-24s %9d %9.3f %9.0f %8.1f %15s" % (name, r["docs"], r["seconds"], rate[name],
                                                    r["bytes"] / r["seconds"] / 1e6, rss))
     print()
-    for a, b in (("docpipe identity", "cp -r"), ("docpipe redact+gzip", "gzip -6 (xargs -P2)")):
+    for a, b in (("docpipe identity", "floor (2 threads)"),
+                 ("docpipe identity fsync", "floor -f (2 threads)"),
+                 ("docpipe identity", "cp -r"), ("docpipe redact+gzip", "gzip -6 (xargs -P2)")):
         if a in rate and b in rate:
             print("ratio %s / %s: %.2f" % (a, b, rate[a] / rate[b]))
 
