@@ -173,15 +173,17 @@ def cmd_metric(args):
 
 
 def cmd_drop(args):
-    spool, job_id, job_file = args
+    plain = "--plain" in args
+    spool, job_id, job_file = [a for a in args if a != "--plain"]
     incoming = os.path.join(spool, "incoming")
     tmp = os.path.join(incoming, "." + job_id + ".tmp")
     with open(job_file, "rb") as src, open(tmp, "wb") as dst:
         dst.write(src.read())
-    # Like `docpipe submit`: an mtime in the past makes the rename (ctime > mtime) mark the file
-    # as complete, so the daemon takes it at once instead of waiting settle_ms.
-    past = time.time() - 2
-    os.utime(tmp, (past, past))
+    if not plain:
+        # Like `docpipe submit`: an mtime in the past. --plain: a producer that writes and
+        # renames at once (ctime == mtime within a clock tick), as scripts and tools do.
+        past = time.time() - 2
+        os.utime(tmp, (past, past))
     start = time.perf_counter()
     os.rename(tmp, os.path.join(incoming, job_id + ".json"))
     wait_report(spool, job_id, start)
