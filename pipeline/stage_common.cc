@@ -119,6 +119,15 @@ void begin_stage(const Clock& clock, WorkItem& item) {
                                                            : item.stage_started + item.time_left;
 }
 
+void made_progress(const Clock& clock, WorkItem& item) {
+  if (item.time_left == Clock::duration::max()) return;
+  const Clock::duration full =
+      std::chrono::milliseconds(item.sched.job->spec().limits.document_timeout_ms);
+  item.stage_started = clock.now();
+  item.time_left = full;
+  item.deadline = item.stage_started + full;
+}
+
 void forward(StageShared& s, std::unique_ptr<WorkItem> item, Stage stage) {
   end_stage(s.clock, *item);
   auto& queue = stage == Stage::kTransform ? s.transform_queue : s.write_queue;

@@ -50,6 +50,12 @@ std::optional<Error> interrupted(const StageShared& s, const WorkItem& item);
 // A stage takes the item: its remaining processing time starts running.
 void begin_stage(const Clock& clock, WorkItem& item);
 
+// A streamed document moved on (a chunk read, transformed and written): its document_timeout_ms
+// starts over. The limit bounds time without progress, so a large document that makes steady
+// progress never times out, while one stuck in one step (a hanging command, a stuck parse) is
+// still cut at the limit (docs/design.md "Timeouts that fit large documents").
+void made_progress(const Clock& clock, WorkItem& item);
+
 // Hands the item to the next stage; a closed queue (stopping) completes it as cancelled.
 void forward(StageShared& s, std::unique_ptr<WorkItem> item, Stage stage);
 

@@ -150,6 +150,7 @@ Status stream_document(StageShared& s, WorkItem& item) {
       if (st) st = write_output_chunk(s, item);
     }
     if (!st) return st;
+    made_progress(s.clock, item);
   }
   ::close(item.input_fd);
   item.input_fd = -1;

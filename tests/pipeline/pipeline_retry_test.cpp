@@ -138,6 +138,42 @@ TEST_CASE("pipeline: a document within document_timeout_ms succeeds; its duratio
   CHECK(read_file(dir / "out/quick.txt") == "DOC");
 }
 
+// A document streamed in 8 chunks of 8 bytes through a transform that works `per_chunk` of fake
+// time on each, under document_timeout_ms 10.
+DocumentOutcome run_streamed(const TempDir& dir, Clock::duration per_chunk) {
+  auto docs = make_inputs(dir / "in", {{"big.txt", std::string(64, 'x')}});
+  test::FakeClock clock;
+  JobSpec spec = make_spec("streamed", dir / "out", chain_of({working_for(clock, per_chunk)}));
+  spec.limits.document_timeout_ms = 10;
+  spec.limits.max_attempts = 1;
+  auto job = std::make_shared<FakeJob>(spec, docs);
+  PipelineOptions options = test_options();
+  options.clock = &clock;
+  options.stream_threshold_bytes = 16;
+  options.chunk_bytes = 8;
+  Pipeline pipeline(options, nullptr);
+  pipeline.add_job(job);
+  REQUIRE(job->wait_finished());
+  return job->outcomes().at(0);
+}
+
+TEST_CASE("pipeline: a streamed document that keeps making progress never times out") {
+  TempDir dir;
+  // 8 chunks x 6 ms = 48 ms, far past the 10 ms limit, but no chunk takes 10 ms.
+  DocumentOutcome o = run_streamed(dir, 6ms);
+  CHECK(o.state == DocumentState::kSucceeded);
+  CHECK(o.duration_seconds == doctest::Approx(0.048));
+  CHECK(read_file(dir / "out/big.txt") == std::string(64, 'X'));
+}
+
+TEST_CASE("pipeline: a streamed document stuck in one chunk times out") {
+  TempDir dir;
+  DocumentOutcome o = run_streamed(dir, 11ms);
+  CHECK(o.state == DocumentState::kFailed);
+  CHECK(o.error == dir / "in/big.txt: timed out after 10 ms (document_timeout_ms)");
+  CHECK_FALSE(fs::exists(dir / "out/big.txt"));
+}
+
 // Works until the pipeline interrupts its document, checking as a long transform does between
 // steps; the real-time bound only keeps a broken pipeline from hanging the test.
 class UntilInterrupted : public TransformStep {
