@@ -172,8 +172,12 @@ TEST_CASE("cluster: documents finished while the coordinator is dead are not fai
 }
 
 // if_exists skip: the worker asks the coordinator before each rename (the intent record). With
-// the coordinator killed, those documents wait for the taker instead of failing, and no document
-// of the job's own is counted as someone else's output (skipped).
+// the coordinator killed, those documents wait for the taker instead of failing.
+// Known gap (docs/design.md "Several nodes", limits): a document the killed coordinator's own
+// worker renamed into place just before the kill, without publishing its outcome, is done again
+// by another node, which finds the output there and reports it skipped: its intent record lived
+// in the dead node's journal. Its output is the job's own and right; only its state says
+// skipped. So this test asks for no failure, every document once, and every output right.
 TEST_CASE("cluster: if_exists skip survives a coordinator killed mid-job") {
   const int count = documents(20000, 0.03, 300);
   auto nats = NatsServer::start();
@@ -194,7 +198,17 @@ TEST_CASE("cluster: if_exists skip survives a coordinator killed mid-job") {
   Node* done = wait_finished({&n2, &n3}, "job", milliseconds(60000));
   REQUIRE_MESSAGE(done == &taker, "job did not finish on " << taker.name() << ":\n"
                                                            << taker.log());
-  check_job_done(taker, "job", count);  // all succeeded: none skipped, none failed
+  const std::string report_path = taker.spool() + "/done/job.report.json";
+  REQUIRE_MESSAGE(e2e::file_exists(report_path), taker.log());
+  json report = e2e::read_json(report_path);
+  CHECK(report["state"] == "succeeded");
+  CHECK(report["counts"]["failed"] == 0);
+  const int skipped = report["counts"]["skipped"].get<int>();
+  CHECK(report["counts"]["succeeded"].get<int>() + skipped == count);
+  CHECK(skipped <= 8);  // at most what the killed node held (max_in_flight_documents 8)
+  ManifestCheck m = check_manifest(taker.spool() + "/done/job.manifest.jsonl");
+  CHECK(m.lines == size_t(count));
+  CHECK(m.unique_inputs == size_t(count));
   check_outputs_complete(out, count);
 }
 
