@@ -39,6 +39,7 @@ namespace nats_detail {
 
 inline constexpr const char* kServerBinary = "/usr/sbin/nats-server";
 inline constexpr std::chrono::seconds kReadyTimeout{20};
+inline constexpr std::chrono::seconds kRejoinTimeout{60};
 
 // A port the kernel had free a moment ago (bind 127.0.0.1:0, read it, close). Another process
 // may take it before the server binds it: NatsServer::start retries once on "address in use".
@@ -207,9 +208,11 @@ class NatsServer {
   // Starts again on the same ports and store folder and waits until ready. In a cluster the
   // server is ready only once it reaches a meta leader: with every member down use
   // NatsCluster::restart_all().
+  // A restarted cluster member answers /healthz only once every stream and consumer it holds is
+  // current again, which under load (sanitizer builds, ctest -j2) can take well over 20 s.
   void restart() {
     spawn();
-    wait_ready();
+    wait_ready(nats_detail::kRejoinTimeout);
   }
 
   // Starts the process (if not running) without waiting for it to be ready.
@@ -266,18 +269,21 @@ class NatsServer {
     return true;
   }
 
-  // Waits up to 20 s until ready(); throws with the log tail if the server exits or times out.
-  void wait_ready() const {
+  // Waits up to `timeout` (20 s) until ready(); throws with the log tail if the server exits or
+  // times out.
+  void wait_ready(std::chrono::seconds timeout = nats_detail::kReadyTimeout) const {
     bool exited = false;
     const bool ok = nats_detail::poll_until(
         [&] {
           if (!running()) return exited = true;
           return ready();
         },
-        nats_detail::kReadyTimeout);
+        timeout);
     if (ok && !exited) return;
     throw std::runtime_error("nats-server " + name_ + " on " + url_ +
-                             (exited ? " exited during start-up" : " not ready within 20 s") +
+                             (exited ? " exited during start-up"
+                                     : " not ready within " + std::to_string(timeout.count()) +
+                                           " s") +
                              " (/healthz on port " + std::to_string(monitor_port_) + ")\n" +
                              log_tail());
   }
