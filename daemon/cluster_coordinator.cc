@@ -171,7 +171,10 @@ bool Coordinator::claim() {
       return true;
     };
     if (!*got) {
-      mark_cluster_job();
+      if (!node_.mark_cluster_job(id_)) {
+        node_.pause(1000);
+        continue;
+      }
       if (take(fresh, 0)) return true;
       continue;
     }
@@ -184,7 +187,10 @@ bool Coordinator::claim() {
                 parsed->coordinator + "; submit it under another id");
         return false;
       }
-      mark_cluster_job();
+      if (!node_.mark_cluster_job(id_)) {
+        node_.pause(1000);
+        continue;
+      }
       // The outcomes of the earlier job of that id must not count for this one.
       if (!node_.purge(node_.names().outcomes_stream, node_.names().outcome_subject(id_))) {
         node_.pause(500);
@@ -216,12 +222,6 @@ bool Coordinator::claim() {
     }
   }
   return false;
-}
-
-void Coordinator::mark_cluster_job() {
-  // Before its record exists: a crash from here on resumes it as a cluster job.
-  const std::string marker = node_.spool_root() + "/cluster/" + id_;
-  if (FILE* f = std::fopen(marker.c_str(), "w")) std::fclose(f);
 }
 
 bool Coordinator::open_outcomes() {
@@ -436,7 +436,7 @@ bool Coordinator::finish() {
       }
     }
   }
-  ::unlink((node_.spool_root() + "/cluster/" + id_).c_str());
+  node_.unmark_cluster_job(id_);
   finished_.store(true);
   log_info("cluster: job coordinated to its end", {{"job", id_}, {"node", node_.node()}});
   job_->job_finished(cancel_.load());
@@ -449,7 +449,7 @@ void Coordinator::abandon(const std::string& why) {
   close_intents();
   outcomes_.reset();
   node_.release_lease(id_, /*delete_record=*/false);
-  ::unlink((node_.spool_root() + "/cluster/" + id_).c_str());
+  node_.unmark_cluster_job(id_);
   if (auto* daemon_job = dynamic_cast<DaemonJob*>(job_.get())) daemon_job->request_cancel(why);
   finished_.store(true);
   job_->job_finished(true);

@@ -55,7 +55,6 @@ class Coordinator {
   void run();
   bool claim();
   bool open_outcomes();
-  void mark_cluster_job();
   void drain_outcomes(int64_t wait_ms);
   void record(const std::string& data);
   bool publish_more();

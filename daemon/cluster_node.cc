@@ -15,12 +15,10 @@ namespace {
 
 constexpr int64_t kTickMs = 250;
 constexpr int kOutboxThreads = 4;
-constexpr int64_t kBeatMs = 2000;
-constexpr int64_t kNodeAliveMs = 3 * kBeatMs + 1000;
+constexpr int64_t kNodeAliveMs = 3 * ClusterNode::kBeatMs + 1000;
 constexpr int64_t kDuplicateWindowNs = int64_t{600} * 1000000000;
 constexpr int64_t kNs = 1000000;
-// How long a finished job's outcomes stay in the stream, and its record in the bucket.
-constexpr int64_t kOutcomeKeepMs = int64_t{3600} * 1000;
+// How long a finished job's record stays in the bucket.
 constexpr int64_t kJobRecordTtlMs = int64_t{7} * 24 * 3600 * 1000;
 
 std::vector<std::string> cluster_job_ids(const std::string& folder) {
@@ -323,171 +321,6 @@ void ClusterNode::poll_consumer() {
   jsConsumerInfo_Destroy(ci);
 }
 
-// --- leases ---
-
-void ClusterNode::hold_lease(const JobRecord& record, uint64_t revision) {
-  std::lock_guard lock(mu_);
-  leases_[record.id] = Lease{record, revision, false};
-}
-
-std::optional<ClusterNode::Lease> ClusterNode::lease(const std::string& id) const {
-  std::lock_guard lock(mu_);
-  auto it = leases_.find(id);
-  if (it == leases_.end()) return std::nullopt;
-  return it->second;
-}
-
-bool ClusterNode::update_lease(const std::string& id, std::optional<ClusterJobState> state) {
-  // One writer of this node's leases at a time (the maintenance thread renews while a
-  // coordinator cancels or finishes): two CAS on one revision would make the loser think
-  // another node took the job.
-  std::lock_guard writer(lease_write_mu_);
-  std::optional<Lease> l = lease(id);
-  if (!l || l->lost || !ready()) return false;
-  if (state) l->record.state = *state;  // a renewal keeps the state as it is now
-  ++l->record.beat;
-  if (l->record.state == ClusterJobState::kFinished && l->record.finished_at_ms == 0) {
-    l->record.finished_at_ms = clock().wall_ms();
-  }
-  const std::string key = job_kv_key(id);
-  auto rev = kv_update(jobs_kv_.get(), key, l->record.to_json(), l->revision);
-  bool lost = false;
-  if (!rev && rev.error().code == ErrorCode::kExists) {
-    // Lost only if the record now names another node.
-    auto now = kv_get(jobs_kv_.get(), key);
-    if (now && *now) {
-      auto r = parse_job_record((*now)->value);
-      lost = !r || r->coordinator != node_;
-    } else {
-      lost = now.has_value();  // deleted
-    }
-  }
-  std::lock_guard lock(mu_);
-  auto it = leases_.find(id);
-  if (it == leases_.end()) return false;
-  if (rev) {
-    it->second.record = l->record;
-    it->second.revision = *rev;
-    return true;
-  }
-  if (lost) it->second.lost = true;
-  return false;
-}
-
-Result<uint64_t> ClusterNode::claim_lease(const JobRecord& record, uint64_t revision) {
-  std::lock_guard writer(lease_write_mu_);
-  auto rev = revision == 0 ? kv_create(jobs_kv_.get(), job_kv_key(record.id), record.to_json())
-                           : kv_update(jobs_kv_.get(), job_kv_key(record.id), record.to_json(),
-                                       revision);
-  if (rev) {
-    std::lock_guard lock(mu_);
-    leases_[record.id] = Lease{record, *rev, false};
-  }
-  return rev;
-}
-
-void ClusterNode::release_lease(const std::string& id, bool delete_record) {
-  std::optional<Lease> l = lease(id);
-  {
-    std::lock_guard lock(mu_);
-    leases_.erase(id);
-  }
-  if (!delete_record || !l || l->lost) return;
-  // Only if it is still ours: a changed revision means another node holds it now.
-  auto now = kv_get(jobs_kv_.get(), job_kv_key(id));
-  if (now && *now && (*now)->revision == l->revision) (void)kv_delete(jobs_kv_.get(), job_kv_key(id));
-}
-
-void ClusterNode::renew_leases() {
-  std::vector<std::string> ids;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [id, l] : leases_)
-      if (!l.lost) ids.push_back(id);
-  }
-  for (const std::string& id : ids) {
-    std::optional<Lease> l = lease(id);
-    if (!l) continue;
-    if (!update_lease(id, std::nullopt)) {
-      if (std::optional<Lease> after = lease(id); after && after->lost) {
-        log_warn("cluster: lost the lease on a job to another node", {{"job", id},
-                                                                      {"node", node_}});
-      }
-    }
-  }
-}
-
-void ClusterNode::scan_for_takeovers() {
-  const int64_t now = clock().wall_ms();
-  const int64_t lease = cluster().lease_ms;
-  // A record counts as silent only for time this node watched it without a gap: while the
-  // watcher is not current, or this node's own writes fail (JetStream recovering from an outage,
-  // when the coordinators' renewals fail too), every record starts its silence afresh.
-  std::optional<std::map<std::string, KvMirror::Entry>> all = jobs_mirror_->snapshot();
-  if (!all || now - last_kv_write_ms_ > 2 * kBeatMs + 1000) {
-    last_scan_ok_ms_ = 0;
-    return;
-  }
-  if (now - last_scan_ok_ms_ > 3 * std::max<int64_t>(lease / 4, 1000)) {
-    std::lock_guard lock(mu_);
-    seen_.clear();
-  }
-  last_scan_ok_ms_ = now;
-  const int64_t since = connected_since_ms_.load();
-  std::map<std::string, Seen> seen;
-  for (const auto& [key, entry] : *all) {
-    const std::string id = job_id_from_kv_key(key);
-    {
-      std::lock_guard lock(mu_);
-      if (leases_.count(id) != 0 || adopting_.count(id) != 0) continue;  // ours
-    }
-    Seen s{entry.revision, now};
-    {
-      std::lock_guard lock(mu_);
-      auto it = seen_.find(id);
-      if (it != seen_.end() && it->second.revision == s.revision) s.since_ms = it->second.since_ms;
-    }
-    seen[id] = s;
-    auto record = parse_job_record(entry.value);
-    if (!record) continue;
-    if (record->state == ClusterJobState::kFinished) {
-      purge_outcomes(*record, s.revision, now);
-      continue;
-    }
-    // Silent for a whole lease, and this node was connected all that time to see it renewed.
-    if (now - s.since_ms < lease || since < 0 || now - since < lease) continue;
-    const std::string from = record->coordinator;
-    if (from == node_) continue;  // ours from an earlier run: resumed from active/ at start
-    record->coordinator = node_;
-    ++record->epoch;
-    ++record->beat;
-    auto rev = claim_lease(*record, s.revision);
-    if (!rev) continue;  // another node was quicker
-    metrics_.takeovers->Increment();
-    log_warn("cluster: taking over a job whose coordinator went silent",
-             {{"job", id}, {"from", from}, {"node", node_}});
-    // The marker first: the job resumes as a cluster job (journal from the outcome stream).
-    std::string marker = deps_.spool_root + "/cluster/" + id;
-    if (FILE* f = std::fopen(marker.c_str(), "w")) std::fclose(f);
-    {
-      std::lock_guard lock(mu_);
-      adopting_.insert(id);  // its lease (claim_lease) is renewed meanwhile
-    }
-    deps_.adopt(*record);
-  }
-  std::lock_guard lock(mu_);
-  seen_ = std::move(seen);
-}
-
-void ClusterNode::purge_outcomes(JobRecord record, uint64_t revision, int64_t now_ms) {
-  // Kept a while after the job finished, for its coordinator to write the report even if it
-  // stopped right after; then removed by whichever node sees it first.
-  if (record.outcomes_purged || now_ms - record.finished_at_ms < kOutcomeKeepMs) return;
-  if (!purge(names_.outcomes_stream, names_.outcome_subject(record.id))) return;
-  record.outcomes_purged = true;
-  (void)kv_update(jobs_kv_.get(), job_kv_key(record.id), record.to_json(), revision);
-}
-
 bool ClusterNode::purge(const std::string& stream, const std::string& subject) {
   jsOptions o;
   jsOptions_Init(&o);
@@ -532,7 +365,7 @@ void ClusterNode::add_job(std::shared_ptr<PipelineJob> job) {
   // A job with a marker is a cluster job (resumed, or taken over): it waits for NATS, since
   // another node may coordinate it meanwhile. A new one becomes a cluster job if NATS is there
   // within kLocalGraceMs, else runs here alone (Coordinator::claim decides, off the loop).
-  const bool cluster_job = ::access((deps_.spool_root + "/cluster/" + id).c_str(), F_OK) == 0;
+  const bool cluster_job = ::access(cluster_marker(id).c_str(), F_OK) == 0;
   auto c = std::make_shared<Coordinator>(*this, std::move(job), /*fresh=*/!cluster_job);
   {
     std::lock_guard lock(mu_);
@@ -557,14 +390,6 @@ void ClusterNode::run_local(std::shared_ptr<PipelineJob> job, const std::string&
   }));
 }
 
-void ClusterNode::adoption_failed(const std::string& id) {
-  release_lease(id, /*delete_record=*/false);
-  {
-    std::lock_guard lock(mu_);
-    adopting_.erase(id);
-  }
-  ::unlink((deps_.spool_root + "/cluster/" + id).c_str());
-}
 
 void ClusterNode::reap_coordinators() {
   std::vector<std::shared_ptr<Coordinator>> over;

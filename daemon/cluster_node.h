@@ -68,6 +68,7 @@ class ClusterNode : public WorkQueue {
   // node's threads. Removes the journals of cluster jobs in active/ first: their outcomes are
   // rebuilt from the outcome stream when they resume. An error only for a bad option.
   static Result<std::unique_ptr<ClusterNode>> start(Deps deps);
+  static constexpr int64_t kBeatMs = 2000;  // node heartbeat period
   ~ClusterNode() override;
 
   void add_job(std::shared_ptr<PipelineJob> job) override;
@@ -117,6 +118,13 @@ class ClusterNode : public WorkQueue {
 
   // A new job NATS was not there for: it runs through this node's pipeline alone.
   void run_local(std::shared_ptr<PipelineJob> job, const std::string& why);
+
+  // spool/cluster/ID: written (durably) before a record may name this node as the job's
+  // coordinator; false (logged) when it cannot be written (a full spool), then no record is
+  // claimed. Removed when the job is over here.
+  bool mark_cluster_job(const std::string& id);
+  void unmark_cluster_job(const std::string& id);
+  std::string cluster_marker(const std::string& id) const;
 
   // The daemon could not take over a job the maintenance thread claimed: give the lease up, so
   // that another node takes it.
