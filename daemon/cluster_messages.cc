@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_util.h"
+
 namespace docpipe {
 
 namespace {
@@ -18,8 +20,8 @@ std::string replace_dots(std::string s, char with) {
 class Fields {
  public:
   Fields(const std::string& text, const char* what) : what_(what) {
-    j_ = json::parse(text, nullptr, false);
-    if (!j_.is_object()) problem_ = "not a JSON object";
+    j_ = parse_message_json(text);
+    if (!j_.is_object()) problem_ = "not a JSON object (or nested too deep)";
   }
   std::string str(const char* key, bool required = true) {
     const json* v = find(key, required);
@@ -89,6 +91,13 @@ std::optional<DocumentState> state_of(const std::string& s) {
 }
 
 }  // namespace
+
+nlohmann::json parse_message_json(std::string_view text) {
+  if (json_max_depth(text, kMaxJsonDepth) > static_cast<size_t>(kMaxJsonDepth)) {
+    return json(json::value_t::discarded);
+  }
+  return json::parse(text, nullptr, false);
+}
 
 std::string job_subject_token(const std::string& job_id) { return replace_dots(job_id, '~'); }
 std::string job_kv_key(const std::string& job_id) { return replace_dots(job_id, '='); }

@@ -10,6 +10,8 @@
 //   KV <S>_nodes        node -> NodeRecord: each node's heartbeat
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string_view>
 #include <optional>
 #include <string>
 
@@ -21,6 +23,11 @@ namespace docpipe {
 
 // Job ids may hold '.', which separates subject tokens and may not start a KV key: '.' becomes
 // '~' in a subject token and '=' in a key (neither is allowed in a job id).
+// Parses a message from another node or the servers, refusing nesting past kMaxJsonDepth
+// before anything is built (a hostile message must not exhaust a node's stack): a discarded
+// value when it is too deep or malformed.
+nlohmann::json parse_message_json(std::string_view text);
+
 std::string job_subject_token(const std::string& job_id);
 std::string job_kv_key(const std::string& job_id);
 std::string job_id_from_kv_key(const std::string& key);

@@ -108,7 +108,7 @@ Status WorkerBatch::document_committing(const PendingOutput& pending) {
                                           pending.output_path + ": " + natsStatus_GetText(s));
   }
   NatsMsgPtr owned(reply);
-  nlohmann::json j = nlohmann::json::parse(msg_data(reply), nullptr, false);
+  nlohmann::json j = parse_message_json(msg_data(reply));
   if (j.is_object() && j.value("ok", false)) return ok();
   if (j.is_object() && j.value("not_coordinator", false)) {
     mark_unreachable(pending.doc.input_path);

@@ -1,5 +1,7 @@
 #include "daemon/submitter_store.h"
 
+#include "core/json_util.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -48,6 +50,8 @@ std::string SubmitterStore::encode(const std::optional<Credentials>& submitter) 
 }
 
 std::optional<SubmitterStore::Record> SubmitterStore::decode(std::string_view text) {
+  // Records also come from other cluster nodes (a job's record in NATS): bounded nesting first.
+  if (json_max_depth(text, kMaxJsonDepth) > static_cast<size_t>(kMaxJsonDepth)) return std::nullopt;
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   if (!j.is_object()) return std::nullopt;
   if (j.value("unrestricted", false)) return Record{std::nullopt};

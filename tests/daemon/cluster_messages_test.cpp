@@ -3,6 +3,7 @@
 // an unknown state is refused with an error naming what is wrong, never half-used.
 
 #include "daemon/cluster_messages.h"
+#include "daemon/submitter_store.h"
 
 #include <doctest/doctest.h>
 
@@ -239,3 +240,17 @@ TEST_CASE("cluster messages: a node record round-trips and is parsed strictly") 
   CHECK_FALSE(docpipe::parse_node_record(with(r.to_json(), "version", 11)).has_value());
   CHECK_FALSE(docpipe::parse_node_record(with(r.to_json(), "held", -1)).has_value());
 }
+
+namespace docpipe {
+
+TEST_CASE("cluster messages: a message nested 100000 deep is refused before it is parsed") {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  auto outcome = parse_outcome_message(deep);
+  REQUIRE_FALSE(outcome);
+  CHECK(outcome.error().message == "bad outcome message: not a JSON object (or nested too deep)");
+  CHECK(parse_message_json(deep).is_discarded());
+  CHECK_FALSE(SubmitterStore::decode("{\"x\":" + deep + "}"));
+  CHECK(parse_message_json("{\"a\": [1]}").is_object());
+}
+
+}  // namespace docpipe
