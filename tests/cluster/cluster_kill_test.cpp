@@ -46,12 +46,8 @@ TEST_CASE("cluster: a worker killed mid-job loses no document and duplicates non
   e2e::TempDir tmp(e2e::scratch_base());
   const std::string in = tmp / "in", out = tmp / "out";
   write_corpus(in, count);
-  Node n1(tmp.path(), "n1", slow_config(nats->url()), kTestBinary),
-      n2(tmp.path(), "n2", slow_config(nats->url()), kTestBinary),
-      n3(tmp.path(), "n3", slow_config(nats->url()), kTestBinary);
-  n1.start();
-  n2.start();
-  n3.start();
+  ThreeNodes nodes(tmp.path(), slow_config(nats->url()), kTestBinary);
+  Node &n1 = nodes.n1, &n2 = nodes.n2, &n3 = nodes.n3;
 
   e2e::drop_job(n1.spool(), "job.json",
                 e2e::make_job("job", in, out, {{{"op", "test.sleep"}, {"ms", 20}}}));
@@ -101,12 +97,8 @@ TEST_CASE("cluster: a coordinator killed mid-job is taken over and its restart b
   e2e::TempDir tmp(e2e::scratch_base());
   const std::string in = tmp / "in", out = tmp / "out";
   write_corpus(in, count);
-  Node n1(tmp.path(), "n1", slow_config(nats->url()), kTestBinary),
-      n2(tmp.path(), "n2", slow_config(nats->url()), kTestBinary),
-      n3(tmp.path(), "n3", slow_config(nats->url()), kTestBinary);
-  n1.start();
-  n2.start();
-  n3.start();
+  ThreeNodes nodes(tmp.path(), slow_config(nats->url()), kTestBinary);
+  Node &n1 = nodes.n1, &n2 = nodes.n2, &n3 = nodes.n3;
 
   e2e::drop_job(n1.spool(), "job.json", job_with_attempts(in, out, 60, 8));
   Node& taker = kill_coordinator_and_wait_takeover(n1, n2, n3);
@@ -155,12 +147,8 @@ TEST_CASE("cluster: documents finished while the coordinator is dead are not fai
   e2e::TempDir tmp(e2e::scratch_base());
   const std::string in = tmp / "in", out = tmp / "out";
   write_corpus(in, count);
-  Node n1(tmp.path(), "n1", slow_config(nats->url()), kTestBinary),
-      n2(tmp.path(), "n2", slow_config(nats->url()), kTestBinary),
-      n3(tmp.path(), "n3", slow_config(nats->url()), kTestBinary);
-  n1.start();
-  n2.start();
-  n3.start();
+  ThreeNodes nodes(tmp.path(), slow_config(nats->url()), kTestBinary);
+  Node &n1 = nodes.n1, &n2 = nodes.n2, &n3 = nodes.n3;
 
   e2e::drop_job(n1.spool(), "job.json",
                 e2e::make_job("job", in, out, {{{"op", "test.sleep"}, {"ms", 60}}}));
@@ -184,12 +172,8 @@ TEST_CASE("cluster: if_exists skip survives a coordinator killed mid-job") {
   e2e::TempDir tmp(e2e::scratch_base());
   const std::string in = tmp / "in", out = tmp / "out";
   write_corpus(in, count);
-  Node n1(tmp.path(), "n1", slow_config(nats->url()), kTestBinary),
-      n2(tmp.path(), "n2", slow_config(nats->url()), kTestBinary),
-      n3(tmp.path(), "n3", slow_config(nats->url()), kTestBinary);
-  n1.start();
-  n2.start();
-  n3.start();
+  ThreeNodes nodes(tmp.path(), slow_config(nats->url()), kTestBinary);
+  Node &n1 = nodes.n1, &n2 = nodes.n2, &n3 = nodes.n3;
 
   json job = e2e::make_job("job", in, out, {{{"op", "test.sleep"}, {"ms", 40}}});
   job["output"]["if_exists"] = "skip";
@@ -220,12 +204,8 @@ TEST_CASE("cluster: a cancelled job stops on every node") {
   e2e::TempDir tmp(e2e::scratch_base());
   const std::string in = tmp / "in", out = tmp / "out";
   write_corpus(in, count);
-  Node n1(tmp.path(), "n1", slow_config(nats->url()), kTestBinary),
-      n2(tmp.path(), "n2", slow_config(nats->url()), kTestBinary),
-      n3(tmp.path(), "n3", slow_config(nats->url()), kTestBinary);
-  n1.start();
-  n2.start();
-  n3.start();
+  ThreeNodes nodes(tmp.path(), slow_config(nats->url()), kTestBinary);
+  Node &n1 = nodes.n1, &n2 = nodes.n2, &n3 = nodes.n3;
 
   e2e::drop_job(n1.spool(), "job.json",
                 e2e::make_job("job", in, out, {{{"op", "test.sleep"}, {"ms", 60}}}));

@@ -15,22 +15,11 @@ namespace {
 
 const std::string kTestBinary = DOCPIPE_TEST_BINARY;
 
-struct ThreeNodes {
-  ThreeNodes(const std::string& base, const NatsCluster& nats)
-      : n1(base, "n1", config(nats), kTestBinary), n2(base, "n2", config(nats), kTestBinary),
-        n3(base, "n3", config(nats), kTestBinary) {
-    n1.start();
-    n2.start();
-    n3.start();
-  }
-  static json config(const NatsCluster& nats) {
-    return json{{"max_in_flight_documents", 8},
-                {"workers", 2},
-                {"cluster", cluster_section(nats.urls(), {{"replicas", 3}})}};
-  }
-  std::vector<Node*> all() { return {&n1, &n2, &n3}; }
-  Node n1, n2, n3;
-};
+json r3_config(const NatsCluster& nats) {
+  return json{{"max_in_flight_documents", 8},
+              {"workers", 2},
+              {"cluster", cluster_section(nats.urls(), {{"replicas", 3}})}};
+}
 
 json slow_job(const std::string& in, const std::string& out, int ms) {
   return e2e::make_job("job", in, out, {{{"op", "test.sleep"}, {"ms", ms}}});
@@ -83,7 +72,7 @@ TEST_CASE("cluster: a job completes when one of 3 nats-servers is killed mid-job
   e2e::TempDir tmp(e2e::scratch_base());
   const std::string in = tmp / "in", out = tmp / "out";
   write_corpus(in, count);
-  ThreeNodes nodes(tmp.path(), *nats);
+  ThreeNodes nodes(tmp.path(), r3_config(*nats), kTestBinary);
 
   e2e::drop_job(nodes.n1.spool(), "job.json", slow_job(in, out, 20));
   wait_some_done(nodes.n1, out, 30);
@@ -101,7 +90,7 @@ TEST_CASE("cluster: all nats-servers stopped for 10 s mid-job and the daemons re
   e2e::TempDir tmp(e2e::scratch_base());
   const std::string in = tmp / "in", out = tmp / "out";
   write_corpus(in, count);
-  ThreeNodes nodes(tmp.path(), *nats);
+  ThreeNodes nodes(tmp.path(), r3_config(*nats), kTestBinary);
 
   e2e::drop_job(nodes.n1.spool(), "job.json", slow_job(in, out, 20));
   wait_some_done(nodes.n1, out, 30);

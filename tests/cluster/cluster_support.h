@@ -131,6 +131,19 @@ class Node {
   std::unique_ptr<e2e::DaemonProcess> process_;
 };
 
+// Three nodes n1..n3 on one config, started (each waited for until "cluster: node ready").
+struct ThreeNodes {
+  ThreeNodes(const std::string& base, const json& config, const std::string& binary = "")
+      : n1(base, "n1", config, binary), n2(base, "n2", config, binary),
+        n3(base, "n3", config, binary) {
+    n1.start();
+    n2.start();
+    n3.start();
+  }
+  std::vector<Node*> all() { return {&n1, &n2, &n3}; }
+  Node n1, n2, n3;
+};
+
 // The node whose spool holds the finished job (done/ or failed/), waiting up to `timeout`.
 inline Node* wait_finished(std::vector<Node*> nodes, const std::string& job, milliseconds timeout) {
   Node* found = nullptr;
