@@ -135,7 +135,7 @@ TEST_CASE("config cluster: a reconnect_wait_ms above the default cap raises the 
   CHECK(c.reconnect_max_wait_ms == 20000);
 }
 
-TEST_CASE("config cluster: each bad key is an error naming the file, the key and why") {
+TEST_CASE("config cluster: each bad key is an error naming the file and the key and why") {
   struct Case {
     std::string text;
     std::string error;
@@ -289,7 +289,7 @@ TEST_CASE("config cluster: relative paths resolve against the config file's fold
   CHECK(parse(with_cluster(R"(, "nkey_seed": "seed")")).cluster.nkey_seed == "/etc/docpipe/seed");
 }
 
-TEST_CASE("config cluster: the node defaults to the host name, other characters made '-'") {
+TEST_CASE("config cluster: the node defaults to the host name with other characters made '-'") {
   const std::string host = host_name();
   std::string expected = host.substr(0, 64);
   for (char& ch : expected) {

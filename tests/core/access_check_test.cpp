@@ -152,7 +152,7 @@ TEST_CASE("access check: root may do anything but execute a file without any x b
   CHECK(permits(st, &none, root, R_OK));
 }
 
-TEST_CASE("access check: a named user entry is limited by the mask; named groups, any match wins") {
+TEST_CASE("access check: a named user entry is limited by the mask - named groups, any match wins") {
   struct stat st {};
   st.st_mode = S_IFREG | 0640;
   st.st_uid = kOwner;
@@ -218,7 +218,7 @@ TEST_CASE("access check: ACLs set with fsetxattr are read back and decided like 
   CHECK_FALSE(f.may(dir, user(kNamed, kUnrelated), R_OK));
 }
 
-TEST_CASE("access check: a file without an ACL is decided by its mode; the kernel keeps junk out") {
+TEST_CASE("access check: a file without an ACL is decided by its mode - the kernel keeps junk out") {
   if (!require_root("setting a raw xattr")) return;
   AclFixture f;
   const std::string path = f.make("f", 0644);

@@ -95,7 +95,7 @@ TEST_CASE(
   CHECK(markdown_html(json::object(), kMarkdown) == expected);
 }
 
-TEST_CASE("markdown.html: unsafe_html passes raw HTML through; smart and hardbreaks apply") {
+TEST_CASE("markdown.html: unsafe_html passes raw HTML through - smart and hardbreaks apply") {
   const std::string expected =
       "<h1>Title</h1>\n"
       "<p>Hello <em>world</em> and <del>gone</del> see <a "

@@ -71,7 +71,7 @@ TEST_CASE("settle tracker: a write while the stat runs asks for one more stat") 
 }
 
 TEST_CASE(
-    "settle tracker: a name that is not a regular file is taken at once; a gone one dropped") {
+    "settle tracker: a name that is not a regular file is taken at once - a gone one dropped") {
   test::FakeClock clock;
   SettleTracker t(clock, 500);
   REQUIRE(t.on_event("fifo.json", Event::kScanned) == Action::kStat);

@@ -310,7 +310,7 @@ TEST_CASE("watch folder: an inotify queue overflow rescans at once and is counte
   f.finish();
 }
 
-TEST_CASE("watch folder: it may be destroyed with a scan in flight; close() calls back once") {
+TEST_CASE("watch folder: it may be destroyed with a scan in flight - close() calls back once") {
   WatchFixture f(/*settle_ms=*/50);
   WatchFixture::write_file(f.incoming_ + "/early.json", "{}", O_TRUNC);
   REQUIRE(f.start() == 0);

@@ -110,7 +110,7 @@ uint64_t status_field_kib(pid_t pid, const std::string& field) {
   throw std::runtime_error("no " + field + " in /proc/" + std::to_string(pid) + "/status");
 }
 
-TEST_CASE("e2e rights: a non-admin sees and cancels only its own jobs; root and admins all") {
+TEST_CASE("e2e rights: a non-admin sees and cancels only its own jobs - root and admins all") {
   if (!running_as_root()) return skip_test("needs root to act as other users (setpriv)");
   TempDir tmp;
   share_with_users(tmp);
@@ -259,7 +259,7 @@ TEST_CASE("e2e rights: the submitter of a socket submit and of a dropped file su
 }
 
 TEST_CASE(
-    "e2e rights: a submit nested 60,000 deep is refused before parsing; the daemon stays small") {
+    "e2e rights: a submit nested 60,000 deep is refused before parsing - the daemon stays small") {
   TempDir tmp;
   const std::string spool = tmp / "spool";
   // The unfixed daemon printed this request with indentation: gigabytes. Under a cap on its
@@ -340,7 +340,7 @@ TEST_CASE("e2e rights: a client that never reads its replies cannot grow the dae
   daemon.expect_running();
 }
 
-TEST_CASE("e2e rights: control connections are capped and idle ones closed; --wait outlives it") {
+TEST_CASE("e2e rights: control connections are capped and idle ones closed - --wait outlives it") {
   TempDir tmp;
   const std::string spool = tmp / "spool";
   write_documents(tmp / "in", 3);

@@ -237,7 +237,7 @@ TEST_CASE("e2e intake: a FIFO, a symlink and a socket named *.json are recorded 
   CHECK(daemon.terminate() == 0);
 }
 
-TEST_CASE("e2e intake: a job file over max_job_file_bytes is rejected by size; restarts are fine") {
+TEST_CASE("e2e intake: a job file over max_job_file_bytes is rejected by size - restarts are fine") {
   TempDir tmp;
   const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";
   write_inputs(in);

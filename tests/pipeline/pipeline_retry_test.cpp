@@ -129,7 +129,7 @@ TEST_CASE("pipeline: a document over document_timeout_ms fails without a retry")
   CHECK_FALSE(fs::exists(dir / "out/slow.txt"));
 }
 
-TEST_CASE("pipeline: a document within document_timeout_ms succeeds; its duration is clock time") {
+TEST_CASE("pipeline: a document within document_timeout_ms succeeds - its duration is clock time") {
   TempDir dir;
   DocumentOutcome o = run_timed(dir, "quick.txt", 9ms);
   CHECK(o.state == DocumentState::kSucceeded);
