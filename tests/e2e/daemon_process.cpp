@@ -295,6 +295,13 @@ uint64_t DaemonProcess::peak_rss_bytes() const {
   return std::strtoull(status.c_str() + at + 6, nullptr, 10) * 1024;
 }
 
+uint64_t DaemonProcess::bytes_read() const {
+  std::string io = read_file("/proc/" + std::to_string(pid_) + "/io");
+  size_t at = io.find("rchar:");
+  if (at == std::string::npos) throw std::runtime_error("no rchar in /proc/PID/io");
+  return std::strtoull(io.c_str() + at + 6, nullptr, 10);
+}
+
 std::runtime_error DaemonProcess::failure(const std::string& what) const {
   return std::runtime_error("docpipe daemon (pid " + std::to_string(pid_) + ", spool " + spool_ +
                             ") " + what + "\n---- daemon log ----\n" + log() + "--------------");

@@ -187,6 +187,9 @@ class DaemonProcess {
                                         double value, milliseconds timeout = kJobTimeout) const;
   // Peak resident set size so far (VmHWM from /proc/PID/status), in bytes.
   uint64_t peak_rss_bytes() const;
+  // Bytes the daemon has read so far through read(2) and its kin (rchar in /proc/PID/io): what
+  // it read, whatever its memory accounting.
+  uint64_t bytes_read() const;
 
  private:
   std::runtime_error failure(const std::string& what) const;
