@@ -18,6 +18,7 @@
 #include <string>
 #include <chrono>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -58,6 +59,8 @@ class Coordinator {
   void drain_outcomes(int64_t wait_ms);
   void record(const std::string& data);
   bool publish_more();
+  void republish_lost();
+  bool outcomes_all_read();
   void open_publisher();
   bool finish();
   void abandon(const std::string& why);
@@ -79,14 +82,16 @@ class Coordinator {
 
   mutable std::mutex mu_;  // recorded_ and outstanding_: the intent callback reads them too
   std::unordered_set<uint64_t> recorded_;        // hashes of inputs with an outcome recorded
-  std::unordered_set<std::string> outstanding_;  // published, no outcome yet
-  // Taken from the walk, not yet acknowledged by the stream (kept to publish again).
+  // A document message: taken from the walk, then published.
   struct PendingDoc {
     std::string input;
     std::string body;
     std::string msg_id;
   };
-  std::vector<PendingDoc> batch_;
+  // Published, no outcome yet, by input (kept whole to publish again if the stream loses it:
+  // at most publish_window of them).
+  std::unordered_map<std::string, PendingDoc> outstanding_;
+  std::vector<PendingDoc> batch_;  // not yet acknowledged by the stream (kept to publish again)
   jsCtx* js_ = nullptr;  // this coordinator's, for asynchronous publishes
   std::atomic<int>* publish_errors_ = new std::atomic<int>(0);  // ErrHandler's closure
   bool keep_counter_ = false;  // a context was dropped with publishes pending: never freed
@@ -98,8 +103,12 @@ class Coordinator {
   std::atomic<int> in_intent_{0};
   uint64_t last_outcome_seq_ = 0;  // stream sequence of the last outcome read
   std::chrono::steady_clock::time_point last_consumer_check_{};
-  std::string msg_id_prefix_;
-  int64_t submitted_at_ms_ = 0;  // its record's: in every document message      // "<job>:<submitted_at_ms>:" (Nats-Msg-Id of its documents)
+  // When an outcome was last read or documents published; the check for lost documents
+  // (republish_lost) waits for a quiet spell after it.
+  std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
+  int republish_rounds_ = 0;  // in the Nats-Msg-Id of a document published again
+  std::string msg_id_prefix_;    // "<job>:<submitted_at_ms>:" (Nats-Msg-Id of its documents)
+  int64_t submitted_at_ms_ = 0;  // its record's: in every document message
 };
 
 }  // namespace docpipe

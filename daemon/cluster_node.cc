@@ -333,6 +333,25 @@ bool ClusterNode::purge(const std::string& stream, const std::string& subject) {
   return true;
 }
 
+std::optional<uint64_t> ClusterNode::subject_messages(const std::string& stream,
+                                                      const std::string& subject) {
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Stream.Info.SubjectsFilter = subject.c_str();
+  jsStreamInfo* si = nullptr;
+  if (js_GetStreamInfo(&si, nc_->js(), stream.c_str(), &o, nullptr) != NATS_OK || si == nullptr) {
+    return std::nullopt;
+  }
+  uint64_t n = 0;
+  if (const jsStreamStateSubjects* list = si->State.Subjects; list != nullptr) {
+    for (int i = 0; i < list->Count; ++i) {
+      if (subject == list->List[i].Subject) n += list->List[i].Msgs;
+    }
+  }
+  jsStreamInfo_Destroy(si);
+  return n;
+}
+
 // --- WorkQueue ---
 
 namespace {

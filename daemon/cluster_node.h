@@ -97,6 +97,9 @@ class ClusterNode : public WorkQueue {
 
   // Removes `subject`'s messages from `stream`; false (logged) if the servers did not.
   bool purge(const std::string& stream, const std::string& subject);
+  // Messages `stream` holds on `subject` (a work-queue stream: published, not yet acked or
+  // terminated); nullopt when the stream cannot tell now (no leader, NATS unreachable).
+  std::optional<uint64_t> subject_messages(const std::string& stream, const std::string& subject);
 
   // Leases on job records this node holds (coordinating or adopting), renewed by the
   // maintenance thread every lease_ms / 3. `lost` once someone else changed the record.
