@@ -1,5 +1,7 @@
 #include "core/journal_record.h"
 
+#include <charconv>
+
 #include <nlohmann/json.hpp>
 
 namespace docpipe {
@@ -11,6 +13,60 @@ namespace {
 std::string dump(const nlohmann::ordered_json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
+
+// Writes one flat JSON object the way dump() writes it, byte for byte, without building a
+// json value: a record is written per document, and the map nlohmann builds was the largest CPU
+// cost of the writer stage (14 % of it for 4 KiB identity documents, perf). Strings that need no
+// escaping (the usual path) are copied as they are; anything else, and every double, goes through
+// nlohmann's own serializer, so escaping, invalid UTF-8 replacement and number format stay its.
+class RecordWriter {
+ public:
+  RecordWriter() { out_.reserve(256); }
+  RecordWriter& text(std::string_view key, std::string_view value) {
+    start(key);
+    if (plain(value)) {
+      out_ += '"';
+      out_ += value;
+      out_ += '"';
+    } else {
+      out_ += dump(nlohmann::ordered_json(std::string(value)));
+    }
+    return *this;
+  }
+  template <typename Integer>
+  RecordWriter& integer(std::string_view key, Integer value) {
+    start(key);
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, value);
+    out_.append(buf, r.ptr);
+    return *this;
+  }
+  RecordWriter& real(std::string_view key, double value) {
+    start(key);
+    out_ += dump(nlohmann::ordered_json(value));
+    return *this;
+  }
+  std::string done() {
+    out_ += '}';
+    return std::move(out_);
+  }
+
+ private:
+  // Printable ASCII other than '"' and '\\': dump() writes these bytes unchanged.
+  static bool plain(std::string_view v) {
+    for (unsigned char c : v) {
+      if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
+    }
+    return true;
+  }
+  void start(std::string_view key) {  // keys are ours: plain
+    out_ += out_.empty() ? '{' : ',';
+    out_ += '"';
+    out_ += key;
+    out_ += "\":";
+  }
+  std::string out_;
+};
 
 // Reads one optional field of `obj` into `out`; a present field of another type is an error.
 class Fields {
@@ -75,29 +131,29 @@ std::string JournalHeader::to_json() const {
 }
 
 std::string DocumentRecord::to_json() const {
-  nlohmann::ordered_json j;
-  j["input"] = input;
-  j["output"] = output;
-  j["state"] = record_state_name(state);
-  j["bytes_in"] = bytes_in;
-  j["bytes_out"] = bytes_out;
-  j["sha256"] = sha256;
-  j["attempts"] = attempts;
-  j["duration_seconds"] = duration_seconds;
-  j["error"] = error;
-  return dump(j);
+  return RecordWriter()
+      .text("input", input)
+      .text("output", output)
+      .text("state", record_state_name(state))
+      .integer("bytes_in", bytes_in)
+      .integer("bytes_out", bytes_out)
+      .text("sha256", sha256)
+      .integer("attempts", attempts)
+      .real("duration_seconds", duration_seconds)
+      .text("error", error)
+      .done();
 }
 
 std::string IntentRecord::to_json() const {
-  nlohmann::ordered_json j;
-  j["intent"] = "commit";
-  j["input"] = input;
-  j["output"] = output;
-  j["sha256"] = sha256;
-  j["bytes_in"] = bytes_in;
-  j["bytes_out"] = bytes_out;
-  j["attempts"] = attempts;
-  return dump(j);
+  return RecordWriter()
+      .text("intent", "commit")
+      .text("input", input)
+      .text("output", output)
+      .text("sha256", sha256)
+      .integer("bytes_in", bytes_in)
+      .integer("bytes_out", bytes_out)
+      .integer("attempts", attempts)
+      .done();
 }
 
 Result<JournalRecord> parse_journal_record(std::string_view payload) {

@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <variant>
 
@@ -164,6 +166,62 @@ TEST_CASE("journal record: NUL and control bytes are escaped, invalid UTF-8 beco
   IntentRecord i;
   i.input = "\xc3";  // a cut multi-byte sequence
   CHECK(i.to_json().find("\"input\":\"\xEF\xBF\xBD\"") != std::string::npos);
+}
+
+// to_json writes records without building a json value; nlohmann's dump of the same object is
+// the reference, byte for byte, over every byte value in strings and doubles of every magnitude.
+TEST_CASE("journal record: records are byte for byte what nlohmann's dump writes") {
+  std::mt19937_64 rng(12345);
+  auto random_text = [&] {
+    std::string t(rng() % 24, '\0');
+    for (char& c : t) {
+      // Half printable ASCII (the common path), half any byte at all.
+      c = static_cast<char>(rng() % 2 ? 0x20 + rng() % 95 : rng() % 256);
+    }
+    return t;
+  };
+  auto reference = [](const nlohmann::ordered_json& j) {
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
+  const double doubles[] = {0.0, 1.0, 0.25, 1e-7, 123456.789, 1e300, 3.0e-5, 2.5e15, 1.0 / 3};
+  for (int i = 0; i < 2000; ++i) {
+    DocumentRecord d{.input = random_text(),
+                     .output = random_text(),
+                     .state = static_cast<RecordState>(rng() % 3),
+                     .bytes_in = rng(),
+                     .bytes_out = rng() % 100000,
+                     .sha256 = random_text(),
+                     .attempts = static_cast<int>(rng() % 101),
+                     .duration_seconds = doubles[i % std::size(doubles)] * (1 + i % 7),
+                     .error = random_text()};
+    nlohmann::ordered_json j;
+    j["input"] = d.input;
+    j["output"] = d.output;
+    j["state"] = record_state_name(d.state);
+    j["bytes_in"] = d.bytes_in;
+    j["bytes_out"] = d.bytes_out;
+    j["sha256"] = d.sha256;
+    j["attempts"] = d.attempts;
+    j["duration_seconds"] = d.duration_seconds;
+    j["error"] = d.error;
+    REQUIRE(d.to_json() == reference(j));
+
+    IntentRecord r{.input = random_text(),
+                   .output = random_text(),
+                   .sha256 = random_text(),
+                   .bytes_in = rng(),
+                   .bytes_out = rng(),
+                   .attempts = static_cast<int>(rng() % 101)};
+    nlohmann::ordered_json k;
+    k["intent"] = "commit";
+    k["input"] = r.input;
+    k["output"] = r.output;
+    k["sha256"] = r.sha256;
+    k["bytes_in"] = r.bytes_in;
+    k["bytes_out"] = r.bytes_out;
+    k["attempts"] = r.attempts;
+    REQUIRE(r.to_json() == reference(k));
+  }
 }
 
 }  // namespace
