@@ -143,7 +143,7 @@ Status OutputFile::close_fd() {
   return ok();
 }
 
-Result<OutputFile::Committed> OutputFile::commit(IfExists mode, bool sync_folder) {
+Result<OutputFile::Committed> OutputFile::rename_into_place(IfExists mode) {
   Status st = close_fd();
   if (!st) {
     discard();
@@ -157,13 +157,28 @@ Result<OutputFile::Committed> OutputFile::commit(IfExists mode, bool sync_folder
     return errno_error("rename to " + final_path_, err);
   }
   temp_name_.clear();
-  if (sync_folder && ::fsync(dir_fd_) != 0) {
-    int e = errno;
-    release_folder();
-    return errno_error("fsync folder of " + final_path_, e);
+  return Committed::kWritten;
+}
+
+Result<OutputFile::Committed> OutputFile::commit(IfExists mode, bool sync_folder) {
+  Result<Committed> done = rename_into_place(mode);
+  if (done && *done == Committed::kWritten && sync_folder) {
+    if (Status st = this->sync_folder(); !st) return st.error();
   }
   release_folder();
-  return Committed::kWritten;
+  return done;
+}
+
+Result<OutputFile::Committed> OutputFile::commit_keeping_folder(IfExists mode) {
+  return rename_into_place(mode);
+}
+
+Status OutputFile::sync_folder() {
+  const int rc = ::fsync(dir_fd_);
+  const int e = errno;
+  release_folder();
+  if (rc != 0) return errno_error("fsync folder of " + final_path_, e);
+  return ok();
 }
 
 void OutputFile::discard() {

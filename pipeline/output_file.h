@@ -51,6 +51,13 @@ class OutputFile {
   // and kFail never do (RENAME_NOREPLACE): they get kTargetExists and the temp file is removed.
   // With `sync_folder`, the folder is fsynced after the rename so the new name survives a crash.
   Result<Committed> commit(IfExists mode, bool sync_folder);
+  // commit() without the folder's fsync: when written, the folder stays open, for the caller to
+  // fsync once for every output of a batch that went to it (sync_folder()) before any of them is
+  // reported, and then release (release_folder()).
+  Result<Committed> commit_keeping_folder(IfExists mode);
+  int folder_fd() const { return dir_fd_; }
+  Status sync_folder();  // fsync the folder kept by commit_keeping_folder
+  void release_folder();
 
   // Closes and removes the temp file, if any. Safe to call at any time. A temp file that cannot
   // be removed (its folder turned read-only) is remembered in LeftoverTemps and removed later.
@@ -69,7 +76,7 @@ class OutputFile {
 
  private:
   Status close_fd();
-  void release_folder();
+  Result<Committed> rename_into_place(IfExists mode);
 
   std::string final_path_;
   // The folder the output goes to: the job's output folder (borrowed from the document, which

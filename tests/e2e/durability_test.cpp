@@ -153,6 +153,48 @@ TEST_CASE("durability: with fsync each output is fsynced before its rename and i
   }
 }
 
+// A writer takes the documents queued for it as one batch: each output is fsynced and renamed,
+// then their folder is fsynced once, and only then are their records written (write_stage.cc).
+// Under strace the writers are the slow stage, so documents queue up and batches form.
+TEST_CASE("durability: with fsync a folder is fsynced once per batch - after its renames and before their records") {
+  TempDir tmp;
+  const std::string strace = usable_strace(tmp);
+  if (strace.empty()) return;
+  std::vector<std::string> docs;
+  for (int i = 0; i < 64; ++i) docs.push_back("a/doc-" + std::to_string(i) + ".txt");
+  TracedRun run = run_traced(tmp, strace, "fsync", docs);
+  const std::string folder = run.out + "/a";
+  const std::string journal = run.spool + "/active/durable.journal";
+  const std::vector<Rename> all_renames = renames(run.calls);
+  std::vector<size_t> folder_syncs;
+  for (const auto& [index, path] : syncs(run.calls)) {
+    if (path == folder) folder_syncs.push_back(index);
+  }
+  for (const std::string& rel : docs) {
+    const std::string output = run.out + "/" + rel;
+    CAPTURE(output);
+    size_t renamed = SIZE_MAX, recorded = SIZE_MAX;
+    for (const Rename& r : all_renames) {
+      if (r.to == output) renamed = r.index;
+    }
+    for (const Syscall& c : run.calls) {
+      if (c.name == "write" && c.args.size() >= 2 && fd_path(c.args[0]) == journal &&
+          unquote(c.args[1]).find("\"" + output + "\",\"state\":\"succeeded\"") !=
+              std::string::npos) {
+        recorded = c.index;
+      }
+    }
+    REQUIRE(renamed != SIZE_MAX);
+    REQUIRE(recorded != SIZE_MAX);
+    CHECK_MESSAGE(std::any_of(folder_syncs.begin(), folder_syncs.end(),
+                              [&](size_t at) { return at > renamed && at < recorded; }),
+                  "no fsync of " << folder << " between the rename and the record");
+  }
+  // One per batch, not one per document (the first writer may well find a single document).
+  MESSAGE(docs.size() << " documents, " << folder_syncs.size() << " fsyncs of their folder");
+  CHECK(folder_syncs.size() <= docs.size() / 2);
+}
+
 TEST_CASE("durability: each journal record reaches the kernel in its own write before the report") {
   TempDir tmp;
   const std::string strace = usable_strace(tmp);
