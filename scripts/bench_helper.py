@@ -241,9 +241,10 @@ def cmd_table(args):
         out = ""
         if show_out:
             out = " %16s" % ("-" if r["out"] is None else "{:,}".format(r["out"]))
-        print("%-*s %9d %9.3f %9.0f %8.1f %15s%s" % (width, name, r["docs"], r["seconds"],
-                                                     r["docs"] / r["seconds"],
-                                                     r["bytes"] / r["seconds"] / 1e6, rss, out))
+        rate = r["docs"] / r["seconds"]
+        print("%-*s %9d %9.3f %9s %8.1f %15s%s" % (width, name, r["docs"], r["seconds"],
+                                                   "%.0f" % rate if rate >= 100 else "%.2f" % rate,
+                                                   r["bytes"] / r["seconds"] / 1e6, rss, out))
     print()
     checks, strict, below, i = args[1:], False, 0, 0
 
