@@ -9,8 +9,9 @@
                                      rename, poll (1 ms) for done/ or failed/ID.report.json and
                                      print "SECONDS STATE SUCCEEDED FAILED"
   table RESULTS.tsv [CHECK...]       print the comparison table from rows written by scripts/bench
-                                     ("NAME DOCS BYTES SECONDS RSS_KIB [OUT_BYTES]", one per run:
-                                     best time, highest RSS), then each CHECK with its target and
+                                     ("NAME DOCS BYTES SECONDS RSS_KIB [OUT_BYTES [CPU_SECONDS]]",
+                                     one per run: best time, highest RSS; "cores" is CPU seconds
+                                     / seconds), then each CHECK with its target and
                                      PASS or BELOW:
                                        --ratio A B MIN     docs/s of A / docs/s of B >= MIN
                                                            (MIN "-": printed for information)
@@ -211,12 +212,16 @@ def read_results(path):
             fields = line.rstrip("\n").split("\t")
             name, docs, size, seconds, rss_kib = fields[:5]
             out = fields[5] if len(fields) > 5 else "-"
+            cpu = fields[6] if len(fields) > 6 else "-"
             if name not in rows:
                 order.append(name)
                 rows[name] = {"docs": int(docs), "bytes": int(size), "seconds": float("inf"),
-                              "rss": None, "out": None}
+                              "rss": None, "out": None, "cpu": None}
             r = rows[name]
-            # The best time over the rounds, and the highest peak RSS (the conservative figure).
+            # The best time over the rounds (with the CPU time of that run), and the highest peak
+            # RSS (the conservative figure).
+            if float(seconds) < r["seconds"]:
+                r["cpu"] = None if cpu == "-" else float(cpu)
             r["seconds"] = min(r["seconds"], float(seconds))
             if rss_kib != "-":
                 r["rss"] = max(r["rss"] or 0, int(rss_kib))
@@ -233,8 +238,9 @@ def cmd_table(args):
     rows, order = read_results(args[0])
     show_out = any(r["out"] is not None for r in rows.values())
     width = max([24] + [len(n) for n in order])
-    print("%-*s %9s %9s %9s %8s %15s%s" % (width, "workload", "documents", "seconds", "docs/s", "MB/s",
-                                           "peak RSS (MiB)", "     output bytes" if show_out else ""))
+    print("%-*s %9s %9s %9s %8s %6s %15s%s" % (width, "workload", "documents", "seconds", "docs/s",
+                                               "MB/s", "cores", "peak RSS (MiB)",
+                                               "     output bytes" if show_out else ""))
     for name in order:
         r = rows[name]
         rss = "-" if r["rss"] is None else "%.1f" % (r["rss"] / 1024)
@@ -242,9 +248,11 @@ def cmd_table(args):
         if show_out:
             out = " %16s" % ("-" if r["out"] is None else "{:,}".format(r["out"]))
         rate = r["docs"] / r["seconds"]
-        print("%-*s %9d %9.3f %9s %8.1f %15s%s" % (width, name, r["docs"], r["seconds"],
-                                                   "%.0f" % rate if rate >= 100 else "%.2f" % rate,
-                                                   r["bytes"] / r["seconds"] / 1e6, rss, out))
+        cores = "-" if r["cpu"] is None else "%.2f" % (r["cpu"] / r["seconds"])
+        print("%-*s %9d %9.3f %9s %8.1f %6s %15s%s" % (width, name, r["docs"], r["seconds"],
+                                                       "%.0f" % rate if rate >= 100 else "%.2f" % rate,
+                                                       r["bytes"] / r["seconds"] / 1e6, cores, rss,
+                                                       out))
     print()
     checks, strict, below, i = args[1:], False, 0, 0
 
