@@ -13,8 +13,10 @@
                                      one per run: best time, highest RSS; "cores" is CPU seconds
                                      / seconds), then each CHECK with its target and
                                      PASS or BELOW:
-                                       --ratio A B MIN     docs/s of A / docs/s of B >= MIN
-                                                           (MIN "-": printed for information)
+                                       --ratio A B MIN     docs/s of A / docs/s of B >= MIN, of
+                                                           the best times (MIN "-": printed for
+                                                           information); the ratio within each
+                                                           round follows, for its spread
                                        --rss-max A KIB     peak RSS of A <= KIB
                                        --rss-within A B PCT  peak RSS of A <= B's + PCT %
                                        --out-max A B       output bytes of A <= B's
@@ -216,8 +218,9 @@ def read_results(path):
             if name not in rows:
                 order.append(name)
                 rows[name] = {"docs": int(docs), "bytes": int(size), "seconds": float("inf"),
-                              "rss": None, "out": None, "cpu": None}
+                              "rss": None, "out": None, "cpu": None, "rounds": []}
             r = rows[name]
+            r["rounds"].append(float(seconds))  # the k-th row of a name is from round k
             # The best time over the rounds (with the CPU time of that run), and the highest peak
             # RSS (the conservative figure).
             if float(seconds) < r["seconds"]:
@@ -271,12 +274,20 @@ def cmd_table(args):
             a, b, target = checks[i + 1:i + 4]
             ra, rb = need(a, b)
             ratio = (ra["docs"] / ra["seconds"]) / (rb["docs"] / rb["seconds"])
+            # The same ratio within each round (the two ran close together): its spread shows how
+            # much the machine's load moved the best-of figure.
+            rounds = ""
+            if len(ra["rounds"]) > 1 and len(ra["rounds"]) == len(rb["rounds"]):
+                rounds = ", rounds %s" % " ".join(
+                    "%.2f" % ((ra["docs"] / sa) / (rb["docs"] / sb))
+                    for sa, sb in zip(ra["rounds"], rb["rounds"]))
             if target == "-":
-                print("ratio %s / %s: %.2f  (for information)" % (a, b, ratio))
+                print("ratio %s / %s: %.2f  (for information%s)" % (a, b, ratio, rounds))
             else:
                 ok = ratio >= float(target)
                 below += not ok
-                print("ratio %s / %s: %.2f  (target >= %s: %s)" % (a, b, ratio, target, verdict(ok)))
+                print("ratio %s / %s: %.2f  (target >= %s: %s%s)" % (a, b, ratio, target,
+                                                                   verdict(ok), rounds))
             i += 4
         elif kind == "--rss-max":
             a, limit = checks[i + 1:i + 3]
