@@ -8,7 +8,24 @@
   drop SPOOL ID JOB.json            hand JOB.json to the daemon as SPOOL/incoming/ID.json by
                                      rename, poll (1 ms) for done/ or failed/ID.report.json and
                                      print "SECONDS STATE SUCCEEDED FAILED"
-  table RESULTS.tsv                 print the comparison table from rows written by scripts/bench
+  table RESULTS.tsv [CHECK...]       print the comparison table from rows written by scripts/bench
+                                     ("NAME DOCS BYTES SECONDS RSS_KIB [OUT_BYTES [CPU_SECONDS]]",
+                                     one per run: best time, highest RSS; "cores" is CPU seconds
+                                     / seconds), then each CHECK with its target and
+                                     PASS or BELOW:
+                                       --ratio A B MIN     docs/s of A / docs/s of B >= MIN, of
+                                                           the best times (MIN "-": printed for
+                                                           information); the ratio within each
+                                                           round follows, for its spread
+                                       --rss-max A KIB     peak RSS of A <= KIB
+                                       --rss-within A B PCT  peak RSS of A <= B's + PCT %
+                                       --out-max A B       output bytes of A <= B's
+                                     --strict: exit 3 if a check is BELOW
+  budget [CONFIG.json]              print the daemon's memory_budget_bytes from CONFIG (or the
+                                     default, 268435456)
+  same-tree EXPECTED ACTUAL [--suffix S] [--gunzip]
+                                     fail unless ACTUAL holds exactly the files of EXPECTED (each
+                                     name + S), each with the same content (after gunzip)
   submit SPOOL ID PIDS CMD...       run CMD (`docpipe submit ...` of job ID to the node of SPOOL),
                                      then poll like drop; the time includes CMD. Fails as soon as
                                      one of PIDS (comma-separated: nats-server, the daemons) is
@@ -19,6 +36,7 @@
   cluster-table RESULTS.tsv         print the --cluster summary from rows written by scripts/bench
 """
 
+import gzip
 import json
 import os
 import random
@@ -189,33 +207,159 @@ def cmd_drop(args):
     wait_report(spool, job_id, start)
 
 
-def cmd_table(args):
+def read_results(path):
     rows, order = {}, []
-    with open(args[0]) as f:
+    with open(path) as f:
         for line in f:
-            name, docs, size, seconds, rss_kib = line.rstrip("\n").split("\t")
+            fields = line.rstrip("\n").split("\t")
+            name, docs, size, seconds, rss_kib = fields[:5]
+            out = fields[5] if len(fields) > 5 else "-"
+            cpu = fields[6] if len(fields) > 6 else "-"
             if name not in rows:
                 order.append(name)
-                rows[name] = {"docs": int(docs), "bytes": int(size), "seconds": float("inf"), "rss": None}
+                rows[name] = {"docs": int(docs), "bytes": int(size), "seconds": float("inf"),
+                              "rss": None, "out": None, "cpu": None, "rounds": []}
             r = rows[name]
-            # The best time over the rounds, and the highest peak RSS (the conservative figure).
+            r["rounds"].append(float(seconds))  # the k-th row of a name is from round k
+            # The best time over the rounds (with the CPU time of that run), and the highest peak
+            # RSS (the conservative figure).
+            if float(seconds) < r["seconds"]:
+                r["cpu"] = None if cpu == "-" else float(cpu)
             r["seconds"] = min(r["seconds"], float(seconds))
             if rss_kib != "-":
                 r["rss"] = max(r["rss"] or 0, int(rss_kib))
-    print("%-24s %9s %9s %9s %8s %15s" % ("workload", "documents", "seconds", "docs/s", "MB/s", "peak RSS (MiB)"))
-    rate = {}
+            if out != "-":
+                r["out"] = max(r["out"] or 0, int(out))
+    return rows, order
+
+
+def verdict(ok):
+    return "PASS" if ok else "BELOW"
+
+
+def cmd_table(args):
+    rows, order = read_results(args[0])
+    show_out = any(r["out"] is not None for r in rows.values())
+    width = max([24] + [len(n) for n in order])
+    print("%-*s %9s %9s %9s %8s %6s %15s%s" % (width, "workload", "documents", "seconds", "docs/s",
+                                               "MB/s", "cores", "peak RSS (MiB)",
+                                               "     output bytes" if show_out else ""))
     for name in order:
         r = rows[name]
-        rate[name] = r["docs"] / r["seconds"]
         rss = "-" if r["rss"] is None else "%.1f" % (r["rss"] / 1024)
-        print("%-24s %9d %9.3f %9.0f %8.1f %15s" % (name, r["docs"], r["seconds"], rate[name],
-                                                   r["bytes"] / r["seconds"] / 1e6, rss))
+        out = ""
+        if show_out:
+            out = " %16s" % ("-" if r["out"] is None else "{:,}".format(r["out"]))
+        rate = r["docs"] / r["seconds"]
+        cores = "-" if r["cpu"] is None else "%.2f" % (r["cpu"] / r["seconds"])
+        print("%-*s %9d %9.3f %9s %8.1f %6s %15s%s" % (width, name, r["docs"], r["seconds"],
+                                                       "%.0f" % rate if rate >= 100 else "%.2f" % rate,
+                                                       r["bytes"] / r["seconds"] / 1e6, cores, rss,
+                                                       out))
     print()
-    for a, b in (("docpipe identity", "floor (2 threads)"),
-                 ("docpipe identity fsync", "floor -f (2 threads)"),
-                 ("docpipe identity", "cp -r"), ("docpipe redact+gzip", "gzip -6 (xargs -P2)")):
-        if a in rate and b in rate:
-            print("ratio %s / %s: %.2f" % (a, b, rate[a] / rate[b]))
+    checks, strict, below, i = args[1:], False, 0, 0
+
+    def need(*names):
+        missing = [n for n in names if n not in rows]
+        if missing:
+            sys.exit("bench_helper: table: no results for %s" % ", ".join(missing))
+        return [rows[n] for n in names]
+
+    while i < len(checks):
+        kind = checks[i]
+        if kind == "--strict":
+            strict, i = True, i + 1
+            continue
+        if kind == "--ratio":
+            a, b, target = checks[i + 1:i + 4]
+            ra, rb = need(a, b)
+            ratio = (ra["docs"] / ra["seconds"]) / (rb["docs"] / rb["seconds"])
+            # The same ratio within each round (the two ran close together): its spread shows how
+            # much the machine's load moved the best-of figure.
+            rounds = ""
+            if len(ra["rounds"]) > 1 and len(ra["rounds"]) == len(rb["rounds"]):
+                rounds = ", rounds %s" % " ".join(
+                    "%.2f" % ((ra["docs"] / sa) / (rb["docs"] / sb))
+                    for sa, sb in zip(ra["rounds"], rb["rounds"]))
+            if target == "-":
+                print("ratio %s / %s: %.2f  (for information%s)" % (a, b, ratio, rounds))
+            else:
+                ok = ratio >= float(target)
+                below += not ok
+                print("ratio %s / %s: %.2f  (target >= %s: %s%s)" % (a, b, ratio, target,
+                                                                   verdict(ok), rounds))
+            i += 4
+        elif kind == "--rss-max":
+            a, limit = checks[i + 1:i + 3]
+            (ra,) = need(a)
+            ok = ra["rss"] is not None and ra["rss"] <= int(limit)
+            below += not ok
+            print("peak RSS of %s: %.1f MiB  (target <= %.1f MiB: %s)" %
+                  (a, (ra["rss"] or 0) / 1024, int(limit) / 1024, verdict(ok)))
+            i += 3
+        elif kind == "--rss-within":
+            a, b, pct = checks[i + 1:i + 4]
+            ra, rb = need(a, b)
+            diff = ra["rss"] - rb["rss"]
+            ok = ra["rss"] <= rb["rss"] * (1 + float(pct) / 100)
+            below += not ok
+            print("peak RSS %s - %s: %+.1f MiB (%+.1f %%)  (target <= +%s %%: %s)" %
+                  (a, b, diff / 1024, diff / rb["rss"] * 100, pct, verdict(ok)))
+            i += 4
+        elif kind == "--out-max":
+            a, b = checks[i + 1:i + 3]
+            ra, rb = need(a, b)
+            ok = ra["out"] <= rb["out"]
+            below += not ok
+            print("output bytes %s / %s: %.4f (%+d bytes)  (target <= 1: %s)" %
+                  (a, b, ra["out"] / rb["out"], ra["out"] - rb["out"], verdict(ok)))
+            i += 3
+        else:
+            sys.exit("bench_helper: table: unknown check %s" % kind)
+    if strict and below:
+        sys.exit(3)
+
+
+def cmd_budget(args):
+    budget = 268435456  # DESIGN.md's default
+    if args and args[0]:
+        with open(args[0]) as f:
+            budget = json.load(f).get("memory_budget_bytes", budget)
+    print(int(budget))
+
+
+def cmd_same_tree(args):
+    expected, actual = args[0], args[1]
+    suffix = args[args.index("--suffix") + 1] if "--suffix" in args else ""
+    gunzip = "--gunzip" in args
+    want, problems = set(), []
+    for folder, _, names in os.walk(expected):
+        rel = os.path.relpath(folder, expected)
+        for name in names:
+            path = os.path.normpath(os.path.join(rel, name + suffix))
+            want.add(path)
+            try:
+                with open(os.path.join(actual, path), "rb") as f:
+                    got = f.read()
+                if gunzip:
+                    got = gzip.decompress(got)
+            except (OSError, EOFError) as e:  # missing, or not gzip / truncated
+                problems.append("%s: %s" % (path, e))
+                continue
+            with open(os.path.join(folder, name), "rb") as f:
+                if f.read() != got:
+                    problems.append("%s: content differs from %s" %
+                                    (path, os.path.join(folder, name)))
+    extra = [os.path.normpath(os.path.join(os.path.relpath(folder, actual), name))
+             for folder, _, names in os.walk(actual) for name in names]
+    extra = [p for p in extra if p not in want]
+    if extra:
+        problems.append("%d unexpected file(s), e.g. %s" % (len(extra), extra[0]))
+    if not want:
+        problems.append("no files in %s" % expected)
+    if problems:
+        sys.exit("bench_helper: same-tree %s %s: %d problem(s): %s" %
+                 (expected, actual, len(problems), "; ".join(problems[:5])))
 
 
 def cmd_cluster_table(args):
@@ -243,7 +387,7 @@ def cmd_cluster_table(args):
     if one in best and three in best:
         ratio = best[one] / best[three]
         print("speed-up 3 nodes / 1 node (exec, latency-bound): %.2f  (target >= 2.5: %s)" %
-              (ratio, "met" if ratio >= 2.5 else "MISSED"))
+              (ratio, verdict(ratio >= 2.5)))
     local, cluster = ("overhead", "identity, no cluster"), ("overhead", "identity, cluster 1 node")
     if local in best and cluster in best:
         docs = runs[local]["docs"]
@@ -253,7 +397,8 @@ def cmd_cluster_table(args):
 
 def main():
     commands = {"corpus": cmd_corpus, "drop": cmd_drop, "table": cmd_table, "submit": cmd_submit,
-                "verify": cmd_verify, "metric": cmd_metric, "cluster-table": cmd_cluster_table}
+                "verify": cmd_verify, "metric": cmd_metric, "cluster-table": cmd_cluster_table,
+                "same-tree": cmd_same_tree, "budget": cmd_budget}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](sys.argv[2:])
