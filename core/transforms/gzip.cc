@@ -17,6 +17,7 @@ namespace docpipe {
 namespace {
 
 constexpr size_t kHeaderBytes = 10;
+constexpr size_t kSlowLevelHoldCapBytes = 16u << 20;
 
 // zlib's header for `level` (what deflateInit2 with windowBits 31 and `gzip -n` write): no name,
 // mtime 0, XFL 2 at level 9 and 4 at level 1, OS 3 (Unix). Every path writes these bytes.
@@ -270,7 +271,11 @@ class GzipStep : public TransformStep {
  public:
   explicit GzipStep(int level) : level_(level) {}
   std::unique_ptr<DocumentTransform> begin(const DocumentContext& doc) const override {
-    return std::make_unique<GzipTransform>(level_, doc, GzipOptions{});
+    GzipOptions options;
+    // The held document is compressed in one call that document_timeout_ms cannot see progress
+    // in; libdeflate's levels 7-9 fall to a few MB/s on repetitive data, so they hold less.
+    if (level_ >= 7) options.hold_cap_bytes = kSlowLevelHoldCapBytes;
+    return std::make_unique<GzipTransform>(level_, doc, options);
   }
 
  private:
