@@ -108,13 +108,14 @@ GzipTransform::GzipTransform(int level, const DocumentContext& doc, const GzipOp
 GzipTransform::~GzipTransform() = default;
 
 size_t GzipTransform::buffer_bytes() const {
-  return held_.capacity() + packed_.capacity() + (blocks_ ? blocks_->buffer_bytes() : 0);
+  return held_.capacity() + tail_.capacity() + packed_.capacity() +
+         (blocks_ ? blocks_->buffer_bytes() : 0);
 }
 
 bool GzipTransform::has_more() const {
   switch (state_) {
     case State::kBlocks:
-      return held_pos_ < held_.size() || (blocks_ && !blocks_->done() && finishing_);
+      return held_left() || (blocks_ && !blocks_->done() && finishing_);
     case State::kEmitting:
       return packed_pos_ < packed_.size();
     default:
@@ -147,12 +148,13 @@ Status GzipTransform::update(std::string_view in, std::string& out) {
         held_.append(in);
         return ok();
       }
-      held_.append(in);
+      // Kept apart: appending it could grow held_'s buffer by half again just to hand it on.
+      tail_.assign(in);
       return start_blocks(out);
     case State::kBlocks:
       if (finishing_) return internal("data after finish()");
-      if (held_pos_ < held_.size()) {
-        held_.append(in);  // normally empty: the caller drains has_more() first
+      if (held_left()) {
+        tail_.append(in);  // normally empty: the caller drains has_more() first
         return drain_held(out);
       }
       return blocks_->write(in, out);
@@ -178,7 +180,7 @@ Status GzipTransform::finish(std::string& out) {
       return ok();
     case State::kBlocks: {
       finishing_ = true;
-      if (held_pos_ < held_.size()) return drain_held(out);
+      if (held_left()) return drain_held(out);
       Status st = blocks_->finish(out, kMaxCallOutputBytes);
       if (!st) return st;
       if (blocks_->done()) {
@@ -216,9 +218,16 @@ Status GzipTransform::drain_held(std::string& out) {
     held_pos_ += n;
   }
   if (held_pos_ == held_.size()) {
-    std::string().swap(held_);
-    held_pos_ = 0;
-    release_reserved();
+    if (!held_.empty()) {
+      std::string().swap(held_);
+      held_pos_ = 0;
+      release_reserved();
+    }
+    if (!tail_.empty() && out.size() - start < kMaxCallOutputBytes) {
+      Status st = blocks_->write(tail_, out);
+      if (!st) return st;
+      std::string().swap(tail_);
+    }
   }
   return ok();
 }

@@ -54,6 +54,7 @@ class GzipTransform : public DocumentTransform {
  private:
   enum class State { kHolding, kBlocks, kEmitting, kDone };
   bool hold(size_t bytes);
+  bool held_left() const { return held_pos_ < held_.size() || !tail_.empty(); }
   Status start_blocks(std::string& out);
   Status drain_held(std::string& out);
   Status compress_whole();
@@ -68,6 +69,7 @@ class GzipTransform : public DocumentTransform {
   State state_ = State::kHolding;
   std::string held_;     // the document so far (kHolding), or what blocks have not taken yet
   size_t held_pos_ = 0;  // kBlocks: how much of held_ the blocks have taken
+  std::string tail_;     // kBlocks: the piece that ended the hold, for the blocks after held_
   size_t reserved_ = 0;  // charged through try_reserve_bytes and not given back
   std::unique_ptr<ParallelDeflate> blocks_;
   std::string packed_;     // kEmitting: the whole member, handed out in pieces
