@@ -49,7 +49,8 @@ bool ComputeTask::in_flight() const {
 
 ComputePool::ComputePool(size_t threads) {
   threads_.reserve(std::max<size_t>(threads, 1));
-  for (size_t i = 0; i < std::max<size_t>(threads, 1); ++i) threads_.emplace_back([this] { work(); });
+  for (size_t i = 0; i < std::max<size_t>(threads, 1); ++i)
+    threads_.emplace_back([this] { work(); });
 }
 
 ComputePool::~ComputePool() {

@@ -35,16 +35,18 @@ DocumentContext document_context(StageShared& s, WorkItem& item) {
                            if (auto e = interrupted(s, item)) return *e;
                            return ok();
                          },
-                         .try_reserve_bytes = [&s, &item](size_t n) {
-                           if (!s.budget.try_acquire(n)) return false;
-                           item.held_bytes += n;
-                           return true;
-                         },
-                         .release_reserved_bytes = [&s, &item](size_t n) {
-                           n = std::min(n, item.held_bytes);
-                           s.budget.release(n);
-                           item.held_bytes -= n;
-                         }};
+                         .try_reserve_bytes =
+                             [&s, &item](size_t n) {
+                               if (!s.budget.try_acquire(n)) return false;
+                               item.held_bytes += n;
+                               return true;
+                             },
+                         .release_reserved_bytes =
+                             [&s, &item](size_t n) {
+                               n = std::min(n, item.held_bytes);
+                               s.budget.release(n);
+                               item.held_bytes -= n;
+                             }};
 }
 
 Status write_output_chunk(StageShared& s, WorkItem& item);

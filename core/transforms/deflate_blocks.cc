@@ -70,8 +70,7 @@ class DeflateBlock : public ComputeTask {
     crc = static_cast<uint32_t>(crc32_z(0, data + dict_bytes, data_bytes()));
     z_stream* zs = deflater.begin(level);
     if (zs == nullptr) return;
-    if (dict_bytes > 0 &&
-        deflateSetDictionary(zs, data, static_cast<uInt>(dict_bytes)) != Z_OK)
+    if (dict_bytes > 0 && deflateSetDictionary(zs, data, static_cast<uInt>(dict_bytes)) != Z_OK)
       return;
     // A block is far below zlib's uInt limit; the bound covers Z_FINISH, a sync flush adds a
     // few bytes, and the loop grows the buffer should it not suffice.

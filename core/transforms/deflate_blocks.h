@@ -63,9 +63,9 @@ class ParallelDeflate {
   std::vector<std::shared_ptr<DeflateBlock>> slots_;  // a ring: blocks in flight, oldest first
   size_t head_ = 0;                                   // the oldest block in flight
   size_t count_ = 0;                                  // blocks in flight
-  std::string fill_;        // the next block: dictionary, then input as it comes
-  size_t fill_dict_ = 0;    // dictionary bytes at the front of fill_
-  uint32_t crc_ = 0;        // of the input of the blocks collected so far
+  std::string fill_;      // the next block: dictionary, then input as it comes
+  size_t fill_dict_ = 0;  // dictionary bytes at the front of fill_
+  uint32_t crc_ = 0;      // of the input of the blocks collected so far
   uint64_t bytes_in_ = 0;
   bool last_queued_ = false;
   bool done_ = false;

@@ -93,7 +93,9 @@ class ThreadGzipStream {
 // libdeflate 1.14's bound does not depend on the compressor's level.
 size_t whole_bytes(size_t n) { return n + libdeflate_gzip_compress_bound(nullptr, n); }
 
-Error internal(const std::string& what) { return make_error(ErrorCode::kInternal, "gzip: " + what); }
+Error internal(const std::string& what) {
+  return make_error(ErrorCode::kInternal, "gzip: " + what);
+}
 
 }  // namespace
 

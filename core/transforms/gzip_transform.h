@@ -29,7 +29,7 @@ struct GzipOptions {
   size_t hold_cap_bytes = 64u << 20;
   size_t reserve_step_bytes = 1u << 20;
   size_t block_bytes = ParallelDeflate::kDefaultBlockBytes;
-  ComputePool* pool = nullptr;  // null: ComputePool::instance()
+  ComputePool* pool = nullptr;     // null: ComputePool::instance()
   bool blocks_from_start = false;  // tests: the block path from the first byte on
 };
 
@@ -72,8 +72,8 @@ class GzipTransform : public DocumentTransform {
   std::string tail_;     // kBlocks: the piece that ended the hold, for the blocks after held_
   size_t reserved_ = 0;  // charged through try_reserve_bytes and not given back
   std::unique_ptr<ParallelDeflate> blocks_;
-  std::string packed_;     // kEmitting: the whole member, handed out in pieces
-  size_t packed_pos_ = 0;  // how much of packed_ is out
+  std::string packed_;      // kEmitting: the whole member, handed out in pieces
+  size_t packed_pos_ = 0;   // how much of packed_ is out
   bool finishing_ = false;  // kBlocks: finish() was called
   bool whole_ = false;
 };

@@ -4,8 +4,8 @@
 #include <zstd.h>
 
 #include <algorithm>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/transforms/param_reader.h"
 #include "core/transforms/zstd_context_pool.h"
@@ -113,7 +113,8 @@ class ZstdTransform : public DocumentTransform {
       // ZSTD_e_end returns 0 once the frame is complete; otherwise it is done once it has taken
       // all of the input (the rest sits in its block buffer).
       if (mode == ZSTD_e_end ? rc == 0 : input.pos == input.size) return ok();
-      if (mode == ZSTD_e_end && input.pos == input.size && out.size() - start >= kMaxCallOutputBytes) {
+      if (mode == ZSTD_e_end && input.pos == input.size &&
+          out.size() - start >= kMaxCallOutputBytes) {
         more_ = true;
         return ok();
       }

@@ -231,8 +231,8 @@ TEST_CASE("gzip blocks: gzip -d reads a large block-path output") {
   deflateEnd(&zs);
   MESSAGE("blocks " << packed.size() << " bytes, one zlib stream " << one_stream);
   CHECK(packed.size() <= one_stream + one_stream / 200);
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                                    ("docpipe-gzip-" + std::to_string(::getpid()));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("docpipe-gzip-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string gz = (dir / "doc.gz").string();
   std::ofstream(gz, std::ios::binary) << packed;
@@ -429,7 +429,7 @@ TEST_CASE("gzip blocks: a transform destroyed with blocks in flight leaves nothi
     for (size_t at = 0; at < text.size(); at += 65536) {
       REQUIRE(t->update(std::string_view(text).substr(at, 65536), out).has_value());
     }
-    t.reset();  // cancel: no finish
+    t.reset();        // cancel: no finish
     blocker.reset();  // the pool then pops the cancelled blocks' entries
     // The pool still works for the next document.
     CHECK(inflate_one_member(compress_via(Path::kBlocks, 6, text, 65536, &pool)) == text);

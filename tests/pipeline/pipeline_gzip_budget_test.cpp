@@ -46,13 +46,13 @@ std::string gunzip_one(const std::string& in) {
 
 TEST_CASE("pipeline: gzip charges a document it holds whole and the charge ends with it") {
   TempDir dir;
-  const std::string big = make_content(12u << 20, 3);    // streamed: over the 8 MiB threshold
+  const std::string big = make_content(12u << 20, 3);   // streamed: over the 8 MiB threshold
   const std::string small = make_content(2u << 20, 4);  // held by the pipeline already
   auto docs = make_inputs(dir / "in", {{"big.txt", big}, {"small.txt", small}});
   PipelineOptions options = test_options();
   options.workers = 1;  // one document at a time: the peak is one document's charge
-  auto job = std::make_shared<FakeJob>(make_spec("gz", dir / "out", chain_of({gzip_step(6)})),
-                                       docs);
+  auto job =
+      std::make_shared<FakeJob>(make_spec("gz", dir / "out", chain_of({gzip_step(6)})), docs);
   Pipeline pipeline(options, nullptr);
   pipeline.add_job(job);
   REQUIRE(job->wait_finished());
@@ -74,8 +74,8 @@ TEST_CASE("pipeline: gzip without room in the budget compresses in blocks and re
   PipelineOptions options = test_options();
   options.memory_budget_bytes = 4u << 20;  // room for a chunk and a little more, not 12 MiB
   options.chunk_bytes = 256u << 10;
-  auto job = std::make_shared<FakeJob>(make_spec("gz", dir / "out", chain_of({gzip_step(1)})),
-                                       docs);
+  auto job =
+      std::make_shared<FakeJob>(make_spec("gz", dir / "out", chain_of({gzip_step(1)})), docs);
   Pipeline pipeline(options, nullptr);
   pipeline.add_job(job);
   REQUIRE(job->wait_finished());
