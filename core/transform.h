@@ -28,6 +28,14 @@ struct DocumentContext {
   // Set by the pipeline: returns an error (kCancelled or kTimeout) once the document must stop.
   // Transforms that can block or run long (exec) poll it and give up promptly; empty: never.
   std::function<Status()> check_interrupted = {};
+  // Set by the pipeline: charges `n` more bytes to this document's share of memory_budget_bytes,
+  // for a transform that holds more than a piece (gzip holding a document whole). Never blocks:
+  // false means not available now, do without. Empty: never available.
+  std::function<bool(size_t n)> try_reserve_bytes = {};
+  // Gives back `n` bytes of what try_reserve_bytes charged, once they are no longer held. What is
+  // not given back is released when the document settles (so a transform destroyed mid-document
+  // gives nothing back itself).
+  std::function<void(size_t n)> release_reserved_bytes = {};
 };
 
 // An external command a job may run by name through `exec` (the daemon config's allow-list).

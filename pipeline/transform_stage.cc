@@ -24,12 +24,29 @@ Error transform_error(const WorkItem& item, const Error& e) {
 }
 
 // The context a transform sees; check_interrupted reports cancel and timeout as they happen.
-DocumentContext document_context(const StageShared& s, const WorkItem& item) {
+// A transform's reservations join the document's held_bytes, so settling releases what the
+// transform did not give back; try_acquire never blocks (a transformer waiting for budget could
+// wait on documents queued behind it).
+DocumentContext document_context(StageShared& s, WorkItem& item) {
   const std::string& rel = item.sched.doc.relative_path;
-  return DocumentContext{rel, base_name(rel), [&s, &item]() -> Status {
+  return DocumentContext{.relative_path = rel,
+                         .name = base_name(rel),
+                         .check_interrupted = [&s, &item]() -> Status {
                            if (auto e = interrupted(s, item)) return *e;
                            return ok();
-                         }};
+                         },
+                         .try_reserve_bytes =
+                             [&s, &item](size_t n) {
+                               if (!s.budget.try_acquire(n)) return false;
+                               item.held_bytes += n;
+                               return true;
+                             },
+                         .release_reserved_bytes =
+                             [&s, &item](size_t n) {
+                               n = std::min(n, item.held_bytes);
+                               s.budget.release(n);
+                               item.held_bytes -= n;
+                             }};
 }
 
 Status write_output_chunk(StageShared& s, WorkItem& item);

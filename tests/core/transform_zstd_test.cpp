@@ -296,3 +296,76 @@ TEST_CASE("zstd context pool: idle contexts are kept up to 64 MiB in all, larger
   CHECK(pool.idle_bytes() > 0);
   CHECK(pool.idle_bytes() <= ZstdCompressorPool::kMaxIdleBytes);
 }
+
+namespace {
+
+// libzstd's streaming decoder over the whole frame, independent of the unzstd transform.
+std::string zstd_stream_decode(const std::string& frame) {
+  ZSTD_DCtx* d = ZSTD_createDCtx();
+  std::string out;
+  std::string buf(ZSTD_DStreamOutSize(), '\0');
+  ZSTD_inBuffer input{frame.data(), frame.size(), 0};
+  size_t rc = 1;
+  while (input.pos < input.size || rc != 0) {
+    ZSTD_outBuffer output{buf.data(), buf.size(), 0};
+    rc = ZSTD_decompressStream(d, &output, &input);
+    REQUIRE_MESSAGE(!ZSTD_isError(rc), ZSTD_getErrorName(rc));
+    out.append(buf.data(), output.pos);
+    if (output.pos == 0 && input.pos == input.size && rc != 0) break;  // truncated
+  }
+  ZSTD_freeDCtx(d);
+  CHECK(rc == 0);  // the frame ended exactly at the end of the data
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("zstd: a large document goes through libzstd's workers and comes out the same each run") {
+  // libzstd accepts workers here (a build without threads would refuse the parameter).
+  ZSTD_CCtx* probe = ZSTD_createCCtx();
+  CHECK_FALSE(ZSTD_isError(ZSTD_CCtx_setParameter(probe, ZSTD_c_nbWorkers, 2)));
+  ZSTD_freeCCtx(probe);
+
+  const std::string text = zstd_sample(24u << 20, 11);
+  auto zstd = make_step("zstd", json{{"level", 3}});
+  std::string first;
+  size_t largest_call = 0;
+  for (int run = 0; run < 2; ++run) {
+    auto t = zstd->begin(docpipe::DocumentContext{"a", "a"});
+    std::string out, call;
+    for (size_t at = 0; at < text.size(); at += 65536) {
+      REQUIRE(t->update(std::string_view(text).substr(at, 65536), call).has_value());
+      largest_call = std::max(largest_call, call.size());
+      out += call;
+      call.clear();
+    }
+    do {
+      REQUIRE(t->finish(call).has_value());
+      largest_call = std::max(largest_call, call.size());
+      out += call;
+      call.clear();
+    } while (t->has_more());
+    if (run == 0) {
+      first = out;
+    } else {
+      CHECK(out == first);  // deterministic whatever the threads' timing
+    }
+  }
+  // Ending the frame flushes the jobs in flight a call's worth at a time.
+  CHECK(largest_call <= (1u << 20) + ZSTD_CStreamOutSize());
+  CHECK(zstd_stream_decode(first) == text);
+  // Jobs, not one stream: the frame differs from what one thread writes with the same
+  // parameters.
+  std::string single(ZSTD_compressBound(text.size()), '\0');
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 3);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
+  ZSTD_inBuffer input{text.data(), text.size(), 0};
+  ZSTD_outBuffer output{single.data(), single.size(), 0};
+  REQUIRE_FALSE(ZSTD_isError(ZSTD_compressStream2(c, &output, &input, ZSTD_e_continue)));
+  REQUIRE(ZSTD_compressStream2(c, &output, &input, ZSTD_e_end) == 0);
+  ZSTD_freeCCtx(c);
+  single.resize(output.pos);
+  CHECK(first != single);
+  CHECK(run_ok(*make_step("unzstd", json::object()), first, 65536) == text);
+}
