@@ -113,8 +113,8 @@ void Coordinator::run() {
 }
 
 // A document message can be lost in a server failover even though its publish was acknowledged
-// (seen once in 50-odd runs of "a job completes when one of 3 nats-servers is killed mid-job":
-// 599 of 600 outcomes, nothing pending, the job waiting for good). Nodes publish a document's
+// (seen once, in a fresh-clone CI run of "a job completes when one of 3 nats-servers is killed
+// mid-job": 599 of 600 outcomes, nothing pending, the job waiting for good). Nodes publish a document's
 // outcome before they ack or terminate its message, so once the stream holds no message of the
 // job and every outcome in the stream has been read, a document still outstanding has neither
 // and is published again, under a new Nats-Msg-Id. A copy that turns up after all is done twice
