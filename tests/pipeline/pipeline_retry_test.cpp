@@ -103,21 +103,33 @@ std::shared_ptr<FunctionStep> working_for(test::FakeClock& clock, Clock::duratio
       });
 }
 
-// One document, NAME with text "doc", through a pipeline on a FakeClock whose transform works
-// `work` of fake time, under document_timeout_ms 10 and up to 3 attempts.
-DocumentOutcome run_timed(const TempDir& dir, const std::string& name, Clock::duration work) {
-  auto docs = make_inputs(dir / "in", {{name, "doc"}});
+// One document NAME with `text` through a pipeline on a FakeClock whose transform works `work` of
+// fake time per call, under document_timeout_ms 10 and up to `attempts` attempts. A non-zero
+// `chunk_bytes` streams it in pieces of that size (stream_threshold_bytes 16).
+DocumentOutcome run_on_fake_clock(const TempDir& dir, const std::string& name,
+                                  const std::string& text, Clock::duration work, int attempts,
+                                  size_t chunk_bytes = 0) {
+  auto docs = make_inputs(dir / "in", {{name, text}});
   test::FakeClock clock;
   JobSpec spec = make_spec("timed", dir / "out", chain_of({working_for(clock, work)}));
   spec.limits.document_timeout_ms = 10;
-  spec.limits.max_attempts = 3;
+  spec.limits.max_attempts = attempts;
   auto job = std::make_shared<FakeJob>(spec, docs);
   PipelineOptions options = test_options();
   options.clock = &clock;
+  if (chunk_bytes > 0) {
+    options.stream_threshold_bytes = 16;
+    options.chunk_bytes = chunk_bytes;
+  }
   Pipeline pipeline(options, nullptr);
   pipeline.add_job(job);
   REQUIRE(job->wait_finished());
   return job->outcomes().at(0);
+}
+
+// One document, NAME with text "doc", held whole, up to 3 attempts.
+DocumentOutcome run_timed(const TempDir& dir, const std::string& name, Clock::duration work) {
+  return run_on_fake_clock(dir, name, "doc", work, 3);
 }
 
 TEST_CASE("pipeline: a document over document_timeout_ms fails without a retry") {
@@ -141,20 +153,7 @@ TEST_CASE("pipeline: a document within document_timeout_ms succeeds - its durati
 // A document streamed in 8 chunks of 8 bytes through a transform that works `per_chunk` of fake
 // time on each, under document_timeout_ms 10.
 DocumentOutcome run_streamed(const TempDir& dir, Clock::duration per_chunk) {
-  auto docs = make_inputs(dir / "in", {{"big.txt", std::string(64, 'x')}});
-  test::FakeClock clock;
-  JobSpec spec = make_spec("streamed", dir / "out", chain_of({working_for(clock, per_chunk)}));
-  spec.limits.document_timeout_ms = 10;
-  spec.limits.max_attempts = 1;
-  auto job = std::make_shared<FakeJob>(spec, docs);
-  PipelineOptions options = test_options();
-  options.clock = &clock;
-  options.stream_threshold_bytes = 16;
-  options.chunk_bytes = 8;
-  Pipeline pipeline(options, nullptr);
-  pipeline.add_job(job);
-  REQUIRE(job->wait_finished());
-  return job->outcomes().at(0);
+  return run_on_fake_clock(dir, "big.txt", std::string(64, 'x'), per_chunk, 1, 8);
 }
 
 TEST_CASE("pipeline: a streamed document that keeps making progress never times out") {
