@@ -83,6 +83,7 @@ void DaemonJob::note_failure(const std::string& input, const std::string& error)
 void DaemonJob::journal_failed(const Error& error) {
   if (!journal_error_.empty()) return;
   journal_error_ = error.message;
+  journal_broken_.store(true, std::memory_order_release);
   stop_taking_ = true;
   report_.reason = "the job's journal cannot be written (" + error.message +
                    "); remaining documents were not processed";
@@ -140,13 +141,14 @@ Status DaemonJob::document_committing(const PendingOutput& p) {
                                   .to_json();
   uint64_t seq = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> journal_lock(journal_mu_);
     // Not done because the job stops: cancelled, not failed (and not retried).
     const Error stopped =
         make_error(ErrorCode::kCancelled, "cancelled: the job's journal cannot be written");
-    if (!journal_error_.empty()) return stopped;
+    if (journal_broken_.load(std::memory_order_acquire)) return stopped;
     Status st = journal_.append(payload);
     if (!st) {
+      std::lock_guard<std::mutex> lock(mu_);
       journal_failed(st.error());
       return stopped;
     }
@@ -161,6 +163,7 @@ Status DaemonJob::document_committing(const PendingOutput& p) {
       const uint64_t upto = intents_appended_.load();
       Status st = journal_.datasync();
       if (!st) {
+        std::lock_guard<std::mutex> journal_lock(journal_mu_);
         std::lock_guard<std::mutex> lock(mu_);
         journal_failed(st.error());
         return make_error(ErrorCode::kCancelled, "cancelled: the job's journal cannot be synced");
@@ -196,15 +199,21 @@ void DaemonJob::document_finished(DocumentOutcome o) {
              {{"job", spec_.id}, {"input", o.doc.input_path}, {"error", o.error}});
   }
 
-  std::lock_guard<std::mutex> lock(mu_);
-  Status st = journal_error_.empty()
-                  ? journal_.append(payload)
-                  : make_error(ErrorCode::kIo, "journal not writable");  // already reported
-  if (st && ++unsynced_records_ >= kSyncEvery) {
-    st = journal_.sync(durable_);
-    unsynced_records_ = 0;
+  {
+    std::lock_guard<std::mutex> journal_lock(journal_mu_);
+    Status st = !journal_broken_.load(std::memory_order_acquire)
+                    ? journal_.append(payload)
+                    : make_error(ErrorCode::kIo, "journal not writable");  // already reported
+    if (st && ++unsynced_records_ >= kSyncEvery) {
+      st = journal_.sync(durable_);
+      unsynced_records_ = 0;
+    }
+    if (!st) {
+      std::lock_guard<std::mutex> lock(mu_);
+      journal_failed(st.error());
+    }
   }
-  if (!st) journal_failed(st.error());
+  std::lock_guard<std::mutex> lock(mu_);
   count(state, o.bytes_in, o.bytes_out, +1);
   if (state == RecordState::kFailed) note_failure(o.doc.input_path, o.error);
 }
@@ -253,7 +262,7 @@ void DaemonJob::job_finished(bool cancelled) {
 }
 
 Status DaemonJob::close_journal() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(journal_mu_);
   // A write error earlier is already the job's failure reason (journal_failed).
   return journal_.close(durable_);
 }

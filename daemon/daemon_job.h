@@ -10,7 +10,8 @@
 // document record, whose content has that sha256, as the job's own: done and succeeded. Without
 // it, a kill -9 between the rename and the document record made the job fail (fail) or count its
 // own output as skipped (skip). See docs/design-crash.md.
-// Pipeline threads call into it concurrently (guarded by mu_); the loop thread reads the final
+// Pipeline threads call into it concurrently (guarded by mu_, the journal by journal_mu_); the
+// loop thread reads the final
 // state only after job_finished(). Resume (open, replay, intents, the unresumable report) lives
 // in daemon_job_resume.cc; the record format in core/journal_record.h.
 
@@ -120,7 +121,8 @@ class DaemonJob : public PipelineJob {
   bool redo_done(const DocumentRef& doc, const Done& done) const;
   void count(RecordState state, uint64_t bytes_in, uint64_t bytes_out, int sign);
   void note_failure(const std::string& input, const std::string& error);
-  // The journal cannot be written: the job takes no more documents and ends failed. mu_ held.
+  // The journal cannot be written: the job takes no more documents and ends failed. Call with
+  // journal_mu_ and mu_ held.
   void journal_failed(const Error& error);
 
   JobSpec spec_;
@@ -136,14 +138,22 @@ class DaemonJob : public PipelineJob {
   std::string journal_damage_;
   FinishState finish_;
 
-  // Group commit of intent records (document_committing): sync_mu_ is taken without mu_.
+  // Group commit of intent records (document_committing): sync_mu_ is taken without the others.
   std::mutex sync_mu_;
-  std::atomic<uint64_t> intents_appended_{0};  // written under mu_
+  std::atomic<uint64_t> intents_appended_{0};  // written under journal_mu_
   uint64_t intents_synced_ = 0;                // under sync_mu_
 
+  // The journal has a lock of its own, so that a writer's journal write(2) never holds up the
+  // walk or the counts (mu_): with both under one lock, the readers' next_document() waited on
+  // the writers' journal writes, a futex sleep and wake per document (issue 12's profile).
+  // Order: journal_mu_ before mu_, never the other way round.
+  std::mutex journal_mu_;
+  JobJournal journal_;             // under journal_mu_
+  uint64_t unsynced_records_ = 0;  // under journal_mu_
+  // Set (under both locks) by journal_failed(); read under either.
+  std::atomic<bool> journal_broken_{false};
+
   mutable std::mutex mu_;
-  JobJournal journal_;
-  uint64_t unsynced_records_ = 0;
   std::string journal_error_;  // first journal write error, reported in the job's reason
   JobReport report_;
   // Documents a resumed job's journal records as finished, by input path; drained as the walk

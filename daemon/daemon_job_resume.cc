@@ -63,6 +63,8 @@ bool DaemonJob::output_exists(const JobSpec& spec, const DocumentRef& doc,
 Status DaemonJob::open(const std::string& journal_path, bool resume, bool durable) {
   durable_ = durable;
   source_ = make_document_source(spec_);
+  // Before the job is admitted nothing else touches it; the locks keep that easy to check.
+  std::lock_guard<std::mutex> journal_lock(journal_mu_);
   if (resume) {
     std::lock_guard<std::mutex> lock(mu_);
     Result<JournalScan> scanned = replay(journal_path);
