@@ -37,6 +37,9 @@ struct PipelineOptions {
   size_t stream_threshold_bytes = 8u << 20;
   size_t chunk_bytes = 1u << 20;
   bool fsync = true;  // fsync each output file and its folder before/after the rename
+  // Documents a reader takes from a job's walk at once (Scheduler::kWalkAhead); 1 walks one
+  // document per pick, which tests of exact pick orders use.
+  size_t walk_ahead = 16;
   // What the pipeline reads time from: document start and stage durations, document_timeout_ms,
   // retry due times and stop()'s grace. Tests pass a FakeClock. Must outlive the pipeline.
   const Clock* clock = &system_clock();

@@ -57,33 +57,76 @@ std::shared_ptr<ScheduledJob> Scheduler::start_pull_locked() {
   return nullptr;
 }
 
-// Settles a walk that ran without the lock. The job may have been cancelled, or the scheduler
-// stopped, meanwhile: a document it yielded was taken from the job all the same, so it is handed
-// out as cancelled to be completed like any other.
-std::optional<ScheduledDocument> Scheduler::end_pull_locked(
-    const std::shared_ptr<ScheduledJob>& job, std::optional<DocumentRef> doc, JobList& finished) {
-  job->pulling_ = false;
-  if (!doc) {
-    job->exhausted_ = true;
-    if (may_finish_locked(*job)) finish_locked(job, finished);
-    return std::nullopt;
+// Walks up to walk_ahead_ documents of the job, without the lock; stops early once the walk
+// has taken kWalkAheadTime (a slow folder) or the job is cancelled.
+std::vector<DocumentRef> Scheduler::walk(ScheduledJob& job, bool& exhausted) {
+  std::vector<DocumentRef> walked;
+  const Clock::time_point start = clock_.now();
+  exhausted = false;
+  while (walked.size() < walk_ahead_) {
+    std::optional<DocumentRef> ref = job.job().next_document();
+    if (!ref) {
+      exhausted = true;
+      break;
+    }
+    walked.push_back(std::move(*ref));
+    if (job.cancelled() || clock_.now() - start >= kWalkAheadTime) break;
   }
+  return walked;
+}
+
+// A document leaves the scheduler: it is in flight until complete(). The job goes to the back
+// of its ring (round-robin) while it may yield more.
+ScheduledDocument Scheduler::hand_out_locked(const std::shared_ptr<ScheduledJob>& job,
+                                             DocumentRef doc) {
+  job->pulling_ = false;
   ++job->in_flight_;
   ++in_flight_;
   const bool cut = stopped_ || job->cancelled();
-  if (!cut) {
-    rings_[job->spec().priority].push_back(job);  // to the back of its ring: round-robin
+  if (cut) {
+    cut_walked_ahead_locked(job);
+  } else if (!job->exhausted_ || !job->walked_ahead_.empty()) {
+    rings_[job->spec().priority].push_back(job);
     // A reader may be waiting because this job was the only one with documents left.
     if (waiting_ > 0) cv_.notify_one();
   }
-  return ScheduledDocument{job, std::move(*doc), 1, cut};
+  return ScheduledDocument{job, std::move(doc), 1, cut};
+}
+
+// The documents a cancelled job (or a stopped scheduler) had walked ahead were taken from the
+// job all the same: they are handed out as cancelled, like due retries, to be completed.
+void Scheduler::cut_walked_ahead_locked(const std::shared_ptr<ScheduledJob>& job) {
+  if (job->walked_ahead_.empty()) return;
+  for (DocumentRef& doc : job->walked_ahead_) {
+    ++job->in_flight_;
+    ++in_flight_;
+    retries_.emplace(Clock::time_point::min(), ScheduledDocument{job, std::move(doc), 1, true});
+  }
+  job->walked_ahead_.clear();
+  if (waiting_ > 0) cv_.notify_all();
+}
+
+// Settles a walk that ran without the lock. The job may have been cancelled, or the scheduler
+// stopped, meanwhile: the documents it yielded were taken from the job all the same, so they are
+// handed out as cancelled to be completed like any other.
+std::optional<ScheduledDocument> Scheduler::end_pull_locked(
+    const std::shared_ptr<ScheduledJob>& job, std::vector<DocumentRef> walked, bool exhausted,
+    JobList& finished) {
+  job->pulling_ = false;
+  if (exhausted) job->exhausted_ = true;
+  if (walked.empty()) {
+    if (may_finish_locked(*job)) finish_locked(job, finished);
+    return std::nullopt;
+  }
+  for (size_t i = 1; i < walked.size(); ++i) job->walked_ahead_.push_back(std::move(walked[i]));
+  return hand_out_locked(job, std::move(walked.front()));
 }
 
 // A job finishes once it can yield nothing more (exhausted or cancelled), nothing of it is in
 // flight, and no reader is in its walk. An interrupted job never finishes: it resumes later.
 bool Scheduler::may_finish_locked(const ScheduledJob& job) const {
   return job.in_flight_ == 0 && !job.finished_ && !job.interrupted_ && !job.pulling_ &&
-         (job.exhausted_ || job.cancelled());
+         job.walked_ahead_.empty() && (job.exhausted_ || job.cancelled());
 }
 
 std::optional<ScheduledDocument> Scheduler::next() {
@@ -95,13 +138,20 @@ std::optional<ScheduledDocument> Scheduler::next() {
     std::optional<ScheduledDocument> doc = take_retry_locked();
     if (!doc && !stopped_) {
       if (std::shared_ptr<ScheduledJob> job = start_pull_locked()) {
-        lock.unlock();
-        call_job_finished(finished);
-        finished.clear();
-        std::optional<DocumentRef> ref = job->job().next_document();
-        lock.lock();
-        doc = end_pull_locked(job, std::move(ref), finished);
-        if (!doc) continue;  // exhausted: try the next job
+        if (!job->walked_ahead_.empty()) {
+          DocumentRef ref = std::move(job->walked_ahead_.front());
+          job->walked_ahead_.pop_front();
+          doc = hand_out_locked(job, std::move(ref));
+        } else {
+          lock.unlock();
+          call_job_finished(finished);
+          finished.clear();
+          bool exhausted = false;
+          std::vector<DocumentRef> walked = walk(*job, exhausted);
+          lock.lock();
+          doc = end_pull_locked(job, std::move(walked), exhausted, finished);
+          if (!doc) continue;  // exhausted: try the next job
+        }
       }
     }
     if (!finished.empty()) {
@@ -177,6 +227,7 @@ bool Scheduler::cancel(const std::string& id) {
         }
       }
       for (auto& doc : pending) retries_.emplace(Clock::time_point::min(), std::move(doc));
+      cut_walked_ahead_locked(job);
       // A reader in the job's walk settles it when the walk returns.
       if (may_finish_locked(*job)) finish_locked(job, to_finish_);
     }
@@ -190,6 +241,7 @@ void Scheduler::stop() {
   {
     std::lock_guard lock(mu_);
     stopped_ = true;
+    for (const auto& job : jobs_) cut_walked_ahead_locked(job);
   }
   cv_.notify_all();
 }

@@ -192,7 +192,7 @@ StageShared::StageShared(const PipelineOptions& opts, PipelineMetrics* m)
       metrics(m),
       clock(*opts.clock),
       jitter(opts.jitter_seed ? *opts.jitter_seed : RetryJitter::random_seed()),
-      scheduler(clock),
+      scheduler(clock, opts.walk_ahead),
       slots(opts.max_in_flight_documents),
       budget(opts.memory_budget_bytes, m != nullptr ? &m->buffer_bytes_in_use() : nullptr),
       transform_queue(opts.queue_capacity),

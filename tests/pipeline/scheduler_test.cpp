@@ -119,7 +119,7 @@ TEST_CASE("scheduler: job_finished comes once, after the last document in flight
 }
 
 TEST_CASE("scheduler: cancel takes no more documents and finishes after those in flight") {
-  Scheduler s;
+  Scheduler s(system_clock(), 1);  // one document per walk: exact picks
   auto job = counted_job("c", 10);
   auto other = counted_job("o", 100);
   s.add_job(job);
@@ -144,7 +144,7 @@ TEST_CASE("scheduler: cancel takes no more documents and finishes after those in
 }
 
 TEST_CASE("scheduler: cancelling a job with nothing in flight finishes it on a stage thread") {
-  Scheduler s;
+  Scheduler s(system_clock(), 1);  // one document per walk: exact picks
   auto job = counted_job("idle", 10);
   auto other = counted_job("busy", 10);
   s.add_job(job);
@@ -160,7 +160,7 @@ TEST_CASE("scheduler: cancelling a job with nothing in flight finishes it on a s
 }
 
 TEST_CASE("scheduler: stop ends next, drops unfinished jobs and refuses retries and cancels") {
-  Scheduler s;
+  Scheduler s(system_clock(), 1);  // one document per walk: exact picks
   auto job = counted_job("s", 100);
   s.add_job(job);
   auto d = s.next();
@@ -241,7 +241,7 @@ class SlowWalkJob : public PipelineJob {
 // This is also the resume case: a resumed job's walk checks its done outputs (a stat each, 90,000
 // for a 100,000-document job that is 90 % done) inside next_document(), which runs off the lock.
 TEST_CASE("scheduler: a job whose walk is slow does not hold up other jobs, submits or cancels") {
-  Scheduler s;
+  Scheduler s(system_clock(), 1);  // one document per walk: exact picks
   auto slow = std::make_shared<SlowWalkJob>("slow");
   auto fast = counted_job("fast", 3);
   s.add_job(slow);  // first in the ring: the first reader walks it
