@@ -274,9 +274,17 @@ Status JobJournal::reopen(const std::string& path, uint64_t good_bytes) {
   return ok();
 }
 
-Status JobJournal::append(const std::string& payload) {
+Status JobJournal::append(const std::string& payload) { return write_records(encode(payload)); }
+
+Status JobJournal::append_all(const std::vector<std::string>& payloads) {
+  std::string records;
+  for (const std::string& p : payloads) records += encode(p);
+  return write_records(records);
+}
+
+Status JobJournal::write_records(const std::string& record) {
   if (fd_ < 0) return make_error(ErrorCode::kInternal, "journal is not open");
-  const std::string record = encode(payload);
+  if (record.empty()) return ok();
   std::string_view rest = record;
   while (!rest.empty()) {
     ssize_t n = ::write(fd_, rest.data(), rest.size());

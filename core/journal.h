@@ -84,6 +84,9 @@ class JobJournal {
   // returns keeps the record (it is in the kernel). A failed or short write (ENOSPC) is cut
   // back off, so the journal never holds a partial record in its middle. Callers serialise.
   Status append(const std::string& payload_json);
+  // Appends several records with one write(2) (a writer's batch): all of them or, after a failed
+  // or short write (cut back off as above), none.
+  Status append_all(const std::vector<std::string>& payloads_json);
   // fdatasync; with `durable` false a no-op (records are in the kernel from append()).
   Status sync(bool durable);
   // fdatasync alone; safe to call without the callers' lock, concurrently with append().
@@ -94,6 +97,9 @@ class JobJournal {
   static bool is_intent(std::string_view payload) { return payload.starts_with("{\"intent\":"); }
 
  private:
+  // Writes whole encoded records with one write(2) (more only after a short one).
+  Status write_records(const std::string& records);
+
   int fd_ = -1;
   uint64_t size_ = 0;  // bytes of whole records in the file
   std::string path_;

@@ -316,3 +316,54 @@ TEST_CASE("journal: a file without a valid header is refused, a missing one is n
   REQUIRE_FALSE(missing);
   CHECK(missing.error().code == docpipe::ErrorCode::kNotFound);
 }
+
+TEST_CASE("journal: a batch of records goes in one write and reads back as separate records") {
+  JournalDir d;
+  {
+    JobJournal j;
+    REQUIRE(j.create(d.path, "job-2", 1));
+    REQUIRE(j.append(R"({"input":"/first"})"));
+    REQUIRE(j.append_all({R"({"input":"/a"})", R"({"input":"/b"})", R"({"input":"/c"})"}));
+    REQUIRE(j.append_all({}));  // nothing to write
+    REQUIRE(j.append(R"({"input":"/last"})"));
+    REQUIRE(j.close(/*durable=*/false));
+  }
+  auto c = JobJournal::load(d.path);
+  REQUIRE(c);
+  CHECK(c->records == std::vector<std::string>{R"({"input":"/first"})", R"({"input":"/a"})",
+                                                R"({"input":"/b"})", R"({"input":"/c"})",
+                                                R"({"input":"/last"})"});
+  CHECK_FALSE(c->torn);
+  CHECK(c->good_bytes == d.contents().size());
+}
+
+TEST_CASE("journal: a batch that does not fit leaves none of its records behind") {
+  if (::geteuid() != 0) return skip_test("mounting a tmpfs needs root");
+  JournalDir d;
+  const std::string mnt = d.root + "/small";
+  fs::create_directory(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=8k") != 0) {
+    return skip_test(std::string("cannot mount a tmpfs: ") + std::strerror(errno));
+  }
+  const std::string path = mnt + "/job.journal";
+  docpipe::Status written;
+  {
+    JobJournal j;
+    REQUIRE(j.create(path, "job-10", 1));
+    REQUIRE(j.append(R"({"input":"/kept"})"));
+    // Three records of ~3 KB: about 9 KB in one write, past what the 8 KiB file system holds,
+    // so the write is short (part of the batch went in) and must be cut back off.
+    const std::string payload = R"({"input":")" + std::string(3000, 'p') + R"("})";
+    written = j.append_all({payload, payload, payload});
+    REQUIRE_FALSE(written);
+    CHECK(written.error().message.find("No space left on device") != std::string::npos);
+    // The journal goes on after the failed batch: a small record still fits.
+    CHECK(j.append(R"({"input":"/after"})"));
+  }
+  auto c = JobJournal::load(path);
+  ::umount2(mnt.c_str(), MNT_DETACH);
+  REQUIRE(c);
+  CHECK(c->records == std::vector<std::string>{R"({"input":"/kept"})", R"({"input":"/after"})"});
+  CHECK_FALSE(c->torn);
+  CHECK_FALSE(c->damage.damaged());
+}
