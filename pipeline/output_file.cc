@@ -62,6 +62,11 @@ Status OutputFile::create(const std::string& final_path, const OutputTarget& tar
     // document until it settles: borrowed, no syscall.
     dir_fd_ = base.fd();
     dir_path_ = &base.path();
+  } else if (const DirFd* shared = target.shared != nullptr
+                                        ? target.shared->find(base, target.who, parent)
+                                        : nullptr) {
+    dir_fd_ = shared->fd();
+    dir_path_ = &shared->path();
   } else {
     const std::string parent_rel(parent);
     int fd = check ? -1 : open_existing_folder(base, parent_rel);
@@ -82,8 +87,14 @@ Status OutputFile::create(const std::string& final_path, const OutputTarget& tar
       }
       owned_ = std::move(*walked);
     }
-    dir_fd_ = owned_.fd();
-    dir_path_ = &owned_.path();
+    if (target.shared != nullptr) {
+      const DirFd& kept = target.shared->add(base, target.who, parent_rel, std::move(owned_));
+      dir_fd_ = kept.fd();
+      dir_path_ = &kept.path();
+    } else {
+      dir_fd_ = owned_.fd();
+      dir_path_ = &owned_.path();
+    }
   }
   for (int tries = 0; tries < 16; ++tries) {
     std::string temp = std::string(base_name(temp_path_for("", final_name_)));
@@ -194,6 +205,20 @@ void OutputFile::discard() {
     temp_name_.clear();
   }
   release_folder();
+}
+
+const DirFd* SharedFolders::find(const DirFd& base, const Credentials* who,
+                                 std::string_view rel) const {
+  for (const Entry& e : entries_) {
+    if (e.base == &base && e.who == who && e.rel == rel) return &e.folder;
+  }
+  return nullptr;
+}
+
+const DirFd& SharedFolders::add(const DirFd& base, const Credentials* who, std::string rel,
+                                DirFd folder) {
+  entries_.push_back(Entry{&base, who, std::move(rel), std::move(folder)});
+  return entries_.back().folder;
 }
 
 bool OutputFile::exists(const OutputTarget& target) {

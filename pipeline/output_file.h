@@ -10,6 +10,7 @@
 // refusing to write through it") and nothing is written outside.
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,8 @@
 
 namespace docpipe {
 
+class SharedFolders;
+
 // Where an output goes: `rel` (its path below the output folder, with the suffix) beneath
 // `folder`, the job's open output folder. A null folder means beneath "/", with rel the
 // absolute final path without its leading slash (pipelines fed by hand in tests).
@@ -28,6 +31,33 @@ struct OutputTarget {
   const DirFd* folder = nullptr;
   std::string_view rel;
   const Credentials* who = nullptr;  // check the submitter's rights on folders (null: none)
+  // Sub-folders already opened for the other outputs of a writer's batch (null: open its own).
+  SharedFolders* shared = nullptr;
+};
+
+// The sub-folders opened for the outputs of one writer batch, shared by the outputs that go to
+// the same folder of the same job: one openat2 (and close) per folder per batch instead of one
+// per output (issue 12). Each is opened exactly as an output's own folder is (beneath the job's
+// output folder, no symlinks, the submitter's rights checked), so sharing changes only how long
+// a descriptor is held: until the batch has been renamed, fsynced and reported, as a batch's
+// folders were already held for their fsync. Must outlive the OutputFiles that borrow from it
+// until they are committed or discarded.
+class SharedFolders {
+ public:
+  // The folder `rel` beneath `base` opened for `who`, or null.
+  const DirFd* find(const DirFd& base, const Credentials* who, std::string_view rel) const;
+  const DirFd& add(const DirFd& base, const Credentials* who, std::string rel, DirFd folder);
+  void clear() { entries_.clear(); }
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    const DirFd* base;
+    const Credentials* who;
+    std::string rel;
+    DirFd folder;
+  };
+  std::deque<Entry> entries_;  // a deque: add() keeps earlier entries where they are
 };
 
 class OutputFile {
@@ -80,7 +110,8 @@ class OutputFile {
 
   std::string final_path_;
   // The folder the output goes to: the job's output folder (borrowed from the document, which
-  // holds it until it settles) or a sub-folder opened for this output (owned_).
+  // holds it until it settles), a sub-folder of the batch's SharedFolders (borrowed) or a
+  // sub-folder opened for this output (owned_).
   int dir_fd_ = -1;
   const std::string* dir_path_ = nullptr;
   DirFd owned_;

@@ -165,6 +165,45 @@ TEST_CASE("output_file: a symlinked sub-folder of the output folder is refused, 
   CHECK_FALSE(OutputFile::exists(OutputTarget{&*base, "sub/x.txt", nullptr}));
 }
 
+TEST_CASE("output_file: outputs of one batch share their sub-folder, and a swap is refused after it") {
+  TempDir dir;
+  testing::fs::create_directories(dir / "out/sub");
+  testing::fs::create_directories(dir / "elsewhere");
+  Result<DirFd> base = open_dir_path(dir / "out");
+  REQUIRE(base);
+  SharedFolders shared;
+  OutputFile a, b, c;
+  REQUIRE(a.create(dir / "out/sub/a.txt", OutputTarget{&*base, "sub/a.txt", nullptr, &shared}));
+  REQUIRE(b.create(dir / "out/sub/b.txt", OutputTarget{&*base, "sub/b.txt", nullptr, &shared}));
+  // A missing folder is created, then shared too; the output folder itself needs no entry.
+  REQUIRE(c.create(dir / "out/new/c.txt", OutputTarget{&*base, "new/c.txt", nullptr, &shared}));
+  OutputFile top;
+  REQUIRE(top.create(dir / "out/t.txt", OutputTarget{&*base, "t.txt", nullptr, &shared}));
+  CHECK(shared.size() == 2);
+  CHECK(a.folder_fd() == b.folder_fd());
+  CHECK(a.folder_fd() != c.folder_fd());
+  for (OutputFile* o : {&a, &b, &c, &top}) {
+    REQUIRE(o->write("x"));
+    REQUIRE(o->commit(IfExists::kReplace, /*sync_folder=*/true));
+  }
+  CHECK(read_file(dir / "out/sub/a.txt") == "x");
+  CHECK(read_file(dir / "out/sub/b.txt") == "x");
+  CHECK(read_file(dir / "out/new/c.txt") == "x");
+  CHECK(temp_files_under(dir / "out").empty());
+
+  // The next batch opens its folders afresh: a sub-folder swapped for a symlink meanwhile is
+  // refused, never written through.
+  shared.clear();
+  testing::fs::rename(dir / "out/sub", dir / "moved");
+  testing::fs::create_symlink(dir / "elsewhere", dir / "out/sub");
+  OutputFile d;
+  Status st = d.create(dir / "out/sub/d.txt", OutputTarget{&*base, "sub/d.txt", nullptr, &shared});
+  REQUIRE_FALSE(st);
+  CHECK(st.error().message.find("is a symlink, refusing to write through it") != std::string::npos);
+  CHECK(testing::fs::is_empty(dir / "elsewhere"));
+  CHECK(shared.size() == 0);
+}
+
 TEST_CASE(
     "output_file: a temp file its folder kept (read-only before the rename) is removed later") {
   TempDir dir;
