@@ -175,36 +175,44 @@ Status DaemonJob::document_committing(const PendingOutput& p) {
 }
 
 void DaemonJob::document_finished(DocumentOutcome o) {
-  if (o.state == DocumentState::kCancelled) {
-    // Not processed: it is done on resume (shutdown) or counted as cancelled at the end.
-    std::lock_guard<std::mutex> lock(mu_);
-    ++report_.counts.cancelled;
-    return;
-  }
-  if (metrics_ != nullptr) metrics_->document_finished(o);
-  if (progress_ != nullptr) progress_->fetch_add(1, std::memory_order_relaxed);
-  const RecordState state = record_state_of(o.state);
-  const std::string payload = DocumentRecord{.input = o.doc.input_path,
-                                             .output = o.output_path,
-                                             .state = state,
-                                             .bytes_in = o.bytes_in,
-                                             .bytes_out = o.bytes_out,
-                                             .sha256 = o.sha256,
-                                             .attempts = o.attempts,
-                                             .duration_seconds = o.duration_seconds,
-                                             .error = o.error}
-                                  .to_json();
-  if (o.state == DocumentState::kFailed) {
-    log_warn("document failed",
-             {{"job", spec_.id}, {"input", o.doc.input_path}, {"error", o.error}});
+  std::vector<DocumentOutcome> one;
+  one.push_back(std::move(o));
+  documents_finished(std::move(one));
+}
+
+// One journal write for all the records (a writer's batch), then the counts. A cancelled document
+// was not processed: it is not journalled, it is done on resume (shutdown) or counted as
+// cancelled at the end.
+void DaemonJob::documents_finished(std::vector<DocumentOutcome> outcomes) {
+  std::vector<std::string> payloads;
+  payloads.reserve(outcomes.size());
+  for (const DocumentOutcome& o : outcomes) {
+    if (o.state == DocumentState::kCancelled) continue;
+    if (metrics_ != nullptr) metrics_->document_finished(o);
+    if (progress_ != nullptr) progress_->fetch_add(1, std::memory_order_relaxed);
+    payloads.push_back(DocumentRecord{.input = o.doc.input_path,
+                                      .output = o.output_path,
+                                      .state = record_state_of(o.state),
+                                      .bytes_in = o.bytes_in,
+                                      .bytes_out = o.bytes_out,
+                                      .sha256 = o.sha256,
+                                      .attempts = o.attempts,
+                                      .duration_seconds = o.duration_seconds,
+                                      .error = o.error}
+                           .to_json());
+    if (o.state == DocumentState::kFailed) {
+      log_warn("document failed",
+               {{"job", spec_.id}, {"input", o.doc.input_path}, {"error", o.error}});
+    }
   }
 
-  {
+  if (!payloads.empty()) {
     std::lock_guard<std::mutex> journal_lock(journal_mu_);
     Status st = !journal_broken_.load(std::memory_order_acquire)
-                    ? journal_.append(payload)
+                    ? journal_.append_all(payloads)
                     : make_error(ErrorCode::kIo, "journal not writable");  // already reported
-    if (st && ++unsynced_records_ >= kSyncEvery) {
+    unsynced_records_ += payloads.size();
+    if (st && unsynced_records_ >= kSyncEvery) {
       st = journal_.sync(durable_);
       unsynced_records_ = 0;
     }
@@ -214,8 +222,15 @@ void DaemonJob::document_finished(DocumentOutcome o) {
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
-  count(state, o.bytes_in, o.bytes_out, +1);
-  if (state == RecordState::kFailed) note_failure(o.doc.input_path, o.error);
+  for (const DocumentOutcome& o : outcomes) {
+    if (o.state == DocumentState::kCancelled) {
+      ++report_.counts.cancelled;
+      continue;
+    }
+    const RecordState state = record_state_of(o.state);
+    count(state, o.bytes_in, o.bytes_out, +1);
+    if (state == RecordState::kFailed) note_failure(o.doc.input_path, o.error);
+  }
 }
 
 void DaemonJob::request_cancel(std::string reason) {

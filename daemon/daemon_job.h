@@ -62,6 +62,7 @@ class DaemonJob : public PipelineJob {
   std::optional<DocumentRef> next_document() override;
   Status document_committing(const PendingOutput& pending) override;
   void document_finished(DocumentOutcome outcome) override;
+  void documents_finished(std::vector<DocumentOutcome> outcomes) override;
   void job_finished(bool cancelled) override;
 
   // Asks the job to take no more documents (user cancel). Thread-safe.

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/document_source.h"
 #include "core/job_spec.h"
@@ -53,6 +55,13 @@ class PipelineJob {
   // Called once per document taken by next_document(), from a pipeline thread, in any order and
   // possibly concurrently for several documents of the job.
   virtual void document_finished(DocumentOutcome outcome) = 0;
+
+  // Several documents' outcomes at once, in the order given: a writer reports the documents of
+  // one batch together (a daemon job records them in one journal write). Same contract as
+  // document_finished() for each.
+  virtual void documents_finished(std::vector<DocumentOutcome> outcomes) {
+    for (DocumentOutcome& o : outcomes) document_finished(std::move(o));
+  }
 
   // Called from a writer thread just before the document's output is renamed into place, so that
   // the job can record that the output about to appear is its own: a crash between the rename and

@@ -178,11 +178,23 @@ std::optional<ScheduledDocument> Scheduler::next() {
 
 void Scheduler::complete(const std::shared_ptr<ScheduledJob>& job, DocumentOutcome outcome) {
   job->job().document_finished(std::move(outcome));
+  completed(job, 1);
+}
+
+void Scheduler::complete_all(const std::shared_ptr<ScheduledJob>& job,
+                             std::vector<DocumentOutcome> outcomes) {
+  const size_t n = outcomes.size();
+  if (n == 0) return;
+  job->job().documents_finished(std::move(outcomes));
+  completed(job, n);
+}
+
+void Scheduler::completed(const std::shared_ptr<ScheduledJob>& job, size_t documents) {
   JobList finished;
   {
     std::lock_guard lock(mu_);
-    --job->in_flight_;
-    --in_flight_;
+    job->in_flight_ -= documents;
+    in_flight_ -= documents;
     // A stopped pipeline still finishes a job that ran out of documents on its own, but not one
     // that was merely interrupted.
     if (may_finish_locked(*job)) finish_locked(job, finished);

@@ -96,6 +96,8 @@ class Scheduler {
 
   // Reports a document's final outcome to its job, then finishes the job if that was its last.
   void complete(const std::shared_ptr<ScheduledJob>& job, DocumentOutcome outcome);
+  // The same for several documents of one job (PipelineJob::documents_finished).
+  void complete_all(const std::shared_ptr<ScheduledJob>& job, std::vector<DocumentOutcome> outcomes);
 
   // Hands a document back for another attempt after `delay` (it stays in flight meanwhile).
   // Returns false, leaving `doc` untouched, if the job was cancelled or the scheduler stopped:
@@ -135,6 +137,7 @@ class Scheduler {
   ScheduledDocument hand_out_locked(const std::shared_ptr<ScheduledJob>& job, DocumentRef doc);
   void cut_walked_ahead_locked(const std::shared_ptr<ScheduledJob>& job);
   bool may_finish_locked(const ScheduledJob& job) const;
+  void completed(const std::shared_ptr<ScheduledJob>& job, size_t documents);
   void finish_locked(const std::shared_ptr<ScheduledJob>& job, JobList& finished);
   static void call_job_finished(const JobList& finished);
 

@@ -51,8 +51,17 @@ void StageClock::resume() {
   running_ = true;
 }
 
-void settle(StageShared& s, std::unique_ptr<WorkItem> item, DocumentState state,
-            const Error* error) {
+namespace {
+
+struct Reported {
+  std::shared_ptr<ScheduledJob> job;
+  DocumentOutcome outcome;
+};
+
+// Releases everything the item holds; the outcome to report, or nullopt when the item went back
+// to the scheduler for another attempt.
+std::optional<Reported> release(StageShared& s, std::unique_ptr<WorkItem> item,
+                                DocumentState state, const Error* error) {
   if (item->input_fd >= 0) {
     ::close(item->input_fd);
     item->input_fd = -1;
@@ -67,7 +76,7 @@ void settle(StageShared& s, std::unique_ptr<WorkItem> item, DocumentState state,
       item->sched.attempt < spec.limits.max_attempts && !item->sched.job->cancelled()) {
     if (s.scheduler.retry(item->sched, s.jitter.delay(item->sched.attempt))) {
       s.pool.put(std::move(item));
-      return;
+      return std::nullopt;
     }
     // Cancelled or stopping meanwhile: the document was not done, so it is not a failure.
     state = DocumentState::kCancelled;
@@ -91,7 +100,42 @@ void settle(StageShared& s, std::unique_ptr<WorkItem> item, DocumentState state,
   }
   std::shared_ptr<ScheduledJob> job = std::move(item->sched.job);
   s.pool.put(std::move(item));
-  s.scheduler.complete(job, std::move(outcome));
+  return Reported{std::move(job), std::move(outcome)};
+}
+
+}  // namespace
+
+void settle(StageShared& s, std::unique_ptr<WorkItem> item, DocumentState state,
+            const Error* error) {
+  std::optional<Reported> r = release(s, std::move(item), state, error);
+  if (r) s.scheduler.complete(r->job, std::move(r->outcome));
+}
+
+void settle_all(StageShared& s, std::vector<Settling>& items) {
+  std::shared_ptr<ScheduledJob> job;
+  std::vector<DocumentOutcome> outcomes;
+  auto flush = [&] {
+    if (!outcomes.empty()) s.scheduler.complete_all(job, std::move(outcomes));
+    outcomes.clear();
+  };
+  for (Settling& it : items) {
+    std::optional<Reported> r;
+    if (it.result) {
+      r = release(s, std::move(it.item), *it.result, nullptr);
+    } else if (it.result.error().code == ErrorCode::kCancelled) {
+      r = release(s, std::move(it.item), DocumentState::kCancelled, nullptr);
+    } else {
+      r = release(s, std::move(it.item), DocumentState::kFailed, &it.result.error());
+    }
+    if (!r) continue;
+    if (r->job != job) {
+      flush();
+      job = std::move(r->job);
+    }
+    outcomes.push_back(std::move(r->outcome));
+  }
+  flush();
+  items.clear();
 }
 
 void settle_error(StageShared& s, std::unique_ptr<WorkItem> item, const Error& error) {
@@ -153,8 +197,10 @@ OutputTarget output_target(const WorkItem& item) {
   return OutputTarget{doc.output.get(), rel, restricted_submitter(spec)};
 }
 
-Status create_output(WorkItem& item) {
-  return item.output.create(item.output_path, output_target(item));
+Status create_output(WorkItem& item, SharedFolders* shared) {
+  OutputTarget target = output_target(item);
+  target.shared = shared;
+  return item.output.create(item.output_path, target);
 }
 
 // ---- shared state -------------------------------------------------------------------------------

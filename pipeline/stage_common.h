@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/result.h"
 #include "pipeline/stages.h"
@@ -43,6 +44,15 @@ void settle(StageShared& s, std::unique_ptr<WorkItem> item, DocumentState state,
 // settle() as cancelled for kCancelled, else as failed with `error`.
 void settle_error(StageShared& s, std::unique_ptr<WorkItem> item, const Error& error);
 
+// An item and how it ended, for settle_all().
+struct Settling {
+  std::unique_ptr<WorkItem> item;
+  Result<DocumentState> result;  // an error: settle_error()'s rules
+};
+// settle() for each, but the outcomes of consecutive items of one job are reported together
+// (Scheduler::complete_all): a writer's batch costs its job one journal write, not one each.
+void settle_all(StageShared& s, std::vector<Settling>& items);
+
 // Checked at every stage boundary and between streamed chunks: cancel and timeouts take effect
 // within one chunk or one whole-document step, never after the rest of the document.
 std::optional<Error> interrupted(const StageShared& s, const WorkItem& item);
@@ -61,6 +71,7 @@ void forward(StageShared& s, std::unique_ptr<WorkItem> item, Stage stage);
 
 // Where the item's output goes: beneath the job's open output folder, never by its path string.
 OutputTarget output_target(const WorkItem& item);
-Status create_output(WorkItem& item);
+// `shared`: the writer batch's open sub-folders (null: the output opens its own).
+Status create_output(WorkItem& item, SharedFolders* shared = nullptr);
 
 }  // namespace docpipe

@@ -313,3 +313,78 @@ TEST_CASE("pipeline: document_state_name and stage_name give the metric label va
 
 }  // namespace
 }  // namespace docpipe
+
+namespace docpipe {
+namespace {
+
+// A job whose first document_committing() (on the writer, before the first rename) waits at a
+// gate, and which remembers how many outcomes each report to it carried.
+class BatchedJob : public testing::FakeJob {
+ public:
+  using FakeJob::FakeJob;
+  Status document_committing(const PendingOutput&) override {
+    if (!held_.exchange(true)) gate.pass();
+    return ok();
+  }
+  void documents_finished(std::vector<DocumentOutcome> outcomes) override {
+    {
+      std::lock_guard lock(sizes_mu_);
+      sizes_.push_back(outcomes.size());
+    }
+    FakeJob::documents_finished(std::move(outcomes));
+  }
+  std::vector<size_t> sizes() const {
+    std::lock_guard lock(sizes_mu_);
+    return sizes_;
+  }
+  testing::Gate gate;
+
+ private:
+  std::atomic<bool> held_{false};
+  mutable std::mutex sizes_mu_;
+  std::vector<size_t> sizes_;
+};
+
+TEST_CASE("pipeline: a writer takes what is queued as one batch and reports it to the job at once") {
+  TempDir dir;
+  std::map<std::string, std::string> files;
+  for (int i = 0; i < 10; ++i) files["d/f" + std::to_string(i) + ".txt"] = "doc " + std::to_string(i);
+  auto docs = make_inputs(dir / "in", files);
+  prometheus::Registry registry;
+  PipelineMetrics metrics(registry);
+  PipelineOptions options = test_options();
+  options.readers = 1;
+  options.writers = 1;
+  auto job = std::make_shared<BatchedJob>(make_spec("b", dir / "out", nullptr), docs);
+  Pipeline pipeline(options, &metrics);
+  OpenAtExit open_at_exit{job->gate};
+  pipeline.add_job(job);
+  // The writer holds its first document until the other nine are queued (the depth counts a
+  // document until the writer starts on it, also one it took in its batch already).
+  REQUIRE(job->gate.wait_reached());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (metrics.queue_depth(Stage::kWrite).Value() < 9) {
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::yield();
+  }
+  job->gate.release();
+  REQUIRE(job->wait_finished());
+  CHECK(job->outcome_count() == 10);
+  for (const auto& o : job->outcomes()) CHECK(o.state == DocumentState::kSucceeded);
+  // Two batches at most: what was queued at the first pop, then everything else at once. One
+  // report per document would be ten.
+  std::string sizes;
+  size_t total = 0;
+  for (size_t n : job->sizes()) {
+    sizes += std::to_string(n) + " ";
+    total += n;
+  }
+  CAPTURE(sizes);
+  CHECK(job->sizes().size() <= 2);
+  CHECK(total == 10);
+  for (const auto& [name, content] : files) CHECK(read_file(dir / ("out/" + name)) == content);
+  CHECK(temp_files_under(dir / "out").empty());
+}
+
+}  // namespace
+}  // namespace docpipe
