@@ -82,10 +82,11 @@ TEST_CASE(
   AddressSpaceCap cap(rlim_t{6} << 30);
   TempDir tmp;
   const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";
-  // 80 KB of nested quotes: about 6 s of CPU here in 17 MB, so its deadline is what stops it
-  // (15,000 levels took 2.9-3.5 s: too close to a 2-3 s deadline on a fast core). The
-  // 20,000-column table grows fast enough to meet either limit first.
-  write_file(in + "/nested.md", nested_quotes(20000));
+  // 160 KB of nested quotes, so its deadline is what stops it: the parse is quadratic, and
+  // 20,000 levels took 6 s of CPU on one machine but 2.1 s on another, too close to a 2 s
+  // deadline; 40,000 take about 4 times as long. The 20,000-column table grows fast enough to
+  // meet either limit first.
+  write_file(in + "/nested.md", nested_quotes(40000));
   write_file(in + "/padded.md", wide_table(200, 20000));  // 46 KB: about 1 GB of cells
   for (int i = 0; i < 5; ++i) write_file(in + "/ok-" + std::to_string(i) + ".md", "*fine*\n");
 
@@ -121,7 +122,9 @@ TEST_CASE("e2e hostile markdown: a daemon killed mid-document resumes the job wi
   AddressSpaceCap cap(rlim_t{6} << 30);
   TempDir tmp;
   const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";
-  write_file(in + "/deep.md", nested_quotes(20000));  // about 6 s of CPU: over its 3 s deadline
+  // Quadratic: 20,000 levels took 6 s of CPU on one machine and 2.1 s on another, under the
+  // 3 s deadline; 40,000 take about 4 times as long, well over it on either.
+  write_file(in + "/deep.md", nested_quotes(40000));
   write_file(in + "/ok.md", "# ok\n");
   nlohmann::json job = make_job("deep", in, out, {{{"op", "markdown.html"}}});
   job["limits"] = {{"document_timeout_ms", 3000}, {"max_failed_documents", 1}};
