@@ -98,7 +98,7 @@ class DeflateBlock : public ComputeTask {
 
 ParallelDeflate::ParallelDeflate(int level, ComputePool& pool, size_t block_bytes)
     : level_(level), block_bytes_(std::max<size_t>(block_bytes, 1)), pool_(pool) {
-  slots_.resize(2 * pool_.size() + 1);
+  slots_.resize(window(pool_.size()));
   for (auto& slot : slots_) slot = std::make_shared<DeflateBlock>();
 }
 

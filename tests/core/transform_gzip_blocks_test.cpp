@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/compute_pool.h"
+#include "core/transforms/deflate_blocks.h"
 #include "core/transforms/gzip_transform.h"
 
 using docpipe::ComputePool;
@@ -313,9 +314,9 @@ TEST_CASE("gzip blocks: 1 GiB through the block path holds a fixed few MiB") {
     out.clear();
   };
   // The free hold (its buffer's capacity, before the blocks take it over), then slots of
-  // dictionary + block in and about a block out, 2 x 2 + 1 of them, and one filling.
-  const size_t bound =
-      2 * options.uncharged_hold_bytes + (2 * pool.size() + 2) * (2 * kBlock + (32u << 10) + 4096);
+  // dictionary + block in and about a block out, window(pool) of them, and one filling.
+  const size_t bound = 2 * options.uncharged_hold_bytes +
+                       (docpipe::ParallelDeflate::window(pool.size()) + 1) * (2 * kBlock + (32u << 10) + 4096);
   size_t peak = 0;
   std::string out;
   for (size_t fed = 0; fed < kTotal; fed += piece.size()) {
