@@ -263,6 +263,7 @@ void Scheduler::interrupt() {
   for (const auto& job : jobs_) {
     job->interrupted_ = true;
     job->cancelled_.store(true, std::memory_order_release);
+    cut_walked_ahead_locked(job);  // none after stop(), which cut them already
   }
 }
 
