@@ -63,8 +63,8 @@ Status OutputFile::create(const std::string& final_path, const OutputTarget& tar
     dir_fd_ = base.fd();
     dir_path_ = &base.path();
   } else if (const DirFd* shared = target.shared != nullptr
-                                        ? target.shared->find(base, target.who, parent)
-                                        : nullptr) {
+                                       ? target.shared->find(base, target.who, parent)
+                                       : nullptr) {
     dir_fd_ = shared->fd();
     dir_path_ = &shared->path();
   } else {

@@ -97,7 +97,8 @@ class Scheduler {
   // Reports a document's final outcome to its job, then finishes the job if that was its last.
   void complete(const std::shared_ptr<ScheduledJob>& job, DocumentOutcome outcome);
   // The same for several documents of one job (PipelineJob::documents_finished).
-  void complete_all(const std::shared_ptr<ScheduledJob>& job, std::vector<DocumentOutcome> outcomes);
+  void complete_all(const std::shared_ptr<ScheduledJob>& job,
+                    std::vector<DocumentOutcome> outcomes);
 
   // Hands a document back for another attempt after `delay` (it stays in flight meanwhile).
   // Returns false, leaving `doc` untouched, if the job was cancelled or the scheduler stopped:

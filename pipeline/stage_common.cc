@@ -60,8 +60,8 @@ struct Reported {
 
 // Releases everything the item holds; the outcome to report, or nullopt when the item went back
 // to the scheduler for another attempt.
-std::optional<Reported> release(StageShared& s, std::unique_ptr<WorkItem> item,
-                                DocumentState state, const Error* error) {
+std::optional<Reported> release(StageShared& s, std::unique_ptr<WorkItem> item, DocumentState state,
+                                const Error* error) {
   if (item->input_fd >= 0) {
     ::close(item->input_fd);
     item->input_fd = -1;

@@ -68,8 +68,8 @@ void sync_folders(std::vector<Settling>& batch) {
       continue;
     }
     const std::pair<dev_t, ino_t> key{st.st_dev, st.st_ino};
-    auto it = std::find_if(synced.begin(), synced.end(),
-                           [&](const auto& e) { return e.first == key; });
+    auto it =
+        std::find_if(synced.begin(), synced.end(), [&](const auto& e) { return e.first == key; });
     Status status = ok();
     if (it != synced.end()) {
       status = it->second;

@@ -331,8 +331,8 @@ TEST_CASE("journal: a batch of records goes in one write and reads back as separ
   auto c = JobJournal::load(d.path);
   REQUIRE(c);
   CHECK(c->records == std::vector<std::string>{R"({"input":"/first"})", R"({"input":"/a"})",
-                                                R"({"input":"/b"})", R"({"input":"/c"})",
-                                                R"({"input":"/last"})"});
+                                               R"({"input":"/b"})", R"({"input":"/c"})",
+                                               R"({"input":"/last"})"});
   CHECK_FALSE(c->torn);
   CHECK(c->good_bytes == d.contents().size());
 }

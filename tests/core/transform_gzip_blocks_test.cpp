@@ -315,8 +315,9 @@ TEST_CASE("gzip blocks: 1 GiB through the block path holds a fixed few MiB") {
   };
   // The free hold (its buffer's capacity, before the blocks take it over), then slots of
   // dictionary + block in and about a block out, window(pool) of them, and one filling.
-  const size_t bound = 2 * options.uncharged_hold_bytes +
-                       (docpipe::ParallelDeflate::window(pool.size()) + 1) * (2 * kBlock + (32u << 10) + 4096);
+  const size_t bound =
+      2 * options.uncharged_hold_bytes +
+      (docpipe::ParallelDeflate::window(pool.size()) + 1) * (2 * kBlock + (32u << 10) + 4096);
   size_t peak = 0;
   std::string out;
   for (size_t fed = 0; fed < kTotal; fed += piece.size()) {

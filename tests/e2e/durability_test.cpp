@@ -156,7 +156,9 @@ TEST_CASE("durability: with fsync each output is fsynced before its rename and i
 // A writer takes the documents queued for it as one batch: each output is fsynced and renamed,
 // then their folder is fsynced once, and only then are their records written (write_stage.cc).
 // Under strace the writers are the slow stage, so documents queue up and batches form.
-TEST_CASE("durability: with fsync a folder is fsynced once per batch - after its renames and before their records") {
+TEST_CASE(
+    "durability: with fsync a folder is fsynced once per batch - after its renames and before "
+    "their records") {
   TempDir tmp;
   const std::string strace = usable_strace(tmp);
   if (strace.empty()) return;
@@ -195,7 +197,9 @@ TEST_CASE("durability: with fsync a folder is fsynced once per batch - after its
   CHECK(folder_syncs.size() <= docs.size() / 2);
 }
 
-TEST_CASE("durability: journal records reach the kernel whole, in writes of their own, before the report") {
+TEST_CASE(
+    "durability: journal records reach the kernel whole, in writes of their own, before the "
+    "report") {
   TempDir tmp;
   const std::string strace = usable_strace(tmp);
   if (strace.empty()) return;

@@ -165,7 +165,8 @@ TEST_CASE("output_file: a symlinked sub-folder of the output folder is refused, 
   CHECK_FALSE(OutputFile::exists(OutputTarget{&*base, "sub/x.txt", nullptr}));
 }
 
-TEST_CASE("output_file: outputs of one batch share their sub-folder, and a swap is refused after it") {
+TEST_CASE(
+    "output_file: outputs of one batch share their sub-folder, and a swap is refused after it") {
   TempDir dir;
   testing::fs::create_directories(dir / "out/sub");
   testing::fs::create_directories(dir / "elsewhere");

@@ -345,10 +345,12 @@ class BatchedJob : public testing::FakeJob {
   std::vector<size_t> sizes_;
 };
 
-TEST_CASE("pipeline: a writer takes what is queued as one batch and reports it to the job at once") {
+TEST_CASE(
+    "pipeline: a writer takes what is queued as one batch and reports it to the job at once") {
   TempDir dir;
   std::map<std::string, std::string> files;
-  for (int i = 0; i < 10; ++i) files["d/f" + std::to_string(i) + ".txt"] = "doc " + std::to_string(i);
+  for (int i = 0; i < 10; ++i)
+    files["d/f" + std::to_string(i) + ".txt"] = "doc " + std::to_string(i);
   auto docs = make_inputs(dir / "in", files);
   prometheus::Registry registry;
   PipelineMetrics metrics(registry);

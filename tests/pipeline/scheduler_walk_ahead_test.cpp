@@ -22,7 +22,8 @@ using testing::FakeJob;
 using testing::make_spec;
 using testing::outcome_for;
 
-TEST_CASE("scheduler walk-ahead: one walk takes up to 16 documents, handed out in turn with other jobs") {
+TEST_CASE(
+    "scheduler walk-ahead: one walk takes up to 16 documents, handed out in turn with other jobs") {
   Scheduler s;
   auto big = counted_job("big", 100);
   s.add_job(big);
@@ -105,7 +106,8 @@ TEST_CASE("scheduler walk-ahead: a cancel hands out the documents walked ahead a
   CHECK(job->outcome_count() == job->taken());
 }
 
-TEST_CASE("scheduler walk-ahead: stop hands out the documents walked ahead as cancelled, then ends") {
+TEST_CASE(
+    "scheduler walk-ahead: stop hands out the documents walked ahead as cancelled, then ends") {
   Scheduler s;
   auto job = counted_job("s", 100);
   s.add_job(job);
