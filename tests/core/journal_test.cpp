@@ -49,6 +49,22 @@ struct JournalDir {
   std::string root, path;
 };
 
+// Mounts an 8 KiB tmpfs below d.root (a file system to fill), or says why not and returns "".
+// The test unmounts it once it has read what it wrote there.
+std::string mount_small_tmpfs(const JournalDir& d) {
+  if (::geteuid() != 0) {
+    skip_test("mounting a tmpfs needs root");
+    return "";
+  }
+  const std::string mnt = d.root + "/small";
+  fs::create_directory(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=8k") != 0) {
+    skip_test(std::string("cannot mount a tmpfs: ") + std::strerror(errno));
+    return "";
+  }
+  return mnt;
+}
+
 }  // namespace
 
 TEST_CASE("journal: records written are read back in order with the header's submit time") {
@@ -275,13 +291,9 @@ TEST_CASE("journal: intent records are read apart from document records") {
 }
 
 TEST_CASE("journal: a write that fails for lack of space leaves no partial record behind") {
-  if (::geteuid() != 0) return skip_test("mounting a tmpfs needs root");
   JournalDir d;
-  const std::string mnt = d.root + "/small";
-  fs::create_directory(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=8k") != 0) {
-    return skip_test(std::string("cannot mount a tmpfs: ") + std::strerror(errno));
-  }
+  const std::string mnt = mount_small_tmpfs(d);
+  if (mnt.empty()) return;
   const std::string path = mnt + "/job.journal";
   size_t good_records = 0;
   docpipe::Status last;
@@ -338,13 +350,9 @@ TEST_CASE("journal: a batch of records goes in one write and reads back as separ
 }
 
 TEST_CASE("journal: a batch that does not fit leaves none of its records behind") {
-  if (::geteuid() != 0) return skip_test("mounting a tmpfs needs root");
   JournalDir d;
-  const std::string mnt = d.root + "/small";
-  fs::create_directory(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=8k") != 0) {
-    return skip_test(std::string("cannot mount a tmpfs: ") + std::strerror(errno));
-  }
+  const std::string mnt = mount_small_tmpfs(d);
+  if (mnt.empty()) return;
   const std::string path = mnt + "/job.journal";
   docpipe::Status written;
   {
