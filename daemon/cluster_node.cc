@@ -367,6 +367,10 @@ class LocalJob : public PipelineJob {
     return job_->document_committing(p);
   }
   void document_finished(DocumentOutcome o) override { job_->document_finished(std::move(o)); }
+  // A writer's batch stays one call: one journal write for the job.
+  void documents_finished(std::vector<DocumentOutcome> outcomes) override {
+    job_->documents_finished(std::move(outcomes));
+  }
   void job_finished(bool cancelled) override {
     over_();
     job_->job_finished(cancelled);
