@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "tests/e2e/harness.h"
@@ -213,7 +214,15 @@ int DaemonProcess::wait_exit(milliseconds timeout) {
 
 int DaemonProcess::terminate(milliseconds timeout) {
   if (!reaped_ && pid_ > 0) ::kill(pid_, SIGTERM);
-  return wait_exit(timeout);
+  const int code = wait_exit(timeout);
+  // A failed stop says why only in the daemon's log (a sanitizer's report goes there too), and
+  // the test's folder with the log is gone once the test ends: show its end now.
+  if (code != 0) {
+    const std::string text = log();
+    std::cerr << "daemon (pid " << pid_ << ") exited with " << code << " on SIGTERM; its log ends:\n"
+              << text.substr(text.size() > 20000 ? text.size() - 20000 : 0) << "\n";
+  }
+  return code;
 }
 
 void DaemonProcess::expect_running() {
