@@ -219,7 +219,8 @@ int DaemonProcess::terminate(milliseconds timeout) {
   // the test's folder with the log is gone once the test ends: show its end now.
   if (code != 0) {
     const std::string text = log();
-    std::cerr << "daemon (pid " << pid_ << ") exited with " << code << " on SIGTERM; its log ends:\n"
+    std::cerr << "daemon (pid " << pid_ << ") exited with " << code
+              << " on SIGTERM; its log ends:\n"
               << text.substr(text.size() > 20000 ? text.size() - 20000 : 0) << "\n";
   }
   return code;
