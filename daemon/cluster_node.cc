@@ -367,6 +367,7 @@ class LocalJob : public PipelineJob {
     return job_->document_committing(p);
   }
   void document_finished(DocumentOutcome o) override { job_->document_finished(std::move(o)); }
+  bool taking_documents() const override { return job_->taking_documents(); }
   // A writer's batch stays one call: one journal write for the job.
   void documents_finished(std::vector<DocumentOutcome> outcomes) override {
     job_->documents_finished(std::move(outcomes));

@@ -11,9 +11,8 @@
 // it, a kill -9 between the rename and the document record made the job fail (fail) or count its
 // own output as skipped (skip). See docs/design-crash.md.
 // Pipeline threads call into it concurrently (guarded by mu_, the journal by journal_mu_); the
-// loop thread reads the final
-// state only after job_finished(). Resume (open, replay, intents, the unresumable report) lives
-// in daemon_job_resume.cc; the record format in core/journal_record.h.
+// loop thread reads the final state only after job_finished(). Resume (open, replay, intents, the
+// unresumable report) lives in daemon_job_resume.cc; the record format in core/journal_record.h.
 
 #include <atomic>
 #include <functional>
@@ -64,6 +63,7 @@ class DaemonJob : public PipelineJob {
   void document_finished(DocumentOutcome outcome) override;
   void documents_finished(std::vector<DocumentOutcome> outcomes) override;
   void job_finished(bool cancelled) override;
+  bool taking_documents() const override { return !stop_taking_; }
 
   // Asks the job to take no more documents (user cancel). Thread-safe.
   void request_cancel(std::string reason);
@@ -168,7 +168,7 @@ class DaemonJob : public PipelineJob {
   // Intent records of a resumed job not (yet) followed by their document record; open() only.
   std::unordered_map<std::string, IntentRecord> pending_intents_;
   bool source_done_ = false;
-  bool stop_taking_ = false;
+  std::atomic<bool> stop_taking_{false};  // written under mu_; read lock-free by the scheduler
   bool user_cancelled_ = false;
   bool finished_ = false;  // job_finished() ran: the report is final
 };

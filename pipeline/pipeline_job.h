@@ -56,6 +56,11 @@ class PipelineJob {
   // possibly concurrently for several documents of the job.
   virtual void document_finished(DocumentOutcome outcome) = 0;
 
+  // False once the job takes no more documents of its own accord (too many failures, a journal it
+  // cannot write): documents a reader walked ahead are then handed out as cancelled, not
+  // processed. Called by a reader under the scheduler's lock: must not block.
+  virtual bool taking_documents() const { return true; }
+
   // Several documents' outcomes at once, in the order given: a writer reports the documents of
   // one batch together (a daemon job records them in one journal write). Same contract as
   // document_finished() for each.

@@ -35,7 +35,7 @@ std::optional<ScheduledDocument> Scheduler::take_retry_locked() {
   ScheduledDocument& doc = it->second;
   if (!stopped_ && !doc.job->cancelled() && it->first > clock_.now()) return std::nullopt;
   ScheduledDocument out = std::move(doc);
-  out.cancelled = stopped_ || out.job->cancelled();
+  out.cancelled = out.cancelled || stopped_ || out.job->cancelled();  // cut: stays cut
   retries_.erase(it);
   return out;
 }
@@ -82,7 +82,11 @@ ScheduledDocument Scheduler::hand_out_locked(const std::shared_ptr<ScheduledJob>
   job->pulling_ = false;
   ++job->in_flight_;
   ++in_flight_;
-  const bool cut = stopped_ || job->cancelled();
+  // A job that stopped taking documents on its own yields nothing more (its next_document()
+  // says so too): what it had walked ahead is not processed.
+  const bool stopped_taking = !job->job().taking_documents();
+  if (stopped_taking) job->exhausted_ = true;
+  const bool cut = stopped_ || job->cancelled() || stopped_taking;
   if (cut) {
     cut_walked_ahead_locked(job);
   } else if (!job->exhausted_ || !job->walked_ahead_.empty()) {

@@ -77,7 +77,8 @@ class Scheduler {
   // kWalkAheadTime, or the job is cancelled): with one document per walk, readers sharing one
   // job took turns in its walk and woke each other for every document (a futex wait and wake
   // each, issue 12's profile). The documents walked ahead are handed out before the job's next
-  // walk, in turn with other jobs as before; a cancel or stop hands them out as cancelled.
+  // walk, in turn with other jobs as before; a cancel or stop, or a job that stopped taking
+  // documents (PipelineJob::taking_documents), hands them out as cancelled.
   static constexpr size_t kWalkAhead = 16;
   static constexpr std::chrono::milliseconds kWalkAheadTime{2};
 

@@ -153,8 +153,7 @@ TEST_CASE("e2e recovery: a 5000-document job survives kill -9 at three random po
     CHECK(recorded.size() > 0);
     // No document was done twice (its input recorded twice), and the documents that will be
     // redone, outputs renamed but not yet recorded, are at most one batch per writer (io_threads
-    // 2; with fsync a writer renames up to 32 before their folder's fsync and their records,
-    // pipeline/write_stage.cc kMaxBatch).
+    // 2; a writer renames up to 32 before their records, pipeline/write_stage.cc kMaxBatch).
     CHECK(recorded.size() == journal.records.size());
     const size_t outputs = count_outputs(out);
     CHECK(outputs >= recorded.size());

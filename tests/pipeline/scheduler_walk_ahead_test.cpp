@@ -4,6 +4,7 @@
 // or stop hands them out as cancelled, so that every document taken still gets its outcome.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -125,6 +126,44 @@ TEST_CASE(
   CHECK(job->outcome_count() == job->taken());
   CHECK(job->finished_calls() == 0);  // dropped unfinished, as every job of a stopped scheduler
   CHECK(s.documents_in_flight() == 0);
+}
+
+// A job that stops taking documents of its own accord (as a daemon job does past
+// max_failed_documents, or when its journal fails): its next_document() yields nothing more.
+class StoppingJob : public FakeJob {
+ public:
+  explicit StoppingJob(size_t count)
+      : FakeJob(make_spec("stop", "/out", nullptr), [this, count](size_t i) {
+          std::optional<DocumentRef> doc;
+          if (taking && i < count) doc = DocumentRef{"/in/" + std::to_string(i), std::to_string(i)};
+          return doc;
+        }) {}
+  bool taking_documents() const override { return taking; }
+  std::atomic<bool> taking{true};
+};
+
+TEST_CASE("scheduler walk-ahead: a job that stops taking documents gets the rest back cancelled") {
+  Scheduler s;
+  auto job = std::make_shared<StoppingJob>(100);
+  s.add_job(job);
+  auto d = s.next();
+  REQUIRE(d);
+  CHECK_FALSE(d->cancelled);
+  REQUIRE(job->taken() == Scheduler::kWalkAhead);
+  job->taking = false;  // e.g. too many documents failed
+  std::vector<ScheduledDocument> rest;
+  for (size_t i = 1; i < Scheduler::kWalkAhead; ++i) {
+    auto c = s.next();
+    REQUIRE(c);
+    CHECK(c->cancelled);  // walked before the stop, never processed after it
+    rest.push_back(std::move(*c));
+  }
+  s.complete(d->job, outcome_for(*d));
+  for (auto& c : rest) s.complete(c.job, outcome_for(c));
+  CHECK(job->taken() == Scheduler::kWalkAhead);
+  CHECK(job->outcome_count() == job->taken());
+  CHECK(job->finished_calls() == 1);
+  CHECK(s.job_count() == 0);
 }
 
 TEST_CASE("scheduler walk-ahead: a slow walk stops walking ahead after 2 ms") {
