@@ -126,9 +126,7 @@ void OutputFile::release_folder() {
 }
 
 Status OutputFile::write(std::string_view data) {
-  Status st = sha_.update(data);
-  if (!st) return st;
-  bytes_written_ += data.size();
+  const std::string_view all = data;
   while (!data.empty()) {
     ssize_t n = ::write(fd_, data.data(), data.size());
     if (n < 0) {
@@ -137,7 +135,8 @@ Status OutputFile::write(std::string_view data) {
     }
     data.remove_prefix(static_cast<size_t>(n));
   }
-  return ok();
+  bytes_written_ += all.size();
+  return sha_.update(all);
 }
 
 Status OutputFile::sync() {
