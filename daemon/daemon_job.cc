@@ -219,6 +219,8 @@ void DaemonJob::documents_finished(std::vector<DocumentOutcome> outcomes) {
     if (!st) {
       std::lock_guard<std::mutex> lock(mu_);
       journal_failed(st.error());
+    } else {
+      stream_manifest(payloads);
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -287,8 +289,46 @@ JobReport DaemonJob::report() const {
   return report_;
 }
 
+void DaemonJob::stream_manifest(const std::vector<std::string>& payloads) {
+  if (manifest_path_.empty() || manifest_stream_failed_) return;
+  if (!manifest_stream_) {
+    Result<AtomicFileWriter> created = AtomicFileWriter::create(manifest_path_, durable_);
+    if (!created) {
+      manifest_stream_failed_ = true;
+      return;
+    }
+    manifest_stream_.emplace(std::move(*created));
+  }
+  Status st = ok();
+  for (const std::string& payload : payloads) {
+    st = manifest_stream_->write(payload);
+    if (st) st = manifest_stream_->write("\n");
+    if (!st) break;
+  }
+  if (!st) {
+    // Not the job's failure: the journal has the records, and the end-of-job scan reads them.
+    manifest_stream_.reset();  // removes the temp file
+    manifest_stream_failed_ = true;
+  }
+}
+
 Status DaemonJob::write_manifest(const std::string& journal_path,
-                                 const std::string& manifest_path) const {
+                                 const std::string& manifest_path) {
+  {
+    std::lock_guard<std::mutex> journal_lock(journal_mu_);
+    // Whole only if every record went to both: a journal that failed stopped taking them.
+    const bool whole = manifest_stream_ && !manifest_stream_failed_ &&
+                       !journal_broken_.load(std::memory_order_acquire) &&
+                       manifest_path == manifest_path_;
+    std::optional<AtomicFileWriter> stream = std::exchange(manifest_stream_, std::nullopt);
+    manifest_stream_failed_ = true;  // once: a retried finish scans
+    if (whole) {
+      Status committed = stream->commit();
+      if (committed) return committed;
+      // Failed (the temp file is gone): the scan below writes it from the journal, or says why
+      // it cannot.
+    }
+  }
   std::lock_guard<std::mutex> lock(mu_);
   return docpipe::write_manifest(journal_path, manifest_path, superseded_, durable_);
 }

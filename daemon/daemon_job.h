@@ -18,12 +18,14 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "core/clock.h"
 #include "core/document_source.h"
+#include "core/fs_util.h"
 #include "core/journal.h"
 #include "core/journal_record.h"
 #include "core/report.h"
@@ -55,7 +57,16 @@ class DaemonJob : public PipelineJob {
 
   // Creates the journal, or with `resume` replays and reopens an existing one (a missing journal
   // starts afresh). Blocking: call off the loop thread.
-  Status open(const std::string& journal_path, bool resume, bool durable);
+  //
+  // `manifest_path` (the spool's active/ID.manifest.jsonl; empty: none) lets a job whose journal
+  // starts afresh stream its manifest as it goes: each batch of document records goes to the
+  // journal and then, the same bytes, to a temp file beside the manifest (AtomicFileWriter,
+  // buffered), which write_manifest() only commits. Without it the manifest is written at the end
+  // from a scan of the whole journal: a serial pass over every record (CRCs, parses) between the
+  // last document and the report, 4 % of a 20,000-document job's time on tmpfs (issue 12). A
+  // resumed job, whose journal holds records of earlier runs, always scans.
+  Status open(const std::string& journal_path, bool resume, bool durable,
+              const std::string& manifest_path = {});
 
   const JobSpec& spec() const override { return spec_; }
   std::optional<DocumentRef> next_document() override;
@@ -72,8 +83,10 @@ class DaemonJob : public PipelineJob {
   Status close_journal();
 
   // Writes the manifest from the journal (core/manifest_writer.h: one line per document, in
-  // journal order, a superseded input by its last record). Call after close_journal().
-  Status write_manifest(const std::string& journal_path, const std::string& manifest_path) const;
+  // journal order, a superseded input by its last record). Call after close_journal(). A job that
+  // streamed its manifest (see open) commits that instead: the same lines, as the journal holds
+  // them. Should the stream have failed (a full spool), the journal is scanned as before.
+  Status write_manifest(const std::string& journal_path, const std::string& manifest_path);
 
   // The report; complete once job_finished() has run.
   JobReport report() const;
@@ -153,6 +166,14 @@ class DaemonJob : public PipelineJob {
   uint64_t unsynced_records_ = 0;  // under journal_mu_
   // Set (under both locks) by journal_failed(); read under either.
   std::atomic<bool> journal_broken_{false};
+  // The manifest as it is streamed (see open), under journal_mu_. `manifest_path_` is empty when
+  // the job does not stream (resumed, or not asked to); the stream is created at the first
+  // record and dropped (its temp file removed) at its first failure, for the end-of-job scan.
+  std::string manifest_path_;
+  std::optional<AtomicFileWriter> manifest_stream_;
+  bool manifest_stream_failed_ = false;
+  // Appends the records just journalled to the streamed manifest. Call with journal_mu_ held.
+  void stream_manifest(const std::vector<std::string>& payloads);
 
   mutable std::mutex mu_;
   std::string journal_error_;  // first journal write error, reported in the job's reason

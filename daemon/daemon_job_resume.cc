@@ -60,7 +60,8 @@ bool DaemonJob::output_exists(const JobSpec& spec, const DocumentRef& doc,
   return OutputFile::exists(OutputTarget{doc.output.get(), rel, nullptr});
 }
 
-Status DaemonJob::open(const std::string& journal_path, bool resume, bool durable) {
+Status DaemonJob::open(const std::string& journal_path, bool resume, bool durable,
+                       const std::string& manifest_path) {
   durable_ = durable;
   source_ = make_document_source(spec_);
   // Before the job is admitted nothing else touches it; the locks keep that easy to check.
@@ -98,6 +99,8 @@ Status DaemonJob::open(const std::string& journal_path, bool resume, bool durabl
                {{"job", spec_.id}, {"error", scanned.error().message}});
     }
   }
+  // Afresh: every record the journal will hold is this run's, so the manifest can be streamed.
+  manifest_path_ = manifest_path;
   return journal_.create(journal_path, spec_.id, report_.submitted_at_ms);
 }
 

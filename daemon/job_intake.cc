@@ -35,7 +35,7 @@ std::shared_ptr<DaemonJob> JobIntake::make_job(ValidatedJob validated, bool resu
   auto job = std::make_shared<DaemonJob>(
       std::move(validated.spec), validated.documents, deps_.clock.wall_ms(), &deps_.metrics,
       &deps_.progress, [table](DaemonJob* j) { table->post_finished(j); }, deps_.clock);
-  opened = job->open(journal, resume, deps_.durable);
+  opened = job->open(journal, resume, deps_.durable, deps_.spool.active_manifest(job->spec().id));
   return job;
 }
 

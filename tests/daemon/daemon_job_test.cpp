@@ -71,7 +71,8 @@ TEST_CASE("daemon job: resume counts its journal, skips done documents, redoes a
                    done_record(f.in("d.txt"), f.out("d.txt"), "skipped")});
   DaemonJob job(f.spec({"a.txt", "b.txt", "c.txt", "d.txt", "e.txt"}, IfExists::kReplace, 5), 5, 1,
                 nullptr, nullptr, [](DaemonJob*) {});
-  REQUIRE(job.open(f.journal, /*resume=*/true, /*durable=*/false));
+  // Asked to stream its manifest, a resumed job does not: its journal holds earlier runs' records.
+  REQUIRE(job.open(f.journal, /*resume=*/true, /*durable=*/false, f.manifest));
   CHECK(job.resumed_documents() == 4);
   CHECK(job.journal_damage().empty());
   JobReport before = job.report();
@@ -105,6 +106,69 @@ TEST_CASE("daemon job: resume counts its journal, skips done documents, redoes a
   CHECK(JobFolder::read(f.manifest) == journal->records[0] + "\n" + journal->records[2] + "\n" +
                                            journal->records[3] + "\n" + journal->records[4] + "\n" +
                                            journal->records[5] + "\n");
+}
+
+// The temp files beside `path` (AtomicFileWriter's ".NAME.docpipe-tmp.*").
+std::vector<std::string> temps_of(const std::string& path) {
+  std::vector<std::string> out;
+  const std::string prefix = "." + std::string(base_name(path)) + ".docpipe-tmp.";
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::filesystem::path(path).parent_path())) {
+    if (e.path().filename().string().starts_with(prefix)) out.push_back(e.path().string());
+  }
+  return out;
+}
+
+TEST_CASE("daemon job: a fresh job streams its manifest as it journals and commits it at the end") {
+  JobFolder f;
+  DaemonJob job(f.spec({"a.txt", "b.txt", "c.txt"}), 3, 1000, nullptr, nullptr, [](DaemonJob*) {});
+  REQUIRE(job.open(f.journal, /*resume=*/false, /*durable=*/false, f.manifest));
+  std::vector<DocumentRef> docs = drain(job);
+  REQUIRE(docs.size() == 3);
+  CHECK(temps_of(f.manifest).empty());  // created at the first record
+  job.document_finished(outcome_of(docs[0], f.out("a.txt")));
+  std::vector<DocumentOutcome> batch;
+  batch.push_back(outcome_of(docs[1], f.out("b.txt"), DocumentState::kFailed, "boom"));
+  batch.push_back(outcome_of(docs[2], f.out("c.txt")));
+  job.documents_finished(std::move(batch));
+  REQUIRE(temps_of(f.manifest).size() == 1);
+  CHECK_FALSE(std::filesystem::exists(f.manifest));
+  job.job_finished(false);
+  REQUIRE(job.close_journal());
+  auto journal = JobJournal::load(f.journal);
+  REQUIRE(journal);
+  REQUIRE(journal->records.size() == 3);
+  const std::string expected =
+      journal->records[0] + "\n" + journal->records[1] + "\n" + journal->records[2] + "\n";
+  // The journal is not read again: with it gone, the manifest is still whole.
+  std::filesystem::remove(f.journal);
+  REQUIRE(job.write_manifest(f.journal, f.manifest));
+  CHECK(JobFolder::read(f.manifest) == expected);
+  CHECK(temps_of(f.manifest).empty());
+}
+
+TEST_CASE(
+    "daemon job: a manifest stream that cannot be written leaves the job to the journal scan") {
+  JobFolder f;
+  const std::string later = f.root + "/later/job.manifest.jsonl";  // its folder does not exist yet
+  DaemonJob job(f.spec({"a.txt", "b.txt"}), 2, 1000, nullptr, nullptr, [](DaemonJob*) {});
+  REQUIRE(job.open(f.journal, /*resume=*/false, /*durable=*/false, later));
+  std::vector<DocumentRef> docs = drain(job);
+  REQUIRE(docs.size() == 2);
+  for (const auto& d : docs) {
+    job.document_finished(outcome_of(d, f.out(std::string(base_name(d.input_path)))));
+  }
+  job.job_finished(false);
+  REQUIRE(job.close_journal());
+  JobReport r = job.report();
+  CHECK(r.state == JobState::kSucceeded);  // the stream's failure is not the job's
+  CHECK(r.counts.succeeded == 2);
+  std::filesystem::create_directories(f.root + "/later");
+  REQUIRE(job.write_manifest(f.journal, later));
+  auto journal = JobJournal::load(f.journal);
+  REQUIRE(journal);
+  REQUIRE(journal->records.size() == 2);
+  CHECK(JobFolder::read(later) == journal->records[0] + "\n" + journal->records[1] + "\n");
 }
 
 TEST_CASE("daemon job: a later record for the same input replaces the earlier one in the counts") {
