@@ -174,7 +174,8 @@ class JobParser {
     if (step == nullptr && step_errors.empty()) {
       errors_.push_back({path, "transform \"" + info.op + "\" refused its parameters"});
     }
-    if (step != nullptr) steps_.push_back(std::move(step));
+    // The job's report still lists it (transform_ops); the chain need not run it.
+    if (step != nullptr && !step->passes_through()) steps_.push_back(std::move(step));
     if (!info.streaming) spec_.holds_whole_documents = true;
   }
 

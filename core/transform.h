@@ -74,6 +74,9 @@ class TransformStep {
  public:
   virtual ~TransformStep() = default;
   virtual std::unique_ptr<DocumentTransform> begin(const DocumentContext& doc) const = 0;
+  // A step whose output is always its input (identity) is left out of the job's chain: a chain
+  // of only such steps is empty, and the pipeline copies the document without a transform stage.
+  virtual bool passes_through() const { return false; }
 };
 
 // One parameter in a transform's schema, for `docpipe transforms` and validation messages.

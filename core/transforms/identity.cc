@@ -21,6 +21,7 @@ class IdentityStep : public TransformStep {
   std::unique_ptr<DocumentTransform> begin(const DocumentContext&) const override {
     return std::make_unique<IdentityTransform>();
   }
+  bool passes_through() const override { return true; }
 };
 
 const ParamSchema& schema() {

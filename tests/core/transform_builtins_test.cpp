@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/transform_chain.h"
+#include "tests/core/job_spec_support.h"
 #include "tests/core/transform_test_util.h"
 
 using docpipe::DocumentContext;
@@ -77,6 +78,28 @@ TEST_CASE("builtin transforms: identity copies any chunking, empty documents inc
   CHECK(run_ok(*identity, text) == text);
   CHECK(run_ok(*identity, "") == "");
   CHECK(errors_text(config_errors("identity", json{{"level", 1}})) == "level: unknown parameter\n");
+}
+
+TEST_CASE("builtin transforms: identity steps are listed in the job but left out of its chain") {
+  nlohmann::json job = docpipe::test::minimal_job();
+  job["transforms"] = json::array({json{{"op", "identity"}}, json{{"op", "identity"}}});
+  docpipe::JobSpec copy = docpipe::test::parse_ok(job.dump());
+  CHECK(copy.transform_ops == std::vector<std::string>{"identity", "identity"});
+  REQUIRE(copy.chain != nullptr);
+  CHECK(copy.chain->empty());  // the pipeline copies it without a transform stage
+
+  job["transforms"] =
+      json::array({json{{"op", "identity"}}, json{{"op", "redact"}, {"patterns", {"email"}}},
+                   json{{"op", "identity"}}});
+  docpipe::JobSpec redacting = docpipe::test::parse_ok(job.dump());
+  CHECK(redacting.transform_ops == std::vector<std::string>{"identity", "redact", "identity"});
+  REQUIRE(redacting.chain != nullptr);
+  CHECK(redacting.chain->size() == 1);
+  std::string out;
+  docpipe::TransformChain::Run run = redacting.chain->begin(docpipe::DocumentContext{});
+  REQUIRE(run.update("mail a@example.com now", out));
+  REQUIRE(run.finish(out));
+  CHECK(out == "mail [REDACTED] now");
 }
 
 TEST_CASE("builtin transforms: redact then gzip then gunzip in one chain gives the redacted text") {
