@@ -1,11 +1,23 @@
 // The reader stage: takes a slot and the scheduler's next document, checks if_exists, opens the
 // input beneath the job's folder, charges the budget and reads a small document whole.
+//
+// A small document with an empty chain (a copy) is not handed on: the reader that read it also
+// writes it, in batches of up to kOwnBatch (write_batch, as a writer does). Its bytes are then
+// written from the cache of the core that read them, and no queue hand-off (a futex wake and a
+// context switch) is paid per batch. Measured on 20,000 x 4 KiB on tmpfs (issue 12): 8 % less
+// wall time and 6 % less CPU than handing them to the writers. A reader holding such a batch
+// never blocks while holding it: where it would wait (a slot, the byte budget, the scheduler
+// with nothing to hand out) it writes the batch first, since what it waits for may be what the
+// batch holds. (Handing a document on to the transformers may wait while it holds one: nothing
+// downstream waits for a reader.)
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
+#include <vector>
 
 #include "core/path_util.h"
 #include "pipeline/stage_common.h"
@@ -47,8 +59,53 @@ Status read_whole(WorkItem& item, size_t expected, size_t limit) {
   return ok();
 }
 
+constexpr size_t kOwnBatch = 16;
+
+// The documents a reader writes itself (see above), and how it waits without holding them.
+class OwnBatch {
+ public:
+  explicit OwnBatch(StageShared& s) : s_(s) {}
+  OwnBatch(const OwnBatch&) = delete;
+  OwnBatch& operator=(const OwnBatch&) = delete;
+  ~OwnBatch() { flush(); }
+
+  void add(std::unique_ptr<WorkItem> item) {
+    end_stage(s_.clock, *item);  // it waits here as it would in the write queue
+    items_.push_back(std::move(item));
+    if (items_.size() >= kOwnBatch) flush();
+  }
+  void flush() {
+    if (!items_.empty()) write_batch(s_, items_, /*queued=*/false);
+  }
+
+  bool acquire_slot() {
+    if (!items_.empty() && s_.slots.try_acquire()) return true;
+    flush();
+    return s_.slots.acquire();
+  }
+  bool acquire_bytes(size_t n) {
+    if (!items_.empty() && s_.budget.try_acquire(n)) return true;
+    flush();
+    return s_.budget.acquire(n);
+  }
+  std::optional<ScheduledDocument> next_document() {
+    if (!items_.empty()) {
+      bool would_wait = false;
+      std::optional<ScheduledDocument> doc = s_.scheduler.next(&would_wait);
+      if (doc || !would_wait) return doc;
+      flush();
+    }
+    return s_.scheduler.next();
+  }
+
+ private:
+  StageShared& s_;
+  std::vector<std::unique_ptr<WorkItem>> items_;
+};
+
 // Returns the item to hand on, or null when it was settled here (failed, skipped, cancelled).
-std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem> item) {
+std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem> item,
+                                        OwnBatch& own) {
   const JobSpec& spec = item->sched.job->spec();
   const std::string& input = item->sched.doc.input_path;
   item->time_left =
@@ -94,7 +151,7 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
   const bool chunked = item->streamed && !item->sched.job->spec().holds_whole_documents;
   const size_t charge = chunked ? s.options.chunk_bytes : size;
   clock.pause();
-  const bool admitted = s.budget.acquire(charge);
+  const bool admitted = own.acquire_bytes(charge);
   clock.resume();
   if (admitted) item->held_bytes = charge;
   if (!admitted || item->sched.job->cancelled()) {
@@ -120,9 +177,10 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
 }  // namespace
 
 void run_reader(StageShared& s) {
+  OwnBatch own(s);
   for (;;) {
-    if (!s.slots.acquire()) return;
-    std::optional<ScheduledDocument> next = s.scheduler.next();
+    if (!own.acquire_slot()) return;
+    std::optional<ScheduledDocument> next = own.next_document();
     if (!next) {
       s.slots.release();
       return;
@@ -136,11 +194,13 @@ void run_reader(StageShared& s) {
       settle(s, std::move(item), DocumentState::kCancelled, nullptr);
       continue;
     }
-    item = read_document(s, std::move(item));
+    item = read_document(s, std::move(item), own);
     if (!item) continue;
-    // An empty chain (a copy) skips the transformer: one hand-off less per small document.
-    const bool transform = item->streamed || !spec.chain->empty();
-    forward(s, std::move(item), transform ? Stage::kTransform : Stage::kWrite);
+    if (item->streamed || !spec.chain->empty()) {
+      forward(s, std::move(item), Stage::kTransform);
+    } else {
+      own.add(std::move(item));  // a copy: this reader writes it (see the top of the file)
+    }
   }
 }
 

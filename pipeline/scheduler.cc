@@ -133,7 +133,7 @@ bool Scheduler::may_finish_locked(const ScheduledJob& job) const {
          job.walked_ahead_.empty() && (job.exhausted_ || job.cancelled());
 }
 
-std::optional<ScheduledDocument> Scheduler::next() {
+std::optional<ScheduledDocument> Scheduler::next(bool* would_wait) {
   std::unique_lock lock(mu_);
   JobList finished;
   for (;;) {
@@ -168,6 +168,10 @@ std::optional<ScheduledDocument> Scheduler::next() {
     }
     if (doc) return doc;
     if (stopped_) return std::nullopt;
+    if (would_wait != nullptr) {
+      *would_wait = true;
+      return std::nullopt;
+    }
     ++waiting_;
     if (retries_.empty()) {
       cv_.wait(lock);

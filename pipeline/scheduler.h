@@ -93,7 +93,9 @@ class Scheduler {
 
   // The next document to process: a retry that is due, else a new document. Blocks while there is
   // none, until add_job(), a retry falling due, or stop(); nullopt once stopped and drained.
-  std::optional<ScheduledDocument> next();
+  // With `would_wait`, returns nullopt and sets it instead of blocking (a reader that holds
+  // documents of its own writes them first: see read_stage.cc).
+  std::optional<ScheduledDocument> next(bool* would_wait = nullptr);
 
   // Reports a document's final outcome to its job, then finishes the job if that was its last.
   void complete(const std::shared_ptr<ScheduledJob>& job, DocumentOutcome outcome);

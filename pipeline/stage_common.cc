@@ -12,14 +12,14 @@ namespace {
 constexpr size_t kPoolItems = 64;
 constexpr size_t kPooledBufferCapacity = 64u << 10;
 
+}  // namespace
+
 // The stage hands the item on: what it used is gone from the document's time.
 void end_stage(const Clock& clock, WorkItem& item) {
   if (item.time_left == Clock::duration::max()) return;
   item.time_left -= clock.now() - item.stage_started;
   item.deadline = Clock::time_point::max();  // not running while it waits in a queue
 }
-
-}  // namespace
 
 void trim(std::string& buffer) {
   if (buffer.capacity() > kPooledBufferCapacity) {

@@ -59,6 +59,7 @@ std::optional<Error> interrupted(const StageShared& s, const WorkItem& item);
 
 // A stage takes the item: its remaining processing time starts running.
 void begin_stage(const Clock& clock, WorkItem& item);
+void end_stage(const Clock& clock, WorkItem& item);
 
 // A streamed document moved on (a chunk read, transformed and written): its document_timeout_ms
 // starts over. The limit bounds time without progress, so a large document that makes steady

@@ -95,5 +95,8 @@ void run_reader(StageShared& s);
 // 100 ms while idle): the pool shrinks live when the worker count is lowered.
 void run_transformer(StageShared& s, const std::atomic<bool>& retire);
 void run_writer(StageShared& s);
+// Writes, renames and reports a batch of documents as a writer does (write_stage.cc), and
+// empties `batch`. `queued`: they came through the write queue (its depth is counted down).
+void write_batch(StageShared& s, std::vector<std::unique_ptr<WorkItem>>& batch, bool queued);
 
 }  // namespace docpipe

@@ -84,40 +84,45 @@ void sync_folders(std::vector<Settling>& batch) {
 
 }  // namespace
 
+void write_batch(StageShared& s, std::vector<std::unique_ptr<WorkItem>>& taken, bool queued) {
+  std::vector<Settling> batch;
+  batch.reserve(taken.size());
+  SharedFolders folders;
+  // Folders are fsynced once per batch; one document alone syncs its own in commit().
+  const bool keep_folders = s.options.fsync && taken.size() > 1;
+  for (std::unique_ptr<WorkItem>& item : taken) {
+    if (queued) s.add_queue_depth(Stage::kWrite, -1);
+    begin_stage(s.clock, *item);
+    if (auto e = interrupted(s, *item)) {
+      batch.push_back(Settling{std::move(item), *e});
+      continue;
+    }
+    std::optional<Result<DocumentState>> written;
+    {
+      StageClock clock(s, Stage::kWrite);
+      written.emplace(write_document(s, *item, keep_folders, folders));
+    }
+    batch.push_back(Settling{std::move(item), std::move(*written)});
+  }
+  taken.clear();
+  if (keep_folders) {
+    StageClock clock(s, Stage::kWrite);
+    sync_folders(batch);
+  }
+  settle_all(s, batch);
+  folders.clear();  // after the outcomes: a failed output's temp file is removed through it
+}
+
 void run_writer(StageShared& s) {
   std::vector<std::unique_ptr<WorkItem>> taken;
-  std::vector<Settling> batch;
-  SharedFolders folders;
   while (std::optional<std::unique_ptr<WorkItem>> popped = s.write_queue.pop()) {
-    taken.clear();
     taken.push_back(std::move(*popped));
     while (taken.size() < kMaxBatch) {
       std::optional<std::unique_ptr<WorkItem>> more = s.write_queue.try_pop();
       if (!more) break;
       taken.push_back(std::move(*more));
     }
-    // Folders are fsynced once per batch; one document alone syncs its own in commit().
-    const bool keep_folders = s.options.fsync && taken.size() > 1;
-    for (std::unique_ptr<WorkItem>& item : taken) {
-      s.add_queue_depth(Stage::kWrite, -1);
-      begin_stage(s.clock, *item);
-      if (auto e = interrupted(s, *item)) {
-        batch.push_back(Settling{std::move(item), *e});
-        continue;
-      }
-      std::optional<Result<DocumentState>> written;
-      {
-        StageClock clock(s, Stage::kWrite);
-        written.emplace(write_document(s, *item, keep_folders, folders));
-      }
-      batch.push_back(Settling{std::move(item), std::move(*written)});
-    }
-    if (keep_folders) {
-      StageClock clock(s, Stage::kWrite);
-      sync_folders(batch);
-    }
-    settle_all(s, batch);
-    folders.clear();  // after the outcomes: a failed output's temp file is removed through it
+    write_batch(s, taken, /*queued=*/true);
   }
 }
 

@@ -8,6 +8,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <set>
 #include <thread>
 
 #include "tests/pipeline/pipeline_test_names.h"
@@ -357,7 +359,9 @@ TEST_CASE(
   PipelineOptions options = test_options();
   options.readers = 1;
   options.writers = 1;
-  auto job = std::make_shared<BatchedJob>(make_spec("b", dir / "out", nullptr), docs);
+  // A transform (a copy is written by its reader, see the tests below).
+  auto job =
+      std::make_shared<BatchedJob>(make_spec("b", dir / "out", chain_of({upper_step()})), docs);
   Pipeline pipeline(options, &metrics);
   OpenAtExit open_at_exit{job->gate};
   pipeline.add_job(job);
@@ -384,8 +388,92 @@ TEST_CASE(
   CAPTURE(sizes);
   CHECK(job->sizes().size() <= 2);
   CHECK(total == 10);
+  for (const auto& [name, content] : files) {
+    std::string upper = content;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    CHECK(read_file(dir / ("out/" + name)) == upper);
+  }
+  CHECK(temp_files_under(dir / "out").empty());
+}
+
+// A job that notes the name of each thread that renames one of its outputs into place.
+class WriterNamesJob : public BatchedJob {
+ public:
+  using BatchedJob::BatchedJob;
+  Status document_committing(const PendingOutput&) override {
+    char name[16] = {};
+    ::pthread_getname_np(::pthread_self(), name, sizeof name);
+    std::string stage = name;  // "dp-read-0": the stage without the thread's number
+    stage = stage.substr(0, stage.rfind('-'));
+    std::lock_guard lock(names_mu_);
+    names_.insert(stage);
+    return ok();
+  }
+  std::set<std::string> names() const {
+    std::lock_guard lock(names_mu_);
+    return names_;
+  }
+
+ private:
+  mutable std::mutex names_mu_;
+  std::set<std::string> names_;
+};
+
+TEST_CASE("pipeline: a reader writes the copies it reads itself, in batches of up to 16") {
+  TempDir dir;
+  std::map<std::string, std::string> files;
+  for (int i = 0; i < 100; ++i) files["d" + std::to_string(i % 3) + "/f" + std::to_string(i)] = "c";
+  auto docs = make_inputs(dir / "in", files);
+  prometheus::Registry registry;
+  PipelineMetrics metrics(registry);
+  PipelineOptions options = test_options();
+  options.readers = 1;
+  options.fsync = true;  // the batch's folders are fsynced once each, as a writer's are
+  auto job = std::make_shared<WriterNamesJob>(make_spec("c", dir / "out", nullptr), docs);
+  run_job(job, options, &metrics);
+  CHECK(job->names() == std::set<std::string>{"dp-read"});
+  size_t total = 0;
+  for (size_t n : job->sizes()) {
+    CHECK(n <= 16);
+    total += n;
+  }
+  CHECK(total == 100);
+  CHECK(job->sizes().size() < 100);  // batched: not one report per document
+  // One sample per document written, and one per batch whose folders were fsynced together.
+  CHECK(metrics.stage_duration(Stage::kWrite).Collect().histogram.sample_count >= 100);
+  CHECK(metrics.stage_duration(Stage::kTransform).Collect().histogram.sample_count == 0);
   for (const auto& [name, content] : files) CHECK(read_file(dir / ("out/" + name)) == content);
   CHECK(temp_files_under(dir / "out").empty());
+
+  // Transformed documents still go to the writers.
+  TempDir dir2;
+  auto docs2 = make_inputs(dir2 / "in", {{"a", "x"}, {"b", "y"}});
+  auto upper = std::make_shared<WriterNamesJob>(
+      make_spec("u", dir2 / "out", chain_of({upper_step()})), docs2);
+  run_job(upper, options);
+  CHECK(upper->names() == std::set<std::string>{"dp-write"});
+}
+
+TEST_CASE("pipeline: a reader holding copies writes them before it waits for a slot or bytes") {
+  TempDir dir;
+  std::map<std::string, std::string> files;
+  for (int i = 0; i < 40; ++i) files["f" + std::to_string(i)] = "0123456789";
+  auto docs = make_inputs(dir / "in", files);
+  SUBCASE("two documents in flight: the reader's third slot waits for its own batch") {
+    PipelineOptions options = test_options();
+    options.readers = 1;
+    options.max_in_flight_documents = 2;
+    auto job = std::make_shared<FakeJob>(make_spec("s", dir / "out", nullptr), docs);
+    CHECK(run_job(job, options).size() == 40);
+  }
+  SUBCASE("a budget of 15 bytes: the second document's bytes wait for the first's") {
+    PipelineOptions options = test_options();
+    options.readers = 1;
+    options.memory_budget_bytes = 15;
+    auto job = std::make_shared<FakeJob>(make_spec("m", dir / "out", nullptr), docs);
+    CHECK(run_job(job, options).size() == 40);
+  }
+  for (const auto& [name, content] : files) CHECK(read_file(dir / ("out/" + name)) == content);
 }
 
 }  // namespace
