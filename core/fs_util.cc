@@ -161,6 +161,15 @@ Status AtomicFileWriter::write(std::string_view data) {
   return ok();
 }
 
+Status AtomicFileWriter::write_through(std::string_view data) {
+  if (failed_) return *failed_;
+  if (fd_ < 0) return make_error(ErrorCode::kInternal, "write " + path_ + ": already committed");
+  Status st = flush();
+  if (st) st = write_all(fd_, data, tmp_);
+  if (!st) return fail(st.error());
+  return ok();
+}
+
 Status AtomicFileWriter::commit() {
   if (failed_) return *failed_;
   if (fd_ < 0) return make_error(ErrorCode::kInternal, "commit " + path_ + ": already committed");

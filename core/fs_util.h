@@ -36,6 +36,9 @@ class AtomicFileWriter {
 
   // The first failure sticks: later writes and commit() return it (the temp file is gone).
   Status write(std::string_view data);
+  // Writes `data` now (after anything buffered), in one write(2) where the kernel takes it
+  // whole, and allocates no buffer: for a writer that stays open long and batches on its own.
+  Status write_through(std::string_view data);
   Status commit();
   // Drops the temp file; the target is untouched. Idempotent.
   void abort();

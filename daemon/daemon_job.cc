@@ -299,13 +299,17 @@ void DaemonJob::stream_manifest(const std::vector<std::string>& payloads) {
     }
     manifest_stream_.emplace(std::move(*created));
   }
-  Status st = ok();
+  // One write(2) per batch, as for the journal, and no buffer kept: a running job holds the
+  // stream's descriptor and nothing else (max_active_jobs has no upper bound).
+  size_t bytes = 0;
+  for (const std::string& payload : payloads) bytes += payload.size() + 1;
+  std::string lines;
+  lines.reserve(bytes);
   for (const std::string& payload : payloads) {
-    st = manifest_stream_->write(payload);
-    if (st) st = manifest_stream_->write("\n");
-    if (!st) break;
+    lines.append(payload);
+    lines.push_back('\n');
   }
-  if (!st) {
+  if (Status st = manifest_stream_->write_through(lines); !st) {
     // Not the job's failure: the journal has the records, and the end-of-job scan reads them.
     manifest_stream_.reset();  // removes the temp file
     manifest_stream_failed_ = true;

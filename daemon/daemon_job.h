@@ -60,11 +60,12 @@ class DaemonJob : public PipelineJob {
   //
   // `manifest_path` (the spool's active/ID.manifest.jsonl; empty: none) lets a job whose journal
   // starts afresh stream its manifest as it goes: each batch of document records goes to the
-  // journal and then, the same bytes, to a temp file beside the manifest (AtomicFileWriter,
-  // buffered), which write_manifest() only commits. Without it the manifest is written at the end
-  // from a scan of the whole journal: a serial pass over every record (CRCs, parses) between the
-  // last document and the report, 4 % of a 20,000-document job's time on tmpfs (issue 12). A
-  // resumed job, whose journal holds records of earlier runs, always scans.
+  // journal and then, the same bytes, to a temp file beside the manifest (AtomicFileWriter::
+  // write_through: one write(2) per batch, no buffer kept), which write_manifest() only commits.
+  // Without it the manifest is written at the end from a scan of the whole journal: a serial
+  // pass over every record (CRCs, parses) between the last document and the report, 4 % of a
+  // 20,000-document job's time on tmpfs (issue 12). A resumed job, whose journal holds records
+  // of earlier runs, always scans.
   Status open(const std::string& journal_path, bool resume, bool durable,
               const std::string& manifest_path = {});
 

@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "core/path_util.h"
@@ -133,6 +134,9 @@ TEST_CASE("daemon job: a fresh job streams its manifest as it journals and commi
   job.documents_finished(std::move(batch));
   REQUIRE(temps_of(f.manifest).size() == 1);
   CHECK_FALSE(std::filesystem::exists(f.manifest));
+  // Written through, not held in a buffer: the temp file has every record so far.
+  const std::string so_far = JobFolder::read(temps_of(f.manifest)[0]);
+  CHECK(std::count(so_far.begin(), so_far.end(), '\n') == 3);
   job.job_finished(false);
   REQUIRE(job.close_journal());
   auto journal = JobJournal::load(f.journal);
