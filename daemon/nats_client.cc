@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <thread>
 #include <cstring>
 #include <optional>
+#include <thread>
 
 #include "core/fs_util.h"
 
@@ -36,8 +36,9 @@ uint16_t crc16(const unsigned char* data, size_t n) {  // CRC-16/XMODEM, as nkey
   uint16_t crc = 0;
   for (size_t i = 0; i < n; ++i) {
     crc ^= static_cast<uint16_t>(data[i]) << 8;
-    for (int b = 0; b < 8; ++b) crc = (crc & 0x8000) ? static_cast<uint16_t>((crc << 1) ^ 0x1021)
-                                                      : static_cast<uint16_t>(crc << 1);
+    for (int b = 0; b < 8; ++b)
+      crc = (crc & 0x8000) ? static_cast<uint16_t>((crc << 1) ^ 0x1021)
+                           : static_cast<uint16_t>(crc << 1);
   }
   return crc;
 }
@@ -92,7 +93,8 @@ Result<std::string> nkey_public_key(std::string_view seed) {
   if (crc16(raw->data(), 34) != crc) return bad("checksum mismatch");
   constexpr unsigned char kSeedPrefix = 18 << 3;  // 'S'
   if (((*raw)[0] & 0xf8) != kSeedPrefix) return bad("does not start with S");
-  const unsigned char type = static_cast<unsigned char>((((*raw)[0] & 7) << 5) | (((*raw)[1] & 0xf8) >> 3));
+  const unsigned char type =
+      static_cast<unsigned char>((((*raw)[0] & 7) << 5) | (((*raw)[1] & 0xf8) >> 3));
   EVP_PKEY* key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, raw->data() + 2, 32);
   if (key == nullptr) return bad("not an ed25519 seed");
   unsigned char pub[32];
@@ -125,8 +127,8 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const ClusterCon
     if (s != NATS_OK) return nats_error(what, s);
     return ok();
   };
-  Status st = check("servers", natsOptions_SetServers(opts.get(), urls.data(),
-                                                      static_cast<int>(urls.size())));
+  Status st = check("servers",
+                    natsOptions_SetServers(opts.get(), urls.data(), static_cast<int>(urls.size())));
   if (st) st = check("name", natsOptions_SetName(opts.get(), client_name.c_str()));
   if (st) st = check("reconnect", natsOptions_SetMaxReconnect(opts.get(), -1));
   if (st) {
@@ -140,16 +142,16 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const ClusterCon
   if (st) st = check("ping", natsOptions_SetPingInterval(opts.get(), 2000));
   if (st) st = check("ping", natsOptions_SetMaxPingsOut(opts.get(), 3));
   if (st) {
-    st = check("callbacks",
-               natsOptions_SetDisconnectedCB(opts.get(), on_disconnected, self.get()));
+    st = check("callbacks", natsOptions_SetDisconnectedCB(opts.get(), on_disconnected, self.get()));
   }
   if (st) {
     st = check("callbacks", natsOptions_SetReconnectedCB(opts.get(), on_reconnected, self.get()));
   }
+  if (st) st = check("callbacks", natsOptions_SetClosedCB(opts.get(), on_closed, self.get()));
   if (st && !config.credentials.empty()) {
-    st = check("credentials " + config.credentials,
-               natsOptions_SetUserCredentialsFromFiles(opts.get(), config.credentials.c_str(),
-                                                       nullptr));
+    st = check(
+        "credentials " + config.credentials,
+        natsOptions_SetUserCredentialsFromFiles(opts.get(), config.credentials.c_str(), nullptr));
   }
   std::string nkey;
   if (st && !config.nkey_seed.empty()) {
@@ -165,8 +167,8 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const ClusterCon
                natsOptions_SetNKeyFromSeed(opts.get(), nkey.c_str(), config.nkey_seed.c_str()));
   }
   if (st && !config.user.empty()) {
-    st = check("user", natsOptions_SetUserInfo(opts.get(), config.user.c_str(),
-                                                config.password.c_str()));
+    st = check("user",
+               natsOptions_SetUserInfo(opts.get(), config.user.c_str(), config.password.c_str()));
   }
   if (st && !config.token.empty()) {
     st = check("token", natsOptions_SetToken(opts.get(), config.token.c_str()));
@@ -210,7 +212,16 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const ClusterCon
 NatsConnection::~NatsConnection() {
   if (js_ != nullptr) jsCtx_Destroy(js_);
   if (nc_ != nullptr) {
+    // Close queues the disconnected callback and then the closed one on libnats' callback
+    // thread, which runs them later, in order, with `this`. Without this wait a shutdown freed
+    // the connection while on_disconnected was still to run (a use after free seen by ASan in
+    // the prometheus e2e test). The closed callback is queued exactly once per connection (now,
+    // or when it closed earlier), so the wait ends.
     natsConnection_Close(nc_);
+    {
+      std::unique_lock lock(closed_mu_);
+      closed_cv_.wait(lock, [this] { return closed_; });
+    }
     natsConnection_Destroy(nc_);
   }
 }
@@ -251,6 +262,13 @@ void NatsConnection::on_reconnected(natsConnection*, void* self) {
   auto* c = static_cast<NatsConnection*>(self);
   c->reconnects_.fetch_add(1);
   if (c->events_.reconnected) c->events_.reconnected(false);
+}
+
+void NatsConnection::on_closed(natsConnection*, void* self) {
+  auto* c = static_cast<NatsConnection*>(self);
+  std::lock_guard lock(c->closed_mu_);
+  c->closed_ = true;
+  c->closed_cv_.notify_all();
 }
 
 void NatsConnection::on_connected(natsConnection*, void* self) {
@@ -294,8 +312,8 @@ Result<uint64_t> kv_create(kvStore* kv, const std::string& key, const std::strin
 Result<uint64_t> kv_update(kvStore* kv, const std::string& key, const std::string& value,
                            uint64_t revision) {
   uint64_t rev = 0;
-  natsStatus s = kvStore_Update(&rev, kv, key.c_str(), value.data(),
-                                static_cast<int>(value.size()), revision);
+  natsStatus s =
+      kvStore_Update(&rev, kv, key.c_str(), value.data(), static_cast<int>(value.size()), revision);
   if (s == NATS_OK) return rev;
   Error e = nats_error("update " + key, s);
   auto now = kv_get(kv, key);
@@ -307,8 +325,7 @@ Result<uint64_t> kv_update(kvStore* kv, const std::string& key, const std::strin
 
 Result<uint64_t> kv_put(kvStore* kv, const std::string& key, const std::string& value) {
   uint64_t rev = 0;
-  natsStatus s =
-      kvStore_Put(&rev, kv, key.c_str(), value.data(), static_cast<int>(value.size()));
+  natsStatus s = kvStore_Put(&rev, kv, key.c_str(), value.data(), static_cast<int>(value.size()));
   if (s != NATS_OK) return nats_error("put " + key, s);
   return rev;
 }

@@ -9,6 +9,7 @@
 #include <nats/nats.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -96,6 +97,7 @@ class NatsConnection {
   static void on_disconnected(natsConnection* nc, void* self);
   static void on_reconnected(natsConnection* nc, void* self);
   static void on_connected(natsConnection* nc, void* self);
+  static void on_closed(natsConnection* nc, void* self);
   static int64_t reconnect_delay(natsConnection* nc, int attempts, void* self);
 
   natsConnection* nc_ = nullptr;
@@ -105,6 +107,11 @@ class NatsConnection {
   int64_t max_wait_ms_ = 10000;
   std::atomic<uint64_t> reconnects_{0};
   std::string first_error_;
+  // Set by on_closed, which libnats calls after every other callback of the connection (one
+  // thread runs them all, in order): the destructor waits for it before `this` goes away.
+  std::mutex closed_mu_;
+  std::condition_variable closed_cv_;
+  bool closed_ = false;
 };
 
 // KV helpers. Each is blocking (a request to the servers).

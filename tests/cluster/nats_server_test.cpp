@@ -1,16 +1,21 @@
 // The NatsServer / NatsCluster fixture, and the JetStream behaviours the cluster relies on,
 // proved on the nats-server installed here (2.9.10) with the libnats the daemon links.
 
+#include "tests/support/nats_server.h"
+
 #include <doctest/doctest.h>
 #include <nats/nats.h>
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "tests/support/nats_server.h"
+#include "config/daemon_config.h"
+#include "daemon/nats_client.h"
 
 using docpipe::test::NatsCluster;
 using docpipe::test::NatsServer;
@@ -111,8 +116,8 @@ void publish(jsCtx* js, const std::string& subject, const std::string& payload) 
   const bool ok = poll_until(
       [&] {
         jsPubAck* pa = nullptr;
-        last = js_Publish(&pa, js, subject.c_str(), payload.data(), int(payload.size()), &po,
-                          &jerr);
+        last =
+            js_Publish(&pa, js, subject.c_str(), payload.data(), int(payload.size()), &po, &jerr);
         jsPubAck_Destroy(pa);
         return last == NATS_OK;
       },
@@ -272,7 +277,8 @@ TEST_CASE("nats server: a 3-server cluster keeps R3 streams and KV usable with o
   natsSubscription_Destroy(sub);
 }
 
-TEST_CASE("nats server: stream messages survive a whole-cluster restart and the client reconnects") {
+TEST_CASE(
+    "nats server: stream messages survive a whole-cluster restart and the client reconnects") {
   auto cluster = NatsCluster::start(3);
   Client c(cluster->urls());
   add_work_queue_stream(c.js, "KEEP", 3);
@@ -327,4 +333,29 @@ TEST_CASE("nats server: an unacked message is redelivered after AckWait and NakW
   natsMsg_Destroy(third);
   CHECK(poll_until([&] { return stream_messages(c.js, "REDO") == 0; }, 5s));
   natsSubscription_Destroy(sub);
+}
+
+TEST_CASE("nats client: a connection is destroyed only after its last callback has returned") {
+  auto server = NatsServer::start();
+  REQUIRE(server->running());
+  docpipe::ClusterConfig config;
+  config.nats = {server->url()};
+  std::atomic<int> disconnects{0};
+  auto connected = docpipe::NatsConnection::connect(
+      config, "docpipe test",
+      {.disconnected =
+           [&] {
+             // A slow handler (a log line to a busy disk): libnats runs it on its own thread
+             // after Close, so it is still to run, or running, when the destructor is entered.
+             const auto until = std::chrono::steady_clock::now() + 200ms;
+             while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
+             disconnects.fetch_add(1);
+           },
+       .reconnected = [](bool) {}});
+  REQUIRE(connected);
+  std::unique_ptr<docpipe::NatsConnection> nc = std::move(*connected);
+  REQUIRE(poll_until([&] { return nc->connected(); }, 5s));
+  nc.reset();
+  // Before the fix the destructor returned at once and the handler ran on freed memory.
+  CHECK(disconnects.load() == 1);
 }
