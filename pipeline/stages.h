@@ -96,7 +96,7 @@ void run_reader(StageShared& s);
 void run_transformer(StageShared& s, const std::atomic<bool>& retire);
 void run_writer(StageShared& s);
 // Writes, renames and reports a batch of documents as a writer does (write_stage.cc), and
-// empties `batch`. `queued`: they came through the write queue (its depth is counted down).
-void write_batch(StageShared& s, std::vector<std::unique_ptr<WorkItem>>& batch, bool queued);
+// empties `taken`. `queued`: they came through the write queue (its depth is counted down).
+void write_batch(StageShared& s, std::vector<std::unique_ptr<WorkItem>>& taken, bool queued);
 
 }  // namespace docpipe

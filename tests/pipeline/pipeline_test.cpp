@@ -459,20 +459,16 @@ TEST_CASE("pipeline: a reader holding copies writes them before it waits for a s
   std::map<std::string, std::string> files;
   for (int i = 0; i < 40; ++i) files["f" + std::to_string(i)] = "0123456789";
   auto docs = make_inputs(dir / "in", files);
+  PipelineOptions options = test_options();
+  options.readers = 1;
   SUBCASE("two documents in flight: the reader's third slot waits for its own batch") {
-    PipelineOptions options = test_options();
-    options.readers = 1;
     options.max_in_flight_documents = 2;
-    auto job = std::make_shared<FakeJob>(make_spec("s", dir / "out", nullptr), docs);
-    CHECK(run_job(job, options).size() == 40);
   }
   SUBCASE("a budget of 15 bytes: the second document's bytes wait for the first's") {
-    PipelineOptions options = test_options();
-    options.readers = 1;
     options.memory_budget_bytes = 15;
-    auto job = std::make_shared<FakeJob>(make_spec("m", dir / "out", nullptr), docs);
-    CHECK(run_job(job, options).size() == 40);
   }
+  auto job = std::make_shared<FakeJob>(make_spec("w", dir / "out", nullptr), docs);
+  CHECK(run_job(job, options).size() == 40);
   for (const auto& [name, content] : files) CHECK(read_file(dir / ("out/" + name)) == content);
 }
 
