@@ -290,11 +290,11 @@ JobReport DaemonJob::report() const {
 }
 
 void DaemonJob::stream_manifest(const std::vector<std::string>& payloads) {
-  if (manifest_path_.empty() || manifest_stream_failed_) return;
+  if (manifest_path_.empty()) return;
   if (!manifest_stream_) {
     Result<AtomicFileWriter> created = AtomicFileWriter::create(manifest_path_, durable_);
     if (!created) {
-      manifest_stream_failed_ = true;
+      manifest_path_.clear();  // not streamed: the end-of-job scan writes it
       return;
     }
     manifest_stream_.emplace(std::move(*created));
@@ -312,7 +312,7 @@ void DaemonJob::stream_manifest(const std::vector<std::string>& payloads) {
   if (Status st = manifest_stream_->write_through(lines); !st) {
     // Not the job's failure: the journal has the records, and the end-of-job scan reads them.
     manifest_stream_.reset();  // removes the temp file
-    manifest_stream_failed_ = true;
+    manifest_path_.clear();
   }
 }
 
@@ -321,11 +321,10 @@ Status DaemonJob::write_manifest(const std::string& journal_path,
   {
     std::lock_guard<std::mutex> journal_lock(journal_mu_);
     // Whole only if every record went to both: a journal that failed stopped taking them.
-    const bool whole = manifest_stream_ && !manifest_stream_failed_ &&
-                       !journal_broken_.load(std::memory_order_acquire) &&
+    const bool whole = manifest_stream_ && !journal_broken_.load(std::memory_order_acquire) &&
                        manifest_path == manifest_path_;
     std::optional<AtomicFileWriter> stream = std::exchange(manifest_stream_, std::nullopt);
-    manifest_stream_failed_ = true;  // once: a retried finish scans
+    manifest_path_.clear();  // once: a retried finish scans
     if (whole) {
       Status committed = stream->commit();
       if (committed) return committed;

@@ -168,11 +168,11 @@ class DaemonJob : public PipelineJob {
   // Set (under both locks) by journal_failed(); read under either.
   std::atomic<bool> journal_broken_{false};
   // The manifest as it is streamed (see open), under journal_mu_. `manifest_path_` is empty when
-  // the job does not stream (resumed, or not asked to); the stream is created at the first
-  // record and dropped (its temp file removed) at its first failure, for the end-of-job scan.
+  // the job does not stream (resumed, not asked to, or the stream failed); the stream is created
+  // at the first record and dropped (its temp file removed) at its first failure, for the
+  // end-of-job scan.
   std::string manifest_path_;
   std::optional<AtomicFileWriter> manifest_stream_;
-  bool manifest_stream_failed_ = false;
   // Appends the records just journalled to the streamed manifest. Call with journal_mu_ held.
   void stream_manifest(const std::vector<std::string>& payloads);
 

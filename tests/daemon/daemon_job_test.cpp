@@ -11,6 +11,7 @@
 
 #include "core/path_util.h"
 #include "tests/daemon/daemon_job_fixture.h"
+#include "tests/pipeline/pipeline_test_support.h"
 
 namespace docpipe {
 namespace {
@@ -19,6 +20,7 @@ using test::done_record;
 using test::drain;
 using test::JobFolder;
 using test::outcome_of;
+using testing::temp_files_under;
 
 std::vector<std::string> inputs_of(const std::vector<DocumentRef>& docs) {
   std::vector<std::string> out;
@@ -109,33 +111,22 @@ TEST_CASE("daemon job: resume counts its journal, skips done documents, redoes a
                                            journal->records[5] + "\n");
 }
 
-// The temp files beside `path` (AtomicFileWriter's ".NAME.docpipe-tmp.*").
-std::vector<std::string> temps_of(const std::string& path) {
-  std::vector<std::string> out;
-  const std::string prefix = "." + std::string(base_name(path)) + ".docpipe-tmp.";
-  for (const auto& e :
-       std::filesystem::directory_iterator(std::filesystem::path(path).parent_path())) {
-    if (e.path().filename().string().starts_with(prefix)) out.push_back(e.path().string());
-  }
-  return out;
-}
-
 TEST_CASE("daemon job: a fresh job streams its manifest as it journals and commits it at the end") {
   JobFolder f;
   DaemonJob job(f.spec({"a.txt", "b.txt", "c.txt"}), 3, 1000, nullptr, nullptr, [](DaemonJob*) {});
   REQUIRE(job.open(f.journal, /*resume=*/false, /*durable=*/false, f.manifest));
   std::vector<DocumentRef> docs = drain(job);
   REQUIRE(docs.size() == 3);
-  CHECK(temps_of(f.manifest).empty());  // created at the first record
+  CHECK(temp_files_under(f.root).empty());  // created at the first record
   job.document_finished(outcome_of(docs[0], f.out("a.txt")));
   std::vector<DocumentOutcome> batch;
   batch.push_back(outcome_of(docs[1], f.out("b.txt"), DocumentState::kFailed, "boom"));
   batch.push_back(outcome_of(docs[2], f.out("c.txt")));
   job.documents_finished(std::move(batch));
-  REQUIRE(temps_of(f.manifest).size() == 1);
+  REQUIRE(temp_files_under(f.root).size() == 1);
   CHECK_FALSE(std::filesystem::exists(f.manifest));
   // Written through, not held in a buffer: the temp file has every record so far.
-  const std::string so_far = JobFolder::read(temps_of(f.manifest)[0]);
+  const std::string so_far = JobFolder::read(temp_files_under(f.root)[0]);
   CHECK(std::count(so_far.begin(), so_far.end(), '\n') == 3);
   job.job_finished(false);
   REQUIRE(job.close_journal());
@@ -148,7 +139,7 @@ TEST_CASE("daemon job: a fresh job streams its manifest as it journals and commi
   std::filesystem::remove(f.journal);
   REQUIRE(job.write_manifest(f.journal, f.manifest));
   CHECK(JobFolder::read(f.manifest) == expected);
-  CHECK(temps_of(f.manifest).empty());
+  CHECK(temp_files_under(f.root).empty());
 }
 
 TEST_CASE(
