@@ -1,7 +1,7 @@
 #include "core/journal_record.h"
 
 #include <charconv>
-
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 namespace docpipe {
@@ -41,9 +41,17 @@ class RecordWriter {
     out_.append(buf, r.ptr);
     return *this;
   }
+  // What dump() writes for a double (its serializer's dump_float), without building a json
+  // value and a serializer per record: null for NaN and infinities, else the shortest text that
+  // reads back as the same double (Grisu2, nlohmann's own to_chars).
   RecordWriter& real(std::string_view key, double value) {
     start(key);
-    out_ += dump(nlohmann::ordered_json(value));
+    if (!std::isfinite(value)) {
+      out_ += "null";
+      return *this;
+    }
+    char buf[64];  // the serializer's own number buffer size
+    out_.append(buf, nlohmann::detail::to_chars(buf, buf + sizeof buf, value));
     return *this;
   }
   std::string done() {

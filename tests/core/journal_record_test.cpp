@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include <bit>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -183,8 +185,28 @@ TEST_CASE("journal record: records are byte for byte what nlohmann's dump writes
   auto reference = [](const nlohmann::ordered_json& j) {
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   };
-  const double doubles[] = {0.0, 1.0, 0.25, 1e-7, 123456.789, 1e300, 3.0e-5, 2.5e15, 1.0 / 3};
-  for (int i = 0; i < 2000; ++i) {
+  const double doubles[] = {0.0,
+                            -0.0,
+                            1.0,
+                            0.25,
+                            1e-7,
+                            123456.789,
+                            1e300,
+                            3.0e-5,
+                            2.5e15,
+                            1.0 / 3,
+                            -42.5,
+                            std::numeric_limits<double>::denorm_min(),
+                            std::numeric_limits<double>::max(),
+                            std::numeric_limits<double>::quiet_NaN(),
+                            std::numeric_limits<double>::infinity(),
+                            -std::numeric_limits<double>::infinity()};
+  // Half the records take a listed double (scaled), half any bit pattern at all.
+  auto random_double = [&](int i) {
+    if (i % 2 == 0) return doubles[i / 2 % std::size(doubles)] * (1 + i % 7);
+    return std::bit_cast<double>(rng());
+  };
+  for (int i = 0; i < 4000; ++i) {
     DocumentRecord d{.input = random_text(),
                      .output = random_text(),
                      .state = static_cast<RecordState>(rng() % 3),
@@ -192,7 +214,7 @@ TEST_CASE("journal record: records are byte for byte what nlohmann's dump writes
                      .bytes_out = rng() % 100000,
                      .sha256 = random_text(),
                      .attempts = static_cast<int>(rng() % 101),
-                     .duration_seconds = doubles[i % std::size(doubles)] * (1 + i % 7),
+                     .duration_seconds = random_double(i),
                      .error = random_text()};
     nlohmann::ordered_json j;
     j["input"] = d.input;
