@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <unordered_map>
 
 #include "core/access_check.h"
 #include "core/document_source.h"
@@ -97,10 +99,61 @@ bool check_input_dir(JobSpec& job, const Roots& roots, FieldErrors& errors) {
   return true;
 }
 
+// output.extension can give two inputs of one folder one output ("a.md" and "a.txt" both become
+// "a.txt" with ".txt"); the second would overwrite the first. The walk is depth-first, so the
+// output names of each folder on the current path are kept and a folder's are dropped once the
+// walk has left it: memory follows the size of the folders, not of the job.
+class OutputCollisions {
+ public:
+  explicit OutputCollisions(const OutputSpec& output) : output_(output) {}
+
+  // The name of an earlier input of the same folder with the same output as `relative_path`.
+  std::optional<std::string> check(std::string_view relative_path) {
+    const std::string_view name = base_name(relative_path);
+    const std::string_view folder = relative_path.substr(0, relative_path.size() - name.size());
+    while (!path_.empty() && !folder.starts_with(path_.back().folder)) path_.pop_back();
+    if (path_.empty() || path_.back().folder != folder) path_.push_back({std::string(folder), {}});
+    auto [it, inserted] =
+        path_.back().outputs.emplace(output_name_for(output_, name), std::string(name));
+    if (inserted) return std::nullopt;
+    return std::string(folder) + it->second;
+  }
+
+ private:
+  struct Folder {
+    std::string folder;                                    // "a/b/" ("" for the input folder)
+    std::unordered_map<std::string, std::string> outputs;  // output name -> input name
+  };
+  const OutputSpec& output_;
+  std::vector<Folder> path_;
+};
+
+constexpr size_t kMaxCollisionErrors = 10;
+
 size_t count_dir_documents(const JobSpec& job, FieldErrors& errors) {
   std::unique_ptr<DocumentSource> source = make_document_source(job, SourceUse::kCount);
   size_t count = 0;
-  while (source->next()) ++count;
+  std::optional<OutputCollisions> collisions;
+  if (job.output.extension) collisions.emplace(job.output);
+  size_t collided = 0;
+  while (std::optional<DocumentRef> doc = source->next()) {
+    ++count;
+    if (!collisions) continue;
+    std::optional<std::string> other = collisions->check(doc->relative_path);
+    if (!other) continue;
+    if (++collided > kMaxCollisionErrors) continue;
+    errors.push_back({"output.extension",
+                      "inputs " + *other + " and " + doc->relative_path +
+                          " would both be written to " +
+                          output_relative_path(job.output, doc->relative_path) +
+                          " (below output.dir); exclude one of them, or keep the names and use "
+                          "output.suffix"});
+  }
+  if (collided > kMaxCollisionErrors) {
+    errors.push_back({"output.extension", "... and " +
+                                              std::to_string(collided - kMaxCollisionErrors) +
+                                              " more inputs whose outputs would collide"});
+  }
   std::vector<std::string> walk_errors = source->errors();
   for (std::string& e : walk_errors) errors.push_back({"input.dir", std::move(e)});
   if (const std::optional<Error>& fatal = source->fatal_error()) {

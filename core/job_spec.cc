@@ -27,6 +27,7 @@ class JobParser {
     parse_id(top);
     if (const json* v = top.require("input")) parse_input(*v);
     if (const json* v = top.require("output")) parse_output(*v);
+    check_file_outputs();
     if (const json* v = top.get("transforms")) parse_transforms(*v);
     spec_.chain = std::make_shared<const TransformChain>(std::move(steps_));
     if (const json* v = top.get("limits")) parse_limits(*v);
@@ -111,6 +112,23 @@ class JobParser {
     }
   }
 
+  // input.files with output.extension: inputs of different names may still share an output name
+  // ("a.md" and "a.txt" both become "a.txt" with ".txt"). Same names were refused above.
+  void check_file_outputs() {
+    if (!spec_.output.extension || spec_.input.files.empty()) return;
+    std::unordered_map<std::string, size_t> first_with_output;
+    for (size_t i = 0; i < spec_.input.files.size(); ++i) {
+      std::string name = output_name_for(spec_.output, base_name(spec_.input.files[i]));
+      auto [it, inserted] = first_with_output.emplace(name, i);
+      if (inserted) continue;
+      errors_.push_back({json_index_path("input.files", i),
+                         "its output name \"" + name + "\" (output.extension " +
+                             describe_json(*spec_.output.extension) + ") is also that of " +
+                             json_index_path("input.files", it->second) +
+                             " (their outputs would collide)"});
+    }
+  }
+
   void parse_output(const json& value) {
     JsonObjectReader out(value, "output", errors_);
     if (!out.is_object()) return;
@@ -122,6 +140,18 @@ class JobParser {
         out.error("suffix", "must not contain '/' or a NUL byte");
       } else {
         spec_.output.suffix = std::move(*suffix);
+      }
+    }
+    if (auto ext = out.string("extension", true)) {
+      if (ext->find_first_of(std::string_view("/\0", 2)) != std::string::npos) {
+        out.error("extension", "must not contain '/' or a NUL byte");
+      } else if (!ext->empty() && ((*ext)[0] != '.' || *ext == "." || *ext == "..")) {
+        out.error("extension",
+                  "must start with '.' and name an extension, such as \".txt\" (or "
+                  "be \"\" to remove the last extension), got " +
+                      describe_json(*ext));
+      } else {
+        spec_.output.extension = std::move(*ext);
       }
     }
     if (auto v = out.choice("if_exists", {"replace", "skip", "fail"})) {
@@ -292,11 +322,46 @@ std::optional<JobSpec> parse_job(std::string_view text, const JobParseOptions& o
   return spec;
 }
 
+std::string_view file_extension(std::string_view name) {
+  const size_t dot = name.rfind('.');
+  if (dot == std::string_view::npos || dot == 0) return {};
+  // "..gz" and "...gz" have none: without it they would name a folder ("." and "..").
+  const std::string_view stem = name.substr(0, dot);
+  if (stem == "." || stem == "..") return {};
+  return name.substr(dot);
+}
+
+std::string output_name_for(const OutputSpec& output, std::string_view name) {
+  std::string out;
+  if (output.extension) {
+    name.remove_suffix(file_extension(name).size());
+    out.reserve(name.size() + output.extension->size() + output.suffix.size());
+    out += name;
+    out += *output.extension;
+  } else {
+    out.reserve(name.size() + output.suffix.size());
+    out += name;
+  }
+  out += output.suffix;
+  return out;
+}
+
+std::string output_relative_path(const OutputSpec& output, std::string_view relative_path) {
+  const std::string_view name = base_name(relative_path);
+  std::string out(relative_path.substr(0, relative_path.size() - name.size()));
+  out += output_name_for(output, name);
+  return out;
+}
+
 std::string output_path_for(const JobSpec& job, std::string_view relative_path) {
   std::string out = job.output.dir;
   if (out.empty() || out.back() != '/') out += '/';
-  out += relative_path;
-  out += job.output.suffix;
+  if (!job.output.extension) {  // the usual case, without a copy of the name
+    out += relative_path;
+    out += job.output.suffix;
+    return out;
+  }
+  out += output_relative_path(job.output, relative_path);
   return out;
 }
 

@@ -37,6 +37,10 @@ struct InputSpec {
 struct OutputSpec {
   std::string dir;  // absolute, normalised
   std::string suffix;
+  // output.extension: replaces the last extension of each output's file name ("x.pdf" -> "x.txt"
+  // with ".txt"; "" removes it: "x.txt.gz" -> "x.txt"); a name without one gets it appended.
+  // Applied before suffix. Unset: names are kept.
+  std::optional<std::string> extension;
   IfExists if_exists = IfExists::kReplace;
   // Filled by check_job_inputs, as for InputSpec: the allowed output root holding dir, and dir as
   // it resolves (its nearest existing folder resolved, plus the part still to be created).
@@ -89,8 +93,19 @@ size_t check_job_inputs(JobSpec& job, const std::vector<std::string>& allowed_in
                         const std::vector<std::string>& allowed_output_roots, FieldErrors& errors,
                         bool count = true);
 
-// output.dir / relative_path + suffix.
+// output.dir / relative_path, its file name renamed by output_name_for.
 std::string output_path_for(const JobSpec& job, std::string_view relative_path);
+
+// relative_path ("a/b.md") with its file name renamed by output_name_for ("a/b.txt").
+std::string output_relative_path(const OutputSpec& output, std::string_view relative_path);
+
+// The output file name of an input file name: output.extension applied (see OutputSpec), then
+// output.suffix appended.
+std::string output_name_for(const OutputSpec& output, std::string_view name);
+
+// The last extension of a file name: from its last '.', unless that is the name's first byte or
+// what is left would be "." or ".." ("a.tar.gz" -> ".gz"; "README", ".bashrc", "..gz" -> "").
+std::string_view file_extension(std::string_view name);
 
 bool is_valid_job_id(std::string_view id);
 

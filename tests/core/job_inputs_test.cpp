@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -71,6 +72,48 @@ TEST_CASE("job spec check: counts the matching documents of a valid job") {
   CHECK(f.check(f.job({{"dir", "in"}, {"include", {"**/*.md"}}, {"exclude", {"drafts/**"}}})) ==
         Checked{2, {}});
   CHECK(f.check(f.job({{"files", {"in/a.md", "in/sub/c.txt"}}})) == Checked{2, {}});
+}
+
+TEST_CASE("job spec check: inputs of one folder whose outputs would share a name are refused") {
+  CheckFixture f;
+  f.put("in/a.md");
+  f.put("in/sub/a.md");
+  f.put("in/sub/deeper/x.md");
+  f.put("in/sub/b.md");
+  f.put("in/c.md");
+  json out = {{"dir", "out"}, {"extension", ".txt"}};
+  // Same stems in different folders are fine.
+  CHECK(f.check(f.job({{"dir", "in"}}, out)) == Checked{5, {}});
+  // a.txt beside a.md: both would be a.txt. The sub-folder walked between them is no excuse.
+  f.put("in/sub/a.txt");
+  f.put("in/sub/deeper/y.md");
+  f.put("in/c.html");
+  auto [n, errors] = f.check(f.job({{"dir", "in"}}, out));
+  CHECK(n == 8);
+  REQUIRE(errors.size() == 2);
+  std::sort(errors.begin(), errors.end());
+  CHECK(errors[0].starts_with("output.extension: inputs "));
+  CHECK(errors[0].find("would both be written to c.txt (below output.dir)") != std::string::npos);
+  CHECK(errors[1].find("sub/a.md") != std::string::npos);
+  CHECK(errors[1].find("sub/a.txt") != std::string::npos);
+  CHECK(errors[1].find("would both be written to sub/a.txt") != std::string::npos);
+  // Without output.extension, names are kept and nothing collides.
+  CHECK(f.check(f.job({{"dir", "in"}})) == Checked{8, {}});
+  // An exclude that keeps one of each pair out settles it.
+  CHECK(f.check(f.job({{"dir", "in"}, {"exclude", {"**/*.txt", "*.html"}}}, out)) ==
+        Checked{6, {}});
+}
+
+TEST_CASE("job spec check: a folder of many colliding outputs reports ten and a count") {
+  CheckFixture f;
+  for (int i = 0; i < 15; ++i) {
+    f.put("in/d" + std::to_string(i) + ".md");
+    f.put("in/d" + std::to_string(i) + ".txt");
+  }
+  auto [n, errors] = f.check(f.job({{"dir", "in"}}, {{"dir", "out"}, {"extension", ".txt"}}));
+  CHECK(n == 30);
+  REQUIRE(errors.size() == 11);
+  CHECK(errors.back() == "output.extension: ... and 5 more inputs whose outputs would collide");
 }
 
 TEST_CASE("job spec check: a missing input folder or file is named") {

@@ -249,6 +249,65 @@ TEST_CASE("job spec: output needs a dir, and a suffix cannot leave the folder") 
   CHECK(doc_errors(doc) == std::vector<std::string>{"output: required key is missing"});
 }
 
+TEST_CASE("job spec: output.extension replaces the last extension of each output's name") {
+  docpipe::OutputSpec out;
+  out.extension = ".txt";
+  CHECK(docpipe::output_name_for(out, "x.pdf") == "x.txt");
+  CHECK(docpipe::output_name_for(out, "archive.tar.gz") == "archive.tar.txt");
+  CHECK(docpipe::output_name_for(out, "README") == "README.txt");
+  CHECK(docpipe::output_name_for(out, ".bashrc") == ".bashrc.txt");
+  CHECK(docpipe::output_name_for(out, "a.") == "a.txt");
+  // What is left must not name a folder.
+  CHECK(docpipe::output_name_for(out, "..gz") == "..gz.txt");
+  CHECK(docpipe::output_name_for(out, "...gz") == "...gz.txt");
+  CHECK(docpipe::output_name_for(out, "....gz") == "....txt");
+  out.extension = "";
+  CHECK(docpipe::output_name_for(out, "notes.txt.gz") == "notes.txt");
+  CHECK(docpipe::output_name_for(out, "notes") == "notes");
+  CHECK(docpipe::output_name_for(out, "..gz") == "..gz");
+  // Then the suffix.
+  out.extension = ".txt";
+  out.suffix = ".gz";
+  CHECK(docpipe::output_name_for(out, "x.pdf") == "x.txt.gz");
+
+  JobSpec spec;
+  spec.output.dir = "/out";
+  spec.output.extension = ".html";
+  CHECK(docpipe::output_path_for(spec, "a.b/c.md") == "/out/a.b/c.html");
+  CHECK(docpipe::output_path_for(spec, "c.md") == "/out/c.html");
+  CHECK(docpipe::output_relative_path(spec.output, "a.b/c") == "a.b/c.html");
+}
+
+TEST_CASE("job spec: output.extension must be an extension, and input files may not share one") {
+  json doc = minimal_job();
+  doc["output"]["extension"] = ".txt";
+  JobSpec spec = parse_ok(doc.dump());
+  REQUIRE(spec.output.extension.has_value());
+  CHECK(*spec.output.extension == ".txt");
+  doc["output"]["extension"] = "";
+  CHECK(parse_ok(doc.dump()).output.extension == std::optional<std::string>(""));
+  doc["output"].erase("extension");
+  CHECK_FALSE(parse_ok(doc.dump()).output.extension.has_value());
+
+  for (const char* bad : {"txt", ".", "..", "./x", ".a/b"}) {
+    doc["output"]["extension"] = bad;
+    std::vector<std::string> errors = doc_errors(doc);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].starts_with("output.extension: must "));
+  }
+  doc["output"]["extension"] = 3;
+  CHECK(doc_errors(doc) == std::vector<std::string>{"output.extension: expected string, got 3"});
+
+  doc["input"] = {{"files", {"/in/a.md", "/in/b.md", "/in/sub/a.txt", "/in/c"}}};
+  doc["output"]["extension"] = ".txt";
+  CHECK(doc_errors(doc) ==
+        std::vector<std::string>{"input.files[2]: its output name \"a.txt\" (output.extension "
+                                 "\".txt\") is also that of input.files[0] (their outputs would "
+                                 "collide)"});
+  doc["output"].erase("extension");
+  CHECK(parse_ok(doc.dump()).input.files.size() == 4);
+}
+
 TEST_CASE("job spec: unknown transforms list the known ones") {
   json doc = minimal_job();
   doc["transforms"] = {{{"op", "jobspec.test.upper"}}, {{"op", "foo"}}};
