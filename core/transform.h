@@ -112,6 +112,10 @@ struct TransformInfo {
   // transform that wraps a C library with a record of blow-ups on hostile input. Its configure()
   // returns isolated_step(); only such transforms can be served by a worker.
   bool isolated = false;
+  // Isolated transforms only: runs once in each worker before its sandbox closes, for what the
+  // transform must open or load from disk while it still can (character set converters, models).
+  // Returns "" or what failed (the worker then refuses to start, naming it).
+  std::function<std::string()> prepare_worker = {};
 };
 
 // The process-wide table of transforms, filled by static registrations before main().

@@ -173,9 +173,9 @@ int fail_setup(const char* op, const std::string& why) {
 ParamSchema add_worker_params(ParamSchema schema) {
   schema.integer("worker_memory_bytes", kMinWorkerMemoryBytes, kMaxWorkerMemoryBytes,
                  kDefaultWorkerMemoryBytes,
-                 "memory limit (RLIMIT_AS) of the sandboxed worker process that renders a "
-                 "document (default 512 MiB, at least 64 MiB, at most 16 GiB); a document that "
-                 "needs more fails");
+                 "memory a document may use in the sandboxed worker process that renders it, "
+                 "on top of the worker's own code and libraries (RLIMIT_AS; default 512 MiB, at "
+                 "least 64 MiB, at most 16 GiB); a document that needs more fails");
   return schema;
 }
 
@@ -217,6 +217,10 @@ extern "C" int docpipe_run_transform_worker_if_asked(int argc, char** argv) {
   limits.cpu_seconds = std::atoi(argv[5]);
   if (parent <= 0 || limits.memory_bytes == 0 || limits.cpu_seconds <= 0) {
     return fail_setup(op, "invalid arguments");
+  }
+  if (info->prepare_worker) {
+    const std::string why = info->prepare_worker();
+    if (!why.empty()) return fail_setup(op, why);
   }
   const std::string err = enter_worker_sandbox(limits, static_cast<pid_t>(parent));
   if (!err.empty()) return fail_setup(op, err);

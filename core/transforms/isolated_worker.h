@@ -6,9 +6,10 @@
 // - The worker is this same binary re-executed: `/proc/self/exe __transform-worker OP PPID
 //   MEMORY_BYTES CPU_SECONDS`. Every main() that can host transforms (daemon/main.cc, the test
 //   binaries' main) calls run_transform_worker_if_asked() first.
-// - Before it reads any input the worker puts itself in a sandbox: RLIMIT_AS (the transform's
-//   worker_memory_bytes), RLIMIT_CPU, RLIMIT_NOFILE 4, RLIMIT_CORE 0, PR_SET_NO_NEW_PRIVS, a
-//   parent-death signal, and a seccomp filter that allows reading and writing its pipes, memory
+// - Before it reads any input the worker runs the transform's prepare_worker (what must be opened
+//   from disk: converters, models) and then puts itself in a sandbox: RLIMIT_AS (what it has
+//   mapped by then plus the transform's worker_memory_bytes), RLIMIT_CPU, RLIMIT_NOFILE 4,
+//   RLIMIT_CORE 0, PR_SET_NO_NEW_PRIVS, a parent-death signal, and a seccomp filter that allows reading and writing its pipes, memory
 //   management and exiting, nothing else (no open, no socket, no exec, no fork).
 // - It runs the named transform's in-process implementation on one document at a time, from its
 //   stdin to its stdout (worker_protocol.h), and then waits for the next one. The daemon keeps a
@@ -38,7 +39,9 @@ inline constexpr int64_t kMaxWorkerMemoryBytes = int64_t{16} << 30;
 
 // How a worker is bounded.
 struct WorkerLimits {
-  // RLIMIT_AS of the worker: all its memory, the mapped binary included (about 40 MiB).
+  // What a document may add to the worker's address space: RLIMIT_AS is set to this plus what
+  // the worker has mapped when its sandbox closes (its binary, libraries and prepared data,
+  // about 80 MiB with libxml2's ICU), so the limit does not shrink as the binary links more.
   uint64_t memory_bytes = static_cast<uint64_t>(kDefaultWorkerMemoryBytes);
   // RLIMIT_CPU: a backstop for documents without document_timeout_ms. A worker is retired once it
   // has used half of it, so a fresh document always has at least half.

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,10 @@ namespace docpipe {
 // Applies everything, in order; on failure returns what failed ("" on success). `parent` is the
 // pid that started us: if it is already gone, the parent-death signal came too late to be set.
 std::string enter_worker_sandbox(const WorkerLimits& limits, pid_t parent);
+
+// The worker's address space now (/proc/self/statm), 0 if it cannot be read. RLIMIT_AS is this
+// plus the transform's worker_memory_bytes, set once the worker has prepared.
+uint64_t mapped_bytes();
 
 // Whether this build can use the seccomp filter and RLIMIT_AS: sanitizer runtimes reserve
 // terabytes of address space and make system calls of their own, so sanitizer builds bound the

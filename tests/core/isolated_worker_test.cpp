@@ -16,6 +16,7 @@
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -145,8 +146,20 @@ TEST_CASE("isolation: the worker runs with its rlimits, no new privileges and a 
   Result<std::unique_ptr<docpipe::WorkerProcess>> w = docpipe::WorkerProcess::start(key);
   REQUIRE(w.has_value());
   const pid_t pid = (*w)->pid();
-  CHECK(proc_line(pid, "limits", "Max address space") ==
-        "Max address space 209715200 209715200 bytes ");
+  // RLIMIT_AS: the worker's own mappings when its sandbox closed, plus the 200 MiB a document may
+  // use. Its size now is at least what it was then.
+  const std::string as_line = proc_line(pid, "limits", "Max address space");
+  unsigned long long soft = 0, hard = 0;
+  REQUIRE(std::sscanf(as_line.c_str(), "Max address space %llu %llu bytes", &soft, &hard) == 2);
+  CHECK(soft == hard);
+  unsigned long long vm_kib = 0;
+  REQUIRE(std::sscanf(proc_line(pid, "status", "VmSize:").c_str(), "VmSize: %llu kB", &vm_kib) ==
+          1);
+  const unsigned long long own = soft - (200ull << 20);
+  CHECK(soft > (200ull << 20) + (4ull << 20));  // the binary alone maps more than 4 MiB
+  CHECK(own <= vm_kib * 1024);
+  INFO("own mappings at sandbox entry: " << own << " bytes; now " << vm_kib * 1024);
+  CHECK(own > vm_kib * 1024 / 2);
   CHECK(proc_line(pid, "limits", "Max cpu time") == "Max cpu time 7 12 seconds ");
   CHECK(proc_line(pid, "limits", "Max open files") == "Max open files 4 4 files ");
   CHECK(proc_line(pid, "limits", "Max core file size") == "Max core file size 0 0 bytes ");
