@@ -1,0 +1,734 @@
+// html.text and html.markdown: an HTML page to its visible text, or to Markdown with headings,
+// lists, links, emphasis, code and tables, with libxml2's HTML parser (the error-tolerant one
+// browsers' tag soup needs).
+//
+// - The character set comes from the byte order mark, a <meta> declaration or the `charset`
+//   parameter (html_charset.h); the page is converted to UTF-8 before libxml2 sees it, and
+//   libxml2 is told to ignore the page's own declaration, so it never loads a converter.
+// - What a browser does not show is left out: <head> (title included), scripts, styles,
+//   templates, <noscript>, embedded objects, form controls, and elements marked `hidden`,
+//   aria-hidden="true" or style="display:none".
+// - libxml2 has a record of memory-safety bugs on hostile markup, so both transforms are
+//   isolated: each document is parsed in a sandboxed worker with a memory limit, killed on
+//   cancel or timeout (isolated_worker.h). The worker opens its character set converters before
+//   the sandbox closes (prepare_html_charsets).
+// - The tree is walked without recursion, and Markdown's nesting (quotes, lists) stops adding
+//   prefixes past kMaxNesting levels, so neither a deep tree nor deep nesting can blow the stack
+//   or the output up.
+
+#include <libxml/HTMLparser.h>
+#include <libxml/tree.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/transforms/html_charset.h"
+#include "core/transforms/isolated_worker.h"
+#include "core/transforms/param_reader.h"
+#include "core/transforms/whole_document.h"
+
+namespace docpipe {
+namespace {
+
+enum class Mode { kText, kMarkdown };
+
+constexpr size_t kMaxNesting = 16;
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
+
+bool name_is(const xmlNode* n, const char* name) {
+  return n->name != nullptr && std::strcmp(reinterpret_cast<const char*>(n->name), name) == 0;
+}
+
+bool name_in(const xmlNode* n, std::initializer_list<const char*> names) {
+  for (const char* name : names) {
+    if (name_is(n, name)) return true;
+  }
+  return false;
+}
+
+std::string attribute(const xmlNode* n, const char* name) {
+  xmlChar* v = xmlGetProp(n, reinterpret_cast<const xmlChar*>(name));
+  if (v == nullptr) return {};
+  std::string out(reinterpret_cast<const char*>(v));
+  xmlFree(v);
+  return out;
+}
+
+std::string lower_ascii(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+// Whether the page marks the element as not shown.
+bool hidden(const xmlNode* n) {
+  if (xmlHasProp(n, reinterpret_cast<const xmlChar*>("hidden")) != nullptr) return true;
+  if (lower_ascii(attribute(n, "aria-hidden")) == "true") return true;
+  std::string style = lower_ascii(attribute(n, "style"));
+  style.erase(std::remove_if(style.begin(), style.end(), is_space), style.end());
+  return style.find("display:none") != std::string::npos ||
+         style.find("visibility:hidden") != std::string::npos;
+}
+
+bool never_shown(const xmlNode* n) {
+  return name_in(
+      n, {"head",   "title",    "script", "style",  "noscript", "template", "iframe", "object",
+          "embed",  "svg",      "math",   "canvas", "audio",    "video",    "select", "input",
+          "option", "datalist", "map",    "area",   "base",     "link",     "meta"});
+}
+
+bool is_block(const xmlNode* n) {
+  return name_in(n,
+                 {"p",       "div",        "section", "article",  "header", "footer", "main",
+                  "nav",     "aside",      "form",    "fieldset", "legend", "figure", "figcaption",
+                  "address", "details",    "summary", "dl",       "dt",     "dd",     "center",
+                  "caption", "body",       "html",    "h1",       "h2",     "h3",     "h4",
+                  "h5",      "h6",         "ul",      "ol",       "li",     "table",  "tr",
+                  "pre",     "blockquote", "hr",      "textarea", "menu",   "dialog"});
+}
+
+// A link or image target that is safe to write out as one.
+bool safe_url(const std::string& url) {
+  std::string scheme;
+  for (char c : url) {
+    if (c == ':') break;
+    if (c == '/' || c == '?' || c == '#') return true;  // relative
+    scheme += c;
+  }
+  if (scheme.size() == url.size()) return true;  // no scheme: relative
+  scheme = lower_ascii(scheme);
+  return scheme == "http" || scheme == "https" || scheme == "mailto" || scheme == "ftp";
+}
+
+// Output with block structure: pending line breaks and spaces are written only when more content
+// follows, so blocks are separated by at most one blank line and no line ends in a space.
+class Writer {
+ public:
+  explicit Writer(Mode mode, bool single_line = false) : mode_(mode), single_line_(single_line) {}
+
+  // Text of the page: runs of white space are one space unless `pre`.
+  void text(std::string_view t, bool pre, bool escape) {
+    if (pre) {
+      for (char c : t) {
+        if (c == '\r') continue;
+        if (c == '\n') {
+          if (single_line_) {
+            pending_space_ = true;
+          } else {
+            start_content();
+            out_ += '\n';
+            at_line_start_ = true;
+          }
+          continue;
+        }
+        start_content();
+        out_ += c;
+      }
+      return;
+    }
+    for (size_t i = 0; i < t.size(); ++i) {
+      const char c = t[i];
+      if (is_space(c)) {
+        if (!at_line_start_ || !pending_open_.empty()) pending_space_ = true;
+        continue;
+      }
+      // Whether c starts a line (where '#', '-' and the like would become syntax).
+      const bool line_start = at_line_start_ || (pending_breaks_ > 0 && !out_.empty());
+      start_content();
+      if (escape && needs_escape(c, line_start)) out_ += '\\';
+      out_ += c;
+    }
+  }
+
+  // Markup written as it is (Markdown syntax); counts as content.
+  void markup(std::string_view s) {
+    start_content();
+    out_ += s;
+  }
+
+  // An inline marker (**, *, `, ~~, [): written before the next content, dropped if none comes.
+  void open_inline(std::string marker) { pending_open_ += marker; }
+  // Closes what open_inline opened: `close` after the content, or nothing if there was none.
+  // Returns whether there was content.
+  bool close_inline(std::string_view opened, std::string_view close) {
+    if (pending_open_.size() >= opened.size() &&
+        pending_open_.compare(pending_open_.size() - opened.size(), opened.size(), opened) == 0) {
+      pending_open_.resize(pending_open_.size() - opened.size());
+      return false;
+    }
+    out_ += close;
+    return true;
+  }
+
+  // A break before the next content: 1 a new line, 2 a blank line between.
+  void block(int newlines) {
+    if (single_line_) {
+      if (!out_.empty()) pending_space_ = true;
+      return;
+    }
+    pending_breaks_ = std::max(pending_breaks_, newlines);
+  }
+
+  // <br>: a line break even within a paragraph.
+  void line_break() {
+    if (single_line_) {
+      pending_space_ = true;
+      return;
+    }
+    if (out_.empty()) return;
+    if (mode_ == Mode::kMarkdown && !at_line_start_) out_ += '\\';
+    out_ += '\n';
+    at_line_start_ = true;
+    pending_space_ = false;
+    write_prefix();
+  }
+
+  // Lines from now on start with `prefix` (a quote's "> ", a list item's indent); `marker`
+  // ("- ", "3. ") replaces this level's prefix on the next line only.
+  void push_prefix(std::string prefix, std::string marker = {}) {
+    prefixes_.push_back(std::move(prefix));
+    marker_ = std::move(marker);
+  }
+  void pop_prefix() {
+    if (!prefixes_.empty()) prefixes_.pop_back();
+    marker_.clear();
+  }
+  size_t depth() const { return prefixes_.size(); }
+
+  bool empty() const { return out_.empty() && pending_open_.empty(); }
+  std::string take() {
+    if (!out_.empty() && !single_line_) out_ += '\n';
+    return std::move(out_);
+  }
+
+ private:
+  bool needs_escape(char c, bool line_start) const {
+    if (mode_ != Mode::kMarkdown) return false;
+    switch (c) {
+      case '\\':
+      case '`':
+      case '*':
+      case '_':
+      case '[':
+      case ']':
+      case '<':
+      case '>':
+        return true;
+      case '|':
+        return single_line_;  // table cells
+      case '#':
+      case '+':
+      case '-':
+      case '=':
+        return line_start && pending_open_.empty();
+      default:
+        return false;
+    }
+  }
+
+  void write_prefix() {
+    for (size_t i = 0; i < prefixes_.size(); ++i) {
+      if (i + 1 == prefixes_.size() && !marker_.empty()) {
+        out_ += marker_;
+        marker_.clear();
+      } else {
+        out_ += prefixes_[i];
+      }
+    }
+  }
+
+  void start_content() {
+    if (pending_breaks_ > 0 && !out_.empty()) {
+      if (!at_line_start_) out_ += '\n';
+      for (int i = 1; i < pending_breaks_; ++i) {
+        // A blank line inside a quote keeps the quote's "> " (trimmed).
+        std::string blank;
+        for (const std::string& p : prefixes_) blank += p;
+        while (!blank.empty() && blank.back() == ' ') blank.pop_back();
+        out_ += blank;
+        out_ += '\n';
+      }
+      at_line_start_ = true;
+      pending_space_ = false;
+    }
+    pending_breaks_ = 0;
+    if (at_line_start_) {
+      write_prefix();
+      at_line_start_ = false;
+      pending_space_ = false;
+    }
+    if (pending_space_) {
+      out_ += ' ';
+      pending_space_ = false;
+    }
+    if (!pending_open_.empty()) {
+      out_ += pending_open_;
+      pending_open_.clear();
+    }
+  }
+
+  const Mode mode_;
+  const bool single_line_;
+  std::string out_;
+  int pending_breaks_ = 0;
+  bool at_line_start_ = true;
+  bool pending_space_ = false;
+  std::string pending_open_;
+  std::vector<std::string> prefixes_;
+  std::string marker_;
+};
+
+struct Table {
+  std::vector<std::vector<std::string>> rows;
+  bool in_row = false;
+  bool header_row = false;  // the first row has <th> cells
+};
+
+// Walks the document tree (without recursion) and renders it.
+class Renderer {
+ public:
+  explicit Renderer(Mode mode) : mode_(mode) { writers_.emplace_back(mode); }
+
+  std::string render(xmlNode* root) {
+    xmlNode* n = root;
+    while (n != nullptr) {
+      const bool descend = enter(n);
+      if (descend && n->children != nullptr) {
+        n = n->children;
+        continue;
+      }
+      if (descend) leave(n);
+      while (n != nullptr && n != root && n->next == nullptr) {
+        n = n->parent;
+        if (n != nullptr) leave(n);
+      }
+      if (n == nullptr || n == root) break;
+      n = n->next;
+    }
+    return writers_.front().take();
+  }
+
+ private:
+  Writer& w() { return writers_.back(); }
+  bool md() const { return mode_ == Mode::kMarkdown; }
+
+  // Returns whether to walk the node's children (and call leave() after them).
+  bool enter(xmlNode* n) {
+    if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) {
+      if (n->content != nullptr) {
+        w().text(reinterpret_cast<const char*>(n->content), pre_ > 0, md() && code_ == 0);
+      }
+      return false;
+    }
+    if (n->type == XML_DOCUMENT_NODE || n->type == XML_HTML_DOCUMENT_NODE) return true;
+    if (n->type != XML_ELEMENT_NODE) return false;  // comments, processing instructions
+    if (never_shown(n) || hidden(n)) return false;
+
+    if (name_in(n, {"td", "th"})) return enter_cell(n);
+    if (name_is(n, "tr")) {
+      if (!tables_.empty()) {
+        tables_.back().rows.emplace_back();
+        tables_.back().in_row = true;
+      }
+      return true;
+    }
+    if (name_is(n, "table")) {
+      w().block(2);
+      tables_.emplace_back();
+      return true;
+    }
+    if (name_is(n, "br")) {
+      w().line_break();
+      return false;
+    }
+    if (name_is(n, "hr")) {
+      w().block(2);
+      if (md()) w().markup("---");
+      w().block(2);
+      return false;
+    }
+    if (name_is(n, "img")) {
+      if (md()) image(n);
+      return false;
+    }
+    if (n->name != nullptr && n->name[0] == 'h' && n->name[1] >= '1' && n->name[1] <= '6' &&
+        n->name[2] == '\0') {
+      w().block(2);
+      if (md()) w().markup(std::string(static_cast<size_t>(n->name[1] - '0'), '#') + " ");
+      return true;
+    }
+    if (name_in(n, {"ul", "ol", "menu"})) {
+      w().block(lists_.empty() ? 2 : 1);
+      int start = 1;
+      if (name_is(n, "ol")) start = std::atoi(attribute(n, "start").c_str());
+      lists_.push_back(name_is(n, "ol") ? std::max(start, 0) : -1);
+      return true;
+    }
+    if (name_is(n, "li")) {
+      w().block(1);
+      if (md() && w().depth() < kMaxNesting) {
+        std::string marker = "- ";
+        if (!lists_.empty() && lists_.back() >= 0) marker = std::to_string(lists_.back()++) + ". ";
+        w().push_prefix(std::string(marker.size(), ' '), marker);
+        pushed_.push_back(n);
+      }
+      return true;
+    }
+    if (name_is(n, "blockquote")) {
+      w().block(2);
+      if (md() && w().depth() < kMaxNesting) {
+        w().push_prefix("> ");
+        pushed_.push_back(n);
+      }
+      return true;
+    }
+    if (name_is(n, "pre")) {
+      w().block(2);
+      if (md()) w().markup("```\n");
+      ++pre_;
+      ++code_;
+      return true;
+    }
+    if (md()) {
+      if (name_is(n, "code") || name_is(n, "kbd") || name_is(n, "samp")) {
+        if (code_++ == 0 && pre_ == 0) w().open_inline("`");
+        return true;
+      }
+      if (code_ == 0) {
+        if (name_in(n, {"strong", "b"})) {
+          w().open_inline("**");
+        } else if (name_in(n, {"em", "i", "cite", "dfn"})) {
+          w().open_inline("*");
+        } else if (name_in(n, {"del", "s", "strike"})) {
+          w().open_inline("~~");
+        } else if (name_is(n, "a")) {
+          const std::string href = attribute(n, "href");
+          if (!href.empty() && safe_url(href) && links_.size() < kMaxNesting) {
+            w().open_inline("[");
+            links_.push_back({n, href});
+          }
+        }
+      }
+    }
+    if (is_block(n)) w().block(name_in(n, {"p", "dl", "figure", "details"}) ? 2 : 1);
+    return true;
+  }
+
+  void leave(xmlNode* n) {
+    if (n->type != XML_ELEMENT_NODE) return;
+    if (!pushed_.empty() && pushed_.back() == n) {
+      w().pop_prefix();
+      pushed_.pop_back();
+    }
+    if (name_in(n, {"td", "th"})) return leave_cell(n);
+    if (name_is(n, "tr")) {
+      if (!tables_.empty()) tables_.back().in_row = false;
+      return;
+    }
+    if (name_is(n, "table")) return leave_table();
+    if (n->name != nullptr && n->name[0] == 'h' && n->name[1] >= '1' && n->name[1] <= '6' &&
+        n->name[2] == '\0') {
+      w().block(2);
+      return;
+    }
+    if (name_in(n, {"ul", "ol", "menu"})) {
+      if (!lists_.empty()) lists_.pop_back();
+      w().block(lists_.empty() ? 2 : 1);
+      return;
+    }
+    if (name_is(n, "pre")) {
+      --pre_;
+      --code_;
+      if (md()) {
+        w().block(1);
+        w().markup("```");
+      }
+      w().block(2);
+      return;
+    }
+    if (md()) {
+      if (name_is(n, "code") || name_is(n, "kbd") || name_is(n, "samp")) {
+        if (--code_ == 0 && pre_ == 0) w().close_inline("`", "`");
+        return;
+      }
+      if (code_ == 0) {
+        if (name_in(n, {"strong", "b"})) {
+          w().close_inline("**", "**");
+        } else if (name_in(n, {"em", "i", "cite", "dfn"})) {
+          w().close_inline("*", "*");
+        } else if (name_in(n, {"del", "s", "strike"})) {
+          w().close_inline("~~", "~~");
+        } else if (name_is(n, "a") && !links_.empty() && links_.back().node == n) {
+          w().close_inline("[", "](" + link_target(links_.back().href) + ")");
+          links_.pop_back();
+        }
+      }
+    }
+    if (is_block(n)) w().block(name_in(n, {"p", "dl", "figure", "details", "blockquote"}) ? 2 : 1);
+  }
+
+  bool enter_cell(xmlNode* n) {
+    if (tables_.empty()) {
+      w().block(1);
+      return true;
+    }
+    Table& t = tables_.back();
+    if (!t.in_row || t.rows.empty()) {
+      t.rows.emplace_back();
+      t.in_row = true;
+    }
+    if (t.rows.size() == 1 && name_is(n, "th")) t.header_row = true;
+    writers_.emplace_back(mode_, /*single_line=*/true);
+    return true;
+  }
+
+  void leave_cell(xmlNode*) {
+    if (tables_.empty() || writers_.size() < 2) return;
+    std::string cell = writers_.back().take();
+    writers_.pop_back();
+    tables_.back().rows.back().push_back(std::move(cell));
+  }
+
+  void leave_table() {
+    if (tables_.empty()) return;
+    Table t = std::move(tables_.back());
+    tables_.pop_back();
+    t.rows.erase(std::remove_if(t.rows.begin(), t.rows.end(),
+                                [](const std::vector<std::string>& r) { return r.empty(); }),
+                 t.rows.end());
+    if (t.rows.empty()) return;
+    w().block(2);
+    if (!md()) {
+      for (const std::vector<std::string>& row : t.rows) {
+        std::string line;
+        for (size_t i = 0; i < row.size(); ++i) {
+          if (i > 0) line += '\t';
+          line += row[i];
+        }
+        w().block(1);
+        w().markup(line);
+      }
+      w().block(2);
+      return;
+    }
+    size_t columns = 0;
+    for (const auto& row : t.rows) columns = std::max(columns, row.size());
+    auto line = [&](const std::vector<std::string>& row) {
+      std::string s = "|";
+      for (size_t i = 0; i < columns; ++i) {
+        s += ' ';
+        s += i < row.size() ? row[i] : std::string();
+        s += " |";
+      }
+      return s;
+    };
+    // GFM needs a header row: the first row serves, <th> or not.
+    w().block(1);
+    w().markup(line(t.rows[0]));
+    std::string rule = "|";
+    for (size_t i = 0; i < columns; ++i) rule += " --- |";
+    w().block(1);
+    w().markup(rule);
+    for (size_t r = 1; r < t.rows.size(); ++r) {
+      w().block(1);
+      w().markup(line(t.rows[r]));
+    }
+    w().block(2);
+  }
+
+  void image(xmlNode* n) {
+    const std::string src = attribute(n, "src");
+    if (src.empty() || !safe_url(src)) return;
+    std::string alt = attribute(n, "alt");
+    for (char& c : alt) {
+      if (c == '[' || c == ']' || c == '\n' || c == '\r') c = ' ';
+    }
+    w().markup("![" + alt + "](" + link_target(src) + ")");
+  }
+
+  // A URL as a Markdown link target: in <...> when it holds spaces or parentheses.
+  static std::string link_target(const std::string& url) {
+    if (url.find_first_of(" ()<>\n\r\t") == std::string::npos) return url;
+    std::string out = "<";
+    for (char c : url) {
+      if (c == '<' || c == '>') {
+        out += c == '<' ? "%3C" : "%3E";
+      } else if (c == '\n' || c == '\r' || c == '\t') {
+        out += "%20";
+      } else {
+        out += c;
+      }
+    }
+    return out + ">";
+  }
+
+  struct Link {
+    const xmlNode* node;
+    std::string href;
+  };
+
+  const Mode mode_;
+  std::vector<Writer> writers_;  // the page's, then one per table cell being read
+  std::vector<Table> tables_;
+  std::vector<int> lists_;              // per open list: the next number, or -1 for bullets
+  std::vector<const xmlNode*> pushed_;  // elements that pushed a prefix
+  std::vector<Link> links_;
+  int pre_ = 0;
+  int code_ = 0;
+};
+
+struct HtmlOptions {
+  Mode mode = Mode::kText;
+  std::string charset;  // "" for auto
+  uint64_t max_input_bytes = 0;
+  WorkerLimits worker;
+};
+
+struct DocFree {
+  void operator()(xmlDoc* d) const { xmlFreeDoc(d); }
+};
+struct CtxtFree {
+  void operator()(htmlParserCtxt* c) const { htmlFreeParserCtxt(c); }
+};
+
+class HtmlTransform : public DocumentTransform {
+ public:
+  HtmlTransform(const HtmlOptions& options, const char* op)
+      : options_(options), op_(op), limit_(op, options.max_input_bytes) {}
+
+  Status update(std::string_view in, std::string&) override {
+    Status st = limit_.add(in.size());
+    if (!st) return st;
+    input_.append(in);
+    return ok();
+  }
+
+  Status finish(std::string& out) override {
+    Result<HtmlCharset> charset = detect_html_charset(input_, options_.charset);
+    if (!charset) {
+      return make_error(charset.error().code, std::string(op_) + ": " + charset.error().message);
+    }
+    std::string utf8;
+    Status st = convert_to_utf8(input_, *charset, utf8);
+    if (!st) return st;
+    std::string().swap(input_);
+    if (utf8.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+      return make_error(ErrorCode::kTooLarge, std::string(op_) +
+                                                  ": document too large for "
+                                                  "libxml2 (2 GiB)");
+    }
+    std::unique_ptr<htmlParserCtxt, CtxtFree> ctxt(htmlNewParserCtxt());
+    if (ctxt == nullptr)
+      return make_error(ErrorCode::kInternal, std::string(op_) + ": out of memory");
+    // XML_PARSE_HUGE: no depth limit (libxml2 stops at 256 levels otherwise and drops the rest of
+    // the page); the parser and the walk below are iterative, and the worker's memory is bounded.
+    std::unique_ptr<xmlDoc, DocFree> doc(htmlCtxtReadMemory(
+        ctxt.get(), utf8.data(), static_cast<int>(utf8.size()), nullptr, "UTF-8",
+        HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING | HTML_PARSE_NONET |
+            HTML_PARSE_IGNORE_ENC | HTML_PARSE_COMPACT | HTML_PARSE_NODEFDTD | XML_PARSE_HUGE));
+    std::string().swap(utf8);
+    // A parse libxml2 gave up on (out of memory, an internal limit) would leave the rest of the
+    // page out: the document fails rather than losing text silently.
+    if (ctxt->disableSAX != 0) {
+      const xmlError* e = xmlCtxtGetLastError(ctxt.get());
+      std::string why = e != nullptr && e->message != nullptr ? e->message : "unknown error";
+      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      return make_error(ErrorCode::kCorruptInput,
+                        std::string(op_) + ": libxml2 stopped parsing the page: " + why);
+    }
+    if (doc == nullptr) return ok();  // nothing in the page
+    out += Renderer(options_.mode).render(reinterpret_cast<xmlNode*>(doc.get()));
+    return ok();
+  }
+
+ private:
+  const HtmlOptions options_;
+  const char* op_;
+  InputLimit limit_;
+  std::string input_;
+};
+
+class HtmlStep : public TransformStep {
+ public:
+  HtmlStep(HtmlOptions options, const char* op) : options_(std::move(options)), op_(op) {}
+  std::unique_ptr<DocumentTransform> begin(const DocumentContext&) const override {
+    return std::make_unique<HtmlTransform>(options_, op_);
+  }
+
+ private:
+  HtmlOptions options_;
+  const char* op_;
+};
+
+const ParamSchema& schema() {
+  static const ParamSchema s = add_worker_params(add_max_input_bytes(ParamSchema().string(
+      "charset", "auto",
+      "the page's character set: \"auto\" (its byte order mark, else its <meta> declaration, "
+      "else UTF-8 if it is valid UTF-8, else windows-1252) or an encoding label such as "
+      "\"windows-1251\" or \"shift_jis\" (a byte order mark still wins)")));
+  return s;
+}
+
+std::string prepare() {
+  xmlInitParser();
+  return prepare_html_charsets();
+}
+
+std::shared_ptr<const TransformStep> configure(const char* op, Mode mode,
+                                               const nlohmann::json& params, FieldErrors& errors) {
+  ParamReader reader(schema(), params, errors);
+  HtmlOptions options;
+  options.mode = mode;
+  options.charset = reader.string("charset");
+  if (options.charset == "auto") options.charset.clear();
+  if (!options.charset.empty() && charset_for_label(options.charset).empty()) {
+    reader.error("charset", "unknown or unsupported encoding label \"" + options.charset +
+                                "\" (WHATWG labels such as \"utf-8\", \"windows-1252\", "
+                                "\"iso-8859-2\", \"koi8-r\", \"shift_jis\", \"gbk\", \"big5\", "
+                                "\"euc-kr\")");
+  }
+  options.max_input_bytes = static_cast<uint64_t>(reader.integer("max_input_bytes"));
+  options.worker = read_worker_limits(reader);
+  if (!reader.ok()) return nullptr;
+  return isolated_step(op, params, options.worker, std::make_shared<HtmlStep>(options, op));
+}
+
+const TransformRegistration kText(TransformInfo{
+    .op = "html.text",
+    .description = "the visible text of an HTML page (libxml2's HTML parser, in a sandboxed worker "
+                   "process): blocks on their own lines, table rows as tab-separated cells; "
+                   "scripts, styles, <head> and hidden elements left out",
+    .streaming = false,
+    .params = schema().specs(),
+    .configure =
+        [](const nlohmann::json& params, const TransformEnv&, FieldErrors& errors) {
+          return configure("html.text", Mode::kText, params, errors);
+        },
+    .isolated = true,
+    .prepare_worker = prepare});
+
+const TransformRegistration kMarkdown(TransformInfo{
+    .op = "html.markdown",
+    .description = "an HTML page as GitHub Flavored Markdown (libxml2's HTML parser, in a "
+                   "sandboxed worker process): headings, lists, links, emphasis, code, quotes, "
+                   "images and tables; scripts, styles, <head> and hidden elements left out",
+    .streaming = false,
+    .params = schema().specs(),
+    .configure =
+        [](const nlohmann::json& params, const TransformEnv&, FieldErrors& errors) {
+          return configure("html.markdown", Mode::kMarkdown, params, errors);
+        },
+    .isolated = true,
+    .prepare_worker = prepare});
+
+}  // namespace
+}  // namespace docpipe
