@@ -193,10 +193,11 @@ TEST_CASE(
   REQUIRE(r.exit_code == 0);
   std::map<std::string, nlohmann::json> by_op;
   for (const nlohmann::json& t : nlohmann::json::parse(r.out)) by_op[t["op"]] = t;
-  const std::map<std::string, bool> streaming = {{"zstd", true},           {"unzstd", true},
-                                                 {"text.normalize", true}, {"markdown.html", false},
-                                                 {"json.pretty", false},   {"json.minify", false},
-                                                 {"template", true},       {"exec", true}};
+  const std::map<std::string, bool> streaming = {
+      {"zstd", true},           {"unzstd", true},       {"text.normalize", true},
+      {"markdown.html", false}, {"json.pretty", false}, {"json.minify", false},
+      {"template", true},       {"exec", true},         {"html.text", false},
+      {"html.markdown", false}, {"pdf.text", false}};
   for (const auto& [op, streams] : streaming) {
     INFO(op);
     REQUIRE(by_op.count(op) == 1);

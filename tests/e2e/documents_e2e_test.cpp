@@ -1,16 +1,18 @@
-// html.text and html.markdown through the real daemon, with output.extension naming the outputs
-// (x.html -> x.txt), pages in several character sets, a hostile page that fails alone, and a job
-// whose outputs would collide refused at submission.
+// Real documents through the real daemon: html.text, html.markdown and pdf.text, with
+// output.extension naming the outputs (x.html -> x.txt, x.pdf -> x.txt), pages in several
+// character sets, hostile documents that fail alone, and a job whose outputs would collide
+// refused at submission.
 
 #include <doctest/doctest.h>
 
 #include <string>
 
 #include "tests/e2e/harness.h"
+#include "tests/support/pdf_writer.h"
 
 namespace e2e {
 
-TEST_CASE("e2e html: pages become text and Markdown named by output.extension") {
+TEST_CASE("e2e documents: pages become text and Markdown named by output.extension") {
   TempDir tmp;
   const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";
   write_file(in + "/site/index.html",
@@ -68,7 +70,8 @@ TEST_CASE("e2e html: pages become text and Markdown named by output.extension") 
   CHECK(daemon.terminate() == 0);
 }
 
-TEST_CASE("e2e html: a job whose outputs would collide is refused before anything is written") {
+TEST_CASE(
+    "e2e documents: a job whose outputs would collide is refused before anything is written") {
   TempDir tmp;
   const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";
   write_file(in + "/report.html", "<p>one</p>");
@@ -85,6 +88,39 @@ TEST_CASE("e2e html: a job whose outputs would collide is refused before anythin
   CHECK(text.find("output.extension") != std::string::npos);
   CHECK(text.find("would both be written to report.txt") != std::string::npos);
   CHECK(!file_exists(out + "/other.txt"));
+  CHECK(daemon.terminate() == 0);
+}
+
+TEST_CASE("e2e documents: a folder of PDFs becomes text, a damaged one fails alone") {
+  TempDir tmp;
+  const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";
+  write_file(in + "/2026/q1.pdf",
+             docpipe::test::make_pdf({{"First quarter", "Revenue 10"}, {"Appendix"}}));
+  write_file(in + "/2026/q2.pdf", docpipe::test::make_pdf({{"Second quarter"}}));
+  write_file(in + "/looped.pdf", docpipe::test::recursive_pdf());
+  write_file(in + "/fake.pdf", "not a pdf at all\n");
+  DaemonProcess daemon(spool, {"--workers", "2", "--durability", "none"});
+  daemon.start();
+  nlohmann::json job = make_job("pdfs", in, out, {{{"op", "pdf.text"}}});
+  job["output"]["extension"] = ".txt";
+  job["limits"] = {{"max_failed_documents", 5}};
+  drop_job(spool, "pdfs.json", job);
+  JobOutcome outcome = daemon.wait_for_job("pdfs");
+  INFO("report: " << outcome.report.dump(2));
+  CHECK(outcome.report["counts"]["succeeded"] == 2);
+  CHECK(outcome.report["counts"]["failed"] == 2);
+  std::map<std::string, std::string> errors;
+  for (const nlohmann::json& f : outcome.report["failed_documents"]) {
+    errors[f["input"].get<std::string>()] = f["error"].get<std::string>();
+  }
+  CHECK(errors[in + "/looped.pdf"].find("pdf.text: damaged PDF: Loop in Pages tree") !=
+        std::string::npos);
+  CHECK(errors[in + "/fake.pdf"].find("pdf.text: not a PDF that poppler can read") !=
+        std::string::npos);
+  CHECK(list_files(out) == std::vector<std::string>{"2026/q1.txt", "2026/q2.txt"});
+  CHECK(read_file(out + "/2026/q1.txt") == "First quarter\nRevenue 10\n\fAppendix\n");
+  CHECK(read_file(out + "/2026/q2.txt") == "Second quarter\n");
+  daemon.expect_running();
   CHECK(daemon.terminate() == 0);
 }
 

@@ -1,0 +1,241 @@
+// pdf.text: the text of a PDF's pages in reading order (poppler's C++ API, the engine behind
+// pdftotext), pages separated by a form feed or `page_separator`, optionally a page range.
+//
+// - An encrypted PDF opens only with its `password`; without one it fails clearly.
+// - poppler repairs what it can of a damaged file and reports the rest. `on_damage` says what
+//   such a report means: "fail" (the default) fails the document with poppler's first message,
+//   "text" keeps the text poppler could read.
+// - poppler has a long record of crashes and runaway memory on hostile files, so pdf.text is an
+//   isolated transform: each PDF is read in a sandboxed worker with a memory limit, killed on
+//   cancel or timeout (isolated_worker.h). The worker reads one tiny PDF before its sandbox
+//   closes, so that poppler's global tables are built while files can still be opened.
+// - Pages are extracted one at a time; a page's text is freed before the next is read.
+
+#include <poppler/cpp/poppler-document.h>
+#include <poppler/cpp/poppler-global.h>
+#include <poppler/cpp/poppler-page.h>
+
+#include <algorithm>
+#include <climits>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/transforms/isolated_worker.h"
+#include "core/transforms/param_reader.h"
+#include "core/transforms/whole_document.h"
+
+namespace docpipe {
+namespace {
+
+constexpr int64_t kDefaultMaxPdfBytes = int64_t{256} << 20;
+
+struct PdfOptions {
+  std::string page_separator = "\f";
+  int64_t first_page = 1;
+  int64_t last_page = 0;  // 0: the last page
+  bool keep_damaged = false;
+  std::string password;
+  uint64_t max_input_bytes = 0;
+  WorkerLimits worker;
+};
+
+// poppler reports problems through one process-wide function. A worker reads one document at a
+// time, so the messages of the current one are collected here (the first few).
+struct Reports {
+  std::vector<std::string> messages;
+  size_t count = 0;
+};
+Reports* g_reports = nullptr;
+
+void collect(const std::string& message, void*) {
+  if (g_reports == nullptr) return;
+  ++g_reports->count;
+  if (g_reports->messages.size() < 3) g_reports->messages.push_back(message);
+}
+
+class ReportScope {
+ public:
+  explicit ReportScope(Reports& r) {
+    g_reports = &r;
+    poppler::set_debug_error_function(collect, nullptr);
+  }
+  ~ReportScope() { g_reports = nullptr; }
+  ReportScope(const ReportScope&) = delete;
+  ReportScope& operator=(const ReportScope&) = delete;
+};
+
+std::string utf8(const poppler::ustring& s) {
+  poppler::byte_array bytes = s.to_utf8();
+  return std::string(bytes.begin(), bytes.end());
+}
+
+class PdfTransform : public DocumentTransform {
+ public:
+  explicit PdfTransform(const PdfOptions& options)
+      : options_(options), limit_("pdf.text", options.max_input_bytes) {}
+
+  Status update(std::string_view in, std::string&) override {
+    Status st = limit_.add(in.size());
+    if (!st) return st;
+    input_.append(in);
+    return ok();
+  }
+
+  Status finish(std::string& out) override {
+    if (input_.size() > static_cast<size_t>(INT_MAX)) {
+      return make_error(ErrorCode::kTooLarge, "pdf.text: document too large for poppler (2 GiB)");
+    }
+    Reports reports;
+    ReportScope scope(reports);
+    std::unique_ptr<poppler::document> doc(poppler::document::load_from_raw_data(
+        input_.data(), static_cast<int>(input_.size()), options_.password, options_.password));
+    if (doc == nullptr) {
+      return make_error(ErrorCode::kCorruptInput,
+                        "pdf.text: not a PDF that poppler can read" + first_report(reports));
+    }
+    if (doc->is_locked()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        options_.password.empty()
+                            ? "pdf.text: the PDF is encrypted; give its password in the "
+                              "transform's password parameter"
+                            : "pdf.text: the password does not open this encrypted PDF");
+    }
+    const int pages = doc->pages();
+    const int64_t first = options_.first_page;
+    const int64_t last =
+        options_.last_page == 0 ? pages : std::min<int64_t>(options_.last_page, pages);
+    if (pages > 0 && first > pages) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "pdf.text: first_page " + std::to_string(first) +
+                            " is past the last page of this PDF (" + std::to_string(pages) + ")");
+    }
+    for (int64_t i = first; i <= last; ++i) {
+      std::unique_ptr<poppler::page> page(doc->create_page(static_cast<int>(i - 1)));
+      if (i > first) out += options_.page_separator;
+      if (page == nullptr) {
+        reports.messages.push_back("page " + std::to_string(i) + " cannot be read");
+        ++reports.count;
+        continue;
+      }
+      std::string text = utf8(page->text());
+      // poppler ends each line with "\n" and each page with a form feed of its own: the page
+      // separator stands for that one.
+      if (!text.empty() && text.back() == '\f') text.pop_back();
+      out += text;
+    }
+    if (!out.empty() && out.back() != '\n' && out.back() != '\f') out += '\n';
+    if (reports.count > 0 && !options_.keep_damaged) {
+      return make_error(ErrorCode::kCorruptInput,
+                        "pdf.text: damaged PDF" + first_report(reports) + " (" +
+                            std::to_string(reports.count) +
+                            " problem(s) reported; on_damage \"text\" keeps what poppler can "
+                            "read)");
+    }
+    std::string().swap(input_);
+    return ok();
+  }
+
+ private:
+  static std::string first_report(const Reports& r) {
+    if (r.messages.empty()) return "";
+    std::string m = r.messages.front();
+    if (m.starts_with("error: ")) m.erase(0, 7);  // poppler-cpp's own prefix
+    while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+    if (m.size() > 300) m.resize(300);
+    return ": " + m;
+  }
+
+  const PdfOptions options_;
+  InputLimit limit_;
+  std::string input_;
+};
+
+class PdfStep : public TransformStep {
+ public:
+  explicit PdfStep(PdfOptions options) : options_(std::move(options)) {}
+  std::unique_ptr<DocumentTransform> begin(const DocumentContext&) const override {
+    return std::make_unique<PdfTransform>(options_);
+  }
+
+ private:
+  PdfOptions options_;
+};
+
+const ParamSchema& schema() {
+  static const ParamSchema s = [] {
+    ParamSchema p;
+    p.string("page_separator", "\f",
+             "written between pages (default a form feed, as pdftotext writes)")
+        .integer("first_page", 1, INT_MAX, 1, "the first page to read (1 is the first)")
+        .integer("last_page", 0, INT_MAX, 0,
+                 "the last page to read; 0 (the default) reads to the end")
+        .string_choice("on_damage", {"fail", "text"}, "fail",
+                       "when poppler reports a damaged file: \"fail\" the document with its "
+                       "first message, or keep the \"text\" it could read")
+        .optional_string("password", "the password of an encrypted PDF (owner or user)");
+    p.integer("max_input_bytes", 1, ParamSchema::kNoMax, kDefaultMaxPdfBytes,
+              "largest PDF accepted (default 256 MiB); the whole file is held in memory, so a "
+              "larger one fails instead");
+    return add_worker_params(std::move(p));
+  }();
+  return s;
+}
+
+// A one-page PDF, read once before the sandbox closes: poppler builds its global tables (and
+// looks for its data folders) on the first document.
+constexpr const char kWarmUpPdf[] =
+    "%PDF-1.4\n"
+    "1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+    "2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    "3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]/Contents 4 0 R"
+    "/Resources<</Font<</F1 5 0 R>>>>>>endobj\n"
+    "4 0 obj<</Length 36>>stream\nBT /F1 12 Tf 20 100 Td (warm) Tj ET\nendstream endobj\n"
+    "5 0 obj<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>endobj\n"
+    "trailer<</Root 1 0 R>>\n%%EOF\n";
+
+std::string prepare() {
+  Reports reports;
+  ReportScope scope(reports);
+  // Kept for the worker's life: poppler-cpp builds its global tables when the first document is
+  // opened and frees them when the last one is closed, scanning its data folders again (an open()
+  // the sandbox refuses) for the next.
+  static std::unique_ptr<poppler::document> keep;
+  keep.reset(poppler::document::load_from_raw_data(kWarmUpPdf, sizeof kWarmUpPdf - 1));
+  if (keep == nullptr || keep->pages() != 1) return "poppler cannot read its warm-up PDF";
+  std::unique_ptr<poppler::page> page(keep->create_page(0));
+  if (page == nullptr) return "poppler cannot read its warm-up PDF's page";
+  (void)page->text();
+  return "";
+}
+
+const TransformRegistration kRegistration(TransformInfo{
+    .op = "pdf.text",
+    .description = "the text of a PDF's pages in reading order (poppler, in a sandboxed worker "
+                   "process), pages separated by a form feed; encrypted PDFs need their password",
+    .streaming = false,
+    .params = schema().specs(),
+    .configure = [](const nlohmann::json& params, const TransformEnv&,
+                    FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
+      ParamReader reader(schema(), params, errors);
+      PdfOptions options;
+      options.page_separator = reader.string("page_separator");
+      options.first_page = reader.integer("first_page");
+      options.last_page = reader.integer("last_page");
+      options.keep_damaged = reader.string("on_damage") == "text";
+      options.password = reader.optional_string("password").value_or("");
+      options.max_input_bytes = static_cast<uint64_t>(reader.integer("max_input_bytes"));
+      options.worker = read_worker_limits(reader);
+      if (options.last_page != 0 && options.last_page < options.first_page) {
+        reader.error("last_page", "is before first_page (" + std::to_string(options.first_page) +
+                                      "); 0 reads to the end");
+      }
+      if (!reader.ok()) return nullptr;
+      return isolated_step("pdf.text", params, options.worker, std::make_shared<PdfStep>(options));
+    },
+    .isolated = true,
+    .prepare_worker = prepare});
+
+}  // namespace
+}  // namespace docpipe
