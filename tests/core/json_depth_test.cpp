@@ -11,6 +11,7 @@
 
 #include "core/job_spec.h"
 #include "core/json_util.h"
+#include "core/transforms/worker_sandbox.h"
 
 namespace docpipe {
 namespace {
@@ -54,11 +55,14 @@ TEST_CASE("json depth: 64 levels parse, 65 are refused with one clear error") {
 }
 
 TEST_CASE("json depth: a job nested 2,000,000 deep is refused within a small address space") {
-  // Forked under RLIMIT_AS: building the document level by level (~64 bytes each) does not fit.
+  // Forked under RLIMIT_AS, 64 MiB above what the test binary maps: building the document level
+  // by level (~64 bytes each) does not fit.
+  const rlim_t limit = static_cast<rlim_t>(docpipe::mapped_bytes()) + (rlim_t{64} << 20);
+  REQUIRE(limit > (rlim_t{64} << 20));
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    rlimit cap{64u << 20, 64u << 20};
+    rlimit cap{limit, limit};
     ::setrlimit(RLIMIT_AS, &cap);
     bool ok = false;
     try {  // the child must never return into doctest
