@@ -603,24 +603,19 @@ struct CtxtFree {
 class HtmlTransform : public DocumentTransform {
  public:
   HtmlTransform(const HtmlOptions& options, const char* op)
-      : options_(options), op_(op), limit_(op, options.max_input_bytes) {}
+      : options_(options), op_(op), input_(op, options.max_input_bytes) {}
 
-  Status update(std::string_view in, std::string&) override {
-    Status st = limit_.add(in.size());
-    if (!st) return st;
-    input_.append(in);
-    return ok();
-  }
+  Status update(std::string_view in, std::string&) override { return input_.add(in); }
 
   Status finish(std::string& out) override {
-    Result<HtmlCharset> charset = detect_html_charset(input_, options_.charset);
+    Result<HtmlCharset> charset = detect_html_charset(input_.data(), options_.charset);
     if (!charset) {
       return make_error(charset.error().code, std::string(op_) + ": " + charset.error().message);
     }
     std::string utf8;
-    Status st = convert_to_utf8(input_, *charset, utf8);
+    Status st = convert_to_utf8(input_.data(), *charset, utf8);
     if (!st) return st;
-    std::string().swap(input_);
+    input_.release();
     if (utf8.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
       return make_error(ErrorCode::kTooLarge, std::string(op_) +
                                                   ": document too large for "
@@ -653,8 +648,7 @@ class HtmlTransform : public DocumentTransform {
  private:
   const HtmlOptions options_;
   const char* op_;
-  InputLimit limit_;
-  std::string input_;
+  WholeInput input_;
 };
 
 class HtmlStep : public TransformStep {

@@ -74,23 +74,19 @@ std::string utf8(const poppler::ustring& s) {
 class PdfTransform : public DocumentTransform {
  public:
   explicit PdfTransform(const PdfOptions& options)
-      : options_(options), limit_("pdf.text", options.max_input_bytes) {}
+      : options_(options), input_("pdf.text", options.max_input_bytes) {}
 
-  Status update(std::string_view in, std::string&) override {
-    Status st = limit_.add(in.size());
-    if (!st) return st;
-    input_.append(in);
-    return ok();
-  }
+  Status update(std::string_view in, std::string&) override { return input_.add(in); }
 
   Status finish(std::string& out) override {
-    if (input_.size() > static_cast<size_t>(INT_MAX)) {
+    const std::string& input = input_.data();
+    if (input.size() > static_cast<size_t>(INT_MAX)) {
       return make_error(ErrorCode::kTooLarge, "pdf.text: document too large for poppler (2 GiB)");
     }
     Reports reports;
     ReportScope scope(reports);
     std::unique_ptr<poppler::document> doc(poppler::document::load_from_raw_data(
-        input_.data(), static_cast<int>(input_.size()), options_.password, options_.password));
+        input.data(), static_cast<int>(input.size()), options_.password, options_.password));
     if (doc == nullptr) {
       return make_error(ErrorCode::kCorruptInput,
                         "pdf.text: not a PDF that poppler can read" + first_report(reports));
@@ -133,7 +129,6 @@ class PdfTransform : public DocumentTransform {
                             " problem(s) reported; on_damage \"text\" keeps what poppler can "
                             "read)");
     }
-    std::string().swap(input_);
     return ok();
   }
 
@@ -148,8 +143,7 @@ class PdfTransform : public DocumentTransform {
   }
 
   const PdfOptions options_;
-  InputLimit limit_;
-  std::string input_;
+  WholeInput input_;  // poppler reads it in place until the document is closed
 };
 
 class PdfStep : public TransformStep {

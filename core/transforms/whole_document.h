@@ -43,4 +43,25 @@ class InputLimit {
   uint64_t seen_ = 0;
 };
 
+// The input of a transform that needs the whole document (html.text, pdf.text): taken in chunk
+// by chunk, refused past max_input_bytes, then held whole for finish().
+class WholeInput {
+ public:
+  WholeInput(std::string_view op, uint64_t max_bytes) : limit_(op, max_bytes) {}
+
+  Status add(std::string_view in) {
+    Status st = limit_.add(in.size());
+    if (!st) return st;
+    data_.append(in);
+    return ok();
+  }
+  std::string& data() { return data_; }
+  // Frees the document once it has been parsed.
+  void release() { std::string().swap(data_); }
+
+ private:
+  InputLimit limit_;
+  std::string data_;
+};
+
 }  // namespace docpipe
