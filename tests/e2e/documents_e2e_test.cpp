@@ -5,7 +5,9 @@
 
 #include <doctest/doctest.h>
 
+#include <set>
 #include <string>
+#include <vector>
 
 #include "tests/e2e/harness.h"
 #include "tests/support/pdf_writer.h"
@@ -121,6 +123,51 @@ TEST_CASE("e2e documents: a folder of PDFs becomes text, a damaged one fails alo
   CHECK(read_file(out + "/2026/q1.txt") == "First quarter\nRevenue 10\n\fAppendix\n");
   CHECK(read_file(out + "/2026/q2.txt") == "Second quarter\n");
   daemon.expect_running();
+  CHECK(daemon.terminate() == 0);
+}
+
+TEST_CASE("e2e documents: a PDF archive becomes search chunks (the README's example)") {
+  TempDir tmp;
+  const std::string in = tmp / "archive", out = tmp / "chunks", spool = tmp / "spool";
+  std::vector<std::vector<std::string>> pages;
+  for (int p = 1; p <= 3; ++p) {
+    std::vector<std::string> lines;
+    for (int l = 0; l < 30; ++l) {
+      lines.push_back("Page " + std::to_string(p) + " line " + std::to_string(l) +
+                      " of the contract says something.");
+    }
+    pages.push_back(lines);
+  }
+  write_file(in + "/2025/contract.pdf", docpipe::test::make_pdf(pages));
+  DaemonProcess daemon(spool, {"--workers", "2", "--durability", "none"});
+  daemon.start();
+  nlohmann::json job =
+      make_job("chunks", in, out,
+               {{{"op", "pdf.text"}}, {{"op", "text.chunk"}, {"size", 400}, {"overlap", 50}}});
+  job["output"]["extension"] = ".jsonl";
+  drop_job(spool, "chunks.json", job);
+  JobOutcome outcome = daemon.wait_for_job("chunks");
+  INFO("report: " << outcome.report.dump(2));
+  CHECK(outcome.folder == "done");
+  const std::string jsonl = read_file(out + "/2025/contract.jsonl");
+  std::vector<nlohmann::json> chunks;
+  for (size_t at = 0, nl; (nl = jsonl.find('\n', at)) != std::string::npos; at = nl + 1) {
+    chunks.push_back(nlohmann::json::parse(jsonl.substr(at, nl - at)));
+  }
+  REQUIRE(chunks.size() >= 9);  // 3 pages of ~1,300 characters in chunks of at most 400
+  std::set<int> pages_seen;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const nlohmann::json& c = chunks[i];
+    CHECK(c["source"] == "2025/contract.pdf");
+    CHECK(c["chunk"] == static_cast<int>(i));
+    const std::string text = c["text"];
+    CHECK(text.size() <= 400);
+    CHECK(text.find("Page " + std::to_string(c["page"].get<int>()) + " line") != std::string::npos);
+    pages_seen.insert(c["page"].get<int>());
+  }
+  CHECK(pages_seen == std::set<int>{1, 2, 3});
+  CHECK(chunks.back()["text"].get<std::string>().ends_with(
+      "line 29 of the contract says something."));
   CHECK(daemon.terminate() == 0);
 }
 
