@@ -32,6 +32,14 @@
                                      gone, instead of waiting 600 s for a report that cannot come
   verify OUT_DIR MANIFEST N         fail unless OUT_DIR holds N files and MANIFEST N lines naming N
                                      different inputs, all succeeded
+  pdf-corpus DIR --docs N --pages P  write N PDFs of P pages each (DIR/NNN/doc-NNNNNN.pdf, 100 per
+                                     folder): 45 lines of words per page in Helvetica, a correct
+                                     cross-reference table; prints the total size in bytes
+  same-words DIR_A SUFFIX_A DIR_B SUFFIX_B
+                                     fail unless every NAME+SUFFIX_A below DIR_A has the same
+                                     words as NAME+SUFFIX_B below DIR_B (white space and form
+                                     feeds aside) and the same number of pages (form feeds,
+                                     one fewer between pages than pdftotext's one after each)
   metric URL NAME                   print the sum of the samples of metric NAME at URL (/metrics)
   cluster-table RESULTS.tsv         print the --cluster summary from rows written by scripts/bench
 """
@@ -369,6 +377,95 @@ def cmd_budget(args):
     print(int(budget))
 
 
+def pdf_bytes(pages):
+    """A PDF of `pages` (lists of ASCII lines), as tests/support/pdf_writer.h writes them."""
+    def literal(line):
+        return "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+    objects = [None, None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica "
+                           "/Encoding /WinAnsiEncoding >>"]
+    kids = []
+    for i, lines in enumerate(pages):
+        page_obj = 4 + 2 * i
+        kids.append("%d 0 R" % page_obj)
+        content = "BT /F1 10 Tf 12 TL 50 760 Td\n" + "".join(
+            literal(line) + " Tj T*\n" for line in lines) + "ET\n"
+        objects.append("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+                       "/Resources << /Font << /F1 3 0 R >> >> >>" % (page_obj + 1))
+        objects.append("<< /Length %d >>\nstream\n%sendstream" % (len(content), content))
+    objects[0] = "<< /Type /Catalog /Pages 2 0 R >>"
+    objects[1] = "<< /Type /Pages /Kids [%s] /Count %d >>" % (" ".join(kids), len(pages))
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects):
+        offsets.append(len(out))
+        out += ("%d 0 obj\n%s\nendobj\n" % (i + 1, body)).encode("latin-1")
+    xref = len(out)
+    out += ("xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)).encode()
+    for off in offsets:
+        out += ("%010d 00000 n \n" % off).encode()
+    out += ("trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" %
+            (len(objects) + 1, xref)).encode()
+    return bytes(out)
+
+
+def cmd_pdf_corpus(args):
+    out_dir = args[0]
+    docs = int(args[args.index("--docs") + 1])
+    pages = int(args[args.index("--pages") + 1])
+    rng = random.Random(7)
+    total = 0
+    for i in range(docs):
+        folder = os.path.join(out_dir, "%03d" % (i // 100))
+        os.makedirs(folder, exist_ok=True)
+        doc_pages = []
+        for p in range(pages):
+            words = token_stream(rng, 45 * 80).split()
+            lines, line = [], []
+            for w in words:
+                line.append(w)
+                if sum(len(x) + 1 for x in line) > 80:
+                    lines.append(" ".join(line))
+                    line = []
+                if len(lines) == 45:
+                    break
+            doc_pages.append(lines)
+        data = pdf_bytes(doc_pages)
+        with open(os.path.join(folder, "doc-%06d.pdf" % i), "wb") as f:
+            f.write(data)
+        total += len(data)
+    print(total)
+
+
+def cmd_same_words(args):
+    dir_a, suffix_a, dir_b, suffix_b = args
+    problems, checked = [], 0
+    for folder, _, names in os.walk(dir_a):
+        for name in names:
+            if not name.endswith(suffix_a):
+                continue
+            stem = name[:len(name) - len(suffix_a)]
+            rel = os.path.relpath(os.path.join(folder, stem), dir_a)
+            with open(os.path.join(folder, name), "rb") as f:
+                a = f.read()
+            try:
+                with open(os.path.join(dir_b, rel + suffix_b), "rb") as f:
+                    b = f.read()
+            except OSError as e:
+                problems.append(str(e))
+                continue
+            checked += 1
+            if a.split() != b.split():
+                problems.append("%s: the words differ" % rel)
+            # pdftotext ends every page with a form feed; docpipe separates pages with one.
+            if a.count(b"\f") + 1 != b.count(b"\f"):
+                problems.append("%s: %d pages against %d" % (rel, a.count(b"\f") + 1,
+                                                            b.count(b"\f")))
+    if checked == 0:
+        problems.append("no %s files below %s" % (suffix_a, dir_a))
+    if problems:
+        sys.exit("bench_helper: same-words: %d problem(s), e.g. %s" % (len(problems), problems[0]))
+
+
 def cmd_same_tree(args):
     expected, actual = args[0], args[1]
     suffix = args[args.index("--suffix") + 1] if "--suffix" in args else ""
@@ -439,7 +536,8 @@ def cmd_cluster_table(args):
 def main():
     commands = {"corpus": cmd_corpus, "drop": cmd_drop, "table": cmd_table, "submit": cmd_submit,
                 "verify": cmd_verify, "metric": cmd_metric, "cluster-table": cmd_cluster_table,
-                "same-tree": cmd_same_tree, "budget": cmd_budget}
+                "same-tree": cmd_same_tree, "budget": cmd_budget, "pdf-corpus": cmd_pdf_corpus,
+                "same-words": cmd_same_words}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](sys.argv[2:])
