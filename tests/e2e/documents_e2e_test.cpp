@@ -1,4 +1,5 @@
-// Real documents through the real daemon: html.text, html.markdown and pdf.text, with
+// Real documents through the real daemon: html.text, html.markdown, pdf.text, text.chunk and
+// office.text, with
 // output.extension naming the outputs (x.html -> x.txt, x.pdf -> x.txt), pages in several
 // character sets, hostile documents that fail alone, and a job whose outputs would collide
 // refused at submission.
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "tests/e2e/harness.h"
+#include "tests/support/office_writer.h"
 #include "tests/support/pdf_writer.h"
 
 namespace e2e {
@@ -168,6 +170,54 @@ TEST_CASE("e2e documents: a PDF archive becomes search chunks (the README's exam
   CHECK(pages_seen == std::set<int>{1, 2, 3});
   CHECK(chunks.back()["text"].get<std::string>().ends_with(
       "line 29 of the contract says something."));
+  CHECK(daemon.terminate() == 0);
+}
+
+TEST_CASE("e2e documents: Office files become text, a zip bomb and a laugh fail alone") {
+  TempDir tmp;
+  const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";
+  write_file(in + "/letter.docx",
+             docpipe::test::docx(docpipe::test::w_para("Dear reader,") +
+                                 docpipe::test::w_para("the figures follow.")));
+  write_file(in + "/figures.xlsx",
+             docpipe::test::xlsx({{"Q1",
+                                   "<row r=\"1\"><c r=\"A1\" t=\"s\"><v>0</v></c>"
+                                   "<c r=\"B1\"><v>42</v></c></row>"}},
+                                 {"North"}));
+  write_file(in + "/talk.odp",
+             docpipe::test::odf("presentation",
+                                "<office:presentation><draw:page><draw:frame><draw:text-box>"
+                                "<text:p>Slide one</text:p></draw:text-box></draw:frame>"
+                                "</draw:page></office:presentation>"));
+  write_file(in + "/bomb.docx",
+             docpipe::test::zip_bytes({{"word/document.xml", std::string(32u << 20, 'a')}}));
+  write_file(
+      in + "/laugh.docx",
+      docpipe::test::zip_bytes(
+          {{"word/document.xml",
+            "<!DOCTYPE d [<!ENTITY a \"aaaa\">]><w:document xmlns:w=\"x\">&a;</w:document>"}}));
+  DaemonProcess daemon(spool, {"--workers", "2", "--durability", "none"});
+  daemon.start();
+  nlohmann::json job = make_job("office", in, out, {{{"op", "office.text"}}});
+  job["output"]["extension"] = ".txt";
+  job["limits"] = {{"max_failed_documents", 5}};
+  drop_job(spool, "office.json", job);
+  JobOutcome outcome = daemon.wait_for_job("office");
+  INFO("report: " << outcome.report.dump(2));
+  CHECK(outcome.report["counts"]["succeeded"] == 3);
+  CHECK(outcome.report["counts"]["failed"] == 2);
+  std::map<std::string, std::string> errors;
+  for (const nlohmann::json& f : outcome.report["failed_documents"]) {
+    errors[f["input"].get<std::string>()] = f["error"].get<std::string>();
+  }
+  CHECK(errors[in + "/bomb.docx"].find("unpacks to more than max_ratio") != std::string::npos);
+  CHECK(errors[in + "/laugh.docx"].find("XML with a document type declaration is refused") !=
+        std::string::npos);
+  CHECK(list_files(out) == std::vector<std::string>{"figures.txt", "letter.txt", "talk.txt"});
+  CHECK(read_file(out + "/letter.txt") == "Dear reader,\nthe figures follow.\n");
+  CHECK(read_file(out + "/figures.txt") == "Q1\nNorth\t42\n");
+  CHECK(read_file(out + "/talk.txt") == "Slide one\n");
+  daemon.expect_running();
   CHECK(daemon.terminate() == 0);
 }
 
