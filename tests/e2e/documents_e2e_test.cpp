@@ -1,5 +1,5 @@
-// Real documents through the real daemon: html.text, html.markdown, pdf.text, text.chunk and
-// office.text, with
+// Real documents through the real daemon: html.text, html.markdown, pdf.text, text.chunk,
+// office.text and auto.text, with
 // output.extension naming the outputs (x.html -> x.txt, x.pdf -> x.txt), pages in several
 // character sets, hostile documents that fail alone, and a job whose outputs would collide
 // refused at submission.
@@ -218,6 +218,37 @@ TEST_CASE("e2e documents: Office files become text, a zip bomb and a laugh fail 
   CHECK(read_file(out + "/figures.txt") == "Q1\nNorth\t42\n");
   CHECK(read_file(out + "/talk.txt") == "Slide one\n");
   daemon.expect_running();
+  CHECK(daemon.terminate() == 0);
+}
+
+TEST_CASE("e2e documents: auto.text sends each file of a mixed folder to its extractor") {
+  TempDir tmp;
+  const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";
+  write_file(in + "/a.pdf", docpipe::test::make_pdf({{"from the pdf"}}));
+  write_file(in + "/b.docx", docpipe::test::docx(docpipe::test::w_para("from the docx")));
+  write_file(in + "/c.html", "<html><body><h1>from the page</h1><style>p{}</style></body></html>");
+  write_file(in + "/d.txt", "from the text file\n");
+  // Named .txt, but a PDF: the content decides.
+  write_file(in + "/e.txt", docpipe::test::make_pdf({{"a pdf in disguise"}}));
+  write_file(in + "/f.png",
+             std::string("\x89PNG\r\n\x1A\n\0\0\0\rIHDR", 16) + std::string(64, '\0'));
+  DaemonProcess daemon(spool, {"--workers", "2", "--durability", "none"});
+  daemon.start();
+  nlohmann::json job = make_job("mixed", in, out, {{{"op", "auto.text"}}});
+  job["output"]["suffix"] = ".txt";
+  job["limits"] = {{"max_failed_documents", 5}};
+  drop_job(spool, "mixed.json", job);
+  JobOutcome outcome = daemon.wait_for_job("mixed");
+  INFO("report: " << outcome.report.dump(2));
+  CHECK(outcome.report["counts"]["succeeded"] == 5);
+  REQUIRE(outcome.report["failed_documents"].size() == 1);
+  CHECK(outcome.report["failed_documents"][0]["error"].get<std::string>().find(
+            "auto.text: no extractor for image/png") != std::string::npos);
+  CHECK(read_file(out + "/a.pdf.txt") == "from the pdf\n");
+  CHECK(read_file(out + "/b.docx.txt") == "from the docx\n");
+  CHECK(read_file(out + "/c.html.txt") == "from the page\n");
+  CHECK(read_file(out + "/d.txt.txt") == "from the text file\n");
+  CHECK(read_file(out + "/e.txt.txt") == "a pdf in disguise\n");
   CHECK(daemon.terminate() == 0);
 }
 

@@ -219,6 +219,9 @@ TEST_CASE(
                         "compression level, 1 fastest to 19 smallest; levels above 15 need tens "
                         "of MiB per document being compressed (1..19)"}});
   CHECK(by_op["exec"]["params"][0]["required"] == true);
+  REQUIRE(by_op.count("auto.text") == 1);
+  CHECK(by_op["auto.text"]["streaming"] == false);
+  CHECK(by_op["auto.text"]["params"].empty());
   CHECK(by_op["template"]["params"][0]["default"] == nullptr);
   CHECK(by_op["text.normalize"]["params"][1]["default"] == false);
 }
