@@ -138,6 +138,10 @@ class JobParser {
     if (auto suffix = out.string("suffix", true)) {
       if (suffix->find_first_of(std::string_view("/\0", 2)) != std::string::npos) {
         out.error("suffix", "must not contain '/' or a NUL byte");
+      } else if (suffix->find("docpipe-tmp") != std::string::npos) {
+        out.error("suffix",
+                  "must not contain \"docpipe-tmp\": outputs would look like docpipe's "
+                  "temp files, which are skipped and removed");
       } else {
         spec_.output.suffix = std::move(*suffix);
       }
@@ -145,6 +149,10 @@ class JobParser {
     if (auto ext = out.string("extension", true)) {
       if (ext->find_first_of(std::string_view("/\0", 2)) != std::string::npos) {
         out.error("extension", "must not contain '/' or a NUL byte");
+      } else if (ext->find("docpipe-tmp") != std::string::npos) {
+        out.error("extension",
+                  "must not contain \"docpipe-tmp\": outputs would look like "
+                  "docpipe's temp files, which are skipped and removed");
       } else if (!ext->empty() && ((*ext)[0] != '.' || *ext == "." || *ext == "..")) {
         out.error("extension",
                   "must start with '.' and name an extension, such as \".txt\" (or "

@@ -152,8 +152,30 @@ std::string_view charset_value(std::string_view tag) {
   return {};
 }
 
-// The first charset a <meta> tag in `head` declares, or nullopt. Comments are skipped, so a
-// commented-out declaration does not count.
+// The value of a `charset` attribute of the tag (outside any quoted value), or "".
+std::string_view charset_attribute(std::string_view tag) {
+  char quote = 0;
+  for (size_t i = 1; i < tag.size(); ++i) {
+    const char c = tag[i];
+    if (quote != 0) {
+      if (c == quote) quote = 0;
+      continue;
+    }
+    if (c == '"' || c == '\'') {
+      quote = c;
+      continue;
+    }
+    if (is_blank(tag[i - 1]) && find_nocase(tag.substr(i, 7), "charset", 0) == 0) {
+      size_t j = i + 7;
+      while (j < tag.size() && is_blank(tag[j])) ++j;
+      if (j < tag.size() && tag[j] == '=') return charset_value(tag.substr(i));
+    }
+  }
+  return {};
+}
+
+// The first supported charset a <meta> tag in `head` declares, or nullopt. Comments are
+// skipped, so a commented-out declaration does not count.
 std::optional<std::string_view> meta_charset(std::string_view head) {
   size_t at = 0;
   while (at < head.size()) {
@@ -173,8 +195,14 @@ std::optional<std::string_view> meta_charset(std::string_view head) {
         !(is_blank(tag[5]) || tag[5] == '/')) {
       continue;
     }
-    const std::string_view value = charset_value(tag);
-    if (!value.empty()) return value;
+    // <meta charset=...> (an attribute of its own), or <meta http-equiv="Content-Type"
+    // content="...; charset=...">; not a "charset=" in any other attribute's text. A label
+    // docpipe does not know is passed over, as browsers do.
+    std::string_view value = charset_attribute(tag);
+    if (value.empty() && find_nocase(tag, "http-equiv", 0) != std::string_view::npos) {
+      value = charset_value(tag);
+    }
+    if (!value.empty() && !charset_for_label(value).empty()) return value;
   }
   return std::nullopt;
 }

@@ -5,13 +5,13 @@
 // - a byte order mark (UTF-8, UTF-16LE, UTF-16BE) wins;
 // - else the first <meta charset="..."> or <meta http-equiv="Content-Type" content="...;
 //   charset=..."> within the first 1024 bytes, by its label ("latin1", "sjis", "gb2312", ...);
+//   a label docpipe does not know is passed over, as browsers do;
 // - else UTF-8 if the bytes are valid UTF-8, windows-1252 if not (what browsers assume for
 //   Western pages without a declaration).
 //
 // Conversion runs in the sandboxed worker, which can no longer load glibc's converter modules
 // (no open(), no executable mappings). So every supported converter is opened once before the
-// sandbox closes (prepare_html_charsets) and reused; a label outside the supported set fails the
-// document with a clear error instead.
+// sandbox closes (prepare_html_charsets) and reused.
 
 #include <string>
 #include <string_view>
@@ -31,8 +31,8 @@ struct HtmlCharset {
 // for a label docpipe does not support.
 std::string_view charset_for_label(std::string_view label);
 
-// The document's character set; an error for a declared label that is unknown or unsupported.
-// `forced`: a label given by the job (the transform's `charset` parameter), "" for auto.
+// The document's character set; an error only for a `forced` label docpipe does not know (the
+// transform's `charset` parameter, "" for auto).
 Result<HtmlCharset> detect_html_charset(std::string_view doc, std::string_view forced = {});
 
 // Opens every supported converter (in a worker, before its sandbox). "" or what failed.

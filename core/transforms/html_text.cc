@@ -40,6 +40,7 @@ namespace {
 enum class Mode { kText, kMarkdown };
 
 constexpr size_t kMaxNesting = 16;
+constexpr size_t kMaxPaddedColumns = 64;
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
 
@@ -143,9 +144,11 @@ class Writer {
       }
       // Whether c starts a line (where '#', '-' and the like would become syntax).
       const bool line_start = at_line_start_ || (pending_breaks_ > 0 && !out_.empty());
+      if (line_start) digits_only_line_ = true;
       start_content();
       if (escape && needs_escape(c, line_start)) out_ += '\\';
       out_ += c;
+      digits_only_line_ = digits_only_line_ && c >= '0' && c <= '9';
     }
   }
 
@@ -153,7 +156,20 @@ class Writer {
   void markup(std::string_view s) {
     start_content();
     out_ += s;
+    digits_only_line_ = false;
   }
+
+  // Ends the current line; the next content starts a new one with the prefixes.
+  void end_line() {
+    if (single_line_) {
+      pending_space_ = true;
+      return;
+    }
+    out_ += '\n';
+    at_line_start_ = true;
+    pending_space_ = false;
+  }
+  bool single_line() const { return single_line_; }
 
   // An inline marker (**, *, `, ~~, [): written before the next content, dropped if none comes.
   void open_inline(std::string marker) { pending_open_ += marker; }
@@ -222,7 +238,11 @@ class Writer {
       case ']':
       case '<':
       case '>':
+      case '!':  // "Wow!" before a link would make it an image
         return true;
+      case '.':
+      case ')':
+        return digits_only_line_;  // "2024. Year" must not start an ordered list
       case '|':
         return single_line_;  // table cells
       case '#':
@@ -285,6 +305,7 @@ class Writer {
   std::string pending_open_;
   std::vector<std::string> prefixes_;
   std::string marker_;
+  bool digits_only_line_ = false;  // the line so far is digits only
 };
 
 struct Table {
@@ -368,16 +389,23 @@ class Renderer {
     }
     if (name_in(n, {"ul", "ol", "menu"})) {
       w().block(lists_.empty() ? 2 : 1);
-      int start = 1;
-      if (name_is(n, "ol")) start = std::atoi(attribute(n, "start").c_str());
-      lists_.push_back(name_is(n, "ol") ? std::max(start, 0) : -1);
+      // CommonMark list numbers have at most 9 digits.
+      long long start = 1;
+      if (name_is(n, "ol")) {
+        const std::string a = attribute(n, "start");
+        start = a.empty() ? 1 : std::clamp(std::atoll(a.c_str()), 0LL, 999999999LL);
+      }
+      lists_.push_back(name_is(n, "ol") ? start : -1);
       return true;
     }
     if (name_is(n, "li")) {
       w().block(1);
       if (md() && w().depth() < kMaxNesting) {
         std::string marker = "- ";
-        if (!lists_.empty() && lists_.back() >= 0) marker = std::to_string(lists_.back()++) + ". ";
+        if (!lists_.empty() && lists_.back() >= 0) {
+          marker = std::to_string(lists_.back()) + ". ";
+          lists_.back() = std::min(lists_.back() + 1, 999999999LL);
+        }
         w().push_prefix(std::string(marker.size(), ' '), marker);
         pushed_.push_back(n);
       }
@@ -393,7 +421,13 @@ class Renderer {
     }
     if (name_is(n, "pre")) {
       w().block(2);
-      if (md()) w().markup("```\n");
+      if (md() && !w().single_line()) {
+        fences_.push_back(fence(n));
+        w().markup(fences_.back());
+        w().end_line();
+      } else if (md()) {
+        fences_.emplace_back();  // in a table cell: the code stays on the row's line
+      }
       ++pre_;
       ++code_;
       return true;
@@ -448,9 +482,12 @@ class Renderer {
     if (name_is(n, "pre")) {
       --pre_;
       --code_;
-      if (md()) {
-        w().block(1);
-        w().markup("```");
+      if (md() && !fences_.empty()) {
+        if (!fences_.back().empty()) {
+          w().block(1);
+          w().markup(fences_.back());
+        }
+        fences_.pop_back();
       }
       w().block(2);
       return;
@@ -520,11 +557,14 @@ class Renderer {
       w().block(2);
       return;
     }
+    // Rows are padded to the widest, but not past kMaxPaddedColumns: a 100,000-cell first row
+    // over 100,000 one-cell rows must not ask for 10^10 cells.
     size_t columns = 0;
     for (const auto& row : t.rows) columns = std::max(columns, row.size());
+    const size_t padded = std::min(columns, kMaxPaddedColumns);
     auto line = [&](const std::vector<std::string>& row) {
       std::string s = "|";
-      for (size_t i = 0; i < columns; ++i) {
+      for (size_t i = 0; i < std::max(padded, row.size()); ++i) {
         s += ' ';
         s += i < row.size() ? row[i] : std::string();
         s += " |";
@@ -535,7 +575,7 @@ class Renderer {
     w().block(1);
     w().markup(line(t.rows[0]));
     std::string rule = "|";
-    for (size_t i = 0; i < columns; ++i) rule += " --- |";
+    for (size_t i = 0; i < std::max(padded, t.rows[0].size()); ++i) rule += " --- |";
     w().block(1);
     w().markup(rule);
     for (size_t r = 1; r < t.rows.size(); ++r) {
@@ -553,6 +593,18 @@ class Renderer {
       if (c == '[' || c == ']' || c == '\n' || c == '\r') c = ' ';
     }
     w().markup("![" + alt + "](" + link_target(src) + ")");
+  }
+
+  // A code fence longer than any run of backticks in the block's text (at least ```).
+  static std::string fence(const xmlNode* pre) {
+    size_t longest = 0, run = 0;
+    xmlChar* text = xmlNodeGetContent(pre);
+    for (const xmlChar* p = text; p != nullptr && *p != 0; ++p) {
+      run = *p == '`' ? run + 1 : 0;
+      longest = std::max(longest, run);
+    }
+    if (text != nullptr) xmlFree(text);
+    return std::string(std::max<size_t>(3, longest + 1), '`');
   }
 
   // A URL as a Markdown link target: in <...> when it holds spaces or parentheses.
@@ -579,9 +631,10 @@ class Renderer {
   const Mode mode_;
   std::vector<Writer> writers_;  // the page's, then one per table cell being read
   std::vector<Table> tables_;
-  std::vector<int> lists_;              // per open list: the next number, or -1 for bullets
+  std::vector<long long> lists_;        // per open list: the next number, or -1 for bullets
   std::vector<const xmlNode*> pushed_;  // elements that pushed a prefix
   std::vector<Link> links_;
+  std::vector<std::string> fences_;  // per open <pre>: its fence ("" in a table cell)
   int pre_ = 0;
   int code_ = 0;
 };
@@ -624,12 +677,13 @@ class HtmlTransform : public DocumentTransform {
     std::unique_ptr<htmlParserCtxt, CtxtFree> ctxt(htmlNewParserCtxt());
     if (ctxt == nullptr)
       return make_error(ErrorCode::kInternal, std::string(op_) + ": out of memory");
-    // XML_PARSE_HUGE: no depth limit (libxml2 stops at 256 levels otherwise and drops the rest of
-    // the page); the parser and the walk below are iterative, and the worker's memory is bounded.
+    // Not XML_PARSE_HUGE: without libxml2's depth limit (256) its end-tag matching is quadratic
+    // in the depth ("<b>" x 1e6 then "</i>" x 1e6). A deeper page stops the parser, and the
+    // check below fails it clearly.
     std::unique_ptr<xmlDoc, DocFree> doc(htmlCtxtReadMemory(
         ctxt.get(), utf8.data(), static_cast<int>(utf8.size()), nullptr, "UTF-8",
         HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING | HTML_PARSE_NONET |
-            HTML_PARSE_IGNORE_ENC | HTML_PARSE_COMPACT | HTML_PARSE_NODEFDTD | XML_PARSE_HUGE));
+            HTML_PARSE_IGNORE_ENC | HTML_PARSE_COMPACT | HTML_PARSE_NODEFDTD));
     std::string().swap(utf8);
     // A parse libxml2 gave up on (out of memory, an internal limit) would leave the rest of the
     // page out: the document fails rather than losing text silently.
@@ -637,6 +691,11 @@ class HtmlTransform : public DocumentTransform {
       const xmlError* e = xmlCtxtGetLastError(ctxt.get());
       std::string why = e != nullptr && e->message != nullptr ? e->message : "unknown error";
       while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      if (why.starts_with("Excessive depth")) {
+        return make_error(ErrorCode::kCorruptInput,
+                          std::string(op_) +
+                              ": the page nests elements deeper than 256 levels (libxml2's limit)");
+      }
       return make_error(ErrorCode::kCorruptInput,
                         std::string(op_) + ": libxml2 stopped parsing the page: " + why);
     }

@@ -21,6 +21,7 @@
 #include <zip.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -69,18 +70,20 @@ class TextOut {
     pending_tabs_ = 0;
     if (!out_.empty()) pending_lines_ += n;
   }
+  // A new sheet or slide: a form feed before every one but the first, even after one without
+  // text, so that the n-th page is always the n-th sheet or slide.
   void page() {
     pending_tabs_ = 0;
     pending_lines_ = 0;
-    if (!out_.empty()) {
-      trim();
-      out_ += "\n\f";
-    }
+    if (pages_++ == 0) return;
+    trim();
+    if (!out_.empty() && out_.back() != '\f') out_ += '\n';
+    out_ += '\f';
   }
   void drop_pending_tabs() { pending_tabs_ = 0; }
   std::string take() {
     trim();
-    if (!out_.empty() && out_.back() != '\n') out_ += '\n';
+    if (!out_.empty() && out_.back() != '\n' && out_.back() != '\f') out_ += '\n';
     return std::move(out_);
   }
 
@@ -89,7 +92,7 @@ class TextOut {
     while (!out_.empty() && (out_.back() == ' ' || out_.back() == '\t')) out_.pop_back();
   }
   void flush() {
-    if (pending_lines_ > 0) {
+    if (pending_lines_ > 0 && !out_.empty() && out_.back() != '\f') {
       trim();
       out_.append(std::min(pending_lines_, size_t{2}), '\n');
       pending_lines_ = 0;
@@ -100,6 +103,7 @@ class TextOut {
   std::string out_;
   size_t pending_tabs_ = 0;
   size_t pending_lines_ = 0;
+  size_t pages_ = 0;
 };
 
 // The archive, with every part read through one budget.
@@ -185,12 +189,41 @@ struct XmlEvent {
   std::string_view text;
 };
 
+// Whether the XML has a document type declaration before its root element. Checked before
+// libxml2 sees the part: the reader reports the declaration only after it has parsed the
+// internal subset, and an attribute default there can already expand entities.
+bool has_doctype(std::string_view xml) {
+  size_t at = 0;
+  while ((at = xml.find('<', at)) != std::string_view::npos) {
+    const std::string_view rest = xml.substr(at);
+    if (rest.starts_with("<?")) {
+      at = xml.find("?>", at);
+    } else if (rest.starts_with("<!--")) {
+      at = xml.find("-->", at);
+    } else {
+      if (rest.size() < 9) return false;
+      std::string head(rest.substr(0, 9));
+      for (char& c : head) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      return head == "<!DOCTYPE";
+    }
+    if (at == std::string_view::npos) return false;
+    ++at;
+  }
+  return false;
+}
+
 template <typename F>
 Status walk_xml(const std::string& part, const std::string& xml, F&& on) {
+  if (has_doctype(xml)) {
+    return fail(part +
+                ": XML with a document type declaration is refused (Office and "
+                "OpenDocument files never have one; entity expansion hides there)");
+  }
+  // Not XML_PARSE_HUGE: libxml2's own limits (depth, entity amplification) stay on.
   std::unique_ptr<xmlTextReader, ReaderFree> r(xmlReaderForMemory(
       xml.data(), static_cast<int>(std::min<size_t>(xml.size(), INT32_MAX)), nullptr, "UTF-8",
       XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_COMPACT |
-          XML_PARSE_IGNORE_ENC | XML_PARSE_HUGE));
+          XML_PARSE_IGNORE_ENC));
   if (r == nullptr) return fail(part + ": cannot start the XML reader");
   int rc;
   while ((rc = xmlTextReaderRead(r.get())) == 1) {
@@ -232,6 +265,42 @@ std::string attr(xmlTextReader* r, const char* name) {
   return out;
 }
 
+// An attribute by local name and namespace, whatever prefix the producer chose.
+std::string attr_ns(xmlTextReader* r, const char* local, const char* ns) {
+  xmlChar* v = xmlTextReaderGetAttributeNs(r, reinterpret_cast<const xmlChar*>(local),
+                                           reinterpret_cast<const xmlChar*>(ns));
+  if (v == nullptr) return {};
+  std::string out(reinterpret_cast<const char*>(v));
+  xmlFree(v);
+  return out;
+}
+
+constexpr const char* kRelNs =
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
+constexpr const char* kTableNs = "urn:oasis:names:tc:opendocument:xmlns:table:1.0";
+constexpr const char* kTextNs = "urn:oasis:names:tc:opendocument:xmlns:text:1.0";
+
+// "xl/" + "../x/y.xml" -> "x/y.xml": a relationship target resolved against its base folder.
+std::string resolve_part(const std::string& base, const std::string& target) {
+  std::vector<std::string> parts;
+  std::string path = target.starts_with("/") ? target.substr(1) : base + target;
+  size_t at = 0;
+  while (at <= path.size()) {
+    size_t slash = path.find('/', at);
+    if (slash == std::string::npos) slash = path.size();
+    const std::string seg = path.substr(at, slash - at);
+    if (seg == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!seg.empty() && seg != ".") {
+      parts.push_back(seg);
+    }
+    at = slash + 1;
+  }
+  std::string out;
+  for (const std::string& p : parts) out += (out.empty() ? "" : "/") + p;
+  return out;
+}
+
 // Relationship id -> part name, from a .rels part; targets are relative to `base` ("xl/").
 Result<std::map<std::string, std::string>> relationships(Archive& zip, const std::string& rels,
                                                          const std::string& base) {
@@ -240,13 +309,7 @@ Result<std::map<std::string, std::string>> relationships(Archive& zip, const std
   std::map<std::string, std::string> out;
   Status st = walk_xml(rels, *xml, [&](const XmlEvent& e) {
     if (e.kind != XmlEvent::kStart || e.name != "Relationship") return;
-    std::string target = attr(e.reader, "Target");
-    if (target.starts_with("/")) {
-      target.erase(0, 1);
-    } else {
-      target = base + target;
-    }
-    out[attr(e.reader, "Id")] = target;
+    out[attr(e.reader, "Id")] = resolve_part(base, attr(e.reader, "Target"));
   });
   if (!st) return st.error();
   return out;
@@ -264,7 +327,7 @@ Result<std::vector<std::string>> ordered_parts(Archive& zip, const std::string& 
   std::vector<std::string> parts;
   Status st = walk_xml(list_part, *xml, [&](const XmlEvent& e) {
     if (e.kind != XmlEvent::kStart || e.name != element) return;
-    auto it = targets->find(attr(e.reader, "r:id"));
+    auto it = targets->find(attr_ns(e.reader, "id", kRelNs));
     if (it == targets->end()) return;
     parts.push_back(it->second);
     if (names != nullptr) names->push_back(attr(e.reader, "name"));
@@ -276,9 +339,15 @@ Result<std::vector<std::string>> ordered_parts(Archive& zip, const std::string& 
 Status docx(Archive& zip, TextOut& out) {
   Result<std::string> xml = zip.read("word/document.xml");
   if (!xml) return xml.error();
-  int in_t = 0, in_run = 0, in_cell = 0;
+  int in_t = 0, in_run = 0, in_cell = 0, fallback = 0;
   bool space = false;  // a cell's paragraphs are joined by spaces
   return walk_xml("word/document.xml", *xml, [&](const XmlEvent& e) {
+    // Word writes text boxes twice, as mc:Choice and as an mc:Fallback for old readers.
+    if (e.kind != XmlEvent::kText && e.name == "Fallback") {
+      fallback += e.kind == XmlEvent::kStart ? 1 : -1;
+      return;
+    }
+    if (fallback > 0) return;
     if (e.kind == XmlEvent::kText) {
       if (in_t == 0) return;
       if (space && !e.text.empty()) out.text(" ");
@@ -437,7 +506,8 @@ Status odf(Archive& zip, const std::string& mimetype, TextOut& out) {
   int in_para = 0, skip = 0, in_cell = 0;
   size_t repeat = 1;
   bool cell_has_text = false;
-  bool space = false;  // a cell's paragraphs are joined by spaces
+  std::string cell_text;  // a repeated cell's content, written once per repetition
+  bool space = false;     // a cell's paragraphs are joined by spaces
   return walk_xml("content.xml", *xml, [&](const XmlEvent& e) {
     const bool start = e.kind == XmlEvent::kStart;
     if (skip > 0) {
@@ -449,6 +519,7 @@ Status odf(Archive& zip, const std::string& mimetype, TextOut& out) {
         if (space) out.text(" ");
         space = false;
         out.text(e.text);
+        if (in_cell > 0) cell_text.append(e.text);
         cell_has_text = true;
       }
       return;
@@ -465,7 +536,7 @@ Status odf(Archive& zip, const std::string& mimetype, TextOut& out) {
         }
       }
     } else if (e.name == "s" && start && in_para > 0) {
-      const std::string c = attr(e.reader, "text:c");
+      const std::string c = attr_ns(e.reader, "c", kTextNs);
       const size_t n =
           c.empty() ? 1 : std::min<size_t>(std::strtoull(c.c_str(), nullptr, 10), kMaxRepeat);
       out.text(std::string(n, ' '));
@@ -475,7 +546,7 @@ Status odf(Archive& zip, const std::string& mimetype, TextOut& out) {
       out.newline();
     } else if (e.name == "table" && start && sheets) {
       out.page();
-      out.text(attr(e.reader, "table:name"));
+      out.text(attr_ns(e.reader, "name", kTableNs));
       out.newline();
     } else if (e.name == "page" && start && pages) {
       out.page();
@@ -483,13 +554,18 @@ Status odf(Archive& zip, const std::string& mimetype, TextOut& out) {
       space = false;
       if (start) {
         ++in_cell;
-        const std::string r = attr(e.reader, "table:number-columns-repeated");
+        const std::string r = attr_ns(e.reader, "number-columns-repeated", kTableNs);
         repeat =
             r.empty() ? 1 : std::min<size_t>(std::strtoull(r.c_str(), nullptr, 10), kMaxRepeat);
         cell_has_text = false;
-        if (xmlTextReaderIsEmptyElement(e.reader)) return;  // its end event follows at once
+        cell_text.clear();
       } else {
         in_cell = std::max(in_cell - 1, 0);
+        // A filled cell repeated (LibreOffice merges equal neighbours so): each copy is a cell.
+        for (size_t i = 1; cell_has_text && i < repeat; ++i) {
+          out.tab();
+          out.text(cell_text);
+        }
         // Cells inside a cell's paragraphs end their lines with newlines: a tab between cells.
         out.tab(cell_has_text ? 1 : repeat);
       }
@@ -545,8 +621,7 @@ class OfficeTransform : public DocumentTransform {
     }
     if (!st) return st;
     out += text.take();
-    input_.release();
-    return ok();
+    return ok();  // the input is freed with the transform, after the archive reading it
   }
 
  private:

@@ -3,8 +3,9 @@
 //
 // - An encrypted PDF opens only with its `password`; without one it fails clearly.
 // - poppler repairs what it can of a damaged file and reports the rest. `on_damage` says what
-//   such a report means: "fail" (the default) fails the document with poppler's first message,
-//   "text" keeps the text poppler could read.
+//   such a report means: "text" (the default) keeps the text poppler could read, "fail" fails
+//   the document with poppler's first message. (poppler-cpp gives no category: warnings and
+//   unimplemented features are reported as errors are, so failing on them is opt-in.)
 // - poppler has a long record of crashes and runaway memory on hostile files, so pdf.text is an
 //   isolated transform: each PDF is read in a sandboxed worker with a memory limit, killed on
 //   cancel or timeout (isolated_worker.h). The worker reads one tiny PDF before its sandbox
@@ -35,7 +36,7 @@ struct PdfOptions {
   std::string page_separator = "\f";
   int64_t first_page = 1;
   int64_t last_page = 0;  // 0: the last page
-  bool keep_damaged = false;
+  bool keep_damaged = true;
   std::string password;
   uint64_t max_input_bytes = 0;
   WorkerLimits worker;
@@ -111,8 +112,7 @@ class PdfTransform : public DocumentTransform {
       std::unique_ptr<poppler::page> page(doc->create_page(static_cast<int>(i - 1)));
       if (i > first) out += options_.page_separator;
       if (page == nullptr) {
-        reports.messages.push_back("page " + std::to_string(i) + " cannot be read");
-        ++reports.count;
+        collect("page " + std::to_string(i) + " cannot be read", nullptr);
         continue;
       }
       std::string text = utf8(page->text());
@@ -136,7 +136,11 @@ class PdfTransform : public DocumentTransform {
   static std::string first_report(const Reports& r) {
     if (r.messages.empty()) return "";
     std::string m = r.messages.front();
-    if (m.starts_with("error: ")) m.erase(0, 7);  // poppler-cpp's own prefix
+    // poppler-cpp's own prefix: "error: " or "error (OFFSET): ", whatever the category.
+    if (m.starts_with("error")) {
+      const size_t colon = m.find(": ");
+      if (colon != std::string::npos && colon < 32) m.erase(0, colon + 2);
+    }
     while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
     if (m.size() > 300) m.resize(300);
     return ": " + m;
@@ -165,9 +169,10 @@ const ParamSchema& schema() {
         .integer("first_page", 1, INT_MAX, 1, "the first page to read (1 is the first)")
         .integer("last_page", 0, INT_MAX, 0,
                  "the last page to read; 0 (the default) reads to the end")
-        .string_choice("on_damage", {"fail", "text"}, "fail",
-                       "when poppler reports a damaged file: \"fail\" the document with its "
-                       "first message, or keep the \"text\" it could read")
+        .string_choice("on_damage", {"fail", "text"}, "text",
+                       "when poppler reports problems: keep the \"text\" it could read (the "
+                       "default; poppler reports warnings and unimplemented features the same "
+                       "way as damage), or \"fail\" the document with its first message")
         .optional_string("password", "the password of an encrypted PDF (owner or user)");
     p.integer("max_input_bytes", 1, ParamSchema::kNoMax, kDefaultMaxPdfBytes,
               "largest PDF accepted (default 256 MiB); the whole file is held in memory, so a "

@@ -50,6 +50,7 @@ class ChunkTransform : public DocumentTransform {
 
   Status update(std::string_view in, std::string& out) override {
     buf_.append(in);
+    if (buf_.size() < retry_at_) return ok();
     // Emit while the window holds a full chunk and enough look-ahead to judge its end.
     while (emit_one(out, /*at_end=*/false)) {
     }
@@ -65,9 +66,10 @@ class ChunkTransform : public DocumentTransform {
  private:
   // Units of the text from buf_[from] on, up to `limit` units: returns the byte position where
   // `limit` units end (or buf_.size()), and the units counted.
-  std::pair<size_t, size_t> advance(size_t from, size_t limit) const {
+  std::pair<size_t, size_t> advance(size_t from, size_t limit,
+                                    size_t stop = std::string::npos) const {
     const auto* p = reinterpret_cast<const unsigned char*>(buf_.data());
-    const size_t n = buf_.size();
+    const size_t n = std::min(stop, buf_.size());
     size_t i = from, units = 0;
     while (i < n) {
       const unsigned char c = p[i];
@@ -135,26 +137,32 @@ class ChunkTransform : public DocumentTransform {
       compact();
       return false;
     }
-    auto [limit_end, units] = advance(start_, options_.size);
-    // White space costs no tokens, so a window is also full at max_window_bytes(): the buffer
-    // cannot grow without end on a document of blanks.
-    if (units < options_.size && limit_end - start_ > max_window_bytes()) {
-      limit_end = start_ + max_window_bytes();
+    // White space costs no tokens, so a window also ends at max_window_bytes(): the buffer cannot
+    // grow without end on a document of blanks. What is decided depends only on the bytes up to
+    // there (and whether more follow), never on how the document was cut into pieces.
+    const size_t cap = start_ + max_window_bytes();
+    auto [limit_end, units] = advance(start_, options_.size, cap);
+    bool full = units >= options_.size;
+    if (!full && limit_end >= cap && cap < buf_.size()) {
+      full = true;
       while (limit_end > start_ && is_continuation(static_cast<unsigned char>(buf_[limit_end]))) {
         --limit_end;
       }
-      units = options_.size;
     }
     // Without the document's end, a chunk is decided only once a full window (and one byte
     // past it, to see whether a word goes on) is here.
-    if (!at_end && (units < options_.size || limit_end >= buf_.size())) {
+    if (!at_end && (!full || limit_end >= buf_.size())) {
+      // Look again once the waiting part has doubled (or the window can be full): a document
+      // arriving in small pieces is then scanned a few times, not once per piece.
+      retry_at_ = std::min(buf_.size() + (buf_.size() - start_), cap + 1);
       compact();
       return false;
     }
+    retry_at_ = 0;
     size_t end = limit_end;
     if (limit_end < buf_.size()) {
       // Not the document's last piece: end at the best edge in the window's second half.
-      const size_t half = advance(start_, options_.size / 2).first;
+      const size_t half = advance(start_, options_.size / 2, limit_end).first;
       end = best_end(std::max(half, start_), limit_end);
     }
     if (end <= start_) end = std::max(limit_end, start_ + 1);
@@ -219,6 +227,7 @@ class ChunkTransform : public DocumentTransform {
     }
     buf_.erase(0, start_);
     base_ += start_;
+    retry_at_ = retry_at_ > start_ ? retry_at_ - start_ : 0;
     counted_ = 0;
     start_ = 0;
   }
@@ -231,6 +240,7 @@ class ChunkTransform : public DocumentTransform {
   size_t counted_ = 0;  // form feeds before buf_[counted_] are in page_
   int64_t page_ = 1;
   int64_t index_ = 0;
+  size_t retry_at_ = 0;  // update() looks for a chunk again once buf_ holds this much
   std::vector<size_t> marks_;
 };
 

@@ -297,6 +297,15 @@ TEST_CASE("job spec: output.extension must be an extension, and input files may 
   }
   doc["output"]["extension"] = 3;
   CHECK(doc_errors(doc) == std::vector<std::string>{"output.extension: expected string, got 3"});
+  doc["output"]["extension"] = ".x.docpipe-tmp.y";
+  doc["output"]["suffix"] = ".docpipe-tmp.z";
+  CHECK(doc_errors(doc) ==
+        std::vector<std::string>{
+            "output.suffix: must not contain \"docpipe-tmp\": outputs would look like docpipe's "
+            "temp files, which are skipped and removed",
+            "output.extension: must not contain \"docpipe-tmp\": outputs would look like "
+            "docpipe's temp files, which are skipped and removed"});
+  doc["output"].erase("suffix");
 
   doc["input"] = {{"files", {"/in/a.md", "/in/b.md", "/in/sub/a.txt", "/in/c"}}};
   doc["output"]["extension"] = ".txt";

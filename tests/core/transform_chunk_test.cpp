@@ -184,6 +184,19 @@ TEST_CASE("text.chunk: tokens count words by 4 bytes and other characters by one
   CHECK(c[3]["text"] == std::string(8, 'w'));
 }
 
+TEST_CASE("text.chunk: a window cut by blanks is the same however the text arrives") {
+  // Review case: tokens, a word, 70,000 blanks, then words. The window ends at
+  // 64 x size + 64 KiB bytes whatever the pieces.
+  std::string text = "a" + std::string(70000, ' ');
+  for (char c = 'b'; c <= 'z'; ++c) text += std::string(1, c) + " ";
+  const json params = {{"unit", "tokens"}, {"size", 16}, {"overlap", 0}};
+  const std::vector<json> whole = chunks(text, params, 0);
+  for (size_t piece : {1, 4096, 65536}) {
+    INFO("pieces of " << piece);
+    CHECK(chunks(text, params, piece) == whole);
+  }
+}
+
 TEST_CASE("text.chunk: a document of blanks does not grow the window without end") {
   std::string text(2u << 20, ' ');
   text += "end";

@@ -132,3 +132,46 @@ TEST_CASE("office.text: what is not an Office file fails clearly") {
   const std::string whole = t::docx(w_para("x"));
   CHECK(error_of(whole.substr(0, whole.size() / 2)).starts_with("office.text: "));
 }
+
+TEST_CASE("office.text: review cases: repeated filled cells, empty first slides, text boxes") {
+  CHECK(text_ok(t::odf("spreadsheet",
+                       "<office:spreadsheet><table:table table:name=\"S\"><table:table-row>"
+                       "<table:table-cell table:number-columns-repeated=\"3\"><text:p>7</text:p>"
+                       "</table:table-cell><table:table-cell><text:p>end</text:p>"
+                       "</table:table-cell></table:table-row></table:table>"
+                       "</office:spreadsheet>")) == "S\n7\t7\t7\tend\n");
+  // An image-only first slide still counts: the second slide's text is on page 2.
+  CHECK(text_ok(t::pptx({{}, {"second"}, {"third"}})) == "\fsecond\n\fthird\n");
+  // Word's text box: mc:Choice and mc:Fallback hold the same text; it is read once.
+  CHECK(text_ok(t::docx("<w:p><w:r><mc:AlternateContent "
+                        "xmlns:mc=\"http://schemas.openxmlformats.org/markup-compatibility/2006\">"
+                        "<mc:Choice><w:t>boxed</w:t></mc:Choice><mc:Fallback><w:t>boxed</w:t>"
+                        "</mc:Fallback></mc:AlternateContent></w:r></w:p>")) == "boxed\n");
+  // An entity expanded in an attribute default of the internal subset never gets that far.
+  const std::string attr_laugh =
+      "<?xml version=\"1.0\"?>\n<!-- a comment first -->\n<!doctype w:document [<!ENTITY a "
+      "\"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\"><!ATTLIST w:document x CDATA "
+      "\"&b;\">]><w:document xmlns:w=\"x\"/>";
+  CHECK(error_of(t::zip_bytes({{"word/document.xml", attr_laugh}})) ==
+        "office.text: word/document.xml: XML with a document type declaration is refused "
+        "(Office and OpenDocument files never have one; entity expansion hides there)");
+}
+
+TEST_CASE("office.text: relationships are read by namespace, and targets resolved") {
+  // Prefix "rel" instead of "r", and targets written as "../xl/..." from the package root.
+  const std::string ns =
+      "xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\" "
+      "xmlns:rel=\"http://schemas.openxmlformats.org/officeDocument/2006/"
+      "relationships\"";
+  const std::string file = t::zip_bytes(
+      {{"xl/workbook.xml", "<workbook " + ns +
+                               "><sheets><sheet name=\"Only\" sheetId=\"1\" rel:id=\"rId1\"/>"
+                               "</sheets></workbook>"},
+       {"xl/_rels/workbook.xml.rels",
+        "<Relationships><Relationship Id=\"rId1\" Target=\"../xl/./worksheets/s.xml\"/>"
+        "</Relationships>"},
+       {"xl/worksheets/s.xml", "<worksheet " + ns +
+                                   "><sheetData><row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>"
+                                   "cell</t></is></c></row></sheetData></worksheet>"}});
+  CHECK(text_ok(file) == "Only\ncell\n");
+}
