@@ -92,11 +92,12 @@ class TextOut {
     while (!out_.empty() && (out_.back() == ' ' || out_.back() == '\t')) out_.pop_back();
   }
   void flush() {
+    // No blank lines right after a form feed: a sheet or slide starts at its first text.
     if (pending_lines_ > 0 && !out_.empty() && out_.back() != '\f') {
       trim();
       out_.append(std::min(pending_lines_, size_t{2}), '\n');
-      pending_lines_ = 0;
     }
+    pending_lines_ = 0;
     out_.append(std::min(pending_tabs_, kMaxRepeat), '\t');
     pending_tabs_ = 0;
   }

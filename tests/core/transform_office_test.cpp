@@ -142,6 +142,19 @@ TEST_CASE("office.text: review cases: repeated filled cells, empty first slides,
                        "</office:spreadsheet>")) == "S\n7\t7\t7\tend\n");
   // An image-only first slide still counts: the second slide's text is on page 2.
   CHECK(text_ok(t::pptx({{}, {"second"}, {"third"}})) == "\fsecond\n\fthird\n");
+  // An empty paragraph at the top of a slide: the next paragraph's runs stay on one line.
+  CHECK(text_ok(t::zip_bytes(
+            {{"ppt/presentation.xml",
+              "<p:presentation xmlns:p=\"p\" xmlns:r=\"http://schemas.openxmlformats.org/"
+              "officeDocument/2006/relationships\"><p:sldIdLst><p:sldId r:id=\"a\"/>"
+              "<p:sldId r:id=\"b\"/></p:sldIdLst></p:presentation>"},
+             {"ppt/_rels/presentation.xml.rels",
+              "<Relationships><Relationship Id=\"a\" Target=\"slides/1.xml\"/>"
+              "<Relationship Id=\"b\" Target=\"slides/2.xml\"/></Relationships>"},
+             {"ppt/slides/1.xml", "<s xmlns:a=\"a\"><a:p><a:r><a:t>one</a:t></a:r></a:p></s>"},
+             {"ppt/slides/2.xml",
+              "<s xmlns:a=\"a\"><a:p/><a:p><a:r><a:t>two</a:t></a:r><a:r><a:t> runs</a:t></a:r>"
+              "</a:p></s>"}})) == "one\n\ftwo runs\n");
   // Word's text box: mc:Choice and mc:Fallback hold the same text; it is read once.
   CHECK(text_ok(t::docx("<w:p><w:r><mc:AlternateContent "
                         "xmlns:mc=\"http://schemas.openxmlformats.org/markup-compatibility/2006\">"
