@@ -47,15 +47,24 @@ class ZstdTransform : public DocumentTransform {
   ZstdTransform& operator=(const ZstdTransform&) = delete;
 
   Status update(std::string_view in, std::string& out) override {
+    std::string taken;  // what held_ held, while compress() may keep a new rest in it
+    if (more_) {
+      // Resuming a call stopped at kMaxCallOutputBytes with input left over.
+      taken.swap(held_);
+      taken.append(in);  // callers pass nothing new while has_more(); never lose it if they do
+      more_ = false;
+      return compress(taken, ZSTD_e_continue, out);
+    }
     if (cctx_ == nullptr) {
       if (held_.size() + in.size() <= kKnownSizeBytes) {
         held_.append(in);
         return ok();
       }
       Status st = start(ZSTD_CONTENTSIZE_UNKNOWN);
-      if (st) st = compress(held_, ZSTD_e_continue, out);
-      std::string().swap(held_);
       if (!st) return st;
+      taken.swap(held_);
+      taken.append(in);
+      return compress(taken, ZSTD_e_continue, out);
     }
     return compress(in, ZSTD_e_continue, out);
   }
@@ -64,9 +73,9 @@ class ZstdTransform : public DocumentTransform {
     if (cctx_ == nullptr) {
       Status st = start(held_.size());
       if (!st) return st;
-      st = compress(held_, ZSTD_e_end, out);
-      std::string().swap(held_);
-      return st;
+      std::string taken;
+      taken.swap(held_);
+      return compress(taken, ZSTD_e_end, out);
     }
     return compress({}, ZSTD_e_end, out);
   }
@@ -96,8 +105,10 @@ class ZstdTransform : public DocumentTransform {
 
   // Output grows one libzstd block at a time; single-threaded, libzstd buffers at most a block
   // of input and a block of output itself, so a call's output stays a small multiple of its
-  // input. With workers, ending the frame flushes every job in flight (several MiB): that comes
-  // out in calls of about kMaxCallOutputBytes, with has_more() between them.
+  // input. With workers, a call that waits for a job to free its buffer can take the output of
+  // several finished jobs, and ending the frame flushes every job in flight (several MiB): either
+  // comes out in calls of about kMaxCallOutputBytes, with has_more() between them (the input not
+  // yet taken kept in held_).
   Status compress(std::string_view in, ZSTD_EndDirective mode, std::string& out) {
     const size_t block = ZSTD_CStreamOutSize();
     const size_t start = out.size();
@@ -113,8 +124,12 @@ class ZstdTransform : public DocumentTransform {
       // ZSTD_e_end returns 0 once the frame is complete; otherwise it is done once it has taken
       // all of the input (the rest sits in its block buffer).
       if (mode == ZSTD_e_end ? rc == 0 : input.pos == input.size) return ok();
-      if (mode == ZSTD_e_end && input.pos == input.size &&
-          out.size() - start >= kMaxCallOutputBytes) {
+      if (out.size() - start >= kMaxCallOutputBytes) {
+        if (mode == ZSTD_e_continue) {
+          held_.assign(in.substr(input.pos));
+        } else if (input.pos != input.size) {
+          continue;  // a known-size document (at most kKnownSizeBytes) goes in whole
+        }
         more_ = true;
         return ok();
       }
