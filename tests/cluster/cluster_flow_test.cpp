@@ -40,8 +40,8 @@ TEST_CASE("cluster: a slow node holds at most max_ack_pending documents and fast
   int samples = 0;
   const bool finished = e2e::poll_until(milliseconds(60000), [&] {
     most_held_metric = std::max(most_held_metric, slow.metric("docpipe_cluster_messages_held"));
-    most_held_status = std::max(
-        most_held_status, slow.cluster_status(tmp.path())["held"].get<double>());
+    most_held_status =
+        std::max(most_held_status, slow.cluster_status(tmp.path())["held"].get<double>());
     ++samples;
     return slow.finished("conv");
   });
@@ -63,7 +63,8 @@ TEST_CASE("cluster: a slow node holds at most max_ack_pending documents and fast
   CHECK(fast_acks >= 5 * slow_acks);
 }
 
-TEST_CASE("cluster: a job admitted while NATS is unreachable runs alone and later ones are shared") {
+TEST_CASE(
+    "cluster: a job admitted while NATS is unreachable runs alone and later ones are shared") {
   const int port = docpipe::test::nats_detail::free_port();  // nothing listens there yet
   const std::string url = "nats://127.0.0.1:" + std::to_string(port);
   e2e::TempDir tmp(e2e::scratch_base());
@@ -76,8 +77,11 @@ TEST_CASE("cluster: a job admitted while NATS is unreachable runs alone and late
   REQUIRE_FALSE(n1.log_has("cluster: node ready"));
   CHECK(n1.metric("docpipe_cluster_connected") == 0);
 
+  // 40 x 150 ms on 2 workers: running for seconds, so that status sees it running even when a
+  // status call is slow (sanitizer builds on a loaded machine); once finished it has no
+  // "distributed".
   e2e::drop_job(n1.spool(), "alone.json",
-                e2e::make_job("alone", in, tmp / "out1", {{{"op", "test.sleep"}, {"ms", 25}}}));
+                e2e::make_job("alone", in, tmp / "out1", {{{"op", "test.sleep"}, {"ms", 150}}}));
   json job;
   CHECK_MESSAGE(e2e::poll_until(milliseconds(15000),
                                 [&] {
@@ -101,9 +105,9 @@ TEST_CASE("cluster: a job admitted while NATS is unreachable runs alone and late
   auto nats = NatsServer::create("n1", port, docpipe::test::nats_detail::free_port(), {});
   nats->spawn();
   nats->wait_ready();
-  REQUIRE_MESSAGE(!n1.process().wait_for_log_lines({"cluster: node ready"}, milliseconds(20000))
-                       .empty(),
-                  n1.log());
+  REQUIRE_MESSAGE(
+      !n1.process().wait_for_log_lines({"cluster: node ready"}, milliseconds(20000)).empty(),
+      n1.log());
   n2.start();
   e2e::drop_job(n1.spool(), "shared.json",
                 e2e::make_job("shared", in, tmp / "out2", {{{"op", "test.sleep"}, {"ms", 25}}}));
