@@ -114,8 +114,10 @@ struct TransformInfo {
   bool isolated = false;
   // Isolated transforms only: runs once in each worker before its sandbox closes, for what the
   // transform must open or load from disk while it still can (character set converters, models).
-  // Returns "" or what failed (the worker then refuses to start, naming it).
-  std::function<std::string()> prepare_worker = {};
+  // `variant` is what the step's configure() passed to isolated_step() (e.g. the OCR languages to
+  // load): workers are kept apart by it. Returns "" or what failed (the worker then refuses to
+  // start, naming it).
+  std::function<std::string(const std::string& variant)> prepare_worker = {};
 };
 
 // The process-wide table of transforms, filled by static registrations before main().

@@ -127,7 +127,7 @@ const ParamSchema& schema() {
   return s;
 }
 
-std::string prepare() {
+std::string prepare(const std::string&) {
   xmlInitParser();
   return prepare_html_charsets();
 }

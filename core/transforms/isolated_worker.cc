@@ -185,11 +185,13 @@ WorkerLimits read_worker_limits(ParamReader& reader) {
   return limits;
 }
 
-std::shared_ptr<const TransformStep> isolated_step(
-    const std::string& op, const nlohmann::json& params, const WorkerLimits& limits,
-    std::shared_ptr<const TransformStep> in_process) {
+std::shared_ptr<const TransformStep> isolated_step(const std::string& op,
+                                                   const nlohmann::json& params,
+                                                   const WorkerLimits& limits,
+                                                   std::shared_ptr<const TransformStep> in_process,
+                                                   const WorkerOptions& options) {
   if (g_in_worker) return in_process;
-  return make_worker_step(op, params, limits);
+  return make_worker_step(op, params, limits, options);
 }
 
 bool in_transform_worker() { return g_in_worker; }
@@ -204,8 +206,9 @@ void transform_out_of_memory() {
 extern "C" int docpipe_run_transform_worker_if_asked(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "__transform-worker") != 0) return -1;
   g_in_worker = true;
-  if (argc != 6)
-    return fail_setup("?", "usage: __transform-worker OP PPID MEMORY_BYTES CPU_SECONDS");
+  if (argc != 7) {
+    return fail_setup("?", "usage: __transform-worker OP PPID MEMORY_BYTES CPU_SECONDS VARIANT");
+  }
   const char* op = argv[2];
   const TransformInfo* info = TransformRegistry::instance().find(op);
   // Only a transform that declares itself isolated may be served: nothing else is meant to run
@@ -219,7 +222,7 @@ extern "C" int docpipe_run_transform_worker_if_asked(int argc, char** argv) {
     return fail_setup(op, "invalid arguments");
   }
   if (info->prepare_worker) {
-    const std::string why = info->prepare_worker();
+    const std::string why = info->prepare_worker(argv[6]);
     if (!why.empty()) return fail_setup(op, why);
   }
   const std::string err = enter_worker_sandbox(limits, static_cast<pid_t>(parent));

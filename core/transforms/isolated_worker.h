@@ -4,13 +4,14 @@
 // and killed, never in the daemon itself.
 //
 // - The worker is this same binary re-executed: `/proc/self/exe __transform-worker OP PPID
-//   MEMORY_BYTES CPU_SECONDS`. Every main() that can host transforms (daemon/main.cc, the test
-//   binaries' main) calls run_transform_worker_if_asked() first.
+//   MEMORY_BYTES CPU_SECONDS VARIANT`. Every main() that can host transforms (daemon/main.cc, the
+//   test binaries' main) calls run_transform_worker_if_asked() first.
 // - Before it reads any input the worker runs the transform's prepare_worker (what must be opened
 //   from disk: converters, models) and then puts itself in a sandbox: RLIMIT_AS (what it has
 //   mapped by then plus the transform's worker_memory_bytes), RLIMIT_CPU, RLIMIT_NOFILE 4,
-//   RLIMIT_CORE 0, PR_SET_NO_NEW_PRIVS, a parent-death signal, and a seccomp filter that allows reading and writing its pipes, memory
-//   management and exiting, nothing else (no open, no socket, no exec, no fork).
+//   RLIMIT_CORE 0, PR_SET_NO_NEW_PRIVS, a parent-death signal, and a seccomp filter that allows
+//   reading and writing its pipes, memory management and exiting, nothing else (no open, no socket,
+//   no exec, no fork).
 // - It runs the named transform's in-process implementation on one document at a time, from its
 //   stdin to its stdout (worker_protocol.h), and then waits for the next one. The daemon keeps a
 //   few idle workers per transform (worker_pool.h), so a document costs two pipe round trips, not
@@ -53,13 +54,24 @@ ParamSchema add_worker_params(ParamSchema schema);
 // Reads it (after the reader has read the transform's own parameters).
 WorkerLimits read_worker_limits(ParamReader& reader);
 
+// What a step asks of its workers beyond their limits.
+struct WorkerOptions {
+  // Handed to the transform's prepare_worker (e.g. "eng+deu": the OCR models to load); workers
+  // prepared differently never serve each other's documents.
+  std::string variant;
+  // Non-empty: the document counts against this group's process-wide concurrency limit while it
+  // is in its worker (set_worker_concurrency in worker_pool.h), e.g. "ocr".
+  std::string concurrency_group;
+};
+
 // What an isolated transform's configure() returns: in the daemon, a step whose documents go to a
 // worker running `op` with `params` (the job's parameters, as configure() got them); inside a
 // worker, `in_process` itself.
 std::shared_ptr<const TransformStep> isolated_step(const std::string& op,
                                                    const nlohmann::json& params,
                                                    const WorkerLimits& limits,
-                                                   std::shared_ptr<const TransformStep> in_process);
+                                                   std::shared_ptr<const TransformStep> in_process,
+                                                   const WorkerOptions& options = {});
 
 // True in a worker process.
 bool in_transform_worker();

@@ -675,7 +675,7 @@ const TransformRegistration kRegistration(TransformInfo{
     },
     .isolated = true,
     .prepare_worker =
-        [] {
+        [](const std::string&) {
           xmlInitParser();
           // libzip turns entries' DOS times into time_t with mktime(), which reads /etc/localtime
           // once (glibc keeps it): read it now, while the worker may still open files.

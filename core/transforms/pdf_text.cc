@@ -194,7 +194,7 @@ constexpr const char kWarmUpPdf[] =
     "5 0 obj<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>endobj\n"
     "trailer<</Root 1 0 R>>\n%%EOF\n";
 
-std::string prepare() {
+std::string prepare(const std::string&) {
   Reports reports;
   ReportScope scope(reports);
   // Kept for the worker's life: poppler-cpp builds its global tables when the first document is

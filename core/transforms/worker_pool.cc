@@ -153,7 +153,8 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::start(const WorkerKey& key
   const std::string parent = std::to_string(::getpid());
   const std::string memory = std::to_string(key.limits.memory_bytes);
   const std::string cpu = std::to_string(key.limits.cpu_seconds);
-  std::vector<std::string> argv_s = {"docpipe", "__transform-worker", key.op, parent, memory, cpu};
+  std::vector<std::string> argv_s = {"docpipe", "__transform-worker", key.op, parent, memory,
+                                     cpu,       key.variant};
   std::vector<char*> argv;
   for (std::string& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -18,13 +18,15 @@
 
 namespace docpipe {
 
-// Which workers can serve a document: the transform and the limits they were started with.
+// Which workers can serve a document: the transform, the limits they were started with and what
+// they prepared (WorkerOptions::variant).
 struct WorkerKey {
   std::string op;
   WorkerLimits limits;
+  std::string variant;
   bool operator<(const WorkerKey& o) const {
-    return std::tie(op, limits.memory_bytes, limits.cpu_seconds) <
-           std::tie(o.op, o.limits.memory_bytes, o.limits.cpu_seconds);
+    return std::tie(op, limits.memory_bytes, limits.cpu_seconds, variant) <
+           std::tie(o.op, o.limits.memory_bytes, o.limits.cpu_seconds, o.variant);
   }
 };
 
@@ -94,6 +96,13 @@ Error worker_death_error(const WorkerKey& key, int status);
 // The step isolated_step() returns in the daemon.
 std::shared_ptr<const TransformStep> make_worker_step(const std::string& op,
                                                       const nlohmann::json& params,
-                                                      const WorkerLimits& limits);
+                                                      const WorkerLimits& limits,
+                                                      const WorkerOptions& options);
+
+// How many documents of a concurrency group (WorkerOptions::concurrency_group) may be in their
+// workers at once, process-wide; a group never set is not limited. Set at start and on reload.
+void set_worker_concurrency(const std::string& group, int limit);
+// Documents of `group` in their workers now (for tests and status).
+int worker_concurrency_in_use(const std::string& group);
 
 }  // namespace docpipe

@@ -116,7 +116,13 @@ bool worker_sandbox_is_complete() {
 }
 
 std::vector<std::string> worker_environment([[maybe_unused]] const WorkerLimits& limits) {
-  std::vector<std::string> env;
+  // A worker is one thread (its sandbox allows no clone): OpenMP, which tesseract is built with,
+  // must not start a team.
+  std::vector<std::string> env{"OMP_THREAD_LIMIT=1"};
+  // Where tesseract's models are, if the daemon was told (ocr_engine.h).
+  if (const char* tessdata = std::getenv("TESSDATA_PREFIX"); tessdata != nullptr) {
+    env.push_back(std::string("TESSDATA_PREFIX=") + tessdata);
+  }
 #ifdef DOCPIPE_SANITIZED_BUILD
   const std::string bound =
       "allocator_may_return_null=1:soft_rss_limit_mb=" + std::to_string(limits.memory_bytes >> 20);

@@ -26,9 +26,10 @@ uint64_t mapped_bytes();
 // worker's memory through the sanitizer's allocator instead (worker_pool.cc) and skip the filter.
 bool worker_sandbox_is_complete();
 
-// The environment a worker starts with: empty, but in sanitizer builds the sanitizer's options
-// with its allocator bounded by the worker's memory limit (failed allocations then return null,
-// which the worker reports as exceeding its memory limit).
+// The environment a worker starts with: OMP_THREAD_LIMIT=1 (a worker has one thread) and the
+// daemon's TESSDATA_PREFIX if set; in sanitizer builds also the sanitizer's options with its
+// allocator bounded by the worker's memory limit (failed allocations then return null, which the
+// worker reports as exceeding its memory limit).
 std::vector<std::string> worker_environment(const WorkerLimits& limits);
 
 }  // namespace docpipe

@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -28,7 +31,63 @@ constexpr size_t kFrameBytes = 256u << 10;
 
 struct WorkerConfig {
   WorkerKey key;
-  std::string params;  // the job's parameters, as JSON text
+  std::string params;             // the job's parameters, as JSON text
+  std::string concurrency_group;  // "" or WorkerOptions::concurrency_group
+};
+
+// Process-wide slots per concurrency group. A document takes one before it takes a worker and
+// gives it back once its answer is read (or it failed), so a limit of N means at most N documents
+// of the group computing at once, whatever the transformer threads.
+class ConcurrencyGroups {
+ public:
+  static ConcurrencyGroups& instance() {
+    static ConcurrencyGroups* groups = new ConcurrencyGroups;  // never destroyed: worker threads
+    return *groups;                                            // may outlive static destructors
+  }
+
+  void set_limit(const std::string& group, int limit) {
+    std::lock_guard lock(mu_);
+    groups_[group].limit = std::max(limit, 1);
+    cv_.notify_all();
+  }
+
+  int in_use(const std::string& group) {
+    std::lock_guard lock(mu_);
+    auto it = groups_.find(group);
+    return it == groups_.end() ? 0 : it->second.in_use;
+  }
+
+  // Waits for a slot of `group`, asking `interrupted` every kPollInterval.
+  Status acquire(const std::string& group, const std::function<Status()>& interrupted) {
+    std::unique_lock lock(mu_);
+    Group& g = groups_[group];
+    while (g.limit > 0 && g.in_use >= g.limit) {
+      if (interrupted) {
+        lock.unlock();
+        Status st = interrupted();
+        lock.lock();
+        if (!st) return st;
+      }
+      cv_.wait_for(lock, kPollInterval);
+    }
+    ++g.in_use;
+    return ok();
+  }
+
+  void release(const std::string& group) {
+    std::lock_guard lock(mu_);
+    --groups_[group].in_use;
+    cv_.notify_one();
+  }
+
+ private:
+  struct Group {
+    int limit = 0;  // 0: not limited
+    int in_use = 0;
+  };
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, Group> groups_;
 };
 
 class WorkerTransform : public DocumentTransform {
@@ -38,6 +97,9 @@ class WorkerTransform : public DocumentTransform {
         path_(doc.relative_path),
         name_(doc.name),
         interrupted_(doc.check_interrupted) {}
+  ~WorkerTransform() override { release_slot(); }
+  WorkerTransform(const WorkerTransform&) = delete;
+  WorkerTransform& operator=(const WorkerTransform&) = delete;
 
   Status update(std::string_view in, std::string&) override {
     Status st = start();
@@ -65,7 +127,7 @@ class WorkerTransform : public DocumentTransform {
       return st;
     }
     remaining_ -= n;
-    if (remaining_ == 0) WorkerPool::instance().give_back(std::move(worker_));
+    if (remaining_ == 0) give_back();
     return ok();
   }
 
@@ -77,8 +139,16 @@ class WorkerTransform : public DocumentTransform {
   Status start() {
     if (failed_) return *failed_;
     if (worker_ != nullptr || answered_) return ok();
+    if (!config_->concurrency_group.empty() && !holds_slot_) {
+      Status st = ConcurrencyGroups::instance().acquire(config_->concurrency_group, interrupted_);
+      if (!st) return st;
+      holds_slot_ = true;
+    }
     Result<std::unique_ptr<WorkerProcess>> w = WorkerPool::instance().take(config_->key);
-    if (!w) return w.error();
+    if (!w) {
+      release_slot();
+      return w.error();
+    }
     worker_ = std::move(w).value();
     nlohmann::json header{
         {"params", nlohmann::json::parse(config_->params)}, {"path", path_}, {"name", name_}};
@@ -100,7 +170,7 @@ class WorkerTransform : public DocumentTransform {
     answered_ = true;
     if (response.code == 0) {
       remaining_ = response.length;
-      if (remaining_ == 0) WorkerPool::instance().give_back(std::move(worker_));
+      if (remaining_ == 0) give_back();
       return ok();
     }
     if (response.length > wp::kMaxErrorBytes ||
@@ -110,7 +180,7 @@ class WorkerTransform : public DocumentTransform {
     std::string message(response.length, '\0');
     st = receive(message.data(), message.size());
     if (!st) return st;
-    WorkerPool::instance().give_back(std::move(worker_));
+    give_back();
     // The transform's own error, as it would have been in-process ("markdown.html: ...").
     return make_error(static_cast<ErrorCode>(response.code - 1), std::move(message));
   }
@@ -185,10 +255,23 @@ class WorkerTransform : public DocumentTransform {
     return make_error(ErrorCode::kInternal, op() + ": its worker answered out of protocol");
   }
 
+  // The answer is read whole: the worker serves the next document.
+  void give_back() {
+    WorkerPool::instance().give_back(std::move(worker_));
+    release_slot();
+  }
+
+  void release_slot() {
+    if (!holds_slot_) return;
+    holds_slot_ = false;
+    ConcurrencyGroups::instance().release(config_->concurrency_group);
+  }
+
   // The worker cannot be reused after a failure in the middle of a document.
   Error fail(Error e) {
     if (worker_ != nullptr) worker_->kill_and_reap();
     worker_.reset();
+    release_slot();
     failed_ = e;
     return e;
   }
@@ -201,6 +284,7 @@ class WorkerTransform : public DocumentTransform {
   bool answered_ = false;
   uint64_t remaining_ = 0;  // output bytes still to read
   std::optional<Error> failed_;
+  bool holds_slot_ = false;  // one of config_->concurrency_group's slots
 };
 
 class WorkerStep : public TransformStep {
@@ -219,8 +303,18 @@ class WorkerStep : public TransformStep {
 
 std::shared_ptr<const TransformStep> make_worker_step(const std::string& op,
                                                       const nlohmann::json& params,
-                                                      const WorkerLimits& limits) {
-  return std::make_shared<WorkerStep>(WorkerConfig{WorkerKey{op, limits}, params.dump()});
+                                                      const WorkerLimits& limits,
+                                                      const WorkerOptions& options) {
+  return std::make_shared<WorkerStep>(WorkerConfig{WorkerKey{op, limits, options.variant},
+                                                   params.dump(), options.concurrency_group});
+}
+
+void set_worker_concurrency(const std::string& group, int limit) {
+  ConcurrencyGroups::instance().set_limit(group, limit);
+}
+
+int worker_concurrency_in_use(const std::string& group) {
+  return ConcurrencyGroups::instance().in_use(group);
 }
 
 }  // namespace docpipe

@@ -12,11 +12,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -142,7 +142,8 @@ TEST_CASE("isolation: a document is transformed in a worker process, which is re
 }
 
 TEST_CASE("isolation: the worker runs with its rlimits, no new privileges and a seccomp filter") {
-  WorkerKey key{"test.isolated_probe", WorkerLimits{.memory_bytes = 200u << 20, .cpu_seconds = 7}};
+  WorkerKey key{"test.isolated_probe", WorkerLimits{.memory_bytes = 200u << 20, .cpu_seconds = 7},
+                ""};
   Result<std::unique_ptr<docpipe::WorkerProcess>> w = docpipe::WorkerProcess::start(key);
   REQUIRE(w.has_value());
   const pid_t pid = (*w)->pid();
@@ -226,7 +227,8 @@ TEST_CASE("isolation: the transform's own error comes back as it is, and the wor
 TEST_CASE("isolation: a worker past its CPU time limit is stopped, naming the limit") {
   AddressSpaceCap cap(rlim_t{4} << 30);
   auto step = docpipe::make_worker_step("test.isolated_probe", json::object(),
-                                        WorkerLimits{.memory_bytes = 256u << 20, .cpu_seconds = 1});
+                                        WorkerLimits{.memory_bytes = 256u << 20, .cpu_seconds = 1},
+                                        docpipe::WorkerOptions{});
   const auto start = Clock::now();
   Result<std::string> r = run_chunked(*step, "spin", 0);
   REQUIRE_FALSE(r.has_value());
@@ -280,7 +282,7 @@ TEST_CASE("isolation: an idle worker that died is replaced without failing a doc
 }
 
 TEST_CASE("isolation: only a transform declared isolated can be served by a worker") {
-  WorkerKey key{"identity", WorkerLimits{}};
+  WorkerKey key{"identity", WorkerLimits{}, ""};
   Result<std::unique_ptr<docpipe::WorkerProcess>> w = docpipe::WorkerProcess::start(key);
   REQUIRE_FALSE(w.has_value());
   CHECK(w.error().message ==
