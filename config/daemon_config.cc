@@ -363,6 +363,7 @@ class ConfigParser {
     }
     if (auto v = thread_count(r, "workers")) c.workers = *v;
     if (auto v = thread_count(r, "io_threads")) c.io_threads = *v;
+    if (auto v = thread_count(r, "ocr_concurrency")) c.ocr_concurrency = *v;
     if (auto v = r.integer("max_in_flight_documents", 1, kMax)) c.max_in_flight_documents = *v;
     if (auto v = r.integer("memory_budget_bytes", 1, kMax)) c.memory_budget_bytes = *v;
     if (auto v = r.integer("max_active_jobs", 1, kMax)) c.max_active_jobs = *v;
@@ -486,6 +487,7 @@ void check_config(const DaemonConfig& c, FieldErrors& errors) {
   };
   at_least("workers", c.workers, 1);
   at_least("io_threads", c.io_threads, 1);
+  at_least("ocr_concurrency", c.ocr_concurrency, 1);
   at_least("max_in_flight_documents", c.max_in_flight_documents, 1);
   at_least("memory_budget_bytes", c.memory_budget_bytes, 1);
   at_least("max_active_jobs", c.max_active_jobs, 1);
@@ -497,6 +499,9 @@ void check_config(const DaemonConfig& c, FieldErrors& errors) {
   at_least("control_idle_timeout_ms", c.control_idle_timeout_ms, 1);
   if (c.workers > kMaxThreads) errors.push_back({"workers", too_many_threads(c.workers)});
   if (c.io_threads > kMaxThreads) errors.push_back({"io_threads", too_many_threads(c.io_threads)});
+  if (c.ocr_concurrency > kMaxThreads) {
+    errors.push_back({"ocr_concurrency", too_many_threads(c.ocr_concurrency)});
+  }
   std::string listen = listen_address_problem(c.metrics_listen);
   if (!listen.empty()) errors.push_back({"metrics_listen", listen});
   if (!is_absolute_path(c.spool_dir)) {
@@ -550,6 +555,7 @@ DaemonConfig default_config(const std::string& base_dir) {
   c.spool_dir = resolve_path(absolute_base(base_dir), "var/spool");
   c.control_socket = c.spool_dir + "/control.sock";
   c.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  c.ocr_concurrency = c.workers;
   return c;
 }
 

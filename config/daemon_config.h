@@ -20,14 +20,14 @@ namespace docpipe {
 // The optional "cluster" section (docs/design.md "Several nodes"): several daemons share jobs
 // through NATS JetStream. Absent (`enabled` false): one node, no NATS, exactly as before.
 struct ClusterConfig {
-  bool enabled = false;           // the section is present
+  bool enabled = false;  // the section is present
   // Server URLs, at least one: nats://HOST[:PORT] or tls://HOST[:PORT], stored with the port made
   // explicit (4222 if left out). No user or password in a URL: status and logs show URLs.
   std::vector<std::string> nats;
   // Stream name: also the prefix of subjects ("<stream>.doc.<job>") and of the KV buckets
   // ("<stream>_jobs", "<stream>_nodes"). Letters, digits, '-' and '_'.
   std::string stream = "DOCPIPE";
-  std::string node;  // this node's name, unique in the cluster; default: the host name
+  std::string node;      // this node's name, unique in the cluster; default: the host name
   int64_t replicas = 1;  // stream and bucket replicas: 1, or 3 on a 3-server cluster (R3)
   // Document messages this node holds unacknowledged at once (its share of the work queue);
   // 0: max_in_flight_documents. A node fetches only while it holds fewer.
@@ -42,7 +42,7 @@ struct ClusterConfig {
   int64_t lease_ms = 15000;
   // Documents a coordinator keeps published and not yet finished, per job; 0: 4 x max_ack_pending.
   int64_t publish_window = 0;
-  int64_t reconnect_wait_ms = 1000;      // first reconnect delay; doubles up to the max
+  int64_t reconnect_wait_ms = 1000;  // first reconnect delay; doubles up to the max
   int64_t reconnect_max_wait_ms = 10000;
   // Authentication and TLS, as libnats offers them (all optional; paths absolute once loaded).
   std::string credentials;  // a .creds file (JWT and NKey seed)
@@ -57,9 +57,9 @@ struct ClusterConfig {
 };
 
 struct DaemonConfig {
-  std::string spool_dir;        // absolute
+  std::string spool_dir;  // absolute
   std::string metrics_listen = "127.0.0.1:9464";
-  std::string control_socket;   // absolute; default <spool_dir>/control.sock
+  std::string control_socket;  // absolute; default <spool_dir>/control.sock
   // Root and members of this group see and cancel every job; others only their own. "" (the
   // default): nobody but root. A group name or a numeric gid, resolved when the config loads.
   std::string admin_group;
@@ -68,7 +68,10 @@ struct DaemonConfig {
   int64_t max_control_connections = 64;
   // A control connection with no request in flight that sends nothing for this long is closed.
   int64_t control_idle_timeout_ms = 60000;
-  int workers = 0;              // transformer threads; default: number of cores
+  int workers = 0;  // transformer threads; default: number of cores
+  // Documents in OCR at once (ocr, pdf.text with ocr "auto"), whatever `workers` allows; default:
+  // number of cores. Tesseract keeps a core busy per page.
+  int ocr_concurrency = 0;
   int io_threads = 2;
   int64_t max_in_flight_documents = 256;
   int64_t memory_budget_bytes = 268435456;
@@ -82,8 +85,8 @@ struct DaemonConfig {
   int64_t shutdown_grace_ms = 10000;
   std::vector<std::string> allowed_input_roots{"/"};   // absolute
   std::vector<std::string> allowed_output_roots{"/"};  // absolute
-  std::string log_level = "info";   // debug | info | warn | error
-  std::string log_format = "text";  // text | json
+  std::string log_level = "info";                      // debug | info | warn | error
+  std::string log_format = "text";                     // text | json
   std::map<std::string, CommandSpec> commands;
   ClusterConfig cluster;  // "cluster": takes effect at start only (a reload keeps the old one)
 };

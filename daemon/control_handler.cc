@@ -6,6 +6,7 @@
 
 #include "core/fs_util.h"
 #include "core/job_spec.h"
+#include "core/transforms/worker_pool.h"
 #include "daemon/log.h"
 #include "daemon/peer_credentials.h"
 
@@ -110,17 +111,20 @@ void ControlHandler::submit(ControlRequest request, const Credentials& peer,
 
 nlohmann::json ControlHandler::daemon_status() const {
   auto cfg = deps_.intake.config();
-  nlohmann::json status{{"version", DOCPIPE_VERSION},
-          {"pid", ::getpid()},
-          {"uptime_seconds", static_cast<double>(deps_.clock.wall_ms() - started_at_ms_) / 1e3},
-          {"state", deps_.table.stopping() ? "stopping" : "running"},
-          {"spool", deps_.spool.root()},
-          {"workers", cfg->workers},
-          {"jobs_running", deps_.table.running()},
-          {"jobs_queued", deps_.table.queued()},
-          {"documents_in_flight", deps_.work.documents_in_flight()},
-          {"buffer_bytes_in_use", deps_.work.buffer_bytes_in_use()},
-          {"memory_budget_bytes", cfg->memory_budget_bytes}};
+  nlohmann::json status{
+      {"version", DOCPIPE_VERSION},
+      {"pid", ::getpid()},
+      {"uptime_seconds", static_cast<double>(deps_.clock.wall_ms() - started_at_ms_) / 1e3},
+      {"state", deps_.table.stopping() ? "stopping" : "running"},
+      {"spool", deps_.spool.root()},
+      {"workers", cfg->workers},
+      {"ocr_concurrency", cfg->ocr_concurrency},
+      {"ocr_in_use", worker_concurrency_in_use("ocr")},
+      {"jobs_running", deps_.table.running()},
+      {"jobs_queued", deps_.table.queued()},
+      {"documents_in_flight", deps_.work.documents_in_flight()},
+      {"buffer_bytes_in_use", deps_.work.buffer_bytes_in_use()},
+      {"memory_budget_bytes", cfg->memory_budget_bytes}};
   nlohmann::json cluster = deps_.work.daemon_status();
   if (!cluster.is_null()) status["cluster"] = std::move(cluster);
   return status;

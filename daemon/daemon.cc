@@ -12,8 +12,9 @@
 #include <stdexcept>
 
 #include "core/clock.h"
-#include "daemon/log.h"
+#include "core/transforms/worker_pool.h"
 #include "daemon/cluster_node.h"
+#include "daemon/log.h"
 #include "pipeline/local_work_queue.h"
 
 namespace docpipe {
@@ -55,26 +56,27 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
   pipeline_metrics_ = std::make_unique<PipelineMetrics>(metrics_server_->registry());
   metrics_ = std::make_unique<DaemonMetrics>(metrics_server_->registry());
   if (config_.cluster.enabled) {
-    auto node = ClusterNode::start(
-        {.config = config_,
-         .pipeline = pipeline_options(config_),
-         .pipeline_metrics = pipeline_metrics_.get(),
-         .registry = &metrics_server_->registry(),
-         .spool_root = spool_.root(),
-         .current_config = [this] { return intake_->config(); },
-         .adopt = [this](JobRecord record) {
-           {
-             std::lock_guard lock(adopt_mu_);
-             adoptions_.push_back(std::move(record));
-           }
-           uv_async_send(finished_async_.get());
-         }});
+    auto node = ClusterNode::start({.config = config_,
+                                    .pipeline = pipeline_options(config_),
+                                    .pipeline_metrics = pipeline_metrics_.get(),
+                                    .registry = &metrics_server_->registry(),
+                                    .spool_root = spool_.root(),
+                                    .current_config = [this] { return intake_->config(); },
+                                    .adopt =
+                                        [this](JobRecord record) {
+                                          {
+                                            std::lock_guard lock(adopt_mu_);
+                                            adoptions_.push_back(std::move(record));
+                                          }
+                                          uv_async_send(finished_async_.get());
+                                        }});
     if (!node) throw std::runtime_error("cannot start the cluster node: " + node.error().message);
     cluster_ = node->get();
     work_ = std::move(*node);
   } else {
     work_ = std::make_unique<LocalWorkQueue>(pipeline_options(config_), pipeline_metrics_.get());
   }
+  set_worker_concurrency("ocr", config_.ocr_concurrency);
 
   table_ = std::make_unique<JobTable>(
       JobTable::Deps{.work = *work_,
@@ -174,10 +176,9 @@ void Daemon::drain_adoptions() {
   for (JobRecord& r : records) {
     if (table_->stopping()) break;  // taken over again by another node once this one is gone
     const std::string id = r.id;
-    intake_->adopt(std::move(r.id), std::move(r.text), std::move(r.submitter),
-                   [this, id](bool ok) {
-                     if (!ok && cluster_ != nullptr) cluster_->adoption_failed(id);
-                   });
+    intake_->adopt(std::move(r.id), std::move(r.text), std::move(r.submitter), [this, id](bool ok) {
+      if (!ok && cluster_ != nullptr) cluster_->adoption_failed(id);
+    });
   }
 }
 
@@ -307,6 +308,7 @@ void Daemon::apply_config(DaemonConfig next) {
   work_->reconfigure({.workers = next.workers,
                       .max_in_flight_documents = static_cast<size_t>(next.max_in_flight_documents),
                       .memory_budget_bytes = static_cast<size_t>(next.memory_budget_bytes)});
+  set_worker_concurrency("ocr", next.ocr_concurrency);
   if (watch_) watch_->set_timing(next.settle_ms, next.rescan_interval_ms);
   if (control_) control_->set_limits(control_limits(next));
   config_ = std::move(next);

@@ -2,16 +2,18 @@
 // file to the right extractor. The first bytes (up to 64 KiB) are identified by libmagic, as
 // `file --mime-type` does, and the document goes on to:
 //
-//   application/pdf                        -> pdf.text
+//   application/pdf                        -> pdf.text (ocr "auto": scanned pages are read)
 //   Office and OpenDocument types, zip     -> office.text (which says so if a zip is not one)
 //   text/html, application/xhtml+xml       -> html.text
+//   image/png, image/jpeg, image/tiff      -> ocr
 //   any other text/*, JSON, XML            -> unchanged
-//   anything else (images need OCR, which docpipe does not have yet) -> fails, naming the type
+//   anything else                          -> fails, naming the type
 //
 // The extractors run as they would on their own (in their sandboxed workers), with their
-// default parameters. libmagic itself runs in the daemon, on at most 64 KiB, with its
-// decompression, CDF, ELF and tar tests off (MAGIC_NO_CHECK_*): what is left is its
-// table of byte patterns.
+// default parameters; `ocr` "off" reads no scans (images then fail, PDFs keep text layers only)
+// and `ocr_lang` picks tesseract's models. libmagic itself runs in the daemon, on at most 64 KiB,
+// with its decompression, CDF, ELF and tar tests off (MAGIC_NO_CHECK_*): what is left is its table
+// of byte patterns.
 
 #include <magic.h>
 
@@ -77,7 +79,12 @@ class Magic {
 
 struct Extractors {
   std::shared_ptr<const TransformStep> pdf, office, html;
+  std::shared_ptr<const TransformStep> image;  // null with ocr "off"
 };
+
+bool is_image(const std::string& type) {
+  return type == "image/png" || type == "image/jpeg" || type == "image/tiff";
+}
 
 bool is_office(const std::string& type) {
   return type == "application/zip" ||
@@ -134,12 +141,16 @@ class AutoTransform : public DocumentTransform {
       step = extractors_.office;
     } else if (*type == "text/html" || *type == "application/xhtml+xml") {
       step = extractors_.html;
+    } else if (is_image(*type) && extractors_.image != nullptr) {
+      step = extractors_.image;
     } else if (!is_text(*type)) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "auto.text: no extractor for " + *type +
-                            (type->starts_with("image/") ? " (images need OCR, which docpipe "
-                                                           "does not have yet)"
-                                                         : ""));
+      std::string why;
+      if (is_image(*type)) {
+        why = " (this job's auto.text has ocr \"off\")";
+      } else if (type->starts_with("image/")) {
+        why = " (ocr reads PNG, JPEG and TIFF)";
+      }
+      return make_error(ErrorCode::kInvalidArgument, "auto.text: no extractor for " + *type + why);
     }
     std::string head;
     head.swap(head_);
@@ -178,32 +189,62 @@ class AutoStep : public TransformStep {
   Extractors extractors_;
 };
 
-std::shared_ptr<const TransformStep> extractor(const char* op, const TransformEnv& env,
-                                               FieldErrors& errors) {
+std::shared_ptr<const TransformStep> extractor(const char* op, const nlohmann::json& params,
+                                               const TransformEnv& env, FieldErrors& errors) {
   const TransformInfo* info = TransformRegistry::instance().find(op);
   if (info == nullptr) {
     errors.push_back({"op", std::string("auto.text needs ") + op + ", which is not built in"});
     return nullptr;
   }
-  return info->configure(nlohmann::json::object(), env, errors);
+  FieldErrors mine;
+  std::shared_ptr<const TransformStep> step = info->configure(params, env, mine);
+  // The extractors' parameters are auto.text's own: their errors name them as such.
+  for (FieldError& e : mine) {
+    if (e.path == "lang") e.path = "ocr_lang";
+    const bool said = std::any_of(errors.begin(), errors.end(), [&](const FieldError& o) {
+      return o.path == e.path && o.reason == e.reason;
+    });
+    if (!said) errors.push_back(std::move(e));
+  }
+  return step;
+}
+
+const ParamSchema& schema() {
+  static const ParamSchema s = [] {
+    ParamSchema p;
+    p.string_choice("ocr", {"off", "auto"}, "auto",
+                    "\"auto\" (the default) reads images and the scanned pages of PDFs with "
+                    "tesseract; \"off\" fails images and leaves scanned pages empty")
+        .string("ocr_lang", "eng",
+                "tesseract's models, e.g. \"eng\" or \"eng+deu\" (the tesseract-ocr-LANG "
+                "packages)");
+    return p;
+  }();
+  return s;
 }
 
 const TransformRegistration kRegistration(TransformInfo{
     .op = "auto.text",
-    .description = "text out of PDF, Office, OpenDocument, HTML and plain text files: the type "
-                   "is read from the first bytes (libmagic) and the document goes to pdf.text, "
-                   "office.text or html.text, or on unchanged if it is text",
+    .description = "text out of PDF, Office, OpenDocument, HTML, image and plain text files: "
+                   "the type is read from the first bytes (libmagic) and the document goes to "
+                   "pdf.text, office.text, html.text or ocr, or on unchanged if it is text",
     .streaming = false,
-    .params = {},
+    .params = schema().specs(),
     .configure = [](const nlohmann::json& params, const TransformEnv& env,
                     FieldErrors& errors) -> std::shared_ptr<const TransformStep> {
-      static const ParamSchema kNone;
-      ParamReader reader(kNone, params, errors);  // no parameters: unknown ones are refused
+      ParamReader reader(schema(), params, errors);
+      const bool ocr = reader.string("ocr") == "auto";
+      const std::string lang = reader.string("ocr_lang");
       std::string why;
       if (!Magic::instance().ok(&why)) reader.error("op", "auto.text: " + why);
-      Extractors x{extractor("pdf.text", env, errors), extractor("office.text", env, errors),
-                   extractor("html.text", env, errors)};
-      if (!reader.ok() || !x.pdf || !x.office || !x.html) return nullptr;
+      if (!reader.ok()) return nullptr;
+      nlohmann::json pdf_params = nlohmann::json::object();
+      if (ocr) pdf_params = {{"ocr", "auto"}, {"ocr_lang", lang}};
+      Extractors x{extractor("pdf.text", pdf_params, env, errors),
+                   extractor("office.text", nlohmann::json::object(), env, errors),
+                   extractor("html.text", nlohmann::json::object(), env, errors), nullptr};
+      if (ocr) x.image = extractor("ocr", {{"lang", lang}}, env, errors);
+      if (!reader.ok() || !x.pdf || !x.office || !x.html || (ocr && !x.image)) return nullptr;
       return std::make_shared<AutoStep>(std::move(x));
     }});
 

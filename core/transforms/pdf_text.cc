@@ -11,19 +11,27 @@
 //   cancel or timeout (isolated_worker.h). The worker reads one tiny PDF before its sandbox
 //   closes, so that poppler's global tables are built while files can still be opened.
 // - Pages are extracted one at a time; a page's text is freed before the next is read.
+// - `ocr: "auto"` reads a page that has no text layer (a scan) with tesseract (ocr_engine.h): the
+//   page is rendered in gray at `ocr_dpi` (lowered for a page that would exceed kMaxOcrPixels)
+//   and its pixels freed once read. The worker then loads tesseract's models for `ocr_lang`
+//   before its sandbox closes, and the document counts against the "ocr" concurrency group.
 
+#include <leptonica/allheaders.h>
 #include <poppler/cpp/poppler-document.h>
 #include <poppler/cpp/poppler-global.h>
+#include <poppler/cpp/poppler-page-renderer.h>
 #include <poppler/cpp/poppler-page.h>
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "core/transforms/isolated_worker.h"
+#include "core/transforms/ocr_engine.h"
 #include "core/transforms/param_reader.h"
 #include "core/transforms/whole_document.h"
 
@@ -31,6 +39,9 @@ namespace docpipe {
 namespace {
 
 constexpr int64_t kDefaultMaxPdfBytes = int64_t{256} << 20;
+// A page rendered for OCR is at most this many pixels (one byte each, plus tesseract's own
+// copies): A4 at 600 dpi is 35 million.
+constexpr double kMaxOcrPixels = 40e6;
 
 struct PdfOptions {
   std::string page_separator = "\f";
@@ -39,6 +50,9 @@ struct PdfOptions {
   bool keep_damaged = true;
   std::string password;
   uint64_t max_input_bytes = 0;
+  bool ocr = false;  // ocr "auto"
+  std::string ocr_lang = "eng";
+  int ocr_dpi = 300;
   WorkerLimits worker;
 };
 
@@ -119,6 +133,13 @@ class PdfTransform : public DocumentTransform {
       // poppler ends each line with "\n" and each page with a form feed of its own: the page
       // separator stands for that one.
       if (!text.empty() && text.back() == '\f') text.pop_back();
+      if (options_.ocr && blank(text)) {
+        Result<std::string> read = read_scan(*page, i);
+        if (!read) return read.error();
+        text = std::move(read).value();
+        while (!text.empty() && (text.back() == '\n' || text.back() == '\f')) text.pop_back();
+        if (!text.empty()) text += '\n';
+      }
       out += text;
     }
     if (!out.empty() && out.back() != '\n' && out.back() != '\f') out += '\n';
@@ -133,6 +154,50 @@ class PdfTransform : public DocumentTransform {
   }
 
  private:
+  static bool blank(const std::string& text) {
+    return std::all_of(text.begin(), text.end(),
+                       [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; });
+  }
+
+  // The text tesseract reads in page `number` rendered in gray.
+  Result<std::string> read_scan(const poppler::page& page, int64_t number) {
+    const std::string what = "pdf.text: page " + std::to_string(number);
+    const poppler::rectf box = page.page_rect();
+    double dpi = options_.ocr_dpi;
+    const double points = std::max(box.width(), 1.0) * std::max(box.height(), 1.0);
+    const double pixels = points * dpi * dpi / (72.0 * 72.0);
+    if (pixels > kMaxOcrPixels) dpi = std::floor(dpi * std::sqrt(kMaxOcrPixels / pixels));
+    if (dpi < kMinOcrDpi) {
+      return make_error(ErrorCode::kTooLarge,
+                        what + " is " + std::to_string(std::lround(box.width())) + " x " +
+                            std::to_string(std::lround(box.height())) +
+                            " points, too large to render for OCR at 70 dpi within " +
+                            std::to_string(static_cast<int64_t>(kMaxOcrPixels)) + " pixels");
+    }
+    poppler::page_renderer renderer;
+    renderer.set_render_hints(poppler::page_renderer::antialiasing |
+                              poppler::page_renderer::text_antialiasing);
+    renderer.set_image_format(poppler::image::format_gray8);
+    poppler::image image = renderer.render_page(&page, dpi, dpi);
+    if (!image.is_valid() || image.width() <= 0 || image.height() <= 0) {
+      return make_error(ErrorCode::kCorruptInput, what + ": poppler cannot render it for OCR");
+    }
+    Pix* pix = pixCreate(image.width(), image.height(), 8);
+    if (pix == nullptr) transform_out_of_memory();
+    for (int y = 0; y < image.height(); ++y) {
+      const auto* row = reinterpret_cast<const unsigned char*>(image.const_data()) +
+                        static_cast<size_t>(y) * image.bytes_per_row();
+      l_uint32* line = pixGetData(pix) + static_cast<size_t>(y) * pixGetWpl(pix);
+      for (int x = 0; x < image.width(); ++x) SET_DATA_BYTE(line, x, row[x]);
+    }
+    image = poppler::image();  // the page's pixels, once copied
+    pixSetResolution(pix, static_cast<int>(dpi), static_cast<int>(dpi));
+    Result<std::string> text = ocr_image(pix, static_cast<int>(dpi),
+                                         static_cast<int>(kDefaultOcrPsm), options_.ocr_lang, what);
+    pixDestroy(&pix);
+    return text;
+  }
+
   static std::string first_report(const Reports& r) {
     if (r.messages.empty()) return "";
     std::string m = r.messages.front();
@@ -173,7 +238,16 @@ const ParamSchema& schema() {
                        "when poppler reports problems: keep the \"text\" it could read (the "
                        "default; poppler reports warnings and unimplemented features the same "
                        "way as damage), or \"fail\" the document with its first message")
-        .optional_string("password", "the password of an encrypted PDF (owner or user)");
+        .optional_string("password", "the password of an encrypted PDF (owner or user)")
+        .string_choice("ocr", {"off", "auto"}, "off",
+                       "\"auto\" reads a page without a text layer (a scan) with tesseract; "
+                       "\"off\" (the default) leaves such pages empty")
+        .string("ocr_lang", "eng",
+                "tesseract's models for ocr \"auto\", e.g. \"eng\" or \"eng+deu\" (the "
+                "tesseract-ocr-LANG packages)")
+        .integer("ocr_dpi", kMinOcrDpi, 1200, 300,
+                 "the resolution a page is rendered at for ocr \"auto\" (default 300; lowered "
+                 "for a page that would exceed 40 million pixels)");
     p.integer("max_input_bytes", 1, ParamSchema::kNoMax, kDefaultMaxPdfBytes,
               "largest PDF accepted (default 256 MiB); the whole file is held in memory, so a "
               "larger one fails instead");
@@ -194,7 +268,7 @@ constexpr const char kWarmUpPdf[] =
     "5 0 obj<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>endobj\n"
     "trailer<</Root 1 0 R>>\n%%EOF\n";
 
-std::string prepare(const std::string&) {
+std::string prepare(const std::string& ocr_lang) {
   Reports reports;
   ReportScope scope(reports);
   // Kept for the worker's life: poppler-cpp builds its global tables when the first document is
@@ -206,7 +280,14 @@ std::string prepare(const std::string&) {
   std::unique_ptr<poppler::page> page(keep->create_page(0));
   if (page == nullptr) return "poppler cannot read its warm-up PDF's page";
   (void)page->text();
-  return "";
+  if (ocr_lang.empty()) return "";
+  // ocr "auto": tesseract's models, and one rendering, while files can still be opened.
+  poppler::page_renderer renderer;
+  renderer.set_image_format(poppler::image::format_gray8);
+  if (!renderer.render_page(page.get(), 72, 72).is_valid()) {
+    return "poppler cannot render its warm-up PDF's page";
+  }
+  return prepare_ocr(ocr_lang);
 }
 
 const TransformRegistration kRegistration(TransformInfo{
@@ -225,13 +306,22 @@ const TransformRegistration kRegistration(TransformInfo{
       options.keep_damaged = reader.string("on_damage") == "text";
       options.password = reader.optional_string("password").value_or("");
       options.max_input_bytes = static_cast<uint64_t>(reader.integer("max_input_bytes"));
+      options.ocr = reader.string("ocr") == "auto";
+      options.ocr_lang = reader.string("ocr_lang");
+      options.ocr_dpi = static_cast<int>(reader.integer("ocr_dpi"));
       options.worker = read_worker_limits(reader);
+      if (const std::string why = check_ocr_languages(options.ocr_lang); !why.empty()) {
+        reader.error("ocr_lang", why);
+      }
       if (options.last_page != 0 && options.last_page < options.first_page) {
         reader.error("last_page", "is before first_page (" + std::to_string(options.first_page) +
                                       "); 0 reads to the end");
       }
       if (!reader.ok()) return nullptr;
-      return isolated_step("pdf.text", params, options.worker, std::make_shared<PdfStep>(options));
+      WorkerOptions worker_options;
+      if (options.ocr) worker_options = {.variant = options.ocr_lang, .concurrency_group = "ocr"};
+      return isolated_step("pdf.text", params, options.worker, std::make_shared<PdfStep>(options),
+                           worker_options);
     },
     .isolated = true,
     .prepare_worker = prepare});

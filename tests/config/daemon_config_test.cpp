@@ -72,6 +72,7 @@ TEST_CASE("daemon config: defaults match the documented table") {
   CHECK(c.metrics_listen == "127.0.0.1:9464");
   CHECK(c.control_socket == "/srv/docpipe/var/spool/control.sock");
   CHECK(c.workers == cores());
+  CHECK(c.ocr_concurrency == cores());
   CHECK(c.io_threads == 2);
   CHECK(c.max_in_flight_documents == 256);
   CHECK(c.memory_budget_bytes == 268435456);
@@ -99,6 +100,7 @@ TEST_CASE("daemon config: every key is read") {
     "control_socket": "/run/docpipe.sock",
     "workers": 3,
     "io_threads": 4,
+    "ocr_concurrency": 1,
     "max_in_flight_documents": 10,
     "memory_budget_bytes": 1048576,
     "max_active_jobs": 2,
@@ -121,6 +123,7 @@ TEST_CASE("daemon config: every key is read") {
   CHECK(c.control_socket == "/run/docpipe.sock");
   CHECK(c.workers == 3);
   CHECK(c.io_threads == 4);
+  CHECK(c.ocr_concurrency == 1);
   CHECK(c.max_in_flight_documents == 10);
   CHECK(c.memory_budget_bytes == 1048576);
   CHECK(c.max_active_jobs == 2);
@@ -162,6 +165,9 @@ TEST_CASE("daemon config: each bad key is an error naming the file and the key")
       {R"({"workers": 0})", "docpipe.json: workers: expected integer >= 1, got 0"},
       {R"({"workers": 5000})", "docpipe.json: workers: too many threads: 5000 (at most 1024)"},
       {R"({"io_threads": 1.5})", "docpipe.json: io_threads: expected integer >= 1, got 1.5"},
+      {R"({"ocr_concurrency": 0})", "docpipe.json: ocr_concurrency: expected integer >= 1, got 0"},
+      {R"({"ocr_concurrency": 2000})",
+       "docpipe.json: ocr_concurrency: too many threads: 2000 (at most 1024)"},
       {R"({"wrkers": 2})", "docpipe.json: wrkers: unknown key"},
       {R"({"spool_dir": ""})", "docpipe.json: spool_dir: expected a non-empty string"},
       {R"({"spool_dir": 3})", "docpipe.json: spool_dir: expected string, got 3"},

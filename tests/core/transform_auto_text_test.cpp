@@ -1,5 +1,5 @@
 // auto.text (core/transforms/auto_text.cc): the type read from the first bytes sends each
-// document to pdf.text, office.text or html.text (in their workers), or on unchanged as text.
+// document to pdf.text, office.text, html.text or ocr (in their workers), or on unchanged as text.
 
 #include <doctest/doctest.h>
 
@@ -8,6 +8,7 @@
 #include "tests/core/transform_test_util.h"
 #include "tests/support/office_writer.h"
 #include "tests/support/pdf_writer.h"
+#include "tests/support/scan_writer.h"
 
 using docpipe::test::config_errors;
 using docpipe::test::errors_text;
@@ -17,8 +18,9 @@ using json = nlohmann::json;
 
 namespace {
 
-docpipe::Result<std::string> auto_text(const std::string& doc, size_t piece = 4096) {
-  return run_chunked(*make_step("auto.text", json::object()), doc, piece);
+docpipe::Result<std::string> auto_text(const std::string& doc, size_t piece = 4096,
+                                       const json& params = json::object()) {
+  return run_chunked(*make_step("auto.text", params), doc, piece);
 }
 
 std::string text_ok(const std::string& doc, size_t piece = 4096) {
@@ -55,15 +57,44 @@ TEST_CASE("auto.text: a document longer than the part it looks at goes through w
   CHECK(out.ends_with("page 399\n"));
 }
 
-TEST_CASE("auto.text: what has no extractor fails, naming its type") {
-  const std::string png =
-      std::string("\x89PNG\r\n\x1A\n\0\0\0\rIHDR\0\0\xC3\x50\0\0\xC3\x50\x08\x02", 26) +
-      std::string(64, '\0');
-  docpipe::Result<std::string> out = auto_text(png);
+TEST_CASE("auto.text: images and scanned PDFs are read by ocr unless ocr is off") {
+  const std::vector<std::string> lines = {"Scanned receipt", "Total amount paid"};
+  const docpipe::test::GrayPage scan = docpipe::test::scan_lines(lines);
+  const std::string known = "Scanned receipt\nTotal amount paid\n";
+  CHECK(docpipe::test::word_recall(known, text_ok(docpipe::test::encode_png(scan))) >= 0.8);
+  CHECK(docpipe::test::word_recall(known, text_ok(docpipe::test::encode_jpeg(scan))) >= 0.8);
+  CHECK(docpipe::test::word_recall(known, text_ok(docpipe::test::encode_tiff({scan}))) >= 0.8);
+  const std::string scanned_pdf = docpipe::test::make_scanned_pdf({scan});
+  CHECK(docpipe::test::word_recall(known, text_ok(scanned_pdf)) >= 0.8);
+
+  const json off{{"ocr", "off"}};
+  docpipe::Result<std::string> out = auto_text(docpipe::test::encode_png(scan), 4096, off);
   REQUIRE_FALSE(out.has_value());
   CHECK(out.error().message ==
-        "auto.text: no extractor for image/png (images need OCR, which docpipe does not have "
-        "yet)");
+        "auto.text: no extractor for image/png (this job's auto.text has ocr \"off\")");
+  out = auto_text(scanned_pdf, 4096, off);
+  REQUIRE(out.has_value());
+  CHECK(out->find("receipt") == std::string::npos);
+  // One error for the language, although both pdf.text and ocr would use it.
+  CHECK(errors_text(config_errors("auto.text", {{"ocr_lang", "xyz"}})) ==
+        "ocr_lang: \"xyz\" is not installed: no /usr/share/tesseract-ocr/5/tessdata/"
+        "xyz.traineddata (on Debian: apt install tesseract-ocr-xyz)\n");
+}
+
+TEST_CASE("auto.text: what has no extractor fails, naming its type") {
+  // A 50000 x 50000 PNG header goes to ocr, which refuses it from its header.
+  docpipe::Result<std::string> out =
+      auto_text(docpipe::test::png_header_only(50000, 50000, std::string(64, '\0')));
+  REQUIRE_FALSE(out.has_value());
+  CHECK(
+      out.error().message.starts_with("ocr: the image is 50000 x 50000 pixels, more than "
+                                      "max_pixels"));
+  out = auto_text(
+      "GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00"
+      "\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;");
+  REQUIRE_FALSE(out.has_value());
+  CHECK(out.error().message ==
+        "auto.text: no extractor for image/gif (ocr reads PNG, JPEG and TIFF)");
   std::string binary;
   for (int i = 0; i < 4096; ++i) binary += static_cast<char>((i * 7919) % 251);
   out = auto_text(binary);
@@ -73,5 +104,5 @@ TEST_CASE("auto.text: what has no extractor fails, naming its type") {
   out = auto_text(docpipe::test::zip_bytes({{"notes.txt", "hello"}}));
   REQUIRE_FALSE(out.has_value());
   CHECK(out.error().message.starts_with("office.text: a zip archive, but not a DOCX"));
-  CHECK(errors_text(config_errors("auto.text", {{"ocr", true}})) == "ocr: unknown parameter\n");
+  CHECK(errors_text(config_errors("auto.text", {{"pages", 1}})) == "pages: unknown parameter\n");
 }
