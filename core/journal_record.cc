@@ -54,6 +54,13 @@ class RecordWriter {
     out_.append(buf, nlohmann::detail::to_chars(buf, buf + sizeof buf, value));
     return *this;
   }
+  // `json` is a JSON object's text, written as it is; nothing when empty.
+  RecordWriter& object(std::string_view key, std::string_view json) {
+    if (json.empty()) return *this;
+    start(key);
+    out_ += json;
+    return *this;
+  }
   std::string done() {
     out_ += '}';
     return std::move(out_);
@@ -146,6 +153,7 @@ std::string DocumentRecord::to_json() const {
       .integer("bytes_in", bytes_in)
       .integer("bytes_out", bytes_out)
       .text("sha256", sha256)
+      .object("metadata", metadata)
       .integer("attempts", attempts)
       .real("duration_seconds", duration_seconds)
       .text("error", error)
@@ -161,8 +169,20 @@ std::string IntentRecord::to_json() const {
       .integer("bytes_in", bytes_in)
       .integer("bytes_out", bytes_out)
       .integer("attempts", attempts)
+      .object("metadata", metadata)
       .done();
 }
+
+namespace {
+
+// A record's "metadata" object as text ("" if none, or if it is not an object).
+std::string metadata_of(const nlohmann::json& record) {
+  auto it = record.find("metadata");
+  if (it == record.end() || !it->is_object()) return {};
+  return it->dump();
+}
+
+}  // namespace
 
 Result<JournalRecord> parse_journal_record(std::string_view payload) {
   const nlohmann::json j = nlohmann::json::parse(payload, nullptr, /*allow_exceptions=*/false);
@@ -188,6 +208,7 @@ Result<JournalRecord> parse_journal_record(std::string_view payload) {
     f.number("bytes_in", r.bytes_in);
     f.number("bytes_out", r.bytes_out);
     f.number("attempts", r.attempts);
+    r.metadata = metadata_of(j);
     out = std::move(r);
   } else {
     DocumentRecord r;
@@ -202,6 +223,7 @@ Result<JournalRecord> parse_journal_record(std::string_view payload) {
     f.number("attempts", r.attempts);
     f.number("duration_seconds", r.duration_seconds);
     f.text("error", r.error);
+    r.metadata = metadata_of(j);
     out = std::move(r);
   }
   if (Status st = f.status(); !st) return st.error();

@@ -44,7 +44,8 @@ struct DocumentRecord {
   RecordState state = RecordState::kFailed;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
-  std::string sha256;  // of the output; empty unless succeeded
+  std::string sha256;         // of the output; empty unless succeeded
+  std::string metadata = {};  // a JSON object's text (pdf.text: pages, title, author), or empty
   int attempts = 1;
   double duration_seconds = 0;
   std::string error;  // empty unless failed
@@ -58,6 +59,7 @@ struct IntentRecord {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   int attempts = 1;
+  std::string metadata = {};  // as DocumentRecord's, carried to it on resume
   std::string to_json() const;
 };
 

@@ -67,6 +67,9 @@ class DocumentTransform {
   virtual Status update(std::string_view in, std::string& out) = 0;
   virtual Status finish(std::string& out) = 0;
   virtual bool has_more() const { return false; }
+  // What the transform learned about the document for the manifest (pdf.text: its pages, title
+  // and author): a JSON object's text, or empty. Asked once finish() is done.
+  virtual std::string metadata() const { return {}; }
 };
 
 // A transform configured with a job's parameters. Immutable and thread-safe.

@@ -1,5 +1,7 @@
 #include "core/transform_chain.h"
 
+#include <nlohmann/json.hpp>
+
 namespace docpipe {
 
 TransformChain::TransformChain(std::vector<std::shared_ptr<const TransformStep>> steps)
@@ -71,6 +73,24 @@ Status TransformChain::Run::finish(std::string& out) {
     out.append(data);
     return ok();
   });
+}
+
+std::string TransformChain::Run::metadata() const {
+  std::string only;
+  nlohmann::json merged;
+  for (const std::unique_ptr<DocumentTransform>& t : transforms_) {
+    std::string m = t->metadata();
+    if (m.empty()) continue;
+    if (only.empty() && merged.is_null()) {
+      only = std::move(m);
+      continue;
+    }
+    if (merged.is_null()) merged = nlohmann::json::parse(only, nullptr, false);
+    nlohmann::json next = nlohmann::json::parse(m, nullptr, false);
+    if (merged.is_object() && next.is_object()) merged.update(next);
+  }
+  if (merged.is_null()) return only;
+  return merged.is_object() ? merged.dump() : std::string();
 }
 
 }  // namespace docpipe

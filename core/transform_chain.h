@@ -34,6 +34,9 @@ class TransformChain {
     // The same, appending all output to `out` (for callers that hold the document anyway).
     Status update(std::string_view in, std::string& out);
     Status finish(std::string& out);
+    // The steps' metadata() merged into one JSON object's text (a later step's keys win), or
+    // empty when no step has any. Asked after finish().
+    std::string metadata() const;
 
    private:
     friend class TransformChain;

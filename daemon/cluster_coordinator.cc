@@ -70,9 +70,8 @@ void Coordinator::run() {
   // The intent requests of if_exists skip/fail documents come to this node from now on.
   natsSubscription* sub = nullptr;
   while (!stop_.load()) {
-    natsStatus s = natsConnection_Subscribe(&sub, node_.nats().get(),
-                                            node_.names().intent_subject(id_).c_str(), on_intent,
-                                            this);
+    natsStatus s = natsConnection_Subscribe(
+        &sub, node_.nats().get(), node_.names().intent_subject(id_).c_str(), on_intent, this);
     if (s == NATS_OK) break;
     node_.pause(500);
   }
@@ -84,8 +83,9 @@ void Coordinator::run() {
   while (!stop_.load() && !caught_up_) drain_outcomes(200);
   while (!stop_.load()) {
     if (auto lease = node_.lease(id_); !lease || lease->lost) {
-      abandon("another node took the job over (this node's lease lapsed, e.g. while NATS was "
-              "unreachable)");
+      abandon(
+          "another node took the job over (this node's lease lapsed, e.g. while NATS was "
+          "unreachable)");
       return;
     }
     if (cancel_.load() && !cancel_written_) {
@@ -114,11 +114,11 @@ void Coordinator::run() {
 
 // A document message can be lost in a server failover even though its publish was acknowledged
 // (seen once, in a fresh-clone CI run of "a job completes when one of 3 nats-servers is killed
-// mid-job": 599 of 600 outcomes, nothing pending, the job waiting for good). Nodes publish a document's
-// outcome before they ack or terminate its message, so once the stream holds no message of the
-// job and every outcome in the stream has been read, a document still outstanding has neither
-// and is published again, under a new Nats-Msg-Id. A copy that turns up after all is done twice
-// at worst, and its first outcome counts (record()).
+// mid-job": 599 of 600 outcomes, nothing pending, the job waiting for good). Nodes publish a
+// document's outcome before they ack or terminate its message, so once the stream holds no message
+// of the job and every outcome in the stream has been read, a document still outstanding has
+// neither and is published again, under a new Nats-Msg-Id. A copy that turns up after all is done
+// twice at worst, and its first outcome counts (record()).
 void Coordinator::republish_lost() {
   last_progress_ = std::chrono::steady_clock::now();  // the next check waits another spell
   if (outstanding() == 0) return;
@@ -134,9 +134,10 @@ void Coordinator::republish_lost() {
     again.msg_id += ":again-" + std::to_string(republish_rounds_);
     batch_.push_back(std::move(again));
   }
-  log_warn("cluster: documents published have neither a message in the stream nor an outcome; "
-           "publishing them again",
-           {{"job", id_}, {"documents", std::to_string(batch_.size())}});
+  log_warn(
+      "cluster: documents published have neither a message in the stream nor an outcome; "
+      "publishing them again",
+      {{"job", id_}, {"documents", std::to_string(batch_.size())}});
 }
 
 // Reads outcomes until the consumer has delivered everything in the stream (it answers for
@@ -190,11 +191,11 @@ bool Coordinator::claim() {
       }
       if (may_go_local && std::chrono::steady_clock::now() - since > kLocalGrace) {
         // A job must not wait for NATS: it runs here alone.
-        node_.run_local(job_, "NATS is unreachable (" +
-                                  (node_.nats().first_error().empty()
-                                       ? std::string("not connected")
-                                       : node_.nats().first_error()) +
-                                  ")");
+        node_.run_local(job_,
+                        "NATS is unreachable (" +
+                            (node_.nats().first_error().empty() ? std::string("not connected")
+                                                                : node_.nats().first_error()) +
+                            ")");
         finished_.store(true);
         return false;
       }
@@ -221,9 +222,8 @@ bool Coordinator::claim() {
       }
       msg_id_prefix_ = id_ + ":" + std::to_string(record.submitted_at_ms) + ":";
       submitted_at_ms_ = record.submitted_at_ms;
-      log_info("cluster: coordinating job", {{"job", id_},
-                                             {"node", node_.node()},
-                                             {"epoch", std::to_string(record.epoch)}});
+      log_info("cluster: coordinating job",
+               {{"job", id_}, {"node", node_.node()}, {"epoch", std::to_string(record.epoch)}});
       return true;
     };
     if (!*got) {
@@ -257,7 +257,8 @@ bool Coordinator::claim() {
     }
     if (parsed && parsed->coordinator != node_.node()) {
       abandon(parsed->state == ClusterJobState::kFinished
-                  ? "finished on node " + parsed->coordinator + ", which took the job over; its "
+                  ? "finished on node " + parsed->coordinator +
+                        ", which took the job over; its "
                         "report is in that node's spool"
                   : "coordinated by node " + parsed->coordinator +
                         ", which took the job over; its report will be in that node's spool");
@@ -286,17 +287,16 @@ bool Coordinator::open_outcomes() {
   jsSubOptions_Init(&so);
   so.Stream = node_.names().outcomes_stream.c_str();
   so.Config.AckPolicy = js_AckAll;
-  so.Config.DeliverPolicy =
-      last_outcome_seq_ == 0 ? js_DeliverAll : js_DeliverByStartSequence;
+  so.Config.DeliverPolicy = last_outcome_seq_ == 0 ? js_DeliverAll : js_DeliverByStartSequence;
   so.Config.OptStartSeq = last_outcome_seq_ + 1;
   if (last_outcome_seq_ == 0) so.Config.OptStartSeq = 0;
   // The server drops the consumer when this coordinator is gone for that long.
   so.Config.InactiveThreshold = int64_t{600} * 1000000000;
   natsSubscription* sub = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_PullSubscribe(&sub, node_.nats().js(),
-                                  node_.names().outcome_subject(id_).c_str(), nullptr, nullptr,
-                                  &so, &jerr);
+  natsStatus s =
+      js_PullSubscribe(&sub, node_.nats().js(), node_.names().outcome_subject(id_).c_str(), nullptr,
+                       nullptr, &so, &jerr);
   if (s != NATS_OK) {
     log_warn("cluster: cannot read a job's outcomes yet",
              {{"job", id_}, {"error", nats_error("subscribe", s, jerr).message}});
@@ -356,8 +356,8 @@ void Coordinator::drain_outcomes(int64_t wait_ms) {
 void Coordinator::record(const std::string& data) {
   auto parsed = parse_outcome_message(data);
   if (!parsed) {
-    log_error("cluster: ignoring a bad outcome message", {{"job", id_},
-                                                          {"error", parsed.error().message}});
+    log_error("cluster: ignoring a bad outcome message",
+              {{"job", id_}, {"error", parsed.error().message}});
     return;
   }
   DocumentOutcome& o = parsed->outcome;
@@ -554,9 +554,9 @@ void Coordinator::intent(natsMsg* msg) {
       reply = {{"ok", false}, {"superseded", true}};
     } else {
       DocumentRef doc{parsed->input, {}, nullptr, {}, nullptr};
-      Status st = job_->document_committing(
-          {doc, parsed->output, parsed->sha256, parsed->bytes_in, parsed->bytes_out,
-           parsed->attempts});
+      Status st =
+          job_->document_committing({doc, parsed->output, parsed->sha256, parsed->bytes_in,
+                                     parsed->bytes_out, parsed->attempts, parsed->metadata});
       reply = st ? nlohmann::json{{"ok", true}}
                  : nlohmann::json{{"ok", false}, {"error", st.error().message}};
     }

@@ -23,6 +23,13 @@ class Fields {
     j_ = parse_message_json(text);
     if (!j_.is_object()) problem_ = "not a JSON object (or nested too deep)";
   }
+  // An optional object, as its text ("" if absent).
+  std::string object_text(const char* key) {
+    const json* v = find(key, false);
+    if (v == nullptr) return {};
+    if (!v->is_object()) return bad(key, "an object"), std::string();
+    return v->dump();
+  }
   std::string str(const char* key, bool required = true) {
     const json* v = find(key, required);
     if (v == nullptr) return {};
@@ -129,8 +136,11 @@ std::string ClusterNames::intent_subject(const std::string& job) const {
 }
 
 std::string DocMessage::to_json() const {
-  json j{{"job", job},           {"in", doc.input_path}, {"rel", doc.relative_path},
-         {"open", doc.open_path}, {"at", at}};
+  json j{{"job", job},
+         {"in", doc.input_path},
+         {"rel", doc.relative_path},
+         {"open", doc.open_path},
+         {"at", at}};
   if (!doc.root.empty()) j["root"] = doc.root;
   return j.dump();
 }
@@ -150,12 +160,19 @@ Result<DocMessage> parse_doc_message(const std::string& text) {
 
 std::string OutcomeMessage::to_json() const {
   const DocumentOutcome& o = outcome;
-  json j{{"job", job},          {"node", node},         {"in", o.doc.input_path},
-         {"rel", o.doc.relative_path}, {"out", o.output_path}, {"state", state_text(o.state)},
-         {"bytes_in", o.bytes_in},     {"bytes_out", o.bytes_out}, {"attempts", o.attempts},
+  json j{{"job", job},
+         {"node", node},
+         {"in", o.doc.input_path},
+         {"rel", o.doc.relative_path},
+         {"out", o.output_path},
+         {"state", state_text(o.state)},
+         {"bytes_in", o.bytes_in},
+         {"bytes_out", o.bytes_out},
+         {"attempts", o.attempts},
          {"duration", o.duration_seconds}};
   if (!o.sha256.empty()) j["sha256"] = o.sha256;
   if (!o.error.empty()) j["error"] = o.error;
+  if (!o.metadata.empty()) j["metadata"] = json::parse(o.metadata, nullptr, false);
   return j.dump();
 }
 
@@ -175,6 +192,7 @@ Result<OutcomeMessage> parse_outcome_message(const std::string& text) {
   o.duration_seconds = f.real("duration");
   o.sha256 = f.str("sha256", false);
   o.error = f.str("error", false);
+  o.metadata = f.object_text("metadata");
   if (Status st = f.status(); !st) return st.error();
   std::optional<DocumentState> s = state_of(state);
   if (!s) return make_error(ErrorCode::kCorruptInput, "bad outcome message: state " + state);
@@ -183,9 +201,10 @@ Result<OutcomeMessage> parse_outcome_message(const std::string& text) {
 }
 
 std::string IntentMessage::to_json() const {
-  return json{{"in", input},          {"out", output},          {"sha256", sha256},
-              {"bytes_in", bytes_in}, {"bytes_out", bytes_out}, {"attempts", attempts}}
-      .dump();
+  json j{{"in", input},          {"out", output},          {"sha256", sha256},
+         {"bytes_in", bytes_in}, {"bytes_out", bytes_out}, {"attempts", attempts}};
+  if (!metadata.empty()) j["metadata"] = json::parse(metadata, nullptr, false);
+  return j.dump();
 }
 
 Result<IntentMessage> parse_intent_message(const std::string& text) {
@@ -197,6 +216,7 @@ Result<IntentMessage> parse_intent_message(const std::string& text) {
   m.bytes_in = f.num("bytes_in");
   m.bytes_out = f.num("bytes_out");
   m.attempts = static_cast<int>(f.num("attempts"));
+  m.metadata = f.object_text("metadata");
   if (Status st = f.status(); !st) return st.error();
   return m;
 }
@@ -243,8 +263,8 @@ Result<JobRecord> parse_job_record(const std::string& text) {
   r.finished_at_ms = f.inum("finished_at_ms", false);
   r.outcomes_purged = f.flag("outcomes_purged");
   bool known = false;
-  for (ClusterJobState s : {ClusterJobState::kRunning, ClusterJobState::kCancelling,
-                            ClusterJobState::kFinished}) {
+  for (ClusterJobState s :
+       {ClusterJobState::kRunning, ClusterJobState::kCancelling, ClusterJobState::kFinished}) {
     if (state == cluster_job_state_name(s)) {
       r.state = s;
       known = true;

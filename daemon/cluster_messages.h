@@ -11,9 +11,9 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
-#include <string_view>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "core/document_source.h"
 #include "core/result.h"
@@ -59,7 +59,7 @@ Result<DocMessage> parse_doc_message(const std::string& text);
 
 struct OutcomeMessage {
   std::string job;
-  std::string node;  // where it was processed
+  std::string node;         // where it was processed
   DocumentOutcome outcome;  // doc.input_path and doc.relative_path set; no folders
   std::string to_json() const;
 };
@@ -72,6 +72,7 @@ struct IntentMessage {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   int attempts = 1;
+  std::string metadata;  // a JSON object's text, or empty
   std::string to_json() const;
 };
 Result<IntentMessage> parse_intent_message(const std::string& text);
@@ -87,11 +88,11 @@ struct JobRecord {
   std::string coordinator;  // node name
   uint64_t epoch = 1;       // +1 at each takeover
   ClusterJobState state = ClusterJobState::kRunning;
-  std::string text;       // the pinned job text (active/ID.json of its first coordinator)
-  std::string submitter;  // SubmitterStore::encode of whom it acts for
+  std::string text;        // the pinned job text (active/ID.json of its first coordinator)
+  std::string submitter;   // SubmitterStore::encode of whom it acts for
   uint64_t documents = 0;  // counted at validation
   int64_t submitted_at_ms = 0;
-  uint64_t beat = 0;  // bumped at every lease renewal, so the revision moves
+  uint64_t beat = 0;             // bumped at every lease renewal, so the revision moves
   int64_t finished_at_ms = 0;    // kFinished: when (the coordinator's wall clock)
   bool outcomes_purged = false;  // kFinished: its outcome messages were removed from the stream
   std::string to_json() const;

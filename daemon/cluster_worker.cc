@@ -92,13 +92,13 @@ Status WorkerBatch::document_committing(const PendingOutput& pending) {
   // if_exists skip/fail: the coordinator records the intent in its journal before the rename,
   // or says the document was recorded meanwhile from another node.
   IntentMessage intent{pending.doc.input_path, pending.output_path, pending.sha256,
-                       pending.bytes_in,       pending.bytes_out,   pending.attempts};
+                       pending.bytes_in,       pending.bytes_out,   pending.attempts,
+                       pending.metadata};
   const std::string body = intent.to_json();
   natsMsg* reply = nullptr;
   natsStatus s = natsConnection_Request(&reply, node_.nats().get(),
-                                        node_.names().intent_subject(job_->id).c_str(),
-                                        body.data(), static_cast<int>(body.size()),
-                                        kIntentTimeoutMs);
+                                        node_.names().intent_subject(job_->id).c_str(), body.data(),
+                                        static_cast<int>(body.size()), kIntentTimeoutMs);
   if (s != NATS_OK) {
     // No coordinator now (it died; another node takes the job over after lease_ms): the
     // document waits for it rather than spending its attempts.
@@ -112,16 +112,17 @@ Status WorkerBatch::document_committing(const PendingOutput& pending) {
   if (j.is_object() && j.value("ok", false)) return ok();
   if (j.is_object() && j.value("not_coordinator", false)) {
     mark_unreachable(pending.doc.input_path);
-    return make_error(ErrorCode::kIo, "the node that answered for job " + job_->id +
-                                          " no longer coordinates it");
+    return make_error(ErrorCode::kIo,
+                      "the node that answered for job " + job_->id + " no longer coordinates it");
   }
   if (j.is_object() && j.value("superseded", false)) {
     mark_superseded(pending.doc.input_path);
     return make_error(ErrorCode::kCancelled, "recorded meanwhile from another node");
   }
   std::string why = j.is_object() ? j.value("error", std::string("no reason given")) : "bad reply";
-  return make_error(ErrorCode::kIo, "the coordinator of job " + job_->id + " refused the rename of " +
-                                        pending.output_path + ": " + why);
+  return make_error(ErrorCode::kIo, "the coordinator of job " + job_->id +
+                                        " refused the rename of " + pending.output_path + ": " +
+                                        why);
 }
 
 void WorkerBatch::document_finished(DocumentOutcome outcome) {
@@ -167,8 +168,7 @@ void ClusterNode::settle(WorkerBatch& batch, DocumentOutcome outcome) {
     auto it = worker_jobs_.find(job.id);
     if (it != worker_jobs_.end()) now = it->second;
   }
-  const bool job_cancelled =
-      now && (now->gone || now->state == ClusterJobState::kCancelling);
+  const bool job_cancelled = now && (now->gone || now->state == ClusterJobState::kCancelling);
   OutboxAction a;
   a.msg = std::move(d->msg);
   if (d->superseded) {
@@ -188,7 +188,7 @@ void ClusterNode::settle(WorkerBatch& batch, DocumentOutcome outcome) {
                          .count();
   } else {
     a.how = outcome.state == DocumentState::kFailed ? OutboxAction::How::kTerm
-                                                     : OutboxAction::How::kAck;
+                                                    : OutboxAction::How::kAck;
     outcome.attempts = static_cast<int>(d->delivered);
     a.subject = names_.outcome_subject(job.id);
     a.outcome = outcome_json(job.id, std::move(outcome));
@@ -251,8 +251,10 @@ std::shared_ptr<WorkerJob> ClusterNode::worker_job(const std::string& id, bool f
       auto spec = std::make_shared<const JobSpec>(std::move(v->spec));
       auto folders = JobFolders::open(*spec);
       if (!folders) {
-        job->error = "cannot open its folders on this node (inputs and outputs must be on "
-                     "storage every node sees): " + folders.error().message;
+        job->error =
+            "cannot open its folders on this node (inputs and outputs must be on "
+            "storage every node sees): " +
+            folders.error().message;
       } else {
         job->spec = std::move(spec);
         job->folders = std::move(*folders);
@@ -308,8 +310,11 @@ void ClusterNode::take(NatsMsgPtr msg, std::map<std::string, std::vector<Deliver
              OutboxAction::How::kTerm);
     } else {
       // Another node may see the job's folders: hand it back for a while.
-      post({std::move(msg), OutboxAction::How::kNak, std::min<int64_t>(cluster().ack_wait_ms, 5000),
-            {}, {}});
+      post({std::move(msg),
+            OutboxAction::How::kNak,
+            std::min<int64_t>(cluster().ack_wait_ms, 5000),
+            {},
+            {}});
     }
     return;
   }
@@ -317,7 +322,8 @@ void ClusterNode::take(NatsMsgPtr msg, std::map<std::string, std::vector<Deliver
     answer(std::move(msg), id, parsed->doc, DocumentState::kFailed,
            "delivered " + std::to_string(delivered - 1) +
                " times without an outcome: the nodes that took it stopped before finishing it "
-               "(max_deliver " + std::to_string(max_deliver) + ")",
+               "(max_deliver " +
+               std::to_string(max_deliver) + ")",
            delivered, OutboxAction::How::kTerm);
     return;
   }

@@ -137,7 +137,8 @@ Status DaemonJob::document_committing(const PendingOutput& p) {
                                            .sha256 = p.sha256,
                                            .bytes_in = p.bytes_in,
                                            .bytes_out = p.bytes_out,
-                                           .attempts = p.attempts}
+                                           .attempts = p.attempts,
+                                           .metadata = p.metadata}
                                   .to_json();
   uint64_t seq = 0;
   {
@@ -196,6 +197,7 @@ void DaemonJob::documents_finished(std::vector<DocumentOutcome> outcomes) {
                                       .bytes_in = o.bytes_in,
                                       .bytes_out = o.bytes_out,
                                       .sha256 = o.sha256,
+                                      .metadata = o.metadata,
                                       .attempts = o.attempts,
                                       .duration_seconds = o.duration_seconds,
                                       .error = o.error}

@@ -158,6 +158,7 @@ Status DaemonJob::settle_intents() {
                               .bytes_in = intent.bytes_in,
                               .bytes_out = intent.bytes_out,
                               .sha256 = intent.sha256,
+                              .metadata = intent.metadata,
                               .attempts = intent.attempts,
                               .duration_seconds = 0.0,
                               .error = ""};

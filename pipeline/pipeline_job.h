@@ -24,7 +24,8 @@ struct DocumentOutcome {
   DocumentState state = DocumentState::kSucceeded;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
-  std::string sha256;  // hex digest of the output as written; empty unless succeeded
+  std::string sha256;    // hex digest of the output as written; empty unless succeeded
+  std::string metadata;  // what the transforms said about the document (JSON object), or empty
   int attempts = 1;
   double duration_seconds = 0;  // read start to write end
   std::string error;            // "what: why"; empty unless failed
@@ -41,6 +42,7 @@ struct PendingOutput {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   int attempts = 1;
+  const std::string& metadata;  // DocumentOutcome::metadata
 };
 
 class PipelineJob {

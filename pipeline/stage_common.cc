@@ -91,6 +91,7 @@ std::optional<Reported> release(StageShared& s, std::unique_ptr<WorkItem> item, 
   if (state == DocumentState::kSucceeded) {
     outcome.bytes_out = item->bytes_out;
     outcome.sha256 = std::move(item->sha256);
+    outcome.metadata = std::move(item->metadata);
   }
   outcome.attempts = item->sched.attempt;
   outcome.duration_seconds = std::chrono::duration<double>(s.clock.now() - item->started).count();
@@ -226,6 +227,7 @@ void WorkItemPool::put(std::unique_ptr<WorkItem> item) {
   item->held_bytes = 0;
   item->streamed = false;
   item->sha256.clear();
+  item->metadata.clear();
   item->output.discard();
   trim(item->data);
   trim(item->scratch);

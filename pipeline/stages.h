@@ -53,6 +53,7 @@ struct WorkItem {
   std::string data;       // the whole input; after the transform, the output
   std::string scratch;    // transform output, or a streamed chunk's output
   std::string sha256;
+  std::string metadata;  // the chain's metadata() (a JSON object's text), or empty
   OutputFile output;
 };
 

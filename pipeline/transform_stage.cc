@@ -108,6 +108,7 @@ Status transform_whole(StageShared& s, WorkItem& item) {
   if (!st) return st;
   st = run.finish(output.sink());
   if (!st) return output.error(st.error());
+  item.metadata = run.metadata();
   if (item.streamed) {
     // Spilled: the rest goes to the temp file too, and the writer only renames it.
     st = write_output_chunk(s, item);
@@ -175,6 +176,7 @@ Status stream_document(StageShared& s, WorkItem& item) {
     item.scratch.clear();
     st = run->finish(output.sink());
     if (!st) return output.error(st.error());
+    item.metadata = run->metadata();
     st = write_output_chunk(s, item);
     if (!st) return st;
   }

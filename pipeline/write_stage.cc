@@ -38,7 +38,7 @@ Result<DocumentState> write_document(StageShared& s, WorkItem& item, bool keep_f
   // The job records the output as its own before it becomes visible (see document_committing).
   Status intent = item.sched.job->job().document_committing(
       {item.sched.doc, item.output_path, *sha, item.bytes_in, item.output.bytes_written(),
-       item.sched.attempt});
+       item.sched.attempt, item.metadata});
   if (!intent) return intent.error();
   auto committed = keep_folder ? item.output.commit_keeping_folder(out.if_exists)
                                : item.output.commit(out.if_exists, s.options.fsync);

@@ -122,6 +122,7 @@ class AutoTransform : public DocumentTransform {
   }
 
   bool has_more() const override { return next_ != nullptr && next_->has_more(); }
+  std::string metadata() const override { return next_ != nullptr ? next_->metadata() : ""; }
 
  private:
   static Status pass(std::string_view in, std::string& out) {

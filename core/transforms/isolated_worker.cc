@@ -126,6 +126,9 @@ class Server {
     }
     std::string().swap(chunk);
     if (st) st = guarded(info_.op, [&] { return drain(*t, t->finish(out), out, true); });
+    std::string metadata;
+    if (st) metadata = t->metadata();
+    if (metadata.size() > wp::kMaxMetadataBytes) metadata.clear();
     t.reset();
     wp::Response response;
     response.cpu_usec = cpu_usec();
@@ -137,7 +140,9 @@ class Server {
              write_all(STDOUT_FILENO, message.data(), message.size());
     }
     response.length = out.size();
+    response.metadata_bytes = static_cast<uint32_t>(metadata.size());
     const bool written = write_all(STDOUT_FILENO, &response, sizeof response) &&
+                         write_all(STDOUT_FILENO, metadata.data(), metadata.size()) &&
                          write_all(STDOUT_FILENO, out.data(), out.size());
     std::string().swap(out);  // the next document gets the memory back
     return written;

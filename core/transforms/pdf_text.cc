@@ -42,6 +42,8 @@ constexpr int64_t kDefaultMaxPdfBytes = int64_t{256} << 20;
 // A page rendered for OCR is at most this many pixels (one byte each, plus tesseract's own
 // copies): A4 at 600 dpi is 35 million.
 constexpr double kMaxOcrPixels = 40e6;
+// A title or author longer than this is cut in the manifest.
+constexpr size_t kMaxMetadataText = 1024;
 
 struct PdfOptions {
   std::string page_separator = "\f";
@@ -114,6 +116,7 @@ class PdfTransform : public DocumentTransform {
                             : "pdf.text: the password does not open this encrypted PDF");
     }
     const int pages = doc->pages();
+    describe(*doc, pages);
     const int64_t first = options_.first_page;
     const int64_t last =
         options_.last_page == 0 ? pages : std::min<int64_t>(options_.last_page, pages);
@@ -153,7 +156,25 @@ class PdfTransform : public DocumentTransform {
     return ok();
   }
 
+  std::string metadata() const override { return metadata_; }
+
  private:
+  // The manifest's metadata: the page count and, where the PDF gives them, its title and
+  // author (each cut to kMaxMetadataText bytes at a character boundary).
+  void describe(const poppler::document& doc, int pages) {
+    nlohmann::json m{{"pages", pages}};
+    for (const auto& [key, name] : {std::pair{"Title", "title"}, std::pair{"Author", "author"}}) {
+      std::string value = utf8(doc.info_key(key));
+      if (value.size() > kMaxMetadataText) {
+        size_t cut = kMaxMetadataText;
+        while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
+        value.resize(cut);
+      }
+      if (!value.empty()) m[name] = std::move(value);
+    }
+    metadata_ = m.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+
   static bool blank(const std::string& text) {
     return std::all_of(text.begin(), text.end(),
                        [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; });
@@ -213,6 +234,7 @@ class PdfTransform : public DocumentTransform {
 
   const PdfOptions options_;
   WholeInput input_;  // poppler reads it in place until the document is closed
+  std::string metadata_;
 };
 
 class PdfStep : public TransformStep {

@@ -132,6 +132,7 @@ class WorkerTransform : public DocumentTransform {
   }
 
   bool has_more() const override { return answered_ && remaining_ > 0; }
+  std::string metadata() const override { return metadata_; }
 
  private:
   const std::string& op() const { return config_->key.op; }
@@ -168,6 +169,15 @@ class WorkerTransform : public DocumentTransform {
     if (response.magic != wp::kMagic) return fail(protocol_error());
     worker_->cpu_usec = response.cpu_usec;
     answered_ = true;
+    if (response.metadata_bytes > wp::kMaxMetadataBytes ||
+        (response.code != 0 && response.metadata_bytes != 0)) {
+      return fail(protocol_error());
+    }
+    if (response.metadata_bytes > 0) {
+      metadata_.resize(response.metadata_bytes);
+      st = receive(metadata_.data(), metadata_.size());
+      if (!st) return st;
+    }
     if (response.code == 0) {
       remaining_ = response.length;
       if (remaining_ == 0) give_back();
@@ -285,6 +295,7 @@ class WorkerTransform : public DocumentTransform {
   uint64_t remaining_ = 0;  // output bytes still to read
   std::optional<Error> failed_;
   bool holds_slot_ = false;  // one of config_->concurrency_group's slots
+  std::string metadata_;     // what the worker's transform said about the document
 };
 
 class WorkerStep : public TransformStep {

@@ -33,6 +33,7 @@ DocumentRecord full_document() {
                         .bytes_in = 4096,
                         .bytes_out = 5000,
                         .sha256 = std::string(64, 'f'),
+                        .metadata = "",
                         .attempts = 2,
                         .duration_seconds = 0.25,
                         .error = ""};
@@ -44,7 +45,8 @@ IntentRecord sample_intent() {
                       .sha256 = "ab",
                       .bytes_in = 3,
                       .bytes_out = 4,
-                      .attempts = 2};
+                      .attempts = 2,
+                      .metadata = ""};
 }
 
 TEST_CASE("journal record: a document record is written field by field in the manifest's order") {
@@ -56,6 +58,27 @@ TEST_CASE("journal record: a document record is written field by field in the ma
   CHECK(zero.to_json() ==
         R"({"input":"","output":"","state":"failed","bytes_in":0,"bytes_out":0,"sha256":"",)"
         R"("attempts":1,"duration_seconds":0.0,"error":""})");
+}
+
+TEST_CASE("journal record: a transform's metadata is written after sha256 and read back") {
+  DocumentRecord d = full_document();
+  d.metadata = R"({"author":"Ann","pages":2,"title":"Q1 \"draft\""})";
+  const std::string text = d.to_json();
+  CHECK(
+      text.find(R"("sha256":")" + std::string(64, 'f') +
+                R"(","metadata":{"author":"Ann","pages":2,"title":"Q1 \"draft\""},"attempts":2)") !=
+      std::string::npos);
+  CHECK(nlohmann::json::parse(text)["metadata"]["pages"] == 2);
+  CHECK(parse_as<DocumentRecord>(text).metadata == d.metadata);
+  IntentRecord i = sample_intent();
+  i.metadata = R"({"pages":1})";
+  CHECK(i.to_json().ends_with(R"("attempts":2,"metadata":{"pages":1}})"));
+  CHECK(parse_as<IntentRecord>(i.to_json()).metadata == i.metadata);
+  // Not an object: dropped, the record still reads.
+  CHECK(parse_as<DocumentRecord>(R"({"input":"/a","state":"succeeded","metadata":[1]})")
+            .metadata.empty());
+  // Without metadata nothing is written (the lines of every other transform are unchanged).
+  CHECK(full_document().to_json().find("metadata") == std::string::npos);
 }
 
 TEST_CASE("journal record: header and intent records are written in their fixed order") {
@@ -207,15 +230,20 @@ TEST_CASE("journal record: records are byte for byte what nlohmann's dump writes
     return std::bit_cast<double>(rng());
   };
   for (int i = 0; i < 4000; ++i) {
-    DocumentRecord d{.input = random_text(),
-                     .output = random_text(),
-                     .state = static_cast<RecordState>(rng() % 3),
-                     .bytes_in = rng(),
-                     .bytes_out = rng() % 100000,
-                     .sha256 = random_text(),
-                     .attempts = static_cast<int>(rng() % 101),
-                     .duration_seconds = random_double(i),
-                     .error = random_text()};
+    DocumentRecord d{
+        .input = random_text(),
+        .output = random_text(),
+        .state = static_cast<RecordState>(rng() % 3),
+        .bytes_in = rng(),
+        .bytes_out = rng() % 100000,
+        .sha256 = random_text(),
+        .metadata = i % 3 == 0
+                        ? nlohmann::json{{"pages", rng() % 1000}, {"title", random_text()}}.dump(
+                              -1, ' ', false, nlohmann::json::error_handler_t::replace)
+                        : std::string(),
+        .attempts = static_cast<int>(rng() % 101),
+        .duration_seconds = random_double(i),
+        .error = random_text()};
     nlohmann::ordered_json j;
     j["input"] = d.input;
     j["output"] = d.output;
@@ -223,6 +251,7 @@ TEST_CASE("journal record: records are byte for byte what nlohmann's dump writes
     j["bytes_in"] = d.bytes_in;
     j["bytes_out"] = d.bytes_out;
     j["sha256"] = d.sha256;
+    if (!d.metadata.empty()) j["metadata"] = nlohmann::ordered_json::parse(d.metadata);
     j["attempts"] = d.attempts;
     j["duration_seconds"] = d.duration_seconds;
     j["error"] = d.error;
@@ -233,7 +262,8 @@ TEST_CASE("journal record: records are byte for byte what nlohmann's dump writes
                    .sha256 = random_text(),
                    .bytes_in = rng(),
                    .bytes_out = rng(),
-                   .attempts = static_cast<int>(rng() % 101)};
+                   .attempts = static_cast<int>(rng() % 101),
+                   .metadata = ""};
     nlohmann::ordered_json k;
     k["intent"] = "commit";
     k["input"] = r.input;

@@ -81,6 +81,40 @@ TEST_CASE("pdf.text: each page's text in reading order, pages separated by form 
   CHECK(text_ok(make_pdf({{}})) == "");
 }
 
+namespace {
+
+// The metadata() the step's transform reports once the document is finished.
+std::string metadata_of(const std::string& pdf, const json& params = json::object()) {
+  auto t = make_step("pdf.text", params)->begin(docpipe::DocumentContext{"a.pdf", "a.pdf"});
+  std::string out;
+  REQUIRE(t->update(pdf, out).has_value());
+  do {
+    REQUIRE(t->finish(out).has_value());
+  } while (t->has_more());
+  return t->metadata();
+}
+
+}  // namespace
+
+TEST_CASE("pdf.text: pages, title and author go to the metadata, cut and in UTF-8") {
+  CHECK(metadata_of(make_pdf(kPages, "/Title (Annual report) /Author (Ann Analyst)")) ==
+        R"({"author":"Ann Analyst","pages":3,"title":"Annual report"})");
+  // Without an information dictionary: the page count alone, whatever pages were read.
+  CHECK(metadata_of(make_pdf(kPages), {{"first_page", 2}}) == R"({"pages":3})");
+  // A UTF-16 title (with its byte order mark), and one too long for the manifest.
+  CHECK(metadata_of(make_pdf({{"x"}}, "/Title <FEFF00E9007400E9>")) ==
+        "{\"pages\":1,\"title\":\"\xC3\xA9t\xC3\xA9\"}");
+  const std::string long_title = std::string(2000, 'x');
+  const json m = json::parse(metadata_of(make_pdf({{"x"}}, "/Title (" + long_title + ")")));
+  CHECK(m["title"] == std::string(1024, 'x'));
+  // A document that fails has none.
+  auto t = make_step("pdf.text", json::object())->begin(docpipe::DocumentContext{"b", "b"});
+  std::string out;
+  REQUIRE(t->update("not a pdf", out).has_value());
+  CHECK_FALSE(t->finish(out).has_value());
+  CHECK(t->metadata().empty());
+}
+
 TEST_CASE("pdf.text: bad parameters and page ranges are refused clearly") {
   CHECK(errors_text(config_errors("pdf.text", {{"first_page", 3}, {"last_page", 2}})) ==
         "last_page: is before first_page (3); 0 reads to the end\n");

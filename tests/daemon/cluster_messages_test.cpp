@@ -3,13 +3,14 @@
 // an unknown state is refused with an error naming what is wrong, never half-used.
 
 #include "daemon/cluster_messages.h"
-#include "daemon/submitter_store.h"
 
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "daemon/submitter_store.h"
 
 using docpipe::ClusterJobState;
 using docpipe::ClusterNames;
@@ -39,7 +40,8 @@ std::string with(const std::string& text, const std::string& key, const json& va
 // every variant, naming the key.
 template <typename Parse>
 void check_strict(const std::string& text, const std::vector<std::string>& required, Parse parse,
-                  const json& wrong_type_for_strings = 7, const json& wrong_type_for_numbers = "7") {
+                  const json& wrong_type_for_strings = 7,
+                  const json& wrong_type_for_numbers = "7") {
   const json original = json::parse(text);
   for (const std::string& key : required) {
     CAPTURE(key);
@@ -64,8 +66,7 @@ void check_strict(const std::string& text, const std::vector<std::string>& requi
 TEST_CASE("cluster messages: job ids map to subject tokens and KV keys and back") {
   CHECK(docpipe::job_subject_token("report.2026-12.a") == "report~2026-12~a");
   CHECK(docpipe::job_kv_key("report.2026-12.a") == "report=2026-12=a");
-  CHECK(docpipe::job_id_from_kv_key(docpipe::job_kv_key("report.2026-12.a")) ==
-        "report.2026-12.a");
+  CHECK(docpipe::job_id_from_kv_key(docpipe::job_kv_key("report.2026-12.a")) == "report.2026-12.a");
   CHECK(docpipe::job_subject_token("plain_id-1") == "plain_id-1");
   CHECK(docpipe::job_kv_key(".lead") == "=lead");  // a key may not start with '.'
   ClusterNames names("DP");
@@ -115,7 +116,10 @@ TEST_CASE("cluster messages: an outcome message round-trips every state and is p
     m.outcome.bytes_out = 17;
     m.outcome.attempts = 3;
     m.outcome.duration_seconds = 0.25;
-    if (state == DocumentState::kSucceeded) m.outcome.sha256 = std::string(64, 'a');
+    if (state == DocumentState::kSucceeded) {
+      m.outcome.sha256 = std::string(64, 'a');
+      m.outcome.metadata = R"({"pages":3,"title":"Q1"})";
+    }
     if (state == DocumentState::kFailed) m.outcome.error = "read /in/x.txt: Permission denied";
     CAPTURE(m.to_json());
     auto back = docpipe::parse_outcome_message(m.to_json());
@@ -132,6 +136,7 @@ TEST_CASE("cluster messages: an outcome message round-trips every state and is p
     CHECK(back->outcome.duration_seconds == doctest::Approx(0.25));
     CHECK(back->outcome.sha256 == m.outcome.sha256);
     CHECK(back->outcome.error == m.outcome.error);
+    CHECK(back->outcome.metadata == m.outcome.metadata);
   }
   OutcomeMessage m;
   m.job = "j";
@@ -153,6 +158,7 @@ TEST_CASE("cluster messages: an outcome message round-trips every state and is p
   CHECK_FALSE(docpipe::parse_outcome_message(with(text, "duration", "fast")).has_value());
   CHECK_FALSE(docpipe::parse_outcome_message(with(text, "sha256", false)).has_value());
   CHECK_FALSE(docpipe::parse_outcome_message(with(text, "error", json::array())).has_value());
+  CHECK_FALSE(docpipe::parse_outcome_message(with(text, "metadata", "pages 3")).has_value());
 }
 
 TEST_CASE("cluster messages: an intent message round-trips and is parsed strictly") {
@@ -163,6 +169,7 @@ TEST_CASE("cluster messages: an intent message round-trips and is parsed strictl
   m.bytes_in = 10;
   m.bytes_out = 20;
   m.attempts = 2;
+  m.metadata = R"({"author":"Ann","pages":1})";
   auto back = docpipe::parse_intent_message(m.to_json());
   REQUIRE(back.has_value());
   CHECK(back->input == m.input);
@@ -171,6 +178,8 @@ TEST_CASE("cluster messages: an intent message round-trips and is parsed strictl
   CHECK(back->bytes_in == 10);
   CHECK(back->bytes_out == 20);
   CHECK(back->attempts == 2);
+  CHECK(back->metadata == m.metadata);
+  CHECK_FALSE(docpipe::parse_intent_message(with(m.to_json(), "metadata", 7)).has_value());
   check_strict(m.to_json(), {"in", "out", "sha256", "bytes_in", "bytes_out", "attempts"},
                docpipe::parse_intent_message);
 }

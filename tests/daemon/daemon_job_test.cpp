@@ -248,12 +248,16 @@ TEST_CASE("daemon job: with if_exists skip an intent record precedes each rename
   std::vector<DocumentRef> docs = drain(job);
   REQUIRE(docs.size() == 1);
   const std::string out = f.out("a.txt"), sha = test::sha256_of("x");
-  REQUIRE(job.document_committing(PendingOutput{docs[0], out, sha, 3, 4, 2}));
+  const std::string metadata = R"({"pages":2,"title":"T"})";
+  REQUIRE(job.document_committing(PendingOutput{docs[0], out, sha, 3, 4, 2, metadata}));
   REQUIRE(job.close_journal());
   auto journal = JobJournal::load(f.journal);
   REQUIRE(journal);
   REQUIRE(journal->intents.size() == 1);
-  CHECK(journal->intents[0] == intent(f.in("a.txt"), out, sha));
+  // The transforms' metadata rides with the intent, so a resume that settles it keeps it.
+  std::string want = intent(f.in("a.txt"), out, sha);
+  want.insert(want.size() - 1, R"(,"metadata":{"pages":2,"title":"T"})");
+  CHECK(journal->intents[0] == want);
 }
 
 TEST_CASE("daemon job: an unresumable job's report counts what its journal recorded") {

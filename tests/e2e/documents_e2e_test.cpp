@@ -1,5 +1,5 @@
 // Real documents through the real daemon: html.text, html.markdown, pdf.text, text.chunk,
-// office.text and auto.text, with
+// office.text, ocr and auto.text, with
 // output.extension naming the outputs (x.html -> x.txt, x.pdf -> x.txt), pages in several
 // character sets, hostile documents that fail alone, and a job whose outputs would collide
 // refused at submission.
@@ -13,6 +13,7 @@
 #include "tests/e2e/harness.h"
 #include "tests/support/office_writer.h"
 #include "tests/support/pdf_writer.h"
+#include "tests/support/scan_writer.h"
 
 namespace e2e {
 
@@ -97,7 +98,8 @@ TEST_CASE("e2e documents: a folder of PDFs becomes text, a damaged one fails alo
   TempDir tmp;
   const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";
   write_file(in + "/2026/q1.pdf",
-             docpipe::test::make_pdf({{"First quarter", "Revenue 10"}, {"Appendix"}}));
+             docpipe::test::make_pdf({{"First quarter", "Revenue 10"}, {"Appendix"}},
+                                     "/Title (Quarter one) /Author (Ann Analyst)"));
   write_file(in + "/2026/q2.pdf", docpipe::test::make_pdf({{"Second quarter"}}));
   write_file(in + "/looped.pdf", docpipe::test::recursive_pdf());
   write_file(in + "/fake.pdf", "not a pdf at all\n");
@@ -122,6 +124,15 @@ TEST_CASE("e2e documents: a folder of PDFs becomes text, a damaged one fails alo
   CHECK(list_files(out) == std::vector<std::string>{"2026/q1.txt", "2026/q2.txt"});
   CHECK(read_file(out + "/2026/q1.txt") == "First quarter\nRevenue 10\n\fAppendix\n");
   CHECK(read_file(out + "/2026/q2.txt") == "Second quarter\n");
+  // Each PDF's pages, title and author are in its manifest line.
+  std::map<std::string, nlohmann::json> metadata;
+  for (const nlohmann::json& record : read_json_lines(outcome.manifest_path)) {
+    metadata[record["input"].get<std::string>()] = record.value("metadata", nlohmann::json());
+  }
+  CHECK(metadata[in + "/2026/q1.pdf"] ==
+        nlohmann::json{{"pages", 2}, {"title", "Quarter one"}, {"author", "Ann Analyst"}});
+  CHECK(metadata[in + "/2026/q2.pdf"] == nlohmann::json{{"pages", 1}});
+  CHECK(metadata[in + "/fake.pdf"].is_null());
   daemon.expect_running();
   CHECK(daemon.terminate() == 0);
 }
@@ -230,6 +241,8 @@ TEST_CASE("e2e documents: auto.text sends each file of a mixed folder to its ext
   write_file(in + "/e.txt", docpipe::test::make_pdf({{"a pdf in disguise"}}));
   write_file(in + "/f.png",
              std::string("\x89PNG\r\n\x1A\n\0\0\0\rIHDR", 16) + std::string(64, '\0'));
+  write_file(in + "/g.png",
+             docpipe::test::encode_png(docpipe::test::scan_lines({"from the scanned page"})));
   DaemonProcess daemon(spool, {"--workers", "2", "--durability", "none"});
   daemon.start();
   nlohmann::json job = make_job("mixed", in, out, {{{"op", "auto.text"}}});
@@ -238,15 +251,80 @@ TEST_CASE("e2e documents: auto.text sends each file of a mixed folder to its ext
   drop_job(spool, "mixed.json", job);
   JobOutcome outcome = daemon.wait_for_job("mixed");
   INFO("report: " << outcome.report.dump(2));
-  CHECK(outcome.report["counts"]["succeeded"] == 5);
+  CHECK(outcome.report["counts"]["succeeded"] == 6);
   REQUIRE(outcome.report["failed_documents"].size() == 1);
+  // A PNG signature over zeros: ocr takes it and says what is wrong with it.
   CHECK(outcome.report["failed_documents"][0]["error"].get<std::string>().find(
-            "auto.text: no extractor for image/png") != std::string::npos);
+            "ocr: the image: the PNG header cannot be read") != std::string::npos);
+  CHECK(docpipe::test::word_recall("from the scanned page", read_file(out + "/g.png.txt")) >= 0.75);
   CHECK(read_file(out + "/a.pdf.txt") == "from the pdf\n");
   CHECK(read_file(out + "/b.docx.txt") == "from the docx\n");
   CHECK(read_file(out + "/c.html.txt") == "from the page\n");
   CHECK(read_file(out + "/d.txt.txt") == "from the text file\n");
   CHECK(read_file(out + "/e.txt.txt") == "a pdf in disguise\n");
+  CHECK(daemon.terminate() == 0);
+}
+
+}  // namespace e2e
+
+namespace e2e {
+
+TEST_CASE("e2e documents: scans become text by ocr, a PNG bomb and a fake fail alone") {
+  TempDir tmp;
+  const std::string in = tmp / "in", out = tmp / "out", spool = tmp / "spool";
+  const std::vector<std::string> memo = {"Internal memo", "The meeting moves to Friday"};
+  const std::vector<std::string> notice = {"Public notice", "Roads close at noon"};
+  const std::string known_memo = "Internal memo\nThe meeting moves to Friday\n";
+  const std::string known_notice = "Public notice\nRoads close at noon\n";
+  write_file(in + "/memo.png", docpipe::test::encode_png(docpipe::test::scan_lines(memo)));
+  write_file(in + "/notice.jpg", docpipe::test::encode_jpeg(docpipe::test::scan_lines(notice)));
+  write_file(in + "/both.tiff", docpipe::test::encode_tiff({docpipe::test::scan_lines(memo),
+                                                            docpipe::test::scan_lines(notice)}));
+  write_file(in + "/bomb.png", docpipe::test::png_header_only(50000, 50000, std::string(64, '\0')));
+  write_file(in + "/fake.png", "this is text, not a picture\n");
+  write_file(in + "/scanned.pdf",
+             docpipe::test::make_scanned_pdf({docpipe::test::scan_lines(memo)}, {{"Typed page"}}));
+  DaemonProcess daemon(spool, {"--workers", "2", "--durability", "none"});
+  daemon.start();
+  nlohmann::json job = make_job("scans", in, out + "/ocr", {{{"op", "ocr"}}});
+  job["input"]["include"] = {"*.png", "*.jpg", "*.tiff"};
+  job["output"]["extension"] = ".txt";
+  job["limits"] = {{"max_failed_documents", 5}};
+  nlohmann::json pdf_job =
+      make_job("pdf", in, out + "/pdf", {{{"op", "pdf.text"}, {"ocr", "auto"}}});
+  pdf_job["input"]["include"] = {"*.pdf"};
+  pdf_job["output"]["extension"] = ".txt";
+  drop_job(spool, "scans.json", job);
+  drop_job(spool, "pdf.json", pdf_job);
+  JobOutcome outcome = daemon.wait_for_job("scans");
+  JobOutcome pdf = daemon.wait_for_job("pdf");
+  INFO("reports: " << outcome.report.dump(2) << "\n" << pdf.report.dump(2));
+  CHECK(outcome.report["counts"]["succeeded"] == 3);
+  CHECK(outcome.report["counts"]["failed"] == 2);
+  std::map<std::string, std::string> errors;
+  for (const nlohmann::json& f : outcome.report["failed_documents"]) {
+    errors[f["input"].get<std::string>()] = f["error"].get<std::string>();
+  }
+  CHECK(errors[in + "/bomb.png"].find("ocr: the image is 50000 x 50000 pixels, more than "
+                                      "max_pixels (40000000)") != std::string::npos);
+  CHECK(errors[in + "/fake.png"].find("ocr: not a PNG, JPEG or TIFF image") != std::string::npos);
+  CHECK(list_files(out) == std::vector<std::string>{"ocr/both.txt", "ocr/memo.txt",
+                                                    "ocr/notice.txt", "pdf/scanned.txt"});
+  CHECK(docpipe::test::word_recall(known_memo, read_file(out + "/ocr/memo.txt")) >= 0.9);
+  CHECK(docpipe::test::word_recall(known_notice, read_file(out + "/ocr/notice.txt")) >= 0.9);
+  const std::string both = read_file(out + "/ocr/both.txt");
+  const size_t ff = both.find('\f');
+  REQUIRE(ff != std::string::npos);
+  CHECK(docpipe::test::word_recall(known_memo, both.substr(0, ff)) >= 0.9);
+  CHECK(docpipe::test::word_recall(known_notice, both.substr(ff + 1)) >= 0.9);
+  const std::string scanned = read_file(out + "/pdf/scanned.txt");
+  CHECK(docpipe::test::word_recall(known_memo, scanned.substr(0, scanned.find('\f'))) >= 0.9);
+  CHECK(scanned.ends_with("\fTyped page\n"));
+  // The daemon's status says how many documents may be in OCR at once.
+  const nlohmann::json status = daemon_status(spool, tmp.path())["daemon"];
+  CHECK(status["ocr_concurrency"] == 2);
+  CHECK(status["ocr_in_use"] == 0);
+  daemon.expect_running();
   CHECK(daemon.terminate() == 0);
 }
 

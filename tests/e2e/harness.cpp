@@ -238,4 +238,11 @@ void drop_job(const std::string& spool, const std::string& name, const nlohmann:
   if (::rename(tmp.c_str(), dest.c_str()) != 0) throw sys_error("rename " + tmp, errno);
 }
 
+nlohmann::json daemon_status(const std::string& spool, const std::string& scratch) {
+  CommandResult r = run_command({docpipe_binary(), "status", "--spool", spool, "--json"}, scratch);
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.exit_code == 0);
+  return nlohmann::json::parse(r.out);
+}
+
 }  // namespace e2e

@@ -116,6 +116,9 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
 // Runs `docpipe ARGS...` (the normal build), its output captured in `scratch_dir`.
 CommandResult docpipe(const std::vector<std::string>& args, const std::string& scratch_dir);
 
+// `docpipe status --spool SPOOL --json`, parsed (the command must succeed).
+nlohmann::json daemon_status(const std::string& spool, const std::string& scratch);
+
 // Spawns `argv` with stdin from /dev/null and stdout+stderr appended to `log_path`; the
 // environment is the test's minus variables that would change the daemon's behaviour
 // (NOTIFY_SOCKET, JOURNAL_STREAM, ...), plus `extra_env` ("NAME=VALUE" entries). Returns the

@@ -49,13 +49,6 @@ size_t count_lines(const DaemonProcess& daemon, const std::string& needle) {
   return daemon.log_lines_with({needle}).size();
 }
 
-nlohmann::json daemon_status(const std::string& spool, const std::string& scratch) {
-  CommandResult r = run_command({docpipe_binary(), "status", "--spool", spool, "--json"}, scratch);
-  INFO("stdout: " << r.out << "\nstderr: " << r.err);
-  REQUIRE(r.exit_code == 0);
-  return nlohmann::json::parse(r.out);
-}
-
 TEST_CASE("e2e reload: SIGHUP applies a changed worker count while a job runs undisturbed") {
   TempDir tmp(scratch_base());
   const std::string spool = tmp / "spool", in = tmp / "in", out = tmp / "out";

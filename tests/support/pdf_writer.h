@@ -21,7 +21,7 @@ inline std::string pdf_string(const std::string& s) {
 
 // Objects 1..N written in order, then the xref table and trailer; `objects[i]` is the body of
 // object i + 1 (without "N 0 obj" / "endobj").
-inline std::string pdf_from_objects(const std::vector<std::string>& objects) {
+inline std::string pdf_from_objects(const std::vector<std::string>& objects, size_t info = 0) {
   std::string pdf = "%PDF-1.4\n%\xE2\xE3\xCF\xD3\n";
   std::vector<size_t> offsets;
   for (size_t i = 0; i < objects.size(); ++i) {
@@ -35,13 +35,16 @@ inline std::string pdf_from_objects(const std::vector<std::string>& objects) {
     std::snprintf(line, sizeof line, "%010zu 00000 n \n", off);
     pdf += line;
   }
-  pdf += "trailer\n<< /Size " + std::to_string(objects.size() + 1) +
-         " /Root 1 0 R >>\nstartxref\n" + std::to_string(xref) + "\n%%EOF\n";
+  pdf += "trailer\n<< /Size " + std::to_string(objects.size() + 1) + " /Root 1 0 R" +
+         (info != 0 ? " /Info " + std::to_string(info) + " 0 R" : std::string()) +
+         " >>\nstartxref\n" + std::to_string(xref) + "\n%%EOF\n";
   return pdf;
 }
 
-// A PDF of `pages`, each a list of lines written top to bottom.
-inline std::string make_pdf(const std::vector<std::vector<std::string>>& pages) {
+// A PDF of `pages`, each a list of lines written top to bottom; `info_entries` (e.g.
+// "/Title (Q1) /Author (Ann)") become its document information dictionary.
+inline std::string make_pdf(const std::vector<std::vector<std::string>>& pages,
+                            const std::string& info_entries = {}) {
   // 1 catalog, 2 pages, 3 font, then per page: page object, content stream.
   std::vector<std::string> objects(3);
   std::string kids;
@@ -61,7 +64,9 @@ inline std::string make_pdf(const std::vector<std::vector<std::string>>& pages) 
   objects[1] =
       "<< /Type /Pages /Kids [" + kids + "] /Count " + std::to_string(pages.size()) + " >>";
   objects[2] = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>";
-  return pdf_from_objects(objects);
+  if (info_entries.empty()) return pdf_from_objects(objects);
+  objects.push_back("<< " + info_entries + " >>");
+  return pdf_from_objects(objects, objects.size());
 }
 
 // A page tree that contains itself: the Pages node lists itself as its kid.
