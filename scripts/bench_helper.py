@@ -40,10 +40,15 @@
                                      words as NAME+SUFFIX_B below DIR_B (white space and form
                                      feeds aside) and the same number of pages (form feeds,
                                      one fewer between pages than pdftotext's one after each)
+  similar-words DIR_A SUFFIX_A DIR_B SUFFIX_B MIN
+                                     fail unless every NAME+SUFFIX_A below DIR_A shares at least
+                                     MIN (0..1) of its words with NAME+SUFFIX_B below DIR_B and
+                                     the other way round (two OCR runs of the same engine)
   metric URL NAME                   print the sum of the samples of metric NAME at URL (/metrics)
   cluster-table RESULTS.tsv         print the --cluster summary from rows written by scripts/bench
 """
 
+import collections
 import gzip
 import json
 import os
@@ -466,6 +471,36 @@ def cmd_same_words(args):
         sys.exit("bench_helper: same-words: %d problem(s), e.g. %s" % (len(problems), problems[0]))
 
 
+def cmd_similar_words(args):
+    dir_a, suffix_a, dir_b, suffix_b, least = args[0], args[1], args[2], args[3], float(args[4])
+    problems, checked, worst = [], 0, 1.0
+    for folder, _, names in os.walk(dir_a):
+        for name in names:
+            if not name.endswith(suffix_a):
+                continue
+            stem = name[:len(name) - len(suffix_a)]
+            rel = os.path.relpath(os.path.join(folder, stem), dir_a)
+            try:
+                with open(os.path.join(folder, name), "rb") as f:
+                    a = f.read().split()
+                with open(os.path.join(dir_b, rel + suffix_b), "rb") as f:
+                    b = f.read().split()
+            except OSError as e:
+                problems.append("%s: %s" % (rel, e))
+                continue
+            checked += 1
+            common = sum((collections.Counter(a) & collections.Counter(b)).values())
+            share = min(common / max(len(a), 1), common / max(len(b), 1))
+            worst = min(worst, share)
+            if share < least:
+                problems.append("%s: %.1f%% of the words in common" % (rel, 100 * share))
+    if checked == 0:
+        problems.append("no file ending in %s below %s" % (suffix_a, dir_a))
+    print("similar-words: %d file(s), at least %.1f%% of the words in common" % (checked, 100 * worst))
+    if problems:
+        sys.exit("bench_helper: similar-words: %d problem(s), e.g. %s" % (len(problems), problems[0]))
+
+
 def cmd_same_tree(args):
     expected, actual = args[0], args[1]
     suffix = args[args.index("--suffix") + 1] if "--suffix" in args else ""
@@ -537,7 +572,7 @@ def main():
     commands = {"corpus": cmd_corpus, "drop": cmd_drop, "table": cmd_table, "submit": cmd_submit,
                 "verify": cmd_verify, "metric": cmd_metric, "cluster-table": cmd_cluster_table,
                 "same-tree": cmd_same_tree, "budget": cmd_budget, "pdf-corpus": cmd_pdf_corpus,
-                "same-words": cmd_same_words}
+                "same-words": cmd_same_words, "similar-words": cmd_similar_words}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](sys.argv[2:])
