@@ -52,6 +52,9 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
     throw std::runtime_error("cannot lock " + lock_path + ": " + std::strerror(errno) +
                              (errno == EWOULDBLOCK ? " (another docpipe runs on this spool)" : ""));
   }
+  set_pool_event_sink([](const std::string& command, const std::string& what) {
+    log_warn("exec pool process replaced", {{"command", command}, {"why", what}});
+  });
   metrics_server_ = std::make_unique<MetricsServer>(config_.metrics_listen);
   pipeline_metrics_ = std::make_unique<PipelineMetrics>(metrics_server_->registry());
   metrics_ = std::make_unique<DaemonMetrics>(metrics_server_->registry());

@@ -14,6 +14,7 @@ using std::chrono::milliseconds;
 // check_interrupted() is asked at least this often while a document waits for a process.
 constexpr milliseconds kPollInterval{50};
 constexpr int kMaxDefaultSize = 8;
+constexpr milliseconds kReapWait{5000};
 
 }  // namespace
 
@@ -35,6 +36,42 @@ const char* pool_outcome_name(PoolDocumentOutcome o) {
       return "unavailable";
   }
   return "unknown";
+}
+
+namespace {
+
+std::mutex& sink_mu() {
+  static std::mutex mu;
+  return mu;
+}
+PoolEventSink& sink() {
+  static PoolEventSink* s = new PoolEventSink;  // never destroyed: the pool thread outlives main()
+  return *s;
+}
+
+}  // namespace
+
+void set_pool_event_sink(PoolEventSink s) {
+  std::lock_guard lock(sink_mu());
+  sink() = std::move(s);
+}
+
+void CommandPool::end_idle(std::unique_ptr<PoolProcess> p, RecycleReason reason,
+                           const std::string& why) {
+  std::string what = why;
+  if (what.empty()) {
+    const pid_t pid = p->pid();
+    p->proc().wait_exit(milliseconds(0));
+    p->proc().kill_and_reap();
+    what = "pool process " + std::to_string(pid) +
+           (reason == RecycleReason::kProtocol ? " wrote to its stdout while idle (protocol "
+                                                 "violation) and was killed"
+                                               : " " + p->describe_end() + " while idle") +
+           p->stderr_note();
+  }
+  p.reset();
+  std::lock_guard lock(sink_mu());
+  if (sink()) sink()(name_, what + "; replaced (" + recycle_reason_name(reason) + ")");
 }
 
 int default_pool_size() {
@@ -82,7 +119,7 @@ Result<std::unique_ptr<PoolProcess>> CommandPool::acquire(
       if (std::optional<RecycleReason> gone = p->check_idle()) {
         ++counters_.recycles[int(*gone)];
         lock.unlock();
-        p.reset();  // kills and reaps it, outside the lock
+        end_idle(std::move(p), *gone, "");  // kills and reaps it, outside the lock
         lock.lock();
         continue;
       }
@@ -187,13 +224,21 @@ void CommandPool::reap_stopping() {
         ++it;
       }
     }
+    reaping_ += static_cast<int>(done.size());
   }
-  // Destroying each one kills what is left of its group and reaps it.
+  // Destroying each one kills what is left of its group and reaps it; until then it still
+  // counts as stopping.
+  const int n = static_cast<int>(done.size());
+  if (n == 0) return;
+  done.clear();
+  std::lock_guard lock(mu_);
+  reaping_ -= n;
+  freed_.notify_all();
 }
 
 void CommandPool::maintain() {
   reap_stopping();
-  std::vector<std::unique_ptr<PoolProcess>> doomed;
+  std::vector<std::pair<std::unique_ptr<PoolProcess>, RecycleReason>> doomed;
   std::vector<std::unique_ptr<PoolProcess>> to_check;
   {
     std::lock_guard lock(mu_);
@@ -202,7 +247,7 @@ void CommandPool::maintain() {
     for (auto it = idle_.begin(); it != idle_.end();) {
       if (std::optional<RecycleReason> gone = (*it)->check_idle()) {
         ++counters_.recycles[int(*gone)];
-        doomed.push_back(std::move(*it));
+        doomed.emplace_back(std::move(*it), *gone);
         it = idle_.erase(it);
       } else if (now - (*it)->idle_since >= interval) {
         to_check.push_back(std::move(*it));
@@ -214,7 +259,7 @@ void CommandPool::maintain() {
     checking_ += static_cast<int>(to_check.size());
     if (!doomed.empty()) freed_.notify_all();
   }
-  doomed.clear();
+  for (auto& [p, reason] : doomed) end_idle(std::move(p), reason, "");
   for (auto& p : to_check) {
     std::string why;
     std::optional<RecycleReason> gone = p->ping(milliseconds(spec_.pool.health_timeout_ms), &why);
@@ -233,6 +278,7 @@ void CommandPool::maintain() {
       }
       freed_.notify_all();
     }
+    if (dead != nullptr) end_idle(std::move(dead), *gone, why);
   }
 }
 
@@ -250,6 +296,7 @@ void CommandPool::stop(bool wait) {
                        milliseconds(spec_.pool.health_timeout_ms);
     freed_.wait_until(lock, bound, [this] { return starting_ == 0 && checking_ == 0; });
     ending.swap(stopping_);
+    reaping_ += static_cast<int>(ending.size());
   }
   // The deadlines are about the same, so waiting for each in turn takes about one grace.
   for (Stopping& s : ending) {
@@ -257,6 +304,10 @@ void CommandPool::stop(bool wait) {
     s.p->proc().wait_exit(std::max(left, milliseconds(0)));
     s.p.reset();
   }
+  std::unique_lock lock(mu_);
+  reaping_ -= static_cast<int>(ending.size());
+  // Ones the pool thread took to reap meanwhile: a moment (they have exited or been killed).
+  freed_.wait_for(lock, kReapWait, [this] { return reaping_ == 0; });
 }
 
 bool CommandPool::stopped() const {
@@ -267,7 +318,7 @@ bool CommandPool::stopped() const {
 bool CommandPool::empty() const {
   std::lock_guard lock(mu_);
   return idle_.empty() && stopping_.empty() && busy_pids_.empty() && starting_ == 0 &&
-         checking_ == 0;
+         checking_ == 0 && reaping_ == 0;
 }
 
 PoolStateCounts CommandPool::counts() const {
@@ -276,7 +327,7 @@ PoolStateCounts CommandPool::counts() const {
           .idle = static_cast<int>(idle_.size()),
           .busy = static_cast<int>(busy_pids_.size()),
           .checking = checking_,
-          .stopping = static_cast<int>(stopping_.size())};
+          .stopping = static_cast<int>(stopping_.size()) + reaping_};
 }
 
 std::vector<pid_t> CommandPool::pids() const {

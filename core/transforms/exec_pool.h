@@ -127,6 +127,8 @@ class CommandPool {
   // Under mu_: kills and reaps `p` at once.
   void kill_locked(std::unique_ptr<PoolProcess> p, RecycleReason reason);
   void reap_stopping();
+  // Kills and reaps `p`, ended while idle for `reason`, and reports it (not under mu_).
+  void end_idle(std::unique_ptr<PoolProcess> p, RecycleReason reason, const std::string& why);
   Error unavailable_locked(Clock::time_point now) const;
 
   const std::string name_;
@@ -142,6 +144,7 @@ class CommandPool {
   std::vector<pid_t> busy_pids_;
   int starting_ = 0;
   int checking_ = 0;
+  int reaping_ = 0;  // taken from stopping_, being reaped outside the lock
   bool stopped_ = false;
   StartBackoff backoff_;
   std::string last_start_error_;
@@ -150,5 +153,10 @@ class CommandPool {
 
 // size 0 in the config: the number of cores, at least 1 and at most 8.
 int default_pool_size();
+
+// Where pools tell what no document's report shows: an idle process that died, wrote out of
+// turn or failed its health check, and was replaced. The daemon sets its log; unset: nowhere.
+using PoolEventSink = std::function<void(const std::string& command, const std::string& what)>;
+void set_pool_event_sink(PoolEventSink sink);
 
 }  // namespace docpipe

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -441,9 +442,29 @@ TEST_CASE("exec pool: an idle process that stops answering pings is replaced") {
   CommandSpec spec = faulty_spec("no-pong");
   spec.pool.health_interval_ms = 100;
   spec.pool.health_timeout_ms = 200;
+  std::mutex mu;
+  std::vector<std::string> events;
+  docpipe::set_pool_event_sink([&](const std::string& command, const std::string& what) {
+    std::lock_guard lock(mu);
+    events.push_back(command + ": " + what);
+  });
+  struct ResetSink {  // before `events` goes, whatever fails
+    ~ResetSink() { docpipe::set_pool_event_sink(nullptr); }
+  } reset_sink;
   auto step = pool_step("pool-no-pong", spec);
   CHECK(run(*step, "x").value() == "X");
   CHECK(eventually([] { return recycled("pool-no-pong", RecycleReason::kHealth) >= 1; }));
+  // The daemon logs these: no document's report shows them. Reported just after it is counted.
+  REQUIRE(eventually([&] {
+    std::lock_guard lock(mu);
+    return !events.empty();
+  }));
+  {
+    std::lock_guard lock(mu);
+    CHECK(events.front().find("pool-no-pong: pool process ") == 0);
+    CHECK(events.front().find(" sent no pong within 200 ms (health_timeout_ms); replaced "
+                              "(health)") != std::string::npos);
+  }
   CHECK(run(*step, "y").value() == "Y");
 
   // A healthy idle process answers its pings and stays.
@@ -520,4 +541,33 @@ TEST_CASE("exec pool: stop_all ends every process, SIGKILL after stop_grace_ms")
   CHECK(run(*pool_step("pool-stop-upper", upper_spec(2)), "y").value() == "Y");
   CommandPools::instance().stop_all();
   CHECK(zombies_of(::getpid()) == 0);
+}
+
+TEST_CASE("exec pool: a reload that drops a command ends its pool once no job holds it") {
+  auto step = pool_step("pool-reloaded", upper_spec());
+  CHECK(run(*step, "x").value() == "X");
+  const std::vector<pid_t> pids = pool_pids("pool-reloaded", upper_spec());
+  REQUIRE(pids.size() == 1);
+  // The reload's new allow-list no longer has the command: jobs validated before keep their pool.
+  CommandPools::instance().retire_unlisted({});
+  CHECK(run(*step, "still served").value() == "STILL SERVED");
+  CHECK_FALSE(exited_within(pids.front(), milliseconds(300)));
+  // The last job holding it is gone: its processes are told to end, and are reaped.
+  step.reset();
+  CHECK(exited_within(pids.front(), milliseconds(10000)));
+  CHECK(eventually([] { return live_processes("pool-reloaded") == 0; }));
+  CHECK(eventually([] { return stats_of("pool-reloaded").processes.stopping == 0; }));
+  CHECK(recycled("pool-reloaded", RecycleReason::kStopped) == 1);
+
+  // A changed spec under the same name gets a new pool; the old one drains the same way.
+  auto before = pool_step("pool-respecced", upper_spec());
+  CHECK(run(*before, "a").value() == "A");
+  CommandSpec changed = upper_spec();
+  changed.pool.max_documents = 5;
+  auto after = pool_step("pool-respecced", changed);
+  CHECK(run(*after, "b").value() == "B");
+  CHECK(stats_of("pool-respecced").starts == 2);
+  CHECK(live_processes("pool-respecced") == 2);
+  before.reset();
+  CHECK(eventually([] { return live_processes("pool-respecced") == 1; }));
 }
