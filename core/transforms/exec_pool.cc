@@ -40,12 +40,13 @@ const char* pool_outcome_name(PoolDocumentOutcome o) {
 
 namespace {
 
+// Never destroyed, like the sink: the pool thread may report while the process exits.
 std::mutex& sink_mu() {
-  static std::mutex mu;
-  return mu;
+  static std::mutex* mu = new std::mutex;
+  return *mu;
 }
 PoolEventSink& sink() {
-  static PoolEventSink* s = new PoolEventSink;  // never destroyed: the pool thread outlives main()
+  static PoolEventSink* s = new PoolEventSink;
   return *s;
 }
 
