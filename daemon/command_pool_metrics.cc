@@ -37,11 +37,11 @@ class CommandPoolCollector : public prometheus::Collectable {
     if (stats.empty()) return {};
     using prometheus::MetricType;
     auto processes = family("docpipe_command_pool_processes",
-                            "exec pool processes by command and state", MetricType::Gauge);
+                            "Exec pool processes, by command and state", MetricType::Gauge);
     auto recycles = family("docpipe_command_pool_recycles_total",
-                           "exec pool processes ended, by command and reason", MetricType::Counter);
+                           "Exec pool processes ended, by command and reason", MetricType::Counter);
     auto starts = family("docpipe_command_pool_starts_total",
-                         "exec pool process starts, by command and result (ok: it said ready)",
+                         "Exec pool process starts, by command and result (ok: it said ready)",
                          MetricType::Counter);
     auto documents =
         family("docpipe_command_pool_documents_total",
