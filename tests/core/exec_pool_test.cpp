@@ -264,6 +264,17 @@ TEST_CASE("exec pool: an answer before the end of the document skips the rest, i
   CHECK(stats_of("pool-early").starts == 1);
 }
 
+TEST_CASE("exec pool: a slow start-up is paid once, outside the document's timeout_ms") {
+  CommandSpec spec = pool_spec({kPython, kUpper, "--start-delay-ms", "400"});
+  spec.timeout_ms = 200;  // shorter than the start-up: it runs from the check-out
+  auto step = pool_step("pool-slow-start", spec);
+  const auto start = Clock::now();
+  CHECK(run(*step, "first").value() == "FIRST");
+  CHECK(Clock::now() - start >= milliseconds(400));
+  for (int i = 0; i < 5; ++i) CHECK(run(*step, "again").value() == "AGAIN");
+  CHECK(stats_of("pool-slow-start").starts == 1);
+}
+
 TEST_CASE("exec pool: a process is replaced after max_documents") {
   CommandSpec spec = upper_spec();
   spec.pool.max_documents = 2;
