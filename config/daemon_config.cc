@@ -78,6 +78,14 @@ std::string too_many_threads(int64_t n) {
          ")";
 }
 
+// An exec pool's bounds (docs/design.md "exec pools (issue 13)"): each process is a real
+// process and a thread's worth of pipes; a wait past an hour or a day is a typo.
+constexpr int64_t kMaxPoolSize = 64;
+constexpr int64_t kMaxPoolDocuments = 1000000000;
+constexpr int64_t kMaxPoolWaitMs = 600000;
+constexpr int64_t kMinHealthIntervalMs = 100;
+constexpr int64_t kMaxHealthIntervalMs = 86400000;
+
 // The "cluster" section's bounds (docs/design.md "Several nodes").
 constexpr int64_t kMaxReplicas = 5;  // JetStream's own limit
 constexpr int64_t kMaxAckPendingCap = 100000;
@@ -467,10 +475,39 @@ class ConfigParser {
         ok = false;
       }
       if (auto t = cmd.integer("timeout_ms", 1, kMax)) spec.timeout_ms = *t;
+      if (auto m = cmd.choice("mode", {"process", "pool"})) {
+        spec.mode = *m == "pool" ? CommandMode::kPool : CommandMode::kProcess;
+      }
+      if (const json* pool = cmd.get("pool")) {
+        if (spec.mode != CommandMode::kPool) {
+          cmd.error("pool", "only for a command with \"mode\": \"pool\"");
+          ok = false;
+        } else {
+          ok = pool_settings(*pool, cmd.path_of("pool"), spec.pool) && ok;
+        }
+      }
       cmd.reject_unknown_keys();
       if (ok) out.emplace(name, std::move(spec));
     }
     return out;
+  }
+
+  // A command's "pool" object (docs/design.md "exec pools (issue 13)"); false on any problem.
+  bool pool_settings(const json& value, const std::string& path, CommandPoolSettings& out) {
+    const size_t errors_before = errors_.size();
+    JsonObjectReader r(value, path, errors_);
+    if (!r.is_object()) return false;
+    if (auto v = r.integer("size", 1, kMaxPoolSize)) out.size = static_cast<int>(*v);
+    if (auto v = r.integer("max_documents", 1, kMaxPoolDocuments)) out.max_documents = *v;
+    if (auto v = r.integer("ready_timeout_ms", 1, kMaxPoolWaitMs)) out.ready_timeout_ms = *v;
+    if (auto v = r.integer("health_interval_ms", kMinHealthIntervalMs, kMaxHealthIntervalMs)) {
+      out.health_interval_ms = *v;
+    }
+    if (auto v = r.integer("health_timeout_ms", 1, kMaxPoolWaitMs)) out.health_timeout_ms = *v;
+    if (auto v = r.integer("queue_timeout_ms", 1, kMaxHealthIntervalMs)) out.queue_timeout_ms = *v;
+    if (auto v = r.integer("stop_grace_ms", 0, kMaxPoolWaitMs)) out.stop_grace_ms = *v;
+    r.reject_unknown_keys();
+    return errors_.size() == errors_before;
   }
 
   const std::string base_;

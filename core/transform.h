@@ -38,10 +38,29 @@ struct DocumentContext {
   std::function<void(size_t n)> release_reserved_bytes = {};
 };
 
+// How `exec` runs a command: a process per document, or a pool of long-lived processes that
+// speak the framed protocol of core/transforms/pool_protocol.h (docs/design.md "exec pools").
+enum class CommandMode { kProcess, kPool };
+
+// A pool's settings (the command's "pool" object); defaults and ranges in docs/design.md.
+struct CommandPoolSettings {
+  int size = 0;                        // processes at most; 0: the number of cores, at most 8
+  int64_t max_documents = 100;         // a process is replaced after this many documents
+  int64_t ready_timeout_ms = 10000;    // from start to its ready frame
+  int64_t health_interval_ms = 30000;  // an idle process is pinged after this long unused
+  int64_t health_timeout_ms = 5000;    // for its pong
+  int64_t queue_timeout_ms = 60000;    // a document waits this long for a free process
+  int64_t stop_grace_ms = 2000;        // from SIGTERM to SIGKILL when processes are stopped
+  bool operator==(const CommandPoolSettings&) const = default;
+};
+
 // An external command a job may run by name through `exec` (the daemon config's allow-list).
 struct CommandSpec {
   std::vector<std::string> argv;
-  int64_t timeout_ms = 60000;
+  int64_t timeout_ms = 60000;  // pool mode: per document, from the moment it has a process
+  CommandMode mode = CommandMode::kProcess;
+  CommandPoolSettings pool;  // pool mode only
+  bool operator==(const CommandSpec&) const = default;
 };
 
 // What the daemon's configuration lends transforms when a job's parameters are validated.

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "core/clock.h"
+#include "core/transforms/command_pools.h"
 #include "core/transforms/worker_pool.h"
 #include "daemon/cluster_node.h"
 #include "daemon/log.h"
@@ -52,6 +53,9 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
     throw std::runtime_error("cannot lock " + lock_path + ": " + std::strerror(errno) +
                              (errno == EWOULDBLOCK ? " (another docpipe runs on this spool)" : ""));
   }
+  set_pool_event_sink([](const std::string& command, const std::string& what) {
+    log_warn("exec pool process replaced", {{"command", command}, {"why", what}});
+  });
   metrics_server_ = std::make_unique<MetricsServer>(config_.metrics_listen);
   pipeline_metrics_ = std::make_unique<PipelineMetrics>(metrics_server_->registry());
   metrics_ = std::make_unique<DaemonMetrics>(metrics_server_->registry());
@@ -112,6 +116,7 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
 Daemon::~Daemon() {
   if (metrics_server_) metrics_server_->stop();  // no scrape may run while the rest is torn down
   if (work_) work_->stop(std::chrono::milliseconds(config_.shutdown_grace_ms));
+  CommandPools::instance().stop_all();  // no document runs any more
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
@@ -252,7 +257,11 @@ void Daemon::begin_shutdown(const char* signal_name) {
   if (control_) control_->close();
   // WorkQueue::stop() joins threads while in-flight documents finish: keep it off the loop.
   executor_.run(
-      [this, grace = config_.shutdown_grace_ms] { work_->stop(std::chrono::milliseconds(grace)); },
+      [this, grace = config_.shutdown_grace_ms] {
+        work_->stop(std::chrono::milliseconds(grace));
+        // exec pool processes: EOF and SIGTERM, SIGKILL after their stop_grace_ms.
+        CommandPools::instance().stop_all();
+      },
       [this] {
         table_->finish_stopping();  // reports of jobs that finished meanwhile
         notifier_->close();
@@ -313,6 +322,8 @@ void Daemon::apply_config(DaemonConfig next) {
   if (control_) control_->set_limits(control_limits(next));
   config_ = std::move(next);
   intake_->set_config(config_);
+  // Pools of commands the reload dropped or changed end once the jobs using them have finished.
+  CommandPools::instance().retire_unlisted(config_.commands);
   log_info("config reloaded",
            {{"workers", std::to_string(config_.workers)},
             {"max_in_flight_documents", std::to_string(config_.max_in_flight_documents)},

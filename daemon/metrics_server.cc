@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "daemon/command_pool_metrics.h"
 #include "daemon/daemon_metrics.h"
 
 namespace docpipe {
@@ -45,6 +46,8 @@ MetricsServer::MetricsServer(const std::string& listen)
   exposer_->RegisterCollectable(registry_);
   process_collector_ = make_process_collector();
   exposer_->RegisterCollectable(process_collector_);
+  pool_collector_ = make_command_pool_collector();
+  exposer_->RegisterCollectable(pool_collector_);
 }
 
 MetricsServer::~MetricsServer() { stop(); }

@@ -1,7 +1,8 @@
 #pragma once
 // What /metrics serves: one prometheus registry (the daemon's and the pipeline's stats register
-// on it), the standard process_* metrics and docpipe_build_info, behind a prometheus-cpp Exposer
-// (civetweb). stop() tears the exposer down promptly; the destructor stops it if needed.
+// on it), the standard process_* metrics, the exec pools' docpipe_command_pool_* and
+// docpipe_build_info, behind a prometheus-cpp Exposer (civetweb). stop() tears the exposer down
+// promptly; the destructor stops it if needed.
 
 #include <memory>
 #include <string>
@@ -34,8 +35,9 @@ class MetricsServer {
   std::string listen_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<prometheus::Exposer> exposer_;
-  // The exposer holds collectables weakly: keep the process collector alive here.
+  // The exposer holds collectables weakly: keep the process and pool collectors alive here.
   std::shared_ptr<prometheus::Collectable> process_collector_;
+  std::shared_ptr<prometheus::Collectable> pool_collector_;
 };
 
 }  // namespace docpipe

@@ -13,6 +13,8 @@
 #   PREFIX/share/docpipe/nats/nats-server-cluster.conf          (examples for several nodes:
 #   PREFIX/share/docpipe/nats/nats-server.service.d/docpipe.conf  README.md "Running several
 #   PREFIX/share/docpipe/nats/docpipe.service.d/cluster.conf      nodes"; copied by hand)
+#   PREFIX/share/docpipe/examples/pool_upper.py                (an exec pool converter to copy:
+#                                                                docs/design.md "exec pools")
 #   PREFIX/share/doc/docpipe/README.md
 # systemd looks for units, sysusers.d and tmpfiles.d under /usr/lib and /usr/local/lib alike, so
 # both the usual prefixes work; those paths are never multiarch, hence the literal "lib".
@@ -44,6 +46,8 @@ install(FILES "${DOCPIPE_DEPLOY_DIR}/systemd/nats-server.service.d/docpipe.conf"
         DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/nats/nats-server.service.d)
 install(FILES "${DOCPIPE_DEPLOY_DIR}/systemd/docpipe.service.d/cluster.conf"
         DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/nats/docpipe.service.d)
+install(PROGRAMS "${DOCPIPE_DEPLOY_DIR}/examples/pool_upper.py"
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/examples)
 install(FILES "${CMAKE_CURRENT_SOURCE_DIR}/README.md" DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
 # The unit names the binary and the config by absolute path, and the config belongs in /etc

@@ -3,6 +3,8 @@
 // its own process group (see subprocess.h), streaming: each chunk is written to its stdin while
 // its stdout is collected, so neither side can block the other. A call hands back at most about
 // kMaxCallOutputBytes of what the command wrote and says has_more() while it has more.
+// A command with "mode": "pool" is served by long-lived processes instead (exec_pool.h); only
+// ExecStep::begin() tells the two apart.
 
 #include <signal.h>
 #include <string.h>
@@ -11,6 +13,8 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "core/transforms/command_pools.h"
+#include "core/transforms/exec_pool_transform.h"
 #include "core/transforms/param_reader.h"
 #include "core/transforms/subprocess.h"
 
@@ -26,6 +30,7 @@ constexpr milliseconds kPollInterval{50};
 struct ExecCommand {
   std::string name;
   CommandSpec spec;
+  std::shared_ptr<CommandPool> pool;  // "mode": "pool" only
 };
 
 class ExecTransform : public DocumentTransform {
@@ -150,6 +155,8 @@ class ExecStep : public TransformStep {
   explicit ExecStep(ExecCommand command)
       : command_(std::make_shared<const ExecCommand>(std::move(command))) {}
   std::unique_ptr<DocumentTransform> begin(const DocumentContext& doc) const override {
+    if (command_->pool != nullptr)
+      return make_pool_transform(command_->pool, doc.check_interrupted);
     return std::make_unique<ExecTransform>(command_, doc.check_interrupted);
   }
 
@@ -178,13 +185,16 @@ std::shared_ptr<const TransformStep> configure(const nlohmann::json& params,
                                 (allowed.empty() ? "none" : allowed) + ")");
     return nullptr;
   }
-  return std::make_shared<ExecStep>(ExecCommand{std::move(name), it->second});
+  std::shared_ptr<CommandPool> pool;
+  if (it->second.mode == CommandMode::kPool) pool = CommandPools::instance().get(name, it->second);
+  return std::make_shared<ExecStep>(ExecCommand{std::move(name), it->second, std::move(pool)});
 }
 
 const TransformRegistration kRegistration(TransformInfo{
     .op = "exec",
     .description = "pipes the document through an external command allow-listed by name in the "
-                   "daemon config (`commands`), without a shell, killed at its timeout_ms",
+                   "daemon config (`commands`), without a shell, killed at its timeout_ms; a "
+                   "process per document, or a pool of long-lived ones (\"mode\": \"pool\")",
     .streaming = true,
     .params = schema().specs(),
     .configure = configure});

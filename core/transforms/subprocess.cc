@@ -251,6 +251,7 @@ Result<int> Subprocess::reap() {
   } while (r < 0 && errno == EINTR);
   reaped_ = true;
   if (r < 0) return errno_error("exec: waitpid", errno);
+  status_ = status;
   after_reap();
   return status;
 }
@@ -263,9 +264,34 @@ void Subprocess::kill_and_reap() {
   int status = 0;
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
+  status_ = status;
   reaped_ = true;
   exited_ = true;
   after_reap();
+}
+
+void Subprocess::signal_group(int sig) {
+  if (reaped_ || pid_ <= 0) return;
+  ::kill(-pid_, sig);
+}
+
+bool Subprocess::wait_exit(std::chrono::milliseconds wait) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    check_exit();
+    if (exited_) return true;
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    if (pidfd_ >= 0) {
+      pollfd p{pidfd_, POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(left.count()));
+    } else {
+      // Without a pidfd the exit is only seen by asking.
+      pollfd none{-1, 0, 0};
+      ::poll(&none, 0, static_cast<int>(std::min<int64_t>(left.count(), 10)));
+    }
+  }
 }
 
 // What the group kill missed: descendants that called setsid or setpgid were re-parented to us

@@ -48,6 +48,16 @@ class Subprocess {
   // SIGKILL to the whole process group, then reaps the child. Idempotent.
   void kill_and_reap();
 
+  // For long-lived children (exec pools): `sig` to the whole process group while the child is
+  // not reaped yet (until then its pid, the group id, cannot name another group).
+  void signal_group(int sig);
+  // Waits at most `wait` for the child to exit (it is not reaped); whether it has.
+  bool wait_exit(std::chrono::milliseconds wait);
+  bool exited() const { return exited_; }
+  bool stdout_open() const { return stdout_fd_ >= 0; }
+  // The wait status kill_and_reap() or reap() collected (valid once reaped).
+  int wait_status() const { return status_; }
+
   pid_t pid() const { return pid_; }
   // The last kStderrTailBytes of stderr, "..." in front if more was written.
   std::string stderr_tail() const;
@@ -65,6 +75,7 @@ class Subprocess {
   pid_t pid_ = -1;
   bool exited_ = false;  // the child is a zombie (or gone): its group has been killed
   bool reaped_ = false;
+  int status_ = 0;
   int stdin_fd_ = -1;
   int stdout_fd_ = -1;
   int stderr_fd_ = -1;

@@ -226,10 +226,17 @@ TEST_CASE(
                "document " + std::to_string(i) + "\n");
   }
   // A cluster node (one nats-server), so that the cluster row and alerts have their series too;
-  // a single node exports no docpipe_cluster_* at all.
+  // a single node exports no docpipe_cluster_* at all. Likewise the job goes through an exec
+  // pool (the shipped example converter), for the docpipe_command_pool_* series.
   std::unique_ptr<docpipe::test::NatsServer> nats = docpipe::test::NatsServer::start("prom");
+  const nlohmann::json commands = {
+      {"upper",
+       {{"argv", {"/usr/bin/python3", kDeployDir + "/examples/pool_upper.py"}},
+        {"mode", "pool"},
+        {"pool", {{"size", 1}}}}}};
   write_file(tmp / "docpipe.json", R"({"cluster": {"nats": [")" + nats->url() +
-                                       R"("], "node": "prom", "ack_wait_ms": 5000}})");
+                                       R"("], "node": "prom", "ack_wait_ms": 5000}, "commands": )" +
+                                       commands.dump() + "}");
   DaemonProcess daemon(tmp / "spool", {"--config", tmp / "docpipe.json"});
   daemon.start();
 
@@ -244,7 +251,8 @@ TEST_CASE(
   write_file(tmp / "prometheus/alerts.yml", alerts);
   PrometheusServer server(prometheus, tmp / "prometheus");
 
-  drop_job(daemon.spool(), "prom.json", make_job("prom", tmp / "in", tmp / "out"));
+  drop_job(daemon.spool(), "prom.json",
+           make_job("prom", tmp / "in", tmp / "out", {{{"op", "exec"}, {"command", "upper"}}}));
   JobOutcome outcome = daemon.wait_for_job("prom");
   REQUIRE(outcome.folder == "done");
   CHECK(outcome.report["counts"]["succeeded"] == kDocuments);
