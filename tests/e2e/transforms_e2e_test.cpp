@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "tests/e2e/harness.h"
@@ -197,7 +198,8 @@ TEST_CASE(
       {"zstd", true},           {"unzstd", true},       {"text.normalize", true},
       {"markdown.html", false}, {"json.pretty", false}, {"json.minify", false},
       {"template", true},       {"exec", true},         {"html.text", false},
-      {"html.markdown", false}, {"pdf.text", false}};
+      {"html.markdown", false}, {"pdf.text", false},    {"ocr", false},
+      {"office.text", false},   {"text.chunk", true},   {"auto.text", false}};
   for (const auto& [op, streams] : streaming) {
     INFO(op);
     REQUIRE(by_op.count(op) == 1);
@@ -221,7 +223,19 @@ TEST_CASE(
   CHECK(by_op["exec"]["params"][0]["required"] == true);
   REQUIRE(by_op.count("auto.text") == 1);
   CHECK(by_op["auto.text"]["streaming"] == false);
-  CHECK(by_op["auto.text"]["params"].empty());
+  CHECK(by_op["auto.text"]["params"][0] ==
+        nlohmann::json{{"name", "ocr"},
+                       {"type", "string"},
+                       {"default", "auto"},
+                       {"description",
+                        "\"auto\" (the default) reads images and the scanned pages of PDFs with "
+                        "tesseract; \"off\" fails images and leaves scanned pages empty (one of "
+                        "\"off\", \"auto\")"}});
+  std::set<std::string> ocr_params;
+  for (const nlohmann::json& p : by_op["ocr"]["params"]) ocr_params.insert(p["name"]);
+  CHECK(ocr_params == std::set<std::string>{"lang", "psm", "dpi", "max_pixels", "page_separator",
+                                            "first_page", "last_page", "max_input_bytes",
+                                            "worker_memory_bytes"});
   CHECK(by_op["template"]["params"][0]["default"] == nullptr);
   CHECK(by_op["text.normalize"]["params"][1]["default"] == false);
 }
