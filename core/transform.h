@@ -16,10 +16,13 @@
 #include <string_view>
 #include <vector>
 
+#include "core/breaker_config.h"
 #include "core/field_error.h"
 #include "core/result.h"
 
 namespace docpipe {
+
+class CommandBreakers;  // core/command_breaker.h
 
 // What a transform may know about the document it processes.
 struct DocumentContext {
@@ -36,12 +39,19 @@ struct DocumentContext {
   // not given back is released when the document settles (so a transform destroyed mid-document
   // gives nothing back itself).
   std::function<void(size_t n)> release_reserved_bytes = {};
+  // Set by the pipeline: the daemon's circuit breakers, one per command (command_breaker.h). A
+  // transform that runs an external command asks admit() before it starts one and reports how
+  // it ended; refused, it fails with ErrorCode::kUnavailable and the pipeline parks the document
+  // until the breaker lets it through, without charging it an attempt. Null: no breakers.
+  CommandBreakers* breakers = nullptr;
 };
 
 // An external command a job may run by name through `exec` (the daemon config's allow-list).
 struct CommandSpec {
   std::vector<std::string> argv;
   int64_t timeout_ms = 60000;
+  BreakerConfig breaker =
+      {};  // "breaker": when its failures make documents wait (command_breaker.h)
 };
 
 // What the daemon's configuration lends transforms when a job's parameters are validated.
@@ -77,6 +87,9 @@ class TransformStep {
   // A step whose output is always its input (identity) is left out of the job's chain: a chain
   // of only such steps is empty, and the pipeline copies the document without a transform stage.
   virtual bool passes_through() const { return false; }
+  // The names of the external commands (the daemon config's `commands`) this step runs: the
+  // scheduler holds back the documents of a job while a breaker of one of them is open.
+  virtual std::vector<std::string> commands() const { return {}; }
 };
 
 // One parameter in a transform's schema, for `docpipe transforms` and validation messages.
