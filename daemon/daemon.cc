@@ -20,8 +20,9 @@ namespace docpipe {
 
 namespace {
 
-PipelineOptions pipeline_options(const DaemonConfig& c) {
+PipelineOptions pipeline_options(const DaemonConfig& c, std::shared_ptr<CommandBreakers> breakers) {
   PipelineOptions options;
+  options.breakers = std::move(breakers);
   options.readers = c.io_threads;
   options.writers = c.io_threads;
   options.workers = c.workers;
@@ -54,10 +55,13 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
   metrics_server_ = std::make_unique<MetricsServer>(config_.metrics_listen);
   pipeline_metrics_ = std::make_unique<PipelineMetrics>(metrics_server_->registry());
   metrics_ = std::make_unique<DaemonMetrics>(metrics_server_->registry());
+  breaker_monitor_ =
+      std::make_unique<CommandBreakerMonitor>(*breakers_, metrics_server_->registry());
+  breaker_monitor_->configure(config_.commands);
   if (config_.cluster.enabled) {
     auto node = ClusterNode::start(
         {.config = config_,
-         .pipeline = pipeline_options(config_),
+         .pipeline = pipeline_options(config_, breakers_),
          .pipeline_metrics = pipeline_metrics_.get(),
          .registry = &metrics_server_->registry(),
          .spool_root = spool_.root(),
@@ -73,7 +77,8 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
     cluster_ = node->get();
     work_ = std::move(*node);
   } else {
-    work_ = std::make_unique<LocalWorkQueue>(pipeline_options(config_), pipeline_metrics_.get());
+    work_ = std::make_unique<LocalWorkQueue>(pipeline_options(config_, breakers_),
+                                             pipeline_metrics_.get());
   }
 
   table_ = std::make_unique<JobTable>(
@@ -104,7 +109,8 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                                                             .table = *table_,
                                                             .intake = *intake_,
                                                             .work = *work_,
-                                                            .metrics = *metrics_});
+                                                            .metrics = *metrics_,
+                                                            .breakers = breakers_.get()});
 }
 
 Daemon::~Daemon() {
@@ -174,10 +180,9 @@ void Daemon::drain_adoptions() {
   for (JobRecord& r : records) {
     if (table_->stopping()) break;  // taken over again by another node once this one is gone
     const std::string id = r.id;
-    intake_->adopt(std::move(r.id), std::move(r.text), std::move(r.submitter),
-                   [this, id](bool ok) {
-                     if (!ok && cluster_ != nullptr) cluster_->adoption_failed(id);
-                   });
+    intake_->adopt(std::move(r.id), std::move(r.text), std::move(r.submitter), [this, id](bool ok) {
+      if (!ok && cluster_ != nullptr) cluster_->adoption_failed(id);
+    });
   }
 }
 
@@ -309,6 +314,7 @@ void Daemon::apply_config(DaemonConfig next) {
                       .memory_budget_bytes = static_cast<size_t>(next.memory_budget_bytes)});
   if (watch_) watch_->set_timing(next.settle_ms, next.rescan_interval_ms);
   if (control_) control_->set_limits(control_limits(next));
+  breaker_monitor_->configure(next.commands);
   config_ = std::move(next);
   intake_->set_config(config_);
   log_info("config reloaded",

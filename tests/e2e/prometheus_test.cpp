@@ -228,8 +228,10 @@ TEST_CASE(
   // A cluster node (one nats-server), so that the cluster row and alerts have their series too;
   // a single node exports no docpipe_cluster_* at all.
   std::unique_ptr<docpipe::test::NatsServer> nats = docpipe::test::NatsServer::start("prom");
+  // A command, so that its circuit breaker's series (docpipe_command_breaker_state) exist too.
   write_file(tmp / "docpipe.json", R"({"cluster": {"nats": [")" + nats->url() +
-                                       R"("], "node": "prom", "ack_wait_ms": 5000}})");
+                                       R"("], "node": "prom", "ack_wait_ms": 5000},
+                                       "commands": {"upper": {"argv": ["tr", "a-z", "A-Z"]}}})");
   DaemonProcess daemon(tmp / "spool", {"--config", tmp / "docpipe.json"});
   daemon.start();
 
