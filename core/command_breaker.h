@@ -44,7 +44,7 @@ const char* breaker_state_name(BreakerState s);  // "closed", "open", "half-open
 
 // Why a run counts as a failure.
 enum class CommandFailure { kCrashed, kExited, kTimedOut, kCannotStart };
-const char* command_failure_name(CommandFailure f);  // "crashed", "exited", "timed out", ...
+const char* command_failure_name(CommandFailure f);  // "crashed", "exited non-zero", ...
 
 class CommandBreakers;
 
