@@ -486,6 +486,9 @@ class ConfigParser {
           ok = pool_settings(*pool, cmd.path_of("pool"), spec.pool) && ok;
         }
       }
+      if (const json* b = cmd.get("breaker")) {
+        if (!breaker(*b, cmd.path_of("breaker"), spec.breaker)) ok = false;
+      }
       cmd.reject_unknown_keys();
       if (ok) out.emplace(name, std::move(spec));
     }
@@ -508,6 +511,29 @@ class ConfigParser {
     if (auto v = r.integer("stop_grace_ms", 0, kMaxPoolWaitMs)) out.stop_grace_ms = *v;
     r.reject_unknown_keys();
     return errors_.size() == errors_before;
+  }
+
+  // A command's "breaker" (core/command_breaker.h): {"failures": 0..1000 (0 = off), "open_ms":
+  // 100..86400000, "max_open_ms": open_ms..86400000}. False if anything in it is wrong.
+  bool breaker(const json& value, const std::string& path, BreakerConfig& out) {
+    const size_t before = errors_.size();
+    JsonObjectReader r(value, path, errors_);
+    if (!r.is_object()) return false;
+    constexpr int64_t kDayMs = 86400000;
+    if (auto v = r.integer("failures", 0, 1000)) out.failures = static_cast<int>(*v);
+    if (auto v = r.integer("open_ms", 100, kDayMs)) out.open_ms = *v;
+    const bool max_given = r.get("max_open_ms") != nullptr;
+    if (auto v = r.integer("max_open_ms", 100, kDayMs)) out.max_open_ms = *v;
+    if (errors_.size() == before && out.max_open_ms < out.open_ms) {
+      if (max_given) {
+        r.error("max_open_ms", "must be at least open_ms (" + std::to_string(out.open_ms) +
+                                   "), got " + std::to_string(out.max_open_ms));
+      } else {
+        out.max_open_ms = out.open_ms;  // an open_ms above the default cap: never doubled
+      }
+    }
+    r.reject_unknown_keys();
+    return errors_.size() == before;
   }
 
   const std::string base_;

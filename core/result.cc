@@ -17,6 +17,8 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kCancelled: return "cancelled";
     case ErrorCode::kTimeout: return "timeout";
     case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kCommandFailed: return "command_failed";
+    case ErrorCode::kUnavailable: return "unavailable";
   }
   return "unknown";
 }
@@ -41,6 +43,7 @@ Error errno_error(const std::string& what, int err) {
 }
 
 bool is_transient(const Error& error) {
+  if (error.code == ErrorCode::kCommandFailed) return true;
   switch (error.sys_errno) {
     case 0: return error.code == ErrorCode::kIo;
     case EAGAIN:

@@ -21,6 +21,12 @@ enum class ErrorCode {
   kCancelled,
   kTimeout,
   kInternal,
+  // An external command failed (crashed, exited non-zero, timed out, could not start) while its
+  // circuit breaker watched it: worth another attempt, which waits while the breaker is open.
+  kCommandFailed,
+  // A command's circuit breaker is open (or its half-open probe runs): the document was not run
+  // and waits for it. The pipeline never reports it as an outcome and charges no attempt.
+  kUnavailable,
 };
 
 const char* error_code_name(ErrorCode code);
@@ -38,7 +44,8 @@ Error errno_error(const std::string& what, int err);
 
 // Worth another attempt: resource exhaustion or a passing I/O fault (EAGAIN, EINTR, EMFILE,
 // ENFILE, ENOSPC, EDQUOT, EIO, ENOMEM, EBUSY, ETIMEDOUT), or a kIo error without an errno.
-// Missing files, permissions, corrupt input and transform errors are permanent.
+// Missing files, permissions, corrupt input and transform errors are permanent, but for
+// kCommandFailed (a command that a circuit breaker watches), which is transient.
 bool is_transient(const Error& error);
 
 template <typename T>

@@ -16,10 +16,13 @@
 #include <string_view>
 #include <vector>
 
+#include "core/breaker_config.h"
 #include "core/field_error.h"
 #include "core/result.h"
 
 namespace docpipe {
+
+class CommandBreakers;  // core/command_breaker.h
 
 // What a transform may know about the document it processes.
 struct DocumentContext {
@@ -36,6 +39,11 @@ struct DocumentContext {
   // not given back is released when the document settles (so a transform destroyed mid-document
   // gives nothing back itself).
   std::function<void(size_t n)> release_reserved_bytes = {};
+  // Set by the pipeline: the daemon's circuit breakers, one per command (command_breaker.h). A
+  // transform that runs an external command asks admit() before it starts one and reports how
+  // it ended; refused, it fails with ErrorCode::kUnavailable and the pipeline parks the document
+  // until the breaker lets it through, without charging it an attempt. Null: no breakers.
+  CommandBreakers* breakers = nullptr;
 };
 
 // How `exec` runs a command: a process per document, or a pool of long-lived processes that
@@ -60,6 +68,7 @@ struct CommandSpec {
   int64_t timeout_ms = 60000;  // pool mode: per document, from the moment it has a process
   CommandMode mode = CommandMode::kProcess;
   CommandPoolSettings pool;  // pool mode only
+  BreakerConfig breaker = {};  // "breaker": when its failures make documents wait (command_breaker.h)
   bool operator==(const CommandSpec&) const = default;
 };
 
@@ -99,6 +108,9 @@ class TransformStep {
   // A step whose output is always its input (identity) is left out of the job's chain: a chain
   // of only such steps is empty, and the pipeline copies the document without a transform stage.
   virtual bool passes_through() const { return false; }
+  // The names of the external commands (the daemon config's `commands`) this step runs: the
+  // scheduler holds back the documents of a job while a breaker of one of them is open.
+  virtual std::vector<std::string> commands() const { return {}; }
 };
 
 // One parameter in a transform's schema, for `docpipe transforms` and validation messages.

@@ -1,11 +1,22 @@
 #include "core/transform_chain.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace docpipe {
 
 TransformChain::TransformChain(std::vector<std::shared_ptr<const TransformStep>> steps)
     : steps_(std::move(steps)) {}
+
+std::vector<std::string> TransformChain::commands() const {
+  std::vector<std::string> out;
+  for (const auto& step : steps_) {
+    for (std::string& name : step->commands()) {
+      if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(std::move(name));
+    }
+  }
+  return out;
+}
 
 TransformChain::Run TransformChain::begin(const DocumentContext& doc) const {
   Run run;

@@ -49,6 +49,8 @@ class TransformChain {
   Run begin(const DocumentContext& doc) const;
   bool empty() const { return steps_.empty(); }
   size_t size() const { return steps_.size(); }
+  // The external commands its steps run (TransformStep::commands), each once.
+  std::vector<std::string> commands() const;
 
  private:
   std::vector<std::shared_ptr<const TransformStep>> steps_;

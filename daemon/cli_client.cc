@@ -55,6 +55,41 @@ std::string progress_line(const nlohmann::json& job) {
   return line;
 }
 
+// The "commands" object of the daemon's status, as one line per command's breaker.
+std::string command_lines(const nlohmann::json& commands) {
+  std::string out;
+  for (const auto& [name, c] : commands.items()) {
+    const std::string state = c.value("state", std::string());
+    const int consecutive = c.value("consecutive_failures", 0);
+    const int threshold = c.value("failures", 0);
+    out += "  command " + name + ": ";
+    if (threshold == 0) {
+      out += "breaker off\n";
+      continue;
+    }
+    out += state;
+    if (state == "closed") {
+      if (consecutive > 0) {
+        out += ", " + std::to_string(consecutive) + " of " + std::to_string(threshold) +
+               " consecutive failures";
+      }
+    } else {
+      out += " since " + c.value("opened_at", std::string()) + " after " +
+             std::to_string(consecutive) + " consecutive failures";
+      if (state == "open") {
+        out += "; next probe at " + c.value("next_probe_at", std::string()) + " (open for " +
+               std::to_string(c.value("open_ms", int64_t{0})) + " ms)";
+      } else {
+        out += c.value("probe_running", false) ? "; a probe document is running"
+                                               : "; the next document probes";
+      }
+      if (c.contains("last_failure")) out += "; last: " + c.value("last_failure", std::string());
+    }
+    out += "\n";
+  }
+  return out;
+}
+
 // The "cluster" object of a node's status, as lines: this node and the nodes it sees.
 std::string cluster_lines(const nlohmann::json& c) {
   std::string out = "  cluster: node " + c.value("node", std::string()) + ", stream " +
@@ -252,6 +287,7 @@ int cli_status(const std::string& id, bool json, const DaemonConfig& config, std
       << "; buffers: " << d.value("buffer_bytes_in_use", 0) << " of "
       << d.value("memory_budget_bytes", 0) << " bytes\n";
   if (d.contains("cluster")) out << cluster_lines(d["cluster"]);
+  if (d.contains("commands")) out << command_lines(d["commands"]);
   for (const auto& job : reply["jobs"]) out << "  " << progress_line(job) << "\n";
   return 0;
 }

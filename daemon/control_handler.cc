@@ -7,6 +7,7 @@
 #include "core/fs_util.h"
 #include "core/job_spec.h"
 #include "core/transforms/worker_pool.h"
+#include "daemon/command_breaker_monitor.h"
 #include "daemon/log.h"
 #include "daemon/peer_credentials.h"
 
@@ -127,6 +128,7 @@ nlohmann::json ControlHandler::daemon_status() const {
       {"memory_budget_bytes", cfg->memory_budget_bytes}};
   nlohmann::json cluster = deps_.work.daemon_status();
   if (!cluster.is_null()) status["cluster"] = std::move(cluster);
+  if (deps_.breakers != nullptr) status["commands"] = breakers_status(*deps_.breakers);
   return status;
 }
 

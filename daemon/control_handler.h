@@ -36,6 +36,7 @@ class ControlHandler {
     JobIntake& intake;
     const WorkQueue& work;
     DaemonMetrics& metrics;
+    const CommandBreakers* breakers = nullptr;  // status shows each command's breaker
   };
   explicit ControlHandler(Deps deps) : deps_(deps) {}
 

@@ -22,8 +22,9 @@ namespace docpipe {
 
 namespace {
 
-PipelineOptions pipeline_options(const DaemonConfig& c) {
+PipelineOptions pipeline_options(const DaemonConfig& c, std::shared_ptr<CommandBreakers> breakers) {
   PipelineOptions options;
+  options.breakers = std::move(breakers);
   options.readers = c.io_threads;
   options.writers = c.io_threads;
   options.workers = c.workers;
@@ -59,26 +60,30 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
   metrics_server_ = std::make_unique<MetricsServer>(config_.metrics_listen);
   pipeline_metrics_ = std::make_unique<PipelineMetrics>(metrics_server_->registry());
   metrics_ = std::make_unique<DaemonMetrics>(metrics_server_->registry());
+  breaker_monitor_ =
+      std::make_unique<CommandBreakerMonitor>(*breakers_, metrics_server_->registry());
+  breaker_monitor_->configure(config_.commands);
   if (config_.cluster.enabled) {
-    auto node = ClusterNode::start({.config = config_,
-                                    .pipeline = pipeline_options(config_),
-                                    .pipeline_metrics = pipeline_metrics_.get(),
-                                    .registry = &metrics_server_->registry(),
-                                    .spool_root = spool_.root(),
-                                    .current_config = [this] { return intake_->config(); },
-                                    .adopt =
-                                        [this](JobRecord record) {
-                                          {
-                                            std::lock_guard lock(adopt_mu_);
-                                            adoptions_.push_back(std::move(record));
-                                          }
-                                          uv_async_send(finished_async_.get());
-                                        }});
+    auto node = ClusterNode::start(
+        {.config = config_,
+         .pipeline = pipeline_options(config_, breakers_),
+         .pipeline_metrics = pipeline_metrics_.get(),
+         .registry = &metrics_server_->registry(),
+         .spool_root = spool_.root(),
+         .current_config = [this] { return intake_->config(); },
+         .adopt = [this](JobRecord record) {
+           {
+             std::lock_guard lock(adopt_mu_);
+             adoptions_.push_back(std::move(record));
+           }
+           uv_async_send(finished_async_.get());
+         }});
     if (!node) throw std::runtime_error("cannot start the cluster node: " + node.error().message);
     cluster_ = node->get();
     work_ = std::move(*node);
   } else {
-    work_ = std::make_unique<LocalWorkQueue>(pipeline_options(config_), pipeline_metrics_.get());
+    work_ = std::make_unique<LocalWorkQueue>(pipeline_options(config_, breakers_),
+                                             pipeline_metrics_.get());
   }
   set_worker_concurrency("ocr", config_.ocr_concurrency);
 
@@ -110,7 +115,8 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                                                             .table = *table_,
                                                             .intake = *intake_,
                                                             .work = *work_,
-                                                            .metrics = *metrics_});
+                                                            .metrics = *metrics_,
+                                                            .breakers = breakers_.get()});
 }
 
 Daemon::~Daemon() {
@@ -320,6 +326,7 @@ void Daemon::apply_config(DaemonConfig next) {
   set_worker_concurrency("ocr", next.ocr_concurrency);
   if (watch_) watch_->set_timing(next.settle_ms, next.rescan_interval_ms);
   if (control_) control_->set_limits(control_limits(next));
+  breaker_monitor_->configure(next.commands);
   config_ = std::move(next);
   intake_->set_config(config_);
   // Pools of commands the reload dropped or changed end once the jobs using them have finished.

@@ -15,13 +15,15 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <vector>
 #include <string>
+#include <vector>
 
 #include "config/daemon_config.h"
+#include "core/command_breaker.h"
 #include "core/spool.h"
-#include "daemon/control_handler.h"
 #include "daemon/cluster_node.h"
+#include "daemon/command_breaker_monitor.h"
+#include "daemon/control_handler.h"
 #include "daemon/control_server.h"
 #include "daemon/daemon_metrics.h"
 #include "daemon/job_intake.h"
@@ -71,7 +73,10 @@ class Daemon {
   SubmitterStore submitters_{spool_, durable_};  // who each job acts for (threadpool only)
   int lock_fd_ = -1;  // flock on spool/docpipe.lock, held for the daemon's life
   uv_loop_t loop_{};
+  // One circuit breaker per command; outlives the pipeline (work_) and the monitor.
+  std::shared_ptr<CommandBreakers> breakers_ = std::make_shared<CommandBreakers>();
   std::unique_ptr<MetricsServer> metrics_server_;
+  std::unique_ptr<CommandBreakerMonitor> breaker_monitor_;
   std::unique_ptr<PipelineMetrics> pipeline_metrics_;
   std::unique_ptr<DaemonMetrics> metrics_;
   std::unique_ptr<WorkQueue> work_;

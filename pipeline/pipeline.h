@@ -22,6 +22,7 @@
 #include <string>
 
 #include "core/clock.h"
+#include "core/command_breaker.h"
 #include "pipeline/pipeline_job.h"
 #include "pipeline/pipeline_metrics.h"
 
@@ -45,6 +46,10 @@ struct PipelineOptions {
   const Clock* clock = &system_clock();
   // Seeds the retry jitter (RetryJitter); unset: drawn from std::random_device once.
   std::optional<uint64_t> jitter_seed;
+  // The circuit breakers of external commands (core/command_breaker.h): transforms ask them
+  // before running a command, and the scheduler holds back the documents of jobs whose command's
+  // breaker is open. Null: none (every command always runs).
+  std::shared_ptr<CommandBreakers> breakers;
 };
 
 class Pipeline {

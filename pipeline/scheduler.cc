@@ -5,7 +5,53 @@
 namespace docpipe {
 
 ScheduledJob::ScheduledJob(std::shared_ptr<PipelineJob> job)
-    : job_(std::move(job)), spec_(job_->spec()) {}
+    : job_(std::move(job)), spec_(job_->spec()), commands_(spec_.chain->commands()) {}
+
+Scheduler::Scheduler(const Clock& clock, size_t walk_ahead, CommandBreakers* breakers)
+    : clock_(clock), walk_ahead_(walk_ahead == 0 ? 1 : walk_ahead), breakers_(breakers) {
+  if (breakers_ == nullptr) return;
+  // Called outside the breakers' lock; taking mu_ here orders the change before a reader's
+  // next look, so a reader about to wait cannot miss it.
+  breakers_subscription_ = breakers_->subscribe([this](const BreakerTransition&) {
+    {
+      std::lock_guard lock(mu_);
+      gates_changed_ = true;
+    }
+    cv_.notify_all();
+  });
+}
+
+Scheduler::~Scheduler() {
+  if (breakers_ != nullptr) breakers_->unsubscribe(breakers_subscription_);
+}
+
+// nullopt: the job's documents may go now; else when to look again (max(): at a state change).
+std::optional<Clock::time_point> Scheduler::gate_locked(const ScheduledJob& job) const {
+  if (breakers_ == nullptr) return std::nullopt;
+  std::optional<Clock::time_point> until;
+  for (const std::string& command : job.commands_) {
+    if (auto t = breakers_->blocked_until(command)) until = until ? std::min(*until, *t) : *t;
+  }
+  return until;
+}
+
+// Held documents go back among the retries when a breaker changed, the earliest open period is
+// over, or they are to be cut (cancel, stop): the next look hands them out or holds them again.
+void Scheduler::release_held_locked() {
+  if (held_.empty()) {
+    gates_changed_ = false;
+    held_wake_ = Clock::time_point::max();
+    return;
+  }
+  if (!gates_changed_ && !stopped_ && clock_.now() < held_wake_) return;
+  for (auto& [due, doc] : held_) {
+    const bool cut = stopped_ || doc.job->cancelled();
+    retries_.emplace(cut ? Clock::time_point::min() : due, std::move(doc));
+  }
+  held_.clear();
+  held_wake_ = Clock::time_point::max();
+  gates_changed_ = false;
+}
 
 void Scheduler::add_job(std::shared_ptr<PipelineJob> job) {
   auto entry = std::make_shared<ScheduledJob>(std::move(job));
@@ -29,30 +75,59 @@ void Scheduler::call_job_finished(const JobList& finished) {
 }
 
 // Retries first: they were admitted before anything still waiting in a job.
+// A due retry whose job a breaker holds back moves to held_ instead.
 std::optional<ScheduledDocument> Scheduler::take_retry_locked() {
-  if (retries_.empty()) return std::nullopt;
-  auto it = retries_.begin();
-  ScheduledDocument& doc = it->second;
-  if (!stopped_ && !doc.job->cancelled() && it->first > clock_.now()) return std::nullopt;
-  ScheduledDocument out = std::move(doc);
-  out.cancelled = out.cancelled || stopped_ || out.job->cancelled();  // cut: stays cut
-  retries_.erase(it);
-  return out;
+  release_held_locked();
+  const Clock::time_point now = clock_.now();
+  for (auto it = retries_.begin(); it != retries_.end();) {
+    ScheduledDocument& doc = it->second;
+    const bool cut = stopped_ || doc.job->cancelled();
+    if (!cut && it->first > now) return std::nullopt;
+    if (!cut) {
+      if (std::optional<Clock::time_point> until = gate_locked(*doc.job)) {
+        held_.emplace_back(it->first, std::move(doc));
+        held_wake_ = std::min(held_wake_, *until);
+        it = retries_.erase(it);
+        continue;
+      }
+    }
+    ScheduledDocument out = std::move(doc);
+    out.cancelled = out.cancelled || cut;  // cut: stays cut
+    // Cut by a stop, not by its job's cancel: the job must not finish without it (a job whose
+    // walk was done would otherwise be reported as if the document never existed).
+    if (stopped_ && !out.job->cancelled()) out.job->interrupted_ = true;
+    retries_.erase(it);
+    return out;
+  }
+  return std::nullopt;
 }
 
-// The job whose turn it is: the front of the highest-priority ring, taken out of its ring and
-// marked as being pulled. Null when no job can be pulled now.
-std::shared_ptr<ScheduledJob> Scheduler::start_pull_locked() {
+// The job whose turn it is: the first in the highest-priority ring that a breaker does not hold
+// back, taken out of its ring and marked as being pulled. Null when no job can be pulled now;
+// `gate_wake` is then the earliest time a held-back job may go.
+std::shared_ptr<ScheduledJob> Scheduler::start_pull_locked(Clock::time_point& gate_wake) {
   for (auto ring_it = rings_.begin(); ring_it != rings_.end();) {
     auto& ring = ring_it->second;
-    while (!ring.empty()) {
-      std::shared_ptr<ScheduledJob> job = std::move(ring.front());
-      ring.pop_front();
-      if (job->cancelled()) continue;  // cancel() settled it, or the one who completes it will
+    for (auto it = ring.begin(); it != ring.end();) {
+      if ((*it)->cancelled()) {
+        it = ring.erase(it);  // cancel() settled it, or the one who completes it will
+        continue;
+      }
+      if (std::optional<Clock::time_point> until = gate_locked(**it)) {
+        gate_wake = std::min(gate_wake, *until);  // stays in its ring, its turn kept
+        ++it;
+        continue;
+      }
+      std::shared_ptr<ScheduledJob> job = std::move(*it);
+      ring.erase(it);
       job->pulling_ = true;
       return job;
     }
-    ring_it = rings_.erase(ring_it);
+    if (ring.empty()) {
+      ring_it = rings_.erase(ring_it);
+    } else {
+      ++ring_it;
+    }
   }
   return nullptr;
 }
@@ -87,6 +162,7 @@ ScheduledDocument Scheduler::hand_out_locked(const std::shared_ptr<ScheduledJob>
   const bool stopped_taking = !job->job().taking_documents();
   if (stopped_taking) job->exhausted_ = true;
   const bool cut = stopped_ || job->cancelled() || stopped_taking;
+  if (stopped_ && !job->cancelled()) job->interrupted_ = true;  // resumes later (see above)
   if (cut) {
     cut_walked_ahead_locked(job);
   } else if (!job->exhausted_ || !job->walked_ahead_.empty()) {
@@ -140,8 +216,9 @@ std::optional<ScheduledDocument> Scheduler::next(bool* would_wait) {
     finished.insert(finished.end(), to_finish_.begin(), to_finish_.end());
     to_finish_.clear();
     std::optional<ScheduledDocument> doc = take_retry_locked();
+    Clock::time_point gate_wake = Clock::time_point::max();
     if (!doc && !stopped_) {
-      if (std::shared_ptr<ScheduledJob> job = start_pull_locked()) {
+      if (std::shared_ptr<ScheduledJob> job = start_pull_locked(gate_wake)) {
         if (!job->walked_ahead_.empty()) {
           DocumentRef ref = std::move(job->walked_ahead_.front());
           job->walked_ahead_.pop_front();
@@ -173,11 +250,12 @@ std::optional<ScheduledDocument> Scheduler::next(bool* would_wait) {
       return std::nullopt;
     }
     ++waiting_;
-    if (retries_.empty()) {
-      cv_.wait(lock);
+    // A copy: the entry may be taken by another reader while this one waits.
+    Clock::time_point due = std::min(gate_wake, held_wake_);
+    if (!retries_.empty()) due = std::min(due, retries_.begin()->first);
+    if (due == Clock::time_point::max()) {
+      cv_.wait(lock);  // until add_job(), a retry, a breaker's change, cancel or stop
     } else {
-      // A copy: the entry may be taken by another reader while this one waits.
-      const Clock::time_point due = retries_.begin()->first;
       clock_.wait_until(cv_, lock, due);
     }
     --waiting_;
@@ -216,13 +294,37 @@ void Scheduler::completed(const std::shared_ptr<ScheduledJob>& job, size_t docum
 bool Scheduler::retry(ScheduledDocument& doc, Clock::duration delay) {
   {
     std::lock_guard lock(mu_);
-    if (stopped_ || doc.job->cancelled()) return false;
+    if (stopped_ || doc.job->cancelled()) return refuse_locked(doc);
     ++doc.attempt;
     retries_.emplace(clock_.now() + delay, std::move(doc));
   }
   // Every reader may be waiting with a later (or no) deadline.
   cv_.notify_all();
   return true;
+}
+
+// A document that cannot come back: its caller completes it as cancelled. Cut by a stop rather
+// than its job's cancel, its job must not finish without it: it resumes later.
+bool Scheduler::refuse_locked(const ScheduledDocument& doc) {
+  if (stopped_ && !doc.job->cancelled()) doc.job->interrupted_ = true;
+  return false;
+}
+
+bool Scheduler::wait_for_command(ScheduledDocument& doc) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_ || doc.job->cancelled()) return refuse_locked(doc);
+    // Due now: the next look holds it back while the breaker does, or hands it out if the
+    // breaker let documents through meanwhile. No attempt is charged.
+    retries_.emplace(clock_.now(), std::move(doc));
+  }
+  cv_.notify_all();
+  return true;
+}
+
+size_t Scheduler::documents_waiting_for_commands() const {
+  std::lock_guard lock(mu_);
+  return held_.size();
 }
 
 bool Scheduler::cancel(const std::string& id) {
@@ -247,6 +349,8 @@ bool Scheduler::cancel(const std::string& id) {
         }
       }
       for (auto& doc : pending) retries_.emplace(Clock::time_point::min(), std::move(doc));
+      // Those a breaker holds back too (release_held_locked cuts them).
+      if (!held_.empty()) gates_changed_ = true;
       cut_walked_ahead_locked(job);
       // A reader in the job's walk settles it when the walk returns.
       if (may_finish_locked(*job)) finish_locked(job, to_finish_);
@@ -261,7 +365,11 @@ void Scheduler::stop() {
   {
     std::lock_guard lock(mu_);
     stopped_ = true;
-    for (const auto& job : jobs_) cut_walked_ahead_locked(job);
+    for (const auto& job : jobs_) {
+      // Documents it took and will not process: it resumes later instead of finishing.
+      if (!job->walked_ahead_.empty() && !job->cancelled()) job->interrupted_ = true;
+      cut_walked_ahead_locked(job);
+    }
   }
   cv_.notify_all();
 }

@@ -17,6 +17,14 @@
 //
 // Retry due times are read from the Clock the scheduler is given, and a reader waits for the
 // earliest through Clock::wait_until: with a FakeClock, a test moves a retry to due by hand.
+//
+// Circuit breakers (core/command_breaker.h): a job whose chain runs an external command whose
+// breaker is open is passed over: none of its documents is taken, and its due retries are held
+// back, until the breaker lets documents through again (its open period is over, or it closed).
+// Waiting so, a document holds no slot and no budget, is not running (document_timeout_ms does
+// not count) and is charged no attempt; cancel() and stop() hand it out as cancelled at once.
+// A document the command refused after all (the breaker opened while it was on its way) comes
+// back through wait_for_command() and waits the same way.
 
 #include <atomic>
 #include <chrono>
@@ -32,6 +40,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/command_breaker.h"
 #include "pipeline/pipeline_job.h"
 
 namespace docpipe {
@@ -48,6 +57,7 @@ class ScheduledJob {
   friend class Scheduler;
   std::shared_ptr<PipelineJob> job_;
   const JobSpec& spec_;
+  const std::vector<std::string> commands_;  // external commands its chain runs
   std::atomic<bool> cancelled_{false};
   // Guarded by Scheduler::mu_.
   bool interrupted_ = false;  // by interrupt(): never finished, so that it resumes later
@@ -82,9 +92,10 @@ class Scheduler {
   static constexpr size_t kWalkAhead = 16;
   static constexpr std::chrono::milliseconds kWalkAheadTime{2};
 
-  // `clock` must outlive the scheduler.
-  explicit Scheduler(const Clock& clock = system_clock(), size_t walk_ahead = kWalkAhead)
-      : clock_(clock), walk_ahead_(walk_ahead == 0 ? 1 : walk_ahead) {}
+  // `clock` and `breakers` (null: none) must outlive the scheduler.
+  explicit Scheduler(const Clock& clock = system_clock(), size_t walk_ahead = kWalkAhead,
+                     CommandBreakers* breakers = nullptr);
+  ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
@@ -105,8 +116,16 @@ class Scheduler {
 
   // Hands a document back for another attempt after `delay` (it stays in flight meanwhile).
   // Returns false, leaving `doc` untouched, if the job was cancelled or the scheduler stopped:
-  // then the caller completes it.
+  // then the caller completes it (after a stop, its job then never finishes: see stop()).
   bool retry(ScheduledDocument& doc, Clock::duration delay);
+
+  // Hands back a document that a command's breaker refused (ErrorCode::kUnavailable): it waits,
+  // charged no attempt, until the breakers of its job's commands let documents through. Returns
+  // false, leaving `doc` untouched, if the job was cancelled or the scheduler stopped.
+  bool wait_for_command(ScheduledDocument& doc);
+
+  // Due documents held back by a breaker now (for tests and status).
+  size_t documents_waiting_for_commands() const;
 
   // Takes no more documents from the job (every job of that id) and hands its pending retries out
   // as cancelled; the job finishes (job_finished(true)) when its documents in flight have
@@ -114,7 +133,9 @@ class Scheduler {
   bool cancel(const std::string& id);
 
   // next() takes no new documents from then on; jobs that have not finished are dropped without
-  // job_finished(). Pending retries are handed out as cancelled so they are still completed.
+  // job_finished(). Pending retries, documents waiting on a breaker and documents walked ahead
+  // are handed out as cancelled so they are still completed; their jobs are then never finished
+  // (as after interrupt()), so that they resume later with those documents.
   void stop();
 
   // After stop(): documents still in flight are cut short (completed as kCancelled at their next
@@ -133,7 +154,10 @@ class Scheduler {
   using JobList = std::vector<std::shared_ptr<ScheduledJob>>;
 
   std::optional<ScheduledDocument> take_retry_locked();
-  std::shared_ptr<ScheduledJob> start_pull_locked();
+  std::shared_ptr<ScheduledJob> start_pull_locked(Clock::time_point& gate_wake);
+  std::optional<Clock::time_point> gate_locked(const ScheduledJob& job) const;
+  void release_held_locked();
+  bool refuse_locked(const ScheduledDocument& doc);
   std::vector<DocumentRef> walk(ScheduledJob& job, bool& exhausted);
   std::optional<ScheduledDocument> end_pull_locked(const std::shared_ptr<ScheduledJob>& job,
                                                    std::vector<DocumentRef> walked, bool exhausted,
@@ -153,6 +177,13 @@ class Scheduler {
   // Jobs that may still yield documents, by priority (highest first), each a round-robin ring.
   std::map<int, std::deque<std::shared_ptr<ScheduledJob>>, std::greater<int>> rings_;
   std::multimap<Clock::time_point, ScheduledDocument> retries_;  // by due time
+  // Due retries held back by a breaker, with their due times; looked at again when a breaker
+  // changes state (gates_changed_) or at held_wake_ (the earliest open period's end).
+  std::vector<std::pair<Clock::time_point, ScheduledDocument>> held_;
+  Clock::time_point held_wake_ = Clock::time_point::max();
+  bool gates_changed_ = false;
+  CommandBreakers* const breakers_;
+  uint64_t breakers_subscription_ = 0;
   JobList to_finish_;  // finished under the lock by cancel(); job_finished() not yet called
   size_t in_flight_ = 0;
   size_t waiting_ = 0;   // readers blocked in next()

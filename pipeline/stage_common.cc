@@ -72,6 +72,16 @@ std::optional<Reported> release(StageShared& s, std::unique_ptr<WorkItem> item, 
   s.slots.release();
 
   const JobSpec& spec = item->sched.job->spec();
+  // A command's breaker refused it: it waits for the breaker, charged no attempt.
+  if (state == DocumentState::kFailed && error != nullptr &&
+      error->code == ErrorCode::kUnavailable) {
+    if (s.scheduler.wait_for_command(item->sched)) {
+      s.pool.put(std::move(item));
+      return std::nullopt;
+    }
+    state = DocumentState::kCancelled;  // cancelled or stopping meanwhile: it never ran
+    error = nullptr;
+  }
   if (state == DocumentState::kFailed && error != nullptr && is_transient(*error) &&
       item->sched.attempt < spec.limits.max_attempts && !item->sched.job->cancelled()) {
     if (s.scheduler.retry(item->sched, s.jitter.delay(item->sched.attempt))) {
@@ -240,7 +250,7 @@ StageShared::StageShared(const PipelineOptions& opts, PipelineMetrics* m)
       metrics(m),
       clock(*opts.clock),
       jitter(opts.jitter_seed ? *opts.jitter_seed : RetryJitter::random_seed()),
-      scheduler(clock, opts.walk_ahead),
+      scheduler(clock, opts.walk_ahead, opts.breakers.get()),
       slots(opts.max_in_flight_documents),
       budget(opts.memory_budget_bytes, m != nullptr ? &m->buffer_bytes_in_use() : nullptr),
       transform_queue(opts.queue_capacity),

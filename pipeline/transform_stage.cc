@@ -46,7 +46,8 @@ DocumentContext document_context(StageShared& s, WorkItem& item) {
                                n = std::min(n, item.held_bytes);
                                s.budget.release(n);
                                item.held_bytes -= n;
-                             }};
+                             },
+                         .breakers = s.options.breakers.get()};
 }
 
 Status write_output_chunk(StageShared& s, WorkItem& item);

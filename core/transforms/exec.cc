@@ -5,6 +5,13 @@
 // kMaxCallOutputBytes of what the command wrote and says has_more() while it has more.
 // A command with "mode": "pool" is served by long-lived processes instead (exec_pool.h); only
 // ExecStep::begin() tells the two apart.
+//
+// Each run asks the command's circuit breaker (DocumentContext::breakers) first and tells it how
+// the run ended (command_breaker.h): a crash, a non-zero exit, its timeout_ms or a failed start
+// is a failure, exit 0 a success; a run cut short for the document's sake (cancel, its
+// document_timeout_ms, the output side failing) is abandoned, no verdict. A watched failure is
+// kCommandFailed, worth another attempt; a refusal is kUnavailable, and the document waits.
+// In pool mode the same breaker is asked and told in exec_pool_transform.cc (settle()).
 
 #include <signal.h>
 #include <string.h>
@@ -13,6 +20,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "core/command_breaker.h"
 #include "core/transforms/command_pools.h"
 #include "core/transforms/exec_pool_transform.h"
 #include "core/transforms/param_reader.h"
@@ -35,8 +43,10 @@ struct ExecCommand {
 
 class ExecTransform : public DocumentTransform {
  public:
-  ExecTransform(std::shared_ptr<const ExecCommand> command, std::function<Status()> interrupted)
-      : command_(std::move(command)), interrupted_(std::move(interrupted)) {}
+  ExecTransform(std::shared_ptr<const ExecCommand> command, const DocumentContext& doc)
+      : command_(std::move(command)),
+        interrupted_(doc.check_interrupted),
+        breakers_(doc.breakers) {}
 
   Status update(std::string_view in, std::string& out) override {
     Status st = start();
@@ -64,8 +74,10 @@ class ExecTransform : public DocumentTransform {
     st = drive(no_input, out, true, out.size());
     if (!st || more_) return st;
     Result<int> status = proc_->reap();
-    if (!status) return with_name(status.error());
-    return exit_status(*status);
+    if (!status) return failed(CommandFailure::kCrashed, with_name(status.error()));
+    st = exit_status(*status);
+    if (st) run_.succeeded();
+    return st;
   }
 
   bool has_more() const override { return more_; }
@@ -73,8 +85,15 @@ class ExecTransform : public DocumentTransform {
  private:
   Status start() {
     if (proc_ != nullptr) return ok();
+    if (breakers_ != nullptr) {
+      CommandAdmission admission = breakers_->admit(command_->name);
+      if (!admission.admitted) {
+        return make_error(ErrorCode::kUnavailable, prefix() + ": " + admission.reason);
+      }
+      run_ = std::move(admission.run);
+    }
     Result<std::unique_ptr<Subprocess>> p = Subprocess::start(command_->spec.argv);
-    if (!p) return with_name(p.error());
+    if (!p) return failed(CommandFailure::kCannotStart, with_name(p.error()));
     proc_ = std::move(p).value();
     deadline_ = Clock::now() + milliseconds(command_->spec.timeout_ms);
     return ok();
@@ -93,14 +112,17 @@ class ExecTransform : public DocumentTransform {
       const Clock::time_point now = Clock::now();
       if (now >= deadline_) {
         proc_->kill_and_reap();
-        return make_error(ErrorCode::kTimeout, prefix() + " timed out after " +
-                                                   std::to_string(command_->spec.timeout_ms) +
-                                                   " ms and was killed" + stderr_note());
+        return failed(
+            CommandFailure::kTimedOut,
+            make_error(ErrorCode::kTimeout, prefix() + " timed out after " +
+                                                std::to_string(command_->spec.timeout_ms) +
+                                                " ms and was killed" + stderr_note()));
       }
       if (interrupted_) {
         Status st = interrupted_();
         if (!st) {
           proc_->kill_and_reap();
+          run_.abandon();     // for the document's sake: no verdict on the command
           return st.error();  // the document's timeout or cancellation, which names it
         }
       }
@@ -108,23 +130,35 @@ class ExecTransform : public DocumentTransform {
       Status st = proc_->pump(in, out, std::min(kPollInterval, left));
       if (!st) {
         proc_->kill_and_reap();
-        return with_name(st.error());
+        return failed(CommandFailure::kCrashed, with_name(st.error()));
       }
     }
   }
 
-  Status exit_status(int status) const {
+  Status exit_status(int status) {
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return ok();
     if (WIFEXITED(status)) {
-      return make_error(
-          ErrorCode::kCorruptInput,
-          prefix() + " exited with status " + std::to_string(WEXITSTATUS(status)) + stderr_note());
+      return failed(CommandFailure::kExited,
+                    make_error(ErrorCode::kCorruptInput, prefix() + " exited with status " +
+                                                             std::to_string(WEXITSTATUS(status)) +
+                                                             stderr_note()));
     }
     const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     const char* what = sigdescr_np(sig);
-    return make_error(ErrorCode::kInternal,
-                      prefix() + " was killed by signal " + std::to_string(sig) + " (" +
-                          (what != nullptr ? what : "unknown") + ")" + stderr_note());
+    return failed(CommandFailure::kCrashed,
+                  make_error(ErrorCode::kInternal,
+                             prefix() + " was killed by signal " + std::to_string(sig) + " (" +
+                                 (what != nullptr ? what : "unknown") + ")" + stderr_note()));
+  }
+
+  // The command failed: its breaker hears of it, and a watched failure is worth another attempt
+  // (which waits while the breaker is open) instead of failing the document for good.
+  Error failed(CommandFailure why, Error e) {
+    if (run_.watched()) {
+      run_.failed(why, e.message);
+      e.code = ErrorCode::kCommandFailed;
+    }
+    return e;
   }
 
   std::string prefix() const { return "exec: command " + nlohmann::json(command_->name).dump(); }
@@ -146,6 +180,10 @@ class ExecTransform : public DocumentTransform {
   bool more_ = false;  // the last call stopped at kMaxCallOutputBytes
   std::string held_;   // input it had not written to the command then
   std::function<Status()> interrupted_;
+  CommandBreakers* breakers_;  // null: none
+  // This run as the breaker admitted it. Destroyed unreported (the chain stopped calling: the
+  // output side failed), it is abandoned, after proc_ below has killed the command.
+  CommandRun run_;
   std::unique_ptr<Subprocess> proc_;  // started by the first call; killed and reaped with this
   Clock::time_point deadline_;
 };
@@ -155,10 +193,10 @@ class ExecStep : public TransformStep {
   explicit ExecStep(ExecCommand command)
       : command_(std::make_shared<const ExecCommand>(std::move(command))) {}
   std::unique_ptr<DocumentTransform> begin(const DocumentContext& doc) const override {
-    if (command_->pool != nullptr)
-      return make_pool_transform(command_->pool, doc.check_interrupted);
-    return std::make_unique<ExecTransform>(command_, doc.check_interrupted);
+    if (command_->pool != nullptr) return make_pool_transform(command_->pool, command_->name, doc);
+    return std::make_unique<ExecTransform>(command_, doc);
   }
+  std::vector<std::string> commands() const override { return {command_->name}; }
 
  private:
   std::shared_ptr<const ExecCommand> command_;
@@ -194,7 +232,8 @@ const TransformRegistration kRegistration(TransformInfo{
     .op = "exec",
     .description = "pipes the document through an external command allow-listed by name in the "
                    "daemon config (`commands`), without a shell, killed at its timeout_ms; a "
-                   "process per document, or a pool of long-lived ones (\"mode\": \"pool\")",
+                   "process per document, or a pool of long-lived ones (\"mode\": \"pool\"); "
+                   "while the command's circuit breaker is open its documents wait",
     .streaming = true,
     .params = schema().specs(),
     .configure = configure});

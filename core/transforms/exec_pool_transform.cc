@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "core/command_breaker.h"
 #include "core/transforms/pool_protocol.h"
 
 namespace docpipe {
@@ -21,8 +22,11 @@ constexpr milliseconds kExitGrace{1000};
 // back (or ended) in settle(), the one place where the document's outcome is decided.
 class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
  public:
-  PoolTransform(std::shared_ptr<CommandPool> pool, std::function<Status()> interrupted)
-      : pool_(std::move(pool)), interrupted_(std::move(interrupted)) {}
+  PoolTransform(std::shared_ptr<CommandPool> pool, std::string command, const DocumentContext& doc)
+      : pool_(std::move(pool)),
+        command_(std::move(command)),
+        interrupted_(doc.check_interrupted),
+        breakers_(doc.breakers) {}
 
   ~PoolTransform() override {
     // Abandoned mid-document (a later step failed, the job was cancelled): the process is in the
@@ -65,6 +69,14 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
 
   Status begin() {
     if (proc_ != nullptr) return ok();
+    if (breakers_ != nullptr && !run_.watched()) {
+      // Open: the document waits (kUnavailable), uncharged, and has not touched the pool.
+      CommandAdmission admission = breakers_->admit(command_);
+      if (!admission.admitted) {
+        return make_error(ErrorCode::kUnavailable, pool_->label() + ": " + admission.reason);
+      }
+      run_ = std::move(admission.run);
+    }
     Result<std::unique_ptr<PoolProcess>> p = pool_->acquire(interrupted_);
     if (!p) {
       const ErrorCode code = p.error().code;
@@ -175,9 +187,45 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
   // The one place where a document's outcome in a pool is decided: it is counted, and its
   // process goes back to the pool (no reason) or is ended (`reason`). `error` is the document's
   // error, empty on success. A per-command circuit breaker hooks here.
+  //
+  // The command's breaker hears: a crash, a timeout, a protocol violation or a process that cannot
+  // start is a failure (and the document's error becomes kCommandFailed: worth another attempt,
+  // which waits while the breaker is open); a document the converter answered, done or failed
+  // ("F": the converter is healthy, the document is not), is a success; a document interrupted
+  // or that found every process busy for queue_timeout_ms says nothing of the command.
   Status settle(PoolDocumentOutcome outcome, std::optional<RecycleReason> reason,
                 std::optional<Error> error) {
     ++pool_->counters().documents[int(outcome)];
+    if (run_.watched()) {
+      std::optional<CommandFailure> failure;
+      switch (outcome) {
+        case PoolDocumentOutcome::kSucceeded:
+        case PoolDocumentOutcome::kFailed:
+          run_.succeeded();
+          break;
+        case PoolDocumentOutcome::kCrashed:
+        case PoolDocumentOutcome::kProtocol:
+          failure = CommandFailure::kCrashed;
+          break;
+        case PoolDocumentOutcome::kTimedOut:
+          failure = CommandFailure::kTimedOut;
+          break;
+        case PoolDocumentOutcome::kUnavailable:
+          if (error && error->message.find("no pool process came free") == std::string::npos) {
+            failure = CommandFailure::kCannotStart;
+          } else {
+            run_.abandon();
+          }
+          break;
+        case PoolDocumentOutcome::kInterrupted:
+          run_.abandon();
+          break;
+      }
+      if (failure && error) {
+        run_.failed(*failure, error->message);
+        error->code = ErrorCode::kCommandFailed;
+      }
+    }
     if (proc_ != nullptr) pool_->release(std::move(proc_), reason);
     settled_ = true;
     more_ = false;
@@ -209,7 +257,10 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
   }
 
   std::shared_ptr<CommandPool> pool_;
+  std::string command_;
   std::function<Status()> interrupted_;
+  CommandBreakers* breakers_;  // null: none
+  CommandRun run_;             // this document's run as its breaker admitted it
   std::unique_ptr<PoolProcess> proc_;  // checked out by the first call, until settle()
   Clock::time_point deadline_;
   bool settled_ = false;
@@ -228,8 +279,9 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
 }  // namespace
 
 std::unique_ptr<DocumentTransform> make_pool_transform(std::shared_ptr<CommandPool> pool,
-                                                       std::function<Status()> interrupted) {
-  return std::make_unique<PoolTransform>(std::move(pool), std::move(interrupted));
+                                                       const std::string& command,
+                                                       const DocumentContext& doc) {
+  return std::make_unique<PoolTransform>(std::move(pool), command, doc);
 }
 
 }  // namespace docpipe

@@ -11,7 +11,10 @@
 
 namespace docpipe {
 
+// `command` is the command's name in `commands`, which its circuit breaker (doc.breakers, if
+// any) is kept under.
 std::unique_ptr<DocumentTransform> make_pool_transform(std::shared_ptr<CommandPool> pool,
-                                                       std::function<Status()> interrupted);
+                                                       const std::string& command,
+                                                       const DocumentContext& doc);
 
 }  // namespace docpipe

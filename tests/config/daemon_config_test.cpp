@@ -115,7 +115,8 @@ TEST_CASE("daemon config: every key is read") {
     "log_format": "json",
     "commands": {
       "pandoc": { "argv": ["/usr/bin/pandoc", "-f", "markdown"], "timeout_ms": 5000 },
-      "tr": { "argv": ["tr", "a-z", "A-Z"] }
+      "tr": { "argv": ["tr", "a-z", "A-Z"],
+              "breaker": { "failures": 2, "open_ms": 1500, "max_open_ms": 9000 } }
     }
   })");
   CHECK(c.spool_dir == "/var/lib/docpipe/spool");
@@ -142,6 +143,22 @@ TEST_CASE("daemon config: every key is read") {
   CHECK(c.commands.at("pandoc").timeout_ms == 5000);
   CHECK(c.commands.at("tr").argv == std::vector<std::string>{"tr", "a-z", "A-Z"});
   CHECK(c.commands.at("tr").timeout_ms == 60000);
+  // The breaker's defaults, and one given in full.
+  CHECK(c.commands.at("pandoc").breaker.failures == 5);
+  CHECK(c.commands.at("pandoc").breaker.open_ms == 30000);
+  CHECK(c.commands.at("pandoc").breaker.max_open_ms == 600000);
+  CHECK(c.commands.at("tr").breaker.failures == 2);
+  CHECK(c.commands.at("tr").breaker.open_ms == 1500);
+  CHECK(c.commands.at("tr").breaker.max_open_ms == 9000);
+}
+
+TEST_CASE("daemon config: a command's breaker can be turned off, and a long open_ms caps itself") {
+  DaemonConfig c = parse(R"({"commands": {
+      "a": {"argv": ["a"], "breaker": {"failures": 0}},
+      "b": {"argv": ["b"], "breaker": {"open_ms": 3600000}}}})");
+  CHECK(c.commands.at("a").breaker.failures == 0);
+  CHECK(c.commands.at("b").breaker.open_ms == 3600000);
+  CHECK(c.commands.at("b").breaker.max_open_ms == 3600000);
 }
 
 TEST_CASE("daemon config: relative paths resolve against the config file's folder") {
@@ -219,6 +236,16 @@ TEST_CASE("daemon config: each bad key is an error naming the file and the key")
        "docpipe.json: commands.pandoc.timeout_ms: expected integer >= 1, got 0"},
       {R"({"commands": {"pandoc": {"argv": ["pandoc"], "timeout": 5}}})",
        "docpipe.json: commands.pandoc.timeout: unknown key"},
+      {R"({"commands": {"p": {"argv": ["p"], "breaker": 5}}})",
+       "docpipe.json: commands.p.breaker: expected object, got 5"},
+      {R"({"commands": {"p": {"argv": ["p"], "breaker": {"failures": -1}}}})",
+       "docpipe.json: commands.p.breaker.failures: expected integer 0..1000, got -1"},
+      {R"({"commands": {"p": {"argv": ["p"], "breaker": {"open_ms": 10}}}})",
+       "docpipe.json: commands.p.breaker.open_ms: expected integer 100..86400000, got 10"},
+      {R"({"commands": {"p": {"argv": ["p"], "breaker": {"open_ms": 5000, "max_open_ms": 1000}}}})",
+       "docpipe.json: commands.p.breaker.max_open_ms: must be at least open_ms (5000), got 1000"},
+      {R"({"commands": {"p": {"argv": ["p"], "breaker": {"failure": 3}}}})",
+       "docpipe.json: commands.p.breaker.failure: unknown key"},
       {R"({"commands": {"my tool": {"argv": ["x"]}}})",
        "docpipe.json: commands.my tool: invalid command name (expected A-Z a-z 0-9 . _ -)"},
       {R"({"workers": 2, "workers": 3})", "docpipe.json: workers: duplicate key"},

@@ -229,6 +229,7 @@ TEST_CASE(
   // a single node exports no docpipe_cluster_* at all. Likewise the job goes through an exec
   // pool (the shipped example converter), for the docpipe_command_pool_* series.
   std::unique_ptr<docpipe::test::NatsServer> nats = docpipe::test::NatsServer::start("prom");
+  // Its circuit breaker's series (docpipe_command_breaker_state) exist too.
   const nlohmann::json commands = {
       {"upper",
        {{"argv", {"/usr/bin/python3", kDeployDir + "/examples/pool_upper.py"}},
