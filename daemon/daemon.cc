@@ -64,20 +64,20 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
       std::make_unique<CommandBreakerMonitor>(*breakers_, metrics_server_->registry());
   breaker_monitor_->configure(config_.commands);
   if (config_.cluster.enabled) {
-    auto node = ClusterNode::start(
-        {.config = config_,
-         .pipeline = pipeline_options(config_, breakers_),
-         .pipeline_metrics = pipeline_metrics_.get(),
-         .registry = &metrics_server_->registry(),
-         .spool_root = spool_.root(),
-         .current_config = [this] { return intake_->config(); },
-         .adopt = [this](JobRecord record) {
-           {
-             std::lock_guard lock(adopt_mu_);
-             adoptions_.push_back(std::move(record));
-           }
-           uv_async_send(finished_async_.get());
-         }});
+    auto node = ClusterNode::start({.config = config_,
+                                    .pipeline = pipeline_options(config_, breakers_),
+                                    .pipeline_metrics = pipeline_metrics_.get(),
+                                    .registry = &metrics_server_->registry(),
+                                    .spool_root = spool_.root(),
+                                    .current_config = [this] { return intake_->config(); },
+                                    .adopt =
+                                        [this](JobRecord record) {
+                                          {
+                                            std::lock_guard lock(adopt_mu_);
+                                            adoptions_.push_back(std::move(record));
+                                          }
+                                          uv_async_send(finished_async_.get());
+                                        }});
     if (!node) throw std::runtime_error("cannot start the cluster node: " + node.error().message);
     cluster_ = node->get();
     work_ = std::move(*node);

@@ -259,8 +259,8 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
   std::shared_ptr<CommandPool> pool_;
   std::string command_;
   std::function<Status()> interrupted_;
-  CommandBreakers* breakers_;  // null: none
-  CommandRun run_;             // this document's run as its breaker admitted it
+  CommandBreakers* breakers_;          // null: none
+  CommandRun run_;                     // this document's run as its breaker admitted it
   std::unique_ptr<PoolProcess> proc_;  // checked out by the first call, until settle()
   Clock::time_point deadline_;
   bool settled_ = false;

@@ -17,8 +17,10 @@
 #include <thread>
 #include <vector>
 
+#include "core/command_breaker.h"
 #include "core/transforms/command_pools.h"
 #include "tests/core/transform_test_util.h"
+#include "tests/support/fake_clock.h"
 #include "tests/support/processes.h"
 
 using docpipe::CommandMode;
@@ -581,4 +583,60 @@ TEST_CASE("exec pool: a reload that drops a command ends its pool once no job ho
   CHECK(live_processes("pool-respecced") == 2);
   before.reset();
   CHECK(eventually([] { return live_processes("pool-respecced") == 1; }));
+}
+
+// The circuit breaker (core/command_breaker.h) watches pool commands too: crashed processes are
+// failures that open it, a document the converter refused ("F") is the converter answering, and
+// while it is open a document waits without touching the pool.
+TEST_CASE("exec pool: crashes open the command's breaker, refusals do not, and open means wait") {
+  docpipe::test::FakeClock clock;
+  docpipe::CommandBreakers breakers{clock};
+  breakers.configure({{"pool-breaker", {.failures = 2, .open_ms = 1000, .max_open_ms = 60000}}});
+  auto step = pool_step("pool-breaker", faulty_spec("crash-on", "CRASH"));
+  auto run_with_breaker = [&](std::string_view input) -> Result<std::string> {
+    DocumentContext ctx{.relative_path = "doc.txt", .name = "doc.txt", .breakers = &breakers};
+    std::unique_ptr<docpipe::DocumentTransform> t = step->begin(ctx);
+    std::string out;
+    Status st = docpipe::test::drain(*t, t->update(input, out), out, false);
+    if (st) st = docpipe::test::drain(*t, t->finish(out), out, true);
+    if (!st) return st.error();
+    return out;
+  };
+  CHECK(run_with_breaker("fine").value() == "FINE");
+  for (int i = 0; i < 2; ++i) {
+    Result<std::string> r = run_with_breaker("about to CRASH here");
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == ErrorCode::kCommandFailed);  // retried, waiting while open
+    CHECK(docpipe::is_transient(r.error()));
+  }
+  CHECK(breakers.snapshot("pool-breaker")->state == docpipe::BreakerState::kOpen);
+  const uint64_t starts = stats_of("pool-breaker").starts;
+  Result<std::string> waiting = run_with_breaker("fine");
+  REQUIRE_FALSE(waiting.has_value());
+  CHECK(waiting.error().code == ErrorCode::kUnavailable);
+  CHECK(stats_of("pool-breaker").starts == starts);  // no process was started for it
+  // After the open period the next document is the probe; it succeeds and closes the breaker.
+  clock.advance(milliseconds(1000));
+  CHECK(run_with_breaker("probe").value() == "PROBE");
+  CHECK(breakers.snapshot("pool-breaker")->state == docpipe::BreakerState::kClosed);
+}
+
+TEST_CASE("exec pool: a document the converter fails is a success for the breaker") {
+  docpipe::test::FakeClock clock;
+  docpipe::CommandBreakers breakers{clock};
+  breakers.configure(
+      {{"pool-refuse-breaker", {.failures = 1, .open_ms = 1000, .max_open_ms = 60000}}});
+  auto step = pool_step("pool-refuse-breaker", upper_spec());
+  DocumentContext ctx{.relative_path = "doc.txt", .name = "doc.txt", .breakers = &breakers};
+  for (int i = 0; i < 3; ++i) {
+    std::unique_ptr<docpipe::DocumentTransform> t = step->begin(ctx);
+    std::string out;
+    // pool_upper.py refuses a document that holds a NUL byte with an "F" frame.
+    Status st = t->update(std::string_view("bad\0doc", 7), out);
+    if (st) st = docpipe::test::drain(*t, t->finish(out), out, true);
+    REQUIRE_FALSE(st.has_value());
+    CHECK(st.error().code == ErrorCode::kCorruptInput);
+  }
+  CHECK(breakers.snapshot("pool-refuse-breaker")->state == docpipe::BreakerState::kClosed);
+  CHECK(breakers.snapshot("pool-refuse-breaker")->consecutive_failures == 0);
 }
