@@ -67,9 +67,9 @@ struct CommandSpec {
   std::vector<std::string> argv;
   int64_t timeout_ms = 60000;  // pool mode: per document, from the moment it has a process
   CommandMode mode = CommandMode::kProcess;
-  CommandPoolSettings pool;  // pool mode only
-  BreakerConfig breaker =
-      {};  // "breaker": when its failures make documents wait (command_breaker.h)
+  CommandPoolSettings pool = {};  // pool mode only
+  // "breaker": when its failures make documents wait (command_breaker.h)
+  BreakerConfig breaker = {};
   bool operator==(const CommandSpec&) const = default;
 };
 
