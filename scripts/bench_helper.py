@@ -441,9 +441,9 @@ def cmd_pdf_corpus(args):
     print(total)
 
 
-def cmd_same_words(args):
-    dir_a, suffix_a, dir_b, suffix_b = args
-    problems, checked = [], 0
+def file_pairs(dir_a, suffix_a, dir_b, suffix_b, problems):
+    """Yields (rel, bytes of NAME+SUFFIX_A below DIR_A, bytes of NAME+SUFFIX_B below DIR_B);
+    a missing B is a problem, not a pair."""
     for folder, _, names in os.walk(dir_a):
         for name in names:
             if not name.endswith(suffix_a):
@@ -458,13 +458,20 @@ def cmd_same_words(args):
             except OSError as e:
                 problems.append(str(e))
                 continue
-            checked += 1
-            if a.split() != b.split():
-                problems.append("%s: the words differ" % rel)
-            # pdftotext ends every page with a form feed; docpipe separates pages with one.
-            if a.count(b"\f") + 1 != b.count(b"\f"):
-                problems.append("%s: %d pages against %d" % (rel, a.count(b"\f") + 1,
-                                                            b.count(b"\f")))
+            yield rel, a, b
+
+
+def cmd_same_words(args):
+    dir_a, suffix_a, dir_b, suffix_b = args
+    problems, checked = [], 0
+    for rel, a, b in file_pairs(dir_a, suffix_a, dir_b, suffix_b, problems):
+        checked += 1
+        if a.split() != b.split():
+            problems.append("%s: the words differ" % rel)
+        # pdftotext ends every page with a form feed; docpipe separates pages with one.
+        if a.count(b"\f") + 1 != b.count(b"\f"):
+            problems.append("%s: %d pages against %d" % (rel, a.count(b"\f") + 1,
+                                                        b.count(b"\f")))
     if checked == 0:
         problems.append("no %s files below %s" % (suffix_a, dir_a))
     if problems:
@@ -474,26 +481,14 @@ def cmd_same_words(args):
 def cmd_similar_words(args):
     dir_a, suffix_a, dir_b, suffix_b, least = args[0], args[1], args[2], args[3], float(args[4])
     problems, checked, worst = [], 0, 1.0
-    for folder, _, names in os.walk(dir_a):
-        for name in names:
-            if not name.endswith(suffix_a):
-                continue
-            stem = name[:len(name) - len(suffix_a)]
-            rel = os.path.relpath(os.path.join(folder, stem), dir_a)
-            try:
-                with open(os.path.join(folder, name), "rb") as f:
-                    a = f.read().split()
-                with open(os.path.join(dir_b, rel + suffix_b), "rb") as f:
-                    b = f.read().split()
-            except OSError as e:
-                problems.append("%s: %s" % (rel, e))
-                continue
-            checked += 1
-            common = sum((collections.Counter(a) & collections.Counter(b)).values())
-            share = min(common / max(len(a), 1), common / max(len(b), 1))
-            worst = min(worst, share)
-            if share < least:
-                problems.append("%s: %.1f%% of the words in common" % (rel, 100 * share))
+    for rel, a, b in file_pairs(dir_a, suffix_a, dir_b, suffix_b, problems):
+        checked += 1
+        a, b = a.split(), b.split()
+        common = sum((collections.Counter(a) & collections.Counter(b)).values())
+        share = min(common / max(len(a), 1), common / max(len(b), 1))
+        worst = min(worst, share)
+        if share < least:
+            problems.append("%s: %.1f%% of the words in common" % (rel, 100 * share))
     if checked == 0:
         problems.append("no file ending in %s below %s" % (suffix_a, dir_a))
     print("similar-words: %d file(s), at least %.1f%% of the words in common" % (checked, 100 * worst))

@@ -41,6 +41,22 @@ inline std::string pdf_from_objects(const std::vector<std::string>& objects, siz
   return pdf;
 }
 
+// Appends a page of `lines` (Helvetica 12 pt, font object 3, on US Letter) to `objects`: its page
+// object, then its content stream; adds the page to `kids`.
+inline void add_text_page(std::vector<std::string>& objects, std::string& kids,
+                          const std::vector<std::string>& lines) {
+  const size_t page_obj = objects.size() + 1;
+  kids += std::to_string(page_obj) + " 0 R ";
+  std::string content = "BT /F1 12 Tf 14 TL 72 720 Td\n";
+  for (const std::string& line : lines) content += pdf_string(line) + " Tj T*\n";
+  content += "ET\n";
+  objects.push_back("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents " +
+                    std::to_string(page_obj + 1) +
+                    " 0 R /Resources << /Font << /F1 3 0 R >> >> >>");
+  objects.push_back("<< /Length " + std::to_string(content.size()) + " >>\nstream\n" + content +
+                    "endstream");
+}
+
 // A PDF of `pages`, each a list of lines written top to bottom; `info_entries` (e.g.
 // "/Title (Q1) /Author (Ann)") become its document information dictionary.
 inline std::string make_pdf(const std::vector<std::vector<std::string>>& pages,
@@ -48,18 +64,7 @@ inline std::string make_pdf(const std::vector<std::vector<std::string>>& pages,
   // 1 catalog, 2 pages, 3 font, then per page: page object, content stream.
   std::vector<std::string> objects(3);
   std::string kids;
-  for (size_t p = 0; p < pages.size(); ++p) {
-    const size_t page_obj = 4 + 2 * p;
-    kids += std::to_string(page_obj) + " 0 R ";
-    std::string content = "BT /F1 12 Tf 14 TL 72 720 Td\n";
-    for (const std::string& line : pages[p]) content += pdf_string(line) + " Tj T*\n";
-    content += "ET\n";
-    objects.push_back("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents " +
-                      std::to_string(page_obj + 1) +
-                      " 0 R /Resources << /Font << /F1 3 0 R >> >> >>");
-    objects.push_back("<< /Length " + std::to_string(content.size()) + " >>\nstream\n" + content +
-                      "endstream");
-  }
+  for (const std::vector<std::string>& lines : pages) add_text_page(objects, kids, lines);
   objects[0] = "<< /Type /Catalog /Pages 2 0 R >>";
   objects[1] =
       "<< /Type /Pages /Kids [" + kids + "] /Count " + std::to_string(pages.size()) + " >>";

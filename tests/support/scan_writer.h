@@ -153,17 +153,8 @@ inline std::string make_scanned_pdf(const std::vector<GrayPage>& scans,
                       std::to_string(packed.size()) + " >>\nstream\n" + packed + "\nendstream");
   }
   for (const auto& lines : text_pages) {
-    const size_t page_obj = objects.size() + 1;
-    kids += std::to_string(page_obj) + " 0 R ";
+    add_text_page(objects, kids, lines);
     ++count;
-    std::string content = "BT /F1 12 Tf 14 TL 72 720 Td\n";
-    for (const std::string& line : lines) content += pdf_string(line) + " Tj T*\n";
-    content += "ET\n";
-    objects.push_back("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents " +
-                      std::to_string(page_obj + 1) +
-                      " 0 R /Resources << /Font << /F1 3 0 R >> >> >>");
-    objects.push_back("<< /Length " + std::to_string(content.size()) + " >>\nstream\n" + content +
-                      "endstream");
   }
   objects[0] = "<< /Type /Catalog /Pages 2 0 R >>";
   objects[1] = "<< /Type /Pages /Kids [" + kids + "] /Count " + std::to_string(count) + " >>";
