@@ -332,7 +332,9 @@ const TransformRegistration kRegistration(TransformInfo{
       options.ocr_lang = reader.string("ocr_lang");
       options.ocr_dpi = static_cast<int>(reader.integer("ocr_dpi"));
       options.worker = read_worker_limits(reader);
-      if (const std::string why = check_ocr_languages(options.ocr_lang); !why.empty()) {
+      // Only when used: a daemon without tesseract's models still reads text layers.
+      if (const std::string why = options.ocr ? check_ocr_languages(options.ocr_lang) : "";
+          !why.empty()) {
         reader.error("ocr_lang", why);
       }
       if (options.last_page != 0 && options.last_page < options.first_page) {

@@ -235,4 +235,6 @@ TEST_CASE("pdf.text: ocr parameters are checked with the job") {
         "ocr_lang: \"xyz\" is not installed: no " + docpipe::tessdata_dir() +
             "/xyz.traineddata (on Debian: apt install tesseract-ocr-xyz)\n");
   CHECK(errors_text(config_errors("pdf.text", {{"ocr_dpi", 20}})).starts_with("ocr_dpi: "));
+  // Without ocr "auto" the models are not needed, so they are not asked for.
+  CHECK(make_step("pdf.text", {{"ocr_lang", "xyz"}}) != nullptr);
 }
