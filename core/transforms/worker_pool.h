@@ -100,7 +100,8 @@ std::shared_ptr<const TransformStep> make_worker_step(const std::string& op,
                                                       const WorkerOptions& options);
 
 // How many documents of a concurrency group (WorkerOptions::concurrency_group) may be in their
-// workers at once, process-wide; a group never set is not limited. Set at start and on reload.
+// workers at once, process-wide; a group never set, or set to 0, is not limited. Set at start and
+// on reload.
 void set_worker_concurrency(const std::string& group, int limit);
 // Documents of `group` in their workers now (for tests and status).
 int worker_concurrency_in_use(const std::string& group);

@@ -47,7 +47,7 @@ class ConcurrencyGroups {
 
   void set_limit(const std::string& group, int limit) {
     std::lock_guard lock(mu_);
-    groups_[group].limit = std::max(limit, 1);
+    groups_[group].limit = std::max(limit, 0);  // 0: not limited
     cv_.notify_all();
   }
 
