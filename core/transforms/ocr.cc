@@ -1,8 +1,9 @@
 // ocr: the text of a scanned page or photo (PNG, JPEG, TIFF including multi-page TIFF) read by
 // tesseract's LSTM models, pages separated by a form feed or `page_separator`.
 //
-// - Images are decoded by leptonica. Each page's size is read from its header first, and a page
-//   of more than `max_pixels` is refused before a pixel is decoded (a 50,000 x 50,000 PNG header
+// - Images are decoded by leptonica. Every page's size (in the page range) is read from its header
+//   first, a TIFF's directories walked once with libtiff, and a page of more than `max_pixels` is
+//   refused before a pixel of any page is decoded (a 50,000 x 50,000 PNG header
 //   over a few bytes of data would otherwise ask for gigabytes).
 // - Tesseract and the image libraries run in an isolated worker (isolated_worker.h): memory
 //   limit, killed on cancel or timeout. Workers are kept apart by language (the variant): a
@@ -11,12 +12,15 @@
 //   `ocr_concurrency`), on top of the transformer threads.
 
 #include <leptonica/allheaders.h>
+#include <tiffio.h>
 
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "core/transforms/isolated_worker.h"
 #include "core/transforms/ocr_engine.h"
@@ -52,14 +56,56 @@ const char* format_name(int format) {
   return nullptr;
 }
 
-// Pages in a TIFF (1 for the other formats).
-int tiff_pages(const std::string& data) {
-  FILE* f = ::fmemopen(const_cast<char*>(data.data()), data.size(), "r");
-  if (f == nullptr) return 0;
-  l_int32 n = 0;
-  if (tiffGetCount(f, &n) != 0) n = 0;
-  std::fclose(f);
-  return n;
+// A page's size as its header says, and where its directory is (TIFF only; 0 for the others).
+struct PageHeader {
+  int64_t width = 0;
+  int64_t height = 0;
+  uint64_t directory = 0;
+};
+
+// libtiff reading from the document in memory.
+struct MemoryFile {
+  const std::string* data;
+  uint64_t pos = 0;
+};
+tmsize_t memory_read(thandle_t h, void* buf, tmsize_t n) {
+  auto* f = static_cast<MemoryFile*>(h);
+  if (n < 0 || f->pos >= f->data->size()) return 0;
+  const size_t take = std::min<size_t>(static_cast<size_t>(n), f->data->size() - f->pos);
+  std::memcpy(buf, f->data->data() + f->pos, take);
+  f->pos += take;
+  return static_cast<tmsize_t>(take);
+}
+tmsize_t memory_write(thandle_t, void*, tmsize_t) { return -1; }
+toff_t memory_seek(thandle_t h, toff_t off, int whence) {
+  auto* f = static_cast<MemoryFile*>(h);
+  const uint64_t base = whence == SEEK_CUR ? f->pos : whence == SEEK_END ? f->data->size() : 0;
+  if (off > UINT64_MAX - base) return static_cast<toff_t>(-1);
+  f->pos = base + off;
+  return f->pos;
+}
+int memory_close(thandle_t) { return 0; }
+toff_t memory_size(thandle_t h) { return static_cast<MemoryFile*>(h)->data->size(); }
+int memory_map(thandle_t, void**, toff_t*) { return 0; }
+void memory_unmap(thandle_t, void*, toff_t) {}
+
+// Every page of a TIFF, walking its chain of directories once (reading page N by its index
+// walks the chain from the start each time: quadratic in a TIFF of many tiny pages). Empty if
+// libtiff cannot read the first directory.
+std::vector<PageHeader> tiff_pages(const std::string& data) {
+  MemoryFile file{&data};
+  std::vector<PageHeader> pages;
+  TIFF* tif = TIFFClientOpen("ocr", "rm", &file, memory_read, memory_write, memory_seek,
+                             memory_close, memory_size, memory_map, memory_unmap);
+  if (tif == nullptr) return pages;
+  do {
+    uint32_t w = 0, h = 0;
+    TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w);
+    TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h);
+    pages.push_back({w, h, TIFFCurrentDirOffset(tif)});
+  } while (TIFFReadDirectory(tif) == 1);
+  TIFFClose(tif);
+  return pages;
 }
 
 class OcrTransform : public DocumentTransform {
@@ -79,10 +125,19 @@ class OcrTransform : public DocumentTransform {
                         "ocr: not a PNG, JPEG or TIFF image (the first bytes are none of theirs)");
     }
     const bool tiff = L_FORMAT_IS_TIFF(format);
-    const int pages = tiff ? tiff_pages(data) : 1;
-    if (pages <= 0) {
-      return make_error(ErrorCode::kCorruptInput, "ocr: the TIFF's page directory cannot be read");
+    std::vector<PageHeader> headers;
+    if (tiff) {
+      headers = tiff_pages(data);
+      if (headers.empty()) {
+        return make_error(ErrorCode::kCorruptInput,
+                          "ocr: the TIFF's page directory cannot be read");
+      }
+    } else {
+      l_int32 w = 0, h = 0, bps = 0, spp = 0, cmap = 0, fmt = 0;
+      if (pixReadHeaderMem(bytes, data.size(), &fmt, &w, &h, &bps, &spp, &cmap) != 0) w = h = 0;
+      headers.push_back({w, h, 0});
     }
+    const int64_t pages = static_cast<int64_t>(headers.size());
     const int64_t first = options_.first_page;
     const int64_t last =
         options_.last_page == 0 ? pages : std::min<int64_t>(options_.last_page, pages);
@@ -91,9 +146,17 @@ class OcrTransform : public DocumentTransform {
                                                          " is past the last page of this image (" +
                                                          std::to_string(pages) + ")");
     }
+    auto what = [&](int64_t i) {
+      return pages > 1 ? "ocr: page " + std::to_string(i) : std::string("ocr: the image");
+    };
+    // Every page's size first: a bomb on page 900 is refused before 899 pages are read.
+    for (int64_t i = first; i <= last; ++i) {
+      Status st = check_size(format, headers[i - 1], what(i));
+      if (!st) return st;
+    }
     for (int64_t i = first; i <= last; ++i) {
       if (i > first) out += options_.page_separator;
-      Result<std::string> text = read_page(data, format, tiff, static_cast<int>(i), pages);
+      Result<std::string> text = read_page(data, format, headers[i - 1], what(i));
       if (!text) return text.error();
       out += *text;
     }
@@ -102,21 +165,14 @@ class OcrTransform : public DocumentTransform {
   }
 
  private:
-  Result<std::string> read_page(const std::string& data, int format, bool tiff, int page,
-                                int pages) {
-    const auto* bytes = reinterpret_cast<const l_uint8*>(data.data());
-    const std::string what =
-        pages > 1 ? "ocr: page " + std::to_string(page) : std::string("ocr: the image");
-    l_int32 w = 0, h = 0, bps = 0, spp = 0, res = 0, cmap = 0, fmt = 0;
-    const l_ok header =
-        tiff
-            ? readHeaderMemTiff(bytes, data.size(), page - 1, &w, &h, &bps, &spp, &res, &cmap, &fmt)
-            : pixReadHeaderMem(bytes, data.size(), &fmt, &w, &h, &bps, &spp, &cmap);
-    if (header != 0 || w <= 0 || h <= 0) {
+  // The page's size as its header gives it, against max_pixels.
+  Status check_size(int format, const PageHeader& page, const std::string& what) const {
+    const int64_t w = page.width, h = page.height;
+    if (w <= 0 || h <= 0) {
       return make_error(ErrorCode::kCorruptInput,
                         what + ": the " + format_name(format) + " header cannot be read");
     }
-    const int64_t pixels = int64_t{w} * h;
+    const int64_t pixels = w * h;
     if (pixels > options_.max_pixels) {
       return make_error(ErrorCode::kTooLarge,
                         what + " is " + std::to_string(w) + " x " + std::to_string(h) +
@@ -124,8 +180,18 @@ class OcrTransform : public DocumentTransform {
                             std::to_string(options_.max_pixels) +
                             "); raise max_pixels (and worker_memory_bytes) to read it");
     }
-    PixPtr pix(tiff ? pixReadMemTiff(bytes, data.size(), page - 1)
-                    : pixReadMem(bytes, data.size()));
+    return ok();
+  }
+
+  // Decodes the page (its size checked) and reads it.
+  Result<std::string> read_page(const std::string& data, int format, const PageHeader& page,
+                                const std::string& what) {
+    const auto* bytes = reinterpret_cast<const l_uint8*>(data.data());
+    const int64_t w = page.width, h = page.height;
+    size_t directory = page.directory;  // leptonica reads the page whose directory is there
+    PixPtr pix(L_FORMAT_IS_TIFF(format)
+                   ? pixReadMemFromMultipageTiff(bytes, data.size(), &directory)
+                   : pixReadMem(bytes, data.size()));
     if (pix == nullptr) {
       return make_error(ErrorCode::kCorruptInput,
                         what + ": the " + format_name(format) + " data cannot be decoded");
@@ -226,7 +292,14 @@ const TransformRegistration kRegistration(TransformInfo{
                            WorkerOptions{.variant = options.lang, .concurrency_group = "ocr"});
     },
     .isolated = true,
-    .prepare_worker = prepare_ocr});
+    .prepare_worker =
+        [](const std::string& lang) {
+          // libtiff reports every damaged TIFF on stderr (the daemon's log); the document's
+          // error says what matters.
+          TIFFSetErrorHandler(nullptr);
+          TIFFSetWarningHandler(nullptr);
+          return prepare_ocr(lang);
+        }});
 
 }  // namespace
 }  // namespace docpipe

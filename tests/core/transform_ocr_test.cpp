@@ -120,6 +120,24 @@ TEST_CASE("ocr: a 50000 x 50000 PNG header is refused before a pixel is decoded"
   CHECK(ocr_error(small) == "ocr: the image: the PNG data cannot be decoded");
 }
 
+TEST_CASE("ocr: a TIFF of 50,000 pages is walked once, its bomb on the last page refused first") {
+  // Reading page N by its index walks the directory chain from the start: over every page that
+  // is quadratic (1.25e9 directory reads here). All sizes are checked before any page is read.
+  const std::string tiff = docpipe::test::many_page_tiff(50000, 50000, 50000);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(ocr_error(tiff) ==
+        "ocr: page 50000 is 50000 x 50000 pixels, more than max_pixels (40000000); raise "
+        "max_pixels (and worker_memory_bytes) to read it");
+  CHECK(ocr_error(tiff, {{"first_page", 49999}}) ==
+        "ocr: page 50000 is 50000 x 50000 pixels, more than max_pixels (40000000); raise "
+        "max_pixels (and worker_memory_bytes) to read it");
+  // The range decides what is read: the one tiny page before it is decoded by its offset.
+  CHECK(ocr(tiff, {{"first_page", 49999}, {"last_page", 49999}, {"psm", 10}}).has_value());
+  CHECK(ocr_error(tiff, {{"first_page", 50001}}) ==
+        "ocr: first_page 50001 is past the last page of this image (50000)");
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+}
+
 TEST_CASE("ocr: what is not an image it reads, or is damaged, fails naming why") {
   CHECK(ocr_error("just some text, not an image at all") ==
         "ocr: not a PNG, JPEG or TIFF image (the first bytes are none of theirs)");

@@ -120,6 +120,32 @@ inline std::string png_header_only(uint32_t width, uint32_t height, const std::s
          tail;
 }
 
+// A little-endian TIFF of `pages` 1 x 1 gray pages written by hand, the last one saying it is
+// `last_width` x `last_height` (its pixels are not there): many directories, cheaply.
+inline std::string many_page_tiff(uint32_t pages, uint32_t last_width, uint32_t last_height) {
+  auto le16 = [](uint16_t v) { return std::string{char(v), char(v >> 8)}; };
+  auto le32 = [](uint32_t v) {
+    return std::string{char(v), char(v >> 8), char(v >> 16), char(v >> 24)};
+  };
+  constexpr uint32_t kEntries = 8;
+  constexpr uint32_t kIfdBytes = 2 + kEntries * 12 + 4;
+  std::string out = "II*" + std::string(1, '\0') + le32(8);
+  for (uint32_t p = 0; p < pages; ++p) {
+    const uint32_t at = 8 + p * (kIfdBytes + 2);  // each directory, then 2 bytes of pixel data
+    const bool last = p + 1 == pages;
+    const uint32_t w = last ? last_width : 1, h = last ? last_height : 1;
+    auto entry = [&](uint16_t tag, uint16_t type, uint32_t value) {
+      return le16(tag) + le16(type) + le32(1) +
+             (type == 3 ? le16(uint16_t(value)) + le16(0) : le32(value));
+    };
+    out += le16(kEntries) + entry(256, 4, w) + entry(257, 4, h) + entry(258, 3, 8) +
+           entry(259, 3, 1) + entry(262, 3, 1) + entry(273, 4, at + kIfdBytes) + entry(278, 4, h) +
+           entry(279, 4, 1) + le32(last ? 0 : at + kIfdBytes + 2);
+    out += std::string("\x80\0", 2);
+  }
+  return out;
+}
+
 // A PDF whose pages are each one gray image filling the page and no text at all: what a scanner
 // writes. `text_pages` adds ordinary text pages after them (lines each).
 inline std::string make_scanned_pdf(const std::vector<GrayPage>& scans,
