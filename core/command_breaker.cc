@@ -87,6 +87,13 @@ void CommandBreakers::configure(const std::map<std::string, BreakerConfig>& comm
     std::lock_guard lock(mu_);
     for (auto it = breakers_.begin(); it != breakers_.end();) {
       if (commands.count(it->first) == 0) {
+        // Documents may be waiting on it (held while its probe runs, whose outcome would now be
+        // reported into nothing): closing it is a change, which lets them go.
+        if (it->second.state != BreakerState::kClosed) {
+          changes.push_back(transition(it->first, it->second.state, BreakerState::kClosed,
+                                       it->second.consecutive, 0, kBreakerRemovedByReload));
+          --not_closed_;
+        }
         it = breakers_.erase(it);
       } else {
         ++it;
@@ -100,6 +107,7 @@ void CommandBreakers::configure(const std::map<std::string, BreakerConfig>& comm
       if (config.failures == 0 && b.state != BreakerState::kClosed) {
         changes.push_back(transition(name, b.state, BreakerState::kClosed, b.consecutive));
         b.state = BreakerState::kClosed;
+        --not_closed_;
         b.probe_running = false;
         b.opened_at_ms = 0;
         ++b.transitions;
@@ -133,20 +141,21 @@ CommandAdmission CommandBreakers::admit(const std::string& command) {
       b.probe_running = false;
       ++b.transitions;
     }
-    const std::string why =
-        std::to_string(b.consecutive) + " consecutive failures (last: " + b.last_failure + ")";
+    auto why = [&b] {
+      return std::to_string(b.consecutive) + " consecutive failures (last: " + b.last_failure + ")";
+    };
     switch (b.state) {
       case BreakerState::kClosed:
         a.admitted = true;
         break;
       case BreakerState::kOpen:
         a.retry_at = b.open_until;
-        a.reason = "its circuit breaker is open after " + why;
+        a.reason = "its circuit breaker is open after " + why();
         break;
       case BreakerState::kHalfOpen:
         if (b.probe_running) {
           a.retry_at = Clock::time_point::max();
-          a.reason = "its circuit breaker is half-open after " + why + " and a probe is running";
+          a.reason = "its circuit breaker is half-open after " + why() + " and a probe is running";
         } else {
           a.admitted = true;
           a.run.probe_ = true;
@@ -165,6 +174,7 @@ CommandAdmission CommandBreakers::admit(const std::string& command) {
 }
 
 std::optional<Clock::time_point> CommandBreakers::blocked_until(const std::string& command) const {
+  if (not_closed_.load(std::memory_order_acquire) == 0) return std::nullopt;
   std::lock_guard lock(mu_);
   auto it = breakers_.find(command);
   if (it == breakers_.end() || it->second.config.failures == 0) return std::nullopt;
@@ -186,6 +196,7 @@ void CommandBreakers::open_locked(const std::string& command, Breaker& b, Clock:
                                   const std::string& detail,
                                   std::vector<BreakerTransition>& changes) {
   const BreakerState from = b.state;
+  if (from == BreakerState::kClosed) ++not_closed_;
   b.state = BreakerState::kOpen;
   b.probe_running = false;
   b.open_period = period;
@@ -218,6 +229,7 @@ void CommandBreakers::report(const CommandRun& run, std::optional<CommandFailure
       if (b.state == BreakerState::kHalfOpen && run.probe_) {
         changes.push_back(transition(run.command_, b.state, BreakerState::kClosed, b.consecutive));
         b.state = BreakerState::kClosed;
+        --not_closed_;
         b.probe_running = false;
         b.opened_at_ms = 0;
         b.failed_probes = 0;

@@ -108,8 +108,11 @@ struct BreakerTransition {
   BreakerState to = BreakerState::kClosed;
   int consecutive_failures = 0;
   int64_t open_ms = 0;  // to open: how long it stays open
-  std::string detail;   // to open: the failure that opened it
+  std::string detail;   // to open: the failure that opened it; else kBreakerRemovedByReload or ""
 };
+
+// The detail of the change to closed of a breaker whose command a reload removed.
+inline constexpr const char* kBreakerRemovedByReload = "the command was removed by a reload";
 
 class CommandBreakers {
  public:
@@ -169,6 +172,9 @@ class CommandBreakers {
   mutable std::mutex mu_;
   std::map<std::string, Breaker> breakers_;
   uint64_t last_epoch_ = 0;  // epochs are unique across breakers, even one forgotten and re-added
+  // Breakers not closed, changed under mu_: while there are none (nearly always) blocked_until()
+  // answers without the lock, so the scheduler's per-document gate costs one atomic load.
+  std::atomic<int> not_closed_{0};
   std::mutex observers_mu_;  // never held with mu_
   std::map<uint64_t, Observer> observers_;
   uint64_t next_observer_ = 1;

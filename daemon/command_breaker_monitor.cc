@@ -51,6 +51,11 @@ void CommandBreakerMonitor::configure(const std::map<std::string, CommandSpec>& 
   for (auto it = gauges_.begin(); it != gauges_.end();) {
     if (configs.count(it->first) == 0) {
       state_.Remove(it->second);
+      for (BreakerState to :
+           {BreakerState::kClosed, BreakerState::kOpen, BreakerState::kHalfOpen}) {
+        transitions_.Remove(
+            &transitions_.Add({{"command", it->first}, {"to", breaker_state_name(to)}}));
+      }
       it = gauges_.erase(it);
     } else {
       ++it;
@@ -92,8 +97,11 @@ void CommandBreakerMonitor::on_transition(const BreakerTransition& t) {
                {{"command", t.command}});
       break;
     case BreakerState::kClosed:
-      log_info(t.from == BreakerState::kHalfOpen
+      log_info(t.from == BreakerState::kHalfOpen && t.detail.empty()
                    ? "command breaker: the probe succeeded; closed, documents run again"
+               : t.detail == kBreakerRemovedByReload
+                   ? "command breaker: its command was removed by a reload; documents waiting "
+                     "on it go"
                    : "command breaker: turned off by a reload; closed",
                {{"command", t.command}});
       break;

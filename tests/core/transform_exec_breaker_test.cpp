@@ -13,6 +13,7 @@
 #include "core/command_breaker.h"
 #include "tests/core/transform_test_util.h"
 #include "tests/support/fake_clock.h"
+#include "tests/support/temp_folder.h"
 
 namespace docpipe {
 namespace {
@@ -20,9 +21,10 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-// Unique to this process: ctest runs tests in parallel.
+// In a folder of this process's own (ctest runs tests in parallel), removed at exit.
 std::string runs_file() {
-  return "/tmp/docpipe-exec-breaker-" + std::to_string(::getpid()) + ".runs";
+  static const test::TempFolder folder("/tmp", "exec-breaker");
+  return folder.root() + "/runs";
 }
 
 size_t runs_so_far() {
