@@ -93,9 +93,6 @@ std::optional<ScheduledDocument> Scheduler::take_retry_locked() {
     }
     ScheduledDocument out = std::move(doc);
     out.cancelled = out.cancelled || cut;  // cut: stays cut
-    // Cut by a stop, not by its job's cancel: the job must not finish without it (a job whose
-    // walk was done would otherwise be reported as if the document never existed).
-    if (stopped_ && !out.job->cancelled()) out.job->interrupted_ = true;
     retries_.erase(it);
     return out;
   }
@@ -162,7 +159,6 @@ ScheduledDocument Scheduler::hand_out_locked(const std::shared_ptr<ScheduledJob>
   const bool stopped_taking = !job->job().taking_documents();
   if (stopped_taking) job->exhausted_ = true;
   const bool cut = stopped_ || job->cancelled() || stopped_taking;
-  if (stopped_ && !job->cancelled()) job->interrupted_ = true;  // resumes later (see above)
   if (cut) {
     cut_walked_ahead_locked(job);
   } else if (!job->exhausted_ || !job->walked_ahead_.empty()) {
@@ -263,24 +259,33 @@ std::optional<ScheduledDocument> Scheduler::next(bool* would_wait) {
 }
 
 void Scheduler::complete(const std::shared_ptr<ScheduledJob>& job, DocumentOutcome outcome) {
+  const bool cut = outcome.state == DocumentState::kCancelled;
   job->job().document_finished(std::move(outcome));
-  completed(job, 1);
+  completed(job, 1, cut);
 }
 
 void Scheduler::complete_all(const std::shared_ptr<ScheduledJob>& job,
                              std::vector<DocumentOutcome> outcomes) {
   const size_t n = outcomes.size();
   if (n == 0) return;
+  const bool cut = std::any_of(outcomes.begin(), outcomes.end(), [](const DocumentOutcome& o) {
+    return o.state == DocumentState::kCancelled;
+  });
   job->job().documents_finished(std::move(outcomes));
-  completed(job, n);
+  completed(job, n, cut);
 }
 
-void Scheduler::completed(const std::shared_ptr<ScheduledJob>& job, size_t documents) {
+void Scheduler::completed(const std::shared_ptr<ScheduledJob>& job, size_t documents, bool cut) {
   JobList finished;
   {
     std::lock_guard lock(mu_);
     job->in_flight_ -= documents;
     in_flight_ -= documents;
+    // A document cut by a stop (a retry, one walked ahead, one refused or stopped mid-way), not
+    // by its job's cancel: the job must not finish without it, or a job whose walk was done would
+    // be reported as if the document never existed. It resumes later. The one rule for every way
+    // a stop cuts a document.
+    if (cut && stopped_ && !job->cancelled()) job->interrupted_ = true;
     // A stopped pipeline still finishes a job that ran out of documents on its own, but not one
     // that was merely interrupted.
     if (may_finish_locked(*job)) finish_locked(job, finished);
@@ -294,7 +299,9 @@ void Scheduler::completed(const std::shared_ptr<ScheduledJob>& job, size_t docum
 bool Scheduler::retry(ScheduledDocument& doc, Clock::duration delay) {
   {
     std::lock_guard lock(mu_);
-    if (stopped_ || doc.job->cancelled()) return refuse_locked(doc);
+    // Cannot come back: the caller completes it as cancelled (completed() then keeps its job
+    // from finishing if a stop cut it).
+    if (stopped_ || doc.job->cancelled()) return false;
     ++doc.attempt;
     retries_.emplace(clock_.now() + delay, std::move(doc));
   }
@@ -303,17 +310,12 @@ bool Scheduler::retry(ScheduledDocument& doc, Clock::duration delay) {
   return true;
 }
 
-// A document that cannot come back: its caller completes it as cancelled. Cut by a stop rather
-// than its job's cancel, its job must not finish without it: it resumes later.
-bool Scheduler::refuse_locked(const ScheduledDocument& doc) {
-  if (stopped_ && !doc.job->cancelled()) doc.job->interrupted_ = true;
-  return false;
-}
-
 bool Scheduler::wait_for_command(ScheduledDocument& doc) {
   {
     std::lock_guard lock(mu_);
-    if (stopped_ || doc.job->cancelled()) return refuse_locked(doc);
+    // Cannot come back: the caller completes it as cancelled (completed() then keeps its job
+    // from finishing if a stop cut it).
+    if (stopped_ || doc.job->cancelled()) return false;
     // Due now: the next look holds it back while the breaker does, or hands it out if the
     // breaker let documents through meanwhile. No attempt is charged.
     retries_.emplace(clock_.now(), std::move(doc));
@@ -365,11 +367,9 @@ void Scheduler::stop() {
   {
     std::lock_guard lock(mu_);
     stopped_ = true;
-    for (const auto& job : jobs_) {
-      // Documents it took and will not process: it resumes later instead of finishing.
-      if (!job->walked_ahead_.empty() && !job->cancelled()) job->interrupted_ = true;
-      cut_walked_ahead_locked(job);
-    }
+    // Documents jobs took and will not process are handed out as cut; completed() keeps their
+    // jobs from finishing.
+    for (const auto& job : jobs_) cut_walked_ahead_locked(job);
   }
   cv_.notify_all();
 }

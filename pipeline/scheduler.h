@@ -157,7 +157,6 @@ class Scheduler {
   std::shared_ptr<ScheduledJob> start_pull_locked(Clock::time_point& gate_wake);
   std::optional<Clock::time_point> gate_locked(const ScheduledJob& job) const;
   void release_held_locked();
-  bool refuse_locked(const ScheduledDocument& doc);
   std::vector<DocumentRef> walk(ScheduledJob& job, bool& exhausted);
   std::optional<ScheduledDocument> end_pull_locked(const std::shared_ptr<ScheduledJob>& job,
                                                    std::vector<DocumentRef> walked, bool exhausted,
@@ -165,7 +164,8 @@ class Scheduler {
   ScheduledDocument hand_out_locked(const std::shared_ptr<ScheduledJob>& job, DocumentRef doc);
   void cut_walked_ahead_locked(const std::shared_ptr<ScheduledJob>& job);
   bool may_finish_locked(const ScheduledJob& job) const;
-  void completed(const std::shared_ptr<ScheduledJob>& job, size_t documents);
+  // `cut`: one of them is cancelled (see the .cc: a stop's cut keeps the job from finishing).
+  void completed(const std::shared_ptr<ScheduledJob>& job, size_t documents, bool cut);
   void finish_locked(const std::shared_ptr<ScheduledJob>& job, JobList& finished);
   static void call_job_finished(const JobList& finished);
 

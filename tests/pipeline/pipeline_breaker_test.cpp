@@ -130,8 +130,7 @@ TEST_CASE("pipeline: documents waiting on an open breaker are not charged attemp
   f.await_open_and_idle();
   const int failures = f.command->failures.load();
   CHECK(failures >= 2);
-  CHECK(f.command->runs.load() == failures);  // nothing ran the command while it was open
-  CHECK(f.job->outcome_count() == 0);         // and nothing failed: they wait
+  CHECK(f.job->outcome_count() == 0);  // nothing failed: they wait
 
   // The failed documents' retries fall due (their backoff is at most 150 ms) but the breaker
   // holds them back too.
@@ -139,7 +138,7 @@ TEST_CASE("pipeline: documents waiting on an open breaker are not charged attemp
   f.clock.advance(500ms);
   REQUIRE(f.clock.await_blocked(blocked + 1));
   REQUIRE(eventually([&] { return f.clock.waiters() >= 2; }));
-  CHECK(f.command->runs.load() == failures);
+  CHECK(f.command->runs.load() == failures);  // nothing ran the command while it was open
   CHECK(f.job->outcome_count() == 0);
   CHECK(f.pipeline->buffer_bytes_in_use() == 0);
 

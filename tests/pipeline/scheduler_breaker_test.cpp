@@ -158,6 +158,28 @@ TEST_CASE("scheduler: an abandoned probe lets a waiting document go and probe") 
   f.s.complete(d->job, outcome_for(*d));
 }
 
+TEST_CASE("scheduler: a reload that removes a half-open command lets its waiting documents go") {
+  Fixture f;
+  auto job = conv_job("a", 1);
+  f.s.add_job(job);
+  std::optional<ScheduledDocument> d = f.next_now();
+  REQUIRE(d);
+  f.open();
+  f.clock.advance(1000ms);
+  CommandAdmission probe = f.breakers.admit("conv");  // the probe runs, elsewhere
+  REQUIRE(probe.run.probe());
+  REQUIRE(f.s.wait_for_command(*d));
+  CHECK_FALSE(f.next_now());
+  // The reload drops "conv": its probe's outcome would be reported into nothing, so the
+  // document must not wait for it.
+  f.breakers.configure({});
+  d = f.next_now();
+  REQUIRE(d);
+  CHECK(d->attempt == 1);
+  probe.run.succeeded();  // into a breaker that is gone: ignored
+  f.s.complete(d->job, outcome_for(*d));
+}
+
 TEST_CASE("scheduler: cancel and stop hand out documents waiting on a breaker as cancelled") {
   Fixture f;
   auto job = conv_job("c", 3);
@@ -221,7 +243,9 @@ TEST_CASE("scheduler: a stop that cuts waiting documents leaves their job unfini
     std::optional<ScheduledDocument> cut = f.s.next();
     REQUIRE(cut);
     CHECK(cut->cancelled);
-    f.s.complete(cut->job, outcome_for(*cut));
+    DocumentOutcome o = outcome_for(*cut);
+    o.state = DocumentState::kCancelled;  // as the pipeline completes a cut document
+    f.s.complete(cut->job, std::move(o));
   }
   CHECK(f.s.documents_in_flight() == 0);
   CHECK(job->outcome_count() == 2);
