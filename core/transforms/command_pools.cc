@@ -9,6 +9,16 @@ CommandPools& CommandPools::instance() {
   return *pools;
 }
 
+namespace {
+
+// What the processes of a pool are: a reload that changes only what is asked of each document
+// (timeout_ms, which each document brings) or of the command's breaker keeps them running.
+bool same_processes(const CommandSpec& a, const CommandSpec& b) {
+  return a.argv == b.argv && a.mode == b.mode && a.pool == b.pool;
+}
+
+}  // namespace
+
 PoolCounters& CommandPools::counters_locked(const std::string& name) {
   std::unique_ptr<PoolCounters>& c = counters_[name];
   if (c == nullptr) c = std::make_unique<PoolCounters>();
@@ -19,7 +29,7 @@ std::shared_ptr<CommandPool> CommandPools::get(const std::string& name, const Co
   std::lock_guard lock(mu_);
   auto it = current_.find(name);
   if (it != current_.end()) {
-    if (it->second->spec() == spec && !it->second->stopped()) return it->second;
+    if (same_processes(it->second->spec(), spec) && !it->second->stopped()) return it->second;
     retired_.push_back(std::move(it->second));
     current_.erase(it);
   }
@@ -33,7 +43,7 @@ void CommandPools::retire_unlisted(const std::map<std::string, CommandSpec>& com
   std::lock_guard lock(mu_);
   for (auto it = current_.begin(); it != current_.end();) {
     auto listed = commands.find(it->first);
-    if (listed == commands.end() || !(listed->second == it->second->spec())) {
+    if (listed == commands.end() || !same_processes(listed->second, it->second->spec())) {
       retired_.push_back(std::move(it->second));
       it = current_.erase(it);
     } else {
@@ -78,6 +88,7 @@ std::vector<CommandPoolStats> CommandPools::stats() {
     for (int i = 0; i < kPoolDocumentOutcomes; ++i) s.documents[i] = c->documents[i].load();
     s.starts = c->starts.load();
     s.start_failures = c->start_failures.load();
+    s.pongs = c->pongs.load();
     out.push_back(std::move(s));
   }
   return out;

@@ -25,6 +25,7 @@ struct CommandPoolStats {
   uint64_t starts = 0;
   uint64_t start_failures = 0;
   uint64_t documents[kPoolDocumentOutcomes] = {};
+  uint64_t pongs = 0;
 };
 
 class CommandPools {

@@ -193,7 +193,8 @@ class ExecStep : public TransformStep {
   explicit ExecStep(ExecCommand command)
       : command_(std::make_shared<const ExecCommand>(std::move(command))) {}
   std::unique_ptr<DocumentTransform> begin(const DocumentContext& doc) const override {
-    if (command_->pool != nullptr) return make_pool_transform(command_->pool, command_->name, doc);
+    if (command_->pool != nullptr)
+      return make_pool_transform(command_->pool, command_->name, command_->spec.timeout_ms, doc);
     return std::make_unique<ExecTransform>(command_, doc);
   }
   std::vector<std::string> commands() const override { return {command_->name}; }

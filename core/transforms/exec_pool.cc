@@ -103,7 +103,8 @@ CommandPool::~CommandPool() {
 }
 
 Result<std::unique_ptr<PoolProcess>> CommandPool::acquire(
-    const std::function<Status()>& interrupted) {
+    const std::function<Status()>& interrupted, bool* start_failed) {
+  if (start_failed != nullptr) *start_failed = false;
   const auto deadline = Clock::now() + milliseconds(spec_.pool.queue_timeout_ms);
   std::unique_lock lock(mu_);
   for (;;) {
@@ -125,6 +126,7 @@ Result<std::unique_ptr<PoolProcess>> CommandPool::acquire(
         continue;
       }
       busy_pids_.push_back(p->pid());
+      p->proc().clear_stderr();
       return p;
     }
     const int live = static_cast<int>(busy_pids_.size()) + starting_ + checking_;
@@ -132,7 +134,15 @@ Result<std::unique_ptr<PoolProcess>> CommandPool::acquire(
     if (live < size_ && backoff_.allows(now)) {
       ++starting_;
       lock.unlock();
-      Result<std::unique_ptr<PoolProcess>> started = PoolProcess::start(label_, spec_, interrupted);
+      Result<std::unique_ptr<PoolProcess>> started = make_error(ErrorCode::kInternal, "");
+      try {
+        started = PoolProcess::start(label_, spec_, interrupted);
+      } catch (...) {
+        lock.lock();  // never leave a start counted that is not happening
+        --starting_;
+        freed_.notify_all();
+        throw;
+      }
       lock.lock();
       --starting_;
       freed_.notify_all();
@@ -144,6 +154,7 @@ Result<std::unique_ptr<PoolProcess>> CommandPool::acquire(
           backoff_.failed(Clock::now());
           last_start_error_ = e.message;
           last_start_code_ = e.code;
+          if (start_failed != nullptr) *start_failed = true;
         }
         return e;
       }
@@ -272,8 +283,10 @@ void CommandPool::maintain() {
         ++counters_.recycles[int(*gone)];
         dead = std::move(p);
       } else if (stopped_) {
+        ++counters_.pongs;
         retire_locked(std::move(p), RecycleReason::kStopped);
       } else {
+        ++counters_.pongs;
         p->idle_since = Clock::now();
         idle_.push_back(std::move(p));
       }

@@ -46,6 +46,7 @@ struct PoolCounters {
   std::atomic<uint64_t> starts{0};
   std::atomic<uint64_t> start_failures{0};
   std::atomic<uint64_t> documents[kPoolDocumentOutcomes] = {};
+  std::atomic<uint64_t> pongs{0};  // health checks an idle process passed
 };
 
 // Processes of a pool by state, at one moment.
@@ -94,7 +95,11 @@ class CommandPool {
 
   // A ready process for one document: an idle one, a new one (started in the caller's thread) if
   // fewer than size() live, or the next one given back. Asks `interrupted` every 50 ms.
-  Result<std::unique_ptr<PoolProcess>> acquire(const std::function<Status()>& interrupted);
+  // `start_failed` (if given) says whether the error is that of a start this call attempted: the
+  // one failure that speaks of the command (a refusal during the start backoff, a queue timeout,
+  // a stop or the document's own interruption do not).
+  Result<std::unique_ptr<PoolProcess>> acquire(const std::function<Status()>& interrupted,
+                                               bool* start_failed = nullptr);
 
   // Gives back a process after its document. With no reason it is kept for the next document,
   // unless it has served max_documents (then it is replaced); with a reason it is ended at once.

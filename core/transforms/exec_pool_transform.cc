@@ -22,9 +22,11 @@ constexpr milliseconds kExitGrace{1000};
 // back (or ended) in settle(), the one place where the document's outcome is decided.
 class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
  public:
-  PoolTransform(std::shared_ptr<CommandPool> pool, std::string command, const DocumentContext& doc)
+  PoolTransform(std::shared_ptr<CommandPool> pool, std::string command, int64_t timeout_ms,
+                const DocumentContext& doc)
       : pool_(std::move(pool)),
         command_(std::move(command)),
+        timeout_ms_(timeout_ms),
         interrupted_(doc.check_interrupted),
         breakers_(doc.breakers) {}
 
@@ -69,7 +71,7 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
 
   Status begin() {
     if (proc_ != nullptr) return ok();
-    if (breakers_ != nullptr && !run_.watched()) {
+    if (breakers_ != nullptr) {
       // Open: the document waits (kUnavailable), uncharged, and has not touched the pool.
       CommandAdmission admission = breakers_->admit(command_);
       if (!admission.admitted) {
@@ -77,7 +79,7 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
       }
       run_ = std::move(admission.run);
     }
-    Result<std::unique_ptr<PoolProcess>> p = pool_->acquire(interrupted_);
+    Result<std::unique_ptr<PoolProcess>> p = pool_->acquire(interrupted_, &start_failed_);
     if (!p) {
       const ErrorCode code = p.error().code;
       const bool interrupted = code == ErrorCode::kCancelled || code == ErrorCode::kTimeout;
@@ -86,7 +88,7 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
           std::nullopt, p.error());
     }
     proc_ = std::move(p).value();
-    deadline_ = Clock::now() + milliseconds(pool_->spec().timeout_ms);
+    deadline_ = Clock::now() + milliseconds(timeout_ms_);
     return ok();
   }
 
@@ -166,12 +168,11 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
 
   Status timed_out() {
     proc_->proc().kill_and_reap();
-    return settle(
-        PoolDocumentOutcome::kTimedOut, RecycleReason::kTimeout,
-        make_error(ErrorCode::kTimeout,
-                   pool_->label() + " timed out after " + std::to_string(pool_->spec().timeout_ms) +
-                       " ms and was killed (pool process " + std::to_string(proc_->pid()) + ")" +
-                       proc_->stderr_note()));
+    return settle(PoolDocumentOutcome::kTimedOut, RecycleReason::kTimeout,
+                  make_error(ErrorCode::kTimeout,
+                             pool_->label() + " timed out after " + std::to_string(timeout_ms_) +
+                                 " ms and was killed (pool process " +
+                                 std::to_string(proc_->pid()) + ")" + proc_->stderr_note()));
   }
 
   Status violation(const std::string& message) {
@@ -191,8 +192,9 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
   // The command's breaker hears: a crash, a timeout, a protocol violation or a process that cannot
   // start is a failure (and the document's error becomes kCommandFailed: worth another attempt,
   // which waits while the breaker is open); a document the converter answered, done or failed
-  // ("F": the converter is healthy, the document is not), is a success; a document interrupted
-  // or that found every process busy for queue_timeout_ms says nothing of the command.
+  // ("F": the converter is healthy, the document is not), is a success; a document interrupted,
+  // refused during the pool's start backoff (the start that failed was counted once, by its own
+  // document) or that found every process busy for queue_timeout_ms says nothing of the command.
   Status settle(PoolDocumentOutcome outcome, std::optional<RecycleReason> reason,
                 std::optional<Error> error) {
     ++pool_->counters().documents[int(outcome)];
@@ -211,7 +213,7 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
           failure = CommandFailure::kTimedOut;
           break;
         case PoolDocumentOutcome::kUnavailable:
-          if (error && error->message.find("no pool process came free") == std::string::npos) {
+          if (start_failed_) {
             failure = CommandFailure::kCannotStart;
           } else {
             run_.abandon();
@@ -258,9 +260,11 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
 
   std::shared_ptr<CommandPool> pool_;
   std::string command_;
+  int64_t timeout_ms_;  // the command's per-document limit, from the moment it has a process
   std::function<Status()> interrupted_;
   CommandBreakers* breakers_;          // null: none
   CommandRun run_;                     // this document's run as its breaker admitted it
+  bool start_failed_ = false;          // acquire() failed on a start it attempted
   std::unique_ptr<PoolProcess> proc_;  // checked out by the first call, until settle()
   Clock::time_point deadline_;
   bool settled_ = false;
@@ -280,8 +284,9 @@ class PoolTransform : public DocumentTransform, private pp::FrameDecoder::Sink {
 
 std::unique_ptr<DocumentTransform> make_pool_transform(std::shared_ptr<CommandPool> pool,
                                                        const std::string& command,
+                                                       int64_t timeout_ms,
                                                        const DocumentContext& doc) {
-  return std::make_unique<PoolTransform>(std::move(pool), command, doc);
+  return std::make_unique<PoolTransform>(std::move(pool), command, timeout_ms, doc);
 }
 
 }  // namespace docpipe

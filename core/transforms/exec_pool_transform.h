@@ -12,9 +12,10 @@
 namespace docpipe {
 
 // `command` is the command's name in `commands`, which its circuit breaker (doc.breakers, if
-// any) is kept under.
+// any) is kept under; `timeout_ms` its per-document limit as the job's step was configured.
 std::unique_ptr<DocumentTransform> make_pool_transform(std::shared_ptr<CommandPool> pool,
                                                        const std::string& command,
+                                                       int64_t timeout_ms,
                                                        const DocumentContext& doc);
 
 }  // namespace docpipe

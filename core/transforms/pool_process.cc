@@ -17,7 +17,11 @@ constexpr milliseconds kPollInterval{50};
 // that the error can name its own exit status rather than our SIGKILL.
 constexpr milliseconds kExitGrace{1000};
 
-std::string quoted(std::string_view s) { return nlohmann::json(std::string(s)).dump(); }
+// A converter's bytes as a JSON string; invalid UTF-8 becomes U+FFFD instead of throwing.
+std::string quoted(std::string_view s) {
+  return nlohmann::json(std::string(s))
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 // Accepts exactly one ready frame, and nothing before or after it.
 struct ReadySink : pp::FrameDecoder::Sink {

@@ -301,6 +301,18 @@ void Subprocess::after_reap() {
   sweep_escaped_children();
 }
 
+void Subprocess::clear_stderr() {
+  // What was written so far is in the pipe by now: read it (without waiting) to drop it too.
+  // Bounded: a process that floods its stderr cannot hold the caller here.
+  for (int round = 0; stderr_fd_ >= 0 && round < 64; ++round) {
+    stderr_.clear();
+    (void)read_stderr();
+    if (stderr_.empty()) break;
+  }
+  stderr_.clear();
+  stderr_truncated_ = false;
+}
+
 std::string Subprocess::stderr_tail() const {
   std::string_view tail = stderr_;
   if (tail.size() > kStderrTailBytes) tail.remove_prefix(tail.size() - kStderrTailBytes);

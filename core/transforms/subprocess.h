@@ -61,6 +61,10 @@ class Subprocess {
   pid_t pid() const { return pid_; }
   // The last kStderrTailBytes of stderr, "..." in front if more was written.
   std::string stderr_tail() const;
+  // Forgets what stderr holds so far, including what is waiting in the pipe (a pool process
+  // before its next document: one document's error must not carry what the process wrote while
+  // serving another's). What the process writes later, even about an earlier document, is kept.
+  void clear_stderr();
 
  private:
   Subprocess() = default;

@@ -101,7 +101,9 @@ bool alive(pid_t pid) { return !exited_within(pid, std::chrono::milliseconds(0))
 }  // namespace
 
 TEST_CASE("e2e exec pool: jobs share N converter processes, outputs right, the count stays N") {
-  PoolDaemon d({kPython, kUpper}, {{"size", 2}, {"max_documents", 100000}});
+  // A converter that stays when its stdin ends: only the daemon's stop (SIGTERM) ends it, so the
+  // check after terminate() shows the stop, not the closing of the pipes by the daemon's exit.
+  PoolDaemon d({kPython, kFaulty, "ignore-eof"}, {{"size", 2}, {"max_documents", 100000}});
   d.run_job("first", d.write_documents(60, "first"));
   d.run_job("second", d.write_documents(40, "second"));
   // 100 documents, two jobs, never more than the pool's 2 processes, started once.
@@ -114,7 +116,7 @@ TEST_CASE("e2e exec pool: jobs share N converter processes, outputs right, the c
   CHECK(d.pool_metric("docpipe_command_pool_starts_total", "result", "ok") == double(pids.size()));
   CHECK(d.pool_metric("docpipe_command_pool_documents_total", "outcome", "succeeded") == 100);
   CHECK(d.pool_metric("docpipe_command_pool_recycles_total", "reason", "crash") == 0);
-  // Stopping the daemon ends them all (EOF and SIGTERM), and it reaps them before it exits.
+  // Stopping the daemon ends them all (SIGTERM after EOF), and it reaps them before it exits.
   CHECK(d.daemon.terminate() == 0);
   for (pid_t pid : pids) CHECK_FALSE(alive(pid));
 }
@@ -145,17 +147,22 @@ TEST_CASE("e2e exec pool: processes are replaced after max_documents, observably
 
 TEST_CASE(
     "e2e exec pool: a converter killed with SIGKILL mid-job is replaced and the job succeeds") {
-  // Each document takes the converter 300 ms, so a process seen busy is killed mid-document.
-  PoolDaemon d({kPython, kFaulty, "slow", "300"}, {{"size", 2}, {"max_documents", 100000}});
+  // The first process to get a document writes its pid and hangs in it: killed there, it is
+  // certainly mid-document. The others take 300 ms a document, so the pool needs its second
+  // place again and starts a replacement.
+  TempDir marks;
+  const std::string hung = marks / "hung";
+  PoolDaemon d({kPython, kFaulty, "hang-once", hung, "300"},
+               {{"size", 2}, {"max_documents", 100000}});
   const auto expected = d.write_documents(20, "killed");
   drop_job(d.spool, "killed.json",
            make_job("killed", d.in + "/killed", d.out + "/killed",
                     {{{"op", "exec"}, {"command", "upper"}}}));
-  REQUIRE(d.daemon.wait_for_metric("docpipe_command_pool_processes",
-                                   {{"command", "upper"}, {"state", "busy"}}, 2) == 2.0);
-  const std::vector<pid_t> first = d.started();
-  REQUIRE(!first.empty());
-  REQUIRE(::kill(first.front(), SIGKILL) == 0);
+  REQUIRE(poll_until(milliseconds(20000),
+                     [&] { return file_exists(hung) && read_file(hung).ends_with("\n"); }));
+  const pid_t victim = static_cast<pid_t>(std::stol(read_file(hung)));
+  REQUIRE(victim > 0);
+  REQUIRE(::kill(victim, SIGKILL) == 0);
   JobOutcome outcome = d.daemon.wait_for_job("killed");
   INFO("report: " << outcome.report.dump(2));
   CHECK(outcome.folder == "done");

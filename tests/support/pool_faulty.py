@@ -16,6 +16,14 @@ deploy/examples/pool_upper.py). Usage: pool_faulty.py MODE [ARG] [--pid-log FILE
   echo-env        answers every document with its environment (KEY=VALUE lines)
   spawn-escape    starts a detached `sleep ARG2` in its own session, then serves as upper
   slow MS         upper-cases, taking MS milliseconds over each document before answering
+  stderr-then-crash-on TEXT
+                  writes each document to stderr, upper-cases, and kills itself on TEXT
+  binary-ready    says ready with bytes that are not UTF-8
+  ignore-eof      upper-cases, but stays when its stdin ends (only a signal ends it)
+  hang-once FILE [MS]
+                  upper-cases, taking MS milliseconds over each document (default 0); the first
+                  process to get a document (FILE absent) writes its pid to FILE and hangs in
+                  that document (for a test to kill it there)
 """
 
 import os
@@ -49,12 +57,19 @@ def main():
     if mode == "spawn-escape":
         subprocess.Popen(["sleep", argv[2]], start_new_session=True, stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    write_frame(stdout, b"R", b"docpipe-pool 0" if mode == "bad-ready" else READY)
+    ready = READY
+    if mode == "bad-ready":
+        ready = b"docpipe-pool 0"
+    elif mode == "binary-ready":
+        ready = b"\xff\xfe\x80 ready"
+    write_frame(stdout, b"R", ready)
     stdout.flush()
     served = 0
     while True:
         kind, payload = read_frame(stdin)
         if kind is None:
+            if mode == "ignore-eof":
+                time.sleep(3600)
             return 0
         if kind == b"P":
             if mode != "no-pong":
@@ -65,7 +80,10 @@ def main():
             return 3
         answered = False
         while kind == b"D":
-            if mode == "crash-on" and arg.encode() in payload:
+            if mode == "stderr-then-crash-on":
+                sys.stderr.buffer.write(payload + b"\n")
+                sys.stderr.flush()
+            if mode in ("crash-on", "stderr-then-crash-on") and arg.encode() in payload:
                 os.kill(os.getpid(), signal.SIGKILL)
             if mode == "expand":
                 write_frame(stdout, b"D", b"".join(bytes([b]) * int(arg) for b in payload))
@@ -79,6 +97,17 @@ def main():
             kind, payload = read_frame(stdin)
         if mode == "hang":
             time.sleep(3600)
+        if mode == "hang-once":
+            try:
+                fd = os.open(arg, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                fd = None
+            if fd is not None:
+                os.write(fd, b"%d\n" % os.getpid())
+                os.close(fd)
+                time.sleep(3600)
+            if len(argv) > 2:
+                time.sleep(int(argv[2]) / 1000.0)
         if mode == "slow":
             time.sleep(int(arg) / 1000.0)
         if mode == "garbage":
