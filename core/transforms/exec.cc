@@ -14,7 +14,6 @@
 // In pool mode the same breaker is asked and told in exec_pool_transform.cc (settle()).
 
 #include <signal.h>
-#include <string.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -137,18 +136,10 @@ class ExecTransform : public DocumentTransform {
 
   Status exit_status(int status) {
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return ok();
-    if (WIFEXITED(status)) {
-      return failed(CommandFailure::kExited,
-                    make_error(ErrorCode::kCorruptInput, prefix() + " exited with status " +
-                                                             std::to_string(WEXITSTATUS(status)) +
-                                                             stderr_note()));
-    }
-    const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    const char* what = sigdescr_np(sig);
-    return failed(CommandFailure::kCrashed,
-                  make_error(ErrorCode::kInternal,
-                             prefix() + " was killed by signal " + std::to_string(sig) + " (" +
-                                 (what != nullptr ? what : "unknown") + ")" + stderr_note()));
+    const bool exited = WIFEXITED(status);
+    return failed(exited ? CommandFailure::kExited : CommandFailure::kCrashed,
+                  make_error(exited ? ErrorCode::kCorruptInput : ErrorCode::kInternal,
+                             prefix() + " " + describe_wait_status(status) + stderr_note()));
   }
 
   // The command failed: its breaker hears of it, and a watched failure is worth another attempt

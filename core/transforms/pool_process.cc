@@ -1,8 +1,6 @@
 #include "core/transforms/pool_process.h"
 
 #include <signal.h>
-#include <string.h>
-#include <sys/wait.h>
 
 #include <nlohmann/json.hpp>
 
@@ -198,17 +196,7 @@ std::optional<RecycleReason> PoolProcess::check_idle() {
   return std::nullopt;
 }
 
-std::string PoolProcess::describe_end() const {
-  const int status = proc_->wait_status();
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    const int sig = WTERMSIG(status);
-    const char* what = sigdescr_np(sig);
-    return "was killed by signal " + std::to_string(sig) + " (" +
-           (what != nullptr ? what : "unknown") + ")";
-  }
-  return "ended (wait status " + std::to_string(status) + ")";
-}
+std::string PoolProcess::describe_end() const { return describe_wait_status(proc_->wait_status()); }
 
 std::string PoolProcess::stderr_note() const {
   std::string tail = proc_->stderr_tail();

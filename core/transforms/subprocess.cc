@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -299,6 +300,17 @@ bool Subprocess::wait_exit(std::chrono::milliseconds wait) {
 void Subprocess::after_reap() {
   forget_child(pid_);
   sweep_escaped_children();
+}
+
+std::string describe_wait_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const char* what = sigdescr_np(sig);
+    return "was killed by signal " + std::to_string(sig) + " (" +
+           (what != nullptr ? what : "unknown") + ")";
+  }
+  return "ended (wait status " + std::to_string(status) + ")";
 }
 
 void Subprocess::clear_stderr() {

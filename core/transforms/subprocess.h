@@ -17,6 +17,10 @@
 
 namespace docpipe {
 
+// How a reaped child ended, for an error: "exited with status 3", "was killed by signal 9
+// (Killed)", or "ended (wait status N)".
+std::string describe_wait_status(int status);
+
 class Subprocess {
  public:
   // Keeps this much of the end of stderr for error messages.
