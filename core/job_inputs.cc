@@ -130,7 +130,8 @@ class OutputCollisions {
 
 constexpr size_t kMaxCollisionErrors = 10;
 
-size_t count_dir_documents(const JobSpec& job, FieldErrors& errors) {
+size_t count_dir_documents(const JobSpec& job, FieldErrors& errors,
+                           std::optional<Error>* shortage) {
   std::unique_ptr<DocumentSource> source = make_document_source(job, SourceUse::kCount);
   size_t count = 0;
   std::optional<OutputCollisions> collisions;
@@ -161,6 +162,7 @@ size_t count_dir_documents(const JobSpec& job, FieldErrors& errors) {
     std::string_view message = fatal->message;
     if (message.starts_with("input.dir: ")) message.remove_prefix(11);
     errors.push_back({"input.dir", std::string(message)});
+    if (shortage != nullptr && is_resource_shortage(fatal->sys_errno)) *shortage = *fatal;
     return count;
   }
   if (count == 0 && walk_errors.empty()) {
@@ -171,7 +173,8 @@ size_t count_dir_documents(const JobSpec& job, FieldErrors& errors) {
   return count;
 }
 
-size_t check_input_files(JobSpec& job, const Roots& roots, FieldErrors& errors) {
+size_t check_input_files(JobSpec& job, const Roots& roots, FieldErrors& errors,
+                         std::optional<Error>* shortage) {
   size_t count = 0;
   job.input.file_roots.assign(job.input.files.size(), "/");
   job.input.real_files.clear();
@@ -206,6 +209,12 @@ size_t check_input_files(JobSpec& job, const Roots& roots, FieldErrors& errors) 
       Status ok_path = check_path_access(std::string(parent_path(real)), *who, X_OK, "read");
       if (ok_path) {
         int fd = ::open(real.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && is_resource_shortage(errno)) {
+          Error e = errno_error("cannot check " + real, errno);
+          errors.push_back({path, e.message});
+          if (shortage != nullptr) *shortage = std::move(e);
+          continue;
+        }
         if (fd < 0 || ::fstat(fd, &st) != 0 || !may_access(fd, st, *who, R_OK)) {
           ok_path = make_error(ErrorCode::kPermission, real + ": the submitter (uid " +
                                                            std::to_string(who->uid) +
@@ -305,16 +314,16 @@ void check_output_outside_walk(const JobSpec& job, const std::string& input_real
 
 size_t check_job_inputs(JobSpec& job, const std::vector<std::string>& allowed_input_roots,
                         const std::vector<std::string>& allowed_output_roots, FieldErrors& errors,
-                        bool count_documents) {
+                        bool count_documents, std::optional<Error>* shortage) {
   Roots input_roots = resolve_roots(allowed_input_roots);
   Roots output_roots = resolve_roots(allowed_output_roots);
   size_t count = 0;
   bool input_ok = false;
   if (!job.input.dir.empty()) {
     input_ok = check_input_dir(job, input_roots, errors);
-    if (input_ok && count_documents) count = count_dir_documents(job, errors);
+    if (input_ok && count_documents) count = count_dir_documents(job, errors, shortage);
   } else {
-    count = check_input_files(job, input_roots, errors);
+    count = check_input_files(job, input_roots, errors, shortage);
   }
   const bool output_ok = check_output_dir(job, output_roots, errors);
   if (input_ok && output_ok) {

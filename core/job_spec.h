@@ -89,9 +89,12 @@ std::optional<JobSpec> parse_job(std::string_view text, const JobParseOptions& o
 // (Defined in job_inputs.cc: the half of validation that reads the file system.)
 // `count` false: the input folder is not walked (no count, no "no documents match"): a cluster
 // node checking a job another node counted.
+// `shortage`, when given, is set when a check could not be made because the daemon ran out of
+// descriptors or memory (is_resource_shortage): not the job's fault, so the caller tries again
+// later instead of rejecting the job. The reason is in `errors` as well.
 size_t check_job_inputs(JobSpec& job, const std::vector<std::string>& allowed_input_roots,
                         const std::vector<std::string>& allowed_output_roots, FieldErrors& errors,
-                        bool count = true);
+                        bool count = true, std::optional<Error>* shortage = nullptr);
 
 // output.dir / relative_path, its file name renamed by output_name_for.
 std::string output_path_for(const JobSpec& job, std::string_view relative_path);

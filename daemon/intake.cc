@@ -16,12 +16,10 @@
 
 namespace docpipe {
 
-std::optional<ValidatedJob> validate_job_text(const std::string& text,
-                                              const std::string& default_id,
-                                              const std::string& base_dir,
-                                              const DaemonConfig& config, FieldErrors& errors,
-                                              const std::optional<Credentials>& submitter,
-                                              bool count_documents) {
+std::optional<ValidatedJob> validate_job_text(
+    const std::string& text, const std::string& default_id, const std::string& base_dir,
+    const DaemonConfig& config, FieldErrors& errors, const std::optional<Credentials>& submitter,
+    bool count_documents, std::optional<Error>* shortage) {
   TransformEnv env{config.commands, config.allowed_input_roots};
   JobParseOptions options{default_id, base_dir, &env};
   std::optional<JobSpec> spec = parse_job(text, options, errors);
@@ -30,14 +28,18 @@ std::optional<ValidatedJob> validate_job_text(const std::string& text,
     return std::nullopt;
   }
   spec->submitter = submitter;  // checked here already, so a refusal is a clear rejection
-  size_t n =
-      check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots, errors,
-                       count_documents);
+  size_t n = check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots,
+                              errors, count_documents, shortage);
   if (!errors.empty()) {
     cap_field_errors(errors);
     return std::nullopt;
   }
   return ValidatedJob{std::move(*spec), n};
+}
+
+std::string shortage_message(const Error& shortage) {
+  return "the daemon is short of descriptors or memory and cannot check the job's inputs now (" +
+         shortage.message + ")";
 }
 
 std::string pin_job_text(const std::string& text, const JobSpec& spec) {
@@ -206,8 +208,15 @@ IntakeResult take_job_file(const Spool& spool, const std::string& name,
     std::optional<Credentials> submitter =
         owner ? submitter_for(*owner)
               : submitter_for(Credentials{file->uid, static_cast<gid_t>(-1), {}});
+    std::optional<Error> shortage;
     job = validate_job_text(file->text, job_file_stem(name), spool.incoming(), config, r.errors,
-                            submitter);
+                            submitter, /*count_documents=*/true, &shortage);
+    if (shortage) {
+      // Left in incoming/, taken again at the next rescan.
+      r.kind = IntakeResult::Kind::kFailed;
+      r.message = shortage_message(*shortage);
+      return r;
+    }
   } else {
     // Recorded once in rejected/ (the name itself moves there), never read, never retried.
     r.errors.push_back({"", file->problem});
@@ -283,8 +292,14 @@ IntakeResult load_active_job(const Spool& spool, const std::string& id,
   }
   r.owner_uid = file->uid;
   r.owner_gid = file->gid;
-  std::optional<ValidatedJob> job =
-      validate_job_text(file->text, id, spool.incoming(), config, r.errors);
+  std::optional<Error> shortage;
+  std::optional<ValidatedJob> job = validate_job_text(file->text, id, spool.incoming(), config,
+                                                      r.errors, std::nullopt, true, &shortage);
+  if (shortage) {
+    r.kind = IntakeResult::Kind::kFailed;  // resumed later, not ended as unresumable
+    r.message = shortage_message(*shortage);
+    return r;
+  }
   if (!job) {
     r.kind = IntakeResult::Kind::kRejected;
     return r;

@@ -28,10 +28,16 @@ struct ValidatedJob {
 // returns nullopt with the problems in `errors`, capped at kMaxReportedFieldErrors plus one entry
 // counting the rest.
 // With `submitter`, its rights to read the inputs and write the output are checked too.
+// `shortage`: as check_job_inputs says; set, the failure is the daemon's (out of descriptors or
+// memory), and the job is to be tried again, not rejected.
 std::optional<ValidatedJob> validate_job_text(
     const std::string& text, const std::string& default_id, const std::string& base_dir,
     const DaemonConfig& config, FieldErrors& errors,
-    const std::optional<Credentials>& submitter = std::nullopt, bool count_documents = true);
+    const std::optional<Credentials>& submitter = std::nullopt, bool count_documents = true,
+    std::optional<Error>* shortage = nullptr);
+
+// Why a validation was cut short by `shortage`, for a log line or a reply.
+std::string shortage_message(const Error& shortage);
 
 // The job's JSON with its id and paths pinned to what validation resolved (absolute), so that
 // the stored job means the same thing whatever folder it is later read against (resume).

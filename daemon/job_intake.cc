@@ -231,7 +231,15 @@ JobIntake::Submitted JobIntake::submit(const std::string& text, const std::strin
                                        const std::optional<Credentials>& submitter,
                                        const DaemonConfig& config) {
   Submitted out;
-  auto validated = validate_job_text(text, default_id, base_dir, config, out.errors, submitter);
+  std::optional<Error> shortage;
+  auto validated = validate_job_text(text, default_id, base_dir, config, out.errors, submitter,
+                                     /*count_documents=*/true, &shortage);
+  if (shortage) {
+    // The daemon's trouble, not the job's: a failure the client may retry, not field errors.
+    out.errors.clear();
+    out.failure = shortage_message(*shortage) + "; submit it again later";
+    return out;
+  }
   if (!validated) return out;
   std::string id = validated->spec.id;
   Status st = deps_.submitters.admit(id, pin_job_text(text, validated->spec), submitter);

@@ -3,13 +3,16 @@
 // rights and outputs inside the input folder.
 
 #include <doctest/doctest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -277,4 +280,39 @@ TEST_CASE("job spec check: the roots holding input and output are recorded for t
   CHECK(spec.input.real_dir == f.root + "/in/sub");
   CHECK(spec.output.root == f.root);
   CHECK(spec.output.real_dir == f.root + "/out/new");
+}
+
+// A check the daemon could not make for want of descriptors says nothing about the job: it is
+// flagged as a shortage, so that the caller tries again instead of rejecting the job.
+TEST_CASE("job spec check: a walk cut short by the daemon's descriptor limit is a shortage") {
+  CheckFixture f;
+  f.put("in/a.md");
+  JobSpec spec = f.job({{"dir", "in"}});
+  rlimit old{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);
+  const int lowest_free = ::dup(0);  // new descriptors take the lowest free number
+  REQUIRE(lowest_free >= 0);
+  ::close(lowest_free);
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(lowest_free);  // no new descriptor below the limit
+  FieldErrors errors;
+  std::optional<docpipe::Error> shortage;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  docpipe::check_job_inputs(spec, {"/"}, {"/"}, errors, true, &shortage);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &old) == 0);
+  REQUIRE(shortage.has_value());
+  CHECK(shortage->sys_errno == EMFILE);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].path == "input.dir");
+  CHECK(errors[0].reason.find("Too many open files") != std::string::npos);
+
+  // With descriptors back, the same job checks clean; a missing folder is no shortage.
+  errors.clear();
+  shortage.reset();
+  CHECK(docpipe::check_job_inputs(spec, {"/"}, {"/"}, errors, true, &shortage) == 1);
+  CHECK(errors.empty());
+  JobSpec missing = f.job({{"dir", "gone"}});
+  docpipe::check_job_inputs(missing, {"/"}, {"/"}, errors, true, &shortage);
+  CHECK_FALSE(errors.empty());
+  CHECK_FALSE(shortage.has_value());
 }
