@@ -48,9 +48,10 @@ std::string progress_line(const nlohmann::json& job) {
     line += "; waiting for " + job.value("waiting_for", std::string()) + " on " +
             job.value("coordinator", std::string());
   } else if (job.contains("coordinator")) {
-    line += job.value("distributed", false)
-                ? "; coordinated by " + job.value("coordinator", std::string())
-                : "; on " + job.value("coordinator", std::string()) + " alone (NATS was unreachable)";
+    line +=
+        job.value("distributed", false)
+            ? "; coordinated by " + job.value("coordinator", std::string())
+            : "; on " + job.value("coordinator", std::string()) + " alone (NATS was unreachable)";
   }
   return line;
 }
@@ -92,19 +93,18 @@ std::string command_lines(const nlohmann::json& commands) {
 
 // The "cluster" object of a node's status, as lines: this node and the nodes it sees.
 std::string cluster_lines(const nlohmann::json& c) {
-  std::string out = "  cluster: node " + c.value("node", std::string()) + ", stream " +
-                    c.value("stream", std::string()) + ", " +
-                    (c.value("connected", false)
-                         ? "connected to " + c.value("connected_url", std::string())
-                         : std::string("NOT connected to NATS (reconnecting)")) +
-                    "; holding " + std::to_string(c.value("held", uint64_t{0})) + " of " +
-                    std::to_string(c.value("max_ack_pending", uint64_t{0})) +
-                    " document messages; " +
-                    std::to_string(c.value("messages_pending", int64_t{0})) +
-                    " waiting in the stream\n";
+  std::string out =
+      "  cluster: node " + c.value("node", std::string()) + ", stream " +
+      c.value("stream", std::string()) + ", " +
+      (c.value("connected", false) ? "connected to " + c.value("connected_url", std::string())
+                                   : std::string("NOT connected to NATS (reconnecting)")) +
+      "; holding " + std::to_string(c.value("held", uint64_t{0})) + " of " +
+      std::to_string(c.value("max_ack_pending", uint64_t{0})) + " document messages; " +
+      std::to_string(c.value("messages_pending", int64_t{0})) + " waiting in the stream\n";
   for (const auto& n : c.value("nodes", nlohmann::json::array())) {
     char buf[256];
-    std::snprintf(buf, sizeof buf, "    node %s: holding %llu of %llu, coordinating %llu job(s), seen %.0fs ago\n",
+    std::snprintf(buf, sizeof buf,
+                  "    node %s: holding %llu of %llu, coordinating %llu job(s), seen %.0fs ago\n",
                   n.value("node", std::string()).c_str(),
                   static_cast<unsigned long long>(n.value("held", uint64_t{0})),
                   static_cast<unsigned long long>(n.value("max_ack_pending", uint64_t{0})),
@@ -247,6 +247,51 @@ int cli_submit(const std::string& job_file, bool wait, const DaemonConfig& confi
   return wait ? wait_for_job(id, config, out, err) : 0;
 }
 
+namespace {
+
+// "open", or "paused since 2026-...Z by uid 0 (reason)".
+std::string intake_text(const nlohmann::json& intake) {
+  if (!intake.is_object() || intake.value("state", std::string()) != "paused") return "open";
+  std::string text = "paused since " + intake.value("since", std::string()) + " by uid " +
+                     std::to_string(intake.value("by_uid", 0u));
+  const std::string reason = intake.value("reason", std::string());
+  if (!reason.empty()) text += " (" + reason + ")";
+  return text + "; no job starts until `docpipe resume`";
+}
+
+// pause or resume: one request, the intake state it leaves printed.
+int intake_request(const char* name, nlohmann::json request, const DaemonConfig& config,
+                   std::ostream& out, std::ostream& err) {
+  nlohmann::json reply;
+  try {
+    reply = control_request(config.control_socket, request, kRequestTimeoutMs);
+  } catch (const std::exception& e) {
+    err << "docpipe " << name << ": " << e.what() << "\n";
+    return 1;
+  }
+  if (!reply.value("ok", false)) {
+    err << "docpipe " << name << ": " << reply.value("error", std::string("failed")) << "\n";
+    return 1;
+  }
+  out << "intake: " << intake_text(reply.value("intake", nlohmann::json::object())) << "\n";
+  if (reply.contains("note"))
+    err << "docpipe " << name << ": " << reply.value("note", std::string()) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int cli_pause(const std::string& reason, const DaemonConfig& config, std::ostream& out,
+              std::ostream& err) {
+  nlohmann::json request{{"op", "pause"}};
+  if (!reason.empty()) request["reason"] = reason;
+  return intake_request("pause", std::move(request), config, out, err);
+}
+
+int cli_resume(const DaemonConfig& config, std::ostream& out, std::ostream& err) {
+  return intake_request("resume", {{"op", "resume"}}, config, out, err);
+}
+
 int cli_status(const std::string& id, bool json, const DaemonConfig& config, std::ostream& out,
                std::ostream& err) {
   nlohmann::json request{{"op", "status"}};
@@ -286,6 +331,7 @@ int cli_status(const std::string& id, bool json, const DaemonConfig& config, std
       << " queued; documents in flight: " << d.value("documents_in_flight", 0)
       << "; buffers: " << d.value("buffer_bytes_in_use", 0) << " of "
       << d.value("memory_budget_bytes", 0) << " bytes\n";
+  if (d.contains("intake")) out << "  intake: " << intake_text(d["intake"]) << "\n";
   if (d.contains("cluster")) out << cluster_lines(d["cluster"]);
   if (d.contains("commands")) out << command_lines(d["commands"]);
   for (const auto& job : reply["jobs"]) out << "  " << progress_line(job) << "\n";

@@ -1,6 +1,6 @@
 #pragma once
 // The CLI commands that talk to a running daemon over the control socket: submit (falling back
-// to an atomic drop into incoming/ when no daemon answers), status and cancel.
+// to an atomic drop into incoming/ when no daemon answers), status, cancel, pause and resume.
 
 #include <ostream>
 #include <string>
@@ -16,5 +16,10 @@ int cli_status(const std::string& id, bool json, const DaemonConfig& config, std
                std::ostream& err);
 int cli_cancel(const std::string& id, const DaemonConfig& config, std::ostream& out,
                std::ostream& err);
+// `docpipe pause [--reason TEXT]` / `docpipe resume`: intake paused or resumed (operators only);
+// prints the state it leaves.
+int cli_pause(const std::string& reason, const DaemonConfig& config, std::ostream& out,
+              std::ostream& err);
+int cli_resume(const DaemonConfig& config, std::ostream& out, std::ostream& err);
 
 }  // namespace docpipe

@@ -59,7 +59,94 @@ void ControlHandler::handle(ControlRequest request, const Credentials& peer,
     case ControlRequest::Op::kList:
       reply({{"ok", true}, {"jobs", deps_.table.visible_jobs(peer)}});
       return;
+    case ControlRequest::Op::kPause:
+      return pause(std::move(request.reason), peer, std::move(reply));
+    case ControlRequest::Op::kResume:
+      return resume(peer, std::move(reply));
   }
+}
+
+namespace {
+
+std::string operators_only(const char* what) {
+  return std::string(what) +
+         " is for the daemon's operators: root, the daemon's own user, or a member of the "
+         "config's admin_group";
+}
+
+}  // namespace
+
+bool ControlHandler::may_pause(const Credentials& peer) const {
+  // The daemon's own user owns the spool (and could write paused.json itself).
+  return deps_.table.is_admin(peer) || peer.uid == ::geteuid();
+}
+
+void ControlHandler::pause(std::string reason, const Credentials& peer,
+                           ControlServer::Reply reply) {
+  if (!may_pause(peer)) {
+    reply(error_reply(operators_only("pausing intake")));
+    return;
+  }
+  if (deps_.table.paused()) {
+    reply({{"ok", true},
+           {"intake", intake_pause_json(deps_.table.pause())},
+           {"note", "already paused"}});
+    return;
+  }
+  // In force at once, before any other request or finished job can admit one more; then kept
+  // in the spool, so that a restart stays paused.
+  IntakePause p{deps_.clock.wall_ms(), peer.uid, std::move(reason)};
+  deps_.table.set_pause(p);
+  log_info("intake paused", {{"uid", std::to_string(peer.uid)}, {"reason", p.reason}});
+  persist_pause([this, reply](const Status& stored) {
+    nlohmann::json out{{"ok", true}, {"intake", intake_pause_json(deps_.table.pause())}};
+    if (!stored) {
+      log_error("cannot record the pause in the spool; a restart would resume intake",
+                {{"error", stored.error().message}});
+      out["note"] = "paused, but not recorded in the spool (" + stored.error().message +
+                    "): a restart of the daemon resumes intake";
+    }
+    reply(out);
+  });
+}
+
+void ControlHandler::persist_pause(std::function<void(const Status&)> done) {
+  {
+    std::lock_guard lock(pause_file_->mu);
+    pause_file_->wanted = deps_.table.pause();
+  }
+  auto stored = std::make_shared<Status>();
+  deps_.executor.run(
+      [file = pause_file_, stored, path = pause_file_path(deps_.spool.root()),
+       durable = deps_.durable] {
+        // Whatever is wanted when this runs: a pause and a resume in quick succession may run in
+        // either order on the executor's threads, and the last to run writes the latest state.
+        std::lock_guard lock(file->mu);
+        *stored = store_intake_pause(path, file->wanted, durable);
+      },
+      [stored, done = std::move(done)] { done(*stored); });
+}
+
+void ControlHandler::resume(const Credentials& peer, ControlServer::Reply reply) {
+  if (!may_pause(peer)) {
+    reply(error_reply(operators_only("resuming intake")));
+    return;
+  }
+  const bool was_paused = deps_.table.paused();
+  deps_.table.set_pause(std::nullopt);  // admits queued jobs at once
+  if (was_paused) log_info("intake resumed", {{"uid", std::to_string(peer.uid)}});
+  if (deps_.rescan_incoming) deps_.rescan_incoming();  // the files that waited in incoming/
+  persist_pause([this, reply, was_paused](const Status& stored) {
+    nlohmann::json out{{"ok", true}, {"intake", intake_pause_json(deps_.table.pause())}};
+    if (!was_paused) out["note"] = "intake was not paused";
+    if (!stored) {
+      log_error("cannot remove the pause from the spool; a restart would pause intake again",
+                {{"error", stored.error().message}});
+      out["note"] = "resumed, but the pause is still recorded in the spool (" +
+                    stored.error().message + "): a restart of the daemon pauses intake again";
+    }
+    reply(out);
+  });
 }
 
 void ControlHandler::submit(ControlRequest request, const Credentials& peer,
@@ -83,7 +170,13 @@ void ControlHandler::submit(ControlRequest request, const Credentials& peer,
                                     {"uid", std::to_string(uid)},
                                     {"documents", std::to_string(documents)}});
           deps_.table.enqueue(submitted->job);
-          reply({{"ok", true}, {"id", id}, {"documents", documents}});
+          nlohmann::json out{{"ok", true}, {"id", id}, {"documents", documents}};
+          if (deps_.table.paused()) {
+            out["note"] =
+                "intake is paused: the job is queued and starts once an operator runs "
+                "`docpipe resume`";
+          }
+          reply(out);
         } else if (!submitted->unopened_id.empty()) {
           // In active/ already: it runs once it can be opened, as a claimed drop does.
           const std::string& id = submitted->unopened_id;
@@ -117,6 +210,7 @@ nlohmann::json ControlHandler::daemon_status() const {
       {"pid", ::getpid()},
       {"uptime_seconds", static_cast<double>(deps_.clock.wall_ms() - started_at_ms_) / 1e3},
       {"state", deps_.table.stopping() ? "stopping" : "running"},
+      {"intake", intake_pause_json(deps_.table.pause())},
       {"spool", deps_.spool.root()},
       {"workers", cfg->workers},
       {"ocr_concurrency", cfg->ocr_concurrency},

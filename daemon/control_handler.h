@@ -1,12 +1,16 @@
 #pragma once
-// Control socket requests (NDJSON): submit, status, cancel, list, answered on the loop thread
+// Control socket requests (NDJSON): submit, status, cancel, list, pause, resume, answered on the
+// loop thread
 // from the job table; file work (validation, claiming, reading finished reports) goes to the
 // executor. A caller sees and touches only the jobs it submitted, unless it is root or in
 // admin_group (JobTable::can_see).
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "config/daemon_config.h"
@@ -37,6 +41,8 @@ class ControlHandler {
     const WorkQueue& work;
     DaemonMetrics& metrics;
     const CommandBreakers* breakers = nullptr;  // status shows each command's breaker
+    bool durable = true;                        // the pause file's changes are fsynced
+    std::function<void()> rescan_incoming;      // on resume: job files that waited are taken
   };
   explicit ControlHandler(Deps deps) : deps_(deps) {}
 
@@ -50,9 +56,21 @@ class ControlHandler {
   void status(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
   void finished_status(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
   void cancel(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
+  // Root, the daemon's own user, or a member of admin_group.
+  bool may_pause(const Credentials& peer) const;
+  void pause(std::string reason, const Credentials& peer, ControlServer::Reply reply);
+  void resume(const Credentials& peer, ControlServer::Reply reply);
+  // Writes the table's pause state to SPOOL/paused.json on the executor, then calls `done`.
+  void persist_pause(std::function<void(const Status&)> done);
   nlohmann::json daemon_status() const;
 
+  struct PauseFile {
+    std::mutex mu;  // one writer at a time; `wanted` is what the last change asked for
+    std::optional<IntakePause> wanted;
+  };
+
   Deps deps_;
+  std::shared_ptr<PauseFile> pause_file_ = std::make_shared<PauseFile>();
   int64_t started_at_ms_ = 0;
   uint64_t submit_counter_ = 0;
 };

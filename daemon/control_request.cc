@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/intake_pause.h"
+
 namespace docpipe {
 
 std::string quote_client_text(std::string_view text, size_t max_chars) {
@@ -59,7 +61,7 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
   }
   auto op = request.find("op");
   if (op == request.end() || !op->is_string()) {
-    return invalid("request needs a string \"op\": submit, status, cancel or list");
+    return invalid("request needs a string \"op\": submit, status, cancel, list, pause or resume");
   }
   const std::string& name = op->get_ref<const std::string&>();
   if (name == "submit") return parse_submit(request);
@@ -87,8 +89,20 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
     r.id = id->get<std::string>();
     return r;
   }
+  if (name == "pause") {
+    r.op = ControlRequest::Op::kPause;
+    auto reason = request.find("reason");
+    if (reason == request.end() || reason->is_null()) return r;
+    if (!reason->is_string()) return invalid("pause: \"reason\" must be a string");
+    r.reason = pause_reason(reason->get_ref<const std::string&>());
+    return r;
+  }
+  if (name == "resume") {
+    r.op = ControlRequest::Op::kResume;
+    return r;
+  }
   return invalid("unknown op " + quote_client_text(name, kMaxQuotedOp) +
-                 ": expected submit, status, cancel or list");
+                 ": expected submit, status, cancel, list, pause or resume");
 }
 
 }  // namespace docpipe

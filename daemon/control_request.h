@@ -1,7 +1,8 @@
 #pragma once
 // One control-socket request line (NDJSON), parsed and checked without libuv, so that it can be
 // unit-tested and fuzzed: {"op": "submit", "job": {...}, "base_dir": "/abs"}, {"op": "status"
-// [, "id": ID]}, {"op": "cancel", "id": ID} or {"op": "list"}. Hostile lines cost O(size): size
+// [, "id": ID]}, {"op": "cancel", "id": ID}, {"op": "list"}, {"op": "pause"[, "reason": TEXT]} or
+// {"op": "resume"}. Hostile lines cost O(size): size
 // and nesting are checked before anything is built, and nothing a client sends is echoed back
 // unbounded.
 
@@ -22,11 +23,12 @@ inline constexpr size_t kMaxControlRequestBytes = 4u << 20;
 inline constexpr size_t kMaxControlRequestDepth = kMaxJsonDepth;
 
 struct ControlRequest {
-  enum class Op { kSubmit, kStatus, kCancel, kList };
+  enum class Op { kSubmit, kStatus, kCancel, kList, kPause, kResume };
   Op op = Op::kList;
   std::string id;        // status: one job (empty: all of the caller's); cancel: the job
   std::string job_text;  // submit: the job as compact JSON text
   std::string base_dir;  // submit: where relative paths resolve (absolute); empty: incoming/
+  std::string reason;    // pause: why (cut to kMaxPauseReasonChars); may be empty
 };
 
 // Parses one line (without its newline). Errors are kInvalidArgument (or kTooLarge) with the

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "core/clock.h"
+#include "core/time_util.h"
 #include "core/transforms/command_pools.h"
 #include "core/transforms/worker_pool.h"
 #include "daemon/cluster_node.h"
@@ -116,7 +117,11 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                                                             .intake = *intake_,
                                                             .work = *work_,
                                                             .metrics = *metrics_,
-                                                            .breakers = breakers_.get()});
+                                                            .breakers = breakers_.get(),
+                                                            .durable = durable_,
+                                                            .rescan_incoming = [this] {
+                                                              if (watch_) watch_->rescan();
+                                                            }});
 }
 
 Daemon::~Daemon() {
@@ -133,6 +138,7 @@ int Daemon::run() {
   notifier_ = std::make_unique<ServiceNotifier>(&loop_, [this] { return health(); });
   notifier_->start();
   log_info("metrics listening", {{"address", metrics_server_->address()}});
+  restore_pause();
   intake_->resume_active_jobs([this] {
     if (!table_->stopping()) start_intake();
   });
@@ -229,6 +235,25 @@ void Daemon::start_intake() {
   notifier_->ready();
 }
 
+void Daemon::restore_pause() {
+  // A pause recorded by an earlier run holds until `docpipe resume` (intake_pause.h). One that
+  // cannot be read was still made by someone: intake stays paused, and says why.
+  Result<std::optional<IntakePause>> pause = load_intake_pause(pause_file_path(spool_.root()));
+  if (!pause) {
+    log_error("cannot read the recorded pause; intake stays paused until `docpipe resume`",
+              {{"error", pause.error().message}});
+    table_->set_pause(IntakePause{system_clock().wall_ms(), 0,
+                                  pause_reason("unreadable pause file: " + pause.error().message)});
+    return;
+  }
+  if (!*pause) return;
+  log_warn("intake is paused (recorded before this start); `docpipe resume` resumes it",
+           {{"since", format_utc((*pause)->since_ms)},
+            {"by_uid", std::to_string((*pause)->by_uid)},
+            {"reason", (*pause)->reason}});
+  table_->set_pause(**pause);
+}
+
 ServiceNotifier::Health Daemon::health() {
   ServiceNotifier::Health h;
   h.documents_finished = documents_finished_.load(std::memory_order_relaxed);
@@ -245,8 +270,9 @@ ServiceNotifier::Health Daemon::health() {
   rate_sample_documents_ = h.documents_finished;
   rate_sample_ms_ = now;
   char buf[160];
-  std::snprintf(buf, sizeof buf, "%zu job(s) running, %zu queued, %.0f documents/s%s",
-                table_->running(), table_->queued(), rate, table_->stopping() ? ", stopping" : "");
+  std::snprintf(buf, sizeof buf, "%zu job(s) running, %zu queued, %.0f documents/s%s%s",
+                table_->running(), table_->queued(), rate,
+                table_->paused() ? ", intake paused" : "", table_->stopping() ? ", stopping" : "");
   h.status = buf;
   return h;
 }

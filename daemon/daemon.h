@@ -61,6 +61,8 @@ class Daemon {
   void close_handles();
   void start_intake();
   ServiceNotifier::Health health();
+  // Intake paused as an earlier run left it (SPOOL/paused.json). Before intake starts.
+  void restore_pause();
   void begin_shutdown(const char* signal_name);
   void reload();
   void apply_config(DaemonConfig next);

@@ -28,6 +28,11 @@ DaemonMetrics::DaemonMetrics(prometheus::Registry& registry) {
                       .Help("Valid jobs waiting for a slot (max_active_jobs)")
                       .Register(registry)
                       .Add({});
+  intake_paused_ = &prometheus::BuildGauge()
+                        .Name("docpipe_intake_paused")
+                        .Help("1 while intake is paused (docpipe pause): no job starts")
+                        .Register(registry)
+                        .Add({});
   auto& docs = prometheus::BuildCounter()
                    .Name("docpipe_documents_total")
                    .Help("Documents finished, by outcome")

@@ -29,12 +29,15 @@ class DaemonMetrics {
   prometheus::Counter& intake_overflows() { return *intake_overflows_; }
   prometheus::Gauge& jobs_active() { return *jobs_active_; }
   prometheus::Gauge& jobs_queued() { return *jobs_queued_; }
+  // 1 while intake is paused (docpipe pause), else 0.
+  prometheus::Gauge& intake_paused() { return *intake_paused_; }
 
  private:
   prometheus::Counter* jobs_[3];  // docpipe_jobs_total{outcome=succeeded|failed|cancelled}
   prometheus::Counter* jobs_rejected_;
   prometheus::Gauge* jobs_active_;
   prometheus::Gauge* jobs_queued_;
+  prometheus::Gauge* intake_paused_;   // docpipe_intake_paused
   prometheus::Counter* documents_[3];  // docpipe_documents_total{outcome=succeeded|failed|skipped}
   prometheus::Counter* bytes_in_;
   prometheus::Counter* bytes_out_;

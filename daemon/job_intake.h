@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "config/daemon_config.h"
@@ -50,7 +51,9 @@ class JobIntake {
   // that an incoming job with the same id is refused rather than racing the resumed one.
   void resume_active_jobs(std::function<void()> then);
 
-  // incoming/NAME looks complete: take it (validate, claim or reject) and queue it.
+  // incoming/NAME looks complete: take it (validate, claim or reject) and queue it. While intake
+  // is paused (JobTable::paused) it is left there untouched, logged once, and taken at the
+  // rescan that resuming starts.
   void on_job_file_ready(const std::string& name);
 
   // Blocking (executor): a job handed over the socket, validated, its submitter recorded and
@@ -93,6 +96,9 @@ class JobIntake {
   mutable std::mutex config_mu_;  // reload replaces config_ while pool threads read it
   std::shared_ptr<const DaemonConfig> config_;
   std::function<void(const std::string&)> forget_;
+  // Names already logged as waiting while paused (at most kMaxWaitingLogged; cleared on resume).
+  static constexpr size_t kMaxWaitingLogged = 1000;
+  std::set<std::string> waiting_logged_;
 };
 
 }  // namespace docpipe

@@ -22,7 +22,7 @@ void JobTable::enqueue(std::shared_ptr<DaemonJob> job) {
 }
 
 void JobTable::admit() {
-  while (!stopping_ && running_.size() < static_cast<size_t>(limits_.max_active_jobs) &&
+  while (!stopping_ && !pause_ && running_.size() < static_cast<size_t>(limits_.max_active_jobs) &&
          !queued_.empty()) {
     // Highest priority first; among equals, the earliest queued (stable).
     auto best = std::max_element(queued_.begin(), queued_.end(), [](const auto& a, const auto& b) {
@@ -92,6 +92,16 @@ void JobTable::set_limits(JobTableLimits limits) {
   admit();  // max_active_jobs may have grown
 }
 
+void JobTable::set_pause(std::optional<IntakePause> pause) {
+  pause_ = std::move(pause);
+  deps_.metrics.intake_paused().Set(pause_ ? 1 : 0);
+  admit();
+}
+
+bool JobTable::is_admin(const Credentials& peer) const {
+  return docpipe::is_admin(peer, limits_.admin_gid);
+}
+
 void JobTable::begin_stopping() { stopping_ = true; }
 
 void JobTable::finish_stopping() {
@@ -101,7 +111,7 @@ void JobTable::finish_stopping() {
 }
 
 bool JobTable::can_see(const std::optional<Credentials>& submitter, const Credentials& peer) const {
-  if (is_admin(peer, limits_.admin_gid)) return true;
+  if (is_admin(peer)) return true;
   // Jobs of root (no submitter) are root's: only admins see them.
   return submitter && submitter->uid == peer.uid;
 }

@@ -2,7 +2,7 @@
 // The job table (ninja's Plan beside its Builder): every job the daemon has accepted and not yet
 // recorded as finished, and the transitions between its states:
 //
-//   enqueue -> queued --admit (priority, then arrival; max_active_jobs)--> running
+//   enqueue -> queued --admit (priority, then arrival; max_active_jobs; not paused)--> running
 //   running --work queue: job_finished--> finishing --report + moves out of active/--> gone
 //   queued --cancel--> finishing (at once, as cancelled); running --cancel--> the work queue
 //   finishing --a full spool, no descriptors--> finishing again after a backoff
@@ -32,6 +32,7 @@
 #include "daemon/daemon_job.h"
 #include "daemon/daemon_metrics.h"
 #include "daemon/executor.h"
+#include "daemon/intake_pause.h"
 #include "daemon/retry_queue.h"
 #include "pipeline/work_queue.h"
 
@@ -96,6 +97,14 @@ class JobTable {
   // A reload: max_active_jobs may have grown (admits at once) and admin_group changed.
   void set_limits(JobTableLimits limits);
 
+  // Intake paused (docpipe pause; intake_pause.h): queued jobs stay queued, running ones go on.
+  // Resuming (nullopt) admits at once. Sets docpipe_intake_paused.
+  void set_pause(std::optional<IntakePause> pause);
+  const std::optional<IntakePause>& pause() const { return pause_; }
+  bool paused() const { return pause_.has_value(); }
+  // Root or a member of admin_group: sees and touches every job, pauses and resumes intake.
+  bool is_admin(const Credentials& peer) const;
+
   // Shutdown: no more admissions or new retries; finishing that fails stays for the next start.
   void begin_stopping();
   // After the work queue stopped: reports of jobs that finished meanwhile, pending retries dropped.
@@ -134,6 +143,7 @@ class JobTable {
   JobTableLimits limits_;
   RetryQueue retries_;
   bool stopping_ = false;
+  std::optional<IntakePause> pause_;
 
   std::map<std::string, std::shared_ptr<DaemonJob>> jobs_;  // queued, running or finishing, by id
   std::vector<std::shared_ptr<DaemonJob>> queued_;          // waiting for a slot, in arrival order

@@ -206,6 +206,18 @@ int main(int argc, char** argv) {
   cancel_flags.add_to(cancel, false);
   cancel->add_option("JOB_ID", cancel_id, "the job")->required();
 
+  Overrides pause_flags;
+  std::string pause_reason;
+  auto* pause = app.add_subcommand(
+      "pause", "Pause intake: no job starts (running ones go on) until `docpipe resume`");
+  pause_flags.add_to(pause, false);
+  pause->add_option("--reason", pause_reason, "why, shown in status (at most 200 bytes)");
+
+  Overrides resume_flags;
+  auto* resume =
+      app.add_subcommand("resume", "Resume intake: queued jobs and waiting job files start");
+  resume_flags.add_to(resume, false);
+
   bool transforms_json = false;
   auto* transforms = app.add_subcommand("transforms", "List the transforms and their parameters");
   transforms->add_flag("--json", transforms_json, "machine-readable output");
@@ -234,6 +246,8 @@ int main(int argc, char** argv) {
       return docpipe::cli_status(status_id, status_json, status_flags.load(), std::cout, std::cerr);
     }
     if (*cancel) return docpipe::cli_cancel(cancel_id, cancel_flags.load(), std::cout, std::cerr);
+    if (*pause) return docpipe::cli_pause(pause_reason, pause_flags.load(), std::cout, std::cerr);
+    if (*resume) return docpipe::cli_resume(resume_flags.load(), std::cout, std::cerr);
     if (*transforms) return cmd_transforms(transforms_json);
   } catch (const docpipe::ConfigError& e) {
     std::cerr << "docpipe: config error: " << e.what() << "\n";

@@ -385,5 +385,44 @@ TEST_CASE("e2e rights: control connections are capped and idle ones closed - --w
   CHECK(lines_of(r.out).back().rfind("long: succeeded, 3 succeeded", 0) == 0);
 }
 
+// Pausing intake stops every user's jobs: only root, the daemon's own user and admin_group.
+TEST_CASE("e2e rights: only root or admin_group pauses and resumes intake") {
+  if (!running_as_root()) return skip_test("needs root to act as other users (setpriv)");
+  TempDir tmp;
+  share_with_users(tmp);
+  const std::string spool = tmp / "spool";
+  write_file(tmp / "config.json",
+             nlohmann::json{{"admin_group", std::to_string(kAdminGroup)}}.dump());
+  DaemonProcess daemon(spool, {"--config", tmp / "config.json", "--workers", "1"});
+  daemon.start();
+  open_socket_to_all(spool);
+  const std::string scratch = tmp.path();
+  const std::string refused =
+      " is for the daemon's operators: root, the daemon's own user, or a member of the "
+      "config's admin_group\n";
+
+  CommandResult pause = nobody({"pause", "--spool", spool}, scratch);
+  CHECK(pause.exit_code == 1);
+  CHECK(pause.err == "docpipe pause: pausing intake" + refused);
+  CHECK(daemon_status(spool, scratch)["daemon"]["intake"]["state"] == "open");
+  CHECK_FALSE(file_exists(spool + "/paused.json"));
+
+  CommandResult admin = docpipe_as(kOther, kOther, {kAdminGroup},
+                                   {"pause", "--spool", spool, "--reason", "admin"}, scratch);
+  INFO(admin.err);
+  CHECK(admin.exit_code == 0);
+  nlohmann::json intake = daemon_status(spool, scratch)["daemon"]["intake"];
+  CHECK(intake["state"] == "paused");
+  CHECK(intake["by_uid"] == kOther);
+
+  CommandResult resume = nobody({"resume", "--spool", spool}, scratch);
+  CHECK(resume.exit_code == 1);
+  CHECK(resume.err == "docpipe resume: resuming intake" + refused);
+  CHECK(daemon_status(spool, scratch)["daemon"]["intake"]["state"] == "paused");
+  CHECK(docpipe({"resume", "--spool", spool}, scratch).exit_code == 0);
+  CHECK(daemon_status(spool, scratch)["daemon"]["intake"]["state"] == "open");
+  CHECK(daemon.terminate() == 0);
+}
+
 }  // namespace
 }  // namespace e2e
