@@ -15,10 +15,10 @@
 #   PREFIX/share/docpipe/nats/docpipe.service.d/cluster.conf      nodes"; copied by hand)
 #   PREFIX/share/docpipe/examples/pool_upper.py                (an exec pool converter to copy:
 #                                                                docs/design.md "exec pools")
-#   PREFIX/share/doc/docpipe/{README.md,copyright,changelog.Debian.gz}   (copyright: DEP-5)
+#   PREFIX/share/doc/docpipe/{README.md,copyright,changelog.gz}   (copyright: DEP-5; changelog:
+#                                      a native package's, from deploy/debian/changelog)
 #   PREFIX/share/man/man1/docpipe.1.gz, PREFIX/share/man/man5/docpipe.json.5.gz   (gzip -9n)
 #   PREFIX/share/bash-completion/completions/docpipe
-#   PREFIX/share/lintian/overrides/docpipe
 # systemd looks for units, sysusers.d and tmpfiles.d under /usr/lib and /usr/local/lib alike, so
 # both the usual prefixes work; those paths are never multiarch, hence the literal "lib".
 
@@ -56,8 +56,6 @@ install(FILES "${CMAKE_CURRENT_SOURCE_DIR}/README.md" "${DOCPIPE_DEPLOY_DIR}/deb
 # bash-completion loads completions/NAME on first use of NAME (pkg-config completionsdir).
 install(FILES "${DOCPIPE_DEPLOY_DIR}/bash-completion/docpipe"
         DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions)
-install(FILES "${DOCPIPE_DEPLOY_DIR}/debian/lintian-overrides"
-        DESTINATION ${CMAKE_INSTALL_DATADIR}/lintian/overrides RENAME docpipe)
 
 # The unit names the binary and the config by absolute path, and the config belongs in /etc
 # only under /usr. The prefix is known only at install time (cpack installs with /usr whatever
@@ -79,7 +77,10 @@ set(DOCPIPE_INSTALL_CODE [=[
   endif()
 
   # Manual pages and the Debian changelog compressed as Debian wants them: gzip -9 without the
-  # name and time stamp (-n), so that the same sources give the same bytes (reproducible).
+  # name and time stamp (-n), so that the same sources give the same bytes (reproducible). The
+  # version has no Debian revision (the packaging is part of this source tree: a native
+  # package), so the changelog is changelog.gz; changelog.Debian.gz is for a revision's
+  # changes on top of an upstream release (lintian: wrong-name-for-changelog-of-native-package).
   set(_mandir "@CMAKE_INSTALL_MANDIR@")
   if(NOT IS_ABSOLUTE "${_mandir}")
     set(_mandir "${_prefix}/${_mandir}")
@@ -89,9 +90,6 @@ set(DOCPIPE_INSTALL_CODE [=[
     list(GET _pair 0 _source)
     list(GET _pair 1 _dest)
     get_filename_component(_name "${_source}" NAME)
-    if(_name STREQUAL "changelog")
-      set(_name "changelog.Debian")
-    endif()
     execute_process(COMMAND gzip -9n -c "@DOCPIPE_DEPLOY_DIR@/${_source}"
                     OUTPUT_FILE "@CMAKE_BINARY_DIR@/deploy/${_name}.gz" RESULT_VARIABLE _rc)
     if(NOT _rc EQUAL 0)
@@ -135,13 +133,15 @@ set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
 set(CPACK_PACKAGE_CONTACT "${DOCPIPE_PACKAGE_CONTACT}")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "document batch-processing daemon")
 # The summary is the Description line; this is the extended text below it.
-# Lines of at most 80 columns (lintian: extended-description-line-too-long); CPack indents them.
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "docpipe reads batches of documents named by JSON job files, transforms them
-(compression, redaction, Markdown, JSON, text extraction from PDF, HTML,
-office files and scans, allow-listed commands) and writes the results,
-through a bounded concurrent pipeline with a report and a manifest per job.
-It runs as a sandboxed systemd service and exports Prometheus metrics;
-alert rules and a Grafana dashboard are in /usr/share/docpipe.")
+# Lines of at most 79 columns, as CPack indents each by one (lintian:
+# extended-description-line-too-long past 80).
+string(JOIN "\n" CPACK_DEBIAN_PACKAGE_DESCRIPTION
+  "docpipe reads batches of documents named by JSON job files, transforms them"
+  "(compression, redaction, Markdown, JSON, text extraction from PDF, HTML,"
+  "office files and scans, allow-listed commands) and writes the results,"
+  "through a bounded concurrent pipeline with a report and a manifest per job."
+  "It runs as a sandboxed systemd service and exports Prometheus metrics;"
+  "alert rules and a Grafana dashboard are in /usr/share/docpipe.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
@@ -153,7 +153,9 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # for its own snippets (>= 1.54~), which also keeps lintian's
 # depends-on-essential-package-without-using-version quiet. CPack appends dpkg-shlibdeps' list.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "init-system-helpers (>= 1.54~)")
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS prometheus)
+# python3: /usr/share/docpipe/examples/pool_upper.py, an example exec pool converter, runs on it
+# (docpipe itself never does; lintian: python3-script-but-no-python3-dep).
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "prometheus, python3")
 # Several nodes share work through NATS JetStream; a single node needs no NATS, so no Depends.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS nats-server)
 set(CPACK_STRIP_FILES ON)
