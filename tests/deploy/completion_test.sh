@@ -44,7 +44,8 @@ expect() {
   shift
   got=$(complete_line "$line")
   for word in "$@"; do
-    grep -qxF -- "$word" <<<"$got" || fail "\"$line\" does not offer $word (offers: $(echo $got))"
+    grep -qxF -- "$word" <<<"$got" ||
+      fail "\"$line\" does not offer $word (offers: ${got//$'\n'/ })"
   done
 }
 expect_not() {
@@ -52,7 +53,7 @@ expect_not() {
   shift
   got=$(complete_line "$line")
   for word in "$@"; do
-    grep -qxF -- "$word" <<<"$got" && fail "\"$line\" offers $word (offers: $(echo $got))"
+    grep -qxF -- "$word" <<<"$got" && fail "\"$line\" offers $word (offers: ${got//$'\n'/ })"
   done
 }
 
@@ -79,14 +80,14 @@ expect "docpipe run --log-format " text json
 # Files where a file is expected: job files for validate and submit, a config for --config.
 mkdir -p "$tmp/jobs/sub"
 touch "$tmp/jobs/nightly.json" "$tmp/jobs/notes.txt"
-cd "$tmp/jobs"
+cd "$tmp/jobs" || exit 1
 expect "docpipe validate " nightly.json sub
 expect_not "docpipe validate " notes.txt
 expect "docpipe submit --wait n" nightly.json
 expect "docpipe status --config " nightly.json
 expect "docpipe run --spool " sub
 expect_not "docpipe run --spool " nightly.json
-cd "$tmp"
+cd "$tmp" || exit 1
 
 # Job ids from `status --json`: a stub daemon client answers as the real one does (the reply's
 # daemon part holds ids of its own that must not be offered).

@@ -4,7 +4,8 @@
 #                      that names each option of `docpipe CMD --help`; the global options too;
 #   docpipe.json(5):   every key the config parser reads (the JSON keys config/*.cc asks its
 #                      readers for) is a tagged item with its type and a default (or "required");
-#   both:              `groff -ww -z` and `man --warnings` (as lintian runs it) print nothing.
+#   both:              name the binary's version in .TH; `groff -ww -z` and `man --warnings`
+#                      (as lintian runs it) print nothing.
 # Usage: tests/deploy/man_pages_test.sh DOCPIPE_BINARY SOURCE_DIR
 set -euo pipefail
 docpipe=$1
@@ -75,7 +76,10 @@ for key in $keys; do
   fi
 done
 
+version=$("$docpipe" --version | awk '{ print $NF }')
 for page in "$page1" "$page5"; do
+  grep -q "^\.TH .* \"docpipe $version\" " "$page" ||
+    fail "$page: its .TH line does not name \"docpipe $version\" (\`docpipe --version\`)"
   out=$(groff -ww -z -man "$page" 2>&1) || fail "groff -ww -z -man $page failed: $out"
   [ -z "$out" ] || fail "groff -ww -z -man $page warns:"$'\n'"$out"
   # What lintian's manpages check runs.
