@@ -15,7 +15,10 @@
 #   PREFIX/share/docpipe/nats/docpipe.service.d/cluster.conf      nodes"; copied by hand)
 #   PREFIX/share/docpipe/examples/pool_upper.py                (an exec pool converter to copy:
 #                                                                docs/design.md "exec pools")
-#   PREFIX/share/doc/docpipe/README.md
+#   PREFIX/share/doc/docpipe/{README.md,copyright,changelog.gz}   (copyright: DEP-5; changelog:
+#                                      a native package's, from deploy/debian/changelog)
+#   PREFIX/share/man/man1/docpipe.1.gz, PREFIX/share/man/man5/docpipe.json.5.gz   (gzip -9n)
+#   PREFIX/share/bash-completion/completions/docpipe
 # systemd looks for units, sysusers.d and tmpfiles.d under /usr/lib and /usr/local/lib alike, so
 # both the usual prefixes work; those paths are never multiarch, hence the literal "lib".
 
@@ -48,7 +51,11 @@ install(FILES "${DOCPIPE_DEPLOY_DIR}/systemd/docpipe.service.d/cluster.conf"
         DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/nats/docpipe.service.d)
 install(PROGRAMS "${DOCPIPE_DEPLOY_DIR}/examples/pool_upper.py"
         DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/examples)
-install(FILES "${CMAKE_CURRENT_SOURCE_DIR}/README.md" DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES "${CMAKE_CURRENT_SOURCE_DIR}/README.md" "${DOCPIPE_DEPLOY_DIR}/debian/copyright"
+        DESTINATION ${CMAKE_INSTALL_DOCDIR})
+# bash-completion loads completions/NAME on first use of NAME (pkg-config completionsdir).
+install(FILES "${DOCPIPE_DEPLOY_DIR}/bash-completion/docpipe"
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions)
 
 # The unit names the binary and the config by absolute path, and the config belongs in /etc
 # only under /usr. The prefix is known only at install time (cpack installs with /usr whatever
@@ -68,6 +75,28 @@ set(DOCPIPE_INSTALL_CODE [=[
   else()
     set(_confdir "${_prefix}/etc/docpipe")
   endif()
+
+  # Manual pages and the Debian changelog compressed as Debian wants them: gzip -9 without the
+  # name and time stamp (-n), so that the same sources give the same bytes (reproducible). The
+  # version has no Debian revision (the packaging is part of this source tree: a native
+  # package), so the changelog is changelog.gz; changelog.Debian.gz is for a revision's
+  # changes on top of an upstream release (lintian: wrong-name-for-changelog-of-native-package).
+  set(_mandir "@CMAKE_INSTALL_MANDIR@")
+  if(NOT IS_ABSOLUTE "${_mandir}")
+    set(_mandir "${_prefix}/${_mandir}")
+  endif()
+  foreach(_pair "man/docpipe.1;${_mandir}/man1" "man/docpipe.json.5;${_mandir}/man5"
+                "debian/changelog;${_docdir}")
+    list(GET _pair 0 _source)
+    list(GET _pair 1 _dest)
+    get_filename_component(_name "${_source}" NAME)
+    execute_process(COMMAND gzip -9n -c "@DOCPIPE_DEPLOY_DIR@/${_source}"
+                    OUTPUT_FILE "@CMAKE_BINARY_DIR@/deploy/${_name}.gz" RESULT_VARIABLE _rc)
+    if(NOT _rc EQUAL 0)
+      message(FATAL_ERROR "gzip -9n @DOCPIPE_DEPLOY_DIR@/${_source}: ${_rc}")
+    endif()
+    file(INSTALL "@CMAKE_BINARY_DIR@/deploy/${_name}.gz" DESTINATION "${_dest}")
+  endforeach()
 
   file(READ "@DOCPIPE_DEPLOY_DIR@/systemd/docpipe.service" _unit)
   string(REPLACE "/usr/bin/docpipe" "${_bindir}/docpipe" _unit "${_unit}")
@@ -90,27 +119,47 @@ string(CONFIGURE "${DOCPIPE_INSTALL_CODE}" DOCPIPE_INSTALL_CODE @ONLY)
 install(CODE "${DOCPIPE_INSTALL_CODE}")
 
 # ---- the .deb ----
-set(DOCPIPE_PACKAGE_CONTACT "docpipe maintainers <root@localhost>"
+set(DOCPIPE_PACKAGE_CONTACT "docpipe maintainers <maintainers@docpipe.example.org>"
     CACHE STRING "Maintainer field of the .deb")
+# Build folders configured before hold the old default in their cache, which set() keeps;
+# lintian rejects it (maintainer-address-is-on-localhost), so it gives way to the new one.
+if(DOCPIPE_PACKAGE_CONTACT STREQUAL "docpipe maintainers <root@localhost>")
+  set_property(CACHE DOCPIPE_PACKAGE_CONTACT PROPERTY VALUE
+               "docpipe maintainers <maintainers@docpipe.example.org>")
+endif()
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME docpipe)
 set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
 set(CPACK_PACKAGE_CONTACT "${DOCPIPE_PACKAGE_CONTACT}")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "document batch-processing daemon")
 # The summary is the Description line; this is the extended text below it.
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "docpipe reads, transforms (compression, redaction, markdown, JSON, templates, allow-listed
-commands) and writes batches of documents handed to it as JSON job files, through a bounded
-concurrent pipeline. It runs as a sandboxed systemd service (Type=notify) and exports
-Prometheus metrics; alert rules and a Grafana dashboard are in /usr/share/docpipe.")
+# Lines of at most 79 columns, as CPack indents each by one (lintian:
+# extended-description-line-too-long past 80).
+string(JOIN "\n" CPACK_DEBIAN_PACKAGE_DESCRIPTION
+  "docpipe reads batches of documents named by JSON job files, transforms them"
+  "(compression, redaction, Markdown, JSON, text extraction from PDF, HTML,"
+  "office files and scans, allow-listed commands) and writes the results,"
+  "through a bounded concurrent pipeline with a report and a manifest per job."
+  "It runs as a sandboxed systemd service and exports Prometheus metrics;"
+  "alert rules and a Grafana dashboard are in /usr/share/docpipe.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # Depends comes from dpkg-shlibdeps on the binary (dpkg-dev), so it follows what is linked.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS prometheus)
+# The maintainer scripts call deb-systemd-helper and deb-systemd-invoke (init-system-helpers).
+# It is Essential in Debian 12 but need not stay so, hence named; versioned as debhelper names it
+# for its own snippets (>= 1.54~), which also keeps lintian's
+# depends-on-essential-package-without-using-version quiet. CPack appends dpkg-shlibdeps' list.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "init-system-helpers (>= 1.54~)")
+# python3: /usr/share/docpipe/examples/pool_upper.py, an example exec pool converter, runs on it
+# (docpipe itself never does; lintian: python3-script-but-no-python3-dep).
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "prometheus, python3")
 # Several nodes share work through NATS JetStream; a single node needs no NATS, so no Depends.
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS nats-server)
+# ocr and pdf.text's ocr: "auto" need tesseract's English models (tesseract-ocr-eng); without
+# them the daemon runs and those documents fail clearly, so Recommends, not Depends.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "nats-server, tesseract-ocr-eng")
 set(CPACK_STRIP_FILES ON)
 file(WRITE "${CMAKE_BINARY_DIR}/deploy/conffiles" "/etc/docpipe/docpipe.json\n")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
