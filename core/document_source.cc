@@ -260,6 +260,13 @@ class DirectoryWalker : public SourceBase {
     // Further links on the way are followed only while they stay beneath the input folder.
     Result<int> fd = open_beneath(*input_, target_rel, O_PATH, "read");
     if (!fd) {
+      if (is_transient(fd.error())) {
+        // Out of descriptors or memory, an I/O error: says nothing of the link; going on would
+        // silently leave its document out.
+        walk_error(link, "cannot follow symlink",
+                   fd.error().sys_errno != 0 ? fd.error().sys_errno : EIO);
+        return std::nullopt;
+      }
       if (fd.error().code == ErrorCode::kPermission) {
         add_error(link, "symlink points outside the input folder (to " + target + "), skipped");
       }

@@ -61,8 +61,15 @@ std::string dump_patterns(const std::vector<std::string>& patterns) {
   return json(patterns).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// A check that failed for want of descriptors or memory is the daemon's trouble, not the job's
+// (check_job_inputs' `shortage`).
+void note_shortage(const Error& e, std::optional<Error>* shortage) {
+  if (shortage != nullptr && is_resource_shortage(e.sys_errno)) *shortage = e;
+}
+
 // Fills job.input.root and real_dir, or reports why the input folder cannot be used.
-bool check_input_dir(JobSpec& job, const Roots& roots, FieldErrors& errors) {
+bool check_input_dir(JobSpec& job, const Roots& roots, FieldErrors& errors,
+                     std::optional<Error>* shortage) {
   const std::string& dir = job.input.dir;
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) {
@@ -91,6 +98,7 @@ bool check_input_dir(JobSpec& job, const Roots& roots, FieldErrors& errors) {
     Status st = check_path_access(real, *who, R_OK | X_OK, "read");
     if (!st) {
       errors.push_back({"input.dir", st.error().message});
+      note_shortage(st.error(), shortage);
       return false;
     }
   }
@@ -209,10 +217,11 @@ size_t check_input_files(JobSpec& job, const Roots& roots, FieldErrors& errors,
       Status ok_path = check_path_access(std::string(parent_path(real)), *who, X_OK, "read");
       if (ok_path) {
         int fd = ::open(real.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 && is_resource_shortage(errno)) {
-          Error e = errno_error("cannot check " + real, errno);
+        const int open_errno = errno;
+        if (fd < 0 && is_resource_shortage(open_errno)) {
+          Error e = errno_error("cannot check " + real, open_errno);
           errors.push_back({path, e.message});
-          if (shortage != nullptr) *shortage = std::move(e);
+          note_shortage(e, shortage);
           continue;
         }
         if (fd < 0 || ::fstat(fd, &st) != 0 || !may_access(fd, st, *who, R_OK)) {
@@ -224,6 +233,7 @@ size_t check_input_files(JobSpec& job, const Roots& roots, FieldErrors& errors,
       }
       if (!ok_path) {
         errors.push_back({path, ok_path.error().message});
+        note_shortage(ok_path.error(), shortage);
         continue;
       }
     }
@@ -236,7 +246,8 @@ size_t check_input_files(JobSpec& job, const Roots& roots, FieldErrors& errors,
 
 // Fills job.output.root and real_dir: output.dir as it will resolve (its nearest existing
 // ancestor resolved, plus the part still to be created), or reports why it cannot be used.
-bool check_output_dir(JobSpec& job, const Roots& roots, FieldErrors& errors) {
+bool check_output_dir(JobSpec& job, const Roots& roots, FieldErrors& errors,
+                      std::optional<Error>* shortage) {
   const std::string& dir = job.output.dir;
   std::string existing = dir;
   struct stat st;
@@ -277,6 +288,7 @@ bool check_output_dir(JobSpec& job, const Roots& roots, FieldErrors& errors) {
     Status st = check_path_access(existing_real, *who, W_OK | X_OK, "write");
     if (!st) {
       errors.push_back({"output.dir", st.error().message});
+      note_shortage(st.error(), shortage);
       return false;
     }
   }
@@ -320,12 +332,12 @@ size_t check_job_inputs(JobSpec& job, const std::vector<std::string>& allowed_in
   size_t count = 0;
   bool input_ok = false;
   if (!job.input.dir.empty()) {
-    input_ok = check_input_dir(job, input_roots, errors);
+    input_ok = check_input_dir(job, input_roots, errors, shortage);
     if (input_ok && count_documents) count = count_dir_documents(job, errors, shortage);
   } else {
     count = check_input_files(job, input_roots, errors, shortage);
   }
-  const bool output_ok = check_output_dir(job, output_roots, errors);
+  const bool output_ok = check_output_dir(job, output_roots, errors, shortage);
   if (input_ok && output_ok) {
     check_output_outside_walk(job, job.input.real_dir, job.output.real_dir, errors);
   }

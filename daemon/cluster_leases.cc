@@ -18,7 +18,6 @@ constexpr int64_t kOutcomeKeepMs = int64_t{3600} * 1000;
 
 }  // namespace
 
-
 void ClusterNode::hold_lease(const JobRecord& record, uint64_t revision) {
   std::lock_guard lock(mu_);
   leases_[record.id] = Lease{record, revision, false};
@@ -70,9 +69,9 @@ bool ClusterNode::update_lease(const std::string& id, std::optional<ClusterJobSt
 
 Result<uint64_t> ClusterNode::claim_lease(const JobRecord& record, uint64_t revision) {
   std::lock_guard writer(lease_write_mu_);
-  auto rev = revision == 0 ? kv_create(jobs_kv_.get(), job_kv_key(record.id), record.to_json())
-                           : kv_update(jobs_kv_.get(), job_kv_key(record.id), record.to_json(),
-                                       revision);
+  auto rev = revision == 0
+                 ? kv_create(jobs_kv_.get(), job_kv_key(record.id), record.to_json())
+                 : kv_update(jobs_kv_.get(), job_kv_key(record.id), record.to_json(), revision);
   if (rev) {
     std::lock_guard lock(mu_);
     leases_[record.id] = Lease{record, *rev, false};
@@ -89,7 +88,8 @@ void ClusterNode::release_lease(const std::string& id, bool delete_record) {
   if (!delete_record || !l || l->lost) return;
   // Only if it is still ours: a changed revision means another node holds it now.
   auto now = kv_get(jobs_kv_.get(), job_kv_key(id));
-  if (now && *now && (*now)->revision == l->revision) (void)kv_delete(jobs_kv_.get(), job_kv_key(id));
+  if (now && *now && (*now)->revision == l->revision)
+    (void)kv_delete(jobs_kv_.get(), job_kv_key(id));
 }
 
 void ClusterNode::renew_leases() {
@@ -104,8 +104,8 @@ void ClusterNode::renew_leases() {
     if (!l) continue;
     if (!update_lease(id, std::nullopt)) {
       if (std::optional<Lease> after = lease(id); after && after->lost) {
-        log_warn("cluster: lost the lease on a job to another node", {{"job", id},
-                                                                      {"node", node_}});
+        log_warn("cluster: lost the lease on a job to another node",
+                 {{"job", id}, {"node", node_}});
       }
     }
   }
@@ -148,6 +148,9 @@ void ClusterNode::scan_for_takeovers() {
       purge_outcomes(*record, s.revision, now);
       continue;
     }
+    // A paused node takes over nothing: the job would sit queued here, its lease renewed, so
+    // that no node that runs could take it.
+    if (intake_paused_.load()) continue;
     // Silent for a whole lease, and this node was connected all that time to see it renewed.
     if (now - s.since_ms < lease || since < 0 || now - since < lease) continue;
     const std::string from = record->coordinator;

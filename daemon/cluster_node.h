@@ -79,6 +79,7 @@ class ClusterNode : public WorkQueue {
   size_t buffer_bytes_in_use() const override;
   nlohmann::json daemon_status() const override;
   nlohmann::json job_status(const std::string& id) const override;
+  void set_intake_paused(bool paused) override { intake_paused_.store(paused); }
 
   // --- for the Coordinator and WorkerBatch (cluster_*.cc) ---
   const ClusterConfig& cluster() const { return deps_.config.cluster; }
@@ -138,9 +139,9 @@ class ClusterNode : public WorkQueue {
 
  private:
   explicit ClusterNode(Deps deps);
-  void maintain();  // the maintenance thread
+  void maintain();    // the maintenance thread
   void keep_alive();  // the keep-alive thread: lease renewals, in-progress acks
-  bool set_up();    // streams, consumer, buckets; true once done
+  bool set_up();      // streams, consumer, buckets; true once done
   void beat(int64_t now_ms);
   void renew_leases();
   void scan_for_takeovers();
@@ -154,7 +155,8 @@ class ClusterNode : public WorkQueue {
   void outbox_loop();
   void take(NatsMsgPtr msg, std::map<std::string, std::vector<Delivery>>& batches,
             std::map<std::string, std::shared_ptr<WorkerJob>>& jobs);
-  // The job as this node knows it; `force`: read its record now, whatever is cached.
+  // The job as this node knows it; `force`: read its record now, whatever is cached. Null when
+  // it cannot be told now (NATS trouble, or this node short of descriptors or memory).
   std::shared_ptr<WorkerJob> worker_job(const std::string& id, bool force = false);
   void refresh_worker_jobs();
 
@@ -175,16 +177,17 @@ class ClusterNode : public WorkQueue {
   std::unique_ptr<NatsConnection> nc_;
   KvStorePtr jobs_kv_;
   KvStorePtr nodes_kv_;
-  std::unique_ptr<KvMirror> jobs_mirror_;   // after jobs_kv_: destroyed first
+  std::unique_ptr<KvMirror> jobs_mirror_;  // after jobs_kv_: destroyed first
   std::unique_ptr<KvMirror> nodes_mirror_;
   NatsSubPtr docs_sub_;
   std::atomic<bool> ready_{false};
+  std::atomic<bool> intake_paused_{false};  // no takeovers (scan_for_takeovers) while set
   std::atomic<bool> stopping_{false};
   std::atomic<bool> fetching_{true};
   std::atomic<int64_t> connected_since_ms_{-1};  // wall ms of the last (re)connect; -1: down
 
   std::mutex lease_write_mu_;  // one write of this node's job records at a time
-  mutable std::mutex mu_;  // everything below, unless said otherwise
+  mutable std::mutex mu_;      // everything below, unless said otherwise
   std::condition_variable cv_;
   std::map<std::string, std::shared_ptr<Coordinator>> coordinators_;
   std::set<std::string> local_jobs_;  // run on this node alone (NATS was down at admission)
@@ -195,7 +198,7 @@ class ClusterNode : public WorkQueue {
     int64_t since_ms = 0;
   };
   std::map<std::string, Seen> seen_;
-  int64_t last_scan_ok_ms_ = 0;  // maintenance thread only
+  int64_t last_scan_ok_ms_ = 0;   // maintenance thread only
   int64_t last_kv_write_ms_ = 0;  // maintenance thread only: this node's heartbeat was written
   std::set<std::string> adopting_;
   nlohmann::json nodes_ = nlohmann::json::array();

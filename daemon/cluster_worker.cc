@@ -238,8 +238,15 @@ std::shared_ptr<WorkerJob> ClusterNode::worker_job(const std::string& id, bool f
     if (!who) {
       job->error = "cannot tell whom the job acts for (its record's submitter is damaged)";
     } else {
+      std::optional<Error> shortage;
       v = validate_job_text(r->text, id, "/", *deps_.current_config(), errors, who->submitter,
-                            /*count_documents=*/false);
+                            /*count_documents=*/false, &shortage);
+      if (shortage) {
+        // This node's trouble, not the job's: nothing cached, the message handed back.
+        log_warn("cluster: cannot check a job on this node now",
+                 {{"job", id}, {"node", node_}, {"error", shortage_message(*shortage)}});
+        return nullptr;
+      }
       if (!v) job->error = "not valid on this node: " + join_field_errors(errors);
     }
     if (v) {
@@ -250,6 +257,11 @@ std::shared_ptr<WorkerJob> ClusterNode::worker_job(const std::string& id, bool f
       v->spec.id = worker_batch_id(id);
       auto spec = std::make_shared<const JobSpec>(std::move(v->spec));
       auto folders = JobFolders::open(*spec);
+      if (!folders && is_resource_shortage(folders.error().sys_errno)) {
+        log_warn("cluster: cannot open a job's folders on this node now",
+                 {{"job", id}, {"node", node_}, {"error", folders.error().message}});
+        return nullptr;
+      }
       if (!folders) {
         job->error =
             "cannot open its folders on this node (inputs and outputs must be on "

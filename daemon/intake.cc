@@ -205,6 +205,12 @@ IntakeResult take_job_file(const Spool& spool, const std::string& name,
     // A dropped job acts for its file's owner: check their rights at validation already (the
     // daemon records the same credentials once the job is claimed).
     Result<Credentials> owner = credentials_for_uid(file->uid);
+    if (!owner && is_resource_shortage(owner.error().sys_errno)) {
+      // Without the owner's groups the job would be judged with too few rights: try again.
+      r.kind = IntakeResult::Kind::kFailed;
+      r.message = shortage_message(owner.error());
+      return r;
+    }
     std::optional<Credentials> submitter =
         owner ? submitter_for(*owner)
               : submitter_for(Credentials{file->uid, static_cast<gid_t>(-1), {}});

@@ -1,8 +1,10 @@
 #include "daemon/intake_pause.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <limits>
 
 #include "core/fs_util.h"
 #include "core/path_util.h"
@@ -13,7 +15,12 @@ namespace docpipe {
 std::string pause_file_path(const std::string& spool_root) { return spool_root + "/paused.json"; }
 
 Result<std::optional<IntakePause>> load_intake_pause(const std::string& path) {
-  if (!path_exists(path)) return std::optional<IntakePause>();
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    // Only a file that is not there means open; anything else (EACCES, EIO) is unreadable.
+    if (errno == ENOENT) return std::optional<IntakePause>();
+    return errno_error("stat " + path, errno);
+  }
   Result<std::string> text = read_file(path);
   if (!text) return text.error();
   nlohmann::json doc = nlohmann::json::parse(*text, nullptr, false);
@@ -26,7 +33,10 @@ Result<std::optional<IntakePause>> load_intake_pause(const std::string& path) {
   const auto uid = doc.find("by_uid");
   const auto reason = doc.find("reason");
   if (since == doc.end() || !since->is_number_integer()) return bad("no integer \"since_ms\"");
-  if (uid == doc.end() || !uid->is_number_unsigned()) return bad("no unsigned \"by_uid\"");
+  if (uid == doc.end() || !uid->is_number_unsigned() ||
+      uid->get<uint64_t>() > std::numeric_limits<uid_t>::max()) {
+    return bad("no \"by_uid\" that is a uid");
+  }
   if (reason != doc.end() && !reason->is_string()) return bad("\"reason\" is not a string");
   p.since_ms = since->get<int64_t>();
   p.by_uid = uid->get<uid_t>();

@@ -173,13 +173,16 @@ void JobIntake::adopt(std::string id, std::string text, std::string submitter,
 
 void JobIntake::on_job_file_ready(const std::string& name) {
   if (deps_.table.paused()) {
+    if (deps_.table.pause()->since_ms != waiting_since_ms_) {  // a new pause logs afresh
+      waiting_since_ms_ = deps_.table.pause()->since_ms;
+      waiting_logged_.clear();
+    }
     if (waiting_logged_.size() < kMaxWaitingLogged && waiting_logged_.insert(name).second) {
       log_info("job file waits in incoming/: intake is paused", {{"file", name}});
     }
     if (forget_) forget_(name);
     return;
   }
-  waiting_logged_.clear();
   auto result = std::make_shared<IntakeResult>();
   auto job = std::make_shared<std::shared_ptr<DaemonJob>>();
   auto claimed_id = std::make_shared<std::string>();

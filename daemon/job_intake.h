@@ -96,9 +96,10 @@ class JobIntake {
   mutable std::mutex config_mu_;  // reload replaces config_ while pool threads read it
   std::shared_ptr<const DaemonConfig> config_;
   std::function<void(const std::string&)> forget_;
-  // Names already logged as waiting while paused (at most kMaxWaitingLogged; cleared on resume).
+  // Names already logged as waiting in the current pause (at most kMaxWaitingLogged).
   static constexpr size_t kMaxWaitingLogged = 1000;
   std::set<std::string> waiting_logged_;
+  int64_t waiting_since_ms_ = -1;  // the pause they were logged in
 };
 
 }  // namespace docpipe

@@ -95,6 +95,7 @@ void JobTable::set_limits(JobTableLimits limits) {
 void JobTable::set_pause(std::optional<IntakePause> pause) {
   pause_ = std::move(pause);
   deps_.metrics.intake_paused().Set(pause_ ? 1 : 0);
+  deps_.work.set_intake_paused(pause_.has_value());
   admit();
 }
 
@@ -165,8 +166,11 @@ nlohmann::json JobTable::job_status(const DaemonJob& job) const {
 
 bool JobTable::busy() const {
   // A job waiting to finish (spool full) waits for space, not for the work queue: not a stall.
-  return std::any_of(jobs_.begin(), jobs_.end(),
-                     [](const auto& j) { return !j.second->finish_state().finishing; });
+  // Nor is a job queued on purpose while intake is paused: it waits for an operator.
+  return std::any_of(jobs_.begin(), jobs_.end(), [this](const auto& j) {
+    if (j.second->finish_state().finishing) return false;
+    return !pause_ || running_.count(j.first) != 0;
+  });
 }
 
 int64_t JobTable::longest_document_timeout_ms() const {

@@ -119,8 +119,8 @@ class JobTable {
   size_t queued() const { return queued_.size(); }
   size_t pending_retries() const { return retries_.size(); }
 
-  // For the watchdog: some job waits for the work queue (not for space to finish), and the
-  // longest document_timeout_ms among the jobs.
+  // For the watchdog: some job waits for the work queue (not for space to finish, nor queued
+  // while intake is paused), and the longest document_timeout_ms among the jobs.
   bool busy() const;
   int64_t longest_document_timeout_ms() const;
 

@@ -65,6 +65,10 @@ class WorkQueue {
     (void)id;
     return nullptr;
   }
+
+  // Intake paused on this node (docpipe pause): a distributed queue takes over no other node's
+  // job meanwhile, since it would only sit queued here holding its lease. Loop thread.
+  virtual void set_intake_paused(bool paused) { (void)paused; }
 };
 
 }  // namespace docpipe

@@ -306,6 +306,20 @@ TEST_CASE("job spec check: a walk cut short by the daemon's descriptor limit is 
   CHECK(errors[0].path == "input.dir");
   CHECK(errors[0].reason.find("Too many open files") != std::string::npos);
 
+  // A submitter's rights are checked folder by folder, before any walk: a shortage there too.
+  if (::geteuid() == 0) {
+    JobSpec restricted = f.job({{"dir", "in"}});
+    restricted.submitter = docpipe::Credentials{4001, 4001, {}};
+    FieldErrors access_errors;
+    std::optional<docpipe::Error> access_shortage;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    docpipe::check_job_inputs(restricted, {"/"}, {"/"}, access_errors, true, &access_shortage);
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &old) == 0);
+    REQUIRE(access_shortage.has_value());
+    CHECK(access_shortage->sys_errno == EMFILE);
+    CHECK_FALSE(access_errors.empty());
+  }
+
   // With descriptors back, the same job checks clean; a missing folder is no shortage.
   errors.clear();
   shortage.reset();

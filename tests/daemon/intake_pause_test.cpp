@@ -44,6 +44,22 @@ TEST_CASE("intake pause: no queued job starts while paused, running ones go on")
   CHECK(f.table->queued() == 0);
 }
 
+// The watchdog's stall check (JobTable::busy): a job queued on purpose while paused is not work
+// the pipeline owes, or a paused daemon with a queued job would be restarted by systemd.
+TEST_CASE("intake pause: jobs queued while paused do not count as pending work") {
+  JobTableFixture f(/*max_active_jobs=*/1);
+  f.table->enqueue(f.make_job("running"));
+  f.table->set_pause(IntakePause{1000, 0, ""});
+  f.table->enqueue(f.make_job("queued"));
+  CHECK(f.table->busy());  // the running job
+  f.work.finish("running");
+  f.drain();
+  CHECK(f.table->queued() == 1);
+  CHECK_FALSE(f.table->busy());
+  f.table->set_pause(std::nullopt);
+  CHECK(f.table->busy());  // now it runs
+}
+
 TEST_CASE("intake pause: the state round-trips through paused.json and a damaged file says so") {
   JobTableFixture f(1);
   const std::string path = docpipe::pause_file_path(f.spool->root());
