@@ -81,6 +81,10 @@ std::string too_many_threads(int64_t n) {
 
 // An exec pool's bounds (docs/design.md "exec pools (issue 13)"): each process is a real
 // process and a thread's worth of pipes; a wait past an hour or a day is a typo.
+// retention: a century, a billion jobs, a day between passes.
+constexpr int64_t kMaxRetentionDays = 36500;
+constexpr int64_t kMaxRetentionJobs = 1000000000;
+constexpr int64_t kMaxRetentionIntervalMs = 86400000;
 constexpr int64_t kMaxPoolSize = 64;
 constexpr int64_t kMaxPoolDocuments = 1000000000;
 constexpr int64_t kMaxPoolWaitMs = 600000;
@@ -130,11 +134,34 @@ class ConfigParser {
     if (auto v = r.choice("log_format", {"text", "json"})) c.log_format = *v;
     if (const json* v = r.get("commands")) c.commands = commands(*v);
     if (const json* v = r.get("cluster")) c.cluster = parse_cluster_config(*v, base_, errors_);
+    if (const json* v = r.get("retention")) c.retention = retention(*v);
     r.reject_unknown_keys();
     return c;
   }
 
  private:
+  // "retention": {"done": {"max_age_days": 30, "max_jobs": 10000}, "failed": {...},
+  // "rejected": {...}, "interval_ms": 60000}.
+  RetentionConfig retention(const json& value) {
+    RetentionConfig out;
+    JsonObjectReader r(value, "retention", errors_);
+    if (!r.is_object()) return out;
+    const std::pair<const char*, RetentionRule*> folders[] = {
+        {"done", &out.done}, {"failed", &out.failed}, {"rejected", &out.rejected}};
+    for (const auto& [name, rule] : folders) {
+      const json* v = r.get(name);
+      if (v == nullptr) continue;
+      JsonObjectReader f(*v, r.path_of(name), errors_);
+      if (!f.is_object()) continue;
+      if (auto days = f.integer("max_age_days", 1, kMaxRetentionDays)) rule->max_age_days = *days;
+      if (auto jobs = f.integer("max_jobs", 1, kMaxRetentionJobs)) rule->max_jobs = *jobs;
+      f.reject_unknown_keys();
+    }
+    if (auto v = r.integer("interval_ms", 100, kMaxRetentionIntervalMs)) out.interval_ms = *v;
+    r.reject_unknown_keys();
+    return out;
+  }
+
   // A group name or a numeric gid (as a number or a string of digits); the name must exist now,
   // so that a typo is a start-up error and not an admin group nobody is in.
   void admin_group(const json& value, const std::string& path, DaemonConfig& c) {

@@ -56,6 +56,20 @@ struct ClusterConfig {
   std::string tls_hostname;  // expected server name when it differs from the URL's host
 };
 
+// "retention": how long finished and rejected jobs stay in the spool (docs/design.md
+// "Retention"). 0: no limit of that kind; a folder without a rule keeps everything.
+struct RetentionRule {
+  int64_t max_age_days = 0;
+  int64_t max_jobs = 0;
+};
+struct RetentionConfig {
+  RetentionRule done;
+  RetentionRule failed;
+  RetentionRule rejected;
+  // How often the spool is measured (docpipe_spool_files, docpipe_spool_bytes) and pruned.
+  int64_t interval_ms = 60000;
+};
+
 struct DaemonConfig {
   std::string spool_dir;  // absolute
   std::string metrics_listen = "127.0.0.1:9464";
@@ -89,6 +103,7 @@ struct DaemonConfig {
   std::string log_format = "text";                     // text | json
   std::map<std::string, CommandSpec> commands;
   ClusterConfig cluster;  // "cluster": takes effect at start only (a reload keeps the old one)
+  RetentionConfig retention;
 };
 
 class ConfigError : public std::runtime_error {

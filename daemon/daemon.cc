@@ -17,6 +17,7 @@
 #include "core/transforms/worker_pool.h"
 #include "daemon/cluster_node.h"
 #include "daemon/log.h"
+#include "daemon/retention.h"
 #include "pipeline/local_work_queue.h"
 
 namespace docpipe {
@@ -140,7 +141,9 @@ int Daemon::run() {
   log_info("metrics listening", {{"address", metrics_server_->address()}});
   restore_pause();
   intake_->resume_active_jobs([this] {
-    if (!table_->stopping()) start_intake();
+    if (table_->stopping()) return;
+    start_intake();
+    run_retention();
   });
 
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -181,6 +184,7 @@ void Daemon::open_handles() {
     ++handles_open_;
   }
   if (retry_timer_.open(&loop_) == 0) ++handles_open_;
+  if (retention_timer_.open(&loop_) == 0) ++handles_open_;
 }
 
 // Jobs the cluster node took over from a silent node: admitted and resumed here.
@@ -202,6 +206,7 @@ void Daemon::drain_adoptions() {
 void Daemon::close_handles() {
   auto closed = [this] { --handles_open_; };
   retry_timer_.close(closed);
+  retention_timer_.close(closed);
   finished_async_.close(closed);
   sigint_.close(closed);
   sigterm_.close(closed);
@@ -252,6 +257,59 @@ void Daemon::restore_pause() {
             {"by_uid", std::to_string((*pause)->by_uid)},
             {"reason", (*pause)->reason}});
   table_->set_pause(**pause);
+}
+
+void Daemon::run_retention() {
+  if (retention_running_ || table_->stopping()) return;
+  retention_running_ = true;
+  struct Pass {
+    PruneResult pruned[3];
+    std::optional<FolderUsage> usage[5];
+  };
+  auto pass = std::make_shared<Pass>();
+  std::shared_ptr<const DaemonConfig> cfg = intake_->config();
+  executor_.run(
+      [this, pass, cfg, now = system_clock().wall_ms()] {
+        const RetentionRule* rules[3] = {&cfg->retention.done, &cfg->retention.failed,
+                                         &cfg->retention.rejected};
+        const std::string dirs[3] = {spool_.done(), spool_.failed(), spool_.rejected()};
+        const SpoolFolder kinds[3] = {SpoolFolder::kDone, SpoolFolder::kFailed,
+                                      SpoolFolder::kRejected};
+        for (size_t i = 0; i < 3; ++i) {
+          if (rules[i]->max_age_days == 0 && rules[i]->max_jobs == 0) continue;
+          pass->pruned[i] = prune_folder(dirs[i], kinds[i],
+                                         PruneRule{.max_age_ms = rules[i]->max_age_days * 86400000,
+                                                   .max_jobs = rules[i]->max_jobs},
+                                         now);
+        }
+        const std::string all[5] = {spool_.incoming(), spool_.active(), spool_.done(),
+                                    spool_.failed(), spool_.rejected()};
+        for (size_t i = 0; i < 5; ++i) pass->usage[i] = folder_usage(all[i]);
+      },
+      [this, pass, cfg] {
+        retention_running_ = false;
+        for (size_t i = 0; i < 3; ++i) {
+          const PruneResult& r = pass->pruned[i];
+          const char* folder = DaemonMetrics::kSpoolFolders[i + 2];
+          if (r.jobs_removed > 0) {
+            metrics_->retention_removed(i, r.jobs_removed);
+            log_info("retention removed old jobs", {{"folder", folder},
+                                                    {"jobs", std::to_string(r.jobs_removed)},
+                                                    {"files", std::to_string(r.files_removed)},
+                                                    {"bytes", std::to_string(r.bytes_removed)}});
+          }
+          for (const std::string& e : r.errors) {
+            log_warn("retention cannot remove a file", {{"folder", folder}, {"error", e}});
+          }
+        }
+        for (size_t i = 0; i < 5; ++i) {
+          if (pass->usage[i])
+            metrics_->spool_usage(i, pass->usage[i]->files, pass->usage[i]->bytes);
+        }
+        if (table_->stopping()) return;
+        retention_timer_.arm(std::chrono::milliseconds(cfg->retention.interval_ms),
+                             [this] { run_retention(); });
+      });
 }
 
 ServiceNotifier::Health Daemon::health() {

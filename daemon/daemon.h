@@ -63,6 +63,9 @@ class Daemon {
   ServiceNotifier::Health health();
   // Intake paused as an earlier run left it (SPOOL/paused.json). Before intake starts.
   void restore_pause();
+  // One retention pass on the executor (daemon/retention.h): prunes done/, failed/ and
+  // rejected/ by the config of now, measures every spool folder, then arms the next pass.
+  void run_retention();
   void begin_shutdown(const char* signal_name);
   void reload();
   void apply_config(DaemonConfig next);
@@ -87,6 +90,8 @@ class Daemon {
   std::vector<JobRecord> adoptions_;  // from a cluster thread to the loop
   LoopExecutor executor_{&loop_};
   LoopTimer retry_timer_;
+  LoopTimer retention_timer_;
+  bool retention_running_ = false;
   std::atomic<uint64_t> documents_finished_{0};  // bumped by pipeline threads, for the watchdog
   std::unique_ptr<JobTable> table_;
   std::unique_ptr<JobIntake> intake_;

@@ -33,6 +33,29 @@ DaemonMetrics::DaemonMetrics(prometheus::Registry& registry) {
                         .Help("1 while intake is paused (docpipe pause): no job starts")
                         .Register(registry)
                         .Add({});
+  auto& spool_files = prometheus::BuildGauge()
+                          .Name("docpipe_spool_files")
+                          .Help(
+                              "Files in each spool folder (temp files left out), at the last "
+                              "retention pass")
+                          .Register(registry);
+  auto& spool_bytes = prometheus::BuildGauge()
+                          .Name("docpipe_spool_bytes")
+                          .Help(
+                              "Bytes of the files in each spool folder, at the last retention "
+                              "pass")
+                          .Register(registry);
+  for (size_t i = 0; i < 5; ++i) {
+    spool_files_[i] = &spool_files.Add({{"folder", kSpoolFolders[i]}});
+    spool_bytes_[i] = &spool_bytes.Add({{"folder", kSpoolFolders[i]}});
+  }
+  auto& removed = prometheus::BuildCounter()
+                      .Name("docpipe_retention_removed_jobs_total")
+                      .Help("Finished and rejected jobs removed from the spool by retention")
+                      .Register(registry);
+  for (size_t i = 0; i < 3; ++i) {
+    retention_removed_[i] = &removed.Add({{"folder", kSpoolFolders[i + 2]}});
+  }
   auto& docs = prometheus::BuildCounter()
                    .Name("docpipe_documents_total")
                    .Help("Documents finished, by outcome")

@@ -29,6 +29,18 @@ class DaemonMetrics {
   prometheus::Counter& intake_overflows() { return *intake_overflows_; }
   prometheus::Gauge& jobs_active() { return *jobs_active_; }
   prometheus::Gauge& jobs_queued() { return *jobs_queued_; }
+  // The spool's folders, measured at each retention pass: incoming, active, done, failed,
+  // rejected (kSpoolFolders order).
+  static constexpr const char* kSpoolFolders[5] = {"incoming", "active", "done", "failed",
+                                                   "rejected"};
+  void spool_usage(size_t folder, uint64_t files, uint64_t bytes) {
+    spool_files_[folder]->Set(static_cast<double>(files));
+    spool_bytes_[folder]->Set(static_cast<double>(bytes));
+  }
+  // Jobs retention removed from done (0), failed (1), rejected (2).
+  void retention_removed(size_t folder, uint64_t jobs) {
+    retention_removed_[folder]->Increment(static_cast<double>(jobs));
+  }
   // 1 while intake is paused (docpipe pause), else 0.
   prometheus::Gauge& intake_paused() { return *intake_paused_; }
 
@@ -37,7 +49,10 @@ class DaemonMetrics {
   prometheus::Counter* jobs_rejected_;
   prometheus::Gauge* jobs_active_;
   prometheus::Gauge* jobs_queued_;
-  prometheus::Gauge* intake_paused_;   // docpipe_intake_paused
+  prometheus::Gauge* intake_paused_;           // docpipe_intake_paused
+  prometheus::Gauge* spool_files_[5];          // docpipe_spool_files{folder}
+  prometheus::Gauge* spool_bytes_[5];          // docpipe_spool_bytes{folder}
+  prometheus::Counter* retention_removed_[3];  // docpipe_retention_removed_jobs_total{folder}
   prometheus::Counter* documents_[3];  // docpipe_documents_total{outcome=succeeded|failed|skipped}
   prometheus::Counter* bytes_in_;
   prometheus::Counter* bytes_out_;

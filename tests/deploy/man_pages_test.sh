@@ -51,8 +51,11 @@ for cmd in $commands; do
       fail "docpipe(1): the section for \"$cmd\" does not document $opt"
   done
 done
+# The page read whole first: `plain | grep -q` under pipefail fails when grep stops at its match
+# before sed has written the rest (SIGPIPE), as soon as the page outgrows a pipe write.
+page1_text=$(plain "$page1")
 for opt in $(options_of) --help; do
-  plain "$page1" | grep -qE -- "^\.(B|BI|BR) +(-h +\", \" +)?\"?$opt( |\"|$)" ||
+  grep -qE -- "^\.(B|BI|BR) +(-h +\", \" +)?\"?$opt( |\"|$)" <<<"$page1_text" ||
     fail "docpipe(1) does not document the global option $opt"
 done
 
