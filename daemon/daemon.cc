@@ -275,19 +275,24 @@ void Daemon::run_retention() {
         const std::string dirs[3] = {spool_.done(), spool_.failed(), spool_.rejected()};
         const SpoolFolder kinds[3] = {SpoolFolder::kDone, SpoolFolder::kFailed,
                                       SpoolFolder::kRejected};
+        PruneContext context;
+        context.active = spool_.active();
+        context.submitters = spool_.root() + "/submitters";
+        context.stop = &retention_stop_;
         for (size_t i = 0; i < 3; ++i) {
           if (rules[i]->max_age_days == 0 && rules[i]->max_jobs == 0) continue;
           pass->pruned[i] = prune_folder(dirs[i], kinds[i],
                                          PruneRule{.max_age_ms = rules[i]->max_age_days * 86400000,
                                                    .max_jobs = rules[i]->max_jobs},
-                                         now);
+                                         now, context);
         }
         const std::string all[5] = {spool_.incoming(), spool_.active(), spool_.done(),
                                     spool_.failed(), spool_.rejected()};
         for (size_t i = 0; i < 5; ++i) pass->usage[i] = folder_usage(all[i]);
       },
-      [this, pass, cfg] {
+      [this, pass] {
         retention_running_ = false;
+        bool more = false;
         for (size_t i = 0; i < 3; ++i) {
           const PruneResult& r = pass->pruned[i];
           const char* folder = DaemonMetrics::kSpoolFolders[i + 2];
@@ -298,8 +303,13 @@ void Daemon::run_retention() {
                                                     {"files", std::to_string(r.files_removed)},
                                                     {"bytes", std::to_string(r.bytes_removed)}});
           }
+          more = more || r.more;
           for (const std::string& e : r.errors) {
-            log_warn("retention cannot remove a file", {{"folder", folder}, {"error", e}});
+            log_warn("retention cannot prune", {{"folder", folder}, {"error", e}});
+          }
+          if (r.errors_dropped > 0) {
+            log_warn("retention cannot prune",
+                     {{"folder", folder}, {"more_errors", std::to_string(r.errors_dropped)}});
           }
         }
         for (size_t i = 0; i < 5; ++i) {
@@ -307,8 +317,9 @@ void Daemon::run_retention() {
             metrics_->spool_usage(i, pass->usage[i]->files, pass->usage[i]->bytes);
         }
         if (table_->stopping()) return;
-        retention_timer_.arm(std::chrono::milliseconds(cfg->retention.interval_ms),
-                             [this] { run_retention(); });
+        // The interval of now (a reload may have changed it); soon again when a pass was capped.
+        const int64_t next_ms = more ? 100 : intake_->config()->retention.interval_ms;
+        retention_timer_.arm(std::chrono::milliseconds(next_ms), [this] { run_retention(); });
       });
 }
 
@@ -341,6 +352,7 @@ void Daemon::begin_shutdown(const char* signal_name) {
     return;
   }
   table_->begin_stopping();
+  retention_stop_ = true;
   notifier_->stopping();
   log_info("stopping", {{"signal", signal_name}});
   if (watch_) watch_->close();

@@ -92,6 +92,7 @@ class Daemon {
   LoopTimer retry_timer_;
   LoopTimer retention_timer_;
   bool retention_running_ = false;
+  std::atomic<bool> retention_stop_{false};  // set at shutdown: a pass ends after its current job
   std::atomic<uint64_t> documents_finished_{0};  // bumped by pipeline threads, for the watchdog
   std::unique_ptr<JobTable> table_;
   std::unique_ptr<JobIntake> intake_;

@@ -6,14 +6,16 @@
 // prune_folder() is plain blocking file work (the daemon runs it on its executor, never on the
 // loop thread), judged against a `now` it is given, so that tests drive it with a fake clock.
 //
-// A finished job is the files of one id: ID.report.json, ID.manifest.jsonl and ID.json; a
-// rejected one is NAME and NAME.error.json. Its age is the newest mtime of its files (the report
-// or the error file is written when it ends). The job file (done/, failed/) and the error file
-// (rejected/) are removed last, since they mark the id as used (Spool::check_not_finished) and the
-// rejection as recorded: a crash in between leaves a smaller group that the next pass removes.
+// A finished job is the files of one id: ID.report.json, ID.manifest.jsonl and ID.json (with
+// SPOOL/submitters/ID.submitter, removed along); a rejected one is NAME and NAME.error.json. Its
+// age is the mtime of the file the daemon wrote when it ended (the report, the error file), else
+// the newest of its files. The marker goes last: ID.json (done/, failed/), which makes the id used
+// (Spool::check_not_finished), or NAME.error.json; a crash or a file that cannot be removed
+// leaves the marker, and the next pass sees the rest of the group again.
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -28,21 +30,32 @@ struct PruneRule {
 
 enum class SpoolFolder { kDone, kFailed, kRejected };
 
+// The rest of the spool a pass of done/ or failed/ must respect ("" : none).
+struct PruneContext {
+  std::string active;      // a group without its marker whose ID.json is here is being finished
+  std::string submitters;  // ID.submitter goes with its finished job, before the marker
+  const std::atomic<bool>* stop = nullptr;  // set: the pass ends after the current job
+  size_t max_removals = 10000;              // jobs removed per pass, at most
+};
+
 struct PruneResult {
   uint64_t jobs_removed = 0;
   uint64_t files_removed = 0;
   uint64_t bytes_removed = 0;
-  uint64_t files_left = 0;  // entries left in the folder (not counting temp files)
+  uint64_t files_left = 0;  // entries left in the folder (not counting temp files and folders)
   uint64_t bytes_left = 0;
-  std::vector<std::string> errors;  // "PATH: reason", at most kMaxPruneErrors
+  bool more = false;                // stopped or capped with jobs still to remove: run again soon
+  std::vector<std::string> errors;  // "remove PATH: reason", at most kMaxPruneErrors
+  uint64_t errors_dropped = 0;      // beyond kMaxPruneErrors
 };
 
 inline constexpr size_t kMaxPruneErrors = 10;
 
 // Removes from `dir` the jobs `rule` no longer keeps, as of `now_ms` (wall clock). Folders, temp
-// files (".NAME...") and names of no job are never touched.
+// files (".NAME...") and names of no job are never touched; neither is a group whose files
+// changed since they were listed (a job finished or rejected again under the same name).
 PruneResult prune_folder(const std::string& dir, SpoolFolder kind, const PruneRule& rule,
-                         int64_t now_ms);
+                         int64_t now_ms, const PruneContext& context = {});
 
 // Files (entries that are not folders) and their bytes in `dir`, for docpipe_spool_files and
 // docpipe_spool_bytes; nullopt if it cannot be listed.

@@ -5,9 +5,12 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -145,4 +148,110 @@ TEST_CASE("retention: a folder that cannot be opened is one error, nothing else"
   REQUIRE(usage.has_value());
   CHECK(usage->files == 1);
   CHECK(usage->bytes == 100);
+}
+
+TEST_CASE("retention: ids with dots group by the files that are there") {
+  Folder f;
+  // Job "weekly.report": its job file is weekly.report.json, its report weekly.report.report.json.
+  f.finished_job("weekly.report", 3 * kDay);
+  f.finished_job("daily", 1 * kDay);
+  PruneResult r = docpipe::prune_folder(f.dir, SpoolFolder::kDone, PruneRule{0, 1}, kNow);
+  CHECK(r.jobs_removed == 1);
+  CHECK(r.files_removed == 3);
+  CHECK(f.names() ==
+        std::set<std::string>{"daily.json", "daily.manifest.jsonl", "daily.report.json"});
+
+  // Rejected: "x.error.json" was itself a dropped job file; its error file goes with it.
+  Folder rejected;
+  rejected.file("x.error.json", 9 * kDay);
+  rejected.file("x.error.json.error.json", 9 * kDay);
+  rejected.file("y.json", 1 * kDay);
+  rejected.file("y.json.error.json", 1 * kDay);
+  PruneResult rr =
+      docpipe::prune_folder(rejected.dir, SpoolFolder::kRejected, PruneRule{0, 1}, kNow);
+  CHECK(rr.jobs_removed == 1);
+  CHECK(rejected.names() == std::set<std::string>{"y.json", "y.json.error.json"});
+}
+
+TEST_CASE("retention: a job being finished, its submitter record and the end that counts") {
+  Folder f;
+  Folder active;
+  Folder submitters;
+  // Mid-finish (or a finish retried after a crash): manifest and report in done/, the job file
+  // still in active/. Old, but never removed.
+  f.file("moving.manifest.jsonl", 40 * kDay);
+  f.file("moving.report.json", 40 * kDay);
+  active.file("moving.json", 40 * kDay);
+  f.finished_job("old", 40 * kDay);
+  submitters.file("old.submitter", 40 * kDay);
+  submitters.file("moving.submitter", 40 * kDay);
+  docpipe::PruneContext context;
+  context.active = active.dir;
+  context.submitters = submitters.dir;
+  PruneResult r =
+      docpipe::prune_folder(f.dir, SpoolFolder::kDone, PruneRule{30 * kDay, 0}, kNow, context);
+  CHECK(r.jobs_removed == 1);
+  CHECK(f.names() == std::set<std::string>{"moving.manifest.jsonl", "moving.report.json"});
+  // Whom "old" acted for goes with it: a later job of that id never finds the record.
+  CHECK(submitters.names() == std::set<std::string>{"moving.submitter"});
+
+  // A rejection's age is its error file's, not the mtime a producer gave the job file.
+  Folder rejected;
+  rejected.file("future.json", -400 * kDay);
+  rejected.file("future.json.error.json", 10 * kDay);
+  CHECK(docpipe::prune_folder(rejected.dir, SpoolFolder::kRejected, PruneRule{7 * kDay, 0}, kNow)
+            .jobs_removed == 1);
+  CHECK(rejected.names().empty());
+}
+
+TEST_CASE("retention: a pass stops when asked and removes at most max_removals jobs") {
+  Folder f;
+  for (int i = 0; i < 5; ++i) f.finished_job("job" + std::to_string(i), (40 + i) * kDay);
+  docpipe::PruneContext context;
+  context.max_removals = 2;
+  PruneResult capped =
+      docpipe::prune_folder(f.dir, SpoolFolder::kDone, PruneRule{30 * kDay, 0}, kNow, context);
+  CHECK(capped.jobs_removed == 2);
+  CHECK(capped.more);
+  CHECK(f.names().count("job4.json") == 0);  // the oldest first
+  CHECK(f.names().count("job3.json") == 0);
+  std::atomic<bool> stop{true};
+  context.stop = &stop;
+  PruneResult stopped =
+      docpipe::prune_folder(f.dir, SpoolFolder::kDone, PruneRule{30 * kDay, 0}, kNow, context);
+  CHECK(stopped.jobs_removed == 0);
+  CHECK(stopped.more);
+  stop = false;
+  context.max_removals = 10;
+  PruneResult rest =
+      docpipe::prune_folder(f.dir, SpoolFolder::kDone, PruneRule{30 * kDay, 0}, kNow, context);
+  CHECK(rest.jobs_removed == 3);
+  CHECK_FALSE(rest.more);
+  CHECK(f.names().empty());
+}
+
+TEST_CASE("retention: when a file of a job cannot be removed, its marker stays") {
+  Folder f;
+  f.finished_job("stuck", 40 * kDay);
+  // The manifest made immutable (root, ext4): no unlink succeeds, not even root's.
+  const std::string manifest = f.dir + "/stuck.manifest.jsonl";
+  int fd = ::open(manifest.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  int flags = 0;
+  const bool immutable = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 &&
+                         (flags |= FS_IMMUTABLE_FL, ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0);
+  if (!immutable) {
+    ::close(fd);
+    MESSAGE("skipped: cannot make a file immutable here (needs root and ext4)");
+    return;
+  }
+  PruneResult r = docpipe::prune_folder(f.dir, SpoolFolder::kDone, PruneRule{30 * kDay, 0}, kNow);
+  flags &= ~FS_IMMUTABLE_FL;
+  ::ioctl(fd, FS_IOC_SETFLAGS, &flags);
+  ::close(fd);
+  CHECK(r.jobs_removed == 0);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0] == "remove " + manifest + ": Operation not permitted");
+  // The id stays used while part of the job is left.
+  CHECK(f.names() == std::set<std::string>{"stuck.json", "stuck.manifest.jsonl"});
 }

@@ -59,13 +59,18 @@ TEST_CASE("e2e retention: old finished and rejected jobs are pruned, young ones 
   CHECK(file_exists(spool + "/done/young.report.json"));
   CHECK(file_exists(spool + "/done/young.manifest.jsonl"));
   CHECK(read_file(tmp / "out-old/a.txt") == "alpha\n");  // outputs are the user's, never pruned
+  // Whom the old job acted for went with it; the young job's record stays.
+  CHECK_FALSE(file_exists(spool + "/submitters/old.submitter"));
+  CHECK(file_exists(spool + "/submitters/young.submitter"));
   CHECK(daemon.wait_for_metric("docpipe_spool_files", {{"folder", "done"}}, 3) == 3);
   CHECK(daemon.wait_for_metric("docpipe_spool_files", {{"folder", "rejected"}}, 0) == 0);
   CHECK(daemon.metric("docpipe_spool_bytes", {{"folder", "done"}}) > 0);
   CHECK(!daemon.log_lines_with({"retention removed old jobs", "folder=done", "jobs=1"}).empty());
 
   // A pruned job is gone for status, and its id is free again.
-  CHECK(docpipe({"status", "--spool", spool, "old"}, tmp.path()).exit_code == 1);
+  CommandResult gone = docpipe({"status", "--spool", spool, "old"}, tmp.path());
+  CHECK(gone.exit_code == 1);
+  CHECK(gone.err == "docpipe status: no job \"old\": not queued, running or finished\n");
   drop_job(spool, "old.json", make_job("old", tmp / "in", tmp / "out-old-again"));
   CHECK(daemon.wait_for_job("old").folder == "done");
   CHECK(daemon.terminate() == 0);
