@@ -10,25 +10,15 @@
 #include <string>
 
 #include "config/daemon_config.h"
+#include "tests/config/config_test_util.h"
 
 namespace docpipe {
 namespace {
 
 namespace fs = std::filesystem;
 
-DaemonConfig parse(const std::string& text) {
-  return parse_config(text, "/etc/docpipe", "config.json");
-}
-
-// The ConfigError message for `text`, or "" if it parsed.
-std::string error_of(const std::string& text) {
-  try {
-    parse(text);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+DaemonConfig parse(const std::string& text) { return test::parse_config_text(text); }
+std::string error_of(const std::string& text) { return test::config_error_of(text); }
 
 // A config whose cluster section has one server and then `more` keys (",\"k\": v..." or "").
 std::string with_cluster(const std::string& more) {
@@ -112,7 +102,8 @@ TEST_CASE("config cluster: keys left out take the documented defaults") {
   CHECK(c.tls_hostname.empty());
 }
 
-TEST_CASE("config cluster: a URL without a port gets 4222 and the bounds of each range are accepted") {
+TEST_CASE(
+    "config cluster: a URL without a port gets 4222 and the bounds of each range are accepted") {
   ClusterConfig c = parse(R"({"cluster": {"nats": ["nats://a", "tls://[fe80::1]", "nats://b:1",
       "nats://c:65535"], "replicas": 5, "max_ack_pending": 100000, "ack_wait_ms": 1000,
       "max_deliver": 1000, "lease_ms": 3600000, "publish_window": 1000000,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/daemon_config.h"
+#include "tests/config/config_test_util.h"
 
 using docpipe::CommandMode;
 using docpipe::ConfigError;
@@ -15,16 +16,10 @@ using docpipe::DaemonConfig;
 namespace {
 
 DaemonConfig parse_pool(const std::string& text) {
-  return docpipe::parse_config(text, "/etc/docpipe", "docpipe.json");
+  return docpipe::test::parse_config_text(text, "docpipe.json");
 }
-
 std::string pool_error_of(const std::string& text) {
-  try {
-    parse_pool(text);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return docpipe::test::config_error_of(text, "docpipe.json");
 }
 
 }  // namespace

@@ -6,20 +6,13 @@
 #include <string>
 
 #include "config/daemon_config.h"
+#include "tests/config/config_test_util.h"
 
 namespace docpipe {
 namespace {
 
-DaemonConfig parse(const std::string& text) { return parse_config(text, "/etc/docpipe", "c.json"); }
-
-std::string error_of(const std::string& text) {
-  try {
-    parse(text);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+DaemonConfig parse(const std::string& text) { return test::parse_config_text(text, "c.json"); }
+std::string error_of(const std::string& text) { return test::config_error_of(text, "c.json"); }
 
 TEST_CASE("daemon config rights: defaults: no admin group, 64 connections, 60 s idle") {
   DaemonConfig c = parse("{}");

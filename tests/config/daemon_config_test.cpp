@@ -12,6 +12,8 @@
 #include <string>
 #include <thread>
 
+#include "tests/config/config_test_util.h"
+
 namespace fs = std::filesystem;
 using docpipe::ConfigError;
 using docpipe::DaemonConfig;
@@ -21,17 +23,10 @@ namespace {
 int cores() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
 DaemonConfig parse(const std::string& text, const std::string& base = "/etc/docpipe") {
-  return docpipe::parse_config(text, base, "docpipe.json");
+  return docpipe::test::parse_config_text(text, "docpipe.json", base);
 }
-
-// The ConfigError message for `text`, or "" if it parsed.
 std::string error_of(const std::string& text) {
-  try {
-    parse(text);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
+  return docpipe::test::config_error_of(text, "docpipe.json");
 }
 
 std::string validation_error_of(const DaemonConfig& config) {

@@ -6,22 +6,13 @@
 #include <string>
 
 #include "config/daemon_config.h"
+#include "tests/config/config_test_util.h"
 
 namespace docpipe {
 namespace {
 
-DaemonConfig parse(const std::string& text) {
-  return parse_config(text, "/etc/docpipe", "config.json");
-}
-
-std::string error_of(const std::string& text) {
-  try {
-    parse(text);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+DaemonConfig parse(const std::string& text) { return test::parse_config_text(text); }
+std::string error_of(const std::string& text) { return test::config_error_of(text); }
 
 TEST_CASE("config retention: absent, nothing is pruned and the spool is measured every minute") {
   RetentionConfig r = parse("{}").retention;
