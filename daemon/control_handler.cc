@@ -87,19 +87,18 @@ void ControlHandler::pause(std::string reason, const Credentials& peer,
     reply(error_reply(operators_only("pausing intake")));
     return;
   }
-  if (deps_.table.paused()) {
-    reply({{"ok", true},
-           {"intake", intake_pause_json(deps_.table.pause())},
-           {"note", "already paused"}});
-    return;
+  const bool already = deps_.table.paused();
+  if (!already) {
+    // In force at once, before any other request or finished job can admit one more; then kept
+    // in the spool, so that a restart stays paused.
+    IntakePause p{deps_.clock.wall_ms(), peer.uid, std::move(reason)};
+    deps_.table.set_pause(p);
+    log_info("intake paused", {{"uid", std::to_string(peer.uid)}, {"reason", p.reason}});
   }
-  // In force at once, before any other request or finished job can admit one more; then kept
-  // in the spool, so that a restart stays paused.
-  IntakePause p{deps_.clock.wall_ms(), peer.uid, std::move(reason)};
-  deps_.table.set_pause(p);
-  log_info("intake paused", {{"uid", std::to_string(peer.uid)}, {"reason", p.reason}});
-  persist_pause([this, reply](const Status& stored) {
+  // Already paused: the first pause stands, written again (an earlier write may have failed).
+  persist_pause([this, reply, already](const Status& stored) {
     nlohmann::json out{{"ok", true}, {"intake", intake_pause_json(deps_.table.pause())}};
+    if (already) out["note"] = "already paused";
     if (!stored) {
       log_error("cannot record the pause in the spool; a restart would resume intake",
                 {{"error", stored.error().message}});

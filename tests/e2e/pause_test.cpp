@@ -43,6 +43,11 @@ TEST_CASE("e2e pause: nothing starts while paused, across a restart, and resume 
   CHECK(paused.out.find("(mail relay down)") != std::string::npos);
   CHECK(daemon->metric("docpipe_intake_paused") == 1);
   CHECK(file_exists(spool + "/paused.json"));
+  // Pausing again keeps the first pause (its time, user and reason), and says so.
+  CommandResult again_paused = docpipe({"pause", "--spool", spool, "--reason", "other"}, scratch);
+  CHECK(again_paused.exit_code == 0);
+  CHECK(again_paused.err == "docpipe pause: already paused\n");
+  CHECK(again_paused.out.find("(mail relay down)") != std::string::npos);
 
   // A drop waits in incoming/ untouched; a socket submission is accepted and queued.
   drop_job(spool, "dropped.json", make_job("dropped", tmp / "in", tmp / "out-dropped"));
