@@ -56,6 +56,14 @@ struct Fixture {
     a.run.failed(CommandFailure::kExited, "exited with status 1");
     REQUIRE(breakers.snapshot("conv")->state == BreakerState::kOpen);
   }
+  // `job` added, its first document handed out, then "conv"'s breaker opened under it.
+  ScheduledDocument first_then_open(std::shared_ptr<FakeJob> job) {
+    s.add_job(std::move(job));
+    std::optional<ScheduledDocument> d = next_now();
+    REQUIRE(d);
+    open();
+    return *d;
+  }
   std::optional<ScheduledDocument> next_now() {
     bool would_wait = false;
     std::optional<ScheduledDocument> d = s.next(&would_wait);
@@ -142,10 +150,7 @@ TEST_CASE("scheduler: a refused document waits uncharged and goes when the break
 TEST_CASE("scheduler: an abandoned probe lets a waiting document go and probe") {
   Fixture f;
   auto job = conv_job("a", 1);
-  f.s.add_job(job);
-  std::optional<ScheduledDocument> d = f.next_now();
-  REQUIRE(d);
-  f.open();
+  std::optional<ScheduledDocument> d = f.first_then_open(job);
   f.clock.advance(1000ms);
   std::optional<CommandAdmission> probe(f.breakers.admit("conv"));
   REQUIRE(probe->run.probe());
@@ -161,10 +166,7 @@ TEST_CASE("scheduler: an abandoned probe lets a waiting document go and probe") 
 TEST_CASE("scheduler: a reload that removes a half-open command lets its waiting documents go") {
   Fixture f;
   auto job = conv_job("a", 1);
-  f.s.add_job(job);
-  std::optional<ScheduledDocument> d = f.next_now();
-  REQUIRE(d);
-  f.open();
+  std::optional<ScheduledDocument> d = f.first_then_open(job);
   f.clock.advance(1000ms);
   CommandAdmission probe = f.breakers.admit("conv");  // the probe runs, elsewhere
   REQUIRE(probe.run.probe());
@@ -183,10 +185,7 @@ TEST_CASE("scheduler: a reload that removes a half-open command lets its waiting
 TEST_CASE("scheduler: cancel and stop hand out documents waiting on a breaker as cancelled") {
   Fixture f;
   auto job = conv_job("c", 3);
-  f.s.add_job(job);
-  std::optional<ScheduledDocument> d = f.next_now();
-  REQUIRE(d);
-  f.open();
+  std::optional<ScheduledDocument> d = f.first_then_open(job);
   REQUIRE(f.s.wait_for_command(*d));
   CHECK_FALSE(f.next_now());
   std::optional<ScheduledDocument> got;
