@@ -82,8 +82,11 @@ std::optional<Reported> release(StageShared& s, std::unique_ptr<WorkItem> item, 
     state = DocumentState::kCancelled;  // cancelled or stopping meanwhile: it never ran
     error = nullptr;
   }
+  // A transient failure with attempts left was not the document's last word: retried, or, when
+  // its job was cancelled or the pipeline is stopping (retry refuses), cancelled, not failed,
+  // whether the cancel came before this point or after.
   if (state == DocumentState::kFailed && error != nullptr && is_transient(*error) &&
-      item->sched.attempt < spec.limits.max_attempts && !item->sched.job->cancelled()) {
+      item->sched.attempt < spec.limits.max_attempts) {
     if (s.scheduler.retry(item->sched, s.jitter.delay(item->sched.attempt))) {
       s.pool.put(std::move(item));
       return std::nullopt;

@@ -132,6 +132,50 @@ TEST_CASE("pipeline: cancel_job cancels every document still in flight") {
   CHECK(written == kPassed);
 }
 
+TEST_CASE(
+    "pipeline: a transient failure seen after a cancel is cancelled unless it was the last "
+    "attempt") {
+  TempDir dir;
+  auto input = make_inputs(dir / "in", {{"doc.txt", "text"}});
+  // Every document fails transiently, after the cancel: the gate holds it until then.
+  auto gate = std::make_shared<Gate>();
+  auto failing = std::make_shared<FunctionStep>(
+      [gate](const DocumentContext&, std::string_view, std::string&) -> Status {
+        gate->pass();
+        return make_error(ErrorCode::kCommandFailed, "conv: exited with status 1");
+      });
+  SUBCASE("attempts left: the document was not done, so it is cancelled") {
+    JobSpec spec = make_spec("j", dir / "out", chain_of({failing}));
+    spec.limits.max_attempts = 3;
+    auto job = std::make_shared<FakeJob>(spec, input);
+    Pipeline pipeline(test_options(), nullptr);
+    OpenAtExit open_at_exit{*gate};
+    pipeline.add_job(job);
+    REQUIRE(gate->wait_reached());
+    REQUIRE(pipeline.cancel_job("j"));
+    gate->release();
+    REQUIRE(job->wait_finished());
+    REQUIRE(job->outcome_count() == 1);
+    CHECK(job->outcomes().at(0).state == DocumentState::kCancelled);
+    CHECK(job->outcomes().at(0).attempts == 1);
+  }
+  SUBCASE("its last attempt: the failure stands") {
+    JobSpec spec = make_spec("j", dir / "out", chain_of({failing}));
+    spec.limits.max_attempts = 1;
+    auto job = std::make_shared<FakeJob>(spec, input);
+    Pipeline pipeline(test_options(), nullptr);
+    OpenAtExit open_at_exit{*gate};
+    pipeline.add_job(job);
+    REQUIRE(gate->wait_reached());
+    REQUIRE(pipeline.cancel_job("j"));
+    gate->release();
+    REQUIRE(job->wait_finished());
+    REQUIRE(job->outcome_count() == 1);
+    CHECK(job->outcomes().at(0).state == DocumentState::kFailed);
+    CHECK(job->outcomes().at(0).error.find("exited with status 1") != std::string::npos);
+  }
+}
+
 TEST_CASE("pipeline: no transform starts after cancel_job returns") {
   // One transformer, which cancels the job from inside its fifth call: with cancel reaching the
   // pipeline's documents, that call is the last, whatever was admitted or queued meanwhile.
