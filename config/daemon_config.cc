@@ -117,6 +117,14 @@ class ConfigParser {
         r.error("metrics_listen", problem);
       }
     }
+    if (auto v = r.string("http_tokens_file", true); v && !v->empty()) {
+      c.http_tokens_file = resolve_path(base_, *v);
+      std::vector<std::string> problems;
+      if (auto tokens = load_http_tokens(c.http_tokens_file, ::geteuid(), problems)) {
+        c.http_tokens = std::make_shared<const HttpTokens>(std::move(*tokens));
+      }
+      for (std::string& p : problems) r.error("http_tokens_file", std::move(p));
+    }
     if (auto v = thread_count(r, "workers")) c.workers = *v;
     if (auto v = thread_count(r, "io_threads")) c.io_threads = *v;
     if (auto v = thread_count(r, "ocr_concurrency")) c.ocr_concurrency = *v;

@@ -7,12 +7,14 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "config/http_tokens.h"
 #include "core/transform.h"  // CommandSpec
 
 namespace docpipe {
@@ -73,6 +75,10 @@ struct RetentionConfig {
 struct DaemonConfig {
   std::string spool_dir;  // absolute
   std::string metrics_listen = "127.0.0.1:9464";
+  // Bearer tokens for /jobs/ID on the metrics listener (config/http_tokens.h); "" (default):
+  // /jobs/ID is off. Loaded with the config, so a reload picks up a changed file.
+  std::string http_tokens_file;
+  std::shared_ptr<const HttpTokens> http_tokens;
   std::string control_socket;  // absolute; default <spool_dir>/control.sock
   // Root and members of this group see and cancel every job; others only their own. "" (the
   // default): nobody but root. A group name or a numeric gid, resolved when the config loads.

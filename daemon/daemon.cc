@@ -17,6 +17,7 @@
 #include "core/transforms/worker_pool.h"
 #include "daemon/cluster_node.h"
 #include "daemon/log.h"
+#include "daemon/peer_credentials.h"
 #include "daemon/retention.h"
 #include "pipeline/local_work_queue.h"
 
@@ -60,6 +61,24 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
     log_warn("exec pool process replaced", {{"command", command}, {"why", what}});
   });
   metrics_server_ = std::make_unique<MetricsServer>(config_.metrics_listen);
+  http_status_ = std::make_unique<HttpStatus>(HttpStatus::Deps{
+      .post = [this](std::function<void()> fn) { return post_to_loop(std::move(fn)); },
+      .job_status =
+          [this](const std::string& id, const Credentials& peer, HttpStatus::JsonReply reply) {
+            ControlRequest request;
+            request.op = ControlRequest::Op::kStatus;
+            request.id = id;
+            control_handler_->handle(std::move(request), peer, std::move(reply));
+          },
+      .readiness = [this]() -> std::string {
+        if (table_->stopping()) return "stopping";
+        if (!watch_) return "starting: resuming the jobs in active/";
+        return "";
+      },
+      .spool_dir = spool_.root(),
+      .credentials_for = credentials_for_uid});
+  http_status_->set_tokens(config_.http_tokens);
+  http_status_->add_routes(*metrics_server_);
   pipeline_metrics_ = std::make_unique<PipelineMetrics>(metrics_server_->registry());
   metrics_ = std::make_unique<DaemonMetrics>(metrics_server_->registry());
   breaker_monitor_ =
@@ -179,12 +198,32 @@ void Daemon::open_handles() {
           Daemon* self = UvHandle<uv_async_t>::owner_of<Daemon>(a);
           self->table_->drain_finished();
           self->drain_adoptions();
+          self->drain_posted();
         });
       }) == 0) {
     ++handles_open_;
+    std::lock_guard lock(post_mu_);
+    post_open_ = true;
   }
   if (retry_timer_.open(&loop_) == 0) ++handles_open_;
   if (retention_timer_.open(&loop_) == 0) ++handles_open_;
+}
+
+bool Daemon::post_to_loop(std::function<void()> fn) {
+  std::lock_guard lock(post_mu_);
+  if (!post_open_) return false;
+  posted_.push_back(std::move(fn));
+  uv_async_send(finished_async_.get());
+  return true;
+}
+
+void Daemon::drain_posted() {
+  std::vector<std::function<void()>> work;
+  {
+    std::lock_guard lock(post_mu_);
+    work.swap(posted_);
+  }
+  for (auto& fn : work) fn();
 }
 
 // Jobs the cluster node took over from a silent node: admitted and resumed here.
@@ -207,6 +246,10 @@ void Daemon::close_handles() {
   auto closed = [this] { --handles_open_; };
   retry_timer_.close(closed);
   retention_timer_.close(closed);
+  {
+    std::lock_guard lock(post_mu_);
+    post_open_ = false;  // what was posted and not run is dropped: its waiter times out
+  }
   finished_async_.close(closed);
   sigint_.close(closed);
   sigterm_.close(closed);
@@ -421,6 +464,7 @@ void Daemon::apply_config(DaemonConfig next) {
                       .memory_budget_bytes = static_cast<size_t>(next.memory_budget_bytes)});
   set_worker_concurrency("ocr", next.ocr_concurrency);
   if (watch_) watch_->set_timing(next.settle_ms, next.rescan_interval_ms);
+  http_status_->set_tokens(next.http_tokens);
   if (control_) control_->set_limits(control_limits(next));
   breaker_monitor_->configure(next.commands);
   config_ = std::move(next);

@@ -26,6 +26,7 @@
 #include "daemon/control_handler.h"
 #include "daemon/control_server.h"
 #include "daemon/daemon_metrics.h"
+#include "daemon/http_status.h"
 #include "daemon/job_intake.h"
 #include "daemon/job_table.h"
 #include "daemon/loop_executor.h"
@@ -70,6 +71,9 @@ class Daemon {
   void reload();
   void apply_config(DaemonConfig next);
   void drain_adoptions();
+  // Runs `fn` on the loop thread soon (any thread); false once the loop takes no more work.
+  bool post_to_loop(std::function<void()> fn);
+  void drain_posted();
 
   DaemonConfig config_;  // loop thread only
   ConfigLoader reload_config_;
@@ -81,6 +85,11 @@ class Daemon {
   // One circuit breaker per command; outlives the pipeline (work_) and the monitor.
   std::shared_ptr<CommandBreakers> breakers_ = std::make_shared<CommandBreakers>();
   std::unique_ptr<MetricsServer> metrics_server_;
+  std::unique_ptr<HttpStatus> http_status_;  // /healthz, /readyz, /jobs/ID on metrics_server_
+  // Work other threads hand to the loop (post_to_loop), run by finished_async_'s callback.
+  std::mutex post_mu_;
+  std::vector<std::function<void()>> posted_;
+  bool post_open_ = false;  // finished_async_ is open: uv_async_send may be called
   std::unique_ptr<CommandBreakerMonitor> breaker_monitor_;
   std::unique_ptr<PipelineMetrics> pipeline_metrics_;
   std::unique_ptr<DaemonMetrics> metrics_;

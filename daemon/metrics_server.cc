@@ -1,10 +1,11 @@
 #include "daemon/metrics_server.h"
 
+#include <CivetServer.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,6 +24,80 @@ namespace {
 
 std::string listen_host(const std::string& listen) { return listen.substr(0, listen.rfind(':')); }
 
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Status";
+  }
+}
+
+void send_reply(mg_connection* conn, const HttpReply& reply) {
+  std::string head = "HTTP/1.1 " + std::to_string(reply.status) + " " +
+                     reason_phrase(reply.status) + "\r\nContent-Type: " + reply.content_type +
+                     "\r\nContent-Length: " + std::to_string(reply.body.size()) +
+                     "\r\nCache-Control: no-store\r\n";
+  for (const auto& [name, value] : reply.headers) head += name + ": " + value + "\r\n";
+  head += "\r\n";
+  mg_write(conn, head.data(), head.size());
+  const mg_request_info* info = mg_get_request_info(conn);
+  if (info == nullptr || std::string_view(info->request_method) != "HEAD") {
+    mg_write(conn, reply.body.data(), reply.body.size());
+  }
+}
+
+// GET (and HEAD) through `route`; any other method is refused, since every route is read-only.
+class RouteHandler : public CivetHandler {
+ public:
+  explicit RouteHandler(HttpRoute route) : route_(std::move(route)) {}
+  bool handleGet(CivetServer*, mg_connection* conn) override { return serve(conn); }
+  bool handleHead(CivetServer*, mg_connection* conn) override { return serve(conn); }
+  bool handlePost(CivetServer*, mg_connection* conn) override { return refuse(conn); }
+  bool handlePut(CivetServer*, mg_connection* conn) override { return refuse(conn); }
+  bool handleDelete(CivetServer*, mg_connection* conn) override { return refuse(conn); }
+  bool handlePatch(CivetServer*, mg_connection* conn) override { return refuse(conn); }
+  bool handleOptions(CivetServer*, mg_connection* conn) override { return refuse(conn); }
+
+ private:
+  bool serve(mg_connection* conn) {
+    const mg_request_info* info = mg_get_request_info(conn);
+    HttpRequest request;
+    if (info != nullptr && info->local_uri != nullptr) request.path = info->local_uri;
+    if (const char* auth = mg_get_header(conn, "Authorization")) request.authorization = auth;
+    if (info != nullptr) request.remote_addr = info->remote_addr;
+    HttpReply reply;
+    try {
+      reply = route_(request);
+    } catch (const std::exception& e) {
+      reply = HttpReply::text(500, std::string("internal error: ") + e.what() + "\n");
+    }
+    send_reply(conn, reply);
+    return true;
+  }
+  static bool refuse(mg_connection* conn) {
+    HttpReply reply = HttpReply::text(405, "read-only: only GET is served here\n");
+    reply.headers = {{"Allow", "GET, HEAD"}};
+    send_reply(conn, reply);
+    return true;
+  }
+  HttpRoute route_;
+};
+
 }  // namespace
 
 MetricsServer::MetricsServer(const std::string& listen)
@@ -33,28 +108,41 @@ MetricsServer::MetricsServer(const std::string& listen)
       .Register(*registry_)
       .Add({{"version", DOCPIPE_VERSION}})
       .Set(1);
+  collectables_ = {registry_, make_process_collector(), make_command_pool_collector()};
   try {
     // civetweb holds a worker per connection until its request arrives: with the default 2
     // workers and 30 s request timeout, two idle connections stalled every scrape for 30 s.
     // More workers than a scraper needs, and an idle connection dropped after 1 s.
-    exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+    server_ = std::make_unique<CivetServer>(std::vector<std::string>{
         "listening_ports", listen_, "num_threads", "8", "request_timeout_ms", "1000"});
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot serve metrics on " + listen_ + ": " + e.what() +
                              " (is the port in use? set metrics_listen)");
   }
-  exposer_->RegisterCollectable(registry_);
-  process_collector_ = make_process_collector();
-  exposer_->RegisterCollectable(process_collector_);
-  pool_collector_ = make_command_pool_collector();
-  exposer_->RegisterCollectable(pool_collector_);
+  add_route("/metrics", [collectables = collectables_](const HttpRequest&) {
+    std::vector<prometheus::MetricFamily> families;
+    for (const auto& c : collectables) {
+      auto part = c->Collect();
+      families.insert(families.end(), std::make_move_iterator(part.begin()),
+                      std::make_move_iterator(part.end()));
+    }
+    HttpReply reply = HttpReply::text(200, prometheus::TextSerializer().Serialize(families));
+    reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return reply;
+  });
 }
 
 MetricsServer::~MetricsServer() { stop(); }
 
+void MetricsServer::add_route(const std::string& uri, HttpRoute route) {
+  if (!server_) return;
+  handlers_.push_back(std::make_unique<RouteHandler>(std::move(route)));
+  server_->addHandler(uri, handlers_.back().get());
+}
+
 int MetricsServer::port() const {
-  if (!exposer_) return 0;
-  std::vector<int> ports = exposer_->GetListeningPorts();
+  if (!server_) return 0;
+  std::vector<int> ports = server_->getListeningPorts();
   return ports.empty() ? 0 : ports.front();
 }
 
@@ -65,7 +153,7 @@ std::string MetricsServer::address() const {
 // civetweb's listener thread notices the stop request only when its poll() returns, which without
 // traffic takes its full 2 s quantum; connecting to it now and then wakes it at once.
 void MetricsServer::stop() {
-  if (!exposer_) return;
+  if (!server_) return;
   int bound = port();
   std::string host = listen_host(listen_);
   if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
@@ -100,7 +188,7 @@ void MetricsServer::stop() {
       }
     });
   }
-  exposer_.reset();
+  server_.reset();
   stopped = true;
   if (waker.joinable()) waker.join();
 }

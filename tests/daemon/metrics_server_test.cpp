@@ -31,12 +31,13 @@ int connect_to(int port) {
   return fd;
 }
 
-// GET /metrics with HTTP/1.0: the server closes the connection after the response, so reading
+// METHOD PATH with HTTP/1.0: the server closes the connection after the response, so reading
 // to the end blocks only until the whole response is in.
-std::string get_metrics(int port) {
+std::string request_of(int port, const std::string& method, const std::string& path,
+                       const std::string& headers = "") {
   int fd = connect_to(port);
   REQUIRE(fd >= 0);
-  std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  std::string request = method + " " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n" + headers + "\r\n";
   REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
   std::string response;
   char buf[4096];
@@ -45,6 +46,8 @@ std::string get_metrics(int port) {
   ::close(fd);
   return response;
 }
+
+std::string get_metrics(int port) { return request_of(port, "GET", "/metrics"); }
 
 }  // namespace
 
@@ -83,4 +86,31 @@ TEST_CASE("metrics server: a port in use is a clear start-up error") {
   CHECK_THROWS_WITH_AS(docpipe::MetricsServer{taken},
                        doctest::Contains("is the port in use? set metrics_listen"),
                        std::runtime_error);
+}
+
+TEST_CASE("metrics server: a route answers GET and HEAD below its path; other methods get 405") {
+  docpipe::MetricsServer server("127.0.0.1:0");
+  server.add_route("/things", [](const docpipe::HttpRequest& r) {
+    docpipe::HttpReply reply = docpipe::HttpReply::json(200, "{\"path\":\"" + r.path + "\"}");
+    reply.headers = {{"X-Auth", r.authorization}};
+    return reply;
+  });
+  int port = server.port();
+  std::string got = request_of(port, "GET", "/things/a%20b", "Authorization: Bearer t\r\n");
+  CHECK(got.find("HTTP/1.1 200 OK") == 0);
+  CHECK(got.find("Content-Type: application/json") != std::string::npos);
+  CHECK(got.find("X-Auth: Bearer t") != std::string::npos);
+  CHECK(got.find("{\"path\":\"/things/a b\"}") != std::string::npos);
+  std::string head = request_of(port, "HEAD", "/things");
+  CHECK(head.find("HTTP/1.1 200 OK") == 0);
+  CHECK(head.find("Content-Length: 18") != std::string::npos);
+  CHECK(head.find("{\"path\"") == std::string::npos);  // no body for HEAD
+  for (const char* method : {"POST", "PUT", "DELETE", "PATCH"}) {
+    CAPTURE(method);
+    std::string refused = request_of(port, method, "/things");
+    CHECK(refused.find("HTTP/1.1 405") == 0);
+    CHECK(refused.find("Allow: GET, HEAD") != std::string::npos);
+  }
+  // /metrics is itself a route and still serves the registry.
+  CHECK(get_metrics(port).find("docpipe_build_info") != std::string::npos);
 }

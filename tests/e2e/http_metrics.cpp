@@ -45,6 +45,12 @@ std::string dechunk(std::string_view body) {
 
 HttpResponse http_get(const std::string& host_port, const std::string& path,
                       std::chrono::milliseconds timeout) {
+  return http_request(host_port, "GET", path, {}, timeout);
+}
+
+HttpResponse http_request(const std::string& host_port, const std::string& method,
+                          const std::string& path, const std::vector<std::string>& headers,
+                          std::chrono::milliseconds timeout) {
   size_t colon = host_port.rfind(':');
   if (colon == std::string::npos) throw std::runtime_error("http: bad address " + host_port);
   std::string host = host_port.substr(0, colon);
@@ -65,7 +71,9 @@ HttpResponse http_get(const std::string& host_port, const std::string& path,
     ::close(fd);
     throw sys_error("http: connect " + host_port, err);
   }
-  std::string request = "GET " + path + " HTTP/1.0\r\nHost: " + host_port + "\r\n\r\n";
+  std::string request = method + " " + path + " HTTP/1.0\r\nHost: " + host_port + "\r\n";
+  for (const std::string& h : headers) request += h + "\r\n";
+  request += "\r\n";
   if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(request.size())) {
     int err = errno;

@@ -20,6 +20,10 @@ struct HttpResponse {
 };
 HttpResponse http_get(const std::string& host_port, const std::string& path,
                       std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+// Any method, with extra header lines ("Authorization: Bearer ...", without CRLF).
+HttpResponse http_request(const std::string& host_port, const std::string& method,
+                          const std::string& path, const std::vector<std::string>& headers,
+                          std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
 
 // One sample of the Prometheus text exposition format: name{label="value",...} value.
 struct MetricSample {
