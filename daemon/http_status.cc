@@ -1,6 +1,7 @@
 #include "daemon/http_status.h"
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -38,6 +39,12 @@ std::string bearer_token(const std::string& header) {
 
 std::string spool_write_problem(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
+    // A file system without O_TMPFILE (NFS, some FUSE): a named file, removed at once.
+    std::string probe = dir + "/.docpipe-readyz-XXXXXX";
+    fd = ::mkostemp(probe.data(), O_CLOEXEC);
+    if (fd >= 0) ::unlink(probe.c_str());
+  }
   if (fd < 0) return "spool " + dir + " takes no new file: " + std::strerror(errno);
   ::close(fd);
   struct statvfs vfs {};

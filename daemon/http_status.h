@@ -70,7 +70,8 @@ class HttpStatus {
 };
 
 // Why `dir` would not take a new file now (not writable, no space or inodes), or "" if it would.
-// Creates an unnamed O_TMPFILE, so nothing is left behind and no data is written.
+// Creates an unnamed O_TMPFILE (a named file removed at once where the file system has no
+// O_TMPFILE), so nothing is left behind and no data is written.
 std::string spool_write_problem(const std::string& dir);
 
 }  // namespace docpipe
