@@ -137,7 +137,7 @@ TEST_CASE("e2e quotas: nobody's third queued job and a priority over the cap are
   }));
   CommandResult again = nobody({"submit", "--spool", spool, job_file(tmp, "q4")}, scratch);
   INFO("q4: " << again.out << again.err);
-  CHECK(again.exit_code == 0);
+  REQUIRE(again.exit_code == 0);
   CHECK(daemon.wait_for_job("q4").folder == "done");
   CHECK(refusals(daemon, "queued_jobs") == 1);
   CHECK(daemon.terminate() == 0);
@@ -186,7 +186,7 @@ TEST_CASE("e2e quotas: a dropped job file over the cap is rejected - a reload ra
   write_config(config, R"({"max_active_jobs": 1, "quotas": {"default": {"max_queued_jobs": 3}}})");
   REQUIRE(::kill(daemon.pid(), SIGHUP) == 0);
   REQUIRE(!daemon.wait_for_log_lines({"config reloaded"}).empty());
-  CHECK(nobody({"submit", "--spool", spool, job_file(tmp, "s3")}, scratch).exit_code == 0);
+  REQUIRE(nobody({"submit", "--spool", spool, job_file(tmp, "s3")}, scratch).exit_code == 0);
   CommandResult s4 = nobody({"submit", "--spool", spool, job_file(tmp, "s4")}, scratch);
   CHECK(s4.exit_code == 1);
   CHECK(s4.err.find("has 3 jobs queued or running on this node, the most that "
