@@ -143,6 +143,7 @@ class ConfigParser {
     if (const json* v = r.get("commands")) c.commands = commands(*v);
     if (const json* v = r.get("cluster")) c.cluster = parse_cluster_config(*v, base_, errors_);
     if (const json* v = r.get("retention")) c.retention = retention(*v);
+    if (const json* v = r.get("quotas")) c.quotas = parse_quota_config(*v, errors_);
     r.reject_unknown_keys();
     return c;
   }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/http_tokens.h"
+#include "config/quota_config.h"
 #include "core/transform.h"  // CommandSpec
 
 namespace docpipe {
@@ -110,6 +111,9 @@ struct DaemonConfig {
   std::map<std::string, CommandSpec> commands;
   ClusterConfig cluster;  // "cluster": takes effect at start only (a reload keeps the old one)
   RetentionConfig retention;
+  // "quotas": caps per submitter on queued jobs and priority (config/quota_config.h); a reload
+  // applies to the submits that follow.
+  QuotaConfig quotas;
 };
 
 class ConfigError : public std::runtime_error {

@@ -259,6 +259,28 @@ std::string intake_text(const nlohmann::json& intake) {
   return text + "; no job starts until `docpipe resume`";
 }
 
+// "your jobs: 3 of 5 queued or running (quotas.default.max_queued_jobs); priority at most 5
+// (quotas.groups.batch.max_priority)", or "... no cap" where none applies.
+std::string quota_text(const nlohmann::json& q) {
+  std::string text = "your jobs (uid " + std::to_string(q.value("uid", 0u)) +
+                     "): " + std::to_string(q.value("jobs", int64_t{0}));
+  const nlohmann::json max_jobs = q.value("max_queued_jobs", nlohmann::json());
+  if (max_jobs.is_number_integer()) {
+    text += " of " + std::to_string(max_jobs.get<int64_t>()) + " queued or running (" +
+            q.value("max_queued_jobs_from", std::string()) + ")";
+  } else {
+    text += " queued or running, no cap";
+  }
+  const nlohmann::json max_priority = q.value("max_priority", nlohmann::json());
+  if (max_priority.is_number_integer()) {
+    text += "; priority at most " + std::to_string(max_priority.get<int64_t>()) + " (" +
+            q.value("max_priority_from", std::string()) + ")";
+  } else {
+    text += "; any priority";
+  }
+  return text;
+}
+
 // pause or resume: one request, the intake state it leaves printed.
 int intake_request(const char* name, nlohmann::json request, const DaemonConfig& config,
                    std::ostream& out, std::ostream& err) {
@@ -332,6 +354,7 @@ int cli_status(const std::string& id, bool json, const DaemonConfig& config, std
       << "; buffers: " << d.value("buffer_bytes_in_use", 0) << " of "
       << d.value("memory_budget_bytes", 0) << " bytes\n";
   if (d.contains("intake")) out << "  intake: " << intake_text(d["intake"]) << "\n";
+  if (d.contains("quota")) out << "  " << quota_text(d["quota"]) << "\n";
   if (d.contains("cluster")) out << cluster_lines(d["cluster"]);
   if (d.contains("commands")) out << command_lines(d["commands"]);
   for (const auto& job : reply["jobs"]) out << "  " << progress_line(job) << "\n";

@@ -192,9 +192,21 @@ void ControlHandler::submit(ControlRequest request, const Credentials& peer,
           log_warn("job rejected", {{"source", "socket"},
                                     {"uid", std::to_string(uid)},
                                     {"errors", join_field_errors(submitted->errors)}});
-          reply({{"ok", false},
-                 {"error", "invalid job"},
-                 {"errors", errors_json(submitted->errors)}});
+          nlohmann::json out{
+              {"ok", false}, {"error", "invalid job"}, {"errors", errors_json(submitted->errors)}};
+          if (submitted->quota_refused == QuotaRefusal::kPriority) {
+            deps_.metrics.quota_refused(QuotaRefusal::kPriority);
+            out["error"] = "refused: over the submitter's quota";
+            out["quota_refused"] = "priority";
+          }
+          reply(out);
+        } else if (submitted->quota_refused == QuotaRefusal::kQueuedJobs) {
+          deps_.metrics.job_rejected();
+          deps_.metrics.quota_refused(QuotaRefusal::kQueuedJobs);
+          log_warn(
+              "job refused: over quota",
+              {{"source", "socket"}, {"uid", std::to_string(uid)}, {"error", submitted->failure}});
+          reply({{"ok", false}, {"error", submitted->failure}, {"quota_refused", "queued_jobs"}});
         } else {
           log_error("cannot accept submitted job", {{"error", submitted->failure}});
           reply(error_reply("cannot accept the job: " + submitted->failure));
@@ -202,7 +214,19 @@ void ControlHandler::submit(ControlRequest request, const Credentials& peer,
       });
 }
 
-nlohmann::json ControlHandler::daemon_status() const {
+nlohmann::json ControlHandler::quota_status(const Credentials& peer) const {
+  ResolvedQuota q = resolve_quota(deps_.intake.config()->quotas, submitter_for(peer));
+  nlohmann::json out{
+      {"uid", peer.uid},
+      {"jobs", deps_.quotas != nullptr ? deps_.quotas->count(peer.uid) : 0},
+      {"max_queued_jobs", q.max_queued_jobs ? nlohmann::json(*q.max_queued_jobs) : nullptr},
+      {"max_priority", q.max_priority ? nlohmann::json(*q.max_priority) : nullptr}};
+  if (q.max_queued_jobs) out["max_queued_jobs_from"] = q.max_queued_jobs_source;
+  if (q.max_priority) out["max_priority_from"] = q.max_priority_source;
+  return out;
+}
+
+nlohmann::json ControlHandler::daemon_status(const Credentials& peer) const {
   auto cfg = deps_.intake.config();
   nlohmann::json status{
       {"version", DOCPIPE_VERSION},
@@ -222,13 +246,15 @@ nlohmann::json ControlHandler::daemon_status() const {
   nlohmann::json cluster = deps_.work.daemon_status();
   if (!cluster.is_null()) status["cluster"] = std::move(cluster);
   if (deps_.breakers != nullptr) status["commands"] = breakers_status(*deps_.breakers);
+  if (cfg->quotas.enabled) status["quota"] = quota_status(peer);
   return status;
 }
 
 void ControlHandler::status(const std::string& id, const Credentials& peer,
                             ControlServer::Reply reply) {
   if (id.empty()) {
-    reply({{"ok", true}, {"daemon", daemon_status()}, {"jobs", deps_.table.visible_jobs(peer)}});
+    reply(
+        {{"ok", true}, {"daemon", daemon_status(peer)}, {"jobs", deps_.table.visible_jobs(peer)}});
     return;
   }
   if (auto job = deps_.table.status_of(id, peer)) {

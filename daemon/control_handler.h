@@ -43,6 +43,7 @@ class ControlHandler {
     const CommandBreakers* breakers = nullptr;  // status shows each command's breaker
     bool durable = true;                        // the pause file's changes are fsynced
     std::function<void()> rescan_incoming;      // on resume: job files that waited are taken
+    const QuotaLedger* quotas = nullptr;        // status shows the caller's jobs against its cap
   };
   explicit ControlHandler(Deps deps) : deps_(deps) {}
 
@@ -62,7 +63,9 @@ class ControlHandler {
   void resume(const Credentials& peer, ControlServer::Reply reply);
   // Writes the table's pause state to SPOOL/paused.json on the executor, then calls `done`.
   void persist_pause(std::function<void(const Status&)> done);
-  nlohmann::json daemon_status() const;
+  nlohmann::json daemon_status(const Credentials& peer) const;
+  // The caller's jobs on this node and the caps that apply to it ("quota" in status).
+  nlohmann::json quota_status(const Credentials& peer) const;
 
   struct PauseFile {
     std::mutex mu;  // one writer at a time; `wanted` is what the last change asked for

@@ -117,7 +117,8 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                      .durable = durable_,
                      .metrics = *metrics_,
                      .reopen = [this](const std::string& id) { return intake_->reopen(id); },
-                     .wake = [this] { uv_async_send(finished_async_.get()); }},
+                     .wake = [this] { uv_async_send(finished_async_.get()); },
+                     .quotas = &quotas_},
       table_limits(config_));
   intake_ = std::make_unique<JobIntake>(JobIntake::Deps{.executor = executor_,
                                                         .clock = system_clock(),
@@ -126,7 +127,8 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                                                         .submitters = submitters_,
                                                         .table = *table_,
                                                         .metrics = *metrics_,
-                                                        .progress = documents_finished_},
+                                                        .progress = documents_finished_,
+                                                        .quotas = &quotas_},
                                         config_);
   control_handler_ =
       std::make_unique<ControlHandler>(ControlHandler::Deps{.executor = executor_,
@@ -139,9 +141,11 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                                                             .metrics = *metrics_,
                                                             .breakers = breakers_.get(),
                                                             .durable = durable_,
-                                                            .rescan_incoming = [this] {
-                                                              if (watch_) watch_->rescan();
-                                                            }});
+                                                            .rescan_incoming =
+                                                                [this] {
+                                                                  if (watch_) watch_->rescan();
+                                                                },
+                                                            .quotas = &quotas_});
 }
 
 Daemon::~Daemon() {

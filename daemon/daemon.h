@@ -32,6 +32,7 @@
 #include "daemon/loop_executor.h"
 #include "daemon/loop_timer.h"
 #include "daemon/metrics_server.h"
+#include "daemon/quota_ledger.h"
 #include "daemon/service_notifier.h"
 #include "daemon/submitter_store.h"
 #include "daemon/uv_handle.h"
@@ -103,6 +104,7 @@ class Daemon {
   bool retention_running_ = false;
   std::atomic<bool> retention_stop_{false};  // set at shutdown: a pass ends after its current job
   std::atomic<uint64_t> documents_finished_{0};  // bumped by pipeline threads, for the watchdog
+  QuotaLedger quotas_;  // jobs per submitter on this node ("quotas"); table, intake, status
   std::unique_ptr<JobTable> table_;
   std::unique_ptr<JobIntake> intake_;
   std::unique_ptr<ControlHandler> control_handler_;

@@ -56,6 +56,14 @@ DaemonMetrics::DaemonMetrics(prometheus::Registry& registry) {
   for (size_t i = 0; i < 3; ++i) {
     retention_removed_[i] = &removed.Add({{"folder", kSpoolFolders[i + 2]}});
   }
+  auto& refusals = prometheus::BuildCounter()
+                       .Name("docpipe_quota_refusals_total")
+                       .Help(
+                           "Submits and dropped job files refused for their submitter's quota, "
+                           "by the cap they were over")
+                       .Register(registry);
+  quota_refusals_[0] = &refusals.Add({{"reason", "queued_jobs"}});
+  quota_refusals_[1] = &refusals.Add({{"reason", "priority"}});
   auto& docs = prometheus::BuildCounter()
                    .Name("docpipe_documents_total")
                    .Help("Documents finished, by outcome")

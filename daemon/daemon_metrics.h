@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "core/report.h"
+#include "daemon/quota_ledger.h"
 #include "pipeline/pipeline_job.h"
 
 namespace docpipe {
@@ -43,6 +44,11 @@ class DaemonMetrics {
   }
   // 1 while intake is paused (docpipe pause), else 0.
   prometheus::Gauge& intake_paused() { return *intake_paused_; }
+  // A submit or a dropped job file refused for its submitter's quota.
+  void quota_refused(QuotaRefusal reason) {
+    if (reason == QuotaRefusal::kQueuedJobs) quota_refusals_[0]->Increment();
+    if (reason == QuotaRefusal::kPriority) quota_refusals_[1]->Increment();
+  }
 
  private:
   prometheus::Counter* jobs_[3];  // docpipe_jobs_total{outcome=succeeded|failed|cancelled}
@@ -50,6 +56,7 @@ class DaemonMetrics {
   prometheus::Gauge* jobs_active_;
   prometheus::Gauge* jobs_queued_;
   prometheus::Gauge* intake_paused_;           // docpipe_intake_paused
+  prometheus::Counter* quota_refusals_[2];     // docpipe_quota_refusals_total{queued_jobs|priority}
   prometheus::Gauge* spool_files_[5];          // docpipe_spool_files{folder}
   prometheus::Gauge* spool_bytes_[5];          // docpipe_spool_bytes{folder}
   prometheus::Counter* retention_removed_[3];  // docpipe_retention_removed_jobs_total{folder}

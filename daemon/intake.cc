@@ -19,13 +19,20 @@ namespace docpipe {
 std::optional<ValidatedJob> validate_job_text(
     const std::string& text, const std::string& default_id, const std::string& base_dir,
     const DaemonConfig& config, FieldErrors& errors, const std::optional<Credentials>& submitter,
-    bool count_documents, std::optional<Error>* shortage) {
+    bool count_documents, std::optional<Error>* shortage, QuotaCheck* quota) {
   TransformEnv env{config.commands, config.allowed_input_roots};
   JobParseOptions options{default_id, base_dir, &env};
   std::optional<JobSpec> spec = parse_job(text, options, errors);
   if (!spec) {
     cap_field_errors(errors);
     return std::nullopt;
+  }
+  if (quota != nullptr && submitter && quota->quota.max_priority &&
+      spec->priority > *quota->quota.max_priority) {
+    // Reported with the rest: the submitter learns every problem at once.
+    errors.push_back(
+        {"priority", priority_over_cap_message(spec->priority, submitter->uid, quota->quota)});
+    quota->refused = QuotaRefusal::kPriority;
   }
   spec->submitter = submitter;  // checked here already, so a refusal is a clear rejection
   size_t n = check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots,
@@ -35,6 +42,35 @@ std::optional<ValidatedJob> validate_job_text(
     return std::nullopt;
   }
   return ValidatedJob{std::move(*spec), n};
+}
+
+std::string quota_precheck(const QuotaLedger& ledger, const std::optional<Credentials>& submitter,
+                           QuotaCheck& check) {
+  if (!submitter || !check.quota.max_queued_jobs) return {};
+  const int64_t counted = ledger.count(submitter->uid);
+  if (counted < *check.quota.max_queued_jobs) return {};
+  check.refused = QuotaRefusal::kQueuedJobs;
+  return queued_jobs_over_cap_message(submitter->uid, counted, check.quota);
+}
+
+std::string reserve_quota(QuotaLedger& ledger, const std::string& id,
+                          const std::optional<Credentials>& submitter, QuotaCheck& check,
+                          bool& id_taken) {
+  const uid_t uid = submitter ? submitter->uid : 0;
+  int64_t counted = 0;
+  switch (ledger.reserve(id, uid, check.quota.max_queued_jobs, &counted)) {
+    case QuotaLedger::Reserve::kReserved:
+      return {};
+    case QuotaLedger::Reserve::kOverCap:
+      check.refused = QuotaRefusal::kQueuedJobs;
+      return queued_jobs_over_cap_message(uid, counted, check.quota);
+    case QuotaLedger::Reserve::kIdTaken:
+      break;
+  }
+  // Another job of this id is queued or running, or being accepted at this moment: the answer
+  // the spool gives when the id is in active/ (Spool::admit, Spool::claim).
+  id_taken = true;
+  return "job id \"" + id + "\" is already active";
 }
 
 std::string shortage_message(const Error& shortage) {
@@ -186,8 +222,8 @@ Status check_job_file_size(const std::string& path, int64_t max_bytes) {
   return ok();
 }
 
-IntakeResult take_job_file(const Spool& spool, const std::string& name,
-                           const DaemonConfig& config) {
+IntakeResult take_job_file(const Spool& spool, const std::string& name, const DaemonConfig& config,
+                           QuotaLedger* quotas) {
   IntakeResult r;
   r.name = name;
   Result<SpoolFile> file =
@@ -214,15 +250,32 @@ IntakeResult take_job_file(const Spool& spool, const std::string& name,
     std::optional<Credentials> submitter =
         owner ? submitter_for(*owner)
               : submitter_for(Credentials{file->uid, static_cast<gid_t>(-1), {}});
-    std::optional<Error> shortage;
-    job = validate_job_text(file->text, job_file_stem(name), spool.incoming(), config, r.errors,
-                            submitter, /*count_documents=*/true, &shortage);
-    if (shortage) {
-      // Left in incoming/, taken again at the next rescan.
-      r.kind = IntakeResult::Kind::kFailed;
-      r.message = shortage_message(*shortage);
-      return r;
+    QuotaCheck quota{resolve_quota(config.quotas, submitter)};
+    if (std::string over = quotas ? quota_precheck(*quotas, submitter, quota) : std::string();
+        !over.empty()) {
+      // Over the owner's cap: rejected unread by validation (its inputs are not walked).
+      r.errors.push_back({"", over});
+    } else {
+      std::optional<Error> shortage;
+      job = validate_job_text(file->text, job_file_stem(name), spool.incoming(), config, r.errors,
+                              submitter, /*count_documents=*/true, &shortage, &quota);
+      if (shortage) {
+        // Left in incoming/, taken again at the next rescan.
+        r.kind = IntakeResult::Kind::kFailed;
+        r.message = shortage_message(*shortage);
+        return r;
+      }
     }
+    if (job && quotas) {
+      // Counted before the claim, so that concurrent takes cannot all pass the cap.
+      bool id_taken = false;
+      std::string refused = reserve_quota(*quotas, job->spec.id, submitter, quota, id_taken);
+      if (!refused.empty()) {
+        r.errors.push_back({id_taken ? "id" : "", refused});
+        job.reset();
+      }
+    }
+    r.quota_refused = quota.refused;
   } else {
     // Recorded once in rejected/ (the name itself moves there), never read, never retried.
     r.errors.push_back({"", file->problem});
@@ -242,6 +295,7 @@ IntakeResult take_job_file(const Spool& spool, const std::string& name,
       r.job = std::move(job);
       return r;
     }
+    if (quotas) quotas->release(job->spec.id);  // not accepted: no longer counted
     if (claimed.error().code == ErrorCode::kNotFound) {
       r.kind = IntakeResult::Kind::kGone;
       return r;

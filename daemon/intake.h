@@ -16,6 +16,7 @@
 #include "config/daemon_config.h"
 #include "core/job_spec.h"
 #include "core/spool.h"
+#include "daemon/quota_ledger.h"
 
 namespace docpipe {
 
@@ -30,11 +31,30 @@ struct ValidatedJob {
 // With `submitter`, its rights to read the inputs and write the output are checked too.
 // `shortage`: as check_job_inputs says; set, the failure is the daemon's (out of descriptors or
 // memory), and the job is to be tried again, not rejected.
+// `quota` (new jobs only: a submit or a dropped file, never a resume): a priority above its
+// max_priority is an error on "priority", and `quota->refused` says so.
+struct QuotaCheck {
+  ResolvedQuota quota;
+  QuotaRefusal refused = QuotaRefusal::kNone;
+};
 std::optional<ValidatedJob> validate_job_text(
     const std::string& text, const std::string& default_id, const std::string& base_dir,
     const DaemonConfig& config, FieldErrors& errors,
     const std::optional<Credentials>& submitter = std::nullopt, bool count_documents = true,
-    std::optional<Error>* shortage = nullptr);
+    std::optional<Error>* shortage = nullptr, QuotaCheck* quota = nullptr);
+
+// The quota of a new job of `submitter` (nullopt: root) before it is validated: a submitter who
+// has max_queued_jobs counted already is refused at once, without the cost of walking the
+// job's inputs. Returns the refusal's text, or "" (go on; reserve_quota decides for good).
+std::string quota_precheck(const QuotaLedger& ledger, const std::optional<Credentials>& submitter,
+                           QuotaCheck& check);
+
+// Counts the valid job `id` of `submitter` in `ledger` before its file is written to active/.
+// "" if counted (the caller releases it if the job is not accepted after all); else why not,
+// with `check.refused` set for a cap, and `id_taken` set for an id that is counted already.
+std::string reserve_quota(QuotaLedger& ledger, const std::string& id,
+                          const std::optional<Credentials>& submitter, QuotaCheck& check,
+                          bool& id_taken);
 
 // Why a validation was cut short by `shortage`, for a log line or a reply.
 std::string shortage_message(const Error& shortage);
@@ -60,6 +80,8 @@ struct IntakeResult {
   // Whom a dropped job acts for. -1 (nobody) until the file was read: never root by default.
   uid_t owner_uid = static_cast<uid_t>(-1);
   gid_t owner_gid = static_cast<gid_t>(-1);
+  // Rejected for the owner's quota (kRejected); an accepted job is counted in the ledger.
+  QuotaRefusal quota_refused = QuotaRefusal::kNone;
 };
 
 // Reads a job file named by a user on the command line (`docpipe validate`, `docpipe submit`):
@@ -72,7 +94,12 @@ Result<std::string> read_job_file(const std::string& path, int64_t max_bytes);
 // file later; ok for anything but a regular file over `max_bytes`, including a missing file.
 Status check_job_file_size(const std::string& path, int64_t max_bytes);
 
-IntakeResult take_job_file(const Spool& spool, const std::string& name, const DaemonConfig& config);
+// A job whose priority is above its owner's max_priority (config.quotas) is rejected with the
+// reason. With `quotas`, so is one whose owner has max_queued_jobs counted already, and an
+// accepted job is counted in `quotas` before it is claimed (docs/design.md "Quotas per
+// submitter").
+IntakeResult take_job_file(const Spool& spool, const std::string& name, const DaemonConfig& config,
+                           QuotaLedger* quotas = nullptr);
 
 // Jobs an earlier run left in active/ (crash or shutdown), to be resumed.
 std::vector<std::string> list_active_job_ids(const Spool& spool);

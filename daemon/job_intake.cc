@@ -188,7 +188,7 @@ void JobIntake::on_job_file_ready(const std::string& name) {
   auto claimed_id = std::make_shared<std::string>();
   deps_.executor.run(
       [this, name, result, job, claimed_id, cfg = config()] {
-        *result = take_job_file(deps_.spool, name, *cfg);
+        *result = take_job_file(deps_.spool, name, *cfg, deps_.quotas);
         if (result->kind != IntakeResult::Kind::kAccepted) return;
         // A dropped job acts for the owner of its file.
         result->job->spec.submitter =
@@ -226,6 +226,7 @@ void JobIntake::on_intake_result(IntakeResult r, std::shared_ptr<DaemonJob> job)
       break;
     case IntakeResult::Kind::kRejected:
       deps_.metrics.job_rejected();
+      if (r.quota_refused != QuotaRefusal::kNone) deps_.metrics.quota_refused(r.quota_refused);
       log_warn("job rejected", {{"file", r.name}, {"errors", join_field_errors(r.errors)}});
       break;
     case IntakeResult::Kind::kGone:
@@ -242,19 +243,42 @@ JobIntake::Submitted JobIntake::submit(const std::string& text, const std::strin
                                        const std::optional<Credentials>& submitter,
                                        const DaemonConfig& config) {
   Submitted out;
+  QuotaCheck quota{resolve_quota(config.quotas, submitter)};
+  if (deps_.quotas != nullptr) {
+    // Already at the cap: refused before the job's inputs are walked.
+    out.failure = quota_precheck(*deps_.quotas, submitter, quota);
+    out.quota_refused = quota.refused;
+    if (!out.failure.empty()) return out;
+  }
   std::optional<Error> shortage;
   auto validated = validate_job_text(text, default_id, base_dir, config, out.errors, submitter,
-                                     /*count_documents=*/true, &shortage);
+                                     /*count_documents=*/true, &shortage, &quota);
   if (shortage) {
     // The daemon's trouble, not the job's: a failure the client may retry, not field errors.
     out.errors.clear();
     out.failure = shortage_message(*shortage) + "; submit it again later";
     return out;
   }
+  out.quota_refused = quota.refused;
   if (!validated) return out;
   std::string id = validated->spec.id;
+  if (deps_.quotas != nullptr) {
+    // Counted before active/ID.json is written: concurrent submits cannot all pass the cap.
+    bool id_taken = false;
+    std::string refused = reserve_quota(*deps_.quotas, id, submitter, quota, id_taken);
+    out.quota_refused = quota.refused;
+    if (id_taken) {
+      out.errors.push_back({"id", refused});
+      return out;
+    }
+    if (!refused.empty()) {
+      out.failure = std::move(refused);
+      return out;
+    }
+  }
   Status st = deps_.submitters.admit(id, pin_job_text(text, validated->spec), submitter);
   if (!st) {
+    if (deps_.quotas != nullptr) deps_.quotas->release(id);  // not accepted: not counted
     if (st.error().code == ErrorCode::kExists) {
       out.errors.push_back({"id", st.error().message});
     } else {

@@ -35,6 +35,9 @@ class JobIntake {
     JobTable& table;
     DaemonMetrics& metrics;
     std::atomic<uint64_t>& progress;  // documents finished, for the watchdog
+    // Jobs counted per submitter for "quotas" (docs/design.md "Quotas per submitter"); nullptr:
+    // no queued-jobs cap is enforced (priority caps still are).
+    QuotaLedger* quotas = nullptr;
   };
 
   JobIntake(Deps deps, const DaemonConfig& config);
@@ -67,6 +70,9 @@ class JobIntake {
     // the caller has it resumed later (JobTable::resume_later).
     std::string unopened_id;
     uint64_t documents = 0;
+    // Refused for the submitter's quota: kQueuedJobs with `failure` the reason, or kPriority
+    // with the reason among `errors` (on "priority").
+    QuotaRefusal quota_refused = QuotaRefusal::kNone;
   };
   Submitted submit(const std::string& text, const std::string& default_id,
                    const std::string& base_dir, const std::optional<Credentials>& submitter,

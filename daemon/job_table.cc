@@ -16,6 +16,12 @@ JobTable::JobTable(Deps deps, JobTableLimits limits)
       retries_(deps_.clock, deps_.retry_timer) {}
 
 void JobTable::enqueue(std::shared_ptr<DaemonJob> job) {
+  if (deps_.quotas != nullptr) {
+    // A new job was reserved before its admission already (a no-op then); a resumed, reopened
+    // or adopted one was accepted before and is counted whatever the cap.
+    const auto& submitter = job->spec().submitter;
+    deps_.quotas->hold(job->spec().id, submitter ? submitter->uid : 0);
+  }
   jobs_[job->spec().id] = job;
   queued_.push_back(std::move(job));
   admit();

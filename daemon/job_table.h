@@ -33,6 +33,7 @@
 #include "daemon/daemon_metrics.h"
 #include "daemon/executor.h"
 #include "daemon/intake_pause.h"
+#include "daemon/quota_ledger.h"
 #include "daemon/retry_queue.h"
 #include "pipeline/work_queue.h"
 
@@ -70,6 +71,9 @@ class JobTable {
     DaemonMetrics& metrics;
     Reopen reopen;
     Wake wake;
+    // Every job in the table is counted for its submitter's quota until it is forgotten
+    // (daemon/quota_ledger.h); nullptr: nothing is counted.
+    QuotaLedger* quotas = nullptr;
   };
 
   JobTable(Deps deps, JobTableLimits limits);
@@ -77,6 +81,7 @@ class JobTable {
   JobTable& operator=(const JobTable&) = delete;
 
   // A job accepted or resumed, its journal open: queued, then admitted when a slot is free.
+  // Counted for its submitter's quota (a resumed job too, whatever the cap) until it is forgotten.
   void enqueue(std::shared_ptr<DaemonJob> job);
 
   // The work queue is done with `job` (its DaemonJob::FinishedFn). Any thread; the job is

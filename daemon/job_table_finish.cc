@@ -85,6 +85,7 @@ void JobTable::finalized(const std::shared_ptr<DaemonJob>& job, const Finished& 
   }
   running_.erase(report.id);
   jobs_.erase(report.id);
+  if (deps_.quotas != nullptr) deps_.quotas->release(report.id);  // its submitter may submit again
   int64_t start = report.started_at_ms ? report.started_at_ms : report.submitted_at_ms;
   double seconds = static_cast<double>(report.finished_at_ms - report.submitted_at_ms) / 1e3;
   deps_.metrics.job_finished(report.state, seconds);  // recorded: now it counts
@@ -132,6 +133,8 @@ void JobTable::finish_unresumable(const std::string& id, const FieldErrors& erro
           }
           return;
         }
+        // Counted since its submit when it was accepted but never opened.
+        if (deps_.quotas != nullptr) deps_.quotas->release(id);
         deps_.metrics.job_finished(JobState::kFailed, 0);
         log_warn("job failed", {{"job", id}, {"reason", report->reason}});
       });

@@ -27,6 +27,7 @@
 #include "daemon/intake.h"
 #include "daemon/job_table.h"
 #include "daemon/log.h"
+#include "daemon/quota_ledger.h"
 #include "daemon/retry_queue.h"
 #include "pipeline/work_queue.h"
 #include "tests/support/fake_clock.h"
@@ -160,7 +161,8 @@ struct JobTableFixture {
                        .durable = false,
                        .metrics = metrics,
                        .reopen = [this](const std::string& id) { return reopen(id); },
-                       .wake = [this] { ++wakes; }},
+                       .wake = [this] { ++wakes; },
+                       .quotas = &quotas},
         limits(max_active_jobs, 4242));
   }
   ~JobTableFixture() {
@@ -237,6 +239,7 @@ struct JobTableFixture {
     return reopen_failed("no reopen in this test");
   };
   int wakes = 0;
+  QuotaLedger quotas;  // what the table counts per submitter
   std::unique_ptr<JobTable> table;
 };
 
