@@ -2,6 +2,8 @@
 // (issue 12: one document per walk made readers sharing a job wake each other per document).
 // Documents walked ahead are handed out in turn with other jobs exactly as before, and a cancel
 // or stop hands them out as cancelled, so that every document taken still gets its outcome.
+// Each scheduler runs on a FakeClock that stands still: the walk's 2 ms cap is on that clock, so
+// a busy machine cannot cut a walk short (with the system clock it did, "taken 9 == 16").
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -25,7 +27,8 @@ using testing::outcome_for;
 
 TEST_CASE(
     "scheduler walk-ahead: one walk takes up to 16 documents, handed out in turn with other jobs") {
-  Scheduler s;
+  test::FakeClock clock;
+  Scheduler s(clock);
   auto big = counted_job("big", 100);
   s.add_job(big);
   auto first = s.next();
@@ -53,7 +56,8 @@ TEST_CASE(
 }
 
 TEST_CASE("scheduler walk-ahead: a job of fewer documents finishes after its last completes") {
-  Scheduler s;
+  test::FakeClock clock;
+  Scheduler s(clock);
   auto job = counted_job("three", 3);
   s.add_job(job);
   std::vector<ScheduledDocument> got;
@@ -74,7 +78,8 @@ TEST_CASE("scheduler walk-ahead: a job of fewer documents finishes after its las
 }
 
 TEST_CASE("scheduler walk-ahead: a cancel hands out the documents walked ahead as cancelled") {
-  Scheduler s;
+  test::FakeClock clock;
+  Scheduler s(clock);
   auto job = counted_job("c", 100);
   auto other = counted_job("o", 100);
   s.add_job(job);
@@ -109,7 +114,8 @@ TEST_CASE("scheduler walk-ahead: a cancel hands out the documents walked ahead a
 
 TEST_CASE(
     "scheduler walk-ahead: stop hands out the documents walked ahead as cancelled, then ends") {
-  Scheduler s;
+  test::FakeClock clock;
+  Scheduler s(clock);
   auto job = counted_job("s", 100);
   s.add_job(job);
   auto d = s.next();
@@ -143,7 +149,8 @@ class StoppingJob : public FakeJob {
 };
 
 TEST_CASE("scheduler walk-ahead: a job that stops taking documents gets the rest back cancelled") {
-  Scheduler s;
+  test::FakeClock clock;
+  Scheduler s(clock);
   auto job = std::make_shared<StoppingJob>(100);
   s.add_job(job);
   auto d = s.next();
