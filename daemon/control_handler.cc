@@ -222,6 +222,7 @@ nlohmann::json ControlHandler::daemon_status() const {
   nlohmann::json cluster = deps_.work.daemon_status();
   if (!cluster.is_null()) status["cluster"] = std::move(cluster);
   if (deps_.breakers != nullptr) status["commands"] = breakers_status(*deps_.breakers);
+  if (deps_.notifications) status["notifications"] = deps_.notifications();
   return status;
 }
 

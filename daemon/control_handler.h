@@ -43,6 +43,8 @@ class ControlHandler {
     const CommandBreakers* breakers = nullptr;  // status shows each command's breaker
     bool durable = true;                        // the pause file's changes are fsynced
     std::function<void()> rescan_incoming;      // on resume: job files that waited are taken
+    // The completion notifications' part of status (Notifier::status); null: none.
+    std::function<nlohmann::json()> notifications = nullptr;
   };
   explicit ControlHandler(Deps deps) : deps_(deps) {}
 

@@ -24,6 +24,10 @@ namespace docpipe {
 
 namespace {
 
+// Threads that deliver completion notifications: one slow receiver (up to notify.timeout_ms per
+// attempt) does not hold up the others' notifications.
+constexpr int kNotifierThreads = 2;
+
 PipelineOptions pipeline_options(const DaemonConfig& c, std::shared_ptr<CommandBreakers> breakers) {
   PipelineOptions options;
   options.breakers = std::move(breakers);
@@ -65,6 +69,16 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
   breaker_monitor_ =
       std::make_unique<CommandBreakerMonitor>(*breakers_, metrics_server_->registry());
   breaker_monitor_->configure(config_.commands);
+  init_webhook_transport();
+  notifications_ =
+      std::make_unique<Notifier>(Notifier::Deps{.spool_root = spool_.root(),
+                                                .durable = durable_,
+                                                .clock = system_clock(),
+                                                .webhook = webhook_transport_,
+                                                .command = command_transport_,
+                                                .command_breakers = breakers_.get(),
+                                                .registry = &metrics_server_->registry()},
+                                 notifier_settings(config_));
   if (config_.cluster.enabled) {
     auto node = ClusterNode::start({.config = config_,
                                     .pipeline = pipeline_options(config_, breakers_),
@@ -98,7 +112,8 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                      .durable = durable_,
                      .metrics = *metrics_,
                      .reopen = [this](const std::string& id) { return intake_->reopen(id); },
-                     .wake = [this] { uv_async_send(finished_async_.get()); }},
+                     .wake = [this] { uv_async_send(finished_async_.get()); },
+                     .notify = [this](NotifyRecord r) { notifications_->add(std::move(r)); }},
       table_limits(config_));
   intake_ = std::make_unique<JobIntake>(JobIntake::Deps{.executor = executor_,
                                                         .clock = system_clock(),
@@ -109,20 +124,22 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                                                         .metrics = *metrics_,
                                                         .progress = documents_finished_},
                                         config_);
-  control_handler_ =
-      std::make_unique<ControlHandler>(ControlHandler::Deps{.executor = executor_,
-                                                            .clock = system_clock(),
-                                                            .spool = spool_,
-                                                            .submitters = submitters_,
-                                                            .table = *table_,
-                                                            .intake = *intake_,
-                                                            .work = *work_,
-                                                            .metrics = *metrics_,
-                                                            .breakers = breakers_.get(),
-                                                            .durable = durable_,
-                                                            .rescan_incoming = [this] {
-                                                              if (watch_) watch_->rescan();
-                                                            }});
+  control_handler_ = std::make_unique<ControlHandler>(
+      ControlHandler::Deps{.executor = executor_,
+                           .clock = system_clock(),
+                           .spool = spool_,
+                           .submitters = submitters_,
+                           .table = *table_,
+                           .intake = *intake_,
+                           .work = *work_,
+                           .metrics = *metrics_,
+                           .breakers = breakers_.get(),
+                           .durable = durable_,
+                           .rescan_incoming =
+                               [this] {
+                                 if (watch_) watch_->rescan();
+                               },
+                           .notifications = [this] { return notifications_->status(); }});
 }
 
 Daemon::~Daemon() {
@@ -140,6 +157,10 @@ int Daemon::run() {
   notifier_->start();
   log_info("metrics listening", {{"address", metrics_server_->address()}});
   restore_pause();
+  // Records an earlier run left (a few small files): read before jobs resume, delivered on the
+  // notifier's own threads.
+  notifications_->resume_pending();
+  notifications_->start(kNotifierThreads);
   intake_->resume_active_jobs([this] {
     if (table_->stopping()) return;
     start_intake();
@@ -278,6 +299,7 @@ void Daemon::run_retention() {
         PruneContext context;
         context.active = spool_.active();
         context.submitters = spool_.root() + "/submitters";
+        context.notify = notify_folder(spool_.root());
         context.stop = &retention_stop_;
         for (size_t i = 0; i < 3; ++i) {
           if (rules[i]->max_age_days == 0 && rules[i]->max_jobs == 0) continue;
@@ -363,6 +385,8 @@ void Daemon::begin_shutdown(const char* signal_name) {
         work_->stop(std::chrono::milliseconds(grace));
         // exec pool processes: EOF and SIGTERM, SIGKILL after their stop_grace_ms.
         CommandPools::instance().stop_all();
+        // An attempt in flight is cut short, uncounted; its record is resumed at the next start.
+        notifications_->stop();
       },
       [this] {
         table_->finish_stopping();  // reports of jobs that finished meanwhile
@@ -423,6 +447,7 @@ void Daemon::apply_config(DaemonConfig next) {
   if (watch_) watch_->set_timing(next.settle_ms, next.rescan_interval_ms);
   if (control_) control_->set_limits(control_limits(next));
   breaker_monitor_->configure(next.commands);
+  notifications_->configure(notifier_settings(next));
   config_ = std::move(next);
   intake_->set_config(config_);
   // Pools of commands the reload dropped or changed end once the jobs using them have finished.

@@ -33,6 +33,7 @@
 #include "daemon/daemon_metrics.h"
 #include "daemon/executor.h"
 #include "daemon/intake_pause.h"
+#include "daemon/notify_record.h"
 #include "daemon/retry_queue.h"
 #include "pipeline/work_queue.h"
 
@@ -70,6 +71,9 @@ class JobTable {
     DaemonMetrics& metrics;
     Reopen reopen;
     Wake wake;
+    // A finished job's completion notification, its record written (daemon/notifier.h); null:
+    // records are written but nobody delivers them (unit tests that do not look).
+    std::function<void(NotifyRecord)> notify = nullptr;
   };
 
   JobTable(Deps deps, JobTableLimits limits);
