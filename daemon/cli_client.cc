@@ -339,7 +339,8 @@ int cli_status(const std::string& id, bool json, const DaemonConfig& config, std
           << r["counts"].value("succeeded", 0) << "/" << r["counts"].value("total", 0)
           << " succeeded, " << r["counts"].value("failed", 0) << " failed, finished "
           << r.value("finished_at", std::string()) << "\n";
-      for (const auto& [channel, n] : r.value("notify", nlohmann::json::object()).items()) {
+      const nlohmann::json notify = r.value("notify", nlohmann::json::object());
+      for (const auto& [channel, n] : notify.items()) {
         out << "  notify " << channel << ": " << n.value("state", std::string()) << " after "
             << n.value("attempts", 0) << " attempt(s)";
         if (n.contains("http_status")) out << ", HTTP " << n.value("http_status", 0);

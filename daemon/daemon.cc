@@ -160,9 +160,11 @@ int Daemon::run() {
   // Records an earlier run left (a few small files): read before jobs resume, delivered on the
   // notifier's own threads.
   notifications_->resume_pending();
-  notifications_->start(kNotifierThreads);
   intake_->resume_active_jobs([this] {
     if (table_->stopping()) return;
+    // Only now: the start's sweep of stale temp files in done/ and failed/ is over, and would
+    // otherwise remove a report being rewritten.
+    notifications_->start(kNotifierThreads);
     start_intake();
     run_retention();
   });

@@ -397,21 +397,37 @@ void Notifier::persist(const std::shared_ptr<Entry>& entry) {
     std::lock_guard lock(mu_);
     snapshot = entry->record;
   }
-  const std::string folder = snapshot.succeeded_folder ? "/done/" : "/failed/";
-  const std::string job_file = deps_.spool_root + folder + snapshot.id + ".json";
-  // The report is rewritten only while its job is there (a job removed by hand stays removed).
-  if (path_exists(job_file)) {
-    Status st = write_file_atomic(deps_.spool_root + folder + snapshot.id + ".report.json",
-                                  report_with_notify(snapshot), deps_.durable);
-    if (!st) {
-      log_warn("cannot update the report's notify section",
-               {{"job", snapshot.id}, {"error", st.error().message}});
-    }
-  }
-  Status st = store_notify_record(deps_.spool_root, snapshot, deps_.durable);
+  // The record first: what the report says never runs ahead of what a restart resumes from. At
+  // the end, the record is written in its final state, then the report, and only then removed:
+  // retention keeps the job while the record exists, so it never prunes a report about to be
+  // rewritten; a crash in between finishes the report at the next start (resume_pending).
+  const std::string record_path = notify_record_path(deps_.spool_root, snapshot.id);
+  Status st = snapshot.pending()
+                  ? store_notify_record(deps_.spool_root, snapshot, deps_.durable)
+                  : write_file_atomic(record_path, notify_record_to_json(snapshot), deps_.durable);
   if (!st) {
     log_warn("cannot update the notification record",
              {{"job", snapshot.id}, {"error", st.error().message}});
+  }
+  const std::string folder = snapshot.succeeded_folder ? "/done/" : "/failed/";
+  const std::string job_file = deps_.spool_root + folder + snapshot.id + ".json";
+  bool report_written = true;
+  // The report is rewritten only while its job is there (a job removed by hand stays removed).
+  if (path_exists(job_file)) {
+    Status written = write_file_atomic(deps_.spool_root + folder + snapshot.id + ".report.json",
+                                       report_with_notify(snapshot), deps_.durable);
+    if (!written) {
+      report_written = false;
+      log_warn("cannot update the report's notify section",
+               {{"job", snapshot.id}, {"error", written.error().message}});
+    }
+  }
+  if (!snapshot.pending() && report_written) {
+    st = store_notify_record(deps_.spool_root, snapshot, deps_.durable);  // removes it
+    if (!st) {
+      log_warn("cannot remove the notification record",
+               {{"job", snapshot.id}, {"error", st.error().message}});
+    }
   }
   if (!snapshot.pending()) {
     std::lock_guard lock(mu_);
