@@ -14,6 +14,7 @@
 #include "config/cluster_config_parser.h"
 #include "core/fs_util.h"
 #include "core/json_util.h"
+#include "core/notify_spec.h"
 #include "core/path_util.h"
 
 namespace docpipe {
@@ -144,6 +145,8 @@ class ConfigParser {
     if (const json* v = r.get("cluster")) c.cluster = parse_cluster_config(*v, base_, errors_);
     if (const json* v = r.get("retention")) c.retention = retention(*v);
     if (const json* v = r.get("quotas")) c.quotas = parse_quota_config(*v, errors_);
+    if (auto v = r.string_array("allowed_webhook_hosts", true)) webhook_hosts(*v, c);
+    if (const json* v = r.get("notify")) c.notify = notify(*v);
     r.reject_unknown_keys();
     return c;
   }
@@ -167,6 +170,39 @@ class ConfigParser {
       f.reject_unknown_keys();
     }
     if (auto v = r.integer("interval_ms", 100, kMaxRetentionIntervalMs)) out.interval_ms = *v;
+    r.reject_unknown_keys();
+    return out;
+  }
+
+  // "allowed_webhook_hosts": ["hooks.example.org", "127.0.0.1:8080"] (core/notify_spec.h).
+  void webhook_hosts(const std::vector<std::string>& hosts, DaemonConfig& c) {
+    bool ok = true;
+    for (size_t i = 0; i < hosts.size(); ++i) {
+      std::string problem;
+      if (!parse_allowed_host(hosts[i], problem)) {
+        errors_.push_back({json_index_path("allowed_webhook_hosts", i),
+                           problem + ", got " + describe_json(json(hosts[i]))});
+        ok = false;
+      }
+    }
+    if (ok) c.allowed_webhook_hosts = hosts;
+  }
+
+  // "notify": {"max_attempts", "retry_base_ms", "retry_max_ms", "timeout_ms", "breaker"}.
+  NotifyConfig notify(const json& value) {
+    NotifyConfig out;
+    JsonObjectReader r(value, "notify", errors_);
+    if (!r.is_object()) return out;
+    constexpr int64_t kDayMs = 86400000;
+    if (auto v = r.integer("max_attempts", 1, 1000)) out.max_attempts = *v;
+    if (auto v = r.integer("retry_base_ms", 10, kDayMs)) out.retry_base_ms = *v;
+    if (auto v = r.integer("retry_max_ms", 10, kDayMs)) out.retry_max_ms = *v;
+    if (auto v = r.integer("timeout_ms", 100, 600000)) out.timeout_ms = *v;
+    if (out.retry_max_ms < out.retry_base_ms) {
+      r.error("retry_max_ms",
+              "must be at least retry_base_ms (" + std::to_string(out.retry_base_ms) + ")");
+    }
+    if (const json* b = r.get("breaker")) breaker(*b, r.path_of("breaker"), out.breaker);
     r.reject_unknown_keys();
     return out;
   }

@@ -73,6 +73,16 @@ struct RetentionConfig {
   int64_t interval_ms = 60000;
 };
 
+// "notify": how completion notifications are delivered (docs/design.md "Completion notifications
+// (issue 14)"). Delays double from retry_base_ms up to retry_max_ms, each jittered x0.5..x1.5.
+struct NotifyConfig {
+  int64_t max_attempts = 10;      // per channel; then the notification fails
+  int64_t retry_base_ms = 1000;   // the delay after the first failed attempt
+  int64_t retry_max_ms = 300000;  // the longest delay between attempts
+  int64_t timeout_ms = 10000;     // one webhook attempt, connection included
+  BreakerConfig breaker = {};     // per webhook host
+};
+
 struct DaemonConfig {
   std::string spool_dir;  // absolute
   std::string metrics_listen = "127.0.0.1:9464";
@@ -114,6 +124,9 @@ struct DaemonConfig {
   // "quotas": caps per submitter on queued jobs and priority (config/quota_config.h); a reload
   // applies to the submits that follow.
   QuotaConfig quotas;
+  // Hosts a job's notify.webhook may name: "name" (any port) or "name:port"; empty: none.
+  std::vector<std::string> allowed_webhook_hosts;
+  NotifyConfig notify;
 };
 
 class ConfigError : public std::runtime_error {

@@ -45,6 +45,8 @@ const char* command_failure_name(CommandFailure f) {
       return "timed out";
     case CommandFailure::kCannotStart:
       return "could not start";
+    case CommandFailure::kErrorAnswer:
+      return "answered with an error";
   }
   return "unknown";
 }

@@ -43,7 +43,9 @@ enum class BreakerState { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
 const char* breaker_state_name(BreakerState s);  // "closed", "open", "half-open"
 
 // Why a run counts as a failure.
-enum class CommandFailure { kCrashed, kExited, kTimedOut, kCannotStart };
+// kErrorAnswer: a webhook receiver answered with an error status (the notifier's breakers per
+// host reuse this state machine: daemon/notifier.h).
+enum class CommandFailure { kCrashed, kExited, kTimedOut, kCannotStart, kErrorAnswer };
 const char* command_failure_name(CommandFailure f);  // "crashed", "exited non-zero", ...
 
 class CommandBreakers;

@@ -32,6 +32,7 @@ class JobParser {
     spec_.chain = std::make_shared<const TransformChain>(std::move(steps_));
     if (const json* v = top.get("limits")) parse_limits(*v);
     if (auto p = top.integer("priority", -100, 100)) spec_.priority = static_cast<int>(*p);
+    if (const json* v = top.get("notify")) spec_.notify = parse_notify(*v, errors_);
     top.reject_unknown_keys();
     return std::move(spec_);
   }

@@ -12,6 +12,7 @@
 
 #include "core/credentials.h"
 #include "core/field_error.h"
+#include "core/notify_spec.h"
 #include "core/transform_chain.h"
 
 namespace docpipe {
@@ -68,6 +69,8 @@ struct JobSpec {
   // Who the job acts for; its file access is checked against these credentials. nullopt: not
   // restricted (a root submitter, or a unit test of the pipeline).
   std::optional<Credentials> submitter;
+  // "notify": who hears that the job ended (core/notify_spec.h); nullopt: nobody.
+  std::optional<NotifySpec> notify;
 };
 
 struct JobParseOptions {

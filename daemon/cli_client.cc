@@ -56,6 +56,26 @@ std::string progress_line(const nlohmann::json& job) {
   return line;
 }
 
+std::string command_lines(const nlohmann::json& commands);
+
+// The "notifications" object: how many wait, and each webhook host's breaker as a command's is
+// shown ("webhook host H: open since ...").
+std::string notification_lines(const nlohmann::json& n) {
+  std::string out = "  notifications: " + std::to_string(n.value("pending", 0)) + " pending\n";
+  const std::string lines = command_lines(n.value("webhook_hosts", nlohmann::json::object()));
+  size_t start = 0;
+  while (start < lines.size()) {
+    size_t end = lines.find('\n', start);
+    if (end == std::string::npos) end = lines.size();
+    std::string line = lines.substr(start, end - start);
+    const std::string head = "  command ";
+    if (line.starts_with(head)) line = "  webhook host " + line.substr(head.size());
+    out += line + "\n";
+    start = end + 1;
+  }
+  return out;
+}
+
 // The "commands" object of the daemon's status, as one line per command's breaker.
 std::string command_lines(const nlohmann::json& commands) {
   std::string out;
@@ -341,6 +361,17 @@ int cli_status(const std::string& id, bool json, const DaemonConfig& config, std
           << r["counts"].value("succeeded", 0) << "/" << r["counts"].value("total", 0)
           << " succeeded, " << r["counts"].value("failed", 0) << " failed, finished "
           << r.value("finished_at", std::string()) << "\n";
+      const nlohmann::json notify = r.value("notify", nlohmann::json::object());
+      for (const auto& [channel, n] : notify.items()) {
+        out << "  notify " << channel << ": " << n.value("state", std::string()) << " after "
+            << n.value("attempts", 0) << " attempt(s)";
+        if (n.contains("http_status")) out << ", HTTP " << n.value("http_status", 0);
+        if (n.contains("next_attempt_at")) out << "; next at " << n.value("next_attempt_at", "");
+        if (n.contains("last_error") && n.value("state", "") != "delivered") {
+          out << "; last error: " << n.value("last_error", std::string());
+        }
+        out << "\n";
+      }
     } else {
       out << progress_line(job) << "\n";
     }
@@ -357,6 +388,7 @@ int cli_status(const std::string& id, bool json, const DaemonConfig& config, std
   if (d.contains("quota")) out << "  " << quota_text(d["quota"]) << "\n";
   if (d.contains("cluster")) out << cluster_lines(d["cluster"]);
   if (d.contains("commands")) out << command_lines(d["commands"]);
+  if (d.contains("notifications")) out << notification_lines(d["notifications"]);
   for (const auto& job : reply["jobs"]) out << "  " << progress_line(job) << "\n";
   return 0;
 }

@@ -247,6 +247,7 @@ nlohmann::json ControlHandler::daemon_status(const Credentials& peer) const {
   if (!cluster.is_null()) status["cluster"] = std::move(cluster);
   if (deps_.breakers != nullptr) status["commands"] = breakers_status(*deps_.breakers);
   if (cfg->quotas.enabled) status["quota"] = quota_status(peer);
+  if (deps_.notifications) status["notifications"] = deps_.notifications();
   return status;
 }
 

@@ -44,6 +44,8 @@ class ControlHandler {
     bool durable = true;                        // the pause file's changes are fsynced
     std::function<void()> rescan_incoming;      // on resume: job files that waited are taken
     const QuotaLedger* quotas = nullptr;        // status shows the caller's jobs against its cap
+    // The completion notifications' part of status (Notifier::status); null: none.
+    std::function<nlohmann::json()> notifications = nullptr;
   };
   explicit ControlHandler(Deps deps) : deps_(deps) {}
 

@@ -25,6 +25,10 @@ namespace docpipe {
 
 namespace {
 
+// Threads that deliver completion notifications: one slow receiver (up to notify.timeout_ms per
+// attempt) does not hold up the others' notifications.
+constexpr int kNotifierThreads = 2;
+
 PipelineOptions pipeline_options(const DaemonConfig& c, std::shared_ptr<CommandBreakers> breakers) {
   PipelineOptions options;
   options.breakers = std::move(breakers);
@@ -84,6 +88,16 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
   breaker_monitor_ =
       std::make_unique<CommandBreakerMonitor>(*breakers_, metrics_server_->registry());
   breaker_monitor_->configure(config_.commands);
+  init_webhook_transport();
+  notifications_ =
+      std::make_unique<Notifier>(Notifier::Deps{.spool_root = spool_.root(),
+                                                .durable = durable_,
+                                                .clock = system_clock(),
+                                                .webhook = webhook_transport_,
+                                                .command = command_transport_,
+                                                .command_breakers = breakers_.get(),
+                                                .registry = &metrics_server_->registry()},
+                                 notifier_settings(config_));
   if (config_.cluster.enabled) {
     auto node = ClusterNode::start({.config = config_,
                                     .pipeline = pipeline_options(config_, breakers_),
@@ -118,7 +132,8 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                      .metrics = *metrics_,
                      .reopen = [this](const std::string& id) { return intake_->reopen(id); },
                      .wake = [this] { uv_async_send(finished_async_.get()); },
-                     .quotas = &quotas_},
+                     .quotas = &quotas_,
+                     .notify = [this](NotifyRecord r) { notifications_->add(std::move(r)); }},
       table_limits(config_));
   intake_ = std::make_unique<JobIntake>(JobIntake::Deps{.executor = executor_,
                                                         .clock = system_clock(),
@@ -130,22 +145,23 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                                                         .progress = documents_finished_,
                                                         .quotas = &quotas_},
                                         config_);
-  control_handler_ =
-      std::make_unique<ControlHandler>(ControlHandler::Deps{.executor = executor_,
-                                                            .clock = system_clock(),
-                                                            .spool = spool_,
-                                                            .submitters = submitters_,
-                                                            .table = *table_,
-                                                            .intake = *intake_,
-                                                            .work = *work_,
-                                                            .metrics = *metrics_,
-                                                            .breakers = breakers_.get(),
-                                                            .durable = durable_,
-                                                            .rescan_incoming =
-                                                                [this] {
-                                                                  if (watch_) watch_->rescan();
-                                                                },
-                                                            .quotas = &quotas_});
+  control_handler_ = std::make_unique<ControlHandler>(
+      ControlHandler::Deps{.executor = executor_,
+                           .clock = system_clock(),
+                           .spool = spool_,
+                           .submitters = submitters_,
+                           .table = *table_,
+                           .intake = *intake_,
+                           .work = *work_,
+                           .metrics = *metrics_,
+                           .breakers = breakers_.get(),
+                           .durable = durable_,
+                           .rescan_incoming =
+                               [this] {
+                                 if (watch_) watch_->rescan();
+                               },
+                           .quotas = &quotas_,
+                           .notifications = [this] { return notifications_->status(); }});
 }
 
 Daemon::~Daemon() {
@@ -163,8 +179,14 @@ int Daemon::run() {
   notifier_->start();
   log_info("metrics listening", {{"address", metrics_server_->address()}});
   restore_pause();
+  // Records an earlier run left (a few small files): read before jobs resume, delivered on the
+  // notifier's own threads.
+  notifications_->resume_pending();
   intake_->resume_active_jobs([this] {
     if (table_->stopping()) return;
+    // Only now: the start's sweep of stale temp files in done/ and failed/ is over, and would
+    // otherwise remove a report being rewritten.
+    notifications_->start(kNotifierThreads);
     start_intake();
     run_retention();
   });
@@ -325,6 +347,7 @@ void Daemon::run_retention() {
         PruneContext context;
         context.active = spool_.active();
         context.submitters = spool_.root() + "/submitters";
+        context.notify = notify_folder(spool_.root());
         context.stop = &retention_stop_;
         for (size_t i = 0; i < 3; ++i) {
           if (rules[i]->max_age_days == 0 && rules[i]->max_jobs == 0) continue;
@@ -410,6 +433,8 @@ void Daemon::begin_shutdown(const char* signal_name) {
         work_->stop(std::chrono::milliseconds(grace));
         // exec pool processes: EOF and SIGTERM, SIGKILL after their stop_grace_ms.
         CommandPools::instance().stop_all();
+        // An attempt in flight is cut short, uncounted; its record is resumed at the next start.
+        notifications_->stop();
       },
       [this] {
         table_->finish_stopping();  // reports of jobs that finished meanwhile
@@ -471,6 +496,7 @@ void Daemon::apply_config(DaemonConfig next) {
   http_status_->set_tokens(next.http_tokens);
   if (control_) control_->set_limits(control_limits(next));
   breaker_monitor_->configure(next.commands);
+  notifications_->configure(notifier_settings(next));
   config_ = std::move(next);
   intake_->set_config(config_);
   // Pools of commands the reload dropped or changed end once the jobs using them have finished.

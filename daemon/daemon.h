@@ -33,6 +33,8 @@
 #include "daemon/loop_timer.h"
 #include "daemon/metrics_server.h"
 #include "daemon/quota_ledger.h"
+#include "daemon/notifier.h"
+#include "daemon/notify_transports.h"
 #include "daemon/service_notifier.h"
 #include "daemon/submitter_store.h"
 #include "daemon/uv_handle.h"
@@ -94,6 +96,10 @@ class Daemon {
   std::unique_ptr<CommandBreakerMonitor> breaker_monitor_;
   std::unique_ptr<PipelineMetrics> pipeline_metrics_;
   std::unique_ptr<DaemonMetrics> metrics_;
+  // Completion notifications (issue 14): delivered on their own threads, never on the loop.
+  WebhookTransport webhook_transport_;
+  CommandTransport command_transport_;
+  std::unique_ptr<Notifier> notifications_;
   std::unique_ptr<WorkQueue> work_;
   ClusterNode* cluster_ = nullptr;  // work_, when the config has a cluster section
   std::mutex adopt_mu_;

@@ -35,6 +35,9 @@ std::optional<ValidatedJob> validate_job_text(
     quota->refused = QuotaRefusal::kPriority;
   }
   spec->submitter = submitter;  // checked here already, so a refusal is a clear rejection
+  if (spec->notify) {
+    check_notify(*spec->notify, config.allowed_webhook_hosts, config.commands, errors);
+  }
   size_t n = check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots,
                               errors, count_documents, shortage);
   if (!errors.empty()) {

@@ -34,6 +34,7 @@
 #include "daemon/executor.h"
 #include "daemon/intake_pause.h"
 #include "daemon/quota_ledger.h"
+#include "daemon/notify_record.h"
 #include "daemon/retry_queue.h"
 #include "pipeline/work_queue.h"
 
@@ -74,6 +75,9 @@ class JobTable {
     // Every job in the table is counted for its submitter's quota until it is forgotten
     // (daemon/quota_ledger.h); nullptr: nothing is counted.
     QuotaLedger* quotas = nullptr;
+    // A finished job's completion notification, its record written (daemon/notifier.h); null:
+    // records are written but nobody delivers them (unit tests that do not look).
+    std::function<void(NotifyRecord)> notify = nullptr;
   };
 
   JobTable(Deps deps, JobTableLimits limits);

@@ -17,6 +17,7 @@ struct JobTable::Finished {
   JobReport report;
   std::optional<Error> error;  // not recorded: retried
   bool manifest_written = false;
+  std::optional<NotifyRecord> notify;  // written to SPOOL/notify/ before the report moved
 };
 
 void JobTable::finalize(std::shared_ptr<DaemonJob> job) {
@@ -25,7 +26,7 @@ void JobTable::finalize(std::shared_ptr<DaemonJob> job) {
   auto result = std::make_shared<Finished>();
   result->manifest_written = fs.manifest_written;
   deps_.executor.run(
-      [spool = &deps_.spool, job, result] {
+      [spool = &deps_.spool, durable = deps_.durable, job, result] {
         Status st = job->close_journal();
         JobReport& report = result->report;
         report = job->report();
@@ -44,8 +45,21 @@ void JobTable::finalize(std::shared_ptr<DaemonJob> job) {
           report.state = JobState::kFailed;
           report.reason = st.error().message;
         }
-        Status moved =
-            spool->finish(report.id, report.state == JobState::kSucceeded, report_to_json(report));
+        std::string text = report_to_json(report);
+        // The notification's record is durable before the report moves out of active/: a crash
+        // in between finishes the job again at the next start, which writes it again.
+        if (const std::optional<NotifySpec>& notify = job->spec().notify) {
+          if (auto record = make_notify_record(report.id, report.state, *notify, text)) {
+            Status stored = store_notify_record(spool->root(), *record, durable);
+            if (!stored) {
+              result->error = stored.error();
+              return;
+            }
+            text = report_with_notify(*record);
+            result->notify = std::move(record);
+          }
+        }
+        Status moved = spool->finish(report.id, report.state == JobState::kSucceeded, text);
         if (!moved) result->error = moved.error();
       },
       [this, job, result] { finalized(job, *result); });
@@ -86,6 +100,7 @@ void JobTable::finalized(const std::shared_ptr<DaemonJob>& job, const Finished& 
   running_.erase(report.id);
   jobs_.erase(report.id);
   if (deps_.quotas != nullptr) deps_.quotas->release(report.id);  // its submitter may submit again
+  if (result.notify && deps_.notify) deps_.notify(*result.notify);
   int64_t start = report.started_at_ms ? report.started_at_ms : report.submitted_at_ms;
   double seconds = static_cast<double>(report.finished_at_ms - report.submitted_at_ms) / 1e3;
   deps_.metrics.job_finished(report.state, seconds);  // recorded: now it counts

@@ -172,6 +172,11 @@ PruneResult prune_folder(const std::string& dir, SpoolFolder kind, const PruneRu
       for (const Entry& e : g.files) keep(e);
       continue;
     }
+    if (kind != SpoolFolder::kRejected && !context.notify.empty() &&
+        exists_in(context.notify, key + ".json")) {
+      for (const Entry& e : g.files) keep(e);
+      continue;
+    }
     order.push_back(&g);
   }
   // Oldest first; ties by name, so that a pass is deterministic.

@@ -34,6 +34,9 @@ enum class SpoolFolder { kDone, kFailed, kRejected };
 struct PruneContext {
   std::string active;      // a group without its marker whose ID.json is here is being finished
   std::string submitters;  // ID.submitter goes with its finished job, before the marker
+  // A finished job whose completion notification is pending (ID.json here) is kept: its report
+  // is still being rewritten and its id must stay used (daemon/notifier.h).
+  std::string notify;
   const std::atomic<bool>* stop = nullptr;  // set: the pass ends after the current job
   size_t max_removals = 10000;              // jobs removed per pass, at most
 };

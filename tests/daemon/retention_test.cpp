@@ -255,3 +255,27 @@ TEST_CASE("retention: when a file of a job cannot be removed, its marker stays")
   // The id stays used while part of the job is left.
   CHECK(f.names() == std::set<std::string>{"stuck.json", "stuck.manifest.jsonl"});
 }
+
+TEST_CASE("retention: a finished job whose completion notification is pending is kept") {
+  Folder f;
+  Folder notify;
+  f.finished_job("waiting", 40 * kDay);
+  f.finished_job("told", 40 * kDay);
+  f.finished_job("young", 1 * kDay);
+  notify.file("waiting.json", 1 * kDay);  // SPOOL/notify/waiting.json: still being delivered
+  docpipe::PruneContext context;
+  context.notify = notify.dir;
+  // Neither its age nor max_jobs removes it; it does not count against max_jobs either.
+  PruneResult r =
+      docpipe::prune_folder(f.dir, SpoolFolder::kDone, PruneRule{30 * kDay, 1}, kNow, context);
+  CHECK(r.jobs_removed == 1);
+  CHECK(f.names() == std::set<std::string>{"waiting.json", "waiting.manifest.jsonl",
+                                           "waiting.report.json", "young.json",
+                                           "young.manifest.jsonl", "young.report.json"});
+  // Delivered (the record gone): the next pass prunes it.
+  std::filesystem::remove(notify.dir + "/waiting.json");
+  r = docpipe::prune_folder(f.dir, SpoolFolder::kDone, PruneRule{30 * kDay, 0}, kNow, context);
+  CHECK(r.jobs_removed == 1);
+  CHECK(f.names() ==
+        std::set<std::string>{"young.json", "young.manifest.jsonl", "young.report.json"});
+}
