@@ -27,9 +27,24 @@ std::optional<ValidatedJob> validate_job_text(
     cap_field_errors(errors);
     return std::nullopt;
   }
+  if (config.cluster.enabled) {
+    // Documents of a cluster job are read on other nodes, whose reads this node cannot vouch
+    // for (docs/design.md "What happens to inputs").
+    for (const auto& [field, action] :
+         {std::pair{"input.after_success", &spec->input.after_success},
+          std::pair{"input.after_failure", &spec->input.after_failure}}) {
+      if (action->acts()) {
+        errors.push_back({field,
+                          "not available in cluster mode (this daemon's config has a "
+                          "\"cluster\" section): inputs can only be kept"});
+      }
+    }
+  }
   spec->submitter = submitter;  // checked here already, so a refusal is a clear rejection
-  size_t n = check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots,
-                              errors, count_documents, shortage);
+  size_t n = errors.empty()
+                 ? check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots,
+                                    errors, count_documents, shortage)
+                 : 0;
   if (!errors.empty()) {
     cap_field_errors(errors);
     return std::nullopt;

@@ -138,6 +138,8 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
   }
   item->input_fd = opened->fd;
   const struct stat& st = opened->st;
+  item->sched.doc.input_dev = st.st_dev;
+  item->sched.doc.input_ino = st.st_ino;
   if (!S_ISREG(st.st_mode)) {
     Error e = make_error(ErrorCode::kInvalidArgument, "read " + input + ": not a regular file");
     settle_error(s, std::move(item), e);
