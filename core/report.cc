@@ -8,12 +8,9 @@ namespace docpipe {
 
 const char* job_state_name(JobState s) {
   switch (s) {
-    case JobState::kSucceeded:
-      return "succeeded";
-    case JobState::kFailed:
-      return "failed";
-    case JobState::kCancelled:
-      return "cancelled";
+    case JobState::kSucceeded: return "succeeded";
+    case JobState::kFailed: return "failed";
+    case JobState::kCancelled: return "cancelled";
   }
   return "unknown";
 }

@@ -53,12 +53,11 @@ class DaemonMetrics {
   prometheus::Counter* jobs_rejected_;
   prometheus::Gauge* jobs_active_;
   prometheus::Gauge* jobs_queued_;
-  prometheus::Gauge* intake_paused_;   // docpipe_intake_paused
-  prometheus::Gauge* spool_files_[5];  // docpipe_spool_files{folder}
-  prometheus::Gauge* spool_bytes_[5];  // docpipe_spool_bytes{folder}
-  prometheus::Counter* retention_removed_[3];
-  prometheus::Counter* input_actions_[2][2];  // docpipe_input_actions_total{action,outcome}  //
-                                              // docpipe_retention_removed_jobs_total{folder}
+  prometheus::Gauge* intake_paused_;           // docpipe_intake_paused
+  prometheus::Gauge* spool_files_[5];          // docpipe_spool_files{folder}
+  prometheus::Gauge* spool_bytes_[5];          // docpipe_spool_bytes{folder}
+  prometheus::Counter* retention_removed_[3];  // docpipe_retention_removed_jobs_total{folder}
+  prometheus::Counter* input_actions_[2][2];   // docpipe_input_actions_total{action,outcome}
   prometheus::Counter* documents_[3];  // docpipe_documents_total{outcome=succeeded|failed|skipped}
   prometheus::Counter* bytes_in_;
   prometheus::Counter* bytes_out_;
