@@ -32,10 +32,13 @@ struct DocumentRef {
   std::string open_path = {};
   // The job's output folder, opened beneath its allowed root; null: output.dir beneath "/".
   std::shared_ptr<const DirFd> output = nullptr;
-  // The file the reader opened (st_dev, st_ino; 0 until then): an input action
-  // (core/input_actions.h) acts only on this same file.
+  // The file the reader opened (st_dev, st_ino, and its size and mtime then, which tell a new file
+  // that reused the inode number apart; 0 until then): an input action (core/input_actions.h)
+  // acts only on this same, unchanged file.
   uint64_t input_dev = 0;
   uint64_t input_ino = 0;
+  uint64_t input_size = 0;
+  int64_t input_mtime_ns = 0;
 };
 
 // kCount (validation): the output folder is neither opened nor created.

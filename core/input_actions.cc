@@ -21,6 +21,15 @@ namespace {
 
 constexpr std::string_view kMovePrefix = "move:";
 
+// The file read, unchanged: the same inode (a rename keeps it), and the size and mtime it had
+// when read, so that a new file that got the freed inode number, or one written to since, is
+// not taken for it.
+bool same_file(const struct stat& st, const InputLocation& where) {
+  return S_ISREG(st.st_mode) && st.st_dev == where.dev && st.st_ino == where.ino &&
+         static_cast<uint64_t>(st.st_size) == where.size &&
+         st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec == where.mtime_ns;
+}
+
 std::string uid_text(const Credentials& who) {
   return "the submitter (uid " + std::to_string(who.uid) + ")";
 }
@@ -225,6 +234,8 @@ InputLocation locate_input(const JobSpec& job, const DocumentRef& doc) {
   InputLocation where;
   where.dev = doc.input_dev;
   where.ino = doc.input_ino;
+  where.size = doc.input_size;
+  where.mtime_ns = doc.input_mtime_ns;
   where.target = doc.relative_path;
   if (!job.input.dir.empty()) {
     // The walk names a document by its path below input.dir (a symlinked file by its target's).
@@ -333,16 +344,16 @@ InputActionResult InputActor::apply(const InputAction& action, const std::string
       Result<DirFd> target = open_target(false);
       struct stat tst;
       if (target && ::fstatat(target->fd(), target_name.c_str(), &tst, AT_SYMLINK_NOFOLLOW) == 0 &&
-          tst.st_dev == where.dev && tst.st_ino == where.ino) {
+          same_file(tst, where)) {
         return InputActionResult{true, {}};
       }
     }
     return failed(std::string(verb) + " " + input +
                   ": the input is gone (removed by someone else)");
   }
-  if (!S_ISREG(st.st_mode) || st.st_dev != where.dev || st.st_ino != where.ino) {
+  if (!same_file(st, where)) {
     return failed(std::string(verb) + " " + input +
-                  ": not the file that was read (replaced, or swapped for a " +
+                  ": not the file that was read (replaced, changed, or swapped for a " +
                   (S_ISLNK(st.st_mode) ? "symlink" : "different file") + " since); left in place");
   }
   if (who != nullptr) {

@@ -62,6 +62,8 @@ struct InputLocation {
   std::string target;
   uint64_t dev = 0;
   uint64_t ino = 0;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
 };
 InputLocation locate_input(const JobSpec& job, const DocumentRef& doc);
 

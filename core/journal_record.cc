@@ -201,7 +201,8 @@ std::string InputActionRecord::to_json() const {
   w.text("input", input).text("action", action);
   if (step == Step::kBegin) {
     w.text("base", base).text("path", path).text("target", target);
-    w.integer("dev", dev).integer("ino", ino).text("output", output).text("sha256", sha256);
+    w.integer("dev", dev).integer("ino", ino).integer("size", size).integer("mtime_ns", mtime_ns);
+    w.text("output", output).text("sha256", sha256);
   } else {
     w.text("error", error);
   }
@@ -251,6 +252,8 @@ Result<JournalRecord> parse_journal_record(std::string_view payload) {
     f.text("target", r.target);
     f.number("dev", r.dev);
     f.number("ino", r.ino);
+    f.number("size", r.size);
+    f.number("mtime_ns", r.mtime_ns);
     f.text("output", r.output);
     f.text("sha256", r.sha256);
     f.text("error", r.error);

@@ -69,7 +69,7 @@ struct IntentRecord {
 // `failed` once the action has run. Both are intents to the journal's readers (the manifest
 // leaves them out; an older daemon ignores them: their "output" is empty):
 //   {"intent":"input_action","step":"begin","input":...,"action":"delete"|"move","base":...,
-//    "path":...,"target":...,"dev":...,"ino":...,"output":...,"sha256":...}
+//    "path":...,"target":...,"dev":...,"ino":...,"size":...,"mtime_ns":...,"output":...,"sha256":...}
 //   {"intent":"input_action","step":"done"|"failed","input":...,"action":...,"error":...}
 struct InputActionRecord {
   enum class Step { kBegin, kDone, kFailed };
@@ -83,6 +83,8 @@ struct InputActionRecord {
   std::string target;
   uint64_t dev = 0;
   uint64_t ino = 0;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
   std::string output;
   std::string sha256;
   std::string error;  // failed only

@@ -246,6 +246,8 @@ void DaemonJob::documents_finished(std::vector<DocumentOutcome> outcomes) {
                               .target = std::move(where.target),
                               .dev = where.dev,
                               .ino = where.ino,
+                              .size = where.size,
+                              .mtime_ns = where.mtime_ns,
                               .output = succeeded ? o.output_path : std::string(),
                               .sha256 = succeeded ? o.sha256 : std::string(),
                               .error = {}};
@@ -282,8 +284,8 @@ void DaemonJob::documents_finished(std::vector<DocumentOutcome> outcomes) {
     std::vector<std::string> results;
     results.reserve(acts.size());
     for (Act& a : acts) {
-      const InputLocation where{a.record.base, a.record.path, a.record.target, a.record.dev,
-                                a.record.ino};
+      const InputLocation where{a.record.base, a.record.path, a.record.target,  a.record.dev,
+                                a.record.ino,  a.record.size, a.record.mtime_ns};
       a.result = actor_->apply(*a.action, a.record.input, where, /*resuming=*/false);
       results.push_back(InputActionRecord::finished(a.record.input, a.record.action, a.result.done,
                                                     a.result.error)

@@ -168,7 +168,8 @@ Status DaemonJob::settle_input_actions() {
       result.error = begin.action + " " + input + ": its output " + begin.output +
                      " no longer holds what the job wrote; the input is left in place";
     } else {
-      const InputLocation where{begin.base, begin.path, begin.target, begin.dev, begin.ino};
+      const InputLocation where{begin.base, begin.path, begin.target,  begin.dev,
+                                begin.ino,  begin.size, begin.mtime_ns};
       result = actor_->apply(*action, input, where, /*resuming=*/true);
     }
     count_input_action(input, begin.action == "move", result, true);

@@ -10,9 +10,12 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <memory>
 #include <string>
 
 #include "core/journal_record.h"
+#include "core/safe_fs.h"
 #include "tests/core/job_spec_support.h"
 #include "tests/support/temp_folder.h"
 
@@ -97,7 +100,13 @@ JobSpec job_over(const std::string& root, InputAction success) {
 InputLocation where_of(const std::string& path, const std::string& rel) {
   struct stat st;
   REQUIRE(::lstat(path.c_str(), &st) == 0);
-  return InputLocation{"", rel, rel, st.st_dev, st.st_ino};
+  return InputLocation{"",
+                       rel,
+                       rel,
+                       st.st_dev,
+                       st.st_ino,
+                       static_cast<uint64_t>(st.st_size),
+                       st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
 }
 
 InputAction deleting() {
@@ -136,6 +145,16 @@ TEST_CASE("input actions: delete removes the file that was read and nothing else
   CHECK_FALSE(replaced.done);
   CHECK(replaced.error.find("not the file that was read") != std::string::npos);
   CHECK(TempFolder::read(root + "/in/sub/b.txt") == "someone else's");
+
+  // Written to since it was read (same inode, new size and mtime): its output does not show what
+  // it holds now, so it is kept.
+  TempFolder::write(root + "/in/sub/c.txt", "c");
+  InputLocation c = where_of(root + "/in/sub/c.txt", "sub/c.txt");
+  std::ofstream(root + "/in/sub/c.txt", std::ios::app) << " and more";
+  InputActionResult changed = actor.apply(spec.input.after_success, "in/sub/c.txt", c, false);
+  CHECK_FALSE(changed.done);
+  CHECK(changed.error.find("not the file that was read") != std::string::npos);
+  CHECK(TempFolder::read(root + "/in/sub/c.txt") == "c and more");
 
   // Never opened (failed before it was read): no identity to check, kept.
   InputLocation unread = b;
@@ -203,6 +222,47 @@ TEST_CASE("input actions: move keeps the relative path and never replaces a name
   std::filesystem::rename(root + "/done/x/y/a.txt", root + "/done/kept.txt");
   TempFolder::write(root + "/done/x/y/a.txt", "impostor");
   CHECK_FALSE(actor.apply(spec.input.after_success, "a", a, true).done);
+}
+
+TEST_CASE("input actions: input.files are acted on beneath their own allowed root only") {
+  TempFolder tmp;
+  const std::string root = std::filesystem::canonical(tmp.root()).string();
+  std::filesystem::create_directories(root + "/a/b");
+  TempFolder::write(root + "/a/b/x.txt", "x");
+  JobSpec spec;
+  spec.id = "files";
+  spec.input.files = {root + "/a/b/x.txt"};
+  spec.input.real_files = spec.input.files;
+  spec.input.file_roots = {root + "/a"};
+  spec.output.dir = root + "/out";
+  spec.input.after_success = moving_to(root + "/moved");
+  spec.input.after_success.root = root;
+  spec.input.after_success.real_dir = root + "/moved";
+  InputActor actor(spec);
+  // As the source names it: the file beneath its root, its output name for the move.
+  Result<DirFd> opened = open_dir_path(root + "/a");
+  REQUIRE(opened);
+  auto folder = std::make_shared<const DirFd>(std::move(*opened));
+  DocumentRef doc{root + "/a/b/x.txt", "x.txt", folder, "b/x.txt", nullptr};
+  struct stat st;
+  REQUIRE(::stat((root + "/a/b/x.txt").c_str(), &st) == 0);
+  doc.input_dev = st.st_dev;
+  doc.input_ino = st.st_ino;
+  doc.input_size = static_cast<uint64_t>(st.st_size);
+  doc.input_mtime_ns = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+  InputLocation where = locate_input(spec, doc);
+  CHECK(where.base == root + "/a");
+  CHECK(where.path == "b/x.txt");
+  CHECK(where.target == "x.txt");
+  // A base that is not one of the job's roots (a hand-edited journal) is refused.
+  InputLocation forged = where;
+  forged.base = "/";
+  InputActionResult refused = actor.apply(spec.input.after_success, doc.input_path, forged, false);
+  CHECK_FALSE(refused.done);
+  CHECK(refused.error.find("is not a root of this job's input files") != std::string::npos);
+  CHECK(actor.apply(spec.input.after_success, doc.input_path, where, false).done);
+  CHECK(TempFolder::read(root + "/moved/x.txt") == "x");
+  CHECK_FALSE(std::filesystem::exists(root + "/a/b/x.txt"));
 }
 
 TEST_CASE("input actions: resuming a delete whose file is gone is done") {
