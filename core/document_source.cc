@@ -30,6 +30,8 @@ std::string below(const std::string& path, const std::string& root) {
   return std::string(path_below(path, root));
 }
 
+}  // namespace
+
 // Opens the folder `dir` (absolute, within `root`) for the job: with a restricted submitter, by a
 // walk from "/" that refuses symlinks and checks `want` on it and search on every folder above
 // (the path is the real path found at validation, so a symlink on it now is a swap); else
@@ -51,8 +53,6 @@ Result<DirFd> open_job_folder(const std::string& root, const std::string& dir,
   opts.verb = verb;
   return walk_dirs_beneath(*base, below(dir, root), opts);
 }
-
-}  // namespace
 
 Result<DirFd> open_output_folder(const JobSpec& job) {
   const OutputSpec& out = job.output;

@@ -32,6 +32,13 @@ struct DocumentRef {
   std::string open_path = {};
   // The job's output folder, opened beneath its allowed root; null: output.dir beneath "/".
   std::shared_ptr<const DirFd> output = nullptr;
+  // The file the reader opened (st_dev, st_ino, and its size and mtime then, which tell a new file
+  // that reused the inode number apart; 0 until then): an input action (core/input_actions.h)
+  // acts only on this same, unchanged file.
+  uint64_t input_dev = 0;
+  uint64_t input_ino = 0;
+  uint64_t input_size = 0;
+  int64_t input_mtime_ns = 0;
 };
 
 // kCount (validation): the output folder is neither opened nor created.
@@ -59,6 +66,13 @@ class DocumentSource {
 // the tree) or iterates input.files.
 std::unique_ptr<DocumentSource> make_document_source(const JobSpec& job,
                                                      SourceUse use = SourceUse::kRun);
+
+// Opens the folder `dir` (absolute, within `root`) for the job: with a restricted submitter
+// (`who`), by a walk from "/" that refuses symlinks and checks `want` on it and search on every
+// folder above; else beneath the root with openat2. `create`: missing folders are made. `verb`
+// names the operation in messages.
+Result<DirFd> open_job_folder(const std::string& root, const std::string& dir,
+                              const Credentials* who, int want, bool create, const char* verb);
 
 // Opens the job's existing output folder as a run of the job would (beneath its allowed root;
 // for a restricted submitter, by a walk that refuses symlinks and needs write and search), for

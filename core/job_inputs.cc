@@ -11,6 +11,7 @@
 #include "core/access_check.h"
 #include "core/document_source.h"
 #include "core/glob.h"
+#include "core/input_actions.h"
 #include "core/job_spec.h"
 #include "core/json_util.h"
 #include "core/path_util.h"
@@ -340,6 +341,9 @@ size_t check_job_inputs(JobSpec& job, const std::vector<std::string>& allowed_in
   const bool output_ok = check_output_dir(job, output_roots, errors, shortage);
   if (input_ok && output_ok) {
     check_output_outside_walk(job, job.input.real_dir, job.output.real_dir, errors);
+  }
+  if (input_ok || job.input.dir.empty()) {
+    check_input_actions(job, allowed_input_roots, allowed_output_roots, errors);
   }
   return count;
 }

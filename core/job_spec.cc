@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "core/glob.h"
+#include "core/input_actions.h"
 #include "core/json_util.h"
 #include "core/path_util.h"
 
@@ -82,6 +83,16 @@ class JobParser {
       }
     }
     if (files != nullptr) parse_files(*files, in.path_of("files"));
+    if (const json* v = in.get("after_success")) {
+      if (auto a = parse_input_action(*v, in.path_of("after_success"), errors_)) {
+        spec_.input.after_success = std::move(*a);
+      }
+    }
+    if (const json* v = in.get("after_failure")) {
+      if (auto a = parse_input_action(*v, in.path_of("after_failure"), errors_)) {
+        spec_.input.after_failure = std::move(*a);
+      }
+    }
     in.reject_unknown_keys();
   }
 

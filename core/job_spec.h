@@ -20,6 +20,20 @@ namespace docpipe {
 enum class IfExists { kReplace, kSkip, kFail };
 const char* if_exists_name(IfExists v);
 
+// input.after_success / input.after_failure (docs/design.md "What happens to inputs"): what
+// becomes of a document's input once its outcome is safe. Parsed and checked in
+// core/input_actions.cc.
+enum class InputActionKind { kKeep, kDelete, kMove };
+struct InputAction {
+  InputActionKind kind = InputActionKind::kKeep;
+  std::string dir;  // kMove: the folder moved into (absolute, normalised)
+  // Filled by check_job_inputs: the allowed root holding dir, and dir as it resolves (its nearest
+  // existing folder resolved, plus the part still to be created).
+  std::string root;
+  std::string real_dir;
+  bool acts() const { return kind != InputActionKind::kKeep; }
+};
+
 struct InputSpec {
   std::string dir;                   // absolute, normalised; empty when `files` is used
   std::vector<std::string> include;  // globs relative to dir; default ["**"]
@@ -33,6 +47,9 @@ struct InputSpec {
   std::string real_dir;
   std::vector<std::string> file_roots;
   std::vector<std::string> real_files;
+  InputAction after_success;  // documents that succeeded
+  InputAction after_failure;  // documents that failed for good (not cancelled, not skipped)
+  bool acts() const { return after_success.acts() || after_failure.acts(); }
 };
 
 struct OutputSpec {

@@ -173,6 +173,42 @@ std::string IntentRecord::to_json() const {
       .done();
 }
 
+const char* input_action_step_name(InputActionRecord::Step s) {
+  switch (s) {
+    case InputActionRecord::Step::kBegin:
+      return "begin";
+    case InputActionRecord::Step::kDone:
+      return "done";
+    case InputActionRecord::Step::kFailed:
+      break;
+  }
+  return "failed";
+}
+
+InputActionRecord InputActionRecord::finished(std::string input, std::string action, bool done,
+                                              std::string error) {
+  InputActionRecord r;
+  r.step = done ? Step::kDone : Step::kFailed;
+  r.input = std::move(input);
+  r.action = std::move(action);
+  r.error = std::move(error);
+  return r;
+}
+
+std::string InputActionRecord::to_json() const {
+  RecordWriter w;
+  w.text("intent", "input_action").text("step", input_action_step_name(step));
+  w.text("input", input).text("action", action);
+  if (step == Step::kBegin) {
+    w.text("base", base).text("path", path).text("target", target);
+    w.integer("dev", dev).integer("ino", ino).integer("size", size).integer("mtime_ns", mtime_ns);
+    w.text("output", output).text("sha256", sha256);
+  } else {
+    w.text("error", error);
+  }
+  return w.done();
+}
+
 namespace {
 
 // A record's "metadata" object as text ("" if none, or if it is not an object).
@@ -198,6 +234,30 @@ Result<JournalRecord> parse_journal_record(std::string_view payload) {
     f.text("id", h.id);
     f.number("submitted_at_ms", h.submitted_at_ms);
     out = std::move(h);
+  } else if (j.contains("intent") && j["intent"] == "input_action") {
+    InputActionRecord r;
+    std::string step;
+    f.text("step", step);
+    if (step == "begin") {
+      r.step = InputActionRecord::Step::kBegin;
+    } else if (step == "done") {
+      r.step = InputActionRecord::Step::kDone;
+    } else {
+      r.step = InputActionRecord::Step::kFailed;
+    }
+    f.text("input", r.input);
+    f.text("action", r.action);
+    f.text("base", r.base);
+    f.text("path", r.path);
+    f.text("target", r.target);
+    f.number("dev", r.dev);
+    f.number("ino", r.ino);
+    f.number("size", r.size);
+    f.number("mtime_ns", r.mtime_ns);
+    f.text("output", r.output);
+    f.text("sha256", r.sha256);
+    f.text("error", r.error);
+    out = std::move(r);
   } else if (j.contains("intent")) {
     IntentRecord r;
     std::string kind;

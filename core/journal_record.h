@@ -63,7 +63,39 @@ struct IntentRecord {
   std::string to_json() const;
 };
 
-using JournalRecord = std::variant<JournalHeader, DocumentRecord, IntentRecord>;
+// What becomes of a document's input (input.after_success / after_failure, core/input_actions.h),
+// journalled in two steps so that resume completes an action exactly once: `begin` in the same
+// write(2) as the document record it follows (synced before the action runs), then `done` or
+// `failed` once the action has run. Both are intents to the journal's readers (the manifest
+// leaves them out; an older daemon ignores them: their "output" is empty):
+//   {"intent":"input_action","step":"begin","input":...,"action":"delete"|"move","base":...,
+//    "path":...,"target":...,"dev":...,"ino":...,"size":...,"mtime_ns":...,"output":...,"sha256":...}
+//   {"intent":"input_action","step":"done"|"failed","input":...,"action":...,"error":...}
+struct InputActionRecord {
+  enum class Step { kBegin, kDone, kFailed };
+  Step step = Step::kBegin;
+  std::string input;   // as in the document record
+  std::string action;  // "delete" or "move"
+  // begin only: where the input is (core/input_actions.h InputLocation), the identity of the
+  // file that was read, and for a success the output and its sha256 (checked again on resume).
+  std::string base;
+  std::string path;
+  std::string target;
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  std::string output;
+  std::string sha256;
+  std::string error;  // failed only
+  std::string to_json() const;
+  // The record that ends an action begun for `input`.
+  static InputActionRecord finished(std::string input, std::string action, bool done,
+                                    std::string error);
+};
+const char* input_action_step_name(InputActionRecord::Step s);
+
+using JournalRecord = std::variant<JournalHeader, DocumentRecord, IntentRecord, InputActionRecord>;
 
 // kCorruptInput when the payload is not a JSON object or a field has the wrong type.
 Result<JournalRecord> parse_journal_record(std::string_view payload);

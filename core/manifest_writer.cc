@@ -1,5 +1,6 @@
 #include "core/manifest_writer.h"
 
+#include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <variant>
 
@@ -19,10 +20,37 @@ std::string input_of(std::string_view payload) {
   return std::move(std::get<DocumentRecord>(*r).input);
 }
 
+// The outcome of each input's last finished action, as the manifest field's JSON text.
+Status input_action_outcomes(const std::string& journal_path,
+                             std::unordered_map<std::string, std::string>& out) {
+  Result<JournalScan> scanned = JobJournal::scan(journal_path, [&](std::string_view payload) {
+    if (!JobJournal::is_intent(payload)) return;
+    Result<JournalRecord> r = parse_journal_record(payload);
+    if (!r || !std::holds_alternative<InputActionRecord>(*r)) return;
+    const InputActionRecord& a = std::get<InputActionRecord>(*r);
+    if (a.step == InputActionRecord::Step::kBegin) return;
+    auto quoted = [](const std::string& text) {
+      return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    };
+    std::string field = "{\"action\":" + quoted(a.action) + ",\"outcome\":" +
+                        (a.step == InputActionRecord::Step::kDone ? "\"done\"" : "\"failed\"");
+    if (!a.error.empty()) field += ",\"error\":" + quoted(a.error);
+    field += '}';
+    out[a.input] = std::move(field);
+  });
+  if (!scanned) return scanned.error();
+  return ok();
+}
+
 }  // namespace
 
 Status write_manifest(const std::string& journal_path, const std::string& manifest_path,
-                      const std::unordered_set<std::string>& superseded, bool durable) {
+                      const std::unordered_set<std::string>& superseded, bool durable,
+                      bool with_input_actions) {
+  std::unordered_map<std::string, std::string> actions;
+  if (with_input_actions) {
+    if (Status read = input_action_outcomes(journal_path, actions); !read) return read;
+  }
   // Records of a superseded input to leave out: all but its last. Counted in a first pass, which
   // only runs (and only remembers anything) when some input was done twice.
   std::unordered_map<std::string, uint64_t> skip;
@@ -44,6 +72,14 @@ Status write_manifest(const std::string& journal_path, const std::string& manife
       auto it = skip.find(input_of(payload));
       if (it != skip.end() && it->second > 0) {
         --it->second;
+        return;
+      }
+    }
+    if (!actions.empty() && payload.ends_with('}')) {
+      auto it = actions.find(input_of(payload));
+      if (it != actions.end()) {
+        written = out->write(payload.substr(0, payload.size() - 1));
+        if (written) written = out->write(",\"input_action\":" + it->second + "}\n");
         return;
       }
     }

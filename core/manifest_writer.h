@@ -18,7 +18,11 @@
 namespace docpipe {
 
 // Synchronous (reads and writes files): call it off the loop thread.
+// `with_input_actions`: each line whose input had an input action (core/input_actions.h) ends
+// with its outcome, `"input_action":{"action":"delete"|"move","outcome":"done"|"failed"[,
+// "error":...]}`, read from the journal's action records in a first pass.
 Status write_manifest(const std::string& journal_path, const std::string& manifest_path,
-                      const std::unordered_set<std::string>& superseded, bool durable);
+                      const std::unordered_set<std::string>& superseded, bool durable,
+                      bool with_input_actions = false);
 
 }  // namespace docpipe

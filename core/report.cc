@@ -41,6 +41,17 @@ std::string report_to_json(const JobReport& r) {
   j["failed_documents"] = std::move(failed);
   j["failed_documents_truncated"] = r.counts.failed > r.failed_documents.size();
   if (!r.warnings.empty()) j["warnings"] = r.warnings;
+  if (r.input_actions.used) {
+    nlohmann::ordered_json failures = nlohmann::ordered_json::array();
+    for (const auto& f : r.input_actions.failures) {
+      failures.push_back({{"input", f.input}, {"error", f.error}});
+    }
+    j["input_actions"] = {
+        {"done", r.input_actions.done},
+        {"failed", r.input_actions.failed},
+        {"failures", std::move(failures)},
+        {"failures_truncated", r.input_actions.failed > r.input_actions.failures.size()}};
+  }
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 

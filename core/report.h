@@ -25,6 +25,14 @@ struct FailedDocumentEntry {
   std::string error;
 };
 
+// input.after_success / after_failure (core/input_actions.h): what was done to the inputs.
+struct InputActionCounts {
+  bool used = false;  // the job has an action other than "keep"; reported only then
+  uint64_t done = 0;
+  uint64_t failed = 0;
+  std::vector<FailedDocumentEntry> failures = {};  // at most JobReport::kMaxFailedListed
+};
+
 struct JobReport {
   static constexpr size_t kMaxFailedListed = 100;
 
@@ -40,6 +48,7 @@ struct JobReport {
   JobCounts counts;
   std::vector<FailedDocumentEntry> failed_documents;  // at most kMaxFailedListed
   std::vector<std::string> warnings;  // what the input walk left out (unreadable folders, ...)
+  InputActionCounts input_actions;
 };
 
 // Pretty JSON with a trailing newline.

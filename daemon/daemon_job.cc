@@ -47,6 +47,31 @@ DaemonJob::DaemonJob(JobSpec spec, uint64_t expected_total, int64_t submitted_at
   report_.transforms = spec_.transform_ops;
   report_.submitted_at_ms = submitted_at_ms;
   report_.counts.total = expected_total;
+  if (spec_.input.acts()) {
+    actor_ = std::make_unique<InputActor>(spec_);
+    report_.input_actions.used = true;
+  }
+}
+
+const InputAction* DaemonJob::input_action_for(RecordState state) const {
+  const InputAction* a = state == RecordState::kSucceeded ? &spec_.input.after_success
+                         : state == RecordState::kFailed  ? &spec_.input.after_failure
+                                                          : nullptr;  // skipped: kept
+  return a != nullptr && a->acts() ? a : nullptr;
+}
+
+void DaemonJob::count_input_action(const std::string& input, bool move, const InputActionResult& r,
+                                   bool live) {
+  InputActionCounts& c = report_.input_actions;
+  if (r.done) {
+    ++c.done;
+  } else {
+    ++c.failed;
+    if (c.failures.size() < JobReport::kMaxFailedListed) c.failures.push_back({input, r.error});
+  }
+  if (!live) return;
+  if (metrics_ != nullptr) metrics_->input_action(move, r.done);
+  if (!r.done) log_warn("input action failed", {{"job", spec_.id}, {"error", r.error}});
 }
 
 void DaemonJob::count(RecordState state, uint64_t bytes_in, uint64_t bytes_out, int sign) {
@@ -187,6 +212,14 @@ void DaemonJob::document_finished(DocumentOutcome o) {
 void DaemonJob::documents_finished(std::vector<DocumentOutcome> outcomes) {
   std::vector<std::string> payloads;
   payloads.reserve(outcomes.size());
+  // Input actions of this batch: begun in the journal with their documents' records, run once
+  // those are synced, then recorded as done or failed.
+  struct Act {
+    const InputAction* action;
+    InputActionRecord record;
+    InputActionResult result;
+  };
+  std::vector<Act> acts;
   for (const DocumentOutcome& o : outcomes) {
     if (o.state == DocumentState::kCancelled) continue;
     if (metrics_ != nullptr) metrics_->document_finished(o);
@@ -202,6 +235,25 @@ void DaemonJob::documents_finished(std::vector<DocumentOutcome> outcomes) {
                                       .duration_seconds = o.duration_seconds,
                                       .error = o.error}
                            .to_json());
+    if (const InputAction* action = actor_ ? input_action_for(record_state_of(o.state)) : nullptr) {
+      InputLocation where = locate_input(spec_, o.doc);
+      const bool succeeded = o.state == DocumentState::kSucceeded;
+      InputActionRecord begin{.step = InputActionRecord::Step::kBegin,
+                              .input = o.doc.input_path,
+                              .action = input_action_name(action->kind),
+                              .base = std::move(where.base),
+                              .path = std::move(where.path),
+                              .target = std::move(where.target),
+                              .dev = where.dev,
+                              .ino = where.ino,
+                              .size = where.size,
+                              .mtime_ns = where.mtime_ns,
+                              .output = succeeded ? o.output_path : std::string(),
+                              .sha256 = succeeded ? o.sha256 : std::string(),
+                              .error = {}};
+      payloads.push_back(begin.to_json());
+      acts.push_back(Act{action, std::move(begin), {}});
+    }
     if (o.state == DocumentState::kFailed) {
       log_warn("document failed",
                {{"job", spec_.id}, {"input", o.doc.input_path}, {"error", o.error}});
@@ -214,15 +266,38 @@ void DaemonJob::documents_finished(std::vector<DocumentOutcome> outcomes) {
                     ? journal_.append_all(payloads)
                     : make_error(ErrorCode::kIo, "journal not writable");  // already reported
     unsynced_records_ += payloads.size();
-    if (st && unsynced_records_ >= kSyncEvery) {
+    // An input is acted on only once its document's record (and the action's begin) is on
+    // record: synced with durability fsync, in the kernel (safe from kill -9) without.
+    if (st && (unsynced_records_ >= kSyncEvery || !acts.empty())) {
       st = journal_.sync(durable_);
       unsynced_records_ = 0;
     }
     if (!st) {
+      acts.clear();  // the outcomes are not safely on record: inputs are kept
       std::lock_guard<std::mutex> lock(mu_);
       journal_failed(st.error());
     } else {
       stream_manifest(payloads);
+    }
+  }
+  if (!acts.empty()) {
+    std::vector<std::string> results;
+    results.reserve(acts.size());
+    for (Act& a : acts) {
+      const InputLocation where{a.record.base, a.record.path, a.record.target,  a.record.dev,
+                                a.record.ino,  a.record.size, a.record.mtime_ns};
+      a.result = actor_->apply(*a.action, a.record.input, where, /*resuming=*/false);
+      results.push_back(InputActionRecord::finished(a.record.input, a.record.action, a.result.done,
+                                                    a.result.error)
+                            .to_json());
+    }
+    // Not synced: a result lost in a crash is found again on resume (the action is idempotent).
+    std::lock_guard<std::mutex> journal_lock(journal_mu_);
+    if (!journal_broken_.load(std::memory_order_acquire)) {
+      if (Status st = journal_.append_all(results); !st) {
+        std::lock_guard<std::mutex> lock(mu_);
+        journal_failed(st.error());
+      }
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -234,6 +309,9 @@ void DaemonJob::documents_finished(std::vector<DocumentOutcome> outcomes) {
     const RecordState state = record_state_of(o.state);
     count(state, o.bytes_in, o.bytes_out, +1);
     if (state == RecordState::kFailed) note_failure(o.doc.input_path, o.error);
+  }
+  for (const Act& a : acts) {
+    count_input_action(a.record.input, a.action->kind == InputActionKind::kMove, a.result, true);
   }
 }
 
@@ -335,7 +413,8 @@ Status DaemonJob::write_manifest(const std::string& journal_path,
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
-  return docpipe::write_manifest(journal_path, manifest_path, superseded_, durable_);
+  return docpipe::write_manifest(journal_path, manifest_path, superseded_, durable_,
+                                 /*with_input_actions=*/actor_ != nullptr);
 }
 
 }  // namespace docpipe

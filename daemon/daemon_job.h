@@ -26,6 +26,7 @@
 #include "core/clock.h"
 #include "core/document_source.h"
 #include "core/fs_util.h"
+#include "core/input_actions.h"
 #include "core/journal.h"
 #include "core/journal_record.h"
 #include "core/report.h"
@@ -131,6 +132,15 @@ class DaemonJob : public PipelineJob {
   void replay_document(const DocumentRecord& record);
   // After reopen: outputs of pending intents whose content matches are recorded as succeeded.
   Status settle_intents();
+  // After settle_intents: input actions begun before a crash and not recorded as done or failed
+  // are completed (exactly once: InputActor::apply with `resuming`) and recorded.
+  Status settle_input_actions();
+  void replay_input_action(InputActionRecord record);
+  // The action input.after_success / after_failure names for a document's outcome, or null.
+  const InputAction* input_action_for(RecordState state) const;
+  // Counts an action's outcome in the report (call with mu_ held) and, when `live`, the metrics.
+  void count_input_action(const std::string& input, bool move, const InputActionResult& r,
+                          bool live);
   // Whether a document done before must be done again because its output has vanished. Takes no
   // lock: it may stat (walk thread only).
   bool redo_done(const DocumentRef& doc, const Done& done) const;
@@ -189,6 +199,10 @@ class DaemonJob : public PipelineJob {
   std::unordered_set<std::string> superseded_;
   // Intent records of a resumed job not (yet) followed by their document record; open() only.
   std::unordered_map<std::string, IntentRecord> pending_intents_;
+  // Input actions begun and not finished, by input; open() only.
+  std::unordered_map<std::string, InputActionRecord> pending_actions_;
+  // Carries out input.after_success / after_failure; null for jobs that keep their inputs.
+  std::unique_ptr<InputActor> actor_;
   bool source_done_ = false;
   std::atomic<bool> stop_taking_{false};  // written under mu_; read lock-free by the scheduler
   bool user_cancelled_ = false;

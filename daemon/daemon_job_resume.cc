@@ -83,6 +83,7 @@ Status DaemonJob::open(const std::string& journal_path, bool resume, bool durabl
       if (scanned->submitted_at_ms != 0) report_.submitted_at_ms = scanned->submitted_at_ms;
       Status st = journal_.reopen(journal_path, scanned->good_bytes);
       if (st) st = settle_intents();
+      if (st) st = settle_input_actions();
       resumed_ = done_before_.size();
       return st;
     }
@@ -90,6 +91,9 @@ Status DaemonJob::open(const std::string& journal_path, bool resume, bool durabl
     done_before_.clear();
     superseded_.clear();
     pending_intents_.clear();
+    pending_actions_.clear();
+    report_.input_actions = InputActionCounts{};
+    report_.input_actions.used = actor_ != nullptr;
     report_.counts = JobCounts{report_.counts.total};
     report_.failed_documents.clear();
     report_.reason.clear();
@@ -99,8 +103,9 @@ Status DaemonJob::open(const std::string& journal_path, bool resume, bool durabl
                {{"job", spec_.id}, {"error", scanned.error().message}});
     }
   }
-  // Afresh: every record the journal will hold is this run's, so the manifest can be streamed.
-  manifest_path_ = manifest_path;
+  // Afresh: every record the journal will hold is this run's, so the manifest can be streamed
+  // (not with input actions: their outcomes join each line when the manifest is written).
+  if (!actor_) manifest_path_ = manifest_path;
   return journal_.create(journal_path, spec_.id, report_.submitted_at_ms);
 }
 
@@ -119,7 +124,62 @@ void DaemonJob::replay_record(std::string_view payload) {
     pending_intents_[std::move(input)] = std::move(*intent);
   } else if (const DocumentRecord* done = std::get_if<DocumentRecord>(&*record)) {
     replay_document(*done);
+  } else if (InputActionRecord* action = std::get_if<InputActionRecord>(&*record)) {
+    replay_input_action(std::move(*action));
   }
+}
+
+void DaemonJob::replay_input_action(InputActionRecord r) {
+  if (r.step == InputActionRecord::Step::kBegin) {
+    std::string input = r.input;
+    pending_actions_[std::move(input)] = std::move(r);
+    return;
+  }
+  pending_actions_.erase(r.input);
+  count_input_action(r.input, r.action == "move",
+                     InputActionResult{r.step == InputActionRecord::Step::kDone, r.error}, false);
+}
+
+Status DaemonJob::settle_input_actions() {
+  if (pending_actions_.empty()) return ok();
+  std::unordered_map<std::string, InputActionRecord> pending;
+  pending.swap(pending_actions_);
+  // The document records these actions follow were read back from the journal: on disk before
+  // anything is acted on, whatever happened to the daemon that wrote them.
+  if (Status st = journal_.sync(durable_); !st) return st;
+  std::vector<std::string> results;
+  for (auto& [input, begin] : pending) {
+    auto done = done_before_.find(input);
+    if (done == done_before_.end()) continue;  // no outcome on record (cannot happen): kept
+    const InputAction* action = actor_ ? input_action_for(done->second.state) : nullptr;
+    InputActionResult result;
+    if (action == nullptr || begin.action != input_action_name(action->kind)) {
+      result.error = begin.action + " " + input + ": the job's input actions no longer say " +
+                     begin.action + "; left in place";
+    } else if (done->second.state == RecordState::kSucceeded &&
+               (begin.sha256.empty() || file_sha256(begin.output) != begin.sha256)) {
+      // The output is not (or no longer) the job's: the input is kept. An output that is gone
+      // makes the walk do the document again, and a new action follows that.
+      if (!file_sha256(begin.output)) {
+        log_warn("input action dropped: its document's output is gone and is done again",
+                 {{"job", spec_.id}, {"input", input}});
+        continue;
+      }
+      result.error = begin.action + " " + input + ": its output " + begin.output +
+                     " no longer holds what the job wrote; the input is left in place";
+    } else {
+      const InputLocation where{begin.base, begin.path, begin.target,  begin.dev,
+                                begin.ino,  begin.size, begin.mtime_ns};
+      result = actor_->apply(*action, input, where, /*resuming=*/true);
+    }
+    count_input_action(input, begin.action == "move", result, true);
+    results.push_back(
+        InputActionRecord::finished(input, begin.action, result.done, result.error).to_json());
+  }
+  if (results.empty()) return ok();
+  log_info("input actions begun before a restart completed",
+           {{"job", spec_.id}, {"actions", std::to_string(results.size())}});
+  return journal_.append_all(results);
 }
 
 void DaemonJob::replay_document(const DocumentRecord& r) {

@@ -64,6 +64,19 @@ DaemonMetrics::DaemonMetrics(prometheus::Registry& registry) {
                        .Register(registry);
   quota_refusals_[0] = &refusals.Add({{"reason", "queued_jobs"}});
   quota_refusals_[1] = &refusals.Add({{"reason", "priority"}});
+  auto& input_actions =
+      prometheus::BuildCounter()
+          .Name("docpipe_input_actions_total")
+          .Help(
+              "Inputs deleted or moved after their document (input.after_success, "
+              "input.after_failure), by action and outcome")
+          .Register(registry);
+  for (int a = 0; a < 2; ++a) {
+    for (int o = 0; o < 2; ++o) {
+      input_actions_[a][o] = &input_actions.Add(
+          {{"action", a == 0 ? "delete" : "move"}, {"outcome", o == 0 ? "done" : "failed"}});
+    }
+  }
   auto& docs = prometheus::BuildCounter()
                    .Name("docpipe_documents_total")
                    .Help("Documents finished, by outcome")

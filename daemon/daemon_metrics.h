@@ -42,6 +42,10 @@ class DaemonMetrics {
   void retention_removed(size_t folder, uint64_t jobs) {
     retention_removed_[folder]->Increment(static_cast<double>(jobs));
   }
+  // An input action (core/input_actions.h) ran: `move` false for a delete.
+  void input_action(bool move, bool done) {
+    input_actions_[move ? 1 : 0][done ? 0 : 1]->Increment();
+  }
   // 1 while intake is paused (docpipe pause), else 0.
   prometheus::Gauge& intake_paused() { return *intake_paused_; }
   // A submit or a dropped job file refused for its submitter's quota.
@@ -60,6 +64,7 @@ class DaemonMetrics {
   prometheus::Gauge* spool_files_[5];          // docpipe_spool_files{folder}
   prometheus::Gauge* spool_bytes_[5];          // docpipe_spool_bytes{folder}
   prometheus::Counter* retention_removed_[3];  // docpipe_retention_removed_jobs_total{folder}
+  prometheus::Counter* input_actions_[2][2];   // docpipe_input_actions_total{action,outcome}
   prometheus::Counter* documents_[3];  // docpipe_documents_total{outcome=succeeded|failed|skipped}
   prometheus::Counter* bytes_in_;
   prometheus::Counter* bytes_out_;

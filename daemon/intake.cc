@@ -34,6 +34,19 @@ std::optional<ValidatedJob> validate_job_text(
         {"priority", priority_over_cap_message(spec->priority, submitter->uid, quota->quota)});
     quota->refused = QuotaRefusal::kPriority;
   }
+  if (config.cluster.enabled) {
+    // Documents of a cluster job are read on other nodes, whose reads this node cannot vouch
+    // for (docs/design.md "What happens to inputs").
+    for (const auto& [field, action] :
+         {std::pair{"input.after_success", &spec->input.after_success},
+          std::pair{"input.after_failure", &spec->input.after_failure}}) {
+      if (action->acts()) {
+        errors.push_back({field,
+                          "not available in cluster mode (this daemon's config has a "
+                          "\"cluster\" section): inputs can only be kept"});
+      }
+    }
+  }
   spec->submitter = submitter;  // checked here already, so a refusal is a clear rejection
   if (spec->notify) {
     check_notify(*spec->notify, config.allowed_webhook_hosts, config.commands, errors);

@@ -138,6 +138,10 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
   }
   item->input_fd = opened->fd;
   const struct stat& st = opened->st;
+  item->sched.doc.input_dev = st.st_dev;
+  item->sched.doc.input_ino = st.st_ino;
+  item->sched.doc.input_size = static_cast<uint64_t>(st.st_size);
+  item->sched.doc.input_mtime_ns = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
   if (!S_ISREG(st.st_mode)) {
     Error e = make_error(ErrorCode::kInvalidArgument, "read " + input + ": not a regular file");
     settle_error(s, std::move(item), e);

@@ -256,6 +256,26 @@ TEST_CASE("intake: a job naming 100,000 missing files reports 100 errors and cou
   CHECK(errors.size() == docpipe::kMaxReportedFieldErrors + 1);
 }
 
+TEST_CASE("intake: input actions are refused in cluster mode and accepted on one node") {
+  IntakeFixture f;
+  nlohmann::json job = nlohmann::json::parse(f.job_text("acts"));
+  job["input"]["after_success"] = "delete";
+  job["input"]["after_failure"] = "move:" + f.root + "/bad";
+  docpipe::FieldErrors errors;
+  CHECK(docpipe::validate_job_text(job.dump(), "acts", f.root, f.config, errors));
+  CHECK(errors.empty());
+  f.config.cluster.enabled = true;
+  CHECK_FALSE(docpipe::validate_job_text(job.dump(), "acts", f.root, f.config, errors));
+  REQUIRE(errors.size() == 2);
+  CHECK(errors[0].path == "input.after_success");
+  CHECK(errors[1].path == "input.after_failure");
+  CHECK(errors[0].reason.starts_with("not available in cluster mode"));
+  // Keeping inputs stays fine in a cluster.
+  errors.clear();
+  CHECK(docpipe::validate_job_text(f.job_text("keeps"), "keeps", f.root, f.config, errors));
+  CHECK(errors.empty());
+}
+
 TEST_CASE("intake: the field error cap keeps short lists whole") {
   docpipe::FieldErrors errors(101, {"p", "r"});
   docpipe::cap_field_errors(errors);
