@@ -16,8 +16,13 @@
 
 namespace docpipe {
 
-enum class IfExists { kReplace, kSkip, kFail };
+// kUnchanged: skip a document whose output exists and whose input and chain match the lineage
+// store's record of the run that wrote it (core/lineage_store.h); otherwise replace it.
+enum class IfExists { kReplace, kSkip, kFail, kUnchanged };
 const char* if_exists_name(IfExists v);
+// skip and fail never replace an existing output (RENAME_NOREPLACE, intent records); replace and
+// unchanged replace it whole.
+inline bool keeps_existing_outputs(IfExists v) { return v == IfExists::kSkip || v == IfExists::kFail; }
 
 struct InputSpec {
   std::string dir;                   // absolute, normalised; empty when `files` is used
@@ -68,6 +73,9 @@ struct JobSpec {
   // Who the job acts for; its file access is checked against these credentials. nullopt: not
   // restricted (a root submitter, or a unit test of the pipeline).
   std::optional<Credentials> submitter;
+  // The chain fingerprint (core/chain_fingerprint.h): its canonical JSON and that text's SHA-256.
+  std::string chain_canonical;
+  std::string chain_fingerprint;
 };
 
 struct JobParseOptions {

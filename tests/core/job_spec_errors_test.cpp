@@ -89,7 +89,7 @@ TEST_CASE("job spec: wrong types and ranges name the path and what was expected"
             "input.include[1]: expected string, got 3",
             "input.exclude: expected array of strings, got \"drafts/**\"",
             "output.suffix: expected string, got 5",
-            "output.if_exists: expected one of \"replace\", \"skip\", \"fail\", got \"overwrite\"",
+            "output.if_exists: expected one of \"replace\", \"skip\", \"fail\", \"unchanged\", got \"overwrite\"",
             "limits.document_timeout_ms: expected integer >= 1, got 0",
             "limits.max_attempts: expected integer 1..100, got \"3\"",
             "limits.max_failed_documents: expected integer >= 0, got -1",
