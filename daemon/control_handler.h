@@ -43,6 +43,7 @@ class ControlHandler {
     const CommandBreakers* breakers = nullptr;  // status shows each command's breaker
     bool durable = true;                        // the pause file's changes are fsynced
     std::function<void()> rescan_incoming;      // on resume: job files that waited are taken
+    LineageStore* lineage = nullptr;            // which and plan read it (null: not available)
   };
   explicit ControlHandler(Deps deps) : deps_(deps) {}
 
@@ -56,6 +57,9 @@ class ControlHandler {
   void status(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
   void finished_status(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
   void cancel(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
+  // docpipe which / plan (daemon/control_lineage.cc): on the executor.
+  void which(std::string path, const Credentials& peer, ControlServer::Reply reply);
+  void plan(ControlRequest request, const Credentials& peer, ControlServer::Reply reply);
   // Root, the daemon's own user, or a member of admin_group.
   bool may_pause(const Credentials& peer) const;
   void pause(std::string reason, const Credentials& peer, ControlServer::Reply reply);

@@ -131,7 +131,7 @@ std::optional<DocumentRef> DaemonJob::next_document() {
 
 Status DaemonJob::document_committing(const PendingOutput& p) {
   // With replace, an output renamed before its record is simply done again on resume.
-  if (spec_.output.if_exists == IfExists::kReplace) return ok();
+  if (!keeps_existing_outputs(spec_.output.if_exists)) return ok();
   const std::string payload = IntentRecord{.input = p.doc.input_path,
                                            .output = p.output_path,
                                            .sha256 = p.sha256,
@@ -200,7 +200,14 @@ void DaemonJob::documents_finished(std::vector<DocumentOutcome> outcomes) {
                                       .metadata = o.metadata,
                                       .attempts = o.attempts,
                                       .duration_seconds = o.duration_seconds,
-                                      .error = o.error}
+                                      .error = o.error,
+                                      .input_sha256 = o.input_sha256,
+                                      .chain = o.state == DocumentState::kSucceeded || !o.input_sha256.empty()
+                                                   ? spec_.chain_fingerprint
+                                                   : std::string(),
+                                      .reason = o.skip_reason,
+                                      .input_stat = o.input_stat,
+                                      .output_stat = o.output_stat}
                            .to_json());
     if (o.state == DocumentState::kFailed) {
       log_warn("document failed",

@@ -27,6 +27,15 @@ std::optional<ValidatedJob> validate_job_text(
     cap_field_errors(errors);
     return std::nullopt;
   }
+  if (config.cluster.enabled && spec->output.if_exists == IfExists::kUnchanged) {
+    // Each node's lineage store knows only the documents it wrote (docs/design.md "Redo only
+    // what changed"): refused rather than redoing or skipping by a partial record.
+    errors.push_back({"output.if_exists",
+                      "\"unchanged\" is not available in cluster mode (the lineage store is per "
+                      "node); use \"replace\" or \"skip\""});
+    cap_field_errors(errors);
+    return std::nullopt;
+  }
   spec->submitter = submitter;  // checked here already, so a refusal is a clear rejection
   size_t n = check_job_inputs(*spec, config.allowed_input_roots, config.allowed_output_roots,
                               errors, count_documents, shortage);

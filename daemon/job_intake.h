@@ -35,6 +35,9 @@ class JobIntake {
     JobTable& table;
     DaemonMetrics& metrics;
     std::atomic<uint64_t>& progress;  // documents finished, for the watchdog
+    // if_exists "unchanged" jobs check against and record into it (null: not available; such
+    // jobs then do every document).
+    LineageStore* lineage = nullptr;
   };
 
   JobIntake(Deps deps, const DaemonConfig& config);
