@@ -22,7 +22,9 @@ enum class IfExists { kReplace, kSkip, kFail, kUnchanged };
 const char* if_exists_name(IfExists v);
 // skip and fail never replace an existing output (RENAME_NOREPLACE, intent records); replace and
 // unchanged replace it whole.
-inline bool keeps_existing_outputs(IfExists v) { return v == IfExists::kSkip || v == IfExists::kFail; }
+inline bool keeps_existing_outputs(IfExists v) {
+  return v == IfExists::kSkip || v == IfExists::kFail;
+}
 
 struct InputSpec {
   std::string dir;                   // absolute, normalised; empty when `files` is used

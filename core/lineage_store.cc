@@ -11,11 +11,11 @@
 namespace docpipe {
 
 FileStamp stamp_of(const struct stat& st) {
-  return FileStamp{.size = static_cast<uint64_t>(st.st_size),
-                   .mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
-                               st.st_mtim.tv_nsec,
-                   .ino = static_cast<uint64_t>(st.st_ino),
-                   .dev = static_cast<uint64_t>(st.st_dev)};
+  return FileStamp{
+      .size = static_cast<uint64_t>(st.st_size),
+      .mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+      .ino = static_cast<uint64_t>(st.st_ino),
+      .dev = static_cast<uint64_t>(st.st_dev)};
 }
 
 namespace {
@@ -84,6 +84,16 @@ class Statement {
   sqlite3_stmt* s_;
 };
 
+// Prepares `sql` for one transaction's use; finalized when it goes out of scope.
+struct Prepared {
+  sqlite3_stmt* s = nullptr;
+  int rc = SQLITE_OK;
+  Prepared(sqlite3* db, const std::string& sql) {
+    rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr);
+  }
+  ~Prepared() { sqlite3_finalize(s); }
+};
+
 std::string column_text(sqlite3_stmt* s, int i) {
   const unsigned char* t = sqlite3_column_text(s, i);
   return t != nullptr ? std::string(reinterpret_cast<const char*>(t),
@@ -139,8 +149,9 @@ LineageStore::LineageStore(std::string path, bool durable)
 LineageStore::~LineageStore() = default;
 
 Status LineageStore::open_connection(Connection& c) {
-  int rc = sqlite3_open_v2(path_.c_str(), &c.db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc =
+      sqlite3_open_v2(path_.c_str(), &c.db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) return sqlite_error(path_, "open", c.db, rc);
   sqlite3_busy_timeout(c.db, 10000);
   // WAL: readers see a snapshot and never wait for the writer; a commit is atomic. FULL syncs the
@@ -236,6 +247,66 @@ void LineageStore::release(Connection* c) {
   free_.push_back(c);
 }
 
+Result<std::unique_ptr<LineageStore::Reader>> LineageStore::reader() {
+  Result<Connection*> c = acquire();
+  if (!c) return c.error();
+  return std::unique_ptr<Reader>(new Reader(*this, *c));
+}
+
+LineageStore::Reader::~Reader() {
+  auto* conn = static_cast<Connection*>(c_);
+  if (in_transaction_ > 0) sqlite3_exec(conn->db, "COMMIT", nullptr, nullptr, nullptr);
+  store_.release(conn);
+}
+
+Result<std::optional<LineageRow>> LineageStore::Reader::lookup(const std::string& output) {
+  auto* conn = static_cast<Connection*>(c_);
+  // A fresh snapshot now and then, so that a long walk does not hold the WAL from being
+  // checkpointed for its whole length.
+  if (in_transaction_ >= kReaderBatch) {
+    sqlite3_exec(conn->db, "COMMIT", nullptr, nullptr, nullptr);
+    in_transaction_ = 0;
+  }
+  if (in_transaction_ == 0) {
+    int rc = sqlite3_exec(conn->db, "BEGIN", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return sqlite_error(store_.path_, "begin", conn->db, rc);
+  }
+  ++in_transaction_;
+  std::optional<LineageRow> row;
+  Statement st(conn->lookup);
+  st.text(1, output);
+  int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_ROW) {
+    row = read_row(st.get());
+    rc = SQLITE_DONE;
+  }
+  if (rc != SQLITE_DONE) return sqlite_error(store_.path_, "lookup", conn->db, rc);
+  return row;
+}
+
+Result<uint64_t> LineageStore::count_under(const std::string& dir) {
+  Result<Connection*> c = acquire();
+  if (!c) return c.error();
+  Connection* conn = *c;
+  std::string base = dir;
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  Prepared q(conn->db, "SELECT count(*) FROM lineage WHERE output >= ?1 AND output < ?2");
+  int rc = q.rc;
+  uint64_t n = 0;
+  if (rc == SQLITE_OK) {
+    Statement st(q.s);
+    st.text(1, base == "/" ? "/" : base + "/");
+    st.text(2, base == "/" ? "0" : base + "0");
+    if ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+      n = static_cast<uint64_t>(sqlite3_column_int64(st.get(), 0));
+      rc = SQLITE_DONE;
+    }
+  }
+  Result<uint64_t> out =
+      rc == SQLITE_DONE ? Result<uint64_t>(n) : sqlite_error(path_, "count", conn->db, rc);
+  release(conn);
+  return out;
+}
 
 Result<std::optional<LineageRow>> LineageStore::lookup(const std::string& output,
                                                        bool with_chain_json) {
@@ -286,16 +357,6 @@ Status in_transaction(sqlite3* db, const std::string& path, const std::function<
   return e;
 }
 
-// Prepares `sql` for one transaction's use; finalized when it goes out of scope.
-struct Prepared {
-  sqlite3_stmt* s = nullptr;
-  int rc = SQLITE_OK;
-  Prepared(sqlite3* db, const std::string& sql) {
-    rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr);
-  }
-  ~Prepared() { sqlite3_finalize(s); }
-};
-
 }  // namespace
 
 Status LineageStore::upsert(const std::vector<LineageRow>& rows) {
@@ -308,7 +369,8 @@ Status LineageStore::upsert(const std::vector<LineageRow>& rows) {
     Prepared row(conn->db, std::string("INSERT OR REPLACE INTO lineage (") + kColumns +
                                ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)");
     if (row.rc != SQLITE_OK) return row.rc;
-    Prepared chain(conn->db, "INSERT OR IGNORE INTO chains (fingerprint, canonical) VALUES (?1,?2)");
+    Prepared chain(conn->db,
+                   "INSERT OR IGNORE INTO chains (fingerprint, canonical) VALUES (?1,?2)");
     if (chain.rc != SQLITE_OK) return chain.rc;
     const std::string* last_chain = nullptr;
     for (const LineageRow& r : rows) {
@@ -405,9 +467,9 @@ Result<std::vector<std::string>> LineageStore::outputs_after(const std::string& 
     st.integer(2, static_cast<int64_t>(limit));
     while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.push_back(column_text(st.get(), 0));
   }
-  Result<std::vector<std::string>> result =
-      rc == SQLITE_DONE ? Result<std::vector<std::string>>(std::move(out))
-                        : sqlite_error(path_, "scan", conn->db, rc);
+  Result<std::vector<std::string>> result = rc == SQLITE_DONE
+                                                ? Result<std::vector<std::string>>(std::move(out))
+                                                : sqlite_error(path_, "scan", conn->db, rc);
   release(conn);
   return result;
 }
@@ -447,8 +509,8 @@ Result<uint64_t> LineageStore::count() {
     n = static_cast<uint64_t>(sqlite3_column_int64(q.s, 0));
     rc = SQLITE_DONE;
   }
-  Result<uint64_t> out = rc == SQLITE_DONE ? Result<uint64_t>(n)
-                                           : sqlite_error(path_, "count", conn->db, rc);
+  Result<uint64_t> out =
+      rc == SQLITE_DONE ? Result<uint64_t>(n) : sqlite_error(path_, "count", conn->db, rc);
   release(conn);
   return out;
 }

@@ -380,9 +380,9 @@ int cli_which(const std::string& output_file, bool json, const DaemonConfig& con
               std::ostream& out, std::ostream& err) {
   nlohmann::json reply;
   try {
-    reply = control_request(config.control_socket,
-                            {{"op", "which"}, {"path", absolute_path(output_file)}},
-                            kRequestTimeoutMs);
+    reply =
+        control_request(config.control_socket,
+                        {{"op", "which"}, {"path", absolute_path(output_file)}}, kRequestTimeoutMs);
   } catch (const std::exception& e) {
     err << "docpipe which: " << e.what() << "\n";
     return 1;
@@ -414,8 +414,8 @@ int cli_which(const std::string& output_file, bool json, const DaemonConfig& con
   return 0;
 }
 
-int cli_plan(const std::string& job_file, bool json, const DaemonConfig& config,
-             std::ostream& out, std::ostream& err) {
+int cli_plan(const std::string& job_file, bool json, const DaemonConfig& config, std::ostream& out,
+             std::ostream& err) {
   auto text = read_file(job_file);
   if (!text) {
     err << "docpipe plan: " << text.error().message << "\n";

@@ -27,7 +27,7 @@ int cli_which(const std::string& output_file, bool json, const DaemonConfig& con
               std::ostream& out, std::ostream& err);
 // `docpipe plan [--json] JOB.json`: what the job would do, without queueing it. 0 nothing would
 // change; 2 some documents would be processed; 1 an error (invalid job, no daemon).
-int cli_plan(const std::string& job_file, bool json, const DaemonConfig& config,
-             std::ostream& out, std::ostream& err);
+int cli_plan(const std::string& job_file, bool json, const DaemonConfig& config, std::ostream& out,
+             std::ostream& err);
 
 }  // namespace docpipe

@@ -36,7 +36,8 @@ nlohmann::json which_answer(const std::string& path, const Credentials& peer, bo
   // The folder resolved by the daemon; the caller's rights are then checked on the real path,
   // from "/" down, as the kernel would check them for the caller.
   const std::string parent = real_path(std::string(parent_path(norm)));
-  if (parent.empty()) return refuse("no such file: " + quoted(norm) + " (its folder does not exist)");
+  if (parent.empty())
+    return refuse("no such file: " + quoted(norm) + " (its folder does not exist)");
   if (!admin) {
     Status st = check_path_access(parent, peer, X_OK, "read");
     if (!st) {
@@ -92,13 +93,11 @@ nlohmann::json which_answer(const std::string& path, const Credentials& peer, bo
 
 }  // namespace
 
-void ControlHandler::which(std::string path, const Credentials& peer,
-                           ControlServer::Reply reply) {
+void ControlHandler::which(std::string path, const Credentials& peer, ControlServer::Reply reply) {
   auto out = std::make_shared<nlohmann::json>();
-  deps_.executor.run(
-      [out, path = std::move(path), peer, admin = deps_.table.is_admin(peer),
-       store = deps_.lineage] { *out = which_answer(path, peer, admin, store); },
-      [out, reply] { reply(*out); });
+  deps_.executor.run([out, path = std::move(path), peer, admin = deps_.table.is_admin(peer),
+                      store = deps_.lineage] { *out = which_answer(path, peer, admin, store); },
+                     [out, reply] { reply(*out); });
 }
 
 void ControlHandler::plan(ControlRequest request, const Credentials& peer,

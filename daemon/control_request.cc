@@ -25,7 +25,7 @@ constexpr size_t kMaxQuotedOp = 32;
 Error invalid(std::string message) { return make_error(ErrorCode::kInvalidArgument, message); }
 
 Result<ControlRequest> parse_submit(const json& request,
-                                   ControlRequest::Op op = ControlRequest::Op::kSubmit) {
+                                    ControlRequest::Op op = ControlRequest::Op::kSubmit) {
   ControlRequest r;
   r.op = op;
   auto job = request.find("job");

@@ -312,8 +312,8 @@ void Daemon::run_retention() {
         // Lineage rows whose output file is gone (docs/design.md "Redo only what changed"):
         // at most kLineageChecksPerPass rows a pass, going on where the last pass stopped.
         if (lineage_ != nullptr) {
-          pass->lineage = prune_missing_outputs(*lineage_, lineage_cursor_,
-                                                kLineageChecksPerPass, &retention_stop_);
+          pass->lineage = prune_missing_outputs(*lineage_, lineage_cursor_, kLineageChecksPerPass,
+                                                &retention_stop_);
         }
       },
       [this, pass] {
@@ -348,9 +348,9 @@ void Daemon::run_retention() {
         } else if (pass->lineage) {
           const LineagePruneResult& l = **pass->lineage;
           if (l.removed > 0) {
-            log_info("retention removed lineage records of outputs that are gone",
-                     {{"records", std::to_string(l.removed)},
-                      {"checked", std::to_string(l.checked)}});
+            log_info(
+                "retention removed lineage records of outputs that are gone",
+                {{"records", std::to_string(l.removed)}, {"checked", std::to_string(l.checked)}});
           }
           more = more || l.more;
         }

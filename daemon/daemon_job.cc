@@ -191,24 +191,25 @@ void DaemonJob::documents_finished(std::vector<DocumentOutcome> outcomes) {
     if (o.state == DocumentState::kCancelled) continue;
     if (metrics_ != nullptr) metrics_->document_finished(o);
     if (progress_ != nullptr) progress_->fetch_add(1, std::memory_order_relaxed);
-    payloads.push_back(DocumentRecord{.input = o.doc.input_path,
-                                      .output = o.output_path,
-                                      .state = record_state_of(o.state),
-                                      .bytes_in = o.bytes_in,
-                                      .bytes_out = o.bytes_out,
-                                      .sha256 = o.sha256,
-                                      .metadata = o.metadata,
-                                      .attempts = o.attempts,
-                                      .duration_seconds = o.duration_seconds,
-                                      .error = o.error,
-                                      .input_sha256 = o.input_sha256,
-                                      .chain = o.state == DocumentState::kSucceeded || !o.input_sha256.empty()
-                                                   ? spec_.chain_fingerprint
-                                                   : std::string(),
-                                      .reason = o.skip_reason,
-                                      .input_stat = o.input_stat,
-                                      .output_stat = o.output_stat}
-                           .to_json());
+    payloads.push_back(
+        DocumentRecord{.input = o.doc.input_path,
+                       .output = o.output_path,
+                       .state = record_state_of(o.state),
+                       .bytes_in = o.bytes_in,
+                       .bytes_out = o.bytes_out,
+                       .sha256 = o.sha256,
+                       .metadata = o.metadata,
+                       .attempts = o.attempts,
+                       .duration_seconds = o.duration_seconds,
+                       .error = o.error,
+                       .input_sha256 = o.input_sha256,
+                       .chain = o.state == DocumentState::kSucceeded || !o.input_sha256.empty()
+                                    ? spec_.chain_fingerprint
+                                    : std::string(),
+                       .reason = o.skip_reason,
+                       .input_stat = o.input_stat,
+                       .output_stat = o.output_stat}
+            .to_json());
     if (o.state == DocumentState::kFailed) {
       log_warn("document failed",
                {{"job", spec_.id}, {"input", o.doc.input_path}, {"error", o.error}});

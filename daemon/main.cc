@@ -269,8 +269,8 @@ int main(int argc, char** argv) {
     if (*pause) return docpipe::cli_pause(pause_reason, pause_flags.load(), std::cout, std::cerr);
     if (*resume) return docpipe::cli_resume(resume_flags.load(), std::cout, std::cerr);
     if (*transforms) return cmd_transforms(transforms_json);
-    if (*which) return docpipe::cli_which(which_file, which_json, which_flags.load(), std::cout,
-                                          std::cerr);
+    if (*which)
+      return docpipe::cli_which(which_file, which_json, which_flags.load(), std::cout, std::cerr);
     if (*plan) {
       DaemonConfig config;
       try {

@@ -67,12 +67,31 @@ nlohmann::json plan_job(const JobSpec& spec, LineageStore* store, size_t list,
     }
   };
 
+  // Outputs are looked up relative to the output folder (no walk of its whole path per
+  // document); a folder that does not exist yet has no outputs.
+  const int out_dir = ::open(spec.output.dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  std::unique_ptr<LineageStore::Reader> reader;
+  if (store != nullptr && unchanged_mode) {
+    Result<std::unique_ptr<LineageStore::Reader>> r = store->reader();
+    if (r) {
+      reader = std::move(*r);
+    } else {
+      store_failed = true;
+      warnings.push_back("the lineage store cannot be read (" + r.error().message +
+                         "): documents with an output are counted as would overwrite");
+    }
+  }
+  uint64_t recorded_here = 0;  // rows found for this job's documents, naming their input
+
   std::unique_ptr<DocumentSource> source = make_document_source(spec, SourceUse::kCount);
   while (std::optional<DocumentRef> doc = source->next()) {
     ++c.total;
     const std::string output = output_path_for(spec, doc->relative_path);
     struct stat out_st;
-    const bool exists = ::lstat(output.c_str(), &out_st) == 0;
+    const bool exists =
+        out_dir >= 0 &&
+        ::fstatat(out_dir, output_relative_path(spec.output, doc->relative_path).c_str(), &out_st,
+                  AT_SYMLINK_NOFOLLOW) == 0;
     struct stat in_st;
     const bool in_known = stat_input(*doc, &in_st);
     const uint64_t size = in_known ? static_cast<uint64_t>(in_st.st_size) : 0;
@@ -94,10 +113,11 @@ nlohmann::json plan_job(const JobSpec& spec, LineageStore* store, size_t list,
     }
 
     std::optional<LineageRow> row;
-    if (exists && store != nullptr && !store_failed) {
-      Result<std::optional<LineageRow>> found = store->lookup(output);
+    if (exists && reader && !store_failed) {
+      Result<std::optional<LineageRow>> found = reader->lookup(output);
       if (found) {
         row = std::move(*found);
+        if (row && row->input == doc->input_path) ++recorded_here;
       } else {
         store_failed = true;  // as the run: no record, so done
         warnings.push_back("the lineage store cannot be read (" + found.error().message +
@@ -134,12 +154,21 @@ nlohmann::json plan_job(const JobSpec& spec, LineageStore* store, size_t list,
           digest ? "the input changed (its SHA-256 differs from the record)"
                  : "the input cannot be read to compare it: " + digest.error().message);
   }
+  reader.reset();
+  if (out_dir >= 0) ::close(out_dir);
   for (const std::string& w : source->errors()) warnings.push_back(w);
   if (source->fatal_error()) warnings.push_back(source->fatal_error()->message);
 
-  // Orphans: recorded outputs beneath the job's output folder whose input is gone.
+  // Orphans: recorded outputs beneath the job's output folder whose input is gone. When every
+  // such row was met by the walk (its input exists: the walk found it), there are none, and
+  // the rows need not be read again with a stat each.
   nlohmann::json orphans = nlohmann::json::array();
-  if (store != nullptr) {
+  bool scan = store != nullptr;
+  if (scan && unchanged_mode && !store_failed) {
+    Result<uint64_t> under = store->count_under(spec.output.dir);
+    scan = !under || *under > recorded_here;
+  }
+  if (scan) {
     Status scanned = store->for_each_under(spec.output.dir, [&](const LineageRow& r) {
       struct stat st;
       if (::lstat(r.input.c_str(), &st) != 0 && errno == ENOENT) {
@@ -161,12 +190,14 @@ nlohmann::json plan_job(const JobSpec& spec, LineageStore* store, size_t list,
   if (measured.job_seconds > 0 && measured.bytes_in > 0 && c.bytes_to_process > 0) {
     const double rate = measured.bytes_in / measured.job_seconds;
     estimate = static_cast<double>(c.bytes_to_process) / rate;
-    basis = "bytes to process / (bytes read / job seconds) of the jobs finished since the daemon "
-            "started";
+    basis =
+        "bytes to process / (bytes read / job seconds) of the jobs finished since the daemon "
+        "started";
   } else if (measured.job_seconds > 0 && measured.documents > 0) {
     estimate = static_cast<double>(to_process) / (measured.documents / measured.job_seconds);
-    basis = "documents to process / (documents / job seconds) of the jobs finished since the "
-            "daemon started";
+    basis =
+        "documents to process / (documents / job seconds) of the jobs finished since the "
+        "daemon started";
   } else {
     basis = "no job has finished since the daemon started: nothing measured yet";
   }

@@ -30,8 +30,8 @@ struct DocumentOutcome {
   int attempts = 1;
   double duration_seconds = 0;  // read start to write end
   std::string error;            // "what: why"; empty unless failed
-  std::string input_sha256;  // of the input as read; empty when not read (skipped, failed early)
-  std::string skip_reason;   // skipped: "unchanged" (if_exists "unchanged"), else empty
+  std::string input_sha256;     // of the input as read; empty when not read (skipped, failed early)
+  std::string skip_reason;      // skipped: "unchanged" (if_exists "unchanged"), else empty
   // if_exists "unchanged" only: the input's stat when opened, the output's as written.
   FileStamp input_stat;
   FileStamp output_stat;

@@ -84,11 +84,13 @@ PipelineMetrics::PipelineMetrics(prometheus::Registry& registry) {
                        .Add({});
   auto& checks = prometheus::BuildCounter()
                      .Name("docpipe_unchanged_checks_total")
-                     .Help("Documents of if_exists \"unchanged\" jobs checked against the lineage "
-                           "store, by how the check ended")
+                     .Help(
+                         "Documents of if_exists \"unchanged\" jobs checked against the lineage "
+                         "store, by how the check ended")
                      .Register(registry);
-  for (UnchangedCheck r : {UnchangedCheck::kPrecheck, UnchangedCheck::kHashedSame,
-                           UnchangedCheck::kChanged, UnchangedCheck::kNew, UnchangedCheck::kError}) {
+  for (UnchangedCheck r :
+       {UnchangedCheck::kPrecheck, UnchangedCheck::kHashedSame, UnchangedCheck::kChanged,
+        UnchangedCheck::kNew, UnchangedCheck::kError}) {
     unchanged_checks_[int(r)] = &checks.Add({{"result", unchanged_check_name(r)}});
   }
 }

@@ -249,10 +249,11 @@ const TransformRegistration kRegistration(TransformInfo{
       if (!reader.ok() || !x.pdf || !x.office || !x.html || (ocr && !x.image)) return nullptr;
       return std::make_shared<AutoStep>(std::move(x));
     },
-    .library_version = [] {
-      return libmagic_library_version() + ", " + poppler_library_version() + ", " +
-             tesseract_library_version() + ", " + libxml2_library_version();
-    }});
+    .library_version =
+        [] {
+          return libmagic_library_version() + ", " + poppler_library_version() + ", " +
+                 tesseract_library_version() + ", " + libxml2_library_version();
+        }});
 
 }  // namespace
 }  // namespace docpipe

@@ -36,8 +36,6 @@ std::string tesseract_library_version() {
   return out;
 }
 
-std::string libmagic_library_version() {
-  return "libmagic " + std::to_string(magic_version());
-}
+std::string libmagic_library_version() { return "libmagic " + std::to_string(magic_version()); }
 
 }  // namespace docpipe

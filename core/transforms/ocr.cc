@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "core/transforms/isolated_worker.h"
-#include "core/transforms/ocr_engine.h"
 #include "core/transforms/library_versions.h"
+#include "core/transforms/ocr_engine.h"
 #include "core/transforms/param_reader.h"
 #include "core/transforms/whole_document.h"
 

@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "core/transforms/isolated_worker.h"
-#include "core/transforms/office_package.h"
 #include "core/transforms/library_versions.h"
+#include "core/transforms/office_package.h"
 #include "core/transforms/param_reader.h"
 #include "core/transforms/whole_document.h"
 

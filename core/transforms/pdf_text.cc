@@ -31,8 +31,8 @@
 #include <vector>
 
 #include "core/transforms/isolated_worker.h"
-#include "core/transforms/ocr_engine.h"
 #include "core/transforms/library_versions.h"
+#include "core/transforms/ocr_engine.h"
 #include "core/transforms/param_reader.h"
 #include "core/transforms/whole_document.h"
 
@@ -350,7 +350,8 @@ const TransformRegistration kRegistration(TransformInfo{
     },
     .isolated = true,
     .prepare_worker = prepare,
-    .library_version = [] { return poppler_library_version() + ", " + tesseract_library_version(); }});
+    .library_version =
+        [] { return poppler_library_version() + ", " + tesseract_library_version(); }});
 
 }  // namespace
 }  // namespace docpipe

@@ -22,8 +22,8 @@ std::string fingerprint(const std::string& transforms, const std::string& output
   FieldErrors errors;
   TransformEnv env;
   env.allowed_input_roots = {"/"};
-  std::optional<JobSpec> spec = parse_job(text, {.default_id = "j", .base_dir = "/", .env = &env},
-                                          errors);
+  std::optional<JobSpec> spec =
+      parse_job(text, {.default_id = "j", .base_dir = "/", .env = &env}, errors);
   REQUIRE_MESSAGE(spec, join_field_errors(errors));
   REQUIRE(spec->chain_fingerprint.size() == 64);
   return spec->chain_fingerprint;

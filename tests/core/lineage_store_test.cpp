@@ -192,7 +192,8 @@ TEST_CASE("lineage store: readers on other threads see whole rows while a writer
     });
   }
   for (int i = 0; i < 200; ++i) {
-    REQUIRE(store->upsert({row_for("/out/a.txt", std::string(64, static_cast<char>('0' + i % 10)))}));
+    REQUIRE(
+        store->upsert({row_for("/out/a.txt", std::string(64, static_cast<char>('0' + i % 10)))}));
   }
   done = true;
   for (auto& t : readers) t.join();

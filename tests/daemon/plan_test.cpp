@@ -22,10 +22,10 @@ using test::TempFolder;
 
 JobSpec spec_for(const std::string& in, const std::string& out, const std::string& if_exists) {
   FieldErrors errors;
-  std::optional<JobSpec> spec = parse_job(
-      R"({"id":"p","input":{"dir":")" + in + R"("},"output":{"dir":")" + out +
-          R"(","if_exists":")" + if_exists + R"("}})",
-      {.default_id = "p", .base_dir = "/"}, errors);
+  std::optional<JobSpec> spec =
+      parse_job(R"({"id":"p","input":{"dir":")" + in + R"("},"output":{"dir":")" + out +
+                    R"(","if_exists":")" + if_exists + R"("}})",
+                {.default_id = "p", .base_dir = "/"}, errors);
   REQUIRE_MESSAGE(spec, join_field_errors(errors));
   return std::move(*spec);
 }
@@ -79,7 +79,9 @@ struct Fixture {
     rows.push_back(orphan);
     REQUIRE(store->upsert(rows));
     // b: touched (a new mtime, the same bytes): unchanged, but only its hash can tell.
-    struct utimbuf t{.actime = 1000000000, .modtime = 1000000000};
+    struct utimbuf t {
+      .actime = 1000000000, .modtime = 1000000000
+    };
     REQUIRE(::utime((in + "/b").c_str(), &t) == 0);
   }
 };
@@ -91,8 +93,8 @@ TEST_CASE("plan: each document is classified as the run would and orphans are co
   CHECK(c.total == 5);
   CHECK(c.unchanged == 2);  // a by its stat, b by its hash
   CHECK(c.hashed == 1);
-  CHECK(c.changed == 1);  // c: another chain
-  CHECK(c.new_documents == 1);  // d: no output
+  CHECK(c.changed == 1);          // c: another chain
+  CHECK(c.new_documents == 1);    // d: no output
   CHECK(c.would_overwrite == 1);  // e: an output with no record
   CHECK(c.orphans == 1);
   CHECK(c.bytes_to_process == 3 * std::string("content of c").size());

@@ -29,7 +29,8 @@ std::string doc_name(int i) {
 
 void make_inputs(const std::string& in, int n) {
   for (int i = 0; i < n; ++i) {
-    write_file(in + "/" + doc_name(i), "document " + std::to_string(i) + "\n" + std::string(200, 'x'));
+    write_file(in + "/" + doc_name(i),
+               "document " + std::to_string(i) + "\n" + std::string(200, 'x'));
   }
 }
 
@@ -146,8 +147,7 @@ TEST_CASE("e2e lineage: a rerun redoes exactly the changed inputs and plan says 
   for (const std::string& c : changed) {
     CHECK(gunzip(read_file(out + c.substr(in.size()) + ".gz")) == read_file(c));
   }
-  CHECK(daemon.metric("docpipe_unchanged_checks_total", {{"result", "precheck"}}) ==
-        kDocs - 15);
+  CHECK(daemon.metric("docpipe_unchanged_checks_total", {{"result", "precheck"}}) == kDocs - 15);
   CHECK(daemon.metric("docpipe_unchanged_checks_total", {{"result", "hashed_same"}}) == 5);
   CHECK(daemon.metric("docpipe_unchanged_checks_total", {{"result", "changed"}}) == 10);
   int unchanged_lines = 0;
@@ -178,8 +178,8 @@ TEST_CASE("e2e lineage: a rerun redoes exactly the changed inputs and plan says 
   CHECK(w["chain_json"]["steps"][0]["op"] == "gzip");
   CHECK(w["chain_json"]["steps"][0]["params"]["level"] == 1);
   CHECK(w["output_unchanged"] == true);
-  CommandResult old = docpipe({"which", "--spool", spool, out + "/" + doc_name(1) + ".gz"},
-                              tmp.path());
+  CommandResult old =
+      docpipe({"which", "--spool", spool, out + "/" + doc_name(1) + ".gz"}, tmp.path());
   CHECK(old.exit_code == 0);
   CHECK(old.out.find("job:           first") != std::string::npos);
   CommandResult none = docpipe({"which", "--spool", spool, in + "/" + doc_name(1)}, tmp.path());
@@ -272,7 +272,8 @@ TEST_CASE("e2e lineage: a damaged store is moved aside and the next run redoes e
   drop_job(spool, "c.json", unchanged_job("c", in, out, 1));
   CHECK(counts(daemon.wait_for_job("c"))["skipped"] == kDocs);
   bool aside = false;
-  for (const std::string& f : list_files(spool)) aside = aside || f.find("lineage.sqlite.damaged-") == 0;
+  for (const std::string& f : list_files(spool))
+    aside = aside || f.find("lineage.sqlite.damaged-") == 0;
   CHECK(aside);
 }
 
