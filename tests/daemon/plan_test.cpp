@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/chain_fingerprint.h"
+#include "daemon/intake.h"
 #include "tests/support/temp_folder.h"
 
 namespace docpipe {
@@ -150,6 +151,28 @@ TEST_CASE("plan: the estimate divides the bytes to process by the measured rate"
       plan_job(f.spec, f.store.get(), 10, {.job_seconds = 2, .bytes_in = 12, .documents = 3}, &c);
   // 36 bytes at 6 bytes/s.
   CHECK(p["estimate_seconds"].get<double>() == doctest::Approx(6.0));
+}
+
+TEST_CASE("plan: if_exists unchanged is refused in cluster mode and names the field") {
+  DaemonConfig config;
+  config.cluster.enabled = true;
+  FieldErrors errors;
+  auto v = validate_job_text(
+      R"({"id":"c","input":{"dir":"/tmp"},"output":{"dir":"/tmp/o","if_exists":"unchanged"}})",
+      "c", "/", config, errors);
+  CHECK(!v);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].path == "output.if_exists");
+  CHECK(errors[0].reason.find("not available in cluster mode") != std::string::npos);
+  // The same job on a single node passes.
+  Fixture f;
+  config.cluster.enabled = false;
+  errors.clear();
+  auto single = validate_job_text(R"({"id":"c","input":{"dir":")" + f.in +
+                                      R"("},"output":{"dir":")" + f.out +
+                                      R"(","if_exists":"unchanged"}})",
+                                  "c", "/", config, errors);
+  CHECK_MESSAGE(single, join_field_errors(errors));
 }
 
 }  // namespace
