@@ -68,16 +68,6 @@ std::vector<std::string_view> words(std::string_view line) {
 
 }  // namespace
 
-std::string sha256_hex(std::string_view text) {
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : digest_of(text)) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 15]);
-  }
-  return out;
-}
-
 std::optional<HttpTokens::Entry> HttpTokens::find(std::string_view token) const {
   if (token.empty() || token.size() > kMaxTokenChars) return std::nullopt;
   const std::array<uint8_t, 32> presented = digest_of(token);

@@ -19,6 +19,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/chain_fingerprint.h"  // sha256_hex: what the file holds for a token
+
 namespace docpipe {
 
 class HttpTokens {
@@ -55,8 +57,5 @@ std::optional<HttpTokens> parse_http_tokens(std::string_view text, const std::st
 // kMaxFileBytes, writable by group or others, or owned by anyone but root or `daemon_euid`.
 std::optional<HttpTokens> load_http_tokens(const std::string& path, uid_t daemon_euid,
                                            std::vector<std::string>& errors);
-
-// Lower-case hex SHA-256 of `text` (what the file holds for a token).
-std::string sha256_hex(std::string_view text);
 
 }  // namespace docpipe

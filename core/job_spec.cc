@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "core/chain_fingerprint.h"
 #include "core/glob.h"
 #include "core/input_actions.h"
 #include "core/json_util.h"
@@ -35,6 +36,9 @@ class JobParser {
     if (auto p = top.integer("priority", -100, 100)) spec_.priority = static_cast<int>(*p);
     if (const json* v = top.get("notify")) spec_.notify = parse_notify(*v, errors_);
     top.reject_unknown_keys();
+    ChainFingerprint fp = fingerprint_chain(chain_steps_, spec_.output);
+    spec_.chain_canonical = std::move(fp.canonical);
+    spec_.chain_fingerprint = std::move(fp.sha256);
     return std::move(spec_);
   }
 
@@ -174,10 +178,11 @@ class JobParser {
         spec_.output.extension = std::move(*ext);
       }
     }
-    if (auto v = out.choice("if_exists", {"replace", "skip", "fail"})) {
-      spec_.output.if_exists = *v == "skip"   ? IfExists::kSkip
-                               : *v == "fail" ? IfExists::kFail
-                                              : IfExists::kReplace;
+    if (auto v = out.choice("if_exists", {"replace", "skip", "fail", "unchanged"})) {
+      spec_.output.if_exists = *v == "skip"        ? IfExists::kSkip
+                               : *v == "fail"      ? IfExists::kFail
+                               : *v == "unchanged" ? IfExists::kUnchanged
+                                                   : IfExists::kReplace;
     }
     out.reject_unknown_keys();
   }
@@ -225,7 +230,10 @@ class JobParser {
       errors_.push_back({path, "transform \"" + info.op + "\" refused its parameters"});
     }
     // The job's report still lists it (transform_ops); the chain need not run it.
-    if (step != nullptr && !step->passes_through()) steps_.push_back(std::move(step));
+    if (step != nullptr && !step->passes_through()) {
+      chain_steps_.push_back(describe_chain_step(info, params, *step));
+      steps_.push_back(std::move(step));
+    }
     if (!info.streaming) spec_.holds_whole_documents = true;
   }
 
@@ -306,6 +314,7 @@ class JobParser {
   FieldErrors& errors_;
   JobSpec spec_;
   std::vector<std::shared_ptr<const TransformStep>> steps_;
+  json chain_steps_ = json::array();  // describe_chain_step() of each of steps_
 };
 
 }  // namespace
@@ -318,6 +327,8 @@ const char* if_exists_name(IfExists v) {
       return "skip";
     case IfExists::kFail:
       return "fail";
+    case IfExists::kUnchanged:
+      return "unchanged";
   }
   return "replace";
 }

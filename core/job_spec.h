@@ -17,8 +17,15 @@
 
 namespace docpipe {
 
-enum class IfExists { kReplace, kSkip, kFail };
+// kUnchanged: skip a document whose output exists and whose input and chain match the lineage
+// store's record of the run that wrote it (core/lineage_store.h); otherwise replace it.
+enum class IfExists { kReplace, kSkip, kFail, kUnchanged };
 const char* if_exists_name(IfExists v);
+// skip and fail never replace an existing output (RENAME_NOREPLACE, intent records); replace and
+// unchanged replace it whole.
+inline bool keeps_existing_outputs(IfExists v) {
+  return v == IfExists::kSkip || v == IfExists::kFail;
+}
 
 // input.after_success / input.after_failure (docs/design.md "What happens to inputs"): what
 // becomes of a document's input once its outcome is safe. Parsed and checked in
@@ -88,6 +95,9 @@ struct JobSpec {
   std::optional<Credentials> submitter;
   // "notify": who hears that the job ended (core/notify_spec.h); nullopt: nobody.
   std::optional<NotifySpec> notify;
+  // The chain fingerprint (core/chain_fingerprint.h): its canonical JSON and that text's SHA-256.
+  std::string chain_canonical;
+  std::string chain_fingerprint;
 };
 
 struct JobParseOptions {

@@ -54,6 +54,32 @@ class RecordWriter {
     out_.append(buf, nlohmann::detail::to_chars(buf, buf + sizeof buf, value));
     return *this;
   }
+  // Nothing when empty.
+  RecordWriter& text_if(std::string_view key, std::string_view value) {
+    if (!value.empty()) text(key, value);
+    return *this;
+  }
+  // {"size":..,"mtime_ns":..,"ino":..,"dev":..}; nothing when not known.
+  RecordWriter& stamp(std::string_view key, const FileStamp& f) {
+    if (!f.known()) return *this;
+    start(key);
+    out_ += '{';
+    const std::pair<const char*, int64_t> parts[] = {{"size", static_cast<int64_t>(f.size)},
+                                                     {"mtime_ns", f.mtime_ns},
+                                                     {"ino", static_cast<int64_t>(f.ino)},
+                                                     {"dev", static_cast<int64_t>(f.dev)}};
+    for (const auto& [name, value] : parts) {
+      if (out_.back() != '{') out_ += ',';
+      out_ += '"';
+      out_ += name;
+      out_ += "\":";
+      char buf[24];
+      auto r = std::to_chars(buf, buf + sizeof buf, value);
+      out_.append(buf, r.ptr);
+    }
+    out_ += '}';
+    return *this;
+  }
   // `json` is a JSON object's text, written as it is; nothing when empty.
   RecordWriter& object(std::string_view key, std::string_view json) {
     if (json.empty()) return *this;
@@ -157,6 +183,11 @@ std::string DocumentRecord::to_json() const {
       .integer("attempts", attempts)
       .real("duration_seconds", duration_seconds)
       .text("error", error)
+      .text_if("input_sha256", input_sha256)
+      .text_if("chain", chain)
+      .text_if("reason", reason)
+      .stamp("input_stat", input_stat)
+      .stamp("output_stat", output_stat)
       .done();
 }
 
@@ -216,6 +247,21 @@ std::string metadata_of(const nlohmann::json& record) {
   auto it = record.find("metadata");
   if (it == record.end() || !it->is_object()) return {};
   return it->dump();
+}
+
+// A record's stamp object (input_stat, output_stat); left as is when absent or malformed (an
+// unknown stamp only makes the next unchanged check hash the input).
+void stamp_of_field(const nlohmann::json& record, const char* key, FileStamp& out) {
+  auto it = record.find(key);
+  if (it == record.end() || !it->is_object()) return;
+  auto num = [&](const char* k) -> int64_t {
+    auto v = it->find(k);
+    return v != it->end() && v->is_number_integer() ? v->get<int64_t>() : 0;
+  };
+  out = FileStamp{.size = static_cast<uint64_t>(num("size")),
+                  .mtime_ns = num("mtime_ns"),
+                  .ino = static_cast<uint64_t>(num("ino")),
+                  .dev = static_cast<uint64_t>(num("dev"))};
 }
 
 }  // namespace
@@ -283,6 +329,11 @@ Result<JournalRecord> parse_journal_record(std::string_view payload) {
     f.number("attempts", r.attempts);
     f.number("duration_seconds", r.duration_seconds);
     f.text("error", r.error);
+    f.text("input_sha256", r.input_sha256);
+    f.text("chain", r.chain);
+    f.text("reason", r.reason);
+    stamp_of_field(j, "input_stat", r.input_stat);
+    stamp_of_field(j, "output_stat", r.output_stat);
     r.metadata = metadata_of(j);
     out = std::move(r);
   }

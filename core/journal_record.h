@@ -8,7 +8,9 @@
 //
 //   header    {"id":...,"journal":1,"submitted_at_ms":...}               (the first record)
 //   document  {"input":...,"output":...,"state":...,"bytes_in":...,"bytes_out":...,
-//              "sha256":...,"attempts":...,"duration_seconds":...,"error":...}
+//              "sha256":...,"attempts":...,"duration_seconds":...,"error":...
+//              [,"input_sha256":...,"chain":...][,"reason":...][,"input_stat":{...},
+//              "output_stat":{...}]}
 //   intent    {"intent":"commit","input":...,"output":...,"sha256":...,"bytes_in":...,
 //              "bytes_out":...,"attempts":...}  (just before an output is renamed into place)
 //
@@ -22,6 +24,7 @@
 #include <string_view>
 #include <variant>
 
+#include "core/lineage_store.h"
 #include "core/result.h"
 
 namespace docpipe {
@@ -49,6 +52,14 @@ struct DocumentRecord {
   int attempts = 1;
   double duration_seconds = 0;
   std::string error;  // empty unless failed
+  // Written after the fields above, each only when set (docs/design.md "Redo only what changed"):
+  std::string input_sha256 = {};  // of the input as read; empty when it was not read whole
+  std::string chain = {};         // the job's chain fingerprint, with input_sha256
+  std::string reason = {};        // why a document was skipped: "unchanged", or empty
+  // if_exists "unchanged" only: the input's stat when opened, the output's once written (see
+  // core/lineage_store.h); absent (all zero) otherwise.
+  FileStamp input_stat = {};
+  FileStamp output_stat = {};
   std::string to_json() const;
 };
 

@@ -112,6 +112,10 @@ class TransformStep {
   // The names of the external commands (the daemon config's `commands`) this step runs: the
   // scheduler holds back the documents of a job while a breaker of one of them is open.
   virtual std::vector<std::string> commands() const { return {}; }
+  // What decides this step's output besides the job's parameters and the transform's version:
+  // the text of a template file, the argv of an allow-listed command. Goes into the chain
+  // fingerprint (core/chain_fingerprint.h); empty: nothing.
+  virtual std::string fingerprint_extra() const { return {}; }
 };
 
 // One parameter in a transform's schema, for `docpipe transforms` and validation messages.
@@ -153,6 +157,13 @@ struct TransformInfo {
   // load): workers are kept apart by it. Returns "" or what failed (the worker then refuses to
   // start, naming it).
   std::function<std::string(const std::string& variant)> prepare_worker = {};
+  // The chain fingerprint (core/chain_fingerprint.h) of every job that runs this step includes
+  // `version`, so that `if_exists: "unchanged"` redoes documents whose output would now differ:
+  // bump it whenever the transform's output for the same input and parameters changes.
+  std::string version = "1";
+  // The versions of the libraries its output depends on, read at run time (an upgraded shared
+  // library changes output without a rebuild): e.g. "zlib 1.2.13". Empty function: none.
+  std::function<std::string()> library_version = {};
 };
 
 // The process-wide table of transforms, filled by static registrations before main().

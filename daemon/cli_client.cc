@@ -411,4 +411,139 @@ int cli_cancel(const std::string& id, const DaemonConfig& config, std::ostream& 
   return 0;
 }
 
+namespace {
+
+// A plan walks the whole job and may hash inputs: longer than other requests.
+constexpr int kPlanTimeoutMs = 600000;
+
+std::string human_bytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+}  // namespace
+
+int cli_which(const std::string& output_file, bool json, const DaemonConfig& config,
+              std::ostream& out, std::ostream& err) {
+  nlohmann::json reply;
+  try {
+    reply =
+        control_request(config.control_socket,
+                        {{"op", "which"}, {"path", absolute_path(output_file)}}, kRequestTimeoutMs);
+  } catch (const std::exception& e) {
+    err << "docpipe which: " << e.what() << "\n";
+    return 1;
+  }
+  if (!reply.value("ok", false)) {
+    err << "docpipe which: " << reply.value("error", std::string("refused")) << "\n";
+    return 1;
+  }
+  const nlohmann::json& l = reply["lineage"];
+  if (json) {
+    out << l.dump(2) << "\n";
+    return 0;
+  }
+  out << "output:        " << l.value("output", std::string()) << "\n"
+      << "job:           " << l.value("job", std::string()) << "\n"
+      << "input:         " << l.value("input", std::string()) << "\n"
+      << "input sha256:  " << l.value("input_sha256", std::string()) << "\n"
+      << "chain:         " << l.value("chain", std::string()) << "\n";
+  if (l.contains("chain_json") && l["chain_json"].is_object()) {
+    for (const auto& step : l["chain_json"].value("steps", nlohmann::json::array())) {
+      out << "  step:        " << step.value("op", std::string()) << " "
+          << step.value("params", nlohmann::json::object()).dump() << " (version "
+          << step.value("version", std::string()) << ")\n";
+    }
+  }
+  out << "finished:      " << l.value("finished_at", std::string()) << "\n"
+      << "output sha256: " << l.value("output_sha256", std::string())
+      << (l.value("output_unchanged", false) ? "" : " (the file has changed since)") << "\n";
+  return 0;
+}
+
+int cli_plan(const std::string& job_file, bool json, const DaemonConfig& config, std::ostream& out,
+             std::ostream& err) {
+  auto text = read_file(job_file);
+  if (!text) {
+    err << "docpipe plan: " << text.error().message << "\n";
+    return 1;
+  }
+  nlohmann::json job = nlohmann::json::parse(*text, nullptr, false);
+  if (job.is_discarded() || !job.is_object()) {
+    err << job_file << ": not a JSON object; run `docpipe validate " << job_file
+        << "` for details\n";
+    return 1;
+  }
+  if (!job.contains("id")) job["id"] = job_file_stem(job_file);
+  nlohmann::json reply;
+  try {
+    reply = control_request(config.control_socket,
+                            {{"op", "plan"},
+                             {"job", job},
+                             {"base_dir", std::string(parent_path(absolute_path(job_file)))}},
+                            kPlanTimeoutMs);
+  } catch (const std::exception& e) {
+    err << "docpipe plan: " << e.what() << "\n";
+    return 1;
+  }
+  if (!reply.value("ok", false)) {
+    if (reply.contains("errors")) {
+      for (const auto& e : reply["errors"]) {
+        err << job_file << ": " << e.value("message", std::string()) << "\n";
+      }
+    } else {
+      err << "docpipe plan: " << reply.value("error", std::string("refused")) << "\n";
+    }
+    return 1;
+  }
+  const nlohmann::json& p = reply["plan"];
+  const int rc = p.value("would_change", false) ? 2 : 0;
+  if (json) {
+    out << p.dump(2) << "\n";
+    return rc;
+  }
+  const nlohmann::json& c = p["counts"];
+  auto n = [&](const char* key) { return c.value(key, uint64_t{0}); };
+  out << "plan for job \"" << p.value("id", std::string()) << "\" (if_exists "
+      << p.value("if_exists", std::string()) << "), " << n("total") << " document(s):\n"
+      << "  new              " << n("new") << "\n"
+      << "  changed          " << n("changed") << "\n"
+      << "  unchanged        " << n("unchanged") << "\n"
+      << "  would overwrite  " << n("would_overwrite") << "\n";
+  if (n("exists") > 0) out << "  exists (kept)    " << n("exists") << "\n";
+  out << "  orphans          " << n("orphans") << "\n"
+      << "  bytes to process " << human_bytes(p.value("bytes_to_process", uint64_t{0})) << "\n"
+      << "  estimated time   "
+      << (p["estimate_seconds"].is_number()
+              ? "~" + human_duration(p["estimate_seconds"].get<double>())
+              : std::string("unknown"))
+      << " (" << p.value("estimate_basis", std::string()) << ")\n";
+  if (n("hashed") > 0) {
+    out << "  hashed           " << n("hashed")
+        << " input(s) whose stat changed were read to compare\n";
+  }
+  for (const auto& d : p["documents"]) {
+    const std::string action = d.value("action", std::string());
+    const char* mark = action == "new" ? "+" : action == "changed" ? "~" : "!";
+    out << mark << " " << action << ": " << d.value("input", std::string()) << " -> "
+        << d.value("output", std::string()) << " (" << d.value("why", std::string()) << ")\n";
+  }
+  if (p.value("documents_truncated", false)) out << "  ... (more not listed; see the counts)\n";
+  for (const auto& o : p["orphans"]) {
+    out << "- orphan: " << o.value("output", std::string()) << " (its input "
+        << o.value("input", std::string()) << " is gone)\n";
+  }
+  if (p.value("orphans_truncated", false)) out << "  ... (more orphans not listed)\n";
+  for (const auto& w : p["warnings"]) out << "warning: " << w.get<std::string>() << "\n";
+  return rc;
+}
+
 }  // namespace docpipe

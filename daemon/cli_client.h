@@ -21,5 +21,13 @@ int cli_cancel(const std::string& id, const DaemonConfig& config, std::ostream& 
 int cli_pause(const std::string& reason, const DaemonConfig& config, std::ostream& out,
               std::ostream& err);
 int cli_resume(const DaemonConfig& config, std::ostream& out, std::ostream& err);
+// `docpipe which [--json] OUTPUT_FILE`: which job, input, input hash, chain and time produced the
+// file (its lineage record). 0 found; 1 no record, no such file, not the caller's, or an error.
+int cli_which(const std::string& output_file, bool json, const DaemonConfig& config,
+              std::ostream& out, std::ostream& err);
+// `docpipe plan [--json] JOB.json`: what the job would do, without queueing it. 0 nothing would
+// change; 2 some documents would be processed; 1 an error (invalid job, no daemon).
+int cli_plan(const std::string& job_file, bool json, const DaemonConfig& config, std::ostream& out,
+             std::ostream& err);
 
 }  // namespace docpipe

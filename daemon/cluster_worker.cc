@@ -88,7 +88,7 @@ void WorkerBatch::mark_unreachable(const std::string& input) {
 
 Status WorkerBatch::document_committing(const PendingOutput& pending) {
   // With replace, an output renamed before its outcome is recorded is simply done again.
-  if (job_->spec->output.if_exists == IfExists::kReplace) return ok();
+  if (!keeps_existing_outputs(job_->spec->output.if_exists)) return ok();
   // if_exists skip/fail: the coordinator records the intent in its journal before the rename,
   // or says the document was recorded meanwhile from another node.
   IntentMessage intent{pending.doc.input_path, pending.output_path, pending.sha256,

@@ -63,6 +63,10 @@ void ControlHandler::handle(ControlRequest request, const Credentials& peer,
       return pause(std::move(request.reason), peer, std::move(reply));
     case ControlRequest::Op::kResume:
       return resume(peer, std::move(reply));
+    case ControlRequest::Op::kWhich:
+      return which(std::move(request.path), peer, std::move(reply));
+    case ControlRequest::Op::kPlan:
+      return plan(std::move(request), peer, std::move(reply));
   }
 }
 

@@ -46,6 +46,7 @@ class ControlHandler {
     const QuotaLedger* quotas = nullptr;        // status shows the caller's jobs against its cap
     // The completion notifications' part of status (Notifier::status); null: none.
     std::function<nlohmann::json()> notifications = nullptr;
+    LineageStore* lineage = nullptr;            // which and plan read it (null: not available)
   };
   explicit ControlHandler(Deps deps) : deps_(deps) {}
 
@@ -59,6 +60,9 @@ class ControlHandler {
   void status(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
   void finished_status(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
   void cancel(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
+  // docpipe which / plan (daemon/control_lineage.cc): on the executor.
+  void which(std::string path, const Credentials& peer, ControlServer::Reply reply);
+  void plan(ControlRequest request, const Credentials& peer, ControlServer::Reply reply);
   // Root, the daemon's own user, or a member of admin_group.
   bool may_pause(const Credentials& peer) const;
   void pause(std::string reason, const Credentials& peer, ControlServer::Reply reply);

@@ -24,9 +24,10 @@ constexpr size_t kMaxQuotedOp = 32;
 
 Error invalid(std::string message) { return make_error(ErrorCode::kInvalidArgument, message); }
 
-Result<ControlRequest> parse_submit(const json& request) {
+Result<ControlRequest> parse_submit(const json& request,
+                                    ControlRequest::Op op = ControlRequest::Op::kSubmit) {
   ControlRequest r;
-  r.op = ControlRequest::Op::kSubmit;
+  r.op = op;
   auto job = request.find("job");
   if (job == request.end() || !job->is_object()) {
     return invalid("submit needs \"job\": the job as a JSON object");
@@ -61,10 +62,38 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
   }
   auto op = request.find("op");
   if (op == request.end() || !op->is_string()) {
-    return invalid("request needs a string \"op\": submit, status, cancel, list, pause or resume");
+    return invalid(
+        "request needs a string \"op\": submit, status, cancel, list, pause, resume, which or "
+        "plan");
   }
   const std::string& name = op->get_ref<const std::string&>();
   if (name == "submit") return parse_submit(request);
+  if (name == "plan") {
+    Result<ControlRequest> r = parse_submit(request, ControlRequest::Op::kPlan);
+    if (!r) return invalid("plan" + r.error().message.substr(std::string_view("submit").size()));
+    r->list = kDefaultPlanListed;
+    if (auto l = request.find("list"); l != request.end()) {
+      if (!l->is_number_unsigned() || l->get<uint64_t>() > kMaxPlanListed) {
+        return invalid("plan: \"list\" must be an integer from 0 to " +
+                       std::to_string(kMaxPlanListed));
+      }
+      r->list = l->get<size_t>();
+    }
+    return r;
+  }
+  if (name == "which") {
+    ControlRequest r;
+    r.op = ControlRequest::Op::kWhich;
+    auto p = request.find("path");
+    if (p == request.end() || !p->is_string() || p->get_ref<const std::string&>().empty() ||
+        p->get_ref<const std::string&>()[0] != '/' ||
+        p->get_ref<const std::string&>().size() > 4096 ||
+        p->get_ref<const std::string&>().find('\0') != std::string::npos) {
+      return invalid("which needs \"path\": the output file's absolute path (at most 4096 bytes)");
+    }
+    r.path = p->get<std::string>();
+    return r;
+  }
   ControlRequest r;
   if (name == "list") {
     r.op = ControlRequest::Op::kList;
@@ -102,7 +131,7 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
     return r;
   }
   return invalid("unknown op " + quote_client_text(name, kMaxQuotedOp) +
-                 ": expected submit, status, cancel, list, pause or resume");
+                 ": expected submit, status, cancel, list, pause, resume, which or plan");
 }
 
 }  // namespace docpipe

@@ -23,13 +23,20 @@ inline constexpr size_t kMaxControlRequestBytes = 4u << 20;
 inline constexpr size_t kMaxControlRequestDepth = kMaxJsonDepth;
 
 struct ControlRequest {
-  enum class Op { kSubmit, kStatus, kCancel, kList, kPause, kResume };
+  enum class Op { kSubmit, kStatus, kCancel, kList, kPause, kResume, kWhich, kPlan };
   Op op = Op::kList;
   std::string id;        // status: one job (empty: all of the caller's); cancel: the job
   std::string job_text;  // submit: the job as compact JSON text
   std::string base_dir;  // submit: where relative paths resolve (absolute); empty: incoming/
   std::string reason;    // pause: why (cut to kMaxPauseReasonChars); may be empty
+  // which: {"op": "which", "path": ABSOLUTE_OUTPUT_PATH}; plan: as submit, plus an optional
+  // "list": how many documents the reply lists (0..kMaxPlanListed, default kDefaultPlanListed).
+  std::string path;
+  size_t list = 0;
 };
+
+inline constexpr size_t kDefaultPlanListed = 1000;
+inline constexpr size_t kMaxPlanListed = 10000;
 
 // Parses one line (without its newline). Errors are kInvalidArgument (or kTooLarge) with the
 // message the client is sent.

@@ -135,6 +135,7 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                      .quotas = &quotas_,
                      .notify = [this](NotifyRecord r) { notifications_->add(std::move(r)); }},
       table_limits(config_));
+  open_lineage_store();
   intake_ = std::make_unique<JobIntake>(JobIntake::Deps{.executor = executor_,
                                                         .clock = system_clock(),
                                                         .spool = spool_,
@@ -143,7 +144,8 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                                                         .table = *table_,
                                                         .metrics = *metrics_,
                                                         .progress = documents_finished_,
-                                                        .quotas = &quotas_},
+                                                        .quotas = &quotas_,
+                                                        .lineage = lineage_.get()},
                                         config_);
   control_handler_ = std::make_unique<ControlHandler>(
       ControlHandler::Deps{.executor = executor_,
@@ -161,7 +163,23 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                                  if (watch_) watch_->rescan();
                                },
                            .quotas = &quotas_,
-                           .notifications = [this] { return notifications_->status(); }});
+                           .notifications = [this] { return notifications_->status(); },
+                           .lineage = lineage_.get()});
+}
+
+void Daemon::open_lineage_store() {
+  const std::string path = spool_.root() + "/" + LineageStore::kFileName;
+  std::string note;
+  auto store = LineageStore::open(path, durable_, &note);
+  if (!note.empty()) log_error("lineage store damaged", {{"path", path}, {"what", note}});
+  if (!store) {
+    // Not the daemon's end: if_exists "unchanged" jobs then do every document, and which and
+    // plan say the store is not available.
+    log_error("cannot open the lineage store; if_exists \"unchanged\" redoes every document",
+              {{"path", path}, {"error", store.error().message}});
+    return;
+  }
+  lineage_ = std::move(*store);
 }
 
 Daemon::~Daemon() {
@@ -334,6 +352,7 @@ void Daemon::run_retention() {
   struct Pass {
     PruneResult pruned[3];
     std::optional<FolderUsage> usage[5];
+    std::optional<Result<LineagePruneResult>> lineage;
   };
   auto pass = std::make_shared<Pass>();
   std::shared_ptr<const DaemonConfig> cfg = intake_->config();
@@ -359,6 +378,12 @@ void Daemon::run_retention() {
         const std::string all[5] = {spool_.incoming(), spool_.active(), spool_.done(),
                                     spool_.failed(), spool_.rejected()};
         for (size_t i = 0; i < 5; ++i) pass->usage[i] = folder_usage(all[i]);
+        // Lineage rows whose output file is gone (docs/design.md "Redo only what changed"):
+        // at most kLineageChecksPerPass rows a pass, going on where the last pass stopped.
+        if (lineage_ != nullptr) {
+          pass->lineage = prune_missing_outputs(*lineage_, lineage_cursor_, kLineageChecksPerPass,
+                                                &retention_stop_);
+        }
       },
       [this, pass] {
         retention_running_ = false;
@@ -385,6 +410,18 @@ void Daemon::run_retention() {
         for (size_t i = 0; i < 5; ++i) {
           if (pass->usage[i])
             metrics_->spool_usage(i, pass->usage[i]->files, pass->usage[i]->bytes);
+        }
+        if (pass->lineage && !*pass->lineage) {
+          log_warn("retention cannot prune the lineage store",
+                   {{"error", pass->lineage->error().message}});
+        } else if (pass->lineage) {
+          const LineagePruneResult& l = **pass->lineage;
+          if (l.removed > 0) {
+            log_info(
+                "retention removed lineage records of outputs that are gone",
+                {{"records", std::to_string(l.removed)}, {"checked", std::to_string(l.checked)}});
+          }
+          more = more || l.more;
         }
         if (table_->stopping()) return;
         // The interval of now (a reload may have changed it); soon again when a pass was capped.

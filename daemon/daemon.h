@@ -70,6 +70,9 @@ class Daemon {
   // One retention pass on the executor (daemon/retention.h): prunes done/, failed/ and
   // rejected/ by the config of now, measures every spool folder, then arms the next pass.
   void run_retention();
+  // Opens SPOOL/lineage.sqlite into lineage_ (a damaged one is moved aside); logs and leaves it
+  // null if even a fresh one cannot be created.
+  void open_lineage_store();
   void begin_shutdown(const char* signal_name);
   void reload();
   void apply_config(DaemonConfig next);
@@ -109,9 +112,15 @@ class Daemon {
   LoopTimer retention_timer_;
   bool retention_running_ = false;
   std::atomic<bool> retention_stop_{false};  // set at shutdown: a pass ends after its current job
+  // Where the next retention pass goes on checking lineage rows (its executor task only: passes
+  // never overlap).
+  std::string lineage_cursor_;
+  static constexpr size_t kLineageChecksPerPass = 100000;
   std::atomic<uint64_t> documents_finished_{0};  // bumped by pipeline threads, for the watchdog
   QuotaLedger quotas_;  // jobs per submitter on this node ("quotas"); table, intake, status
   std::unique_ptr<JobTable> table_;
+  // SPOOL/lineage.sqlite (core/lineage_store.h); null when it cannot be opened at all.
+  std::unique_ptr<LineageStore> lineage_;
   std::unique_ptr<JobIntake> intake_;
   std::unique_ptr<ControlHandler> control_handler_;
   std::unique_ptr<WatchFolder> watch_;

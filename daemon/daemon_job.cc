@@ -156,7 +156,7 @@ std::optional<DocumentRef> DaemonJob::next_document() {
 
 Status DaemonJob::document_committing(const PendingOutput& p) {
   // With replace, an output renamed before its record is simply done again on resume.
-  if (spec_.output.if_exists == IfExists::kReplace) return ok();
+  if (!keeps_existing_outputs(spec_.output.if_exists)) return ok();
   const std::string payload = IntentRecord{.input = p.doc.input_path,
                                            .output = p.output_path,
                                            .sha256 = p.sha256,
@@ -224,17 +224,25 @@ void DaemonJob::documents_finished(std::vector<DocumentOutcome> outcomes) {
     if (o.state == DocumentState::kCancelled) continue;
     if (metrics_ != nullptr) metrics_->document_finished(o);
     if (progress_ != nullptr) progress_->fetch_add(1, std::memory_order_relaxed);
-    payloads.push_back(DocumentRecord{.input = o.doc.input_path,
-                                      .output = o.output_path,
-                                      .state = record_state_of(o.state),
-                                      .bytes_in = o.bytes_in,
-                                      .bytes_out = o.bytes_out,
-                                      .sha256 = o.sha256,
-                                      .metadata = o.metadata,
-                                      .attempts = o.attempts,
-                                      .duration_seconds = o.duration_seconds,
-                                      .error = o.error}
-                           .to_json());
+    payloads.push_back(
+        DocumentRecord{.input = o.doc.input_path,
+                       .output = o.output_path,
+                       .state = record_state_of(o.state),
+                       .bytes_in = o.bytes_in,
+                       .bytes_out = o.bytes_out,
+                       .sha256 = o.sha256,
+                       .metadata = o.metadata,
+                       .attempts = o.attempts,
+                       .duration_seconds = o.duration_seconds,
+                       .error = o.error,
+                       .input_sha256 = o.input_sha256,
+                       .chain = o.state == DocumentState::kSucceeded || !o.input_sha256.empty()
+                                    ? spec_.chain_fingerprint
+                                    : std::string(),
+                       .reason = o.skip_reason,
+                       .input_stat = o.input_stat,
+                       .output_stat = o.output_stat}
+            .to_json());
     if (const InputAction* action = actor_ ? input_action_for(record_state_of(o.state)) : nullptr) {
       InputLocation where = locate_input(spec_, o.doc);
       const bool succeeded = o.state == DocumentState::kSucceeded;

@@ -77,6 +77,16 @@ class DaemonJob : public PipelineJob {
   void documents_finished(std::vector<DocumentOutcome> outcomes) override;
   void job_finished(bool cancelled) override;
   bool taking_documents() const override { return !stop_taking_; }
+  LineageStore* lineage() const override { return lineage_; }
+  // The lineage store of an if_exists "unchanged" job: its documents are checked against it, and
+  // its outputs recorded in it when it finishes (record_lineage). Set before the job starts.
+  void set_lineage(LineageStore* store) { lineage_ = store; }
+
+  // Writes the lineage rows of the job's succeeded documents (and refreshes the input stat of
+  // those found unchanged by their hash) from its manifest, in one transaction: called at the
+  // finish, after the manifest is written and before the job leaves active/, so that a crash
+  // before it resumes the job and writes them again. Blocking. Nothing without a lineage store.
+  Status record_lineage(const std::string& manifest_path);
 
   // Asks the job to take no more documents (user cancel). Thread-safe.
   void request_cancel(std::string reason);
@@ -151,6 +161,7 @@ class DaemonJob : public PipelineJob {
   void journal_failed(const Error& error);
 
   JobSpec spec_;
+  LineageStore* lineage_ = nullptr;
   const Clock* clock_;
   OutputProbe output_probe_;
   DaemonMetrics* metrics_;

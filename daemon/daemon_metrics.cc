@@ -236,4 +236,12 @@ std::shared_ptr<prometheus::Collectable> make_process_collector() {
   return std::make_shared<ProcessCollector>();
 }
 
+MeasuredThroughput DaemonMetrics::measured() const {
+  MeasuredThroughput m;
+  m.job_seconds = job_duration_->Collect().histogram.sample_sum;
+  m.bytes_in = bytes_in_->Value();
+  for (prometheus::Counter* c : documents_) m.documents += c->Value();
+  return m;
+}
+
 }  // namespace docpipe

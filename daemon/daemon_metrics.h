@@ -17,12 +17,21 @@ namespace docpipe {
 
 enum class IntakeSource { kWatch = 0, kRescan = 1, kSocket = 2 };
 
+// What the daemon measured of its own speed since it started, read back from its metrics: `docpipe
+// plan` divides the bytes (or documents) a job would process by it (daemon/plan.h).
+struct MeasuredThroughput {
+  double job_seconds = 0;  // sum of docpipe_job_duration_seconds
+  double bytes_in = 0;     // docpipe_document_bytes_total{direction="in"}
+  double documents = 0;    // docpipe_documents_total, all outcomes
+};
+
 class DaemonMetrics {
  public:
   explicit DaemonMetrics(prometheus::Registry& registry);
 
   void job_finished(JobState state, double duration_seconds);
   void job_rejected() { jobs_rejected_->Increment(); }
+  MeasuredThroughput measured() const;
   void document_finished(const DocumentOutcome& outcome);
   void intake_event(IntakeSource source) { intake_[int(source)]->Increment(); }
   // The kernel's inotify queue overflowed and events were lost (the watch folder rescans).

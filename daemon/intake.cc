@@ -47,6 +47,13 @@ std::optional<ValidatedJob> validate_job_text(
       }
     }
   }
+  if (config.cluster.enabled && spec->output.if_exists == IfExists::kUnchanged) {
+    // Each node's lineage store knows only the documents it wrote (docs/design.md "Redo only
+    // what changed"): refused rather than redoing or skipping by a partial record.
+    errors.push_back({"output.if_exists",
+                      "\"unchanged\" is not available in cluster mode (the lineage store is per "
+                      "node); use \"replace\" or \"skip\""});
+  }
   spec->submitter = submitter;  // checked here already, so a refusal is a clear rejection
   if (spec->notify) {
     check_notify(*spec->notify, config.allowed_webhook_hosts, config.commands, errors);

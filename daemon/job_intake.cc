@@ -35,6 +35,7 @@ std::shared_ptr<DaemonJob> JobIntake::make_job(ValidatedJob validated, bool resu
   auto job = std::make_shared<DaemonJob>(
       std::move(validated.spec), validated.documents, deps_.clock.wall_ms(), &deps_.metrics,
       &deps_.progress, [table](DaemonJob* j) { table->post_finished(j); }, deps_.clock);
+  if (job->spec().output.if_exists == IfExists::kUnchanged) job->set_lineage(deps_.lineage);
   opened = job->open(journal, resume, deps_.durable, deps_.spool.active_manifest(job->spec().id));
   return job;
 }

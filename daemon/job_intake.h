@@ -38,6 +38,9 @@ class JobIntake {
     // Jobs counted per submitter for "quotas" (docs/design.md "Quotas per submitter"); nullptr:
     // no queued-jobs cap is enforced (priority caps still are).
     QuotaLedger* quotas = nullptr;
+    // if_exists "unchanged" jobs check against and record into it (null: not available; such
+    // jobs then do every document).
+    LineageStore* lineage = nullptr;
   };
 
   JobIntake(Deps deps, const DaemonConfig& config);

@@ -41,6 +41,20 @@ void JobTable::finalize(std::shared_ptr<DaemonJob> job) {
           }
           result->manifest_written = true;
         }
+        if (st && job->lineage() != nullptr) {
+          // Before the job leaves active/: a crash until then resumes it, and its finish writes
+          // the rows again (docs/design.md "Redo only what changed").
+          Status recorded = job->record_lineage(spool->active_manifest(report.id));
+          if (!recorded && is_transient(recorded.error())) {
+            result->error = recorded.error();
+            return;
+          }
+          if (!recorded) {
+            // A damaged store: the job's outcome stands; its documents are redone next time.
+            log_error("cannot record the job's outputs in the lineage store",
+                      {{"job", report.id}, {"error", recorded.error().message}});
+          }
+        }
         if (!st) {
           report.state = JobState::kFailed;
           report.reason = st.error().message;

@@ -218,6 +218,26 @@ int main(int argc, char** argv) {
       app.add_subcommand("resume", "Resume intake: queued jobs and waiting job files start");
   resume_flags.add_to(resume, false);
 
+  Overrides which_flags;
+  std::string which_file;
+  bool which_json = false;
+  auto* which = app.add_subcommand(
+      "which", "Which job, input, input hash, chain and time produced an output file (lineage)");
+  which_flags.add_to(which, false);
+  which->add_option("OUTPUT_FILE", which_file, "an output file")->required();
+  which->add_flag("--json", which_json, "machine-readable output");
+
+  Overrides plan_flags;
+  std::string plan_file;
+  bool plan_json = false;
+  auto* plan = app.add_subcommand(
+      "plan",
+      "What a job would do (new, changed, unchanged, would overwrite, orphans), without running "
+      "it; exit 0 if nothing would change, 2 if something would, 1 on error");
+  plan_flags.add_to(plan, false);
+  plan->add_option("JOB.json", plan_file, "job file")->required();
+  plan->add_flag("--json", plan_json, "machine-readable output");
+
   bool transforms_json = false;
   auto* transforms = app.add_subcommand("transforms", "List the transforms and their parameters");
   transforms->add_flag("--json", transforms_json, "machine-readable output");
@@ -249,6 +269,24 @@ int main(int argc, char** argv) {
     if (*pause) return docpipe::cli_pause(pause_reason, pause_flags.load(), std::cout, std::cerr);
     if (*resume) return docpipe::cli_resume(resume_flags.load(), std::cout, std::cerr);
     if (*transforms) return cmd_transforms(transforms_json);
+    if (*which)
+      return docpipe::cli_which(which_file, which_json, which_flags.load(), std::cout, std::cerr);
+    if (*plan) {
+      DaemonConfig config;
+      try {
+        config = plan_flags.load();
+      } catch (const docpipe::ConfigError& e) {
+        // For plan, 2 means "something would change": every error is 1.
+        std::cerr << "docpipe: config error: " << e.what() << "\n";
+        return 1;
+      }
+      docpipe::Status size = docpipe::check_job_file_size(plan_file, config.max_job_file_bytes);
+      if (!size) {
+        std::cerr << "docpipe plan: " << plan_file << ": " << size.error().message << "\n";
+        return 1;
+      }
+      return docpipe::cli_plan(plan_file, plan_json, config, std::cout, std::cerr);
+    }
   } catch (const docpipe::ConfigError& e) {
     std::cerr << "docpipe: config error: " << e.what() << "\n";
     return 2;

@@ -160,7 +160,7 @@ Result<OutputFile::Committed> OutputFile::rename_into_place(IfExists mode) {
     return st.error();
   }
   const int err =
-      rename_in(dir_fd_, temp_name_.c_str(), final_name_.c_str(), mode != IfExists::kReplace);
+      rename_in(dir_fd_, temp_name_.c_str(), final_name_.c_str(), keeps_existing_outputs(mode));
   if (err != 0) {
     discard();
     if (err == EEXIST) return Committed::kTargetExists;
@@ -221,10 +221,22 @@ const DirFd& SharedFolders::add(const DirFd& base, const Credentials* who, std::
 }
 
 bool OutputFile::exists(const OutputTarget& target) {
+  struct stat st;
+  return stat_target(target, &st);
+}
+
+Status OutputFile::stat_written(struct stat* st) const {
+  if (fd_ < 0 || ::fstat(fd_, st) != 0) {
+    return errno_error("stat " + final_path_, fd_ < 0 ? EBADF : errno);
+  }
+  return ok();
+}
+
+bool OutputFile::stat_target(const OutputTarget& target, struct stat* out) {
   const DirFd& base = target.folder != nullptr ? *target.folder : slash();
   const std::string_view parent = parent_path(target.rel);
   const std::string name(base_name(target.rel));
-  struct stat st;
+  struct stat& st = *out;
   if (parent.empty()) return ::fstatat(base.fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
   int fd = open_existing_folder(base, std::string(parent));
   if (fd < 0) {

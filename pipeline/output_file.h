@@ -9,6 +9,8 @@
 // to that descriptor: a sub-folder swapped for a symlink fails the document ("... is a symlink,
 // refusing to write through it") and nothing is written outside.
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -103,6 +105,11 @@ class OutputFile {
   // output folder without following symlinks; a folder on the way that is missing or is a
   // symlink means no.
   static bool exists(const OutputTarget& target);
+  // exists() that also gives the stat of what is there (not followed if a symlink).
+  static bool stat_target(const OutputTarget& target, struct stat* st);
+  // The stat of the temp file written so far (before commit: the rename keeps size, mtime and
+  // inode), for the lineage store's pre-check.
+  Status stat_written(struct stat* st) const;
 
  private:
   Status close_fd();

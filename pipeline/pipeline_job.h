@@ -10,6 +10,7 @@
 
 #include "core/document_source.h"
 #include "core/job_spec.h"
+#include "core/lineage_store.h"
 #include "core/result.h"
 #include "core/transform_chain.h"
 
@@ -29,6 +30,11 @@ struct DocumentOutcome {
   int attempts = 1;
   double duration_seconds = 0;  // read start to write end
   std::string error;            // "what: why"; empty unless failed
+  std::string input_sha256;     // of the input as read; empty when not read (skipped, failed early)
+  std::string skip_reason;      // skipped: "unchanged" (if_exists "unchanged"), else empty
+  // if_exists "unchanged" only: the input's stat when opened, the output's as written.
+  FileStamp input_stat;
+  FileStamp output_stat;
   // Failed with an error worth another attempt (is_transient: I/O, a busy resource) after the
   // job's attempts ran out; a cluster node hands such a document back with a delay instead.
   bool transient = false;
@@ -62,6 +68,10 @@ class PipelineJob {
   // cannot write): documents a reader walked ahead are then handed out as cancelled, not
   // processed. Called by a reader under the scheduler's lock: must not block.
   virtual bool taking_documents() const { return true; }
+
+  // The lineage store an if_exists "unchanged" job checks its documents against (null: none,
+  // every document is done). Any thread.
+  virtual LineageStore* lineage() const { return nullptr; }
 
   // Several documents' outcomes at once, in the order given: a writer reports the documents of
   // one batch together (a daemon job records them in one journal write). Same contract as

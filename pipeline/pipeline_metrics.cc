@@ -36,6 +36,22 @@ const char* stage_name(Stage s) {
   return "unknown";
 }
 
+const char* unchanged_check_name(UnchangedCheck r) {
+  switch (r) {
+    case UnchangedCheck::kPrecheck:
+      return "precheck";
+    case UnchangedCheck::kHashedSame:
+      return "hashed_same";
+    case UnchangedCheck::kChanged:
+      return "changed";
+    case UnchangedCheck::kNew:
+      return "new";
+    case UnchangedCheck::kError:
+      return "error";
+  }
+  return "unknown";
+}
+
 PipelineMetrics::PipelineMetrics(prometheus::Registry& registry) {
   auto& durations = prometheus::BuildHistogram()
                         .Name("docpipe_stage_duration_seconds")
@@ -66,6 +82,17 @@ PipelineMetrics::PipelineMetrics(prometheus::Registry& registry) {
                        .Help("The pipeline's budget for document buffers (memory_budget_bytes)")
                        .Register(registry)
                        .Add({});
+  auto& checks = prometheus::BuildCounter()
+                     .Name("docpipe_unchanged_checks_total")
+                     .Help(
+                         "Documents of if_exists \"unchanged\" jobs checked against the lineage "
+                         "store, by how the check ended")
+                     .Register(registry);
+  for (UnchangedCheck r :
+       {UnchangedCheck::kPrecheck, UnchangedCheck::kHashedSame, UnchangedCheck::kChanged,
+        UnchangedCheck::kNew, UnchangedCheck::kError}) {
+    unchanged_checks_[int(r)] = &checks.Add({{"result", unchanged_check_name(r)}});
+  }
 }
 
 }  // namespace docpipe

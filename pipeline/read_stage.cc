@@ -19,8 +19,10 @@
 #include <optional>
 #include <vector>
 
+#include "core/chain_fingerprint.h"
 #include "core/path_util.h"
 #include "pipeline/stage_common.h"
+#include "pipeline/unchanged_check.h"
 
 namespace docpipe {
 
@@ -117,7 +119,7 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
 
   // An output that is to be kept is checked first: a rerun over outputs that mostly exist then
   // costs one stat per document, not an open of its input as well.
-  if (spec.output.if_exists != IfExists::kReplace) {
+  if (keeps_existing_outputs(spec.output.if_exists)) {
     if (OutputFile::exists(output_target(*item))) {
       if (spec.output.if_exists == IfExists::kSkip) {
         settle(s, std::move(item), DocumentState::kSkipped, nullptr);
@@ -129,6 +131,11 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
       return nullptr;
     }
   }
+
+  // if_exists "unchanged": the output and the lineage store's row first (one stat and one
+  // lookup), then the input's stat below, and only then, if that differs, its hash.
+  const bool unchanged = spec.output.if_exists == IfExists::kUnchanged;
+  if (unchanged) check_output_unchanged(s, *item);
 
   // Beneath the job's open folder; O_NONBLOCK: a FIFO cannot hang the reader (refused below).
   Result<OpenedInput> opened = open_document(item->sched.doc, restricted_submitter(spec));
@@ -145,6 +152,11 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
   if (!S_ISREG(st.st_mode)) {
     Error e = make_error(ErrorCode::kInvalidArgument, "read " + input + ": not a regular file");
     settle_error(s, std::move(item), e);
+    return nullptr;
+  }
+
+  if (unchanged && input_unchanged_by_stat(s, *item, st)) {
+    settle(s, std::move(item), DocumentState::kSkipped, nullptr);
     return nullptr;
   }
 
@@ -174,6 +186,20 @@ std::unique_ptr<WorkItem> read_document(StageShared& s, std::unique_ptr<WorkItem
     // The file may have changed size since fstat: charge what is really held.
     s.budget.resize(item->held_bytes, item->data.size());
     item->held_bytes = item->data.size();
+    // The manifest's input_sha256, taken while the bytes are in cache (~2.5 us per 4 KiB with
+    // SHA-NI); a copy's is its output's, taken by the writer.
+    if (!spec.chain->empty()) item->input_sha256 = sha256_hex(item->data);
+  }
+  if (item->recorded) {
+    Result<bool> same = input_unchanged_by_hash(s, *item);
+    if (!same) {
+      settle_error(s, std::move(item), same.error());
+      return nullptr;
+    }
+    if (*same) {
+      settle(s, std::move(item), DocumentState::kSkipped, nullptr);
+      return nullptr;
+    }
   }
   return item;
 }

@@ -103,9 +103,17 @@ std::optional<Reported> release(StageShared& s, std::unique_ptr<WorkItem> item, 
   outcome.bytes_in = item->bytes_in;
   if (state == DocumentState::kSucceeded) {
     outcome.bytes_out = item->bytes_out;
+    // A copy's input is its output: its hash is the output's, taken as it was written.
+    if (item->input_sha256.empty() && spec.chain->empty()) item->input_sha256 = item->sha256;
     outcome.sha256 = std::move(item->sha256);
     outcome.metadata = std::move(item->metadata);
+    outcome.output_stat = item->output_stat;
   }
+  if (state == DocumentState::kSucceeded || state == DocumentState::kSkipped) {
+    outcome.input_sha256 = std::move(item->input_sha256);
+    outcome.input_stat = item->input_stat;
+  }
+  outcome.skip_reason = std::move(item->skip_reason);
   outcome.attempts = item->sched.attempt;
   outcome.duration_seconds = std::chrono::duration<double>(s.clock.now() - item->started).count();
   if (state == DocumentState::kFailed && error != nullptr) {
@@ -241,6 +249,11 @@ void WorkItemPool::put(std::unique_ptr<WorkItem> item) {
   item->streamed = false;
   item->sha256.clear();
   item->metadata.clear();
+  item->input_sha256.clear();
+  item->skip_reason.clear();
+  item->input_stat = {};
+  item->output_stat = {};
+  item->recorded.reset();
   item->output.discard();
   trim(item->data);
   trim(item->scratch);

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,16 @@ struct WorkItem {
   std::string sha256;
   std::string metadata;  // the chain's metadata() (a JSON object's text), or empty
   OutputFile output;
+  // Redo only what changed (pipeline/unchanged_check.h). input_sha256 is taken where the bytes
+  // pass anyway: of the whole buffer by the reader, chunk by chunk (input_hash) when streamed;
+  // a copy's is its output's.
+  std::string input_sha256;
+  Sha256 input_hash;
+  std::string skip_reason;
+  FileStamp input_stat;   // if_exists "unchanged" only
+  FileStamp output_stat;  // if_exists "unchanged" only
+  // The store's row for the output, while the input is still to be compared with it.
+  std::optional<LineageRow> recorded;
 };
 
 // A free list of work items, bounded in count and in the buffer capacity each keeps, so the pool

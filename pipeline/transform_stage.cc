@@ -151,6 +151,11 @@ Status stream_document(StageShared& s, WorkItem& item) {
   ChainOutput output(s, item);
 
   item.data.resize(std::max<size_t>(s.options.chunk_bytes, 1));
+  // The input's hash for the manifest, as the chunks pass (a copy's is its output's).
+  if (run) {
+    st = item.input_hash.reset();
+    if (!st) return st;
+  }
   for (;;) {
     if (auto e = interrupted(s, item)) return *e;
     ssize_t n = ::read(item.input_fd, item.data.data(), item.data.size());
@@ -164,6 +169,8 @@ Status stream_document(StageShared& s, WorkItem& item) {
     if (!run) {
       st = item.output.write(chunk);
     } else {
+      st = item.input_hash.update(chunk);
+      if (!st) return st;
       item.scratch.clear();
       st = feed_pieces(*run, output, chunk);
       if (st) st = write_output_chunk(s, item);
@@ -174,6 +181,9 @@ Status stream_document(StageShared& s, WorkItem& item) {
   ::close(item.input_fd);
   item.input_fd = -1;
   if (run) {
+    Result<std::string> digest = item.input_hash.hex_digest();
+    if (!digest) return digest.error();
+    item.input_sha256 = std::move(*digest);
     item.scratch.clear();
     st = run->finish(output.sink());
     if (!st) return output.error(st.error());

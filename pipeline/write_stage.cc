@@ -35,6 +35,13 @@ Result<DocumentState> write_document(StageShared& s, WorkItem& item, bool keep_f
   }
   auto sha = item.output.sha256_hex();
   if (!sha) return sha.error();
+  // if_exists "unchanged": the output's stat for the lineage store's pre-check (the rename
+  // below keeps it). One fstat, for such jobs only.
+  if (out.if_exists == IfExists::kUnchanged) {
+    struct stat st;
+    if (Status stat = item.output.stat_written(&st); !stat) return stat.error();
+    item.output_stat = stamp_of(st);
+  }
   // The job records the output as its own before it becomes visible (see document_committing).
   Status intent = item.sched.job->job().document_committing(
       {item.sched.doc, item.output_path, *sha, item.bytes_in, item.output.bytes_written(),

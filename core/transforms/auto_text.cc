@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/transforms/library_versions.h"
 #include "core/transforms/param_reader.h"
 
 namespace docpipe {
@@ -247,7 +248,12 @@ const TransformRegistration kRegistration(TransformInfo{
       if (ocr) x.image = extractor("ocr", {{"lang", lang}}, env, errors);
       if (!reader.ok() || !x.pdf || !x.office || !x.html || (ocr && !x.image)) return nullptr;
       return std::make_shared<AutoStep>(std::move(x));
-    }});
+    },
+    .library_version =
+        [] {
+          return libmagic_library_version() + ", " + poppler_library_version() + ", " +
+                 tesseract_library_version() + ", " + libxml2_library_version();
+        }});
 
 }  // namespace
 }  // namespace docpipe

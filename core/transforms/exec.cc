@@ -189,6 +189,10 @@ class ExecStep : public TransformStep {
     return std::make_unique<ExecTransform>(command_, doc);
   }
   std::vector<std::string> commands() const override { return {command_->name}; }
+  // The command behind the name (the daemon config's allow-list) decides the output.
+  std::string fingerprint_extra() const override {
+    return nlohmann::json(command_->spec.argv).dump();
+  }
 
  private:
   std::shared_ptr<const ExecCommand> command_;

@@ -10,6 +10,7 @@
 
 #include "core/compute_pool.h"
 #include "core/transforms/gzip_transform.h"
+#include "core/transforms/library_versions.h"
 #include "core/transforms/param_reader.h"
 
 namespace docpipe {
@@ -311,7 +312,8 @@ const TransformRegistration kRegistration(TransformInfo{
       int level = static_cast<int>(reader.integer("level"));
       if (!reader.ok()) return nullptr;
       return std::make_shared<GzipStep>(level);
-    }});
+    },
+    .library_version = zlib_libdeflate_version});
 
 }  // namespace
 }  // namespace docpipe

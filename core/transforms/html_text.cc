@@ -29,6 +29,7 @@
 #include "core/transforms/html_charset.h"
 #include "core/transforms/html_render.h"
 #include "core/transforms/isolated_worker.h"
+#include "core/transforms/library_versions.h"
 #include "core/transforms/param_reader.h"
 #include "core/transforms/whole_document.h"
 
@@ -163,7 +164,8 @@ const TransformRegistration kText(TransformInfo{
           return configure("html.text", HtmlMode::kText, params, errors);
         },
     .isolated = true,
-    .prepare_worker = prepare});
+    .prepare_worker = prepare,
+    .library_version = libxml2_library_version});
 
 const TransformRegistration kMarkdown(TransformInfo{
     .op = "html.markdown",
@@ -177,7 +179,8 @@ const TransformRegistration kMarkdown(TransformInfo{
           return configure("html.markdown", HtmlMode::kMarkdown, params, errors);
         },
     .isolated = true,
-    .prepare_worker = prepare});
+    .prepare_worker = prepare,
+    .library_version = libxml2_library_version});
 
 }  // namespace
 }  // namespace docpipe

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/transforms/isolated_worker.h"
+#include "core/transforms/library_versions.h"
 #include "core/transforms/param_reader.h"
 #include "core/transforms/whole_document.h"
 
@@ -222,7 +223,8 @@ const TransformRegistration kRegistration(TransformInfo{
       return isolated_step("markdown.html", params, options.worker,
                            std::make_shared<MarkdownStep>(options));
     },
-    .isolated = true});
+    .isolated = true,
+    .library_version = cmark_library_version});
 
 }  // namespace
 }  // namespace docpipe

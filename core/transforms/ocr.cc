@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/transforms/isolated_worker.h"
+#include "core/transforms/library_versions.h"
 #include "core/transforms/ocr_engine.h"
 #include "core/transforms/param_reader.h"
 #include "core/transforms/whole_document.h"
@@ -299,7 +300,8 @@ const TransformRegistration kRegistration(TransformInfo{
           TIFFSetErrorHandler(nullptr);
           TIFFSetWarningHandler(nullptr);
           return prepare_ocr(lang);
-        }});
+        },
+    .library_version = tesseract_library_version});
 
 }  // namespace
 }  // namespace docpipe

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "core/transforms/isolated_worker.h"
+#include "core/transforms/library_versions.h"
 #include "core/transforms/office_package.h"
 #include "core/transforms/param_reader.h"
 #include "core/transforms/whole_document.h"
@@ -400,7 +401,8 @@ const TransformRegistration kRegistration(TransformInfo{
           ::localtime_r(&now, &local);
           (void)std::mktime(&local);
           return std::string();
-        }});
+        },
+    .library_version = libxml2_library_version});
 
 }  // namespace
 }  // namespace docpipe

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/transforms/isolated_worker.h"
+#include "core/transforms/library_versions.h"
 #include "core/transforms/ocr_engine.h"
 #include "core/transforms/param_reader.h"
 #include "core/transforms/whole_document.h"
@@ -348,7 +349,9 @@ const TransformRegistration kRegistration(TransformInfo{
                            worker_options);
     },
     .isolated = true,
-    .prepare_worker = prepare});
+    .prepare_worker = prepare,
+    .library_version =
+        [] { return poppler_library_version() + ", " + tesseract_library_version(); }});
 
 }  // namespace
 }  // namespace docpipe

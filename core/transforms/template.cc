@@ -180,16 +180,20 @@ class TemplateTransform : public DocumentTransform {
 
 class TemplateStep : public TransformStep {
  public:
-  TemplateStep(ParsedTemplate parsed, bool escape_html)
+  TemplateStep(ParsedTemplate parsed, bool escape_html, std::string text)
       : parsed_(std::make_shared<const ParsedTemplate>(std::move(parsed))),
-        escape_html_(escape_html) {}
+        escape_html_(escape_html),
+        text_(std::move(text)) {}
   std::unique_ptr<DocumentTransform> begin(const DocumentContext& doc) const override {
     return std::make_unique<TemplateTransform>(parsed_, escape_html_, doc);
   }
+  // A template_file's text as read at validation: an edit of the file changes the output.
+  std::string fingerprint_extra() const override { return text_; }
 
  private:
   std::shared_ptr<const ParsedTemplate> parsed_;
   bool escape_html_;
+  std::string text_;  // the template's text (at most 1 MiB)
 };
 
 // The template file's text, read once when the job is validated. The file must resolve (symlinks
@@ -301,7 +305,7 @@ std::shared_ptr<const TransformStep> configure(const nlohmann::json& params,
   if (text) parsed = parse_template(*text, error);
   if (!error.empty()) reader.error(source, error);
   if (!reader.ok() || !parsed) return nullptr;
-  return std::make_shared<TemplateStep>(std::move(*parsed), escape_html);
+  return std::make_shared<TemplateStep>(std::move(*parsed), escape_html, std::move(*text));
 }
 
 const TransformRegistration kRegistration(TransformInfo{

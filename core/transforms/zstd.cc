@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/transforms/library_versions.h"
 #include "core/transforms/param_reader.h"
 #include "core/transforms/zstd_context_pool.h"
 
@@ -174,7 +175,8 @@ const TransformRegistration kRegistration(TransformInfo{
       int level = static_cast<int>(reader.integer("level"));
       if (!reader.ok()) return nullptr;
       return std::make_shared<ZstdStep>(level);
-    }});
+    },
+    .library_version = zstd_library_version});
 
 }  // namespace
 }  // namespace docpipe

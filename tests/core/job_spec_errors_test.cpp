@@ -84,17 +84,17 @@ TEST_CASE("job spec: wrong types and ranges name the path and what was expected"
   doc["output"]["suffix"] = 5;
   doc["input"]["include"] = {"**/*.md", 3};
   doc["input"]["exclude"] = "drafts/**";
-  CHECK(doc_errors(doc) ==
-        std::vector<std::string>{
-            "input.include[1]: expected string, got 3",
-            "input.exclude: expected array of strings, got \"drafts/**\"",
-            "output.suffix: expected string, got 5",
-            "output.if_exists: expected one of \"replace\", \"skip\", \"fail\", got \"overwrite\"",
-            "limits.document_timeout_ms: expected integer >= 1, got 0",
-            "limits.max_attempts: expected integer 1..100, got \"3\"",
-            "limits.max_failed_documents: expected integer >= 0, got -1",
-            "priority: expected integer -100..100, got 101",
-        });
+  CHECK(doc_errors(doc) == std::vector<std::string>{
+                               "input.include[1]: expected string, got 3",
+                               "input.exclude: expected array of strings, got \"drafts/**\"",
+                               "output.suffix: expected string, got 5",
+                               "output.if_exists: expected one of \"replace\", \"skip\", \"fail\", "
+                               "\"unchanged\", got \"overwrite\"",
+                               "limits.document_timeout_ms: expected integer >= 1, got 0",
+                               "limits.max_attempts: expected integer 1..100, got \"3\"",
+                               "limits.max_failed_documents: expected integer >= 0, got -1",
+                               "priority: expected integer -100..100, got 101",
+                           });
 
   doc = minimal_job();
   doc["limits"] = {{"max_attempts", 2.0}, {"document_timeout_ms", 18446744073709551615u}};

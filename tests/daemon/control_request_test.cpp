@@ -45,7 +45,9 @@ TEST_CASE("control request: each op with what it needs") {
 TEST_CASE("control request: malformed requests are refused, each with its reason") {
   CHECK(error_of("not json") == "malformed request: expected one JSON object per line");
   CHECK(error_of("[1]") == "malformed request: expected one JSON object per line");
-  CHECK(error_of(R"({"op":1})") == "request needs a string \"op\": submit, status, cancel, list, pause or resume");
+  CHECK(
+      error_of(R"({"op":1})") ==
+      "request needs a string \"op\": submit, status, cancel, list, pause, resume, which or plan");
   CHECK(error_of(R"({"op":"submit"})") == "submit needs \"job\": the job as a JSON object");
   CHECK(error_of(R"({"op":"submit","job":[]})") ==
         "submit needs \"job\": the job as a JSON object");
@@ -54,7 +56,8 @@ TEST_CASE("control request: malformed requests are refused, each with its reason
   CHECK(error_of(R"({"op":"status","id":7})") == "status: \"id\" must be a non-empty string");
   CHECK(error_of(R"({"op":"cancel"})") == "cancel needs \"id\": the job id");
   CHECK(error_of(R"({"op":"explode"})") ==
-        "unknown op \"explode\": expected submit, status, cancel, list, pause or resume");
+        "unknown op \"explode\": expected submit, status, cancel, list, pause, resume, which or "
+        "plan");
 }
 
 TEST_CASE("control request: an unknown op is quoted short and printable, never echoed whole") {
