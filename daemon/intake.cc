@@ -53,6 +53,8 @@ std::optional<ValidatedJob> validate_job_text(
     errors.push_back({"output.if_exists",
                       "\"unchanged\" is not available in cluster mode (the lineage store is per "
                       "node); use \"replace\" or \"skip\""});
+    cap_field_errors(errors);
+    return std::nullopt;
   }
   spec->submitter = submitter;  // checked here already, so a refusal is a clear rejection
   if (spec->notify) {
