@@ -13,6 +13,8 @@
 #   PREFIX/share/docpipe/nats/nats-server-cluster.conf          (examples for several nodes:
 #   PREFIX/share/docpipe/nats/nats-server.service.d/docpipe.conf  README.md "Running several
 #   PREFIX/share/docpipe/nats/docpipe.service.d/cluster.conf      nodes"; copied by hand)
+#   PREFIX/share/docpipe/examples/nightly/*                     (README "Nightly batches")
+#   PREFIX/share/docpipe/examples/docpipe.service.d/webhooks.conf (webhooks leave the namespace)
 #   PREFIX/share/docpipe/examples/pool_upper.py                (an exec pool converter to copy:
 #                                                                docs/design.md "exec pools")
 #   PREFIX/share/doc/docpipe/{README.md,copyright,changelog.gz}   (copyright: DEP-5; changelog:
@@ -51,6 +53,15 @@ install(FILES "${DOCPIPE_DEPLOY_DIR}/systemd/docpipe.service.d/cluster.conf"
         DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/nats/docpipe.service.d)
 install(PROGRAMS "${DOCPIPE_DEPLOY_DIR}/examples/pool_upper.py"
         DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/examples)
+# Nightly batches (README "Nightly batches"): a timer and service that submit a job, the job, and
+# the drop-in that lets completion webhooks leave the daemon's network namespace. Examples only:
+# they name a user, folders and hosts to edit.
+install(FILES "${DOCPIPE_DEPLOY_DIR}/examples/nightly/docpipe-nightly.service"
+              "${DOCPIPE_DEPLOY_DIR}/examples/nightly/docpipe-nightly.timer"
+              "${DOCPIPE_DEPLOY_DIR}/examples/nightly/reports.json"
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/examples/nightly)
+install(FILES "${DOCPIPE_DEPLOY_DIR}/systemd/docpipe.service.d/webhooks.conf"
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/docpipe/examples/docpipe.service.d)
 install(FILES "${CMAKE_CURRENT_SOURCE_DIR}/README.md" "${DOCPIPE_DEPLOY_DIR}/debian/copyright"
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 # bash-completion loads completions/NAME on first use of NAME (pkg-config completionsdir).

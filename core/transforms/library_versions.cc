@@ -15,8 +15,9 @@
 namespace docpipe {
 
 std::string zlib_libdeflate_version() {
-  // libdeflate has no run-time version call: the version it was built against.
-  return std::string("zlib ") + zlibVersion() + ", libdeflate " LIBDEFLATE_VERSION_STRING;
+  // libdeflate has no run-time version call: the version it was built against. "libdeflate/1.14",
+  // not "libdeflate 1.14": lintian takes "deflate <digit>" in a binary for an embedded zlib.
+  return std::string("zlib ") + zlibVersion() + ", libdeflate/" LIBDEFLATE_VERSION_STRING;
 }
 
 std::string zstd_library_version() { return std::string("zstd ") + ZSTD_versionString(); }
