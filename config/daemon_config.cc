@@ -1,6 +1,5 @@
 #include "config/daemon_config.h"
 
-#include <grp.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 #include <thread>
 
 #include "config/cluster_config_parser.h"
+#include "config/user_db.h"
 #include "core/fs_util.h"
 #include "core/json_util.h"
 #include "core/notify_spec.h"
@@ -55,25 +55,6 @@ std::string listen_address_problem(const std::string& address) {
 // Each control connection holds a descriptor; far more than this would starve the watch folder
 // and the pipeline of them.
 constexpr int64_t kMaxControlConnections = 4096;
-
-std::optional<gid_t> resolve_group(const std::string& text) {
-  if (!text.empty() && text.size() <= 10 &&
-      text.find_first_not_of("0123456789") == std::string::npos) {
-    unsigned long v = std::stoul(text);
-    if (v >= static_cast<gid_t>(-1)) return std::nullopt;
-    return static_cast<gid_t>(v);
-  }
-  std::vector<char> buf(16384);
-  struct group gr {};
-  struct group* found = nullptr;
-  int rc;
-  while ((rc = ::getgrnam_r(text.c_str(), &gr, buf.data(), buf.size(), &found)) == ERANGE &&
-         buf.size() < (1u << 22)) {
-    buf.resize(buf.size() * 2);
-  }
-  if (rc != 0 || found == nullptr) return std::nullopt;
-  return gr.gr_gid;
-}
 
 std::string too_many_threads(int64_t n) {
   return "too many threads: " + std::to_string(n) + " (at most " + std::to_string(kMaxThreads) +

@@ -3,12 +3,13 @@
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+
+#include "config/user_db.h"
 
 namespace docpipe {
 
@@ -36,19 +37,6 @@ std::optional<std::array<uint8_t, 32>> parse_hex_digest(std::string_view hex) {
     d[i] = static_cast<uint8_t>(hi << 4 | lo);
   }
   return d;
-}
-
-std::optional<uid_t> uid_of(const std::string& user) {
-  long size = ::sysconf(_SC_GETPW_R_SIZE_MAX);
-  std::vector<char> buf(size > 0 ? static_cast<size_t>(size) : 16384);
-  passwd pw{};
-  passwd* found = nullptr;
-  while (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found) == ERANGE &&
-         buf.size() < (1u << 20)) {
-    buf.resize(buf.size() * 2);
-  }
-  if (found == nullptr) return std::nullopt;
-  return found->pw_uid;
 }
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
@@ -103,7 +91,7 @@ std::optional<HttpTokens> parse_http_tokens(std::string_view text, const std::st
       errors.push_back(where + "the digest must be 64 hex digits (sha256sum of the token)");
       continue;
     }
-    auto uid = uid_of(user);
+    auto uid = resolve_user(user);
     if (!uid) {
       errors.push_back(where + "no such user \"" + user + "\"");
       continue;

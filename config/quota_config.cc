@@ -1,56 +1,16 @@
 #include "config/quota_config.h"
 
-#include <grp.h>
-#include <pwd.h>
-
 #include <cerrno>
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "config/user_db.h"
 #include "core/json_util.h"
 
 namespace docpipe {
 namespace {
 
 using nlohmann::json;
-
-// A name of digits is an id (as admin_group takes one): a user may be capped before, or
-// without, a user database entry.
-std::optional<unsigned long> numeric_id(const std::string& text) {
-  if (text.empty() || text.size() > 10 || text.find_first_not_of("0123456789") != std::string::npos)
-    return std::nullopt;
-  unsigned long v = std::stoul(text);
-  if (v >= static_cast<uid_t>(-1)) return std::nullopt;
-  return v;
-}
-
-std::optional<uid_t> resolve_user(const std::string& text) {
-  if (auto id = numeric_id(text)) return static_cast<uid_t>(*id);
-  std::vector<char> buf(16384);
-  struct passwd pw {};
-  struct passwd* found = nullptr;
-  int rc;
-  while ((rc = ::getpwnam_r(text.c_str(), &pw, buf.data(), buf.size(), &found)) == ERANGE &&
-         buf.size() < (1u << 22)) {
-    buf.resize(buf.size() * 2);
-  }
-  if (rc != 0 || found == nullptr) return std::nullopt;
-  return pw.pw_uid;
-}
-
-std::optional<gid_t> resolve_group(const std::string& text) {
-  if (auto id = numeric_id(text)) return static_cast<gid_t>(*id);
-  std::vector<char> buf(16384);
-  struct group gr {};
-  struct group* found = nullptr;
-  int rc;
-  while ((rc = ::getgrnam_r(text.c_str(), &gr, buf.data(), buf.size(), &found)) == ERANGE &&
-         buf.size() < (1u << 22)) {
-    buf.resize(buf.size() * 2);
-  }
-  if (rc != 0 || found == nullptr) return std::nullopt;
-  return gr.gr_gid;
-}
 
 // One cap: absent, null (no cap) or an integer in range.
 QuotaCap read_cap(JsonObjectReader& r, const char* key, int64_t min, int64_t max) {

@@ -215,6 +215,47 @@ int wait_for_report(const std::string& id, const DaemonConfig& config, std::ostr
   }
 }
 
+// Reads `job_file` and sends it with `op` ("submit", "plan"): the reply when the daemon accepted
+// it, else nullopt with the reasons written to `err` (prefixed "docpipe OP: " or the file name).
+std::optional<nlohmann::json> send_job_file(const std::string& op, const std::string& job_file,
+                                            const DaemonConfig& config, int timeout_ms,
+                                            std::ostream& err) {
+  auto text = read_file(job_file);
+  if (!text) {
+    err << "docpipe " << op << ": " << text.error().message << "\n";
+    return std::nullopt;
+  }
+  nlohmann::json job = nlohmann::json::parse(*text, nullptr, false);
+  if (job.is_discarded() || !job.is_object()) {
+    // Let the daemon-side validator word the error (line and column); send it as a string.
+    err << job_file << ": not a JSON object; run `docpipe validate " << job_file
+        << "` for details\n";
+    return std::nullopt;
+  }
+  if (!job.contains("id")) job["id"] = job_file_stem(job_file);
+  nlohmann::json reply;
+  try {
+    reply = control_request(
+        config.control_socket,
+        {{"op", op}, {"job", job}, {"base_dir", std::string(parent_path(absolute_path(job_file)))}},
+        timeout_ms);
+  } catch (const std::exception& e) {
+    err << "docpipe " << op << ": " << e.what() << "\n";
+    return std::nullopt;
+  }
+  if (!reply.value("ok", false)) {
+    if (reply.contains("errors")) {
+      for (const auto& e : reply["errors"]) {
+        err << job_file << ": " << e.value("message", std::string()) << "\n";
+      }
+    } else {
+      err << "docpipe " << op << ": " << reply.value("error", std::string("refused")) << "\n";
+    }
+    return std::nullopt;
+  }
+  return reply;
+}
+
 }  // namespace
 
 int cli_submit(const std::string& job_file, bool wait, const DaemonConfig& config,
@@ -225,40 +266,10 @@ int cli_submit(const std::string& job_file, bool wait, const DaemonConfig& confi
     if (rc != 0 || !wait) return rc;
     return wait_for_report(id, config, out);
   }
-  auto text = read_file(job_file);
-  if (!text) {
-    err << "docpipe submit: " << text.error().message << "\n";
-    return 1;
-  }
-  nlohmann::json job = nlohmann::json::parse(*text, nullptr, false);
-  if (job.is_discarded() || !job.is_object()) {
-    // Let the daemon-side validator word the error (line and column); send it as a string.
-    err << job_file << ": not a JSON object; run `docpipe validate " << job_file
-        << "` for details\n";
-    return 1;
-  }
-  if (!job.contains("id")) job["id"] = job_file_stem(job_file);
-  nlohmann::json reply;
-  try {
-    reply = control_request(config.control_socket,
-                            {{"op", "submit"},
-                             {"job", job},
-                             {"base_dir", std::string(parent_path(absolute_path(job_file)))}},
-                            kRequestTimeoutMs);
-  } catch (const std::exception& e) {
-    err << "docpipe submit: " << e.what() << "\n";
-    return 1;
-  }
-  if (!reply.value("ok", false)) {
-    if (reply.contains("errors")) {
-      for (const auto& e : reply["errors"]) {
-        err << job_file << ": " << e.value("message", std::string()) << "\n";
-      }
-    } else {
-      err << "docpipe submit: " << reply.value("error", std::string("refused")) << "\n";
-    }
-    return 1;
-  }
+  std::optional<nlohmann::json> sent =
+      send_job_file("submit", job_file, config, kRequestTimeoutMs, err);
+  if (!sent) return 1;
+  const nlohmann::json& reply = *sent;
   std::string id = reply["id"].get<std::string>();
   out << "submitted job \"" << id << "\" (" << reply.value("documents", 0) << " document(s))\n"
       << std::flush;
@@ -471,39 +482,9 @@ int cli_which(const std::string& output_file, bool json, const DaemonConfig& con
 
 int cli_plan(const std::string& job_file, bool json, const DaemonConfig& config, std::ostream& out,
              std::ostream& err) {
-  auto text = read_file(job_file);
-  if (!text) {
-    err << "docpipe plan: " << text.error().message << "\n";
-    return 1;
-  }
-  nlohmann::json job = nlohmann::json::parse(*text, nullptr, false);
-  if (job.is_discarded() || !job.is_object()) {
-    err << job_file << ": not a JSON object; run `docpipe validate " << job_file
-        << "` for details\n";
-    return 1;
-  }
-  if (!job.contains("id")) job["id"] = job_file_stem(job_file);
-  nlohmann::json reply;
-  try {
-    reply = control_request(config.control_socket,
-                            {{"op", "plan"},
-                             {"job", job},
-                             {"base_dir", std::string(parent_path(absolute_path(job_file)))}},
-                            kPlanTimeoutMs);
-  } catch (const std::exception& e) {
-    err << "docpipe plan: " << e.what() << "\n";
-    return 1;
-  }
-  if (!reply.value("ok", false)) {
-    if (reply.contains("errors")) {
-      for (const auto& e : reply["errors"]) {
-        err << job_file << ": " << e.value("message", std::string()) << "\n";
-      }
-    } else {
-      err << "docpipe plan: " << reply.value("error", std::string("refused")) << "\n";
-    }
-    return 1;
-  }
+  std::optional<nlohmann::json> sent = send_job_file("plan", job_file, config, kPlanTimeoutMs, err);
+  if (!sent) return 1;
+  const nlohmann::json& reply = *sent;
   const nlohmann::json& p = reply["plan"];
   const int rc = p.value("would_change", false) ? 2 : 0;
   if (json) {
