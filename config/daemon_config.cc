@@ -99,13 +99,10 @@ class ConfigParser {
         r.error("metrics_listen", problem);
       }
     }
+    // Only the path: the daemon reads the file (load_config_http_tokens), not every CLI command
+    // that reads this config, whose user need not be able to read it.
     if (auto v = r.string("http_tokens_file", true); v && !v->empty()) {
       c.http_tokens_file = resolve_path(base_, *v);
-      std::vector<std::string> problems;
-      if (auto tokens = load_http_tokens(c.http_tokens_file, ::geteuid(), problems)) {
-        c.http_tokens = std::make_shared<const HttpTokens>(std::move(*tokens));
-      }
-      for (std::string& p : problems) r.error("http_tokens_file", std::move(p));
     }
     if (auto v = thread_count(r, "workers")) c.workers = *v;
     if (auto v = thread_count(r, "io_threads")) c.io_threads = *v;
@@ -428,6 +425,19 @@ DaemonConfig load_config(const std::string& path) {
   if (!text) throw ConfigError("cannot read config: " + text.error().message);
   std::string dir(parent_path(resolve_path(absolute_base("."), path)));
   return parse_config(*text, dir, path);
+}
+
+void load_config_http_tokens(DaemonConfig& config) {
+  config.http_tokens = nullptr;
+  if (config.http_tokens_file.empty()) return;
+  std::vector<std::string> problems;
+  auto tokens = load_http_tokens(config.http_tokens_file, ::geteuid(), problems);
+  if (!tokens) {
+    std::string message;
+    for (const std::string& p : problems) message += (message.empty() ? "" : "; ") + p;
+    throw ConfigError("http_tokens_file: " + message);
+  }
+  config.http_tokens = std::make_shared<const HttpTokens>(std::move(*tokens));
 }
 
 void validate_config(const DaemonConfig& config) {

@@ -57,6 +57,8 @@ struct ClusterConfig {
   std::string tls_cert;  // client certificate chain, with tls_key (mutual TLS)
   std::string tls_key;
   std::string tls_hostname;  // expected server name when it differs from the URL's host
+
+  bool operator==(const ClusterConfig&) const = default;
 };
 
 // "retention": how long finished and rejected jobs stay in the spool (docs/design.md
@@ -87,7 +89,8 @@ struct DaemonConfig {
   std::string spool_dir;  // absolute
   std::string metrics_listen = "127.0.0.1:9464";
   // Bearer tokens for /jobs/ID on the metrics listener (config/http_tokens.h); "" (default):
-  // /jobs/ID is off. Loaded with the config, so a reload picks up a changed file.
+  // /jobs/ID is off. The file is read by the daemon only, at start and at each reload
+  // (load_config_http_tokens), so that CLI users who read this config need not read it.
   std::string http_tokens_file;
   std::shared_ptr<const HttpTokens> http_tokens;
   std::string control_socket;  // absolute; default <spool_dir>/control.sock
@@ -149,6 +152,10 @@ DaemonConfig load_config(const std::string& path);
 // A-Z a-z 0-9 _ . - replaced by '-' ("node" for an empty name). Node names are KV keys and appear
 // in status and metrics, hence the narrow set.
 std::string cluster_node_from_host_name(std::string_view host_name);
+
+// The daemon's part of loading: reads http_tokens_file into config.http_tokens (nothing when the
+// key is unset). Throws ConfigError naming the key and the file's problem.
+void load_config_http_tokens(DaemonConfig& config);
 
 // Checks cross-field rules (positive counts, listen address form HOST:PORT). Throws ConfigError.
 void validate_config(const DaemonConfig& config);

@@ -52,6 +52,7 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
       reload_config_(std::move(reload)),
       durable_(config_.durability_fsync),
       spool_(config_.spool_dir, config_.durability_fsync) {
+  load_config_http_tokens(config_);  // the daemon's alone: CLI users need not read the file
   Status st = spool_.create_layout();
   if (!st) throw std::runtime_error("cannot create the spool: " + st.error().message);
   // One daemon per spool: a second one would resume the first one's active jobs.
@@ -494,6 +495,7 @@ void Daemon::reload() {
       [load = reload_config_, next, error] {
         try {
           *next = load();
+          load_config_http_tokens(**next);
         } catch (const std::exception& e) {
           *error = e.what();
         }
@@ -520,6 +522,8 @@ void Daemon::apply_config(DaemonConfig next) {
   keep("control_socket", next.control_socket, config_.control_socket);
   keep("io_threads", next.io_threads, config_.io_threads);
   keep("durability", next.durability_fsync, config_.durability_fsync);
+  // Validation asks config.cluster how this daemon runs (refusing what cluster mode cannot do).
+  keep("cluster", next.cluster, config_.cluster);
   if (!fixed.empty()) log_warn("config reload: some keys need a restart", fixed);
 
   LogLevel level = LogLevel::kInfo;

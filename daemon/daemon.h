@@ -32,9 +32,9 @@
 #include "daemon/loop_executor.h"
 #include "daemon/loop_timer.h"
 #include "daemon/metrics_server.h"
-#include "daemon/quota_ledger.h"
 #include "daemon/notifier.h"
 #include "daemon/notify_transports.h"
+#include "daemon/quota_ledger.h"
 #include "daemon/service_notifier.h"
 #include "daemon/submitter_store.h"
 #include "daemon/uv_handle.h"
@@ -90,12 +90,14 @@ class Daemon {
   uv_loop_t loop_{};
   // One circuit breaker per command; outlives the pipeline (work_) and the monitor.
   std::shared_ptr<CommandBreakers> breakers_ = std::make_shared<CommandBreakers>();
-  std::unique_ptr<MetricsServer> metrics_server_;
+  // Declared before metrics_server_, so destroyed after it: if the constructor throws, the
+  // server's threads are stopped (~MetricsServer) before what its routes call is gone.
   std::unique_ptr<HttpStatus> http_status_;  // /healthz, /readyz, /jobs/ID on metrics_server_
   // Work other threads hand to the loop (post_to_loop), run by finished_async_'s callback.
   std::mutex post_mu_;
   std::vector<std::function<void()>> posted_;
   bool post_open_ = false;  // finished_async_ is open: uv_async_send may be called
+  std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<CommandBreakerMonitor> breaker_monitor_;
   std::unique_ptr<PipelineMetrics> pipeline_metrics_;
   std::unique_ptr<DaemonMetrics> metrics_;

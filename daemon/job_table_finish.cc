@@ -2,8 +2,12 @@
 // of space or descriptors: a job is counted (docpipe_jobs_total) only once its outcome is
 // recorded, and stays visible as "finishing" until then. See docs/design-crash.md.
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <optional>
 
 #include "core/report.h"
@@ -149,7 +153,16 @@ void JobTable::finish_unresumable(const std::string& id, const FieldErrors& erro
         report->id = id;
         report->reason = "cannot resume: " + join_field_errors(errors) + "; " + note;
         Status st = spool->finish(id, false, report_to_json(*report));
-        if (!st) *error = st.error().message;
+        if (!st) {
+          *error = st.error().message;
+          return;
+        }
+        // A record an earlier finish wrote (its move failed, then the job stopped validating)
+        // announces an outcome this job no longer has: unresumable jobs notify nobody.
+        if (::unlink(notify_record_path(spool->root(), id).c_str()) != 0 && errno != ENOENT) {
+          log_warn("cannot remove a stale notification record",
+                   {{"job", id}, {"error", std::strerror(errno)}});
+        }
       },
       [this, id, errors, report, error, attempts] {
         if (!error->empty()) {

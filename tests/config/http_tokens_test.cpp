@@ -42,9 +42,9 @@ std::string joined(const std::vector<std::string>& errors) {
 
 TEST_CASE("http tokens: the SHA-256 of a token finds its user; anything else finds nothing") {
   std::vector<std::string> errors;
-  auto tokens = parse_http_tokens("# comment\n\nroot " + sha256_hex("s3cret") + "\n  nobody\t" +
-                                      sha256_hex("other") + "  \n",
-                                  "tokens", errors);
+  auto tokens = parse_http_tokens(
+      "# comment\n\nroot " + sha256_hex("s3cret") + "\n  nobody\t" + sha256_hex("other") + "  \n",
+      "tokens", errors);
   REQUIRE_MESSAGE(tokens, joined(errors));
   CHECK(tokens->size() == 2);
   auto root = tokens->find("s3cret");
@@ -59,8 +59,7 @@ TEST_CASE("http tokens: the SHA-256 of a token finds its user; anything else fin
   CHECK_FALSE(tokens->find(""));
   CHECK_FALSE(tokens->find(sha256_hex("s3cret")));  // the digest itself is no token
   CHECK_FALSE(tokens->find(std::string(HttpTokens::kMaxTokenChars + 1, 'a')));
-  CHECK(sha256_hex("abc") ==
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST_CASE("http tokens: each bad line is an error naming its line") {
@@ -69,13 +68,12 @@ TEST_CASE("http tokens: each bad line is an error naming its line") {
                                       "\nroot\n"
                                       "root abc\n"
                                       "no-such-user-docpipe " +
-                                      sha256_hex("b") + "\nnobody " + sha256_hex("a") +
-                                      "\nroot " + sha256_hex("c") + " extra\n",
+                                      sha256_hex("b") + "\nnobody " + sha256_hex("a") + "\nroot " +
+                                      sha256_hex("c") + " extra\n",
                                   "/etc/docpipe/http-tokens", errors);
   CHECK_FALSE(tokens);
   REQUIRE(errors.size() == 5);
-  CHECK(errors[0] ==
-        "/etc/docpipe/http-tokens: line 2: expected \"USER SHA256-HEX\", got 1 words");
+  CHECK(errors[0] == "/etc/docpipe/http-tokens: line 2: expected \"USER SHA256-HEX\", got 1 words");
   CHECK(errors[1].find("line 3: the digest must be 64 hex digits") != std::string::npos);
   CHECK(errors[2].find("line 4: no such user \"no-such-user-docpipe\"") != std::string::npos);
   CHECK(errors[3].find("line 5: the same token digest appears twice") != std::string::npos);
@@ -120,20 +118,38 @@ TEST_CASE("http tokens: the file must be private to root or the daemon's user") 
   }
 }
 
-TEST_CASE("http tokens: http_tokens_file in the config loads the file, relative to the config") {
+TEST_CASE("http tokens: the config names the file; only the daemon reads it") {
   Scratch s;
   s.write("tokens", "root " + sha256_hex("t") + "\n");
-  DaemonConfig c = test::parse_config_text(R"({"http_tokens_file": "tokens"})", "config.json",
-                                           s.dir);
+  DaemonConfig c =
+      test::parse_config_text(R"({"http_tokens_file": "tokens"})", "config.json", s.dir);
   CHECK(c.http_tokens_file == s.dir + "/tokens");
+  CHECK_FALSE(c.http_tokens);  // parsing reads nothing: a CLI user need not be able to read it
+  load_config_http_tokens(c);
   REQUIRE(c.http_tokens);
   CHECK(c.http_tokens->find("t"));
-  CHECK_FALSE(test::parse_config_text("{}").http_tokens);
-  CHECK_FALSE(test::parse_config_text(R"({"http_tokens_file": ""})").http_tokens);
+
+  // A file the CLI's user cannot read (here: none at all) does not stop the config from loading.
+  DaemonConfig missing = test::parse_config_text(R"({"http_tokens_file": "/nonexistent/tokens"})");
+  CHECK(missing.http_tokens_file == "/nonexistent/tokens");
+  CHECK_THROWS_WITH_AS(load_config_http_tokens(missing),
+                       "http_tokens_file: /nonexistent/tokens: cannot open: No such file or "
+                       "directory",
+                       ConfigError);
+
+  DaemonConfig none = test::parse_config_text("{}");
+  load_config_http_tokens(none);
+  CHECK_FALSE(none.http_tokens);
+  DaemonConfig empty = test::parse_config_text(R"({"http_tokens_file": ""})");
+  load_config_http_tokens(empty);
+  CHECK_FALSE(empty.http_tokens);
+
   s.write("bad", "root xyz\n");
+  DaemonConfig bad =
+      test::parse_config_text(R"({"http_tokens_file": "bad"})", "config.json", s.dir);
   std::string err;
   try {
-    test::parse_config_text(R"({"http_tokens_file": "bad"})", "config.json", s.dir);
+    load_config_http_tokens(bad);
   } catch (const ConfigError& e) {
     err = e.what();
   }
