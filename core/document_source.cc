@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstring>
 #include <map>
+#include <unordered_set>
 
 #include "core/access_check.h"
 #include "core/fs_util.h"
@@ -103,7 +104,15 @@ class SourceBase : public DocumentSource {
 class DirectoryWalker : public SourceBase {
  public:
   DirectoryWalker(const JobSpec& job, SourceUse use)
-      : SourceBase(job, use), dir_(job.input.dir), globs_(job.input.include, job.input.exclude) {}
+      : SourceBase(job, use), dir_(job.input.dir), globs_(job.input.include, job.input.exclude) {
+    // input.only: the listed paths, and the folders on their way (no other folder is opened).
+    for (const std::string& rel : job.input.only) {
+      only_.insert(rel);
+      for (std::string_view up = parent_path(rel); !up.empty() && up != "."; up = parent_path(up)) {
+        if (!only_folders_.emplace(up).second) break;
+      }
+    }
+  }
 
   ~DirectoryWalker() override {
     for (Frame& f : stack_) ::closedir(f.dir);
@@ -279,8 +288,12 @@ class DirectoryWalker : public SourceBase {
     return target_rel;
   }
 
-  bool selected(const std::string& rel) const { return globs_.selected(rel); }
-  bool should_descend(const std::string& rel) const { return globs_.should_descend(rel); }
+  bool selected(const std::string& rel) const {
+    return globs_.selected(rel) && (only_.empty() || only_.contains(rel));
+  }
+  bool should_descend(const std::string& rel) const {
+    return globs_.should_descend(rel) && (only_.empty() || only_folders_.contains(rel));
+  }
 
   // An error of the walk itself: one that says nothing about the input (out of descriptors or
   // memory, an I/O error) stops the job, since going on would silently leave documents out;
@@ -302,9 +315,11 @@ class DirectoryWalker : public SourceBase {
     errors_.push_back(path + ": " + message);
   }
 
-  const std::string dir_;  // input.dir as the job names it
-  const GlobSet globs_;    // compiled once for the whole walk
-  std::string real_dir_;   // the folder opened: input.dir as resolved at validation
+  const std::string dir_;                         // input.dir as the job names it
+  const GlobSet globs_;                           // compiled once for the whole walk
+  std::unordered_set<std::string> only_;          // input.only; empty: no such filter
+  std::unordered_set<std::string> only_folders_;  // every folder above a path of only_
+  std::string real_dir_;  // the folder opened: input.dir as resolved at validation
   std::shared_ptr<const DirFd> input_;
   std::vector<Frame> stack_;
   bool started_ = false;
@@ -461,31 +476,15 @@ Result<std::shared_ptr<const JobFolders>> JobFolders::open(const JobSpec& job) {
   return std::shared_ptr<const JobFolders>(std::move(folders));
 }
 
-namespace {
-
-// A relative path with no empty, "." or ".." component.
-bool plain_relative(std::string_view path) {
-  if (path.empty() || path.front() == '/') return false;
-  for (size_t start = 0; start <= path.size();) {
-    size_t end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    const std::string_view part = path.substr(start, end - start);
-    if (part.empty() || part == "." || part == "..") return false;
-    start = end + 1;
-  }
-  return true;
-}
-
-}  // namespace
-
 Result<DocumentRef> JobFolders::document(const PortableDocument& p) const {
   // What is read is open_path beneath the job's folder; what is written is relative_path
   // beneath its output folder; input_path names it in reports. All three must agree.
   auto bad = [&](const std::string& why) {
     return make_error(ErrorCode::kInvalidArgument, "document " + p.input_path + ": " + why);
   };
-  if (!plain_relative(p.open_path)) return bad("bad path beneath its folder: " + p.open_path);
-  if (!plain_relative(p.relative_path)) return bad("bad relative path: " + p.relative_path);
+  if (!is_plain_relative_path(p.open_path))
+    return bad("bad path beneath its folder: " + p.open_path);
+  if (!is_plain_relative_path(p.relative_path)) return bad("bad relative path: " + p.relative_path);
   std::shared_ptr<const DirFd> folder;
   if (input_) {
     if (p.input_path != input_dir_ + "/" + p.open_path &&

@@ -35,6 +35,7 @@ class JobParser {
     if (const json* v = top.get("limits")) parse_limits(*v);
     if (auto p = top.integer("priority", -100, 100)) spec_.priority = static_cast<int>(*p);
     if (const json* v = top.get("notify")) spec_.notify = parse_notify(*v, errors_);
+    if (const json* v = top.get("retry_of")) parse_retry_of(*v);
     top.reject_unknown_keys();
     ChainFingerprint fp = fingerprint_chain(chain_steps_, spec_.output);
     spec_.chain_canonical = std::move(fp.canonical);
@@ -62,6 +63,47 @@ class JobParser {
     spec_.id = options_.default_id;
   }
 
+  // Only in a job the daemon wrote for `docpipe retry`: a producer naming another job here would
+  // have its report claim a link the original never made.
+  bool daemon_only(const std::string& path) {
+    if (options_.daemon_written) return true;
+    errors_.push_back({path, "is written by `docpipe retry` only; a job file cannot set it"});
+    return false;
+  }
+
+  void parse_retry_of(const json& value) {
+    if (!daemon_only("retry_of")) return;
+    std::optional<std::string> id = read_string(value, "retry_of", false, errors_);
+    if (!id) return;
+    if (!is_valid_job_id(*id)) {
+      errors_.push_back({"retry_of", "invalid job id " + describe_json(value) + ": " + kJobIdRule});
+      return;
+    }
+    spec_.retry_of = std::move(*id);
+  }
+
+  void parse_only(const json& value, const std::string& path) {
+    if (!daemon_only(path)) return;
+    std::optional<std::vector<std::string>> list = read_string_array(value, path, false, errors_);
+    if (!list) return;
+    std::unordered_map<std::string_view, size_t> seen;
+    for (size_t i = 0; i < list->size(); ++i) {
+      const std::string& rel = (*list)[i];
+      if (!is_plain_relative_path(rel) || rel.find('\0') != std::string::npos) {
+        errors_.push_back({json_index_path(path, i),
+                           "expected a path relative to input.dir, without \".\" or \"..\", got " +
+                               describe_json(value[i])});
+        return;
+      }
+      if (auto [it, inserted] = seen.emplace(rel, i); !inserted) {
+        errors_.push_back({json_index_path(path, i),
+                           "is listed twice (also " + json_index_path(path, it->second) + ")"});
+        return;
+      }
+    }
+    spec_.input.only = std::move(*list);
+  }
+
   void parse_input(const json& value) {
     JsonObjectReader in(value, "input", errors_);
     if (!in.is_object()) return;
@@ -81,8 +123,9 @@ class JobParser {
       if (auto v = in.string_array("exclude", true)) {
         if (check_patterns(*v, in.path_of("exclude"))) spec_.input.exclude = std::move(*v);
       }
+      if (const json* only = in.get("only")) parse_only(*only, in.path_of("only"));
     } else {
-      for (const char* key : {"include", "exclude"}) {
+      for (const char* key : {"include", "exclude", "only"}) {
         if (in.get(key) != nullptr) in.error(key, "only allowed with input.dir");
       }
     }

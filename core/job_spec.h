@@ -46,6 +46,10 @@ struct InputSpec {
   std::vector<std::string> include;  // globs relative to dir; default ["**"]
   std::vector<std::string> exclude;
   std::vector<std::string> files;  // absolute, normalised; empty when `dir` is used
+  // input.only (written by `docpipe retry` alone, docs/design.md "Retry"): with `dir`, the
+  // documents are those of the walk whose relative path is listed here (each a plain relative
+  // path, no duplicates); empty: every document the globs select.
+  std::vector<std::string> only;
   // Filled by check_job_inputs: the allowed input root holding dir (its real path), and dir as
   // resolved then; for `files`, each file's root and resolved path. The job opens its folder (or
   // each file) beneath that root when it starts. Empty (a spec not checked, as in unit tests):
@@ -95,6 +99,9 @@ struct JobSpec {
   std::optional<Credentials> submitter;
   // "notify": who hears that the job ended (core/notify_spec.h); nullopt: nobody.
   std::optional<NotifySpec> notify;
+  // "retry_of" (written by `docpipe retry` alone): the finished job whose failed and cancelled
+  // documents this job does again; empty: none.
+  std::string retry_of;
   // The chain fingerprint (core/chain_fingerprint.h): its canonical JSON and that text's SHA-256.
   std::string chain_canonical;
   std::string chain_fingerprint;
@@ -104,6 +111,9 @@ struct JobParseOptions {
   std::string default_id;             // the file name without .json
   std::string base_dir;               // relative paths in the job resolve against this (absolute)
   const TransformEnv* env = nullptr;  // the daemon's transform environment; null: empty
+  // "retry_of" and "input.only" are the daemon's own (a retry it wrote): from anyone else they
+  // are refused.
+  bool daemon_written = false;
 };
 
 // Parses and validates a job file's text. On failure returns nullopt and fills `errors` with

@@ -87,4 +87,16 @@ std::string job_file_stem(std::string_view path) {
   return std::string(name);
 }
 
+bool is_plain_relative_path(std::string_view path) {
+  if (path.empty() || path.front() == '/') return false;
+  for (size_t start = 0; start <= path.size();) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    const std::string_view part = path.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
 }  // namespace docpipe

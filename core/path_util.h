@@ -22,6 +22,10 @@ bool path_is_within(std::string_view path, std::string_view root);
 // The part of `path` below `root` ("" when equal); only meaningful when path_is_within().
 std::string_view path_below(std::string_view path, std::string_view root);
 
+// A relative path with no empty, "." or ".." component ("a/b.txt"; not "", "/a", "a//b",
+// "a/../b").
+bool is_plain_relative_path(std::string_view path);
+
 // The folder part of a normalised path ("/a/b" -> "/a", "/a" -> "/", "a" -> "").
 std::string_view parent_path(std::string_view path);
 

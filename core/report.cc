@@ -8,9 +8,12 @@ namespace docpipe {
 
 const char* job_state_name(JobState s) {
   switch (s) {
-    case JobState::kSucceeded: return "succeeded";
-    case JobState::kFailed: return "failed";
-    case JobState::kCancelled: return "cancelled";
+    case JobState::kSucceeded:
+      return "succeeded";
+    case JobState::kFailed:
+      return "failed";
+    case JobState::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -23,6 +26,8 @@ std::string report_to_json(const JobReport& r) {
   j["input"] = r.input;
   j["output"] = r.output;
   j["transforms"] = r.transforms;
+  if (!r.retry_of.empty()) j["retry_of"] = r.retry_of;
+  if (!r.retried_by.empty()) j["retried_by"] = r.retried_by;
   j["submitted_at"] = format_utc(r.submitted_at_ms);
   j["started_at"] = format_utc(r.started_at_ms ? r.started_at_ms : r.submitted_at_ms);
   j["finished_at"] = format_utc(r.finished_at_ms);

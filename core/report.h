@@ -49,6 +49,10 @@ struct JobReport {
   std::vector<FailedDocumentEntry> failed_documents;  // at most kMaxFailedListed
   std::vector<std::string> warnings;  // what the input walk left out (unreadable folders, ...)
   InputActionCounts input_actions;
+  // docpipe retry (docs/design.md "Retry"): the job this one retried, and the jobs that retried
+  // this one, oldest first (added to a finished report by link_retry, daemon/job_retry.h).
+  std::string retry_of;
+  std::vector<std::string> retried_by;
 };
 
 // Pretty JSON with a trailing newline.

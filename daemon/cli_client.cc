@@ -142,7 +142,7 @@ bool is_final(const std::string& state) {
 // Polls the job until it ends; prints a live line on a terminal, a line every few seconds
 // otherwise. Returns 0 only if the job succeeded.
 int wait_for_job(const std::string& id, const DaemonConfig& config, std::ostream& out,
-                 std::ostream& err) {
+                 std::ostream& err, const char* command = "submit") {
   const bool tty = ::isatty(STDOUT_FILENO) == 1;
   auto last_print = std::chrono::steady_clock::now() - std::chrono::hours(1);
   for (;;) {
@@ -153,14 +153,15 @@ int wait_for_job(const std::string& id, const DaemonConfig& config, std::ostream
     } catch (const std::exception& e) {
       // The daemon may be restarting; the job is safe in the spool. Keep waiting.
       if (std::chrono::steady_clock::now() - last_print > std::chrono::seconds(5)) {
-        err << "docpipe submit: " << e.what() << "; still waiting\n";
+        err << "docpipe " << command << ": " << e.what() << "; still waiting\n";
         last_print = std::chrono::steady_clock::now();
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
       continue;
     }
     if (!reply.value("ok", false)) {
-      err << "docpipe submit: " << reply.value("error", std::string("status failed")) << "\n";
+      err << "docpipe " << command << ": " << reply.value("error", std::string("status failed"))
+          << "\n";
       return 1;
     }
     const nlohmann::json& job = reply["job"];
@@ -420,6 +421,42 @@ int cli_cancel(const std::string& id, const DaemonConfig& config, std::ostream& 
   }
   out << id << ": " << reply.value("state", std::string("cancelling")) << "\n";
   return 0;
+}
+
+int cli_retry(const std::string& id, const std::string& new_id, bool wait,
+              const DaemonConfig& config, std::ostream& out, std::ostream& err) {
+  nlohmann::json request{{"op", "retry"}, {"id", id}};
+  if (!new_id.empty()) request["new_id"] = new_id;
+  nlohmann::json reply;
+  try {
+    // The daemon walks the original's inputs again: as long as a plan may take.
+    reply = control_request(config.control_socket, request, 600000);
+  } catch (const std::exception& e) {
+    err << "docpipe retry: " << e.what() << "\n";
+    return 1;
+  }
+  if (!reply.value("ok", false)) {
+    if (reply.contains("errors")) {
+      for (const auto& e : reply["errors"]) {
+        err << "docpipe retry: " << e.value("message", std::string()) << "\n";
+      }
+    } else {
+      err << "docpipe retry: " << reply.value("error", std::string("refused")) << "\n";
+    }
+    return reply.value("nothing_to_retry", false) ? 3 : 1;
+  }
+  const std::string retry_id = reply.value("id", std::string());
+  out << "retrying " << reply.value("documents", uint64_t{0}) << " document(s) of job \"" << id
+      << "\" as job \"" << retry_id << "\" (" << reply.value("failed", uint64_t{0}) << " failed, "
+      << reply.value("cancelled", uint64_t{0}) << " never finished)\n"
+      << std::flush;
+  if (uint64_t gone = reply.value("gone", uint64_t{0}); gone > 0) {
+    err << "docpipe retry: " << gone << " failed document(s) of \"" << id
+        << "\" are no longer in its input and are left out\n";
+  }
+  if (reply.contains("note"))
+    err << "docpipe retry: " << reply.value("note", std::string()) << "\n";
+  return wait ? wait_for_job(retry_id, config, out, err, "retry") : 0;
 }
 
 namespace {

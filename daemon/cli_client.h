@@ -16,6 +16,11 @@ int cli_status(const std::string& id, bool json, const DaemonConfig& config, std
                std::ostream& err);
 int cli_cancel(const std::string& id, const DaemonConfig& config, std::ostream& out,
                std::ostream& err);
+// `docpipe retry [--id NEW_ID] [--wait] JOB_ID`: a new job of the failed and cancelled
+// documents of a finished job. 0 submitted (with --wait: and it succeeded); 1 an error (or, with
+// --wait, the retry did not succeed); 3 nothing to retry.
+int cli_retry(const std::string& id, const std::string& new_id, bool wait,
+              const DaemonConfig& config, std::ostream& out, std::ostream& err);
 // `docpipe pause [--reason TEXT]` / `docpipe resume`: intake paused or resumed (operators only);
 // prints the state it leaves.
 int cli_pause(const std::string& reason, const DaemonConfig& config, std::ostream& out,

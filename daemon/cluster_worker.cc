@@ -239,8 +239,10 @@ std::shared_ptr<WorkerJob> ClusterNode::worker_job(const std::string& id, bool f
       job->error = "cannot tell whom the job acts for (its record's submitter is damaged)";
     } else {
       std::optional<Error> shortage;
+      // The text the coordinator pinned after validating it (a retry's fields included).
       v = validate_job_text(r->text, id, "/", *deps_.current_config(), errors, who->submitter,
-                            /*count_documents=*/false, &shortage);
+                            /*count_documents=*/false, &shortage, nullptr,
+                            /*daemon_written=*/true);
       if (shortage) {
         // This node's trouble, not the job's: nothing cached, the message handed back.
         log_warn("cluster: cannot check a job on this node now",

@@ -67,6 +67,12 @@ void ControlHandler::handle(ControlRequest request, const Credentials& peer,
       return which(std::move(request.path), peer, std::move(reply));
     case ControlRequest::Op::kPlan:
       return plan(std::move(request), peer, std::move(reply));
+    case ControlRequest::Op::kRetry:
+      if (deps_.table.stopping()) {
+        reply(error_reply("the daemon is shutting down; retry once it is back"));
+        return;
+      }
+      return retry(std::move(request), peer, std::move(reply));
   }
 }
 
@@ -165,57 +171,69 @@ void ControlHandler::submit(ControlRequest request, const Credentials& peer,
         *submitted = intake->submit(text, default_id, base_dir, submitter, *cfg);
       },
       [this, reply, submitted, uid = peer.uid] {
-        if (submitted->job) {
-          const std::string id = submitted->job->spec().id;
-          uint64_t documents = submitted->job->report().counts.total;
-          log_info("job accepted", {{"job", id},
-                                    {"source", "socket"},
-                                    {"uid", std::to_string(uid)},
-                                    {"documents", std::to_string(documents)}});
-          deps_.table.enqueue(submitted->job);
-          nlohmann::json out{{"ok", true}, {"id", id}, {"documents", documents}};
-          if (deps_.table.paused()) {
-            out["note"] =
-                "intake is paused: the job is queued and starts once an operator runs "
-                "`docpipe resume`";
-          }
-          reply(out);
-        } else if (!submitted->unopened_id.empty()) {
-          // In active/ already: it runs once it can be opened, as a claimed drop does.
-          const std::string& id = submitted->unopened_id;
-          log_error("cannot open accepted job; retrying",
-                    {{"job", id}, {"source", "socket"}, {"error", submitted->failure}});
-          deps_.table.resume_later(id, 1);
-          reply(
-              {{"ok", true},
-               {"id", id},
-               {"documents", submitted->documents},
-               {"note", "accepted; it starts once it can be opened (" + submitted->failure + ")"}});
-        } else if (!submitted->errors.empty()) {
-          deps_.metrics.job_rejected();
-          log_warn("job rejected", {{"source", "socket"},
-                                    {"uid", std::to_string(uid)},
-                                    {"errors", join_field_errors(submitted->errors)}});
-          nlohmann::json out{
-              {"ok", false}, {"error", "invalid job"}, {"errors", errors_json(submitted->errors)}};
-          if (submitted->quota_refused == QuotaRefusal::kPriority) {
-            deps_.metrics.quota_refused(QuotaRefusal::kPriority);
-            out["error"] = "refused: over the submitter's quota";
-            out["quota_refused"] = "priority";
-          }
-          reply(out);
-        } else if (submitted->quota_refused == QuotaRefusal::kQueuedJobs) {
-          deps_.metrics.job_rejected();
-          deps_.metrics.quota_refused(QuotaRefusal::kQueuedJobs);
-          log_warn(
-              "job refused: over quota",
-              {{"source", "socket"}, {"uid", std::to_string(uid)}, {"error", submitted->failure}});
-          reply({{"ok", false}, {"error", submitted->failure}, {"quota_refused", "queued_jobs"}});
-        } else {
-          log_error("cannot accept submitted job", {{"error", submitted->failure}});
-          reply(error_reply("cannot accept the job: " + submitted->failure));
-        }
+        answer_submitted(*submitted, uid, "socket", nlohmann::json::object(), reply);
       });
+}
+
+void ControlHandler::answer_submitted(const JobIntake::Submitted& submitted, uid_t uid,
+                                      const char* source, const nlohmann::json& extra,
+                                      const ControlServer::Reply& reply) {
+  if (submitted.job) {
+    const std::string id = submitted.job->spec().id;
+    uint64_t documents = submitted.job->report().counts.total;
+    LogFields fields{{"job", id},
+                     {"source", source},
+                     {"uid", std::to_string(uid)},
+                     {"documents", std::to_string(documents)}};
+    if (!submitted.job->spec().retry_of.empty()) {
+      fields.emplace_back("retry_of", submitted.job->spec().retry_of);
+    }
+    log_info("job accepted", fields);
+    deps_.table.enqueue(submitted.job);
+    nlohmann::json out{{"ok", true}, {"id", id}, {"documents", documents}};
+    out.update(extra);
+    if (deps_.table.paused()) {
+      out["note"] =
+          "intake is paused: the job is queued and starts once an operator runs "
+          "`docpipe resume`";
+    }
+    reply(out);
+  } else if (!submitted.unopened_id.empty()) {
+    // In active/ already: it runs once it can be opened, as a claimed drop does.
+    const std::string& id = submitted.unopened_id;
+    log_error("cannot open accepted job; retrying",
+              {{"job", id}, {"source", source}, {"error", submitted.failure}});
+    deps_.table.resume_later(id, 1);
+    nlohmann::json out{
+        {"ok", true},
+        {"id", id},
+        {"documents", submitted.documents},
+        {"note", "accepted; it starts once it can be opened (" + submitted.failure + ")"}};
+    out.update(extra);
+    reply(out);
+  } else if (!submitted.errors.empty()) {
+    deps_.metrics.job_rejected();
+    log_warn("job rejected", {{"source", source},
+                              {"uid", std::to_string(uid)},
+                              {"errors", join_field_errors(submitted.errors)}});
+    nlohmann::json out{
+        {"ok", false}, {"error", "invalid job"}, {"errors", errors_json(submitted.errors)}};
+    if (submitted.quota_refused == QuotaRefusal::kPriority) {
+      deps_.metrics.quota_refused(QuotaRefusal::kPriority);
+      out["error"] = "refused: over the submitter's quota";
+      out["quota_refused"] = "priority";
+    }
+    reply(out);
+  } else if (submitted.quota_refused == QuotaRefusal::kQueuedJobs) {
+    deps_.metrics.job_rejected();
+    deps_.metrics.quota_refused(QuotaRefusal::kQueuedJobs);
+    log_warn("job refused: over quota",
+             {{"source", source}, {"uid", std::to_string(uid)}, {"error", submitted.failure}});
+    reply({{"ok", false}, {"error", submitted.failure}, {"quota_refused", "queued_jobs"}});
+  } else {
+    log_error("cannot accept submitted job", {{"source", source}, {"error", submitted.failure}});
+    reply(error_reply("cannot accept the job: " + submitted.failure));
+  }
 }
 
 nlohmann::json ControlHandler::quota_status(const Credentials& peer) const {

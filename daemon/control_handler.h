@@ -11,6 +11,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "config/daemon_config.h"
@@ -19,7 +20,9 @@
 #include "daemon/control_server.h"
 #include "daemon/daemon_metrics.h"
 #include "daemon/executor.h"
+#include "daemon/finished_reports.h"
 #include "daemon/job_intake.h"
+#include "daemon/job_retry.h"
 #include "daemon/job_table.h"
 #include "daemon/submitter_store.h"
 #include "pipeline/work_queue.h"
@@ -46,7 +49,9 @@ class ControlHandler {
     const QuotaLedger* quotas = nullptr;        // status shows the caller's jobs against its cap
     // The completion notifications' part of status (Notifier::status); null: none.
     std::function<nlohmann::json()> notifications = nullptr;
-    LineageStore* lineage = nullptr;            // which and plan read it (null: not available)
+    LineageStore* lineage = nullptr;  // which and plan read it (null: not available)
+    // Finished reports a retry links itself into (null: retries are not linked; unit tests).
+    FinishedReports* reports = nullptr;
   };
   explicit ControlHandler(Deps deps) : deps_(deps) {}
 
@@ -60,6 +65,17 @@ class ControlHandler {
   void status(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
   void finished_status(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
   void cancel(const std::string& id, const Credentials& peer, ControlServer::Reply reply);
+  // The reply to a job handed to JobIntake::submit (a submit, a retry), queueing it if accepted.
+  // `extra`: more members for a reply that accepts it.
+  void answer_submitted(const JobIntake::Submitted& submitted, uid_t uid, const char* source,
+                        const nlohmann::json& extra, const ControlServer::Reply& reply);
+  // docpipe retry (daemon/control_retry.cc, daemon/job_retry.h): a new job of a finished job's
+  // failed and cancelled documents, with the rights of cancel.
+  void retry(ControlRequest request, const Credentials& peer, ControlServer::Reply reply);
+  // Its second half, on the executor: the new job drafted, submitted and linked.
+  void prepare_retry(const std::string& id, const std::string& new_id, const FinishedJob& original,
+                     const std::optional<Credentials>& submitter, const Credentials& peer,
+                     const ControlServer::Reply& reply);
   // docpipe which / plan (daemon/control_lineage.cc): on the executor.
   void which(std::string path, const Credentials& peer, ControlServer::Reply reply);
   void plan(ControlRequest request, const Credentials& peer, ControlServer::Reply reply);
@@ -82,6 +98,8 @@ class ControlHandler {
   std::shared_ptr<PauseFile> pause_file_ = std::make_shared<PauseFile>();
   int64_t started_at_ms_ = 0;
   uint64_t submit_counter_ = 0;
+  // Jobs a retry is being prepared for: a second retry of one of them waits for the first.
+  std::set<std::string> retrying_;
 };
 
 }  // namespace docpipe

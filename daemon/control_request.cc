@@ -63,8 +63,8 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
   auto op = request.find("op");
   if (op == request.end() || !op->is_string()) {
     return invalid(
-        "request needs a string \"op\": submit, status, cancel, list, pause, resume, which or "
-        "plan");
+        "request needs a string \"op\": submit, status, cancel, retry, list, pause, resume, "
+        "which or plan");
   }
   const std::string& name = op->get_ref<const std::string&>();
   if (name == "submit") return parse_submit(request);
@@ -118,6 +118,22 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
     r.id = id->get<std::string>();
     return r;
   }
+  if (name == "retry") {
+    r.op = ControlRequest::Op::kRetry;
+    auto id = request.find("id");
+    if (id == request.end() || !id->is_string() || id->get_ref<const std::string&>().empty()) {
+      return invalid("retry needs \"id\": the finished job's id");
+    }
+    r.id = id->get<std::string>();
+    auto new_id = request.find("new_id");
+    if (new_id != request.end() && !new_id->is_null()) {
+      if (!new_id->is_string() || new_id->get_ref<const std::string&>().empty()) {
+        return invalid("retry: \"new_id\" must be a non-empty string");
+      }
+      r.new_id = new_id->get<std::string>();
+    }
+    return r;
+  }
   if (name == "pause") {
     r.op = ControlRequest::Op::kPause;
     auto reason = request.find("reason");
@@ -131,7 +147,8 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
     return r;
   }
   return invalid("unknown op " + quote_client_text(name, kMaxQuotedOp) +
-                 ": expected submit, status, cancel, list, pause, resume, which or plan");
+                 ": expected submit, status, cancel, retry, list, pause, resume, which or "
+                 "plan");
 }
 
 }  // namespace docpipe

@@ -1,10 +1,10 @@
 #pragma once
 // One control-socket request line (NDJSON), parsed and checked without libuv, so that it can be
 // unit-tested and fuzzed: {"op": "submit", "job": {...}, "base_dir": "/abs"}, {"op": "status"
-// [, "id": ID]}, {"op": "cancel", "id": ID}, {"op": "list"}, {"op": "pause"[, "reason": TEXT]} or
-// {"op": "resume"}. Hostile lines cost O(size): size
-// and nesting are checked before anything is built, and nothing a client sends is echoed back
-// unbounded.
+// [, "id": ID]}, {"op": "cancel", "id": ID}, {"op": "retry", "id": ID[, "new_id": ID]},
+// {"op": "list"}, {"op": "pause"[, "reason": TEXT]} or {"op": "resume"}. Hostile lines cost
+// O(size): size and nesting are checked before anything is built, and nothing a client sends is
+// echoed back unbounded.
 
 #include <cstddef>
 #include <string>
@@ -23,9 +23,10 @@ inline constexpr size_t kMaxControlRequestBytes = 4u << 20;
 inline constexpr size_t kMaxControlRequestDepth = kMaxJsonDepth;
 
 struct ControlRequest {
-  enum class Op { kSubmit, kStatus, kCancel, kList, kPause, kResume, kWhich, kPlan };
+  enum class Op { kSubmit, kStatus, kCancel, kList, kPause, kResume, kWhich, kPlan, kRetry };
   Op op = Op::kList;
-  std::string id;        // status: one job (empty: all of the caller's); cancel: the job
+  std::string id;        // status: one job (empty: all of the caller's); cancel, retry: the job
+  std::string new_id;    // retry: the new job's id (empty: the daemon picks "ID-retry-N")
   std::string job_text;  // submit: the job as compact JSON text
   std::string base_dir;  // submit: where relative paths resolve (absolute); empty: incoming/
   std::string reason;    // pause: why (cut to kMaxPauseReasonChars); may be empty

@@ -97,7 +97,8 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                                                 .webhook = webhook_transport_,
                                                 .command = command_transport_,
                                                 .command_breakers = breakers_.get(),
-                                                .registry = &metrics_server_->registry()},
+                                                .registry = &metrics_server_->registry(),
+                                                .reports = &finished_reports_},
                                  notifier_settings(config_));
   if (config_.cluster.enabled) {
     auto node = ClusterNode::start({.config = config_,
@@ -134,7 +135,8 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                      .reopen = [this](const std::string& id) { return intake_->reopen(id); },
                      .wake = [this] { uv_async_send(finished_async_.get()); },
                      .quotas = &quotas_,
-                     .notify = [this](NotifyRecord r) { notifications_->add(std::move(r)); }},
+                     .notify = [this](NotifyRecord r) { notifications_->add(std::move(r)); },
+                     .reports = &finished_reports_},
       table_limits(config_));
   open_lineage_store();
   intake_ = std::make_unique<JobIntake>(JobIntake::Deps{.executor = executor_,
@@ -165,7 +167,8 @@ Daemon::Daemon(DaemonConfig config, ConfigLoader reload)
                                },
                            .quotas = &quotas_,
                            .notifications = [this] { return notifications_->status(); },
-                           .lineage = lineage_.get()});
+                           .lineage = lineage_.get(),
+                           .reports = &finished_reports_});
 }
 
 void Daemon::open_lineage_store() {
@@ -369,6 +372,7 @@ void Daemon::run_retention() {
         context.submitters = spool_.root() + "/submitters";
         context.notify = notify_folder(spool_.root());
         context.stop = &retention_stop_;
+        context.group_lock = &finished_reports_.lock();
         for (size_t i = 0; i < 3; ++i) {
           if (rules[i]->max_age_days == 0 && rules[i]->max_jobs == 0) continue;
           pass->pruned[i] = prune_folder(dirs[i], kinds[i],

@@ -26,6 +26,7 @@
 #include "daemon/control_handler.h"
 #include "daemon/control_server.h"
 #include "daemon/daemon_metrics.h"
+#include "daemon/finished_reports.h"
 #include "daemon/http_status.h"
 #include "daemon/job_intake.h"
 #include "daemon/job_table.h"
@@ -86,6 +87,8 @@ class Daemon {
   const bool durable_;
   Spool spool_;
   SubmitterStore submitters_{spool_, durable_};  // who each job acts for (threadpool only)
+  // Rewrites of finished reports (notify sections, retry links), serialised with retention.
+  FinishedReports finished_reports_{spool_.root(), durable_};
   int lock_fd_ = -1;  // flock on spool/docpipe.lock, held for the daemon's life
   uv_loop_t loop_{};
   // One circuit breaker per command; outlives the pipeline (work_) and the monitor.

@@ -45,6 +45,7 @@ DaemonJob::DaemonJob(JobSpec spec, uint64_t expected_total, int64_t submitted_at
                                           : spec_.input.dir;
   report_.output = spec_.output.dir;
   report_.transforms = spec_.transform_ops;
+  report_.retry_of = spec_.retry_of;
   report_.submitted_at_ms = submitted_at_ms;
   report_.counts.total = expected_total;
   if (spec_.input.acts()) {

@@ -9,7 +9,7 @@
 // each output is renamed into place; resume takes an output with an intent record and no
 // document record, whose content has that sha256, as the job's own: done and succeeded. Without
 // it, a kill -9 between the rename and the document record made the job fail (fail) or count its
-// own output as skipped (skip). See docs/design-crash.md.
+// own output as skipped (skip). See docs/design.md "Crash and fault windows".
 // Pipeline threads call into it concurrently (guarded by mu_, the journal by journal_mu_); the
 // loop thread reads the final state only after job_finished(). Resume (open, replay, intents, the
 // unresumable report) lives in daemon_job_resume.cc; the record format in core/journal_record.h.

@@ -19,9 +19,9 @@ namespace docpipe {
 std::optional<ValidatedJob> validate_job_text(
     const std::string& text, const std::string& default_id, const std::string& base_dir,
     const DaemonConfig& config, FieldErrors& errors, const std::optional<Credentials>& submitter,
-    bool count_documents, std::optional<Error>* shortage, QuotaCheck* quota) {
+    bool count_documents, std::optional<Error>* shortage, QuotaCheck* quota, bool daemon_written) {
   TransformEnv env{config.commands, config.allowed_input_roots};
-  JobParseOptions options{default_id, base_dir, &env};
+  JobParseOptions options{default_id, base_dir, &env, daemon_written};
   std::optional<JobSpec> spec = parse_job(text, options, errors);
   if (!spec) {
     cap_field_errors(errors);
@@ -113,8 +113,6 @@ std::string pin_job_text(const std::string& text, const JobSpec& spec) {
 }
 
 namespace {
-
-constexpr int64_t kMaxActiveJobFileBytes = int64_t{64} << 20;
 
 const char* file_type_name(mode_t mode) {
   switch (mode & S_IFMT) {
@@ -378,8 +376,9 @@ IntakeResult load_active_job(const Spool& spool, const std::string& id,
   r.owner_uid = file->uid;
   r.owner_gid = file->gid;
   std::optional<Error> shortage;
-  std::optional<ValidatedJob> job = validate_job_text(file->text, id, spool.incoming(), config,
-                                                      r.errors, std::nullopt, true, &shortage);
+  std::optional<ValidatedJob> job =
+      validate_job_text(file->text, id, spool.incoming(), config, r.errors, std::nullopt, true,
+                        &shortage, nullptr, /*daemon_written=*/true);
   if (shortage) {
     r.kind = IntakeResult::Kind::kFailed;  // resumed later, not ended as unresumable
     r.message = shortage_message(*shortage);

@@ -20,6 +20,10 @@
 
 namespace docpipe {
 
+// A job file the daemon wrote itself (active/, done/, failed/: pinned texts, retries) is read up
+// to this size, looser than max_job_file_bytes.
+inline constexpr int64_t kMaxActiveJobFileBytes = int64_t{64} << 20;
+
 struct ValidatedJob {
   JobSpec spec;
   uint64_t documents = 0;  // matching documents counted at validation
@@ -33,6 +37,8 @@ struct ValidatedJob {
 // memory), and the job is to be tried again, not rejected.
 // `quota` (new jobs only: a submit or a dropped file, never a resume): a priority above its
 // max_priority is an error on "priority", and `quota->refused` says so.
+// `daemon_written`: the text is the daemon's own (a job in active/, a retry it built): the
+// fields only `docpipe retry` writes ("retry_of", "input.only") are allowed.
 struct QuotaCheck {
   ResolvedQuota quota;
   QuotaRefusal refused = QuotaRefusal::kNone;
@@ -41,7 +47,8 @@ std::optional<ValidatedJob> validate_job_text(
     const std::string& text, const std::string& default_id, const std::string& base_dir,
     const DaemonConfig& config, FieldErrors& errors,
     const std::optional<Credentials>& submitter = std::nullopt, bool count_documents = true,
-    std::optional<Error>* shortage = nullptr, QuotaCheck* quota = nullptr);
+    std::optional<Error>* shortage = nullptr, QuotaCheck* quota = nullptr,
+    bool daemon_written = false);
 
 // The quota of a new job of `submitter` (nullopt: root) before it is validated: a submitter who
 // has max_queued_jobs counted already is refused at once, without the cost of walking the

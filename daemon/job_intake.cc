@@ -242,7 +242,7 @@ void JobIntake::on_intake_result(IntakeResult r, std::shared_ptr<DaemonJob> job)
 JobIntake::Submitted JobIntake::submit(const std::string& text, const std::string& default_id,
                                        const std::string& base_dir,
                                        const std::optional<Credentials>& submitter,
-                                       const DaemonConfig& config) {
+                                       const DaemonConfig& config, bool daemon_written) {
   Submitted out;
   QuotaCheck quota{resolve_quota(config.quotas, submitter)};
   if (deps_.quotas != nullptr) {
@@ -253,7 +253,7 @@ JobIntake::Submitted JobIntake::submit(const std::string& text, const std::strin
   }
   std::optional<Error> shortage;
   auto validated = validate_job_text(text, default_id, base_dir, config, out.errors, submitter,
-                                     /*count_documents=*/true, &shortage, &quota);
+                                     /*count_documents=*/true, &shortage, &quota, daemon_written);
   if (shortage) {
     // The daemon's trouble, not the job's: a failure the client may retry, not field errors.
     out.errors.clear();

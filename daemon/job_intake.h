@@ -77,9 +77,10 @@ class JobIntake {
     // with the reason among `errors` (on "priority").
     QuotaRefusal quota_refused = QuotaRefusal::kNone;
   };
+  // `daemon_written`: a retry the daemon built (validate_job_text).
   Submitted submit(const std::string& text, const std::string& default_id,
                    const std::string& base_dir, const std::optional<Credentials>& submitter,
-                   const DaemonConfig& config);
+                   const DaemonConfig& config, bool daemon_written = false);
 
   // Blocking (executor): reopens active/ID.json as a resumed job (JobTable::Reopen), checked
   // against the config of now.

@@ -162,6 +162,7 @@ nlohmann::json JobTable::job_status(const DaemonJob& job) const {
                    {"submitted_at", format_utc(r.submitted_at_ms)}};
   if (rate > 0 && c.total > done) j["eta_seconds"] = static_cast<double>(c.total - done) / rate;
   if (!r.reason.empty()) j["reason"] = r.reason;
+  if (!r.retry_of.empty()) j["retry_of"] = r.retry_of;
   if (!job.finish_state().last_error.empty()) j["error"] = job.finish_state().last_error;
   j["submitter_uid"] = job.spec().submitter ? job.spec().submitter->uid : 0;
   // A cluster node: which node coordinates it (this one) and whether it is spread.

@@ -32,9 +32,10 @@
 #include "daemon/daemon_job.h"
 #include "daemon/daemon_metrics.h"
 #include "daemon/executor.h"
+#include "daemon/finished_reports.h"
 #include "daemon/intake_pause.h"
-#include "daemon/quota_ledger.h"
 #include "daemon/notify_record.h"
+#include "daemon/quota_ledger.h"
 #include "daemon/retry_queue.h"
 #include "pipeline/work_queue.h"
 
@@ -78,6 +79,8 @@ class JobTable {
     // A finished job's completion notification, its record written (daemon/notifier.h); null:
     // records are written but nobody delivers them (unit tests that do not look).
     std::function<void(NotifyRecord)> notify = nullptr;
+    // A finished retry links itself into its original's report (daemon/job_retry.h); null: not.
+    FinishedReports* reports = nullptr;
   };
 
   JobTable(Deps deps, JobTableLimits limits);

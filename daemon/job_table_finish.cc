@@ -1,6 +1,7 @@
 // Finishing jobs (report, manifest, moves out of active/) and the retries of what failed for want
 // of space or descriptors: a job is counted (docpipe_jobs_total) only once its outcome is
-// recorded, and stays visible as "finishing" until then. See docs/design-crash.md.
+// recorded, and stays visible as "finishing" until then. See docs/design.md "Crash and fault
+// windows".
 
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <optional>
 
 #include "core/report.h"
+#include "daemon/job_retry.h"
 #include "daemon/job_table.h"
 #include "daemon/log.h"
 
@@ -30,7 +32,7 @@ void JobTable::finalize(std::shared_ptr<DaemonJob> job) {
   auto result = std::make_shared<Finished>();
   result->manifest_written = fs.manifest_written;
   deps_.executor.run(
-      [spool = &deps_.spool, durable = deps_.durable, job, result] {
+      [spool = &deps_.spool, durable = deps_.durable, reports = deps_.reports, job, result] {
         Status st = job->close_journal();
         JobReport& report = result->report;
         report = job->report();
@@ -78,7 +80,20 @@ void JobTable::finalize(std::shared_ptr<DaemonJob> job) {
           }
         }
         Status moved = spool->finish(report.id, report.state == JobState::kSucceeded, text);
-        if (!moved) result->error = moved.error();
+        if (!moved) {
+          result->error = moved.error();
+          return;
+        }
+        if (!report.retry_of.empty() && reports != nullptr) {
+          // Linked when the retry was accepted already, unless a crash came first (idempotent).
+          Status linked = link_retry(*reports, report.retry_of, report.id);
+          if (!linked && linked.error().code != ErrorCode::kNotFound) {
+            log_warn("cannot link the retry into the original's report",
+                     {{"job", report.id},
+                      {"retry_of", report.retry_of},
+                      {"error", linked.error().message}});
+          }
+        }
       },
       [this, job, result] { finalized(job, *result); });
 }

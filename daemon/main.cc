@@ -206,6 +206,19 @@ int main(int argc, char** argv) {
   cancel_flags.add_to(cancel, false);
   cancel->add_option("JOB_ID", cancel_id, "the job")->required();
 
+  Overrides retry_flags;
+  std::string retry_id;
+  std::string retry_new_id;
+  bool retry_wait = false;
+  auto* retry = app.add_subcommand(
+      "retry",
+      "A new job of the failed and cancelled documents of a finished job, with the same chain; "
+      "exit 0 if submitted, 1 on error, 3 if nothing is left to retry");
+  retry_flags.add_to(retry, false);
+  retry->add_option("JOB_ID", retry_id, "the finished job")->required();
+  retry->add_option("--id", retry_new_id, "the new job's id (default: JOB_ID-retry-N)");
+  retry->add_flag("--wait", retry_wait, "show progress; exit 0 only if the retry succeeded");
+
   Overrides pause_flags;
   std::string pause_reason;
   auto* pause = app.add_subcommand(
@@ -266,6 +279,10 @@ int main(int argc, char** argv) {
       return docpipe::cli_status(status_id, status_json, status_flags.load(), std::cout, std::cerr);
     }
     if (*cancel) return docpipe::cli_cancel(cancel_id, cancel_flags.load(), std::cout, std::cerr);
+    if (*retry) {
+      return docpipe::cli_retry(retry_id, retry_new_id, retry_wait, retry_flags.load(), std::cout,
+                                std::cerr);
+    }
     if (*pause) return docpipe::cli_pause(pause_reason, pause_flags.load(), std::cout, std::cerr);
     if (*resume) return docpipe::cli_resume(resume_flags.load(), std::cout, std::cerr);
     if (*transforms) return cmd_transforms(transforms_json);

@@ -41,6 +41,10 @@ Notifier::Notifier(Deps deps, NotifierSettings settings)
       settings_(std::move(settings)),
       rng_(deps_.jitter_seed ? *deps_.jitter_seed : std::random_device{}()),
       host_breakers_(deps_.clock) {
+  if (deps_.reports == nullptr) {
+    own_reports_ = std::make_unique<FinishedReports>(deps_.spool_root, deps_.durable);
+    deps_.reports = own_reports_.get();
+  }
   if (deps_.registry != nullptr) {
     total_ = &prometheus::BuildCounter()
                   .Name("docpipe_notifications_total")
@@ -409,18 +413,16 @@ void Notifier::persist(const std::shared_ptr<Entry>& entry) {
     log_warn("cannot update the notification record",
              {{"job", snapshot.id}, {"error", st.error().message}});
   }
-  const std::string folder = snapshot.succeeded_folder ? "/done/" : "/failed/";
-  const std::string job_file = deps_.spool_root + folder + snapshot.id + ".json";
   bool report_written = true;
-  // The report is rewritten only while its job is there (a job removed by hand stays removed).
-  if (path_exists(job_file)) {
-    Status written = write_file_atomic(deps_.spool_root + folder + snapshot.id + ".report.json",
-                                       report_with_notify(snapshot), deps_.durable);
-    if (!written) {
-      report_written = false;
-      log_warn("cannot update the report's notify section",
-               {{"job", snapshot.id}, {"error", written.error().message}});
-    }
+  // The report is rewritten only while its job is there (a job removed by hand stays removed),
+  // from what it says now (a retry may have linked itself since the job finished).
+  Status written = deps_.reports->update(
+      snapshot.id, [&](nlohmann::ordered_json& report) { set_notify_section(report, snapshot); },
+      snapshot.body);
+  if (!written && written.error().code != ErrorCode::kNotFound) {
+    report_written = false;
+    log_warn("cannot update the report's notify section",
+             {{"job", snapshot.id}, {"error", written.error().message}});
   }
   if (!snapshot.pending() && report_written) {
     st = store_notify_record(deps_.spool_root, snapshot, deps_.durable);  // removes it

@@ -37,6 +37,7 @@
 #include "config/daemon_config.h"
 #include "core/clock.h"
 #include "core/command_breaker.h"
+#include "daemon/finished_reports.h"
 #include "daemon/notify_record.h"
 
 namespace docpipe {
@@ -93,6 +94,8 @@ class Notifier {
     CommandBreakers* command_breakers = nullptr;         // the exec commands' breakers; null: none
     prometheus::Registry* registry = nullptr;            // null: no metrics (unit tests)
     std::optional<uint64_t> jitter_seed = std::nullopt;  // unset: random
+    // Rewrites the finished reports (daemon/finished_reports.h); null: one of the notifier's own.
+    FinishedReports* reports = nullptr;
   };
 
   Notifier(Deps deps, NotifierSettings settings);
@@ -151,6 +154,7 @@ class Notifier {
   void count(NotifyChannel channel, const char* outcome);
 
   Deps deps_;
+  std::unique_ptr<FinishedReports> own_reports_;  // when deps_.reports was null
   mutable std::mutex mu_;
   std::condition_variable cv_;
   NotifierSettings settings_;

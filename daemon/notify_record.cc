@@ -113,6 +113,11 @@ Result<NotifyRecord> parse_notify_record(const std::string& text) {
 std::string report_with_notify(const NotifyRecord& r) {
   ordered_json report = ordered_json::parse(r.body, nullptr, false);
   if (report.is_discarded() || !report.is_object()) report = ordered_json::object();
+  set_notify_section(report, r);
+  return report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+void set_notify_section(ordered_json& report, const NotifyRecord& r) {
   ordered_json section = ordered_json::object();
   for (const NotifyChannelState& c : r.channels) {
     ordered_json s;
@@ -128,7 +133,6 @@ std::string report_with_notify(const NotifyRecord& r) {
     section[notify_channel_name(c.channel)] = std::move(s);
   }
   report["notify"] = std::move(section);
-  return report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 std::string notify_folder(const std::string& spool_root) { return spool_root + "/notify"; }

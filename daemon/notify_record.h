@@ -59,6 +59,8 @@ Result<NotifyRecord> parse_notify_record(const std::string& text);
 // The report's text with its "notify" section: {"webhook": {"url", "state", "attempts",
 // "last_error", "http_status", "last_attempt_at", "next_attempt_at"}, "command": {...}}.
 std::string report_with_notify(const NotifyRecord& record);
+// Sets `report`'s "notify" section to what `record` says of each channel.
+void set_notify_section(nlohmann::ordered_json& report, const NotifyRecord& record);
 
 // Where records live: SPOOL/notify/ID.json.
 std::string notify_folder(const std::string& spool_root);

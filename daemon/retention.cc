@@ -189,6 +189,10 @@ PruneResult prune_folder(const std::string& dir, SpoolFolder kind, const PruneRu
     Group& g = *order[i];
     const bool too_old = rule.max_age_ms > 0 && now_ms - g.age_ms() > rule.max_age_ms;
     const bool stopped = context.stop != nullptr && context.stop->load();
+    std::unique_lock<std::mutex> held;
+    if (context.group_lock != nullptr && (too_old || i < over_count)) {
+      held = std::unique_lock(*context.group_lock);
+    }
     if ((!too_old && i >= over_count) || r.more || stopped ||
         r.jobs_removed >= context.max_removals || !unchanged(dirfd, g)) {
       if ((too_old || i < over_count) && (stopped || r.jobs_removed >= context.max_removals)) {

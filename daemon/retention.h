@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,7 +39,10 @@ struct PruneContext {
   // is still being rewritten and its id must stay used (daemon/notifier.h).
   std::string notify;
   const std::atomic<bool>* stop = nullptr;  // set: the pass ends after the current job
-  size_t max_removals = 10000;              // jobs removed per pass, at most
+  // Held from the check that a job's files are unchanged through their removal, so that a report
+  // rewritten meanwhile (FinishedReports::lock) keeps its job for this pass; null: none.
+  std::mutex* group_lock = nullptr;
+  size_t max_removals = 10000;  // jobs removed per pass, at most
 };
 
 struct PruneResult {

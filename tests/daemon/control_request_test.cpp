@@ -40,14 +40,20 @@ TEST_CASE("control request: each op with what it needs") {
   CHECK(cancel->op == ControlRequest::Op::kCancel);
   CHECK(cancel->id == "job-1");
   CHECK(parse_control_request(R"({"op":"list"})")->op == ControlRequest::Op::kList);
+  auto retry = parse_control_request(R"({"op":"retry","id":"nightly","new_id":"again"})");
+  REQUIRE(retry);
+  CHECK(retry->op == ControlRequest::Op::kRetry);
+  CHECK(retry->id == "nightly");
+  CHECK(retry->new_id == "again");
+  CHECK(parse_control_request(R"({"op":"retry","id":"nightly"})")->new_id.empty());
 }
 
 TEST_CASE("control request: malformed requests are refused, each with its reason") {
   CHECK(error_of("not json") == "malformed request: expected one JSON object per line");
   CHECK(error_of("[1]") == "malformed request: expected one JSON object per line");
-  CHECK(
-      error_of(R"({"op":1})") ==
-      "request needs a string \"op\": submit, status, cancel, list, pause, resume, which or plan");
+  CHECK(error_of(R"({"op":1})") ==
+        "request needs a string \"op\": submit, status, cancel, retry, list, pause, resume, which "
+        "or plan");
   CHECK(error_of(R"({"op":"submit"})") == "submit needs \"job\": the job as a JSON object");
   CHECK(error_of(R"({"op":"submit","job":[]})") ==
         "submit needs \"job\": the job as a JSON object");
@@ -55,15 +61,18 @@ TEST_CASE("control request: malformed requests are refused, each with its reason
         "submit: \"base_dir\" must be an absolute path");
   CHECK(error_of(R"({"op":"status","id":7})") == "status: \"id\" must be a non-empty string");
   CHECK(error_of(R"({"op":"cancel"})") == "cancel needs \"id\": the job id");
+  CHECK(error_of(R"({"op":"retry"})") == "retry needs \"id\": the finished job's id");
+  CHECK(error_of(R"({"op":"retry","id":"a","new_id":3})") ==
+        "retry: \"new_id\" must be a non-empty string");
   CHECK(error_of(R"({"op":"explode"})") ==
-        "unknown op \"explode\": expected submit, status, cancel, list, pause, resume, which or "
-        "plan");
+        "unknown op \"explode\": expected submit, status, cancel, retry, list, pause, resume, "
+        "which or plan");
 }
 
 TEST_CASE("control request: an unknown op is quoted short and printable, never echoed whole") {
   std::string op(1 << 20, 'A');
   std::string message = error_of(R"({"op":")" + op + R"("})");
-  CHECK(message.size() < 120);
+  CHECK(message.size() < 160);
   CHECK(message.rfind("unknown op \"AAAA", 0) == 0);
   CHECK(error_of(R"({"op":"a\u0001b\"c"})").find("a?b?c") != std::string::npos);
 }

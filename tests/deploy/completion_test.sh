@@ -124,6 +124,8 @@ expect_not "$tmp/bin/docpipe cancel " node-a
 expect "$tmp/bin/docpipe status --json ni" nightly-2026-12-01
 expect_not "$tmp/bin/docpipe status --json ni" invoices.11
 expect_not "$tmp/bin/docpipe cancel nightly-2026-12-01 " nightly-2026-12-01 invoices.11
+# Only finished jobs can be retried: the daemon's queued and running ones are not offered.
+expect_not "$tmp/bin/docpipe retry " nightly-2026-12-01 invoices.11
 : >"$tmp/bin/calls"
 complete_line "$tmp/bin/docpipe cancel --config /etc/x.json --spool /srv/s " >/dev/null
 grep -qx -- "status --json --config /etc/x.json --spool /srv/s" "$tmp/bin/calls" ||
@@ -137,6 +139,8 @@ start=$(date +%s%N)
 got=$(complete_line "$docpipe cancel --spool $tmp/spool ")
 [ -z "$got" ] || fail "cancel with no daemon offers: $got"
 expect "$docpipe status --spool $tmp/spool " report-a broken-b
+expect "$docpipe retry --spool $tmp/spool " report-a broken-b
+expect "$docpipe retry --id again --spool $tmp/spool b" broken-b
 printf '{"spool_dir": "%s"}\n' "$tmp/spool" >"$tmp/config.json"
 expect "$docpipe status --config $tmp/config.json r" report-a
 elapsed_ms=$((($(date +%s%N) - start) / 1000000))
