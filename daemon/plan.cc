@@ -6,14 +6,40 @@
 
 #include <cerrno>
 
+#include "core/access_check.h"
 #include "core/chain_fingerprint.h"
 #include "core/document_source.h"
 #include "core/lineage_check.h"
+#include "core/path_util.h"
+#include "core/safe_fs.h"
 #include "pipeline/sha256.h"
 
 namespace docpipe {
 
 namespace {
+
+// Whether `who` could tell by itself what an orphan row says: it may read the output file (as
+// `docpipe which` asks), and search the folders down to where its input was (the nearest of
+// them that still exists), so that the input's absence is something it could see too.
+bool may_see_orphan(const LineageRow& r, const Credentials& who) {
+  const std::string out_dir = real_path(std::string(parent_path(r.output)));
+  if (out_dir.empty() || !check_path_access(out_dir, who, X_OK, "read")) return false;
+  const std::string out = (out_dir == "/" ? "" : out_dir) + "/" + std::string(base_name(r.output));
+  const int fd = ::open(out.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st;
+  const bool readable =
+      ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && may_access(fd, st, who, R_OK);
+  ::close(fd);
+  if (!readable) return false;
+  std::string dir(parent_path(r.input));
+  std::string real;
+  while (!dir.empty() && (real = real_path(dir)).empty()) {
+    if (dir == "/") return false;
+    dir = std::string(parent_path(dir));
+  }
+  return !real.empty() && check_path_access(real, who, X_OK, "search");
+}
 
 // The input's stat without opening it: beneath the folder the walk found it in.
 bool stat_input(const DocumentRef& doc, struct stat* st) {
@@ -169,7 +195,11 @@ nlohmann::json plan_job(const JobSpec& spec, LineageStore* store, size_t list,
     scan = !under || *under > recorded_here;
   }
   if (scan) {
+    const Credentials* who = restricted_submitter(spec);
     Status scanned = store->for_each_under(spec.output.dir, [&](const LineageRow& r) {
+      // Rows of other users' jobs may lie beneath a shared output folder: a restricted caller
+      // learns of a row only what it could find out itself.
+      if (who != nullptr && !may_see_orphan(r, *who)) return true;
       struct stat st;
       if (::lstat(r.input.c_str(), &st) != 0 && errno == ENOENT) {
         ++c.orphans;

@@ -4,7 +4,10 @@
 // caller's rights); then its inputs are walked and each document classified as the run would
 // (core/lineage_check.h): new, changed, unchanged, would overwrite, or exists (kept by
 // if_exists skip, failed by fail). Store rows beneath the job's output folder whose input is
-// gone are orphans. Only what would change is listed, up to a cap; the counts are always whole.
+// gone are orphans; a restricted caller (not root) is told only of those whose output it may read
+// and whose input's folder it may search (beneath a shared output folder, rows of other users'
+// jobs are not its business). Only what would change is listed, up to a cap; the counts are
+// always whole.
 //
 // Memory is bounded whatever the job's size: the walk is lazy and the reply's lists are capped.
 // Blocking: runs on the executor.

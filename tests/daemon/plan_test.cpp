@@ -110,6 +110,37 @@ TEST_CASE("plan: each document is classified as the run would and orphans are co
   CHECK(p["estimate_seconds"].is_null());
 }
 
+TEST_CASE("plan: a restricted caller is told only of orphans it could see for itself") {
+  if (::geteuid() != 0) return;  // files of root's that uid 65534 may not read
+  Fixture f;
+  REQUIRE(::chmod(f.dir.root().c_str(), 0755) == 0);
+  // z (the fixture's): readable output, input folder searchable: anyone may see it is gone.
+  TempFolder::write(f.out + "/z", "content of a");
+  // y: its input was in a folder nobody may search; x: its output is root's alone.
+  const std::string secret = f.dir.root() + "/secret";
+  REQUIRE(::mkdir(secret.c_str(), 0700) == 0);
+  TempFolder::write(f.out + "/y", "y");
+  TempFolder::write(f.out + "/x", "x");
+  REQUIRE(::chmod((f.out + "/x").c_str(), 0600) == 0);
+  LineageRow y = row(f.in, f.out, "a", f.spec.chain_fingerprint);
+  y.output = f.out + "/y";
+  y.input = secret + "/y";
+  LineageRow x = y;
+  x.output = f.out + "/x";
+  x.input = f.in + "/x";
+  REQUIRE(f.store->upsert({y, x}));
+  PlanCounts all;
+  plan_job(f.spec, f.store.get(), 100, {}, &all);
+  CHECK(all.orphans == 3);
+  f.spec.submitter = Credentials{65534, 65534, {}};
+  PlanCounts seen;
+  nlohmann::json p = plan_job(f.spec, f.store.get(), 100, {}, &seen);
+  CHECK(seen.orphans == 1);
+  REQUIRE(p["orphans"].size() == 1);
+  CHECK(p["orphans"][0]["output"] == f.out + "/z");
+  CHECK(p.dump().find("secret") == std::string::npos);
+}
+
 TEST_CASE("plan: an input changed in content, or an output edited, is changed") {
   Fixture f;
   TempFolder::write(f.in + "/a", "new content of a");
