@@ -1,6 +1,7 @@
 #include "daemon/control_request.h"
 
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "daemon/intake_pause.h"
 
@@ -43,6 +44,14 @@ Result<ControlRequest> parse_submit(const json& request,
   // Compact: indentation would multiply the text by the nesting depth.
   r.job_text = job->dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   return r;
+}
+
+// The string member `key`: "" when absent or null; nullopt when it is not a non-empty string.
+std::optional<std::string> non_empty_string(const json& request, const char* key) {
+  auto it = request.find(key);
+  if (it == request.end() || it->is_null()) return std::string();
+  if (!it->is_string() || it->get_ref<const std::string&>().empty()) return std::nullopt;
+  return it->get<std::string>();
 }
 
 }  // namespace
@@ -109,29 +118,19 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
     r.id = id->get<std::string>();
     return r;
   }
-  if (name == "cancel") {
-    r.op = ControlRequest::Op::kCancel;
-    auto id = request.find("id");
-    if (id == request.end() || !id->is_string() || id->get_ref<const std::string&>().empty()) {
-      return invalid("cancel needs \"id\": the job id");
+  if (name == "cancel" || name == "retry") {
+    const bool retry = name == "retry";
+    r.op = retry ? ControlRequest::Op::kRetry : ControlRequest::Op::kCancel;
+    std::optional<std::string> id = non_empty_string(request, "id");
+    if (!id || id->empty()) {
+      return invalid(retry ? "retry needs \"id\": the finished job's id"
+                           : "cancel needs \"id\": the job id");
     }
-    r.id = id->get<std::string>();
-    return r;
-  }
-  if (name == "retry") {
-    r.op = ControlRequest::Op::kRetry;
-    auto id = request.find("id");
-    if (id == request.end() || !id->is_string() || id->get_ref<const std::string&>().empty()) {
-      return invalid("retry needs \"id\": the finished job's id");
-    }
-    r.id = id->get<std::string>();
-    auto new_id = request.find("new_id");
-    if (new_id != request.end() && !new_id->is_null()) {
-      if (!new_id->is_string() || new_id->get_ref<const std::string&>().empty()) {
-        return invalid("retry: \"new_id\" must be a non-empty string");
-      }
-      r.new_id = new_id->get<std::string>();
-    }
+    r.id = std::move(*id);
+    if (!retry) return r;
+    std::optional<std::string> new_id = non_empty_string(request, "new_id");
+    if (!new_id) return invalid("retry: \"new_id\" must be a non-empty string");
+    r.new_id = std::move(*new_id);
     return r;
   }
   if (name == "pause") {

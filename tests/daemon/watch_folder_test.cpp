@@ -232,12 +232,16 @@ TEST_CASE("watch folder: the periodic rescan finds a file the watch missed, then
   WatchFixture f(settle.count(), /*rescan_ms=*/20, &metrics);
   REQUIRE(f.start() == 0);
   f.settle_loop();
-  // Replace incoming/ by a new folder at the same path: inotify keeps watching the old inode.
-  fs::rename(f.incoming_, f.root_ + "/old-incoming");
-  fs::create_directories(f.incoming_);
-  f.settle_loop();  // the watch learns that its folder went away
+  // Replace incoming/ by a new folder at the same path, the file already in it: inotify keeps
+  // watching the old inode, and the file was never in a watched folder, so no event names it.
+  // (Made before it is swapped in, with the loop not running: a rescan timer firing between
+  // a mkdir and a drop would watch the new folder first, and the drop would be seen at once.)
+  const std::string next = f.root_ + "/new-incoming";
+  fs::create_directories(next);
+  WatchFixture::write_file(next + "/late.json", "{}", O_TRUNC);
   const TimePoint dropped_at = f.clock_.now();
-  f.drop("late.json", "{}");
+  fs::rename(f.incoming_, f.root_ + "/old-incoming");
+  fs::rename(next, f.incoming_);
   // The loop blocks until the rescan timer fires and its scan finds the file.
   REQUIRE(f.run_until([&] { return rescan_events(registry) >= 1; }));
   f.settle_loop();
