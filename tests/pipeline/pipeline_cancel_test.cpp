@@ -144,9 +144,10 @@ TEST_CASE(
         gate->pass();
         return make_error(ErrorCode::kCommandFailed, "conv: exited with status 1");
       });
-  SUBCASE("attempts left: the document was not done, so it is cancelled") {
+  // The job with `max_attempts`, its one document failing after the cancel: its one outcome.
+  auto cancelled_then_failed = [&](int max_attempts) {
     JobSpec spec = make_spec("j", dir / "out", chain_of({failing}));
-    spec.limits.max_attempts = 3;
+    spec.limits.max_attempts = max_attempts;
     auto job = std::make_shared<FakeJob>(spec, input);
     Pipeline pipeline(test_options(), nullptr);
     OpenAtExit open_at_exit{*gate};
@@ -156,23 +157,17 @@ TEST_CASE(
     gate->release();
     REQUIRE(job->wait_finished());
     REQUIRE(job->outcome_count() == 1);
-    CHECK(job->outcomes().at(0).state == DocumentState::kCancelled);
-    CHECK(job->outcomes().at(0).attempts == 1);
+    return job->outcomes().at(0);
+  };
+  SUBCASE("attempts left: the document was not done, so it is cancelled") {
+    const auto outcome = cancelled_then_failed(3);
+    CHECK(outcome.state == DocumentState::kCancelled);
+    CHECK(outcome.attempts == 1);
   }
   SUBCASE("its last attempt: the failure stands") {
-    JobSpec spec = make_spec("j", dir / "out", chain_of({failing}));
-    spec.limits.max_attempts = 1;
-    auto job = std::make_shared<FakeJob>(spec, input);
-    Pipeline pipeline(test_options(), nullptr);
-    OpenAtExit open_at_exit{*gate};
-    pipeline.add_job(job);
-    REQUIRE(gate->wait_reached());
-    REQUIRE(pipeline.cancel_job("j"));
-    gate->release();
-    REQUIRE(job->wait_finished());
-    REQUIRE(job->outcome_count() == 1);
-    CHECK(job->outcomes().at(0).state == DocumentState::kFailed);
-    CHECK(job->outcomes().at(0).error.find("exited with status 1") != std::string::npos);
+    const auto outcome = cancelled_then_failed(1);
+    CHECK(outcome.state == DocumentState::kFailed);
+    CHECK(outcome.error.find("exited with status 1") != std::string::npos);
   }
 }
 
