@@ -436,12 +436,9 @@ int cli_retry(const std::string& id, const std::string& new_id, bool wait,
     return 1;
   }
   if (!reply.value("ok", false)) {
-    if (reply.contains("errors")) {
-      for (const auto& e : reply["errors"]) {
-        err << "docpipe retry: " << e.value("message", std::string()) << "\n";
-      }
-    } else {
-      err << "docpipe retry: " << reply.value("error", std::string("refused")) << "\n";
+    err << "docpipe retry: " << reply.value("error", std::string("refused")) << "\n";
+    for (const auto& e : reply.value("errors", nlohmann::json::array())) {
+      err << "docpipe retry: " << e.value("message", std::string()) << "\n";
     }
     return reply.value("nothing_to_retry", false) ? 3 : 1;
   }
@@ -452,7 +449,14 @@ int cli_retry(const std::string& id, const std::string& new_id, bool wait,
       << std::flush;
   if (uint64_t gone = reply.value("gone", uint64_t{0}); gone > 0) {
     err << "docpipe retry: " << gone << " failed document(s) of \"" << id
-        << "\" are no longer in its input and are left out\n";
+        << "\" are not in its input now (moved, deleted or unreadable) and are left out\n";
+  }
+  if (uint64_t newer = reply.value("new_since", uint64_t{0}); newer > 0) {
+    err << "docpipe retry: " << newer << " document(s) came into the input of \"" << id
+        << "\" after it ran and are not retried: submit the job again for them\n";
+  }
+  for (const auto& w : reply.value("warnings", nlohmann::json::array())) {
+    if (w.is_string()) err << "docpipe retry: " << w.get<std::string>() << "\n";
   }
   if (reply.contains("note"))
     err << "docpipe retry: " << reply.value("note", std::string()) << "\n";

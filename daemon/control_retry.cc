@@ -3,9 +3,11 @@
 // submit of the original's submitter would be.
 #include "core/fs_util.h"
 #include "core/job_spec.h"
+#include "core/time_util.h"
 #include "daemon/control_handler.h"
 #include "daemon/job_retry.h"
 #include "daemon/log.h"
+#include "daemon/peer_credentials.h"
 
 namespace docpipe {
 
@@ -46,10 +48,6 @@ void ControlHandler::retry(ControlRequest request, const Credentials& peer,
                  "cancel it first"));
     return;
   }
-  if (!retrying_.insert(id).second) {
-    reply(refuse("a retry of job " + quoted_id(id) + " is being prepared already"));
-    return;
-  }
   struct Loaded {
     Result<FinishedJob> job = make_error(ErrorCode::kNotFound, "");
     std::optional<SubmitterStore::Record> owner;
@@ -62,7 +60,6 @@ void ControlHandler::retry(ControlRequest request, const Credentials& peer,
       },
       [this, id, new_id = request.new_id, peer, reply, loaded] {
         if (!loaded->job) {
-          retrying_.erase(id);
           if (loaded->job.error().code != ErrorCode::kNotFound && deps_.table.is_admin(peer)) {
             reply(refuse("cannot read finished job " + quoted_id(id) + ": " +
                          loaded->job.error().message));
@@ -76,15 +73,24 @@ void ControlHandler::retry(ControlRequest request, const Credentials& peer,
         const bool visible =
             deps_.table.can_see(loaded->owner ? loaded->owner->submitter : std::nullopt, peer);
         if (!visible) {
-          retrying_.erase(id);
           reply(refuse(no_finished_job(id)));
           return;
         }
         if (!loaded->owner) {
-          retrying_.erase(id);
           reply(refuse("cannot retry job " + quoted_id(id) +
                        ": whom it acted for is not recorded (its submitter record is missing or "
                        "untrusted); submit the job again instead"));
+          return;
+        }
+        // Its retry may be running unlinked (a crash, or a full spool, between its admission
+        // and the link): two retries of one job would write the same outputs at once.
+        if (std::optional<std::string> running = deps_.table.retry_in_table(id)) {
+          reply(refuse("job " + quoted_id(id) + " is being retried as " + quoted_id(*running) +
+                       " (queued or running): retry that one once it has ended"));
+          return;
+        }
+        if (!retrying_.insert(id).second) {
+          reply(refuse("a retry of job " + quoted_id(id) + " is being prepared already"));
           return;
         }
         prepare_retry(id, new_id, *loaded->job, loaded->owner->submitter, peer, reply);
@@ -107,7 +113,18 @@ void ControlHandler::prepare_retry(const std::string& id, const std::string& new
       "retry-" + std::to_string(deps_.clock.wall_ms()) + "-" + std::to_string(++submit_counter_);
   deps_.executor.run(
       [spool = &deps_.spool, intake = &deps_.intake, reports = deps_.reports,
-       cfg = deps_.intake.config(), original, submitter, id, new_id, fallback_id, out] {
+       cfg = deps_.intake.config(), original, recorded = submitter, id, new_id, fallback_id,
+       now = format_utc(deps_.clock.wall_ms()), out] {
+        // Whom it acts for: the original's submitter, with only the groups it still has.
+        std::optional<Credentials> submitter = recorded;
+        if (recorded) {
+          Result<Credentials> current = credentials_for_uid(recorded->uid);
+          if (!current) {
+            out->error = "cannot retry job " + quoted_id(id) + ": " + current.error().message;
+            return;
+          }
+          submitter = retry_credentials(*recorded, *current);
+        }
         const std::string latest = latest_retry(original.report);
         if (!latest.empty() && job_in_spool(*spool, latest)) {
           out->error = "job " + quoted_id(id) + " was retried as " + quoted_id(latest) +
@@ -132,8 +149,11 @@ void ControlHandler::prepare_retry(const std::string& id, const std::string& new
         if (reports != nullptr && (out->submitted.job || !out->submitted.unopened_id.empty())) {
           // Admitted: the original names it now (the retry's finish links it again if a crash
           // comes first).
-          Status linked = link_retry(*reports, id, chosen);
-          if (!linked) out->link_error = linked.error().message;
+          Status linked = link_retry(*reports, id, chosen, now);
+          // Pruned meanwhile: nothing to link (the reply still names the new job).
+          if (!linked && linked.error().code != ErrorCode::kNotFound) {
+            out->link_error = linked.error().message;
+          }
         }
       },
       [this, id, out, uid = peer.uid, reply] {
@@ -149,8 +169,9 @@ void ControlHandler::prepare_retry(const std::string& id, const std::string& new
                    {{"job", id}, {"error", out->link_error}});
         }
         const RetryDraft& d = out->draft;
-        nlohmann::json extra{
-            {"retry_of", id}, {"failed", d.failed}, {"cancelled", d.cancelled}, {"gone", d.gone}};
+        nlohmann::json extra{{"retry_of", id},           {"failed", d.failed},
+                             {"cancelled", d.cancelled}, {"gone", d.gone},
+                             {"new_since", d.new_since}, {"warnings", d.warnings}};
         answer_submitted(out->submitted, uid, "retry", extra, reply);
       });
 }

@@ -22,11 +22,13 @@ class FinishedReports {
       : root_(std::move(spool_root)), durable_(durable) {}
 
   // Applies `change` to job `id`'s report in done/ or failed/ (wherever its ID.json is) and
-  // writes it atomically. `fallback`: the report's text to start from when the one on disk is
-  // missing or unreadable ("" : then the change fails). kNotFound when the job is in neither
-  // folder (never finished here, or pruned).
+  // writes it atomically, unless `change` returns false (nothing to change). The report keeps
+  // its mtime: retention ages a finished job by it, and a rewrite is not a new end. `fallback`:
+  // the report's text to start from when the one on disk is missing or unreadable ("" : then
+  // the change fails). kNotFound when the job is in neither folder (never finished here, or
+  // pruned).
   Status update(const std::string& id,
-                const std::function<void(nlohmann::ordered_json& report)>& change,
+                const std::function<bool(nlohmann::ordered_json& report)>& change,
                 const std::string& fallback = {});
 
   // Held by retention across the check and removal of one finished job's files.

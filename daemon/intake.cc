@@ -376,9 +376,13 @@ IntakeResult load_active_job(const Spool& spool, const std::string& id,
   r.owner_uid = file->uid;
   r.owner_gid = file->gid;
   std::optional<Error> shortage;
+  // The fields only `docpipe retry` writes are honoured in a file the daemon wrote itself (a
+  // socket submit, a retry): a claimed drop stays its producer's, who could have edited it since
+  // it was checked.
+  const bool daemon_written = file->uid == ::geteuid();
   std::optional<ValidatedJob> job =
       validate_job_text(file->text, id, spool.incoming(), config, r.errors, std::nullopt, true,
-                        &shortage, nullptr, /*daemon_written=*/true);
+                        &shortage, nullptr, daemon_written);
   if (shortage) {
     r.kind = IntakeResult::Kind::kFailed;  // resumed later, not ended as unresumable
     r.message = shortage_message(*shortage);

@@ -6,18 +6,24 @@
 //
 // Cancelled documents are never journalled, so the manifest alone cannot name them: the retry
 // walks the original's input again, exactly as the original did (same globs, same confinement,
-// the same submitter's rights), and keeps every document the original's manifest does not record
-// as succeeded or skipped. The result is pinned in the new job's file: input.only (input.dir
-// jobs: the exact relative paths, so outputs land where the original would have put them) or
-// input.files (a subset of the original's files).
+// the same submitter's rights), and keeps every document the original's manifest records as
+// failed, and, when the original did not finish every document it matched (cancelled, stopped
+// early), every document the manifest does not name at all. Documents are told apart by their
+// output path (input.dir jobs: a symlink and its target are two documents) or their input path
+// (input.files jobs), as the manifest records them. The result is pinned in the new job's file:
+// input.only (input.dir jobs: the exact relative paths, so outputs land where the original would
+// have put them) or input.files (a subset of the original's files).
 //
 // Blocking file work: call these off the loop thread.
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config/daemon_config.h"
 #include "core/credentials.h"
@@ -32,7 +38,10 @@ struct FinishedJob {
   std::string id;
   std::string job_text;       // ID.json: the job as submitted, pinned
   std::string manifest_path;  // ID.manifest.jsonl
-  nlohmann::json report;      // ID.report.json (an object)
+  // Opened with the rest, so that retention removing it meanwhile cannot make the retry take
+  // it for "no document finished"; null when the job has none.
+  std::shared_ptr<std::FILE> manifest;
+  nlohmann::json report;  // ID.report.json (an object)
 };
 
 // kNotFound when `id` is in neither folder; another error when its files cannot be read.
@@ -52,7 +61,12 @@ struct RetryDraft {
   uint64_t documents = 0;  // in it
   uint64_t failed = 0;     // of them, documents the original failed
   uint64_t cancelled = 0;  // of them, documents the original never finished
-  uint64_t gone = 0;       // failed documents that the walk no longer finds (moved, deleted)
+  // Failed documents the walk does not find now (moved, deleted, or unreadable: see warnings).
+  uint64_t gone = 0;
+  // Documents the walk finds that the original never knew of, left out: it finished every
+  // document it matched, so these came since.
+  uint64_t new_since = 0;
+  std::vector<std::string> warnings;  // what the walk left out, and names a job cannot hold
 };
 
 // Builds the retry of `original` as job `new_id`: validates the original's job against `config`
@@ -63,9 +77,15 @@ Result<RetryDraft> draft_retry(const FinishedJob& original, const std::string& n
                                const DaemonConfig& config,
                                const std::optional<Credentials>& submitter);
 
-// Adds `retry_id` to the "retried_by" list of `original_id`'s report, once. kNotFound when the
-// original is no longer in the spool (pruned).
+// Adds `retry_id` to the "retried_by" list of `original_id`'s report, once, unless that report
+// is of a job that finished after `retry_submitted_at` (format_utc): its id was reused by a later
+// job once the original was pruned. kNotFound when the original is no longer in the spool.
 Status link_retry(FinishedReports& reports, const std::string& original_id,
-                  const std::string& retry_id);
+                  const std::string& retry_id, const std::string& retry_submitted_at);
+
+// The credentials a retry acts with: `recorded`'s uid, with only the groups it had then that
+// the user database still gives it now (`current`, credentials_for_uid), so that a retry never
+// has a group its submitter has lost since, nor one it did not have then.
+Credentials retry_credentials(const Credentials& recorded, const Credentials& current);
 
 }  // namespace docpipe

@@ -138,6 +138,13 @@ nlohmann::json JobTable::visible_jobs(const Credentials& peer) const {
   return jobs;
 }
 
+std::optional<std::string> JobTable::retry_in_table(const std::string& original) const {
+  for (const auto& [id, job] : jobs_) {
+    if (job->spec().retry_of == original) return id;
+  }
+  return std::nullopt;
+}
+
 nlohmann::json JobTable::job_status(const DaemonJob& job) const {
   JobReport r = job.report();
   const JobCounts& c = r.counts;

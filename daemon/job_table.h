@@ -126,6 +126,8 @@ class JobTable {
   // Status (control socket): a caller sees only the jobs it submitted, unless it is an admin.
   bool can_see(const std::optional<Credentials>& submitter, const Credentials& peer) const;
   std::optional<nlohmann::json> status_of(const std::string& id, const Credentials& peer) const;
+  // A queued, running or finishing job whose "retry_of" is `original`, if any (its id).
+  std::optional<std::string> retry_in_table(const std::string& original) const;
   nlohmann::json visible_jobs(const Credentials& peer) const;
   size_t running() const { return running_.size(); }
   size_t queued() const { return queued_.size(); }

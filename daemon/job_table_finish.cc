@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "core/report.h"
+#include "core/time_util.h"
 #include "daemon/job_retry.h"
 #include "daemon/job_table.h"
 #include "daemon/log.h"
@@ -86,7 +87,8 @@ void JobTable::finalize(std::shared_ptr<DaemonJob> job) {
         }
         if (!report.retry_of.empty() && reports != nullptr) {
           // Linked when the retry was accepted already, unless a crash came first (idempotent).
-          Status linked = link_retry(*reports, report.retry_of, report.id);
+          Status linked =
+              link_retry(*reports, report.retry_of, report.id, format_utc(report.submitted_at_ms));
           if (!linked && linked.error().code != ErrorCode::kNotFound) {
             log_warn("cannot link the retry into the original's report",
                      {{"job", report.id},

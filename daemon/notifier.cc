@@ -417,7 +417,11 @@ void Notifier::persist(const std::shared_ptr<Entry>& entry) {
   // The report is rewritten only while its job is there (a job removed by hand stays removed),
   // from what it says now (a retry may have linked itself since the job finished).
   Status written = deps_.reports->update(
-      snapshot.id, [&](nlohmann::ordered_json& report) { set_notify_section(report, snapshot); },
+      snapshot.id,
+      [&](nlohmann::ordered_json& report) {
+        set_notify_section(report, snapshot);
+        return true;
+      },
       snapshot.body);
   if (!written && written.error().code != ErrorCode::kNotFound) {
     report_written = false;

@@ -6,9 +6,11 @@
 // never was), and a retry root asks for of nobody's job acts for nobody.
 
 #include <doctest/doctest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <memory>
 #include <set>
 #include <string>
 
@@ -19,11 +21,12 @@ namespace {
 
 constexpr uid_t kNobody = 65534;
 
+// Each input the manifest lists, which must be listed once.
 std::set<std::string> manifest_inputs(const JobOutcome& outcome) {
   std::set<std::string> inputs;
-  for (const auto& line : read_json_lines(outcome.manifest_path)) {
-    inputs.insert(line["input"].get<std::string>());
-  }
+  const std::vector<nlohmann::json> lines = read_json_lines(outcome.manifest_path);
+  for (const auto& line : lines) inputs.insert(line["input"].get<std::string>());
+  CHECK(inputs.size() == lines.size());
   return inputs;
 }
 
@@ -94,20 +97,22 @@ TEST_CASE("e2e retry: 3 bad documents of 8 are fixed and retried alone and both 
   CHECK(daemon.terminate() == 0);
 }
 
-TEST_CASE("e2e retry: documents a cancel left undone are retried and a running job is refused") {
+TEST_CASE(
+    "e2e retry: documents a cancel left undone are retried and a running job is refused and a "
+    "crash before the link is mended") {
   TempDir tmp(scratch_base());
   const std::string spool = tmp / "spool", in = tmp / "in", out = tmp / "out";
-  constexpr int kDocuments = 6;
+  constexpr int kDocuments = 10;
   std::set<std::string> all;
   for (int i = 0; i < kDocuments; ++i) {
     const std::string path = in + "/doc-" + std::to_string(i) + ".txt";
     write_file(path, "document " + std::to_string(i) + "\n");
     all.insert(path);
   }
-  DaemonProcess daemon(spool, {"--workers", "1"});
-  daemon.set_binary(DOCPIPE_TEST_BINARY);
-  daemon.start();
-  drop_job(spool, "slow.json", make_job("slow", in, out, {{{"op", "test.sleep"}, {"ms", 300}}}));
+  auto daemon = std::make_unique<DaemonProcess>(spool, std::vector<std::string>{"--workers", "1"});
+  daemon->set_binary(DOCPIPE_TEST_BINARY);
+  daemon->start();
+  drop_job(spool, "slow.json", make_job("slow", in, out, {{{"op", "test.sleep"}, {"ms", 400}}}));
   REQUIRE(poll_until(std::chrono::seconds(60), [&] {
     nlohmann::json s = daemon_status(spool, tmp.path());
     for (const auto& j : s["jobs"]) {
@@ -119,7 +124,7 @@ TEST_CASE("e2e retry: documents a cancel left undone are retried and a running j
   CHECK(running.exit_code == 1);
   CHECK(running.err.find("has not finished (it is queued or running)") != std::string::npos);
   REQUIRE(docpipe({"cancel", "--spool", spool, "slow"}, tmp.path()).exit_code == 0);
-  JobOutcome cancelled = daemon.wait_for_job("slow");
+  JobOutcome cancelled = daemon->wait_for_job("slow");
   INFO("cancelled report: " << cancelled.report.dump(2));
   REQUIRE(cancelled.report["state"] == "cancelled");
   const int succeeded = cancelled.report["counts"]["succeeded"].get<int>();
@@ -133,7 +138,23 @@ TEST_CASE("e2e retry: documents a cancel left undone are retried and a running j
   CHECK(retried.out.find(std::to_string(kDocuments - succeeded) + " document(s) of job \"slow\" "
                                                                   "as job \"slow-again\"") !=
         std::string::npos);
-  JobOutcome again = daemon.wait_for_job("slow-again");
+  // A crash right after the retry was admitted, and its link lost (stripped here): the retry
+  // resumes from active/ (a file the daemon wrote, so its retry_of stands) and links itself
+  // again when it finishes.
+  REQUIRE(::kill(daemon->pid(), SIGKILL) == 0);
+  daemon->wait_exit();
+  const std::string original = spool + "/failed/slow.report.json";
+  nlohmann::json stripped = read_json(original);
+  REQUIRE(stripped["retried_by"] == nlohmann::json{"slow-again"});
+  stripped.erase("retried_by");
+  write_file(original, stripped.dump(2));
+  REQUIRE(file_exists(spool + "/active/slow-again.json"));  // still running when killed
+  daemon = std::make_unique<DaemonProcess>(spool, std::vector<std::string>{"--workers", "1"});
+  daemon->set_binary(DOCPIPE_TEST_BINARY);
+  daemon->start();
+  JobOutcome again = daemon->wait_for_job("slow-again");
+  CHECK(again.report["retry_of"] == "slow");
+  CHECK(read_json(original)["retried_by"] == nlohmann::json{"slow-again"});
   CHECK(again.report["state"] == "succeeded");
   CHECK(again.report["counts"]["total"] == kDocuments - succeeded);
   // Between them, every document once.
@@ -142,7 +163,7 @@ TEST_CASE("e2e retry: documents a cancel left undone are retried and a running j
   both.insert(second.begin(), second.end());
   CHECK(both == all);
   CHECK(first.size() + second.size() == all.size());
-  CHECK(daemon.terminate() == 0);
+  CHECK(daemon->terminate() == 0);
 }
 
 TEST_CASE(
