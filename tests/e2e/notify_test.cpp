@@ -25,8 +25,11 @@ struct NotifyDaemon {
   HttpReceiver receiver;
   std::unique_ptr<DaemonProcess> daemon;
 
-  explicit NotifyDaemon(std::vector<int> statuses, int64_t retry_base_ms = 100)
-      : receiver(std::move(statuses)) {
+  std::string binary;  // empty: build/docpipe
+
+  explicit NotifyDaemon(std::vector<Reply> statuses, int64_t retry_base_ms = 100,
+                        int64_t retry_max_ms = 1000, std::string binary_path = "")
+      : receiver(std::move(statuses)), binary(std::move(binary_path)) {
     const std::string script = tmp / "tell.sh";
     write_file(script, "cat > '" + tmp / "told.tmp" + "' && mv '" + tmp / "told.tmp" + "' '" +
                            tmp / "told.json" + "'\n");
@@ -35,7 +38,7 @@ struct NotifyDaemon {
         {"notify",
          {{"max_attempts", 5},
           {"retry_base_ms", retry_base_ms},
-          {"retry_max_ms", std::max<int64_t>(retry_base_ms, 1000)},
+          {"retry_max_ms", std::max<int64_t>(retry_base_ms, retry_max_ms)},
           {"timeout_ms", 5000}}},
         {"commands", {{"tell", {{"argv", {"/bin/sh", script}}, {"timeout_ms", 10000}}}}}};
     write_file(tmp / "docpipe.json", config.dump(2) + "\n");
@@ -47,6 +50,7 @@ struct NotifyDaemon {
   void start() {
     daemon = std::make_unique<DaemonProcess>(
         spool, std::vector<std::string>{"--config", tmp / "docpipe.json", "--durability", "fsync"});
+    if (!binary.empty()) daemon->set_binary(binary);
     daemon->start();
   }
 
