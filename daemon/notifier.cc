@@ -453,6 +453,12 @@ void Notifier::count(NotifyChannel channel, const char* outcome) {
 }
 
 void Notifier::add(NotifyRecord record) {
+  if (!record.pending()) {
+    for (const NotifyChannelState& c : record.channels) {
+      count(c.channel, c.state == DeliveryState::kDelivered ? "delivered" : "failed");
+    }
+    return;
+  }
   auto entry = std::make_shared<Entry>();
   const Clock::time_point now = deps_.clock.now();
   const int64_t wall = deps_.clock.wall_ms();

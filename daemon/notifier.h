@@ -118,6 +118,8 @@ class Notifier {
   void resume_pending();
 
   // A job's finish wrote this record (any thread). A record of the same id replaces the old one.
+  // A record with no channel pending (it could not be written: daemon/job_table_finish.cc) is
+  // only counted, each channel as failed.
   void add(NotifyRecord record);
 
   // Tests: runs every attempt due now on this thread, until none is; returns how many ran.

@@ -1,5 +1,6 @@
 #include "daemon/notify_record.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -49,6 +50,14 @@ std::optional<NotifyRecord> make_notify_record(const std::string& id, JobState s
     r.channels.push_back({.channel = NotifyChannel::kCommand, .target = *spec.command});
   if (r.channels.empty()) return std::nullopt;
   return r;
+}
+
+void fail_unrecorded(NotifyRecord& record, const std::string& error) {
+  for (NotifyChannelState& c : record.channels) {
+    c.state = DeliveryState::kFailed;
+    c.last_error = error;
+    c.next_attempt_ms = 0;
+  }
 }
 
 std::string notify_record_to_json(const NotifyRecord& r) {
@@ -151,8 +160,15 @@ Status store_notify_record(const std::string& spool_root, const NotifyRecord& re
     if (durable) return fsync_dir(notify_folder(spool_root));
     return ok();
   }
-  Status st = make_dirs(notify_folder(spool_root));
-  if (!st) return st;
+  // The folder by hand, not make_dirs: its errors keep their errno, which tells the job table a
+  // full spool (retried) from a folder that will never take the record (ENOTDIR, EACCES, EROFS).
+  const std::string folder = notify_folder(spool_root);
+  if (::mkdir(folder.c_str(), 0755) != 0 && errno != EEXIST) {
+    return errno_error("create folder " + folder, errno);
+  }
+  struct stat sb;
+  if (::stat(folder.c_str(), &sb) != 0) return errno_error("stat " + folder, errno);
+  if (!S_ISDIR(sb.st_mode)) return errno_error(folder + " is there but not a folder", ENOTDIR);
   return write_file_atomic(path, notify_record_to_json(record), durable);
 }
 

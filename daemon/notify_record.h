@@ -52,6 +52,10 @@ std::optional<NotifyRecord> make_notify_record(const std::string& id, JobState s
                                                const NotifySpec& spec,
                                                const std::string& report_text);
 
+// Ends every channel of a record that could not be written (daemon/job_table_finish.cc): each
+// `failed` with `error` as its last_error, no attempt made.
+void fail_unrecorded(NotifyRecord& record, const std::string& error);
+
 std::string notify_record_to_json(const NotifyRecord& record);
 // A record as notify_record_to_json wrote it; a kCorruptInput error names what is wrong.
 Result<NotifyRecord> parse_notify_record(const std::string& text);

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fs_util.h"
+#include "core/result.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/temp_folder.h"
 
@@ -435,5 +436,37 @@ TEST_CASE("notifier: records round-trip and the notify section asks only for wha
   CHECK_FALSE(parse_notify_record("{\"notify_record\": 2}"));
 }
 
+TEST_CASE("notifier: a record that ended unrecorded is counted as failed and not kept") {
+  NotifierFixture f;
+  Notifier& n = f.make();
+  NotifySpec spec;
+  spec.webhook = "https://hooks.example.org/h";
+  spec.command = "tell";
+  NotifyRecord r = *make_notify_record("u1", JobState::kSucceeded, spec, "{}");
+  fail_unrecorded(r, "cannot record the notification in /s/notify: no");
+  CHECK_FALSE(r.pending());
+  CHECK(r.channels[0].last_error == "cannot record the notification in /s/notify: no");
+  n.add(r);
+  CHECK(n.pending() == 0);
+  CHECK(n.run_due() == 0);
+  CHECK_FALSE(n.next_due());
+  CHECK(f.counter("webhook", "failed") == 1);
+  CHECK(f.counter("command", "failed") == 1);
+  CHECK(f.webhook.attempts.empty());
+  CHECK(f.command.attempts.empty());
+}
+
+TEST_CASE("notifier: a record cannot be stored where SPOOL/notify is a file and that is for good") {
+  TempFolder tmp{"/tmp", "notify-file"};
+  TempFolder::write(tmp.root() + "/notify", "not a folder");
+  NotifySpec spec;
+  spec.webhook = "https://hooks.example.org/h";
+  NotifyRecord r = *make_notify_record("nf", JobState::kSucceeded, spec, "{}");
+  Status st = store_notify_record(tmp.root(), r, false);
+  REQUIRE_FALSE(st);
+  CHECK(st.error().sys_errno == ENOTDIR);
+  CHECK_FALSE(is_transient(st.error()));  // the job table finishes the job without it
+  CHECK(st.error().message.find(tmp.root() + "/notify") != std::string::npos);
+}
 }  // namespace
 }  // namespace docpipe

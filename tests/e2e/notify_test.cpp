@@ -218,5 +218,32 @@ TEST_CASE("e2e notify: kill -9 with a notification pending, delivered after the 
   CHECK(poll_until(kJobTimeout, [&] { return !file_exists(d.spool + "/notify/n6.json"); }));
 }
 
+TEST_CASE("e2e notify: a record that cannot be written fails the notification and the job ends") {
+  NotifyDaemon d({200});
+  // A regular file where the folder of records goes: every write there fails with ENOTDIR.
+  write_file(d.spool + "/notify", "not a folder\n");
+  drop_job(d.spool, "n9.json", d.job("n9", {{"webhook", d.hook()}, {"command", "tell"}}));
+  JobOutcome o = d.daemon->wait_for_job("n9");
+  CHECK(o.folder == "done");
+  INFO("report: " << o.report.dump(2) << "\nlog:\n" << d.daemon->log());
+  for (const char* channel : {"webhook", "command"}) {
+    const nlohmann::json& c = o.report["notify"][channel];
+    CHECK(c["state"] == "failed");
+    CHECK(c["attempts"] == 0);
+    const std::string error = c.value("last_error", "");
+    CHECK(error.rfind("cannot record the notification in ", 0) == 0);
+    CHECK(error.find("/notify: ") != std::string::npos);
+    CHECK(error.find("Not a directory") != std::string::npos);
+  }
+  CHECK(d.daemon->wait_for_metric("docpipe_notifications_total",
+                                  {{"channel", "webhook"}, {"outcome", "failed"}}, 1) == 1);
+  CHECK(d.notifications("command", "failed") == 1);
+  CHECK(d.daemon->metric("docpipe_notifications_pending") == 0);
+  CHECK(d.daemon->log_lines_with({"cannot record the job's notification", "job=n9"}).size() == 1);
+  CHECK(d.receiver.count() == 0);
+  CHECK_FALSE(file_exists(d.tmp / "told.json"));
+  CHECK_FALSE(file_exists(d.spool + "/active/n9.json"));
+}
+
 }  // namespace
 }  // namespace e2e
