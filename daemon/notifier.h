@@ -66,6 +66,8 @@ struct DeliveryOutcome {
   int http_status = 0;
   std::string error = "";  // what went wrong, the receiver's answer cut to a few hundred bytes
   CommandFailure failure = CommandFailure::kCannotStart;  // kRetry: what the breaker hears
+  // The answer's Retry-After as sent (bounded: daemon/retry_after.h); honoured on a 429 or 503.
+  std::optional<std::string> retry_after = std::nullopt;
 };
 
 // Delivers one attempt; blocking. Returns kAborted soon after `stop` becomes true.
@@ -149,6 +151,10 @@ class Notifier {
   void run(const Task& task);
   void persist(const std::shared_ptr<Entry>& entry);
   Clock::duration backoff_locked(int attempts);
+  // The delay after a failed attempt: the backoff, or longer when a 429 or 503 answer's
+  // Retry-After asks (capped at retry_max_ms). `note` says what was made of Retry-After.
+  Clock::duration retry_delay_locked(int attempts, const DeliveryOutcome& outcome,
+                                     std::string& note);
   void worker();
   void update_pending_locked();
   void on_host_transition(const BreakerTransition& t);

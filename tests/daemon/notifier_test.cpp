@@ -436,6 +436,72 @@ TEST_CASE("notifier: records round-trip and the notify section asks only for wha
   CHECK_FALSE(parse_notify_record("{\"notify_record\": 2}"));
 }
 
+TEST_CASE("notifier: a 503 with Retry-After waits at least that long and no longer than the cap") {
+  NotifierFixture f;
+  Notifier& n = f.make(NotifierFixture::settings(/*max_attempts=*/10, /*failures=*/0));
+  std::vector<std::optional<std::string>> asked = {"5", "3600", "Mon, 01 Dec 2025 00:00:07 GMT",
+                                                   "soon"};
+  size_t i = 0;
+  f.webhook.answer = [&](const NotifyAttempt&) {
+    DeliveryOutcome o = http(503);
+    o.retry_after = i < asked.size() ? asked[i] : std::nullopt;
+    ++i;
+    return o;
+  };
+  n.add(f.finished("ra", "https://hooks.example.org/h"));
+  // "5": the backoff (1 s x [0.5, 1.5)) is shorter, so 5 s, and never a moment earlier.
+  CHECK(n.run_due() == 1);
+  CHECK(*n.next_due() - f.clock.now() == milliseconds(5000));
+  nlohmann::json w = f.report("ra")["notify"]["webhook"];
+  CHECK(w["last_error"] == "HTTP 503; Retry-After \"5\": waits at least 5000 ms");
+  f.clock.advance(milliseconds(4999));
+  CHECK(n.run_due() == 0);
+  f.clock.advance(milliseconds(1));
+  // "3600": an hour, capped at retry_max_ms (8 s).
+  CHECK(n.run_due() == 1);
+  CHECK(*n.next_due() - f.clock.now() == milliseconds(8000));
+  CHECK(f.report("ra")["notify"]["webhook"]["last_error"] ==
+        "HTTP 503; Retry-After \"3600\": waits at least 8000 ms (capped at retry_max_ms)");
+  f.clock.advance(milliseconds(8000));
+  // An HTTP-date 7 s after the fake wall clock's start, now 13 s past it: no wait asked, so the
+  // backoff (4 s nominal after attempt 3) stands.
+  CHECK(n.run_due() == 1);
+  auto delay = *n.next_due() - f.clock.now();
+  CHECK(delay >= milliseconds(2000));
+  CHECK(delay < milliseconds(6000));
+  f.clock.advance(delay);
+  // A value that does not parse is ignored, and said so.
+  CHECK(n.run_due() == 1);
+  delay = *n.next_due() - f.clock.now();
+  CHECK(delay >= milliseconds(4000));
+  CHECK(delay <= milliseconds(8000));
+  CHECK(f.report("ra")["notify"]["webhook"]["last_error"] ==
+        "HTTP 503; Retry-After \"soon\" ignored (neither delta-seconds nor an HTTP-date)");
+}
+
+TEST_CASE("notifier: Retry-After counts only on a 429 or 503 and a 429 honours it too") {
+  NotifierFixture f;
+  Notifier& n = f.make();
+  int status = 500;
+  f.webhook.answer = [&status](const NotifyAttempt&) {
+    DeliveryOutcome o = http(status);
+    if (status == 429) {
+      o.kind = Kind::kRetry;
+      o.failure = CommandFailure::kErrorAnswer;
+    }
+    o.retry_after = "7";
+    return o;
+  };
+  n.add(f.finished("rb", "https://hooks.example.org/h"));
+  CHECK(n.run_due() == 1);
+  CHECK(*n.next_due() - f.clock.now() < milliseconds(1500));  // a 500's Retry-After: ignored
+  CHECK(f.report("rb")["notify"]["webhook"]["last_error"] == "HTTP 500");
+  f.clock.advance(*n.next_due() - f.clock.now());
+  status = 429;
+  CHECK(n.run_due() == 1);
+  CHECK(*n.next_due() - f.clock.now() == milliseconds(7000));
+}
+
 TEST_CASE("notifier: a record that ended unrecorded is counted as failed and not kept") {
   NotifierFixture f;
   Notifier& n = f.make();

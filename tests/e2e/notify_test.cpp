@@ -218,6 +218,25 @@ TEST_CASE("e2e notify: kill -9 with a notification pending, delivered after the 
   CHECK(poll_until(kJobTimeout, [&] { return !file_exists(d.spool + "/notify/n6.json"); }));
 }
 
+TEST_CASE("e2e notify: a 503 with Retry-After 2 holds the next attempt for at least 2 s") {
+  // Without Retry-After the retry would come 50 to 150 ms later (retry_base_ms 100).
+  NotifyDaemon d({Reply(503, "Retry-After: 2\r\n"), 200}, /*retry_base_ms=*/100,
+                 /*retry_max_ms=*/10000);
+  drop_job(d.spool, "n7.json", d.job("n7", {{"webhook", d.hook()}}));
+  d.daemon->wait_for_job("n7");
+  nlohmann::json section = d.wait_notify("n7", "webhook", "delivered");
+  CHECK(section["attempts"] == 2);
+  CHECK(section["last_error"] ==
+        "HTTP 503; answer: receiver says no?; Retry-After \"2\": waits at least 2000 ms");
+  std::vector<ReceivedRequest> rs = d.receiver.requests();
+  REQUIRE(rs.size() == 2);
+  CHECK(rs[1].received_at - rs[0].received_at >= milliseconds(2000));
+  CHECK(d.notifications("webhook", "retried") == 1);
+  CHECK_FALSE(
+      d.daemon->log_lines_with({"notification attempt failed; retrying", "retry_in_ms=2000"})
+          .empty());
+}
+
 TEST_CASE("e2e notify: a record that cannot be written fails the notification and the job ends") {
   NotifyDaemon d({200});
   // A regular file where the folder of records goes: every write there fails with ENOTDIR.
