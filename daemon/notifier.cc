@@ -291,7 +291,8 @@ void Notifier::run(const Task& task) {
     attempt.job_id = e.record.id;
     attempt.channel = c.channel;
     attempt.target = c.target;
-    attempt.body = &e.record.body;  // never changed while the record lives
+    // Never changed while the record lives.
+    attempt.body = c.channel == NotifyChannel::kWebhook ? &e.webhook_body : &e.record.body;
     attempt.attempt = c.attempts + 1;
     attempt.timeout_ms = settings_.notify.timeout_ms;
     if (c.channel == NotifyChannel::kWebhook) {
@@ -490,6 +491,7 @@ void Notifier::add(NotifyRecord record) {
     return;
   }
   auto entry = std::make_shared<Entry>();
+  entry->webhook_body = webhook_body(record);
   const Clock::time_point now = deps_.clock.now();
   const int64_t wall = deps_.clock.wall_ms();
   for (const NotifyChannelState& c : record.channels) {

@@ -48,7 +48,7 @@ struct NotifyAttempt {
   NotifyChannel channel = NotifyChannel::kWebhook;
   std::string target = "";            // the URL, or the command's name
   std::string host = "";              // webhook: the allow-list entry the URL matched
-  const std::string* body = nullptr;  // the report JSON
+  const std::string* body = nullptr;  // the report JSON, or {"text": ...} (webhook_format)
   int attempt = 1;                    // 1 for the first
   int64_t timeout_ms = 0;             // webhook: the whole attempt; command: its timeout_ms
   CommandSpec command;                // command channel: argv and timeout_ms
@@ -136,6 +136,7 @@ class Notifier {
  private:
   struct Entry {
     NotifyRecord record;
+    std::string webhook_body;            // webhook_body(record), built once
     std::vector<Clock::time_point> due;  // per channel
     std::vector<bool> busy;              // per channel: an attempt runs
     std::mutex io_mu;                    // one writer of this record's files at a time

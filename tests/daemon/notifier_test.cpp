@@ -502,6 +502,35 @@ TEST_CASE("notifier: Retry-After counts only on a 429 or 503 and a 429 honours i
   CHECK(*n.next_due() - f.clock.now() == milliseconds(7000));
 }
 
+TEST_CASE("notifier: webhook_format text sends a one-line summary and the command the report") {
+  NotifierFixture f;
+  Notifier& n = f.make();
+  NotifySpec spec;
+  spec.webhook = "https://hooks.example.org/chat";
+  spec.command = "tell";
+  spec.webhook_format = WebhookFormat::kText;
+  const std::string body =
+      R"({"id": "t1", "state": "failed", "duration_seconds": 12.34, "counts": {"total": 8,)"
+      R"( "succeeded": 5, "failed": 3, "skipped": 0, "cancelled": 0}, "failed_documents":)"
+      R"( [{"input": "/in/b.json", "error": "json.minify: not JSON"}]})";
+  NotifyRecord r = *make_notify_record("t1", JobState::kFailed, spec, body);
+  TempFolder::write(f.spool + "/failed/t1.json", "{}");
+  TempFolder::write(f.spool + "/failed/t1.report.json", report_with_notify(r));
+  REQUIRE(store_notify_record(f.spool, r, false));
+  // The format survives a restart in the record.
+  Result<NotifyRecord> back = parse_notify_record(notify_record_to_json(r));
+  REQUIRE(back);
+  CHECK(back->webhook_format == WebhookFormat::kText);
+  n.add(*back);
+  CHECK(n.run_due() == 2);
+  REQUIRE(f.webhook.bodies.size() == 1);
+  CHECK(f.webhook.bodies[0] ==
+        R"({"text":"docpipe job t1 failed: 5 succeeded, 3 failed, 0 skipped of 8 (12.3 s); )"
+        R"(first failure: /in/b.json: json.minify: not JSON"})");
+  REQUIRE(f.command.bodies.size() == 1);
+  CHECK(f.command.bodies[0] == body);
+}
+
 TEST_CASE("notifier: a record that ended unrecorded is counted as failed and not kept") {
   NotifierFixture f;
   Notifier& n = f.make();
@@ -534,5 +563,34 @@ TEST_CASE("notifier: a record cannot be stored where SPOOL/notify is a file and 
   CHECK_FALSE(is_transient(st.error()));  // the job table finishes the job without it
   CHECK(st.error().message.find(tmp.root() + "/notify") != std::string::npos);
 }
+
+TEST_CASE("notify summary: one escaped line cut between UTF-8 characters") {
+  // The reason when no document failed; cancelled documents counted; controls become spaces.
+  CHECK(report_summary(R"({"id": "c", "state": "cancelled", "reason": "cancelled by\nalice",)"
+                       R"( "duration_seconds": 0.04, "counts": {"total": 4, "succeeded": 1,)"
+                       R"( "failed": 0, "skipped": 0, "cancelled": 3}, "failed_documents": []})") ==
+        "docpipe job c cancelled: 1 succeeded, 0 failed, 0 skipped, 3 cancelled of 4 (0.0 s); "
+        "reason: cancelled by alice");
+  // A file name cannot mention a channel or forge a link in Slack.
+  CHECK(report_summary(R"({"id": "e", "state": "failed", "counts": {"total": 1, "failed": 1},)"
+                       R"( "failed_documents": [{"input": "<!channel>&.md", "error": "x"}]})") ==
+        "docpipe job e failed: 0 succeeded, 1 failed, 0 skipped of 1; first failure: "
+        "&lt;!channel&gt;&amp;.md: x");
+  // Long errors: at most kMaxSummaryBytes, never half a character.
+  std::string error;
+  for (int i = 0; i < 600; ++i) error += "\u00e9";  // é, two bytes each
+  const std::string s = report_summary(
+      R"({"id": "l", "state": "failed", "counts": {"total": 1, "failed": 1}, "failed_documents":)"
+      R"( [{"input": "/in/a", "error": ")" +
+      error + R"("}]})");
+  CHECK(s.size() <= kMaxSummaryBytes);
+  CHECK(s.size() > kMaxSummaryBytes - 5);
+  CHECK(s.substr(s.size() - 3) == "...");
+  const nlohmann::json round = nlohmann::json::parse(nlohmann::json{{"text", s}}.dump());
+  CHECK(round["text"] == s);  // valid UTF-8, or dump() would have thrown
+  // Not a report at all: still one line.
+  CHECK(report_summary("garbage") == "docpipe job  : 0 succeeded, 0 failed, 0 skipped of 0");
+}
+
 }  // namespace
 }  // namespace docpipe

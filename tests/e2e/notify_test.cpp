@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
 
 #include "tests/e2e/harness.h"
 #include "tests/e2e/http_receiver.h"
@@ -235,6 +236,42 @@ TEST_CASE("e2e notify: a 503 with Retry-After 2 holds the next attempt for at le
   CHECK_FALSE(
       d.daemon->log_lines_with({"notification attempt failed; retrying", "retry_in_ms=2000"})
           .empty());
+}
+
+TEST_CASE("e2e notify: webhook_format text posts one chat line and the command the report") {
+  NotifyDaemon d({200});
+  nlohmann::json j =
+      d.job("n8", {{"webhook", d.hook()}, {"webhook_format", "text"}, {"command", "tell"}});
+  j["input"] = {{"files", {d.in + "/a.txt"}}};
+  j["transforms"] = {{{"op", "gunzip"}}};  // not gzip: the document fails
+  drop_job(d.spool, "n8.json", j);
+  JobOutcome o = d.daemon->wait_for_job("n8");
+  CHECK(o.folder == "failed");
+  d.wait_notify("n8", "webhook", "delivered", "failed");
+  d.wait_notify("n8", "command", "delivered", "failed");
+  REQUIRE(d.receiver.count() == 1);
+  ReceivedRequest r = d.receiver.requests()[0];
+  const nlohmann::json& failed = o.report["failed_documents"][0];
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.1f", o.report["duration_seconds"].get<double>());
+  const std::string line = "docpipe job n8 failed: 0 succeeded, 1 failed, 0 skipped of 1 (" +
+                           std::string(seconds) +
+                           " s); first failure: " + failed["input"].get<std::string>() + ": " +
+                           failed["error"].get<std::string>();
+  INFO("body: " << r.body);
+  CHECK(r.body == nlohmann::json{{"text", line}}.dump());
+  CHECK(r.headers["content-type"] == "application/json");
+  CHECK(r.headers["x-docpipe-job"] == "n8");
+  CHECK(r.headers["x-docpipe-attempt"] == "1");
+  // The command still reads the report.
+  nlohmann::json told = read_json(d.tmp / "told.json");
+  CHECK(told["id"] == "n8");
+  CHECK(told["state"] == "failed");
+  // A format that does not exist is refused with the allowed ones.
+  drop_job(d.spool, "n8b.json", d.job("n8b", {{"webhook", d.hook()}, {"webhook_format", "slack"}}));
+  const std::string error = d.daemon->wait_for_rejection("n8b.json").dump();
+  INFO(error);
+  CHECK(error.find("notify.webhook_format: expected one of \\\"report\\\"") != std::string::npos);
 }
 
 TEST_CASE("e2e notify: a record that cannot be written fails the notification and the job ends") {
