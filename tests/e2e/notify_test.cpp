@@ -2,7 +2,9 @@
 // test process: the report JSON as the webhook's body; a receiver that fails twice then accepts
 // (delivered on attempt 3, in the report, status and /metrics); a host that is not allowed
 // refuses the job; a command notification reads the report on stdin; kill -9 with a
-// notification pending, delivered after the restart.
+// notification pending, delivered after the restart; a 503 with Retry-After holds the next
+// attempt; webhook_format "text" posts a chat line; a cancelled job notifies; a record that
+// cannot be written (SPOOL/notify a file) fails the notification, not the job.
 
 #include <doctest/doctest.h>
 #include <signal.h>
@@ -272,6 +274,26 @@ TEST_CASE("e2e notify: webhook_format text posts one chat line and the command t
   const std::string error = d.daemon->wait_for_rejection("n8b.json").dump();
   INFO(error);
   CHECK(error.find("notify.webhook_format: expected one of \\\"report\\\"") != std::string::npos);
+}
+
+TEST_CASE("e2e notify: a cancelled job notifies its webhook and its command") {
+  NotifyDaemon d({200}, 100, 1000, DOCPIPE_TEST_BINARY);
+  nlohmann::json j =
+      d.job("n10", {{"webhook", d.hook()}, {"command", "tell"}, {"on", {"cancelled"}}});
+  j["transforms"] = {{{"op", "test.sleep"}, {"ms", 60000}}};
+  drop_job(d.spool, "n10.json", j);
+  REQUIRE(d.daemon->wait_for_metric("docpipe_jobs_active", {}, 1) == 1);
+  CommandResult cancel = docpipe({"cancel", "--spool", d.spool, "n10"}, d.tmp.path());
+  INFO("stdout: " << cancel.out << "\nstderr: " << cancel.err);
+  CHECK(cancel.exit_code == 0);
+  JobOutcome o = d.daemon->wait_for_job("n10");
+  CHECK(o.folder == "failed");
+  CHECK(o.report["state"] == "cancelled");
+  d.wait_notify("n10", "webhook", "delivered", "failed");
+  d.wait_notify("n10", "command", "delivered", "failed");
+  REQUIRE(d.receiver.count() == 1);
+  CHECK(nlohmann::json::parse(d.receiver.requests()[0].body)["state"] == "cancelled");
+  CHECK(read_json(d.tmp / "told.json")["state"] == "cancelled");
 }
 
 TEST_CASE("e2e notify: a record that cannot be written fails the notification and the job ends") {
