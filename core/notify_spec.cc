@@ -151,6 +151,16 @@ std::optional<std::string> allowed_host_for(const WebhookUrl& url,
   return std::nullopt;
 }
 
+const char* webhook_format_name(WebhookFormat f) {
+  return f == WebhookFormat::kText ? "text" : "report";
+}
+
+std::optional<WebhookFormat> parse_webhook_format(std::string_view name) {
+  if (name == "report") return WebhookFormat::kReport;
+  if (name == "text") return WebhookFormat::kText;
+  return std::nullopt;
+}
+
 bool NotifySpec::wants(JobState state) const {
   switch (state) {
     case JobState::kSucceeded:
@@ -177,6 +187,21 @@ std::optional<NotifySpec> parse_notify(const nlohmann::json& value, FieldErrors&
     }
   }
   if (auto command = r.string("command", false)) spec.command = std::move(*command);
+  if (auto format = r.string("webhook_format", false)) {
+    if (std::optional<WebhookFormat> f = parse_webhook_format(*format)) {
+      spec.webhook_format = *f;
+    } else {
+      r.error("webhook_format",
+              "expected one of \"report\" (the report JSON), \"text\" "
+              "({\"text\": a one-line summary}), got " +
+                  describe_json(nlohmann::json(*format)));
+    }
+  }
+  if (value.is_object() && value.contains("webhook_format") && !value.contains("webhook")) {
+    r.error("webhook_format",
+            "needs \"webhook\" (it shapes the webhook's body; the command channel always reads "
+            "the report)");
+  }
   if (const nlohmann::json* on = r.get("on")) {
     std::optional<std::vector<std::string>> names =
         read_string_array(*on, r.path_of("on"), false, errors);

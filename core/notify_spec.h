@@ -62,10 +62,19 @@ enum NotifyOn : unsigned {
   kNotifyAll = 7,
 };
 
+// What a webhook's body is: the report JSON (kReport, the default), or {"text": SUMMARY} for the
+// incoming webhooks of chat services (Slack, Mattermost, Rocket.Chat, Google Chat), which take
+// nothing else. The command channel always reads the report.
+enum class WebhookFormat { kReport, kText };
+const char* webhook_format_name(WebhookFormat f);  // "report", "text"
+// nullopt for any other name.
+std::optional<WebhookFormat> parse_webhook_format(std::string_view name);
+
 struct NotifySpec {
   std::optional<std::string> webhook;  // the URL as given
   std::optional<std::string> command;  // a name in the daemon config's `commands`
   unsigned on = kNotifyAll;            // NotifyOn bits
+  WebhookFormat webhook_format = WebhookFormat::kReport;
   bool wants(JobState state) const;
 };
 

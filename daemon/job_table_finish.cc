@@ -25,6 +25,8 @@ struct JobTable::Finished {
   std::optional<Error> error;  // not recorded: retried
   bool manifest_written = false;
   std::optional<NotifyRecord> notify;  // written to SPOOL/notify/ before the report moved
+  // Set when the record could not be written for good: `notify` has every channel failed.
+  std::optional<std::string> notify_unrecorded;
 };
 
 void JobTable::finalize(std::shared_ptr<DaemonJob> job) {
@@ -72,9 +74,22 @@ void JobTable::finalize(std::shared_ptr<DaemonJob> job) {
         if (const std::optional<NotifySpec>& notify = job->spec().notify) {
           if (auto record = make_notify_record(report.id, report.state, *notify, text)) {
             Status stored = store_notify_record(spool->root(), *record, durable);
-            if (!stored) {
+            if (!stored && is_transient(stored.error())) {
+              // A full spool, no descriptors, EIO: the record must be durable before the report
+              // moves, so the finish waits for it.
               result->error = stored.error();
               return;
+            }
+            if (!stored) {
+              // A folder that will never take it (not a folder, no permission, read-only): holding
+              // the job "finishing" forever would help nobody. It finishes without its
+              // notification, and its report says why.
+              fail_unrecorded(*record, "cannot record the notification in " +
+                                           notify_folder(spool->root()) + ": " +
+                                           stored.error().message);
+              result->notify_unrecorded = stored.error().message;
+              // A record an earlier finish wrote (its move failed) would announce it after all.
+              (void)::unlink(notify_record_path(spool->root(), report.id).c_str());
             }
             text = report_with_notify(*record);
             result->notify = std::move(record);
@@ -135,6 +150,14 @@ void JobTable::finalized(const std::shared_ptr<DaemonJob>& job, const Finished& 
   running_.erase(report.id);
   jobs_.erase(report.id);
   if (deps_.quotas != nullptr) deps_.quotas->release(report.id);  // its submitter may submit again
+  if (result.notify_unrecorded) {
+    // Logged here, by the finish that recorded the job: once per job.
+    log_error("cannot record the job's notification; the job finishes without it",
+              {{"job", report.id},
+               {"folder", notify_folder(deps_.spool.root())},
+               {"error", *result.notify_unrecorded}});
+  }
+  // A record whose channels all failed unrecorded is only counted (docpipe_notifications_total).
   if (result.notify && deps_.notify) deps_.notify(*result.notify);
   int64_t start = report.started_at_ms ? report.started_at_ms : report.submitted_at_ms;
   double seconds = static_cast<double>(report.finished_at_ms - report.submitted_at_ms) / 1e3;

@@ -10,6 +10,7 @@
 #include "core/spool.h"
 #include "daemon/command_breaker_monitor.h"
 #include "daemon/log.h"
+#include "daemon/retry_after.h"
 
 namespace docpipe {
 
@@ -254,6 +255,30 @@ Clock::duration Notifier::backoff_locked(int attempts) {
   return milliseconds(std::clamp<int64_t>(jittered, 1, max));
 }
 
+Clock::duration Notifier::retry_delay_locked(int attempts, const DeliveryOutcome& outcome,
+                                             std::string& note) {
+  const Clock::duration backoff = backoff_locked(attempts);
+  if (!outcome.retry_after || (outcome.http_status != 429 && outcome.http_status != 503)) {
+    return backoff;
+  }
+  // The receiver's words, printable only (it chose them), for the report and the log.
+  std::string said;
+  for (char ch : *outcome.retry_after) {
+    const auto u = static_cast<unsigned char>(ch);
+    said += (u >= 0x20 && u < 0x7f) ? ch : '?';
+  }
+  std::optional<int64_t> asked = parse_retry_after(*outcome.retry_after, deps_.clock.wall_ms());
+  if (!asked) {
+    note = "Retry-After \"" + said + "\" ignored (neither delta-seconds nor an HTTP-date)";
+    return backoff;
+  }
+  const int64_t max = settings_.notify.retry_max_ms;
+  const int64_t wait = std::min(*asked, max);
+  note = "Retry-After \"" + said + "\": waits at least " + std::to_string(wait) + " ms" +
+         (*asked > max ? " (capped at retry_max_ms)" : "");
+  return std::max<Clock::duration>(backoff, milliseconds(wait));
+}
+
 void Notifier::run(const Task& task) {
   Entry& e = *task.entry;
   NotifyAttempt attempt;
@@ -266,7 +291,8 @@ void Notifier::run(const Task& task) {
     attempt.job_id = e.record.id;
     attempt.channel = c.channel;
     attempt.target = c.target;
-    attempt.body = &e.record.body;  // never changed while the record lives
+    // Never changed while the record lives.
+    attempt.body = c.channel == NotifyChannel::kWebhook ? &e.webhook_body : &e.record.body;
     attempt.attempt = c.attempts + 1;
     attempt.timeout_ms = settings_.notify.timeout_ms;
     if (c.channel == NotifyChannel::kWebhook) {
@@ -369,7 +395,12 @@ void Notifier::run(const Task& task) {
       c.last_error = outcome.error;
       fields.emplace_back("error", outcome.error);
       if (outcome.kind == Kind::kRetry && c.attempts < settings_.notify.max_attempts) {
-        const Clock::duration delay = backoff_locked(c.attempts);
+        std::string note;
+        const Clock::duration delay = retry_delay_locked(c.attempts, outcome, note);
+        if (!note.empty()) {
+          c.last_error += "; " + note;
+          fields.back().second = c.last_error;  // the "error" field just added
+        }
         e.due[task.channel] = deps_.clock.now() + delay;
         c.next_attempt_ms =
             c.last_attempt_ms + std::chrono::duration_cast<milliseconds>(delay).count();
@@ -457,7 +488,14 @@ void Notifier::count(NotifyChannel channel, const char* outcome) {
 }
 
 void Notifier::add(NotifyRecord record) {
+  if (!record.pending()) {
+    for (const NotifyChannelState& c : record.channels) {
+      count(c.channel, c.state == DeliveryState::kDelivered ? "delivered" : "failed");
+    }
+    return;
+  }
   auto entry = std::make_shared<Entry>();
+  entry->webhook_body = webhook_body(record);
   const Clock::time_point now = deps_.clock.now();
   const int64_t wall = deps_.clock.wall_ms();
   for (const NotifyChannelState& c : record.channels) {

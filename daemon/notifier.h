@@ -48,7 +48,7 @@ struct NotifyAttempt {
   NotifyChannel channel = NotifyChannel::kWebhook;
   std::string target = "";            // the URL, or the command's name
   std::string host = "";              // webhook: the allow-list entry the URL matched
-  const std::string* body = nullptr;  // the report JSON
+  const std::string* body = nullptr;  // the report JSON, or {"text": ...} (webhook_format)
   int attempt = 1;                    // 1 for the first
   int64_t timeout_ms = 0;             // webhook: the whole attempt; command: its timeout_ms
   CommandSpec command;                // command channel: argv and timeout_ms
@@ -66,6 +66,8 @@ struct DeliveryOutcome {
   int http_status = 0;
   std::string error = "";  // what went wrong, the receiver's answer cut to a few hundred bytes
   CommandFailure failure = CommandFailure::kCannotStart;  // kRetry: what the breaker hears
+  // The answer's Retry-After as sent (bounded: daemon/retry_after.h); honoured on a 429 or 503.
+  std::optional<std::string> retry_after = std::nullopt;
 };
 
 // Delivers one attempt; blocking. Returns kAborted soon after `stop` becomes true.
@@ -118,6 +120,8 @@ class Notifier {
   void resume_pending();
 
   // A job's finish wrote this record (any thread). A record of the same id replaces the old one.
+  // A record with no channel pending (it could not be written: daemon/job_table_finish.cc) is
+  // only counted, each channel as failed.
   void add(NotifyRecord record);
 
   // Tests: runs every attempt due now on this thread, until none is; returns how many ran.
@@ -132,6 +136,7 @@ class Notifier {
  private:
   struct Entry {
     NotifyRecord record;
+    std::string webhook_body;            // webhook_body(record), built once
     std::vector<Clock::time_point> due;  // per channel
     std::vector<bool> busy;              // per channel: an attempt runs
     std::mutex io_mu;                    // one writer of this record's files at a time
@@ -147,6 +152,10 @@ class Notifier {
   void run(const Task& task);
   void persist(const std::shared_ptr<Entry>& entry);
   Clock::duration backoff_locked(int attempts);
+  // The delay after a failed attempt: the backoff, or longer when a 429 or 503 answer's
+  // Retry-After asks (capped at retry_max_ms). `note` says what was made of Retry-After.
+  Clock::duration retry_delay_locked(int attempts, const DeliveryOutcome& outcome,
+                                     std::string& note);
   void worker();
   void update_pending_locked();
   void on_host_transition(const BreakerTransition& t);

@@ -1,8 +1,10 @@
 #include "daemon/notify_record.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "core/fs_util.h"
@@ -43,12 +45,126 @@ std::optional<NotifyRecord> make_notify_record(const std::string& id, JobState s
   r.id = id;
   r.succeeded_folder = state == JobState::kSucceeded;
   r.body = report_text;
+  r.webhook_format = spec.webhook_format;
   if (spec.webhook)
     r.channels.push_back({.channel = NotifyChannel::kWebhook, .target = *spec.webhook});
   if (spec.command)
     r.channels.push_back({.channel = NotifyChannel::kCommand, .target = *spec.command});
   if (r.channels.empty()) return std::nullopt;
   return r;
+}
+
+namespace {
+
+// The UTF-8 sequence length a lead byte announces; 0 for a byte that starts none.
+size_t utf8_length(unsigned char lead) {
+  if (lead < 0x80) return 1;
+  if ((lead >> 5) == 0x6) return 2;
+  if ((lead >> 4) == 0xe) return 3;
+  if ((lead >> 3) == 0x1e) return 4;
+  return 0;
+}
+
+// How one ASCII character reads in a line of chat text.
+std::string_view chat_ascii(const char& c) {
+  switch (c) {
+    case '&':
+      return "&amp;";
+    case '<':
+      return "&lt;";
+    case '>':
+      return "&gt;";
+    default:
+      break;
+  }
+  const auto u = static_cast<unsigned char>(c);
+  return u < 0x20 || u == 0x7f ? std::string_view(" ") : std::string_view(&c, 1);
+}
+
+// Appends `text` to `out` as one line of chat text (see report_summary), a whole character at a
+// time, stopping before `out` would pass `limit` bytes; false when it stopped short.
+bool append_chat_text(std::string& out, std::string_view text, size_t limit) {
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t len = utf8_length(static_cast<unsigned char>(text[i]));
+    bool valid = len != 0 && i + len <= text.size();
+    for (size_t k = 1; valid && k < len; ++k) {
+      valid = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+    }
+    std::string_view piece;
+    if (!valid) {
+      piece = "\xef\xbf\xbd";  // U+FFFD for a byte that starts no character
+      len = 1;
+    } else {
+      piece = len == 1 ? chat_ascii(text[i]) : text.substr(i, len);
+    }
+    if (out.size() + piece.size() > limit) return false;
+    out += piece;
+    i += len;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string report_summary(const std::string& report_text) {
+  const nlohmann::json r = nlohmann::json::parse(report_text, nullptr, false);
+  auto str = [&r](const char* key) {
+    return r.is_object() && r.contains(key) && r[key].is_string() ? r[key].get<std::string>()
+                                                                  : std::string();
+  };
+  auto count = [&r](const char* key) -> int64_t {
+    if (!r.is_object() || !r.contains("counts") || !r["counts"].is_object()) return 0;
+    const nlohmann::json& c = r["counts"];
+    return c.contains(key) && c[key].is_number_integer() ? c[key].get<int64_t>() : 0;
+  };
+  std::string head = "docpipe job " + str("id") + " " + str("state") + ": " +
+                     std::to_string(count("succeeded")) + " succeeded, " +
+                     std::to_string(count("failed")) + " failed, " +
+                     std::to_string(count("skipped")) + " skipped";
+  if (count("cancelled") > 0) head += ", " + std::to_string(count("cancelled")) + " cancelled";
+  head += " of " + std::to_string(count("total"));
+  if (r.is_object() && r.contains("duration_seconds") && r["duration_seconds"].is_number()) {
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, " (%.1f s)", r["duration_seconds"].get<double>());
+    head += seconds;
+  }
+  std::string tail;
+  const nlohmann::json* failed = r.is_object() && r.contains("failed_documents") &&
+                                         r["failed_documents"].is_array() &&
+                                         !r["failed_documents"].empty()
+                                     ? &r["failed_documents"][0]
+                                     : nullptr;
+  if (failed != nullptr && failed->is_object()) {
+    tail = "; first failure: " + failed->value("input", std::string()) + ": " +
+           failed->value("error", std::string());
+  } else if (!str("reason").empty()) {
+    tail = "; reason: " + str("reason");
+  }
+  constexpr std::string_view kCut = "...";
+  std::string out;
+  if (!append_chat_text(out, head + tail, kMaxSummaryBytes)) {
+    // Cut between characters, with room for the mark.
+    out.clear();
+    (void)append_chat_text(out, head + tail, kMaxSummaryBytes - kCut.size());
+    out += kCut;
+  }
+  return out;
+}
+
+std::string webhook_body(const NotifyRecord& record) {
+  if (record.webhook_format == WebhookFormat::kReport) return record.body;
+  nlohmann::ordered_json j;
+  j["text"] = report_summary(record.body);
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void fail_unrecorded(NotifyRecord& record, const std::string& error) {
+  for (NotifyChannelState& c : record.channels) {
+    c.state = DeliveryState::kFailed;
+    c.last_error = error;
+    c.next_attempt_ms = 0;
+  }
 }
 
 std::string notify_record_to_json(const NotifyRecord& r) {
@@ -68,6 +184,7 @@ std::string notify_record_to_json(const NotifyRecord& r) {
                         {"next_attempt_ms", c.next_attempt_ms}});
   }
   j["channels"] = std::move(channels);
+  j["webhook_format"] = webhook_format_name(r.webhook_format);
   j["body"] = r.body;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
@@ -86,6 +203,11 @@ Result<NotifyRecord> parse_notify_record(const std::string& text) {
     if (folder != "done" && folder != "failed") return bad("folder is neither done nor failed");
     r.succeeded_folder = folder == "done";
     r.body = j.at("body").get<std::string>();
+    // Records written before webhook_format existed send the report.
+    const std::string format = j.value("webhook_format", std::string("report"));
+    std::optional<WebhookFormat> f = parse_webhook_format(format);
+    if (!f) return bad("unknown webhook_format " + format);
+    r.webhook_format = *f;
     for (const nlohmann::json& c : j.at("channels")) {
       NotifyChannelState s;
       const std::string channel = c.at("channel").get<std::string>();
@@ -151,8 +273,15 @@ Status store_notify_record(const std::string& spool_root, const NotifyRecord& re
     if (durable) return fsync_dir(notify_folder(spool_root));
     return ok();
   }
-  Status st = make_dirs(notify_folder(spool_root));
-  if (!st) return st;
+  // The folder by hand, not make_dirs: its errors keep their errno, which tells the job table a
+  // full spool (retried) from a folder that will never take the record (ENOTDIR, EACCES, EROFS).
+  const std::string folder = notify_folder(spool_root);
+  if (::mkdir(folder.c_str(), 0755) != 0 && errno != EEXIST) {
+    return errno_error("create folder " + folder, errno);
+  }
+  struct stat sb;
+  if (::stat(folder.c_str(), &sb) != 0) return errno_error("stat " + folder, errno);
+  if (!S_ISDIR(sb.st_mode)) return errno_error(folder + " is there but not a folder", ENOTDIR);
   return write_file_atomic(path, notify_record_to_json(record), durable);
 }
 

@@ -42,6 +42,7 @@ struct NotifyRecord {
   std::string id = "";
   bool succeeded_folder = true;  // the report is in done/ (else failed/)
   std::string body = "";         // the report JSON as written, without its "notify" section
+  WebhookFormat webhook_format = WebhookFormat::kReport;  // what the webhook is sent
   std::vector<NotifyChannelState> channels;
   bool pending() const;  // some channel is still pending
 };
@@ -51,6 +52,25 @@ struct NotifyRecord {
 std::optional<NotifyRecord> make_notify_record(const std::string& id, JobState state,
                                                const NotifySpec& spec,
                                                const std::string& report_text);
+
+// A chat line's length: Slack, Mattermost, Rocket.Chat and Google Chat take far longer texts, but a
+// notification is a glance; the report has the rest.
+inline constexpr size_t kMaxSummaryBytes = 1000;
+
+// One line for a chat channel from a report's text (report_to_json): "docpipe job ID STATE: 5
+// succeeded, 3 failed, 0 skipped of 8 (12.3 s); first failure: PATH: ERROR" (the reason instead
+// when no document failed). Control characters become spaces; '&', '<' and '>' are escaped as
+// Slack asks (&amp; &lt; &gt;), so that a file name cannot mention a channel or forge a link; at
+// most kMaxSummaryBytes, cut between UTF-8 characters and marked with "...".
+std::string report_summary(const std::string& report_text);
+
+// What the webhook of `record` is sent: the report (webhook_format "report"), or
+// {"text": report_summary(...)} ("text").
+std::string webhook_body(const NotifyRecord& record);
+
+// Ends every channel of a record that could not be written (daemon/job_table_finish.cc): each
+// `failed` with `error` as its last_error, no attempt made.
+void fail_unrecorded(NotifyRecord& record, const std::string& error);
 
 std::string notify_record_to_json(const NotifyRecord& record);
 // A record as notify_record_to_json wrote it; a kCorruptInput error names what is wrong.

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "core/transforms/subprocess.h"
+#include "daemon/retry_after.h"
 
 #ifndef DOCPIPE_VERSION
 #define DOCPIPE_VERSION "dev"
@@ -34,7 +35,54 @@ std::string quote_answer(const std::string& answer, bool truncated) {
 struct Answer {
   std::string head;  // at most kMaxAnswerBytes
   bool truncated = false;
+  // Retry-After of the last response (an interim 100's is dropped), at most kMaxRetryAfterBytes
+  // of it and a mark: whatever a receiver sends, this stays under 80 bytes.
+  std::string retry_after;
+  bool retry_after_seen = false;
+  bool retry_after_repeated = false;
 };
+
+bool iequals_prefix(std::string_view line, std::string_view name) {
+  if (line.size() < name.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = line[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != name[i]) return false;
+  }
+  return true;
+}
+
+// libcurl hands each header line of each response (status line first, CRLF included).
+size_t on_header(char* data, size_t size, size_t n, void* user) {
+  auto* a = static_cast<Answer*>(user);
+  const size_t bytes = size * n;
+  std::string_view line(data, bytes);
+  if (iequals_prefix(line, "http/")) {  // a new response: what an interim one said is void
+    a->retry_after.clear();
+    a->retry_after_seen = false;
+    a->retry_after_repeated = false;
+    return bytes;
+  }
+  constexpr std::string_view kName = "retry-after:";
+  if (!iequals_prefix(line, kName)) return bytes;
+  std::string_view value = line.substr(kName.size());
+  // The field's value without the whitespace around it (and the line's CRLF).
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() &&
+         std::string_view(" \t\r\n").find(value.back()) != std::string_view::npos) {
+    value.remove_suffix(1);
+  }
+  if (a->retry_after_seen) {
+    // Two fields: joined as HTTP combines them, which reads as no value; more add nothing.
+    if (!a->retry_after_repeated) a->retry_after += ", ...";
+    a->retry_after_repeated = true;
+    return bytes;
+  }
+  a->retry_after_seen = true;
+  a->retry_after = value.substr(0, kMaxRetryAfterBytes);
+  if (value.size() > kMaxRetryAfterBytes) a->retry_after += "...";  // too long to be valid
+  return bytes;
+}
 
 size_t on_body(char* data, size_t size, size_t n, void* user) {
   auto* a = static_cast<Answer*>(user);
@@ -136,6 +184,8 @@ DeliveryOutcome WebhookTransport::deliver(const NotifyAttempt& attempt,
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(attempt.timeout_ms));
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(attempt.timeout_ms));
   curl_easy_setopt(c, CURLOPT_POST, 1L);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &answer);
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, attempt.body->data());
   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(attempt.body->size()));
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
@@ -161,6 +211,7 @@ DeliveryOutcome WebhookTransport::deliver(const NotifyAttempt& attempt,
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   DeliveryOutcome out;
   out.http_status = static_cast<int>(status);
+  if (answer.retry_after_seen) out.retry_after = answer.retry_after;
   if (status >= 200 && status < 300) {
     out.kind = Kind::kDelivered;
     return out;

@@ -65,6 +65,28 @@ TEST_CASE("notify spec: every problem is named by its JSON path") {
         std::vector<std::string>{"notify: expected object, got \"https://h.example/\""});
 }
 
+TEST_CASE("notify spec: webhook_format is report by default or text and needs a webhook") {
+  nlohmann::json doc = minimal_job();
+  doc["notify"] = {{"webhook", "https://hooks.example.org/x"}};
+  JobSpec spec = parse_ok(doc.dump());
+  CHECK(spec.notify->webhook_format == WebhookFormat::kReport);
+  doc["notify"]["webhook_format"] = "text";
+  spec = parse_ok(doc.dump());
+  CHECK(spec.notify->webhook_format == WebhookFormat::kText);
+  doc["notify"]["webhook_format"] = "report";
+  spec = parse_ok(doc.dump());
+  CHECK(spec.notify->webhook_format == WebhookFormat::kReport);
+  CHECK(notify_errors({{"webhook", "https://h.example/x"}, {"webhook_format", "slack"}}) ==
+        std::vector<std::string>{
+            "notify.webhook_format: expected one of \"report\" (the report JSON), \"text\" "
+            "({\"text\": a one-line summary}), got \"slack\""});
+  CHECK(notify_errors({{"webhook", "https://h.example/x"}, {"webhook_format", 1}}).size() == 1);
+  CHECK(notify_errors({{"command", "tell"}, {"webhook_format", "text"}}) ==
+        std::vector<std::string>{
+            "notify.webhook_format: needs \"webhook\" (it shapes the webhook's body; the command "
+            "channel always reads the report)"});
+}
+
 TEST_CASE("notify spec: webhook URLs are strict so that libcurl reads the same host") {
   std::string problem;
   std::optional<WebhookUrl> u = parse_webhook_url("HTTPS://Hooks.Example.ORG/p?q=1#f", problem);

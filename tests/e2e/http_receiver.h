@@ -2,7 +2,7 @@
 // A real HTTP receiver for the webhook tests: a loopback TCP server on a free port, run by a
 // thread of the test process. It accepts a connection, reads one request (headers, then
 // Content-Length bytes of body), answers with the next scripted status (the last one repeats) and
-// closes. Every request is kept for the test to look at.
+// closes. Every request is kept for the test to look at, with the time it came in.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -26,11 +27,20 @@ struct ReceivedRequest {
   std::string path;
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
+  std::chrono::steady_clock::time_point received_at;  // once the whole request was read
+};
+
+// An answer: a status, and extra header lines ("Retry-After: 2\r\n").
+struct Reply {
+  Reply(int status, std::string headers = "")  // NOLINT: a bare status reads as a Reply
+      : status(status), headers(std::move(headers)) {}
+  int status;
+  std::string headers;
 };
 
 class HttpReceiver {
  public:
-  explicit HttpReceiver(std::vector<int> statuses) : statuses_(std::move(statuses)) {
+  explicit HttpReceiver(std::vector<Reply> statuses) : statuses_(std::move(statuses)) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd_ < 0) throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
     sockaddr_in addr{};
@@ -59,7 +69,7 @@ class HttpReceiver {
   std::string host_port() const { return "127.0.0.1:" + std::to_string(port_); }
 
   // From now on answer these (the last one repeats).
-  void answer(std::vector<int> statuses) {
+  void answer(std::vector<Reply> statuses) {
     std::lock_guard lock(mu_);
     statuses_ = std::move(statuses);
     next_ = 0;
@@ -113,17 +123,19 @@ class HttpReceiver {
     if (header_end == std::string::npos) return;
     ReceivedRequest r = parse_head(data.substr(0, header_end));
     r.body = data.substr(header_end + 4, want);
-    int status;
+    r.received_at = std::chrono::steady_clock::now();
+    Reply reply(200);
     {
       std::lock_guard lock(mu_);
-      status = statuses_.empty() ? 200 : statuses_[std::min(next_, statuses_.size() - 1)];
+      if (!statuses_.empty()) reply = statuses_[std::min(next_, statuses_.size() - 1)];
       ++next_;
       requests_.push_back(std::move(r));
     }
+    const int status = reply.status;
     const std::string body = status < 300 ? "ok\n" : "receiver says no\n";
     const std::string answer = "HTTP/1.1 " + std::to_string(status) +
                                " X\r\nContent-Length: " + std::to_string(body.size()) +
-                               "\r\nConnection: close\r\n\r\n" + body;
+                               "\r\nConnection: close\r\n" + reply.headers + "\r\n" + body;
     (void)!::write(c, answer.data(), answer.size());
   }
 
@@ -155,7 +167,7 @@ class HttpReceiver {
   std::atomic<bool> stop_{false};
   std::thread thread_;
   mutable std::mutex mu_;
-  std::vector<int> statuses_;
+  std::vector<Reply> statuses_;
   size_t next_ = 0;
   std::vector<ReceivedRequest> requests_;
 };

@@ -2,12 +2,15 @@
 // test process: the report JSON as the webhook's body; a receiver that fails twice then accepts
 // (delivered on attempt 3, in the report, status and /metrics); a host that is not allowed
 // refuses the job; a command notification reads the report on stdin; kill -9 with a
-// notification pending, delivered after the restart.
+// notification pending, delivered after the restart; a 503 with Retry-After holds the next
+// attempt; webhook_format "text" posts a chat line; a cancelled job notifies; a record that
+// cannot be written (SPOOL/notify a file) fails the notification, not the job.
 
 #include <doctest/doctest.h>
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
 
 #include "tests/e2e/harness.h"
 #include "tests/e2e/http_receiver.h"
@@ -25,8 +28,11 @@ struct NotifyDaemon {
   HttpReceiver receiver;
   std::unique_ptr<DaemonProcess> daemon;
 
-  explicit NotifyDaemon(std::vector<int> statuses, int64_t retry_base_ms = 100)
-      : receiver(std::move(statuses)) {
+  std::string binary;  // empty: build/docpipe
+
+  explicit NotifyDaemon(std::vector<Reply> statuses, int64_t retry_base_ms = 100,
+                        int64_t retry_max_ms = 1000, std::string binary_path = "")
+      : receiver(std::move(statuses)), binary(std::move(binary_path)) {
     const std::string script = tmp / "tell.sh";
     write_file(script, "cat > '" + tmp / "told.tmp" + "' && mv '" + tmp / "told.tmp" + "' '" +
                            tmp / "told.json" + "'\n");
@@ -35,7 +41,7 @@ struct NotifyDaemon {
         {"notify",
          {{"max_attempts", 5},
           {"retry_base_ms", retry_base_ms},
-          {"retry_max_ms", std::max<int64_t>(retry_base_ms, 1000)},
+          {"retry_max_ms", std::max<int64_t>(retry_base_ms, retry_max_ms)},
           {"timeout_ms", 5000}}},
         {"commands", {{"tell", {{"argv", {"/bin/sh", script}}, {"timeout_ms", 10000}}}}}};
     write_file(tmp / "docpipe.json", config.dump(2) + "\n");
@@ -47,6 +53,7 @@ struct NotifyDaemon {
   void start() {
     daemon = std::make_unique<DaemonProcess>(
         spool, std::vector<std::string>{"--config", tmp / "docpipe.json", "--durability", "fsync"});
+    if (!binary.empty()) daemon->set_binary(binary);
     daemon->start();
   }
 
@@ -212,6 +219,108 @@ TEST_CASE("e2e notify: kill -9 with a notification pending, delivered after the 
   CHECK(nlohmann::json::parse(d.receiver.requests()[1].body)["id"] == "n6");
   CHECK_FALSE(d.daemon->log_lines_with({"notifications resumed", "records=1"}).empty());
   CHECK(poll_until(kJobTimeout, [&] { return !file_exists(d.spool + "/notify/n6.json"); }));
+}
+
+TEST_CASE("e2e notify: a 503 with Retry-After 2 holds the next attempt for at least 2 s") {
+  // Without Retry-After the retry would come 50 to 150 ms later (retry_base_ms 100).
+  NotifyDaemon d({Reply(503, "Retry-After: 2\r\n"), 200}, /*retry_base_ms=*/100,
+                 /*retry_max_ms=*/10000);
+  drop_job(d.spool, "n7.json", d.job("n7", {{"webhook", d.hook()}}));
+  d.daemon->wait_for_job("n7");
+  nlohmann::json section = d.wait_notify("n7", "webhook", "delivered");
+  CHECK(section["attempts"] == 2);
+  CHECK(section["last_error"] ==
+        "HTTP 503; answer: receiver says no?; Retry-After \"2\": waits at least 2000 ms");
+  std::vector<ReceivedRequest> rs = d.receiver.requests();
+  REQUIRE(rs.size() == 2);
+  CHECK(rs[1].received_at - rs[0].received_at >= milliseconds(2000));
+  CHECK(d.notifications("webhook", "retried") == 1);
+  CHECK_FALSE(
+      d.daemon->log_lines_with({"notification attempt failed; retrying", "retry_in_ms=2000"})
+          .empty());
+}
+
+TEST_CASE("e2e notify: webhook_format text posts one chat line and the command the report") {
+  NotifyDaemon d({200});
+  nlohmann::json j =
+      d.job("n8", {{"webhook", d.hook()}, {"webhook_format", "text"}, {"command", "tell"}});
+  j["input"] = {{"files", {d.in + "/a.txt"}}};
+  j["transforms"] = {{{"op", "gunzip"}}};  // not gzip: the document fails
+  drop_job(d.spool, "n8.json", j);
+  JobOutcome o = d.daemon->wait_for_job("n8");
+  CHECK(o.folder == "failed");
+  d.wait_notify("n8", "webhook", "delivered", "failed");
+  d.wait_notify("n8", "command", "delivered", "failed");
+  REQUIRE(d.receiver.count() == 1);
+  ReceivedRequest r = d.receiver.requests()[0];
+  const nlohmann::json& failed = o.report["failed_documents"][0];
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.1f", o.report["duration_seconds"].get<double>());
+  const std::string line = "docpipe job n8 failed: 0 succeeded, 1 failed, 0 skipped of 1 (" +
+                           std::string(seconds) +
+                           " s); first failure: " + failed["input"].get<std::string>() + ": " +
+                           failed["error"].get<std::string>();
+  INFO("body: " << r.body);
+  CHECK(r.body == nlohmann::json{{"text", line}}.dump());
+  CHECK(r.headers["content-type"] == "application/json");
+  CHECK(r.headers["x-docpipe-job"] == "n8");
+  CHECK(r.headers["x-docpipe-attempt"] == "1");
+  // The command still reads the report.
+  nlohmann::json told = read_json(d.tmp / "told.json");
+  CHECK(told["id"] == "n8");
+  CHECK(told["state"] == "failed");
+  // A format that does not exist is refused with the allowed ones.
+  drop_job(d.spool, "n8b.json", d.job("n8b", {{"webhook", d.hook()}, {"webhook_format", "slack"}}));
+  const std::string error = d.daemon->wait_for_rejection("n8b.json").dump();
+  INFO(error);
+  CHECK(error.find("notify.webhook_format: expected one of \\\"report\\\"") != std::string::npos);
+}
+
+TEST_CASE("e2e notify: a cancelled job notifies its webhook and its command") {
+  NotifyDaemon d({200}, 100, 1000, DOCPIPE_TEST_BINARY);
+  nlohmann::json j =
+      d.job("n10", {{"webhook", d.hook()}, {"command", "tell"}, {"on", {"cancelled"}}});
+  j["transforms"] = {{{"op", "test.sleep"}, {"ms", 60000}}};
+  drop_job(d.spool, "n10.json", j);
+  REQUIRE(d.daemon->wait_for_metric("docpipe_jobs_active", {}, 1) == 1);
+  CommandResult cancel = docpipe({"cancel", "--spool", d.spool, "n10"}, d.tmp.path());
+  INFO("stdout: " << cancel.out << "\nstderr: " << cancel.err);
+  CHECK(cancel.exit_code == 0);
+  JobOutcome o = d.daemon->wait_for_job("n10");
+  CHECK(o.folder == "failed");
+  CHECK(o.report["state"] == "cancelled");
+  d.wait_notify("n10", "webhook", "delivered", "failed");
+  d.wait_notify("n10", "command", "delivered", "failed");
+  REQUIRE(d.receiver.count() == 1);
+  CHECK(nlohmann::json::parse(d.receiver.requests()[0].body)["state"] == "cancelled");
+  CHECK(read_json(d.tmp / "told.json")["state"] == "cancelled");
+}
+
+TEST_CASE("e2e notify: a record that cannot be written fails the notification and the job ends") {
+  NotifyDaemon d({200});
+  // A regular file where the folder of records goes: every write there fails with ENOTDIR.
+  write_file(d.spool + "/notify", "not a folder\n");
+  drop_job(d.spool, "n9.json", d.job("n9", {{"webhook", d.hook()}, {"command", "tell"}}));
+  JobOutcome o = d.daemon->wait_for_job("n9");
+  CHECK(o.folder == "done");
+  INFO("report: " << o.report.dump(2) << "\nlog:\n" << d.daemon->log());
+  for (const char* channel : {"webhook", "command"}) {
+    const nlohmann::json& c = o.report["notify"][channel];
+    CHECK(c["state"] == "failed");
+    CHECK(c["attempts"] == 0);
+    const std::string error = c.value("last_error", "");
+    CHECK(error.rfind("cannot record the notification in ", 0) == 0);
+    CHECK(error.find("/notify: ") != std::string::npos);
+    CHECK(error.find("Not a directory") != std::string::npos);
+  }
+  CHECK(d.daemon->wait_for_metric("docpipe_notifications_total",
+                                  {{"channel", "webhook"}, {"outcome", "failed"}}, 1) == 1);
+  CHECK(d.notifications("command", "failed") == 1);
+  CHECK(d.daemon->metric("docpipe_notifications_pending") == 0);
+  CHECK(d.daemon->log_lines_with({"cannot record the job's notification", "job=n9"}).size() == 1);
+  CHECK(d.receiver.count() == 0);
+  CHECK_FALSE(file_exists(d.tmp / "told.json"));
+  CHECK_FALSE(file_exists(d.spool + "/active/n9.json"));
 }
 
 }  // namespace
