@@ -160,6 +160,24 @@ TEST_CASE("notifier: a webhook gets the report as its body and the report then s
   CHECK(f.gauge("docpipe_notifications_pending") == 0);
 }
 
+TEST_CASE("notifier: its rewrite keeps what was added to the report since the job ended") {
+  NotifierFixture f;
+  Notifier& n = f.make();
+  NotifyRecord r = f.finished("linked", "https://hooks.example.org/h");
+  // A retry linked itself into the report (daemon/job_retry.h) while the notification waited.
+  const std::string path = f.spool + "/done/linked.report.json";
+  nlohmann::json with_link = f.report("linked");
+  with_link["retried_by"] = {"linked-retry-1"};
+  TempFolder::write(path, with_link.dump(2));
+  n.add(r);
+  CHECK(n.run_due() == 1);
+  const nlohmann::json rep = f.report("linked");
+  CHECK(rep["notify"]["webhook"]["state"] == "delivered");
+  CHECK(rep["retried_by"] == nlohmann::json{"linked-retry-1"});
+  // The body is still the report as the job ended.
+  CHECK_FALSE(nlohmann::json::parse(f.webhook.bodies.at(0)).contains("retried_by"));
+}
+
 TEST_CASE("notifier: failed attempts are retried after a jittered exponential backoff") {
   NotifierFixture f;
   Notifier& n = f.make();
