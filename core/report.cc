@@ -28,6 +28,7 @@ std::string report_to_json(const JobReport& r) {
   j["transforms"] = r.transforms;
   if (!r.retry_of.empty()) j["retry_of"] = r.retry_of;
   if (!r.retried_by.empty()) j["retried_by"] = r.retried_by;
+  if (!r.all_documents_seen) j["all_documents_seen"] = false;
   j["submitted_at"] = format_utc(r.submitted_at_ms);
   j["started_at"] = format_utc(r.started_at_ms ? r.started_at_ms : r.submitted_at_ms);
   j["finished_at"] = format_utc(r.finished_at_ms);

@@ -53,6 +53,11 @@ struct JobReport {
   // this one, oldest first (added to a finished report by link_retry, daemon/job_retry.h).
   std::string retry_of;
   std::vector<std::string> retried_by;
+  // False when the job may not have met every document it was to do: its walk was cut short,
+  // it stopped early or was cancelled, its journal failed, or it could not be resumed.
+  // `docpipe retry` then takes a document its manifest does not name as never finished, not as
+  // one that came since. Written to the report only when false.
+  bool all_documents_seen = true;
 };
 
 // Pretty JSON with a trailing newline.

@@ -18,6 +18,16 @@ namespace {
 
 constexpr int kRequestTimeoutMs = 30000;
 
+// A daemon's text that names files (warnings, paths) as a terminal may show it: control bytes
+// (an escape sequence in a hostile file name) as '?'.
+std::string printable(std::string text) {
+  for (char& c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) c = '?';
+  }
+  return text;
+}
+
 std::string human_duration(double seconds) {
   long s = static_cast<long>(seconds + 0.5);
   char buf[32];
@@ -456,7 +466,7 @@ int cli_retry(const std::string& id, const std::string& new_id, bool wait,
         << "\" after it ran and are not retried: submit the job again for them\n";
   }
   for (const auto& w : reply.value("warnings", nlohmann::json::array())) {
-    if (w.is_string()) err << "docpipe retry: " << w.get<std::string>() << "\n";
+    if (w.is_string()) err << "docpipe retry: " << printable(w.get<std::string>()) << "\n";
   }
   if (reply.contains("note"))
     err << "docpipe retry: " << reply.value("note", std::string()) << "\n";
@@ -555,16 +565,17 @@ int cli_plan(const std::string& job_file, bool json, const DaemonConfig& config,
   for (const auto& d : p["documents"]) {
     const std::string action = d.value("action", std::string());
     const char* mark = action == "new" ? "+" : action == "changed" ? "~" : "!";
-    out << mark << " " << action << ": " << d.value("input", std::string()) << " -> "
-        << d.value("output", std::string()) << " (" << d.value("why", std::string()) << ")\n";
+    out << mark << " " << action << ": " << printable(d.value("input", std::string())) << " -> "
+        << printable(d.value("output", std::string())) << " ("
+        << printable(d.value("why", std::string())) << ")\n";
   }
   if (p.value("documents_truncated", false)) out << "  ... (more not listed; see the counts)\n";
   for (const auto& o : p["orphans"]) {
-    out << "- orphan: " << o.value("output", std::string()) << " (its input "
-        << o.value("input", std::string()) << " is gone)\n";
+    out << "- orphan: " << printable(o.value("output", std::string())) << " (its input "
+        << printable(o.value("input", std::string())) << " is gone)\n";
   }
   if (p.value("orphans_truncated", false)) out << "  ... (more orphans not listed)\n";
-  for (const auto& w : p["warnings"]) out << "warning: " << w.get<std::string>() << "\n";
+  for (const auto& w : p["warnings"]) out << "warning: " << printable(w.get<std::string>()) << "\n";
   return rc;
 }
 

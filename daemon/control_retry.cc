@@ -132,9 +132,19 @@ void ControlHandler::prepare_retry(const std::string& id, const std::string& new
                        " instead, which holds what is left to do";
           return;
         }
+        if (!latest.empty()) {
+          // Pruned: what it (and any retry of it, which may still be running) left undone
+          // cannot be known, and retrying the original would redo what it did.
+          out->error = "job " + quoted_id(id) + " was retried as " + quoted_id(latest) +
+                       ", which is no longer in the spool: what is left to do cannot be told; "
+                       "submit the job again instead";
+          return;
+        }
         std::string chosen = new_id;
         if (chosen.empty()) {
-          chosen = next_retry_id(id, [&](const std::string& c) { return job_in_spool(*spool, c); });
+          chosen = next_retry_id(id, [&](const std::string& c) {
+            return job_in_spool(*spool, c) || named_as_retry(original.report, c);
+          });
           if (chosen.empty()) chosen = fallback_id;  // "ID-retry-N" would be too long
         }
         Result<RetryDraft> draft = draft_retry(original, chosen, *cfg, submitter);

@@ -337,7 +337,11 @@ void DaemonJob::job_finished(bool cancelled) {
     std::lock_guard<std::mutex> lock(mu_);
     JobCounts& c = report_.counts;
     uint64_t processed = c.succeeded + c.failed + c.skipped;
-    if (source_done_ && !stop_taking_ && !cancelled) {
+    // A walk stopped by a fatal error also ends with source_done_: its count is not the truth.
+    const bool walk_failed = source_ && source_->fatal_error();
+    report_.all_documents_seen =
+        source_done_ && !stop_taking_ && !cancelled && !walk_failed && journal_error_.empty();
+    if (source_done_ && !stop_taking_ && !cancelled && !walk_failed) {
       c.total = processed;  // the walk is the truth; validation counted earlier
       c.cancelled = 0;
     } else {

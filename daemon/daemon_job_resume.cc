@@ -248,6 +248,7 @@ JobReport DaemonJob::unresumable_report(const std::string& id, const std::string
   }();
   JobReport report = job.report();
   report.state = JobState::kFailed;
+  report.all_documents_seen = false;  // what was never journalled is not known
   report.finished_at_ms = clock.wall_ms();
   if (!scanned) {
     note = scanned.error().code == ErrorCode::kNotFound ? "no journal" : scanned.error().message;

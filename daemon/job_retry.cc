@@ -112,6 +112,8 @@ std::string nothing_left(const std::string& id, bool had_failures, uint64_t gone
   return why;
 }
 
+constexpr size_t kMaxRetryWarnings = 100;
+
 Error cannot(const std::string& id, const std::string& why) {
   return make_error(ErrorCode::kInvalidArgument, "cannot retry job \"" + id + "\": " + why);
 }
@@ -128,7 +130,10 @@ uint64_t count_of(const nlohmann::json& report, const char* key) {
 bool finished_every_document(const nlohmann::json& report) {
   const uint64_t ended =
       count_of(report, "succeeded") + count_of(report, "failed") + count_of(report, "skipped");
-  return report.value("state", std::string()) != "cancelled" &&
+  const auto seen = report.find("all_documents_seen");
+  const auto state = report.find("state");
+  return (seen == report.end() || !seen->is_boolean() || seen->get<bool>()) &&
+         (state == report.end() || !state->is_string() || *state != "cancelled") &&
          count_of(report, "cancelled") == 0 && ended >= count_of(report, "total");
 }
 
@@ -166,6 +171,13 @@ std::string latest_retry(const nlohmann::json& report) {
   auto it = report.find("retried_by");
   if (it == report.end() || !it->is_array() || it->empty() || !it->back().is_string()) return {};
   return it->back().get<std::string>();
+}
+
+bool named_as_retry(const nlohmann::json& report, const std::string& id) {
+  auto it = report.find("retried_by");
+  if (it == report.end() || !it->is_array()) return false;
+  return std::any_of(it->begin(), it->end(),
+                     [&](const nlohmann::json& v) { return v.is_string() && v == id; });
 }
 
 std::string next_retry_id(const std::string& id,
@@ -310,9 +322,19 @@ Result<RetryDraft> draft_retry(const FinishedJob& original, const std::string& n
     const uint64_t failed_listed = outcomes->failed.size();
     draft.gone = failed_listed > failed_found ? failed_listed - failed_found : 0;
   }
+  if (draft.documents == 0 && unnamable > 0) {
+    return cannot(original.id, "the " + std::to_string(unnamable) +
+                                   " document(s) left to do have names that are not valid UTF-8, "
+                                   "which a job file cannot hold");
+  }
   if (draft.documents == 0) {
     return make_error(ErrorCode::kNotFound, nothing_left(original.id, !outcomes->failed.empty(),
                                                          draft.gone, draft.new_since));
+  }
+  if (draft.warnings.size() > kMaxRetryWarnings) {
+    const size_t more = draft.warnings.size() - kMaxRetryWarnings;
+    draft.warnings.resize(kMaxRetryWarnings);
+    draft.warnings.push_back("... and " + std::to_string(more) + " more");
   }
   // Not through `input`: new members may move text's (an ordered_json is a vector).
   text["input"][by_files ? "files" : "only"] = std::move(documents);

@@ -49,6 +49,8 @@ Result<FinishedJob> load_finished_job(const Spool& spool, const std::string& id)
 
 // The newest job the report names in "retried_by", or "".
 std::string latest_retry(const nlohmann::json& report);
+// Whether the report names `id` in "retried_by".
+bool named_as_retry(const nlohmann::json& report, const std::string& id);
 
 // The id a retry of `id` gets: "ID-retry-1", or "BASE-retry-N+1" when `id` is "BASE-retry-N";
 // the next number while `taken` says an id is used. "" when no such id is a valid job id (too

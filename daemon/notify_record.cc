@@ -59,10 +59,30 @@ namespace {
 // The UTF-8 sequence length a lead byte announces; 0 for a byte that starts none.
 size_t utf8_length(unsigned char lead) {
   if (lead < 0x80) return 1;
-  if ((lead >> 5) == 0x6) return 2;
+  if (lead >= 0xc2 && lead <= 0xdf) return 2;  // not C0/C1: overlong
   if ((lead >> 4) == 0xe) return 3;
-  if ((lead >> 3) == 0x1e) return 4;
+  if (lead >= 0xf0 && lead <= 0xf4) return 4;  // not F5..F7: past U+10FFFF
   return 0;
+}
+
+// The code point of the valid sequence `s` (utf8_length bytes).
+uint32_t code_point(std::string_view s) {
+  const auto b = [&](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(s[i])); };
+  if (s.size() == 2) return ((b(0) & 0x1f) << 6) | (b(1) & 0x3f);
+  if (s.size() == 3) return ((b(0) & 0x0f) << 12) | ((b(1) & 0x3f) << 6) | (b(2) & 0x3f);
+  return ((b(0) & 0x07) << 18) | ((b(1) & 0x3f) << 12) | ((b(2) & 0x3f) << 6) | (b(3) & 0x3f);
+}
+
+// Characters that would break the one line or disguise it: C1 controls (NEL), line and
+// paragraph separators, bidirectional marks, embeddings, overrides and isolates (a file name
+// "invoice\u202Etxt.exe" shown as "invoiceexe.txt"), the byte order mark; and what is not a
+// character (surrogates, overlong or out-of-range forms that passed the lead-byte test).
+bool shown_as_space(uint32_t cp, size_t len) {
+  const bool overlong = (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+  return overlong || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+         (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0x200e ||
+         cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
+         cp == 0xfeff;
 }
 
 // How one ASCII character reads in a line of chat text.
@@ -95,8 +115,11 @@ bool append_chat_text(std::string& out, std::string_view text, size_t limit) {
     if (!valid) {
       piece = "\xef\xbf\xbd";  // U+FFFD for a byte that starts no character
       len = 1;
+    } else if (len == 1) {
+      piece = chat_ascii(text[i]);
     } else {
-      piece = len == 1 ? chat_ascii(text[i]) : text.substr(i, len);
+      piece = text.substr(i, len);
+      if (shown_as_space(code_point(piece), len)) piece = " ";
     }
     if (out.size() + piece.size() > limit) return false;
     out += piece;

@@ -237,6 +237,22 @@ TEST_CASE("retry: a job that finished every document retries its failures not ne
         std::string::npos);
 }
 
+TEST_CASE("retry: a job whose walk was cut short retries what it never reached") {
+  RetryFixture f;
+  f.input("a.txt");
+  f.input("b.txt");
+  // As the daemon writes it when its input folder vanished before the walk: nothing counted as
+  // done, and all_documents_seen false (the counts alone would look complete).
+  f.finish("cut", f.dir_job("cut"), {},
+           {{"state", "failed"},
+            {"all_documents_seen", false},
+            {"counts", {{"total", 0}, {"succeeded", 0}, {"failed", 0}, {"cancelled", 0}}}});
+  Result<RetryDraft> d = draft_retry(*load_finished_job(f.spool, "cut"), "n", f.config, {});
+  REQUIRE_MESSAGE(d, d.error().message);
+  CHECK(d->cancelled == 2);
+  CHECK(d->new_since == 0);
+}
+
 TEST_CASE("retry: a missing manifest is refused unless nothing was done") {
   RetryFixture f;
   f.input("a.txt");
@@ -379,7 +395,10 @@ namespace docpipe {
 namespace {
 
 TEST_CASE("retry: retry_of in active/ counts only in a file the daemon wrote itself") {
-  if (::geteuid() != 0) return;  // chown to another user
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: needs root to give the file to another user");
+    return;
+  }
   RetryFixture f;
   f.input("a.txt");
   nlohmann::json job = f.dir_job("planted");

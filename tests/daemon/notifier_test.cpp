@@ -606,6 +606,14 @@ TEST_CASE("notify summary: one escaped line cut between UTF-8 characters") {
   CHECK(s.substr(s.size() - 3) == "...");
   const nlohmann::json round = nlohmann::json::parse(nlohmann::json{{"text", s}}.dump());
   CHECK(round["text"] == s);  // valid UTF-8, or dump() would have thrown
+  // Unicode line breaks (NEL, U+2028), C1 controls and bidi overrides (a name faking its
+  // extension) are spaces too; other characters pass.
+  CHECK(
+      report_summary(
+          R"({"id": "u", "state": "failed", "counts": {"total": 1, "failed": 1},)"
+          R"( "failed_documents": [{"input": "a\u0085b\u2028c\u202etxt.exe\u2066", "error": "\u00e9"}]})") ==
+      "docpipe job u failed: 0 succeeded, 1 failed, 0 skipped of 1; first failure: "
+      "a b c txt.exe : \u00e9");
   // Not a report at all: still one line.
   CHECK(report_summary("garbage") == "docpipe job  : 0 succeeded, 0 failed, 0 skipped of 0");
 }

@@ -174,7 +174,12 @@ TEST_CASE("confinement: an input folder that vanished before the job started fai
   CHECK(outcome.report["state"] == "failed");
   CHECK(outcome.report.value("reason", "") ==
         "input.dir: read " + f.in_root + "/in: No such file or directory");
-  CHECK(outcome.report["counts"]["total"] == 0);
+  // The document counted at acceptance was never reached: not done, and said so (a retry takes
+  // it again).
+  CHECK(outcome.report["counts"]["total"] == 1);
+  CHECK(outcome.report["counts"]["succeeded"] == 0);
+  CHECK(outcome.report["counts"]["cancelled"] == 1);
+  CHECK(outcome.report["all_documents_seen"] == false);
   CHECK(f.daemon->terminate() == 0);
 }
 

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <string>
@@ -94,6 +95,39 @@ TEST_CASE("e2e retry: 3 bad documents of 8 are fixed and retried alone and both 
   CHECK(nothing.exit_code == 3);
   CHECK(nothing.err.find("nothing to retry") != std::string::npos);
   CHECK_FALSE(file_exists(spool + "/done/nightly-retry-2.json"));
+  // Its retry pruned (as retention would): what is left cannot be told any more.
+  for (const char* f : {".json", ".report.json", ".manifest.jsonl"}) {
+    std::filesystem::remove(spool + "/done/nightly-retry-1" + f);
+  }
+  CommandResult pruned = docpipe({"retry", "--spool", spool, "nightly"}, tmp.path());
+  CHECK(pruned.exit_code == 1);
+  CHECK(pruned.err.find("which is no longer in the spool") != std::string::npos);
+  CHECK(daemon.terminate() == 0);
+}
+
+TEST_CASE("e2e retry: a job whose input folder vanished before its walk is retried whole") {
+  TempDir tmp(scratch_base());
+  const std::string spool = tmp / "spool", in = tmp / "in", out = tmp / "out";
+  for (const char* name : {"a.json", "b.json", "c.json"}) write_file(in + "/" + name, "[1]\n");
+  DaemonProcess daemon(spool, {"--workers", "1"});
+  daemon.start();
+  // Accepted (counted) while intake is paused; the folder goes before the job starts.
+  REQUIRE(docpipe({"pause", "--spool", spool}, tmp.path()).exit_code == 0);
+  write_file(tmp / "cut.json", make_job("cut", in, out, {{{"op", "json.minify"}}}).dump());
+  REQUIRE(docpipe({"submit", "--spool", spool, tmp / "cut.json"}, tmp.path()).exit_code == 0);
+  std::filesystem::rename(in, tmp / "in.away");
+  REQUIRE(docpipe({"resume", "--spool", spool}, tmp.path()).exit_code == 0);
+  JobOutcome cut = daemon.wait_for_job("cut");
+  INFO("report: " << cut.report.dump(2));
+  REQUIRE(cut.report["state"] == "failed");
+  CHECK(cut.report["all_documents_seen"] == false);
+  CHECK(cut.report["counts"]["cancelled"] == 3);
+  std::filesystem::rename(tmp / "in.away", in);
+  CommandResult retried = docpipe({"retry", "--spool", spool, "--wait", "cut"}, tmp.path());
+  INFO("retry: " << retried.out << retried.err);
+  CHECK(retried.exit_code == 0);
+  CHECK(retried.out.find("retrying 3 document(s)") != std::string::npos);
+  CHECK(daemon.wait_for_job("cut-retry-1").report["counts"]["succeeded"] == 3);
   CHECK(daemon.terminate() == 0);
 }
 
@@ -152,6 +186,10 @@ TEST_CASE(
   daemon = std::make_unique<DaemonProcess>(spool, std::vector<std::string>{"--workers", "1"});
   daemon->set_binary(DOCPIPE_TEST_BINARY);
   daemon->start();
+  // Resumed and running, its link lost: still no second retry of the same documents.
+  CommandResult blocked = docpipe({"retry", "--spool", spool, "slow"}, tmp.path());
+  CHECK(blocked.exit_code == 1);
+  CHECK(blocked.err.find("is being retried as \"slow-again\"") != std::string::npos);
   JobOutcome again = daemon->wait_for_job("slow-again");
   CHECK(again.report["retry_of"] == "slow");
   CHECK(read_json(original)["retried_by"] == nlohmann::json{"slow-again"});
