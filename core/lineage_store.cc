@@ -359,18 +359,26 @@ Status in_transaction(sqlite3* db, const std::string& path, const std::function<
 
 }  // namespace
 
-Status LineageStore::upsert(const std::vector<LineageRow>& rows) {
-  if (rows.empty()) return ok();
+Status LineageStore::write(const std::function<int(sqlite3*)>& body) {
   Result<Connection*> c = acquire();
   if (!c) return c.error();
   Connection* conn = *c;
-  std::lock_guard<std::mutex> writer(write_mu_);
-  Status result = in_transaction(conn->db, path_, [&]() -> int {
-    Prepared row(conn->db, std::string("INSERT OR REPLACE INTO lineage (") + kColumns +
-                               ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)");
+  Status result;
+  {
+    std::lock_guard<std::mutex> writer(write_mu_);
+    result = in_transaction(conn->db, path_, [&] { return body(conn->db); });
+  }
+  release(conn);
+  return result;
+}
+
+Status LineageStore::upsert(const std::vector<LineageRow>& rows) {
+  if (rows.empty()) return ok();
+  return write([&](sqlite3* db) -> int {
+    Prepared row(db, std::string("INSERT OR REPLACE INTO lineage (") + kColumns +
+                         ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)");
     if (row.rc != SQLITE_OK) return row.rc;
-    Prepared chain(conn->db,
-                   "INSERT OR IGNORE INTO chains (fingerprint, canonical) VALUES (?1,?2)");
+    Prepared chain(db, "INSERT OR IGNORE INTO chains (fingerprint, canonical) VALUES (?1,?2)");
     if (chain.rc != SQLITE_OK) return chain.rc;
     const std::string* last_chain = nullptr;
     for (const LineageRow& r : rows) {
@@ -395,18 +403,12 @@ Status LineageStore::upsert(const std::vector<LineageRow>& rows) {
     }
     return SQLITE_OK;
   });
-  release(conn);
-  return result;
 }
 
 Status LineageStore::refresh_input_stamps(const std::vector<LineageRow>& rows) {
   if (rows.empty()) return ok();
-  Result<Connection*> c = acquire();
-  if (!c) return c.error();
-  Connection* conn = *c;
-  std::lock_guard<std::mutex> writer(write_mu_);
-  Status result = in_transaction(conn->db, path_, [&]() -> int {
-    Prepared update(conn->db,
+  return write([&](sqlite3* db) -> int {
+    Prepared update(db,
                     "UPDATE lineage SET input_size=?2, input_mtime_ns=?3, input_ino=?4, "
                     "input_dev=?5 WHERE output=?1 AND input_sha256=?6 AND chain=?7");
     if (update.rc != SQLITE_OK) return update.rc;
@@ -420,8 +422,6 @@ Status LineageStore::refresh_input_stamps(const std::vector<LineageRow>& rows) {
     }
     return SQLITE_OK;
   });
-  release(conn);
-  return result;
 }
 
 Status LineageStore::for_each_under(const std::string& dir,
@@ -476,12 +476,8 @@ Result<std::vector<std::string>> LineageStore::outputs_after(const std::string& 
 
 Status LineageStore::remove(const std::vector<std::string>& outputs) {
   if (outputs.empty()) return ok();
-  Result<Connection*> c = acquire();
-  if (!c) return c.error();
-  Connection* conn = *c;
-  std::lock_guard<std::mutex> writer(write_mu_);
-  Status result = in_transaction(conn->db, path_, [&]() -> int {
-    Prepared del(conn->db, "DELETE FROM lineage WHERE output = ?1");
+  return write([&](sqlite3* db) -> int {
+    Prepared del(db, "DELETE FROM lineage WHERE output = ?1");
     if (del.rc != SQLITE_OK) return del.rc;
     for (const std::string& o : outputs) {
       Statement st(del.s);
@@ -489,13 +485,11 @@ Status LineageStore::remove(const std::vector<std::string>& outputs) {
       if (int rc = sqlite3_step(st.get()); rc != SQLITE_DONE) return rc;
     }
     // Chains no row names any more.
-    return sqlite3_exec(conn->db,
+    return sqlite3_exec(db,
                         "DELETE FROM chains WHERE fingerprint NOT IN (SELECT DISTINCT chain FROM "
                         "lineage)",
                         nullptr, nullptr, nullptr);
   });
-  release(conn);
-  return result;
 }
 
 Result<uint64_t> LineageStore::count() {

@@ -118,6 +118,9 @@ class LineageStore {
   Result<Connection*> acquire();
   void release(Connection* c);
   Status open_connection(Connection& c);
+  // Runs `body` (an SQLite result code) in one IMMEDIATE transaction on a pooled connection,
+  // one writer at a time: committed when it returns SQLITE_OK, else rolled back.
+  Status write(const std::function<int(sqlite3*)>& body);
 
   std::string path_;
   bool durable_;
