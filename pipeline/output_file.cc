@@ -6,7 +6,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
 
 #include "core/access_check.h"
 #include "core/fs_util.h"
@@ -37,12 +39,48 @@ int open_existing_folder(const DirFd& base, const std::string& rel) {
   return fd >= 0 ? static_cast<int>(fd) : -1;
 }
 
+std::atomic<TmpfileLink> g_tmpfile_link{TmpfileLink::kUnknown};
+
+// Links the anonymous file `fd` as `name` in `dir_fd` (never replacing anything); 0 or an errno.
+int link_anonymous(int fd, TmpfileLink how, int dir_fd, const char* name) {
+  if (how == TmpfileLink::kEmptyPath) {
+    return ::linkat(fd, "", dir_fd, name, AT_EMPTY_PATH) == 0 ? 0 : errno;
+  }
+  char proc[40];
+  std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  return ::linkat(AT_FDCWD, proc, dir_fd, name, AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
+}
+
+// The way this process may link anonymous files, learnt once from `fd` (a fresh O_TMPFILE file
+// in `dir_fd`): each way is tried with "." as the new name, which always exists, so a permitted
+// link fails with EEXIST and creates nothing; a refused one fails first (ENOENT or EPERM: no
+// CAP_DAC_READ_SEARCH on a kernel before 6.10; no /proc).
+TmpfileLink tmpfile_link(int fd, int dir_fd) {
+  TmpfileLink how = g_tmpfile_link.load(std::memory_order_relaxed);
+  if (how != TmpfileLink::kUnknown) return how;
+  how = TmpfileLink::kNone;
+  for (TmpfileLink candidate : {TmpfileLink::kEmptyPath, TmpfileLink::kProcFd}) {
+    if (link_anonymous(fd, candidate, dir_fd, ".") == EEXIST) {
+      how = candidate;
+      break;
+    }
+  }
+  g_tmpfile_link.store(how, std::memory_order_relaxed);
+  return how;
+}
+
 }  // namespace
 
-Status OutputFile::create(const std::string& final_path) {
+TmpfileLink set_tmpfile_link_for_testing(TmpfileLink link) {
+  return g_tmpfile_link.exchange(link);
+}
+
+Status OutputFile::create(const std::string& final_path, bool durable) {
   std::string_view rel = final_path;
   while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
-  return create(final_path, OutputTarget{nullptr, rel, nullptr});
+  OutputTarget target{nullptr, rel, nullptr};
+  target.durable = durable;
+  return create(final_path, target);
 }
 
 Status OutputFile::create(const std::string& final_path, const OutputTarget& target) {
@@ -96,6 +134,26 @@ Status OutputFile::create(const std::string& final_path, const OutputTarget& tar
       dir_path_ = &owned_.path();
     }
   }
+  if (!target.durable && create_anonymous()) return ok();
+  return create_named();
+}
+
+// An O_TMPFILE file in the folder, if its file system has them and this process can link them.
+// Any failure (EOPNOTSUPP, EISDIR from an old kernel, and real errors such as EACCES) leaves it
+// to create_named(), which names the error as before.
+bool OutputFile::create_anonymous() {
+  const int fd = ::openat(dir_fd_, ".", O_WRONLY | O_TMPFILE | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  if (tmpfile_link(fd, dir_fd_) == TmpfileLink::kNone) {
+    ::close(fd);
+    return false;
+  }
+  fd_ = fd;
+  anonymous_ = true;
+  return true;
+}
+
+Status OutputFile::create_named() {
   for (int tries = 0; tries < 16; ++tries) {
     std::string temp = std::string(base_name(temp_path_for("", final_name_)));
     fd_ =
@@ -107,11 +165,11 @@ Status OutputFile::create(const std::string& final_path, const OutputTarget& tar
     if (errno == EEXIST || errno == EINTR) continue;  // a name collision: draw another
     int err = errno;
     release_folder();
-    return errno_error("write " + final_path, err);
+    return errno_error("write " + final_path_, err);
   }
   release_folder();
   return make_error(ErrorCode::kIo,
-                    "write " + final_path + ": could not create a unique temp file in its folder");
+                    "write " + final_path_ + ": could not create a unique temp file in its folder");
 }
 
 std::string OutputFile::temp_path() const {
@@ -154,6 +212,7 @@ Status OutputFile::close_fd() {
 }
 
 Result<OutputFile::Committed> OutputFile::rename_into_place(IfExists mode) {
+  if (anonymous_) return link_into_place(mode);
   Status st = close_fd();
   if (!st) {
     discard();
@@ -167,6 +226,41 @@ Result<OutputFile::Committed> OutputFile::rename_into_place(IfExists mode) {
     return errno_error("rename to " + final_path_, err);
   }
   temp_name_.clear();
+  return Committed::kWritten;
+}
+
+// A link never replaces what is at its new name: kSkip and kFail get kTargetExists from it as
+// they do from RENAME_NOREPLACE. kReplace links the file under a temp name instead and renames
+// that over the target, as a named temp file would be. The file is closed after the link (the
+// link needs its descriptor); a close that fails then (a deferred write error, which the local
+// file systems that have O_TMPFILE do not report at close) takes the name off again.
+Result<OutputFile::Committed> OutputFile::link_into_place(IfExists mode) {
+  const TmpfileLink how = g_tmpfile_link.load(std::memory_order_relaxed);
+  int err = link_anonymous(fd_, how, dir_fd_, final_name_.c_str());
+  if (err == EEXIST && !keeps_existing_outputs(mode)) {
+    for (int tries = 0; tries < 16; ++tries) {
+      std::string temp = std::string(base_name(temp_path_for("", final_name_)));
+      err = link_anonymous(fd_, how, dir_fd_, temp.c_str());
+      if (err == EEXIST || err == EINTR) continue;  // a name collision: draw another
+      if (err == 0) {
+        temp_name_ = std::move(temp);  // removed by discard() if the rename fails
+        err = rename_in(dir_fd_, temp_name_.c_str(), final_name_.c_str(), false);
+        if (err == 0) temp_name_.clear();
+      }
+      break;
+    }
+  }
+  if (err != 0) {
+    discard();
+    if (err == EEXIST) return Committed::kTargetExists;
+    return errno_error("link to " + final_path_, err);
+  }
+  anonymous_ = false;
+  if (Status st = close_fd(); !st) {
+    ::unlinkat(dir_fd_, final_name_.c_str(), 0);
+    release_folder();
+    return st.error();
+  }
   return Committed::kWritten;
 }
 
@@ -193,9 +287,10 @@ Status OutputFile::sync_folder() {
 
 void OutputFile::discard() {
   if (fd_ >= 0) {
-    ::close(fd_);
+    ::close(fd_);  // an anonymous file is gone with its last descriptor
     fd_ = -1;
   }
+  anonymous_ = false;
   if (!temp_name_.empty()) {
     if (::unlinkat(dir_fd_, temp_name_.c_str(), 0) != 0 && errno != ENOENT) {
       // The folder turned read-only (or immutable) after the create: remove it later.

@@ -1,8 +1,20 @@
 #pragma once
-// OutputFile: an output document being written. The bytes go to a temp file in the target folder
-// (".NAME.docpipe-tmp.RANDOM", so it is on the same file system and the rename is atomic), and
-// commit() renames it into place: readers see the whole output or none of it. The SHA-256 is
-// taken of the bytes as they are written, so it matches the file without reading it back.
+// OutputFile: an output document being written. The bytes go to a file in the target folder that
+// has no name yet, and commit() gives it its name in one step: readers see the whole output or
+// none of it. The SHA-256 is taken of the bytes as they are written, so it matches the file
+// without reading it back.
+//
+// Two ways to write it (issue 12):
+// - Anonymous (the default): an O_TMPFILE file in the target folder, which commit() links into
+//   place (linkat; for kReplace over an existing file, linked under a temp name and renamed over
+//   it). No name exists until the commit, so a crash or kill -9 leaves nothing behind, and the
+//   folder's lock is taken once per output (the link) instead of twice (create, rename): on
+//   tmpfs, 20,000 small outputs on 2 threads took ~15 % less time.
+// - Named (OutputTarget::durable, or where O_TMPFILE is not supported or this process may not
+//   link such a file): a temp file ".NAME.docpipe-tmp.RANDOM", renamed into place. Durable
+//   outputs always go this way: an O_TMPFILE file fsynced before its link gets its link count
+//   only at the link, and the folder's fsync that follows need not write that count on a file
+//   system without a journal; a named temp file, fsynced and renamed, has no such gap.
 //
 // The target folder is opened beneath the job's open output folder, one component at a time
 // without following symlinks, and the temp file is created, renamed, fsynced and removed relative
@@ -35,6 +47,9 @@ struct OutputTarget {
   const Credentials* who = nullptr;  // check the submitter's rights on folders (null: none)
   // Sub-folders already opened for the other outputs of a writer's batch (null: open its own).
   SharedFolders* shared = nullptr;
+  // The caller fsyncs the output and its folder before reporting it (durability fsync): written
+  // to a named temp file and renamed (see the top).
+  bool durable = false;
 };
 
 // The sub-folders opened for the outputs of one writer batch, shared by the outputs that go to
@@ -62,6 +77,13 @@ class SharedFolders {
   std::deque<Entry> entries_;  // a deque: add() keeps earlier entries where they are
 };
 
+// How this process gives an anonymous (O_TMPFILE) file its name: linkat(AT_EMPTY_PATH), which
+// needs CAP_DAC_READ_SEARCH before Linux 6.10; else linkat of /proc/self/fd/N; else not at all
+// (outputs then go to named temp files). Learnt from the first anonymous file (see the .cc).
+enum class TmpfileLink { kUnknown, kEmptyPath, kProcFd, kNone };
+// Tests: forces the way (kUnknown: learn it again) and returns the one in use before.
+TmpfileLink set_tmpfile_link_for_testing(TmpfileLink link);
+
 class OutputFile {
  public:
   enum class Committed { kWritten, kTargetExists };
@@ -71,16 +93,17 @@ class OutputFile {
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;
 
-  // Creates the temp file for `final_path` (O_EXCL, mode 0644), creating missing folders below
-  // the output folder. `final_path` names the output in messages.
+  // Creates the file for `final_path` (anonymous, or a named temp file made with O_EXCL; mode
+  // 0644), creating missing folders below the output folder. `final_path` names the output in
+  // messages.
   Status create(const std::string& final_path, const OutputTarget& target);
   // The same beneath "/" (unit tests).
-  Status create(const std::string& final_path);
+  Status create(const std::string& final_path, bool durable = false);
   Status write(std::string_view data);
   Status sync();  // fsync the temp file
 
-  // Closes and renames the temp file to the final path. kReplace replaces an existing file; kSkip
-  // and kFail never do (RENAME_NOREPLACE): they get kTargetExists and the temp file is removed.
+  // Gives the file its final name (link or rename) and closes it. kReplace replaces an existing
+  // file; kSkip and kFail never do: they get kTargetExists and the file is dropped.
   // With `sync_folder`, the folder is fsynced after the rename so the new name survives a crash.
   Result<Committed> commit(IfExists mode, bool sync_folder);
   // commit() without the folder's fsync: when written, the folder stays open, for the caller to
@@ -95,8 +118,10 @@ class OutputFile {
   // be removed (its folder turned read-only) is remembered in LeftoverTemps and removed later.
   void discard();
 
-  bool open() const { return !temp_name_.empty(); }
-  // The temp file's path (folder path + name), for tests and messages.
+  bool open() const { return fd_ >= 0 || !temp_name_.empty(); }
+  // Written to a file without a name (O_TMPFILE) rather than a named temp file.
+  bool anonymous() const { return anonymous_; }
+  // The temp file's path (folder path + name), for tests and messages; empty when anonymous.
   std::string temp_path() const;
   uint64_t bytes_written() const { return bytes_written_; }
   Result<std::string> sha256_hex() { return sha_.hex_digest(); }
@@ -113,7 +138,10 @@ class OutputFile {
 
  private:
   Status close_fd();
+  bool create_anonymous();
+  Status create_named();
   Result<Committed> rename_into_place(IfExists mode);
+  Result<Committed> link_into_place(IfExists mode);
 
   std::string final_path_;
   // The folder the output goes to: the job's output folder (borrowed from the document, which
@@ -125,6 +153,7 @@ class OutputFile {
   std::string final_name_;
   std::string temp_name_;
   int fd_ = -1;
+  bool anonymous_ = false;  // fd_ is an O_TMPFILE file: no temp name until linked
   uint64_t bytes_written_ = 0;
   Sha256 sha_;
 };

@@ -219,9 +219,10 @@ OutputTarget output_target(const WorkItem& item) {
   return OutputTarget{doc.output.get(), rel, restricted_submitter(spec)};
 }
 
-Status create_output(WorkItem& item, SharedFolders* shared) {
+Status create_output(const StageShared& s, WorkItem& item, SharedFolders* shared) {
   OutputTarget target = output_target(item);
   target.shared = shared;
+  target.durable = s.options.fsync;
   return item.output.create(item.output_path, target);
 }
 

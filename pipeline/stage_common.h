@@ -72,7 +72,8 @@ void forward(StageShared& s, std::unique_ptr<WorkItem> item, Stage stage);
 
 // Where the item's output goes: beneath the job's open output folder, never by its path string.
 OutputTarget output_target(const WorkItem& item);
-// `shared`: the writer batch's open sub-folders (null: the output opens its own).
-Status create_output(WorkItem& item, SharedFolders* shared = nullptr);
+// `shared`: the writer batch's open sub-folders (null: the output opens its own). With fsync
+// durability the output is written to a named temp file (OutputTarget::durable).
+Status create_output(const StageShared& s, WorkItem& item, SharedFolders* shared = nullptr);
 
 }  // namespace docpipe

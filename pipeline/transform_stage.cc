@@ -74,7 +74,7 @@ class ChainOutput {
     if (!item_.streamed && item_.scratch.size() <= s_.options.stream_threshold_bytes) return ok();
     Status st = ok();
     if (!item_.streamed) {
-      st = create_output(item_);
+      st = create_output(s_, item_);
       item_.streamed = static_cast<bool>(st);
     }
     if (st) st = write_output_chunk(s_, item_);
@@ -143,7 +143,7 @@ Status write_output_chunk(StageShared& s, WorkItem& item) {
 Status stream_document(StageShared& s, WorkItem& item) {
   const JobSpec& spec = item.sched.job->spec();
   const std::string& input = item.sched.doc.input_path;
-  Status st = create_output(item);
+  Status st = create_output(s, item);
   if (!st) return st;
   const DocumentContext ctx = document_context(s, item);
   std::optional<TransformChain::Run> run;

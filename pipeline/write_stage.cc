@@ -28,7 +28,7 @@ Result<DocumentState> write_document(StageShared& s, WorkItem& item, bool keep_f
                                      SharedFolders& folders) {
   const OutputSpec& out = item.sched.job->spec().output;
   if (!item.streamed) {
-    Status st = create_output(item, &folders);
+    Status st = create_output(s, item, &folders);
     if (st) st = item.output.write(item.data);
     if (st && s.options.fsync) st = item.output.sync();
     if (!st) return st.error();

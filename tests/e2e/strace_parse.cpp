@@ -1,5 +1,6 @@
 #include "tests/e2e/strace_parse.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "tests/e2e/harness.h"
@@ -175,6 +176,20 @@ std::vector<Rename> renames(const std::vector<Syscall>& calls) {
       out.push_back({c.index, at_path(c.args[0], c.args[1]), at_path(c.args[2], c.args[3])});
     }
   }
+  return out;
+}
+
+std::vector<Rename> publishes(const std::vector<Syscall>& calls) {
+  std::vector<Rename> out = renames(calls);
+  for (const Syscall& c : calls) {
+    // A link to "." always fails (it exists): the daemon's probe of whether it may link
+    // anonymous files at all (pipeline/output_file.cc), not a publish.
+    if (c.name == "linkat" && c.args.size() >= 4 && unquote(c.args[3]) != ".") {
+      out.push_back({c.index, at_path(c.args[0], c.args[1]), at_path(c.args[2], c.args[3])});
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Rename& a, const Rename& b) { return a.index < b.index; });
   return out;
 }
 

@@ -41,6 +41,10 @@ struct Rename {
 // Every rename, renameat and renameat2, as absolute paths.
 std::vector<Rename> renames(const std::vector<Syscall>& calls);
 
+// Every way a file got a new name, in trace order: the renames, and each linkat (an anonymous
+// O_TMPFILE output linked into place; `from` is then what strace shows for its descriptor).
+std::vector<Rename> publishes(const std::vector<Syscall>& calls);
+
 // (index, path) of every fsync and fdatasync.
 std::vector<std::pair<size_t, std::string>> syncs(const std::vector<Syscall>& calls);
 

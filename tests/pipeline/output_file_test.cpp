@@ -7,7 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "core/leftover_temps.h"
 #include "core/path_util.h"
@@ -19,10 +22,19 @@
 namespace docpipe {
 namespace {
 
+using testing::anonymous_files_under;
 using testing::read_file;
 using testing::temp_files_under;
 using testing::TempDir;
 using testing::write_file;
+
+// The names in `dir`, sorted.
+std::vector<std::string> list_names(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : testing::fs::directory_iterator(dir)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 TEST_CASE("sha256: digests match the published test vectors, across chunk boundaries") {
   Sha256 sha;
@@ -37,11 +49,39 @@ TEST_CASE("sha256: digests match the published test vectors, across chunk bounda
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
-TEST_CASE("output_file: the output appears only at commit, with its content and digest") {
+TEST_CASE("output_file: an anonymous output has no name until commit and then all its content") {
   TempDir dir;
   const std::string path = dir / "out.txt";
   OutputFile out;
   REQUIRE(out.create(path));
+  REQUIRE(out.anonymous());
+  CHECK(out.temp_path().empty());
+  REQUIRE(out.write("hello "));
+  REQUIRE(out.write("world"));
+  CHECK(testing::fs::is_empty(dir.path()));  // no name at all in the folder
+  CHECK(anonymous_files_under(dir.path()) == 1);
+  auto committed = out.commit(IfExists::kReplace, false);
+  REQUIRE(committed);
+  CHECK(*committed == OutputFile::Committed::kWritten);
+  CHECK(read_file(path) == "hello world");
+  CHECK(anonymous_files_under(dir.path()) == 0);  // closed once linked
+  CHECK(list_names(dir.path()) == std::vector<std::string>{"out.txt"});
+  CHECK(out.bytes_written() == 11);
+  CHECK(out.sha256_hex().value() == testing::sha256_hex("hello world"));
+  struct stat st;
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK(st.st_nlink == 1);
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  CHECK((st.st_mode & 0777) == (0644 & ~mask));
+}
+
+TEST_CASE("output_file: a durable output goes to a named temp file that commit renames") {
+  TempDir dir;
+  const std::string path = dir / "out.txt";
+  OutputFile out;
+  REQUIRE(out.create(path, /*durable=*/true));
+  CHECK_FALSE(out.anonymous());
   const std::string temp = out.temp_path();
   CHECK(temp.rfind(dir.path() + "/.out.txt.docpipe-tmp.", 0) == 0);
   CHECK(temp.size() == (dir.path() + "/.out.txt.docpipe-tmp.").size() + 12);
@@ -73,41 +113,107 @@ TEST_CASE("output_file: missing parent folders are created") {
   CHECK(read_file(path) == "x");
 }
 
-TEST_CASE("output_file: replace overwrites, skip and fail never clobber an existing file") {
-  TempDir dir;
-  const std::string path = dir / "out.txt";
-  write_file(path, "old");
-  for (IfExists mode : {IfExists::kSkip, IfExists::kFail}) {
+TEST_CASE("output_file: replace overwrites and skip and fail never clobber an existing file") {
+  for (bool durable : {false, true}) {
+    CAPTURE(durable);
+    TempDir dir;
+    const std::string path = dir / "out.txt";
+    write_file(path, "old");
+    for (IfExists mode : {IfExists::kSkip, IfExists::kFail}) {
+      OutputFile out;
+      REQUIRE(out.create(path, durable));
+      CHECK(out.anonymous() == !durable);
+      REQUIRE(out.write("new"));
+      auto committed = out.commit(mode, durable);
+      REQUIRE(committed);
+      CHECK(*committed == OutputFile::Committed::kTargetExists);
+      CHECK(read_file(path) == "old");
+    }
     OutputFile out;
-    REQUIRE(out.create(path));
+    REQUIRE(out.create(path, durable));
     REQUIRE(out.write("new"));
-    auto committed = out.commit(mode, false);
-    REQUIRE(committed);
-    CHECK(*committed == OutputFile::Committed::kTargetExists);
-    CHECK(read_file(path) == "old");
+    auto replaced = out.commit(IfExists::kReplace, durable);
+    REQUIRE(replaced);
+    CHECK(*replaced == OutputFile::Committed::kWritten);
+    CHECK(read_file(path) == "new");
+    // Replaced by a rename (an anonymous one was linked under a temp name first): one name left.
+    CHECK(list_names(dir.path()) == std::vector<std::string>{"out.txt"});
+    CHECK(anonymous_files_under(dir.path()) == 0);
   }
-  OutputFile out;
-  REQUIRE(out.create(path));
-  REQUIRE(out.write("new"));
-  REQUIRE(out.commit(IfExists::kReplace, false));
-  CHECK(read_file(path) == "new");
-  CHECK(temp_files_under(dir.path()).empty());
 }
 
 TEST_CASE("output_file: discard and destruction remove the temp file") {
   TempDir dir;
   {
     OutputFile out;
-    REQUIRE(out.create(dir / "a.txt"));
+    REQUIRE(out.create(dir / "a.txt", /*durable=*/true));
     REQUIRE(out.write("partial"));
     CHECK(temp_files_under(dir.path()).size() == 1);
   }
   CHECK(temp_files_under(dir.path()).empty());
   OutputFile out;
-  REQUIRE(out.create(dir / "b.txt"));
+  REQUIRE(out.create(dir / "b.txt", /*durable=*/true));
   out.discard();
   CHECK(temp_files_under(dir.path()).empty());
   CHECK_FALSE(testing::fs::exists(dir / "b.txt"));
+}
+
+TEST_CASE("output_file: an anonymous output that is discarded or destroyed leaves nothing") {
+  TempDir dir;
+  {
+    OutputFile out;
+    REQUIRE(out.create(dir / "a.txt"));
+    REQUIRE(out.write("partial"));
+    CHECK(anonymous_files_under(dir.path()) == 1);
+  }
+  CHECK(anonymous_files_under(dir.path()) == 0);
+  OutputFile out;
+  REQUIRE(out.create(dir / "b.txt"));
+  REQUIRE(out.write("partial"));
+  out.discard();
+  CHECK_FALSE(out.open());
+  CHECK(anonymous_files_under(dir.path()) == 0);
+  CHECK(testing::fs::is_empty(dir.path()));
+}
+
+TEST_CASE("output_file: each way of linking an anonymous output writes the same outputs") {
+  const TmpfileLink before = set_tmpfile_link_for_testing(TmpfileLink::kUnknown);
+  TmpfileLink learnt = TmpfileLink::kUnknown;
+  for (TmpfileLink link : {TmpfileLink::kUnknown, TmpfileLink::kEmptyPath, TmpfileLink::kProcFd,
+                           TmpfileLink::kNone}) {
+    CAPTURE(static_cast<int>(link));
+    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH before Linux 6.10: forced only where it was learnt.
+    if (link == TmpfileLink::kEmptyPath && learnt != TmpfileLink::kEmptyPath) continue;
+    set_tmpfile_link_for_testing(link);
+    TempDir dir;
+    write_file(dir / "old.txt", "old");
+    for (const char* name : {"new.txt", "old.txt"}) {
+      OutputFile out;
+      REQUIRE(out.create(dir / name));
+      // kNone: this process may not link such files, so a named temp file is used instead.
+      CHECK(out.anonymous() == (link != TmpfileLink::kNone));
+      CHECK(temp_files_under(dir.path()).size() == (link == TmpfileLink::kNone ? 1u : 0u));
+      REQUIRE(out.write(name));
+      auto committed = out.commit(IfExists::kReplace, false);
+      REQUIRE(committed);
+      CHECK(*committed == OutputFile::Committed::kWritten);
+      CHECK(read_file(dir / name) == name);
+    }
+    CHECK(list_names(dir.path()) == std::vector<std::string>{"new.txt", "old.txt"});
+    CHECK(anonymous_files_under(dir.path()) == 0);
+    if (link == TmpfileLink::kUnknown) learnt = set_tmpfile_link_for_testing(link);
+  }
+  CHECK(learnt != TmpfileLink::kUnknown);
+  // kUnknown was learnt from the first anonymous file: root, or Linux 6.10 or later, may use
+  // AT_EMPTY_PATH; /proc/self/fd works for anyone where /proc is mounted.
+  set_tmpfile_link_for_testing(TmpfileLink::kUnknown);
+  {
+    TempDir dir;
+    OutputFile out;
+    REQUIRE(out.create(dir / "x.txt"));
+    CHECK(out.anonymous());
+  }
+  CHECK(set_tmpfile_link_for_testing(before) != TmpfileLink::kUnknown);
 }
 
 TEST_CASE("output_file: an error names the output and the cause") {
@@ -124,11 +230,19 @@ TEST_CASE("output_file: a long file name still gets a temp name within NAME_MAX"
   TempDir dir;
   const std::string name(250, 'n');
   OutputFile out;
-  REQUIRE(out.create(dir / name));
+  REQUIRE(out.create(dir / name, /*durable=*/true));
   CHECK(docpipe::base_name(out.temp_path()).size() <= 255);
   REQUIRE(out.write("long"));
   REQUIRE(out.commit(IfExists::kReplace, false));
   CHECK(read_file(dir / name) == "long");
+  // An anonymous one replacing it is linked under such a temp name, then renamed over it.
+  OutputFile again;
+  REQUIRE(again.create(dir / name));
+  REQUIRE(again.anonymous());
+  REQUIRE(again.write("longer"));
+  REQUIRE(again.commit(IfExists::kReplace, false));
+  CHECK(read_file(dir / name) == "longer");
+  CHECK(list_names(dir.path()) == std::vector<std::string>{name});
 }
 
 using docpipe::test::set_immutable;
@@ -211,8 +325,21 @@ TEST_CASE(
   testing::fs::create_directories(dir / "out");
   if (!can_set_immutable(dir / "out")) return;
   const size_t before = LeftoverTemps::global().size();
+  {
+    // An anonymous output cannot be linked there either, and leaves nothing behind.
+    OutputFile anon;
+    REQUIRE(anon.create(dir / "out/a.txt"));
+    REQUIRE(anon.write("a"));
+    REQUIRE(set_immutable(dir / "out", true));
+    auto refused = anon.commit(IfExists::kReplace, false);
+    CHECK_FALSE(refused);
+    CHECK(anonymous_files_under(dir / "out") == 0);
+    CHECK(LeftoverTemps::global().size() == before);
+    REQUIRE(set_immutable(dir / "out", false));
+    CHECK(testing::fs::is_empty(dir / "out"));
+  }
   OutputFile out;
-  REQUIRE(out.create(dir / "out/a.txt"));
+  REQUIRE(out.create(dir / "out/a.txt", /*durable=*/true));
   REQUIRE(out.write("a"));
   const std::string temp = out.temp_path();
   REQUIRE(set_immutable(dir / "out", true));

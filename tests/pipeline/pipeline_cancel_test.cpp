@@ -227,7 +227,8 @@ TEST_CASE("pipeline: cancelling a job stops a streamed document between chunks")
   auto job = std::make_shared<FakeJob>(make_spec("stream", dir / "out", chain_of({gated})), docs);
   pipeline.add_job(job);
   REQUIRE(gate->wait_reached());  // the first chunk is in the transform
-  CHECK(temp_files_under(dir / "out").size() == 1);
+  CHECK(anonymous_files_under(dir / "out") == 1);  // its output is being written
+  CHECK(temp_files_under(dir / "out").empty());
   CHECK(pipeline.cancel_job("stream"));
   gate->release();
   REQUIRE(job->wait_finished());
@@ -238,6 +239,7 @@ TEST_CASE("pipeline: cancelling a job stops a streamed document between chunks")
   CHECK(outcomes[0].bytes_in < (12u << 20));  // it did not run to the end
   CHECK_FALSE(fs::exists(dir / "out/big.txt"));
   CHECK(temp_files_under(dir / "out").empty());
+  CHECK(anonymous_files_under(dir / "out") == 0);  // dropped, not left open
 }
 
 TEST_CASE("pipeline: stop joins cleanly while a job is running") {

@@ -19,6 +19,7 @@ using testing::make_spec;
 using testing::OpenAtExit;
 using testing::read_file;
 using testing::sha256_hex;
+using testing::anonymous_files_under;
 using testing::temp_files_under;
 using testing::TempDir;
 using testing::test_options;

@@ -95,6 +95,21 @@ inline std::vector<std::string> temp_files_under(const std::string& root) {
   return found;
 }
 
+// Outputs being written as anonymous files (O_TMPFILE: no name yet) in folders below `root`, by
+// this process: its descriptors whose link reads "FOLDER/#INODE (deleted)".
+inline size_t anonymous_files_under(const std::string& root) {
+  size_t found = 0;
+  const std::string prefix = root + "/", deleted = " (deleted)";
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const std::string target = fs::read_symlink(entry.path(), ec).string();
+    if (ec || target.rfind(prefix, 0) != 0 || !target.ends_with(deleted)) continue;
+    const size_t slash = target.rfind('/');
+    if (slash != std::string::npos && target.compare(slash, 2, "/#") == 0) ++found;
+  }
+  return found;
+}
+
 // Deterministic content of a given size, different per seed.
 inline std::string make_content(size_t size, unsigned seed) {
   std::string s(size, '\0');
