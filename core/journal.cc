@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <variant>
@@ -133,12 +132,26 @@ JobJournal::~JobJournal() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+namespace {
+
+// Appends "CRC32 payload\n" (the CRC as 8 lower-case hex digits) to `out`.
+void append_record(std::string& out, const std::string& payload) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const uint32_t crc = checksum(payload);
+  char prefix[9];
+  for (int i = 0; i < 8; ++i) prefix[i] = kHex[(crc >> (28 - 4 * i)) & 0xf];
+  prefix[8] = ' ';
+  out.append(prefix, sizeof prefix);
+  out += payload;
+  out += '\n';
+}
+
+}  // namespace
+
 std::string JobJournal::encode(const std::string& payload) {
-  char prefix[10];
-  std::snprintf(prefix, sizeof prefix, "%08x ", checksum(payload));
-  std::string record(prefix, 9);
-  record += payload;
-  record += '\n';
+  std::string record;
+  record.reserve(payload.size() + 10);
+  append_record(record, payload);
   return record;
 }
 
@@ -277,8 +290,11 @@ Status JobJournal::reopen(const std::string& path, uint64_t good_bytes) {
 Status JobJournal::append(const std::string& payload) { return write_records(encode(payload)); }
 
 Status JobJournal::append_all(const std::vector<std::string>& payloads) {
+  size_t bytes = 0;
+  for (const std::string& p : payloads) bytes += p.size() + 10;
   std::string records;
-  for (const std::string& p : payloads) records += encode(p);
+  records.reserve(bytes);
+  for (const std::string& p : payloads) append_record(records, p);
   return write_records(records);
 }
 

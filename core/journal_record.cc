@@ -21,7 +21,7 @@ std::string dump(const nlohmann::ordered_json& j) {
 // nlohmann's own serializer, so escaping, invalid UTF-8 replacement and number format stay its.
 class RecordWriter {
  public:
-  RecordWriter() { out_.reserve(256); }
+  RecordWriter() { out_.reserve(512); }  // a copy's document record is ~450 bytes
   RecordWriter& text(std::string_view key, std::string_view value) {
     start(key);
     if (plain(value)) {

@@ -136,9 +136,10 @@ void settle(StageShared& s, std::unique_ptr<WorkItem> item, DocumentState state,
 void settle_all(StageShared& s, std::vector<Settling>& items) {
   std::shared_ptr<ScheduledJob> job;
   std::vector<DocumentOutcome> outcomes;
+  outcomes.reserve(items.size());
   auto flush = [&] {
     if (!outcomes.empty()) s.scheduler.complete_all(job, std::move(outcomes));
-    outcomes.clear();
+    outcomes.clear();  // valid but unspecified once moved from: empty from here on
   };
   for (Settling& it : items) {
     std::optional<Reported> r;
