@@ -3,9 +3,12 @@
  * convenient tool (`cp -r` is single-threaded). For each regular file below SRC: open, read it
  * whole, write a temp file in the matching folder below DST, rename it into place. N threads
  * share the files. With -f, each temp file is fsynced before its rename and every output folder
- * once at the end (what `durability: fsync` promises).
+ * once at the end (what `durability: fsync` promises). With -T (for information), each output is
+ * written as docpipe writes outputs without fsync: an O_TMPFILE file in the target folder, then
+ * linkat(AT_EMPTY_PATH) to its name (root, or Linux 6.10 or later), instead of a named temp file
+ * and a rename.
  *
- *   floor [-t THREADS] [-f] SRC DST      (DST and its sub-folders are created)
+ *   floor [-t THREADS] [-f | -T] SRC DST      (DST and its sub-folders are created)
  *
  * Prints "FILES BYTES SECONDS" on one line. Built by scripts/bench with `cc -O2 -pthread`. */
 #define _GNU_SOURCE
@@ -28,6 +31,7 @@ static size_t ndirs, capdirs;
 static const char* src;
 static const char* dst;
 static int do_fsync;
+static int anonymous; /* -T */
 static atomic_size_t next_file;
 static atomic_ullong total_bytes;
 
@@ -83,7 +87,14 @@ static void* work(void* arg) {
     char* slash = strrchr(out_path, '/');
     snprintf(tmp_path, sizeof tmp_path, "%.*s/.%s.tmp.%zu", (int)(slash - out_path), out_path,
              slash + 1, i);
-    int out = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int out;
+    if (anonymous) {
+      *slash = '\0'; /* the folder */
+      out = open(out_path, O_WRONLY | O_TMPFILE | O_CLOEXEC, 0644);
+      *slash = '/';
+    } else {
+      out = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    }
     if (out < 0) die("create", tmp_path);
     size_t put = 0;
     while (put < got) {
@@ -92,8 +103,13 @@ static void* work(void* arg) {
       put += (size_t)n;
     }
     if (do_fsync && fsync(out) != 0) die("fsync", tmp_path);
-    if (close(out) != 0) die("close", tmp_path);
-    if (rename(tmp_path, out_path) != 0) die("rename", out_path);
+    if (anonymous) {
+      if (linkat(out, "", AT_FDCWD, out_path, AT_EMPTY_PATH) != 0) die("link", out_path);
+      if (close(out) != 0) die("close", out_path);
+    } else {
+      if (close(out) != 0) die("close", tmp_path);
+      if (rename(tmp_path, out_path) != 0) die("rename", out_path);
+    }
     atomic_fetch_add(&total_bytes, got);
   }
   free(buf);
@@ -103,13 +119,14 @@ static void* work(void* arg) {
 int main(int argc, char** argv) {
   int threads = 2;
   int opt;
-  while ((opt = getopt(argc, argv, "t:f")) != -1) {
+  while ((opt = getopt(argc, argv, "t:fT")) != -1) {
     if (opt == 't') threads = atoi(optarg);
     else if (opt == 'f') do_fsync = 1;
+    else if (opt == 'T') anonymous = 1;
     else return 2;
   }
-  if (argc - optind != 2 || threads < 1) {
-    fprintf(stderr, "usage: floor [-t THREADS] [-f] SRC DST\n");
+  if (argc - optind != 2 || threads < 1 || (do_fsync && anonymous)) {
+    fprintf(stderr, "usage: floor [-t THREADS] [-f | -T] SRC DST\n");
     return 2;
   }
   src = argv[optind];

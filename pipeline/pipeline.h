@@ -10,9 +10,11 @@
 // among jobs of equal priority. Documents larger than stream_threshold_bytes are not held whole:
 // a transformer streams them from input to temp file in chunk_bytes pieces.
 //
-// Outputs are written to a temp file in the target folder (".NAME.docpipe-tmp.XXXXXX"), optionally
-// fsynced, then renamed into place (if_exists: replace -> rename; skip/fail -> renameat2 with
-// RENAME_NOREPLACE, so a file appearing meanwhile is never clobbered).
+// Outputs are written to a file in the target folder that has no name until it is complete
+// (OutputFile): without fsync an O_TMPFILE file linked into place, with fsync a named temp file
+// (".NAME.docpipe-tmp.XXXXXX") fsynced and renamed. if_exists replace replaces what is there;
+// skip and fail never clobber a file that appeared meanwhile (a link never replaces; renameat2
+// with RENAME_NOREPLACE).
 
 #include <chrono>
 #include <cstddef>
