@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -231,6 +232,7 @@ DirFd& DirFd::operator=(DirFd&& o) noexcept {
     reset();
     fd_ = o.fd_;
     path_ = std::move(o.path_);
+    fs_type_.store(o.fs_type_.load(std::memory_order_relaxed), std::memory_order_relaxed);
     o.fd_ = -1;
   }
   return *this;
@@ -239,6 +241,16 @@ DirFd& DirFd::operator=(DirFd&& o) noexcept {
 void DirFd::reset() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+  fs_type_.store(-1, std::memory_order_relaxed);
+}
+
+long DirFd::fs_type() const {
+  long type = fs_type_.load(std::memory_order_relaxed);
+  if (type >= 0) return type;
+  struct statfs st;
+  type = fd_ >= 0 && ::fstatfs(fd_, &st) == 0 ? static_cast<long>(st.f_type) : 0;
+  fs_type_.store(type, std::memory_order_relaxed);
+  return type;
 }
 
 std::string DirFd::child_path(std::string_view rel) const {

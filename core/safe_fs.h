@@ -12,6 +12,7 @@
 // With a submitter (core/credentials.h), walks also check that the submitter could have made
 // them: search (X) on each folder passed, and what the caller asks of the last one.
 
+#include <atomic>
 #include <string>
 #include <string_view>
 
@@ -27,7 +28,12 @@ class DirFd {
   DirFd() = default;
   DirFd(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
   ~DirFd() { reset(); }
-  DirFd(DirFd&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) { o.fd_ = -1; }
+  DirFd(DirFd&& o) noexcept
+      : fd_(o.fd_),
+        path_(std::move(o.path_)),
+        fs_type_(o.fs_type_.load(std::memory_order_relaxed)) {
+    o.fd_ = -1;
+  }
   DirFd& operator=(DirFd&& o) noexcept;
   DirFd(const DirFd&) = delete;
   DirFd& operator=(const DirFd&) = delete;
@@ -37,11 +43,15 @@ class DirFd {
   const std::string& path() const { return path_; }
   // path()/rel, without doubling the slash of "/".
   std::string child_path(std::string_view rel) const;
+  // The file system's type (statfs f_type) of the folder, asked once and remembered; 0 when it
+  // cannot be told. Safe to call from several threads.
+  long fs_type() const;
   void reset();
 
  private:
   int fd_ = -1;
   std::string path_;
+  mutable std::atomic<long> fs_type_{-1};  // -1: not asked yet
 };
 
 // Opens an absolute folder path as given, following symlinks: only for trusted paths (an allowed

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "core/access_check.h"
 #include "core/fs_util.h"
@@ -40,9 +41,21 @@ int open_existing_folder(const DirFd& base, const std::string& rel) {
 }
 
 std::atomic<TmpfileLink> g_tmpfile_link{TmpfileLink::kUnknown};
+std::atomic<int> g_link_fault{0};   // tests: links fail with this errno
+std::atomic<int> g_close_fault{0};  // tests: closes of outputs report this errno
+
+// File systems on which outputs are written anonymously: local ones that have O_TMPFILE and no
+// flush at close(). The file is closed only after its link (the link needs the descriptor), so a
+// file system whose close() still sends data or reports write errors (NFS, FUSE, CIFS) would
+// show a name before the data was safely written: it gets a named temp file, closed first.
+bool anonymous_fs(long f_type) {
+  constexpr long kTmpfs = 0x01021994, kExt = 0xEF53, kXfs = 0x58465342, kBtrfs = 0x9123683E;
+  return f_type == kTmpfs || f_type == kExt || f_type == kXfs || f_type == kBtrfs;
+}
 
 // Links the anonymous file `fd` as `name` in `dir_fd` (never replacing anything); 0 or an errno.
 int link_anonymous(int fd, TmpfileLink how, int dir_fd, const char* name) {
+  if (int fault = g_link_fault.load(std::memory_order_relaxed)) return fault;
   if (how == TmpfileLink::kEmptyPath) {
     return ::linkat(fd, "", dir_fd, name, AT_EMPTY_PATH) == 0 ? 0 : errno;
   }
@@ -54,7 +67,8 @@ int link_anonymous(int fd, TmpfileLink how, int dir_fd, const char* name) {
 // The way this process may link anonymous files, learnt once from `fd` (a fresh O_TMPFILE file
 // in `dir_fd`): each way is tried with "." as the new name, which always exists, so a permitted
 // link fails with EEXIST and creates nothing; a refused one fails first (ENOENT or EPERM: no
-// CAP_DAC_READ_SEARCH on a kernel before 6.10; no /proc).
+// CAP_DAC_READ_SEARCH on a kernel before 6.10; no /proc). What the probe cannot see (a security
+// module refusing links, say) is met at the link itself: see publish_by_copy().
 TmpfileLink tmpfile_link(int fd, int dir_fd) {
   TmpfileLink how = g_tmpfile_link.load(std::memory_order_relaxed);
   if (how != TmpfileLink::kUnknown) return how;
@@ -71,9 +85,14 @@ TmpfileLink tmpfile_link(int fd, int dir_fd) {
 
 }  // namespace
 
-TmpfileLink set_tmpfile_link_for_testing(TmpfileLink link) {
-  return g_tmpfile_link.exchange(link);
+TmpfileLink set_tmpfile_link_for_testing(TmpfileLink link) { return g_tmpfile_link.exchange(link); }
+
+void set_output_faults_for_testing(int link_errno, int close_errno) {
+  g_link_fault.store(link_errno);
+  g_close_fault.store(close_errno);
 }
+
+bool anonymous_outputs_on(long f_type) { return anonymous_fs(f_type); }
 
 Status OutputFile::create(const std::string& final_path, bool durable) {
   std::string_view rel = final_path;
@@ -98,11 +117,13 @@ Status OutputFile::create(const std::string& final_path, const OutputTarget& tar
   if (parent.empty()) {
     // The output folder itself, opened (and checked) when the job started, and held by the
     // document until it settles: borrowed, no syscall.
+    dir_ = &base;
     dir_fd_ = base.fd();
     dir_path_ = &base.path();
   } else if (const DirFd* shared = target.shared != nullptr
                                        ? target.shared->find(base, target.who, parent)
                                        : nullptr) {
+    dir_ = shared;
     dir_fd_ = shared->fd();
     dir_path_ = &shared->path();
   } else {
@@ -127,9 +148,11 @@ Status OutputFile::create(const std::string& final_path, const OutputTarget& tar
     }
     if (target.shared != nullptr) {
       const DirFd& kept = target.shared->add(base, target.who, parent_rel, std::move(owned_));
+      dir_ = &kept;
       dir_fd_ = kept.fd();
       dir_path_ = &kept.path();
     } else {
+      dir_ = &owned_;
       dir_fd_ = owned_.fd();
       dir_path_ = &owned_.path();
     }
@@ -138,11 +161,14 @@ Status OutputFile::create(const std::string& final_path, const OutputTarget& tar
   return create_named();
 }
 
-// An O_TMPFILE file in the folder, if its file system has them and this process can link them.
-// Any failure (EOPNOTSUPP, EISDIR from an old kernel, and real errors such as EACCES) leaves it
-// to create_named(), which names the error as before.
+// An O_TMPFILE file in the folder, if its file system is one for them (anonymous_fs) and this
+// process can link them. Any failure (EOPNOTSUPP, EISDIR from an old kernel, and real errors such
+// as EACCES) leaves it to create_named(), which names the error as before. O_RDWR: its bytes can
+// be read back should its link be refused (publish_by_copy).
 bool OutputFile::create_anonymous() {
-  const int fd = ::openat(dir_fd_, ".", O_WRONLY | O_TMPFILE | O_CLOEXEC, 0644);
+  if (g_tmpfile_link.load(std::memory_order_relaxed) == TmpfileLink::kNone) return false;
+  if (!anonymous_fs(dir_->fs_type())) return false;
+  const int fd = ::openat(dir_fd_, ".", O_RDWR | O_TMPFILE | O_CLOEXEC, 0644);
   if (fd < 0) return false;
   if (tmpfile_link(fd, dir_fd_) == TmpfileLink::kNone) {
     ::close(fd);
@@ -179,22 +205,28 @@ std::string OutputFile::temp_path() const {
 
 void OutputFile::release_folder() {
   owned_.reset();
+  dir_ = nullptr;
   dir_fd_ = -1;
   dir_path_ = nullptr;
 }
 
 Status OutputFile::write(std::string_view data) {
-  const std::string_view all = data;
-  while (!data.empty()) {
-    ssize_t n = ::write(fd_, data.data(), data.size());
+  if (Status st = write_all(data.data(), data.size()); !st) return st;
+  bytes_written_ += data.size();
+  return sha_.update(data);
+}
+
+Status OutputFile::write_all(const char* data, size_t size) {
+  while (size > 0) {
+    ssize_t n = ::write(fd_, data, size);
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno_error("write " + final_path_, errno);
     }
-    data.remove_prefix(static_cast<size_t>(n));
+    data += n;
+    size -= static_cast<size_t>(n);
   }
-  bytes_written_ += all.size();
-  return sha_.update(all);
+  return ok();
 }
 
 Status OutputFile::sync() {
@@ -206,6 +238,10 @@ Status OutputFile::close_fd() {
   if (fd_ < 0) return ok();
   int rc = ::close(fd_);
   fd_ = -1;
+  if (int fault = g_close_fault.load(std::memory_order_relaxed)) {
+    rc = -1;
+    errno = fault;
+  }
   // A deferred write error (NFS, quota) surfaces here; EINTR still closed the descriptor.
   if (rc != 0 && errno != EINTR) return errno_error("write " + final_path_, errno);
   return ok();
@@ -230,38 +266,83 @@ Result<OutputFile::Committed> OutputFile::rename_into_place(IfExists mode) {
 }
 
 // A link never replaces what is at its new name: kSkip and kFail get kTargetExists from it as
-// they do from RENAME_NOREPLACE. kReplace links the file under a temp name instead and renames
-// that over the target, as a named temp file would be. The file is closed after the link (the
-// link needs its descriptor); a close that fails then (a deferred write error, which the local
-// file systems that have O_TMPFILE do not report at close) takes the name off again.
+// they do from RENAME_NOREPLACE. kReplace over an existing file links the file under a temp name
+// instead, and from there on it is a named temp file: closed (a close error leaves the target
+// alone), then renamed over the target.
+//
+// A direct link is closed after it, as the link needs the descriptor. On the file systems where
+// outputs are anonymous (anonymous_fs) close() flushes nothing and reports no write error, so
+// the output is whole when its name appears. A close that fails all the same fails the
+// document, and the name stays: its bytes were all written.
 Result<OutputFile::Committed> OutputFile::link_into_place(IfExists mode) {
   const TmpfileLink how = g_tmpfile_link.load(std::memory_order_relaxed);
   int err = link_anonymous(fd_, how, dir_fd_, final_name_.c_str());
+  if (err == 0) {
+    anonymous_ = false;
+    if (Status st = close_fd(); !st) return st.error();
+    return Committed::kWritten;
+  }
   if (err == EEXIST && !keeps_existing_outputs(mode)) {
     for (int tries = 0; tries < 16; ++tries) {
       std::string temp = std::string(base_name(temp_path_for("", final_name_)));
       err = link_anonymous(fd_, how, dir_fd_, temp.c_str());
-      if (err == EEXIST || err == EINTR) continue;  // a name collision: draw another
+      if (err == EEXIST) continue;  // a name collision: draw another
       if (err == 0) {
-        temp_name_ = std::move(temp);  // removed by discard() if the rename fails
-        err = rename_in(dir_fd_, temp_name_.c_str(), final_name_.c_str(), false);
-        if (err == 0) temp_name_.clear();
+        temp_name_ = std::move(temp);  // a named temp file now: discard() removes it
+        anonymous_ = false;
+        return rename_into_place(mode);
       }
       break;
     }
   }
-  if (err != 0) {
-    discard();
-    if (err == EEXIST) return Committed::kTargetExists;
-    return errno_error("link to " + final_path_, err);
+  switch (err) {
+    case EPERM:
+    case EACCES:
+    case EXDEV:
+    case EOPNOTSUPP:
+    case EMLINK:
+      return publish_by_copy(mode, err);
+    default:
+      break;
   }
+  discard();
+  if (err == EEXIST) return Committed::kTargetExists;
+  if (err == ENOENT) {
+    return make_error(ErrorCode::kIo,
+                      "write " + final_path_ + ": its folder was removed while it was written");
+  }
+  return errno_error("link to " + final_path_, err);
+}
+
+// The link was refused where the probe allowed links (a security module, an immutable folder):
+// the bytes go to a named temp file in the same folder, which is renamed as any other. If that
+// works, only links were refused, and this process writes named temp files from then on; if it
+// does not, the named path's own error is the document's (an immutable folder refuses both).
+Result<OutputFile::Committed> OutputFile::publish_by_copy(IfExists mode, int link_errno) {
+  const int anon = fd_;
+  fd_ = -1;
   anonymous_ = false;
-  if (Status st = close_fd(); !st) {
-    ::unlinkat(dir_fd_, final_name_.c_str(), 0);
-    release_folder();
+  Status st = create_named();
+  for (uint64_t off = 0; st && off < bytes_written_;) {
+    char buf[64 << 10];
+    const ssize_t n = ::pread(anon, buf, sizeof buf, static_cast<off_t>(off));
+    if (n <= 0) {
+      st = errno_error("write " + final_path_ + " (copying it after its link was refused: " +
+                           std::strerror(link_errno) + ")",
+                       n < 0 ? errno : EIO);
+      break;
+    }
+    st = write_all(buf, static_cast<size_t>(n));
+    off += static_cast<uint64_t>(n);
+  }
+  ::close(anon);
+  if (!st) {
+    discard();
     return st.error();
   }
-  return Committed::kWritten;
+  Result<Committed> done = rename_into_place(mode);
+  if (done) g_tmpfile_link.store(TmpfileLink::kNone, std::memory_order_relaxed);
+  return done;
 }
 
 Result<OutputFile::Committed> OutputFile::commit(IfExists mode, bool sync_folder) {

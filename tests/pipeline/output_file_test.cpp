@@ -3,11 +3,13 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -23,6 +25,7 @@ namespace docpipe {
 namespace {
 
 using testing::anonymous_files_under;
+using testing::make_content;
 using testing::read_file;
 using testing::temp_files_under;
 using testing::TempDir;
@@ -179,8 +182,8 @@ TEST_CASE("output_file: an anonymous output that is discarded or destroyed leave
 TEST_CASE("output_file: each way of linking an anonymous output writes the same outputs") {
   const TmpfileLink before = set_tmpfile_link_for_testing(TmpfileLink::kUnknown);
   TmpfileLink learnt = TmpfileLink::kUnknown;
-  for (TmpfileLink link : {TmpfileLink::kUnknown, TmpfileLink::kEmptyPath, TmpfileLink::kProcFd,
-                           TmpfileLink::kNone}) {
+  for (TmpfileLink link :
+       {TmpfileLink::kUnknown, TmpfileLink::kEmptyPath, TmpfileLink::kProcFd, TmpfileLink::kNone}) {
     CAPTURE(static_cast<int>(link));
     // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH before Linux 6.10: forced only where it was learnt.
     if (link == TmpfileLink::kEmptyPath && learnt != TmpfileLink::kEmptyPath) continue;
@@ -224,6 +227,182 @@ TEST_CASE("output_file: an error names the output and the cause") {
   REQUIRE_FALSE(st);
   CHECK(st.error().message == "write " + dir / "file/out.txt" + ": Not a directory");
   CHECK(st.error().code == ErrorCode::kNotFound);
+}
+
+// The way anonymous outputs are linked now, left as it is.
+TmpfileLink current_tmpfile_link() {
+  const TmpfileLink now = set_tmpfile_link_for_testing(TmpfileLink::kUnknown);
+  set_tmpfile_link_for_testing(now);
+  return now;
+}
+
+// Restores the link way and clears injected faults when a test ends, whatever it did.
+struct FaultGuard {
+  TmpfileLink before = current_tmpfile_link();
+  ~FaultGuard() {
+    set_output_faults_for_testing(0, 0);
+    set_tmpfile_link_for_testing(before);
+  }
+};
+
+TEST_CASE("output_file: a close that fails after a replace's temp link leaves the old output") {
+  FaultGuard guard;
+  TempDir dir;
+  write_file(dir / "out.txt", "old");
+  OutputFile out;
+  REQUIRE(out.create(dir / "out.txt"));
+  REQUIRE(out.anonymous());
+  REQUIRE(out.write("new"));
+  set_output_faults_for_testing(0, EIO);
+  auto committed = out.commit(IfExists::kReplace, false);
+  set_output_faults_for_testing(0, 0);
+  REQUIRE_FALSE(committed);
+  CHECK(committed.error().message == "write " + dir / "out.txt" + ": Input/output error");
+  CHECK(read_file(dir / "out.txt") == "old");  // closed before the rename: never replaced
+  CHECK(list_names(dir.path()) == std::vector<std::string>{"out.txt"});
+}
+
+TEST_CASE("output_file: a close that fails after a direct link fails the document") {
+  FaultGuard guard;
+  TempDir dir;
+  OutputFile out;
+  REQUIRE(out.create(dir / "new.txt"));
+  REQUIRE(out.anonymous());
+  REQUIRE(out.write("whole"));
+  set_output_faults_for_testing(0, EIO);
+  auto committed = out.commit(IfExists::kReplace, false);
+  set_output_faults_for_testing(0, 0);
+  REQUIRE_FALSE(committed);
+  CHECK(committed.error().message == "write " + dir / "new.txt" + ": Input/output error");
+  CHECK(read_file(dir / "new.txt") == "whole");  // every byte was written before the link
+  CHECK(anonymous_files_under(dir.path()) == 0);
+}
+
+TEST_CASE("output_file: a refused link copies the output to a named temp file and stops linking") {
+  FaultGuard guard;
+  set_tmpfile_link_for_testing(TmpfileLink::kProcFd);
+  TempDir dir;
+  write_file(dir / "old.txt", "old");
+  for (const char* name : {"new.txt", "old.txt"}) {
+    set_tmpfile_link_for_testing(TmpfileLink::kProcFd);
+    OutputFile out;
+    REQUIRE(out.create(dir / name));
+    REQUIRE(out.anonymous());
+    const std::string big = make_content(200000, 7);  // more than one copy buffer
+    REQUIRE(out.write(big));
+    set_output_faults_for_testing(EACCES, 0);  // as a security module refusing links would
+    auto committed = out.commit(IfExists::kReplace, false);
+    set_output_faults_for_testing(0, 0);
+    REQUIRE(committed);
+    CHECK(*committed == OutputFile::Committed::kWritten);
+    CHECK(read_file(dir / name) == big);
+    CHECK(out.sha256_hex().value() == testing::sha256_hex(big));
+    CHECK(current_tmpfile_link() == TmpfileLink::kNone);  // named temp files from now on
+  }
+  CHECK(list_names(dir.path()) == std::vector<std::string>{"new.txt", "old.txt"});
+  OutputFile next;
+  REQUIRE(next.create(dir / "next.txt"));
+  CHECK_FALSE(next.anonymous());
+}
+
+TEST_CASE("output_file: a probe that may not link leaves outputs to named temp files") {
+  FaultGuard guard;
+  set_tmpfile_link_for_testing(TmpfileLink::kUnknown);
+  set_output_faults_for_testing(ENOENT, 0);  // no CAP_DAC_READ_SEARCH before Linux 6.10, no /proc
+  TempDir dir;
+  OutputFile out;
+  REQUIRE(out.create(dir / "x.txt"));
+  set_output_faults_for_testing(0, 0);
+  CHECK_FALSE(out.anonymous());
+  CHECK(current_tmpfile_link() == TmpfileLink::kNone);
+  CHECK(temp_files_under(dir.path()).size() == 1);
+  REQUIRE(out.write("x"));
+  REQUIRE(out.commit(IfExists::kReplace, false));
+  CHECK(read_file(dir / "x.txt") == "x");
+}
+
+TEST_CASE("output_file: an anonymous output meets a folder at its name or a removed folder") {
+  TempDir dir;
+  testing::fs::create_directories(dir / "out.txt");
+  {
+    OutputFile out;
+    REQUIRE(out.create(dir / "out.txt"));
+    REQUIRE(out.anonymous());
+    REQUIRE(out.write("x"));
+    auto replaced = out.commit(IfExists::kReplace, false);
+    REQUIRE_FALSE(replaced);
+    CHECK(replaced.error().message == "rename to " + dir / "out.txt" + ": Is a directory");
+  }
+  {
+    OutputFile out;
+    REQUIRE(out.create(dir / "out.txt"));
+    REQUIRE(out.write("x"));
+    auto skipped = out.commit(IfExists::kSkip, false);
+    REQUIRE(skipped);
+    CHECK(*skipped == OutputFile::Committed::kTargetExists);
+  }
+  CHECK(list_names(dir.path()) == std::vector<std::string>{"out.txt"});
+  CHECK(testing::fs::is_directory(dir / "out.txt"));
+  // Its folder looks empty while it is written, and may be removed meanwhile.
+  OutputFile out;
+  REQUIRE(out.create(dir / "sub/a.txt"));
+  REQUIRE(out.anonymous());
+  REQUIRE(out.write("a"));
+  REQUIRE(::rmdir((dir / "sub").c_str()) == 0);
+  auto gone = out.commit(IfExists::kReplace, false);
+  REQUIRE_FALSE(gone);
+  CHECK(gone.error().message ==
+        "write " + dir / "sub/a.txt" + ": its folder was removed while it was written");
+  CHECK(anonymous_files_under(dir.path()) == 0);
+}
+
+// The names inotify reported in `dir` since `fd` started watching it, as "EVENT name" lines.
+std::vector<std::string> watched_events(int fd) {
+  std::vector<std::string> events;
+  alignas(struct inotify_event) char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    for (char* p = buf; p < buf + n;) {
+      const auto* e = reinterpret_cast<const struct inotify_event*>(p);
+      const std::string name = e->len > 0 ? e->name : "";
+      if (e->mask & IN_CREATE) events.push_back("create " + name);
+      if (e->mask & IN_MOVED_TO) events.push_back("moved_to " + name);
+      p += sizeof(struct inotify_event) + e->len;
+    }
+  }
+  return events;
+}
+
+TEST_CASE("output_file: a watcher sees a new output as one create and a replaced one as moved_to") {
+  TempDir dir;
+  write_file(dir / "old.txt", "old");
+  const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  REQUIRE(fd >= 0);
+  REQUIRE(::inotify_add_watch(fd, dir.path().c_str(), IN_CREATE | IN_MOVED_TO) >= 0);
+  for (const char* name : {"new.txt", "old.txt"}) {
+    OutputFile out;
+    REQUIRE(out.create(dir / name));
+    REQUIRE(out.write("whole"));
+    REQUIRE(out.commit(IfExists::kReplace, false));
+  }
+  const std::vector<std::string> events = watched_events(fd);
+  ::close(fd);
+  REQUIRE(events.size() == 3);
+  CHECK(events[0] == "create new.txt");  // the link of a whole file: nothing before it
+  CHECK(events[1].rfind("create .old.txt.docpipe-tmp.", 0) == 0);  // a temp name: skip dot names
+  CHECK(events[2] == "moved_to old.txt");
+}
+
+TEST_CASE("output_file: outputs are anonymous only on local file systems without a flush") {
+  CHECK(anonymous_outputs_on(0x01021994));        // tmpfs
+  CHECK(anonymous_outputs_on(0xEF53));            // ext2/3/4
+  CHECK(anonymous_outputs_on(0x58465342));        // XFS
+  CHECK(anonymous_outputs_on(0x9123683E));        // Btrfs
+  CHECK_FALSE(anonymous_outputs_on(0x6969));      // NFS: close() flushes and reports errors
+  CHECK_FALSE(anonymous_outputs_on(0x65735546));  // FUSE
+  CHECK_FALSE(anonymous_outputs_on(0xFF534D42));  // CIFS
+  CHECK_FALSE(anonymous_outputs_on(0));           // not told
 }
 
 TEST_CASE("output_file: a long file name still gets a temp name within NAME_MAX") {
@@ -331,9 +510,12 @@ TEST_CASE(
     REQUIRE(anon.create(dir / "out/a.txt"));
     REQUIRE(anon.write("a"));
     REQUIRE(set_immutable(dir / "out", true));
+    const TmpfileLink learnt = current_tmpfile_link();
     auto refused = anon.commit(IfExists::kReplace, false);
     CHECK_FALSE(refused);
     CHECK(anonymous_files_under(dir / "out") == 0);
+    // Its named temp file was refused too: the folder, not links, is at fault.
+    CHECK(current_tmpfile_link() == learnt);
     CHECK(LeftoverTemps::global().size() == before);
     REQUIRE(set_immutable(dir / "out", false));
     CHECK(testing::fs::is_empty(dir / "out"));
