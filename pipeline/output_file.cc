@@ -41,8 +41,9 @@ int open_existing_folder(const DirFd& base, const std::string& rel) {
 }
 
 std::atomic<TmpfileLink> g_tmpfile_link{TmpfileLink::kUnknown};
-std::atomic<int> g_link_fault{0};   // tests: links fail with this errno
-std::atomic<int> g_close_fault{0};  // tests: closes of outputs report this errno
+std::atomic<int> g_link_fault{0};       // tests: links fail with this errno
+std::atomic<int> g_close_fault{0};      // tests: closes of outputs report this errno
+std::atomic<bool> g_foreign_fs{false};  // tests: every folder is on a file system not listed
 
 // File systems on which outputs are written anonymously: local ones that have O_TMPFILE and no
 // flush at close(). The file is closed only after its link (the link needs the descriptor), so a
@@ -72,24 +73,27 @@ int link_anonymous(int fd, TmpfileLink how, int dir_fd, const char* name) {
 TmpfileLink tmpfile_link(int fd, int dir_fd) {
   TmpfileLink how = g_tmpfile_link.load(std::memory_order_relaxed);
   if (how != TmpfileLink::kUnknown) return how;
-  how = TmpfileLink::kNone;
+  TmpfileLink learnt = TmpfileLink::kNone;
   for (TmpfileLink candidate : {TmpfileLink::kEmptyPath, TmpfileLink::kProcFd}) {
     if (link_anonymous(fd, candidate, dir_fd, ".") == EEXIST) {
-      how = candidate;
+      learnt = candidate;
       break;
     }
   }
-  g_tmpfile_link.store(how, std::memory_order_relaxed);
-  return how;
+  // Another thread may have learnt it meanwhile, or switched links off (publish_by_copy): what
+  // is stored first stays.
+  g_tmpfile_link.compare_exchange_strong(how, learnt, std::memory_order_relaxed);
+  return how == TmpfileLink::kUnknown ? learnt : how;
 }
 
 }  // namespace
 
 TmpfileLink set_tmpfile_link_for_testing(TmpfileLink link) { return g_tmpfile_link.exchange(link); }
 
-void set_output_faults_for_testing(int link_errno, int close_errno) {
+void set_output_faults_for_testing(int link_errno, int close_errno, bool foreign_fs) {
   g_link_fault.store(link_errno);
   g_close_fault.store(close_errno);
+  g_foreign_fs.store(foreign_fs);
 }
 
 bool anonymous_outputs_on(long f_type) { return anonymous_fs(f_type); }
@@ -106,6 +110,7 @@ Status OutputFile::create(const std::string& final_path, const OutputTarget& tar
   discard();
   final_path_ = final_path;
   bytes_written_ = 0;
+  copied_stat_.reset();
   Status st = sha_.reset();
   if (!st) return st;
   const DirFd& base = target.folder != nullptr ? *target.folder : slash();
@@ -167,10 +172,11 @@ Status OutputFile::create(const std::string& final_path, const OutputTarget& tar
 // be read back should its link be refused (publish_by_copy).
 bool OutputFile::create_anonymous() {
   if (g_tmpfile_link.load(std::memory_order_relaxed) == TmpfileLink::kNone) return false;
-  if (!anonymous_fs(dir_->fs_type())) return false;
+  if (g_foreign_fs.load(std::memory_order_relaxed) || !anonymous_fs(dir_->fs_type())) return false;
   const int fd = ::openat(dir_fd_, ".", O_RDWR | O_TMPFILE | O_CLOEXEC, 0644);
   if (fd < 0) return false;
-  if (tmpfile_link(fd, dir_fd_) == TmpfileLink::kNone) {
+  link_ = tmpfile_link(fd, dir_fd_);  // this file is linked this way, whatever happens meanwhile
+  if (link_ == TmpfileLink::kNone) {
     ::close(fd);
     return false;
   }
@@ -272,27 +278,31 @@ Result<OutputFile::Committed> OutputFile::rename_into_place(IfExists mode) {
 //
 // A direct link is closed after it, as the link needs the descriptor. On the file systems where
 // outputs are anonymous (anonymous_fs) close() flushes nothing and reports no write error, so
-// the output is whole when its name appears. A close that fails all the same fails the
-// document, and the name stays: its bytes were all written.
+// the output is whole when its name appears, whatever close() says: it is written.
 Result<OutputFile::Committed> OutputFile::link_into_place(IfExists mode) {
-  const TmpfileLink how = g_tmpfile_link.load(std::memory_order_relaxed);
-  int err = link_anonymous(fd_, how, dir_fd_, final_name_.c_str());
+  int err = link_anonymous(fd_, link_, dir_fd_, final_name_.c_str());
   if (err == 0) {
     anonymous_ = false;
-    if (Status st = close_fd(); !st) return st.error();
+    (void)close_fd();  // see above: every byte was written before the link
     return Committed::kWritten;
   }
   if (err == EEXIST && !keeps_existing_outputs(mode)) {
-    for (int tries = 0; tries < 16; ++tries) {
+    bool named = false;
+    for (int tries = 0; tries < 16 && !named; ++tries) {
       std::string temp = std::string(base_name(temp_path_for("", final_name_)));
-      err = link_anonymous(fd_, how, dir_fd_, temp.c_str());
+      err = link_anonymous(fd_, link_, dir_fd_, temp.c_str());
       if (err == EEXIST) continue;  // a name collision: draw another
       if (err == 0) {
         temp_name_ = std::move(temp);  // a named temp file now: discard() removes it
         anonymous_ = false;
         return rename_into_place(mode);
       }
-      break;
+      named = true;  // refused: handled below
+    }
+    if (err == EEXIST) {
+      discard();
+      return make_error(ErrorCode::kIo, "write " + final_path_ +
+                                            ": could not create a unique temp file in its folder");
     }
   }
   switch (err) {
@@ -308,21 +318,26 @@ Result<OutputFile::Committed> OutputFile::link_into_place(IfExists mode) {
   discard();
   if (err == EEXIST) return Committed::kTargetExists;
   if (err == ENOENT) {
-    return make_error(ErrorCode::kIo,
-                      "write " + final_path_ + ": its folder was removed while it was written");
+    // Its folder looked empty while the output was written, and was removed meanwhile; as a
+    // named temp file's create or rename would, this fails on ENOENT.
+    return errno_error("write " + final_path_ + " (its folder was removed while it was written)",
+                       ENOENT);
   }
   return errno_error("link to " + final_path_, err);
 }
 
 // The link was refused where the probe allowed links (a security module, an immutable folder):
 // the bytes go to a named temp file in the same folder, which is renamed as any other. If that
-// works, only links were refused, and this process writes named temp files from then on; if it
-// does not, the named path's own error is the document's (an immutable folder refuses both).
+// file can be made, only links were refused: this process writes named temp files from then on
+// (outputs already being written keep their own way, link_). If not (an immutable folder refuses
+// both), the named path's own error is the document's. The copy is a new file: its stat is kept
+// for the lineage store (copied_stat()).
 Result<OutputFile::Committed> OutputFile::publish_by_copy(IfExists mode, int link_errno) {
   const int anon = fd_;
   fd_ = -1;
   anonymous_ = false;
   Status st = create_named();
+  if (st) g_tmpfile_link.store(TmpfileLink::kNone, std::memory_order_relaxed);
   for (uint64_t off = 0; st && off < bytes_written_;) {
     char buf[64 << 10];
     const ssize_t n = ::pread(anon, buf, sizeof buf, static_cast<off_t>(off));
@@ -336,13 +351,14 @@ Result<OutputFile::Committed> OutputFile::publish_by_copy(IfExists mode, int lin
     off += static_cast<uint64_t>(n);
   }
   ::close(anon);
+  struct stat copied;
+  if (st && ::fstat(fd_, &copied) != 0) st = errno_error("stat " + final_path_, errno);
   if (!st) {
     discard();
     return st.error();
   }
-  Result<Committed> done = rename_into_place(mode);
-  if (done) g_tmpfile_link.store(TmpfileLink::kNone, std::memory_order_relaxed);
-  return done;
+  copied_stat_ = copied;
+  return rename_into_place(mode);
 }
 
 Result<OutputFile::Committed> OutputFile::commit(IfExists mode, bool sync_folder) {

@@ -11,7 +11,7 @@
 //   kill -9 mid-write leaves nothing behind, and the folder's lock is taken once per output (the
 //   link) instead of twice (create, rename): on tmpfs, 20,000 small outputs on 2 threads took
 //   ~13 % less time. A watcher of the output folder sees a new output as IN_CREATE of a whole
-//   file (no IN_MOVED_TO, and its IN_CLOSE_WRITE names no file).
+//   file (no IN_MOVED_TO; its IN_CLOSE_WRITE names "#INODE", which never exists).
 // - Named (OutputTarget::durable; other file systems, whose close() may flush; a process that
 //   may not link such files): a temp file ".NAME.docpipe-tmp.RANDOM", closed, then renamed into
 //   place. Durable outputs always go this way: an O_TMPFILE file fsynced before its link gets its
@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -85,9 +86,10 @@ class SharedFolders {
 enum class TmpfileLink { kUnknown, kEmptyPath, kProcFd, kNone };
 // Tests: forces the way (kUnknown: learn it again) and returns the one in use before.
 TmpfileLink set_tmpfile_link_for_testing(TmpfileLink link);
-// Tests: every link of an anonymous file fails with `link_errno`, and every close of an output
-// reports `close_errno` (0: none).
-void set_output_faults_for_testing(int link_errno, int close_errno);
+// Tests: every link of an anonymous file fails with `link_errno`, every close of an output
+// reports `close_errno` (0: none), and with `foreign_fs` every folder counts as on a file system
+// where outputs are not anonymous.
+void set_output_faults_for_testing(int link_errno, int close_errno, bool foreign_fs = false);
 // Whether outputs in a folder of this file system type (statfs f_type) may be anonymous: local
 // file systems with O_TMPFILE and no flush at close (tmpfs, ext2/3/4, XFS, Btrfs).
 bool anonymous_outputs_on(long f_type);
@@ -140,9 +142,12 @@ class OutputFile {
   static bool exists(const OutputTarget& target);
   // exists() that also gives the stat of what is there (not followed if a symlink).
   static bool stat_target(const OutputTarget& target, struct stat* st);
-  // The stat of the temp file written so far (before commit: the rename keeps size, mtime and
-  // inode), for the lineage store's pre-check.
+  // The stat of the temp file written so far (before commit: the rename or link keeps size,
+  // mtime and inode), for the lineage store's pre-check.
   Status stat_written(struct stat* st) const;
+  // After a commit that had to copy the file (its link was refused: see the .cc), the stat of
+  // the copy that took its place; null otherwise.
+  const struct stat* copied_stat() const { return copied_stat_ ? &*copied_stat_ : nullptr; }
 
  private:
   Status close_fd();
@@ -164,7 +169,9 @@ class OutputFile {
   std::string final_name_;
   std::string temp_name_;
   int fd_ = -1;
-  bool anonymous_ = false;  // fd_ is an O_TMPFILE file: no temp name until linked
+  bool anonymous_ = false;                 // fd_ is an O_TMPFILE file: no temp name until linked
+  TmpfileLink link_ = TmpfileLink::kNone;  // how it is linked, learnt when it was made
+  std::optional<struct stat> copied_stat_;
   uint64_t bytes_written_ = 0;
   Sha256 sha_;
 };

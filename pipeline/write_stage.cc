@@ -56,6 +56,10 @@ Result<DocumentState> write_document(StageShared& s, WorkItem& item, bool keep_f
     return make_error(ErrorCode::kExists,
                       "output exists: " + item.output_path + " (if_exists: fail)");
   }
+  // A copy took the written file's place (its link was refused): the output is that copy.
+  if (out.if_exists == IfExists::kUnchanged && item.output.copied_stat() != nullptr) {
+    item.output_stat = stamp_of(*item.output.copied_stat());
+  }
   item.sha256 = std::move(*sha);
   item.bytes_out = item.output.bytes_written();
   return DocumentState::kSucceeded;
