@@ -95,13 +95,9 @@ void JobTable::finalize(std::shared_ptr<DaemonJob> job) {
             result->notify = std::move(record);
           }
         }
-        Status moved = spool->finish(report.id, report.state == JobState::kSucceeded, text);
-        if (!moved) {
-          result->error = moved.error();
-          return;
-        }
         if (!report.retry_of.empty() && reports != nullptr) {
           // Linked when the retry was accepted already, unless a crash came first (idempotent).
+          // Before the retry's own report appears: whoever sees it finds the original linked.
           Status linked =
               link_retry(*reports, report.retry_of, report.id, format_utc(report.submitted_at_ms));
           if (!linked && linked.error().code != ErrorCode::kNotFound) {
@@ -110,6 +106,11 @@ void JobTable::finalize(std::shared_ptr<DaemonJob> job) {
                       {"retry_of", report.retry_of},
                       {"error", linked.error().message}});
           }
+        }
+        Status moved = spool->finish(report.id, report.state == JobState::kSucceeded, text);
+        if (!moved) {
+          result->error = moved.error();
+          return;
         }
       },
       [this, job, result] { finalized(job, *result); });
