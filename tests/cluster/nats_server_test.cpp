@@ -40,6 +40,7 @@ struct Client {
   jsCtx* js = nullptr;
   std::atomic<int> disconnected{0};
   std::atomic<int> reconnected{0};
+  std::atomic<bool> closed{false};
 
   explicit Client(const std::vector<std::string>& urls) {
     std::vector<const char*> servers;
@@ -51,14 +52,19 @@ struct Client {
     check(natsOptions_SetTimeout(opts, 2000), "SetTimeout");
     check(natsOptions_SetDisconnectedCB(opts, &Client::on_disconnected, this), "DisconnectedCB");
     check(natsOptions_SetReconnectedCB(opts, &Client::on_reconnected, this), "ReconnectedCB");
+    check(natsOptions_SetClosedCB(opts, &Client::on_closed, this), "ClosedCB");
     check(natsConnection_Connect(&nc, opts), "natsConnection_Connect " + urls.front());
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = 2000;  // per JetStream API request; callers retry across leader elections
     check(natsConnection_JetStream(&js, nc, &jo), "natsConnection_JetStream");
   }
+  // libnats runs the disconnected and closed callbacks on its own thread, after the close that
+  // caused them: the closed one comes last, so once it has run nothing calls into this object.
   ~Client() {
     jsCtx_Destroy(js);
+    natsConnection_Close(nc);
+    poll_until([&] { return closed.load(); }, 10s);
     natsConnection_Destroy(nc);
     natsOptions_Destroy(opts);
   }
@@ -68,6 +74,7 @@ struct Client {
   static void on_reconnected(natsConnection*, void* self) {
     ++static_cast<Client*>(self)->reconnected;
   }
+  static void on_closed(natsConnection*, void* self) { static_cast<Client*>(self)->closed = true; }
 };
 
 void add_work_queue_stream(jsCtx* js, const std::string& name, int replicas) {
